@@ -1,0 +1,219 @@
+//! The command table: the single source of truth about every Redis command
+//! nearcache knows.
+//!
+//! For each command it records arity, behaviour flags, where its keys are and
+//! how the proxy must handle it (forward on the shared pool, answer locally,
+//! or pin a dedicated upstream connection). Routing, metrics labels — and
+//! later caching, tenancy and failover — all read this table; no other module
+//! keeps a list of command names.
+
+mod keys;
+mod table;
+
+pub use keys::{key_indices, KeyError};
+
+use crate::protocol::Args;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// Behaviour flags of a command (a small bit set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flags(u32);
+
+impl Flags {
+    pub const NONE: Flags = Flags(0);
+    /// Reads data.
+    pub const READ: Flags = Flags(1);
+    /// Modifies data.
+    pub const WRITE: Flags = Flags(1 << 1);
+    /// Server administration (CONFIG, DEBUG, SHUTDOWN, …).
+    pub const ADMIN: Flags = Flags(1 << 2);
+    /// Always may block the connection (BLPOP, WAIT, …).
+    pub const BLOCKING: Flags = Flags(1 << 3);
+    /// Blocks only when a `BLOCK` argument is given (XREAD, XREADGROUP).
+    pub const MAY_BLOCK: Flags = Flags(1 << 4);
+    /// Publish/subscribe.
+    pub const PUBSUB: Flags = Flags(1 << 5);
+    /// Changes per-connection state on the server.
+    pub const CONN_STATE: Flags = Flags(1 << 6);
+    /// Can reach arbitrary keys or the server itself.
+    pub const DANGEROUS: Flags = Flags(1 << 7);
+    /// Runs a script or function.
+    pub const SCRIPT: Flags = Flags(1 << 8);
+
+    /// Both sets combined.
+    pub const fn with(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+
+    /// True when every flag of `other` is set.
+    pub const fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+/// Where a command's keys are, in terms of argument positions
+/// (argument 0 is the command name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keys {
+    /// No keys.
+    None,
+    /// Keys at `first`, `first + step`, … up to `last` (negative: counted
+    /// from the end, -1 is the last argument), as in Redis' legacy key spec.
+    Range { first: u8, last: i8, step: u8 },
+    /// A key count at `numkeys_at` followed by that many keys, plus an
+    /// optional fixed key (a destination) at `fixed`.
+    /// EVAL, FCALL, ZUNIONSTORE, ZDIFF, LMPOP, BLMPOP, SINTERCARD, …
+    NumKeys { numkeys_at: u8, fixed: Option<u8> },
+    /// XREAD / XREADGROUP: the first half of the arguments after `STREAMS`.
+    Streams,
+    /// SORT / SORT_RO: the key at 1 and the destination after `STORE`.
+    Sort,
+    /// MIGRATE: the key at 3 (unless empty) and those after `KEYS`.
+    Migrate,
+    /// GEORADIUS / GEORADIUSBYMEMBER: the key at 1 and those after
+    /// `STORE` / `STOREDIST`.
+    GeoRadius,
+}
+
+/// Kind of pub/sub subscription a (un)subscribe command manages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubKind {
+    Channel,
+    Pattern,
+    Shard,
+}
+
+/// How the proxy handles a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handler {
+    /// Forwarded: on the shared pool, or on the pinned connection while the
+    /// session has one. Blocking commands pin for their duration.
+    Forward,
+    /// Answered by the proxy.
+    Local(Local),
+    /// Changes connection state: pins a dedicated upstream connection.
+    State(State),
+    /// Cannot work through a proxy; refused with an error.
+    Unsupported,
+}
+
+/// Commands the proxy answers itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Local {
+    Quit,
+    Hello,
+    Reset,
+    Auth,
+    Select,
+    ClientId,
+    ClientGetName,
+    ClientSetName,
+    ClientSetInfo,
+    ClientReply,
+}
+
+/// Commands that create or end per-connection upstream state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Multi,
+    Exec,
+    Discard,
+    Watch,
+    Unwatch,
+    Subscribe(SubKind),
+    Unsubscribe(SubKind),
+    Monitor,
+    /// State that lasts for the rest of the session (CLIENT TRACKING,
+    /// CLIENT NO-EVICT, READONLY, …).
+    Session,
+}
+
+/// One entry of the command table.
+#[derive(Debug)]
+pub struct Command {
+    /// Lower-case name (`"get"`, or `"encoding"` for a subcommand).
+    pub name: &'static str,
+    /// Redis arity: positive means exactly that many arguments (command name
+    /// included), negative means at least that many.
+    pub arity: i32,
+    pub flags: Flags,
+    pub keys: Keys,
+    pub handler: Handler,
+    /// Subcommands (CLIENT, CONFIG, OBJECT, …); empty for plain commands.
+    /// A subcommand's key positions count from the parent's name.
+    pub subcommands: &'static [Command],
+}
+
+impl Command {
+    /// True when `argc` arguments (name included) satisfy the arity.
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let argc = argc as i64;
+        let arity = i64::from(self.arity);
+        if arity >= 0 {
+            argc == arity
+        } else {
+            argc >= -arity
+        }
+    }
+
+    /// Looks up a subcommand by name, ignoring ASCII case.
+    pub fn subcommand(&self, name: &[u8]) -> Option<&'static Command> {
+        self.subcommands.iter().find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    /// True when the command blocks given these arguments: always for
+    /// BLOCKING commands; for XREAD / XREADGROUP when a `BLOCK` option
+    /// comes before `STREAMS` (option values are stepped over, so a group
+    /// named "block" is not mistaken for it).
+    pub fn blocks(&self, args: &Args) -> bool {
+        if self.flags.contains(Flags::BLOCKING) {
+            return true;
+        }
+        if !self.flags.contains(Flags::MAY_BLOCK) {
+            return false;
+        }
+        let mut i = 1;
+        while let Some(arg) = args.get(i) {
+            let skip = match arg.to_ascii_lowercase().as_slice() {
+                b"block" => return true,
+                b"streams" => return false,
+                b"count" => 1,
+                b"group" => 2,
+                _ => 0,
+            };
+            i += 1 + skip;
+        }
+        false
+    }
+}
+
+/// Index of a top-level command in [`all`]; stable for the process' life,
+/// used to index per-command metrics.
+pub type CommandIndex = usize;
+
+/// Every top-level command nearcache knows.
+pub fn all() -> &'static [Command] {
+    table::COMMANDS
+}
+
+/// Longest command name in the table; longer names cannot match.
+const MAX_NAME: usize = 32;
+
+fn index() -> &'static HashMap<&'static [u8], CommandIndex> {
+    static INDEX: OnceLock<HashMap<&'static [u8], CommandIndex>> = OnceLock::new();
+    INDEX.get_or_init(|| all().iter().enumerate().map(|(i, c)| (c.name.as_bytes(), i)).collect())
+}
+
+/// Finds a top-level command by name, ignoring ASCII case.
+pub fn lookup(name: &[u8]) -> Option<(CommandIndex, &'static Command)> {
+    if name.len() > MAX_NAME {
+        return None;
+    }
+    let mut lower = [0u8; MAX_NAME];
+    let lower = &mut lower[..name.len()];
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    let i = *index().get(&*lower)?;
+    Some((i, &all()[i]))
+}

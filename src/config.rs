@@ -1,0 +1,319 @@
+//! Configuration: `proxy.toml`, overridden by command-line flags and
+//! `NEARCACHE_*` environment variables.
+//!
+//! The file is read into plain serde structs, then validated into typed
+//! values; every error names the file, the key and what was expected.
+
+use crate::upstream::UpstreamUrl;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration problem, reported before anything starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read { file: String, source: std::io::Error },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: `{key}`: expected {expected}, got {got:?}")]
+    Invalid { file: String, key: &'static str, expected: &'static str, got: String },
+}
+
+/// The validated configuration the proxy runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub proto_max_bulk_len: usize,
+    pub max_multibulk_len: usize,
+    /// Most commands a client may have in flight before the proxy stops
+    /// reading from it until replies drain.
+    pub max_pipeline: usize,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub url: UpstreamUrl,
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub reconnect_max_backoff: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `RUST_LOG`-style filter; `RUST_LOG` itself wins when set.
+    pub level: String,
+}
+
+/// Values from the command line or environment that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+    pub admin_listen: Option<String>,
+    pub log_format: Option<String>,
+    pub log_level: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    server: RawServer,
+    upstream: RawUpstream,
+    admin: RawAdmin,
+    log: RawLog,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    listen: String,
+    proto_max_bulk_len: u64,
+    max_multibulk_len: u64,
+    max_pipeline: u64,
+    shutdown_timeout: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "127.0.0.1:6380".into(),
+            proto_max_bulk_len: 512 * 1024 * 1024,
+            max_multibulk_len: 1024 * 1024,
+            max_pipeline: 4096,
+            shutdown_timeout: "5s".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawUpstream {
+    url: String,
+    pool_size: u64,
+    connect_timeout: String,
+    request_timeout: String,
+    reconnect_max_backoff: String,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        RawUpstream {
+            url: "redis://127.0.0.1:6379".into(),
+            pool_size: 2,
+            connect_timeout: "1s".into(),
+            request_timeout: "3s".into(),
+            reconnect_max_backoff: "2s".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAdmin {
+    listen: String,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin { listen: "127.0.0.1:9121".into() }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    format: String,
+    level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog { format: "text".into(), level: "info".into() }
+    }
+}
+
+impl Config {
+    /// Loads `file` (or the defaults when `None`) and applies `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let (name, raw) = match file {
+            Some(path) => (path.display().to_string(), read_raw(path)?),
+            None => ("<defaults>".to_string(), RawConfig::default()),
+        };
+        Validator { file: &name }.validate(raw, overrides)
+    }
+
+    /// The defaults, as if started with no file and no flags.
+    pub fn defaults() -> Config {
+        Validator { file: "<defaults>" }
+            .validate(RawConfig::default(), &Overrides::default())
+            .expect("built-in defaults are valid")
+    }
+}
+
+fn read_raw(path: &Path) -> Result<RawConfig, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse { file, message: e.to_string() })
+}
+
+struct Validator<'a> {
+    file: &'a str,
+}
+
+impl Validator<'_> {
+    fn validate(&self, raw: RawConfig, o: &Overrides) -> Result<Config, ConfigError> {
+        let pick = |flag: &Option<String>, file: String| flag.clone().unwrap_or(file);
+        Ok(Config {
+            server: ServerConfig {
+                listen: self.addr("server.listen", &pick(&o.listen, raw.server.listen))?,
+                proto_max_bulk_len: self.size("server.proto_max_bulk_len", raw.server.proto_max_bulk_len)?,
+                max_multibulk_len: self.size("server.max_multibulk_len", raw.server.max_multibulk_len)?,
+                max_pipeline: self.size("server.max_pipeline", raw.server.max_pipeline)?,
+                shutdown_timeout: self.duration("server.shutdown_timeout", &raw.server.shutdown_timeout)?,
+            },
+            upstream: UpstreamConfig {
+                url: self.url("upstream.url", &pick(&o.upstream, raw.upstream.url))?,
+                pool_size: self.size("upstream.pool_size", raw.upstream.pool_size)?,
+                connect_timeout: self.duration("upstream.connect_timeout", &raw.upstream.connect_timeout)?,
+                request_timeout: self.duration("upstream.request_timeout", &raw.upstream.request_timeout)?,
+                reconnect_max_backoff: self
+                    .duration("upstream.reconnect_max_backoff", &raw.upstream.reconnect_max_backoff)?,
+            },
+            admin: AdminConfig { listen: self.addr("admin.listen", &pick(&o.admin_listen, raw.admin.listen))? },
+            log: LogConfig {
+                format: self.log_format(&pick(&o.log_format, raw.log.format))?,
+                level: pick(&o.log_level, raw.log.level),
+            },
+        })
+    }
+
+    fn invalid(&self, key: &'static str, expected: &'static str, got: impl ToString) -> ConfigError {
+        ConfigError::Invalid { file: self.file.to_string(), key, expected, got: got.to_string() }
+    }
+
+    fn addr(&self, key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+        value.parse().map_err(|_| self.invalid(key, "an address like 127.0.0.1:6380 or [::1]:6380", value))
+    }
+
+    fn size(&self, key: &'static str, value: u64) -> Result<usize, ConfigError> {
+        match usize::try_from(value) {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(self.invalid(key, "a positive integer", value)),
+        }
+    }
+
+    fn duration(&self, key: &'static str, value: &str) -> Result<Duration, ConfigError> {
+        parse_duration(value)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| self.invalid(key, "a duration like \"500ms\", \"3s\" or \"2m\"", value))
+    }
+
+    fn url(&self, key: &'static str, value: &str) -> Result<UpstreamUrl, ConfigError> {
+        UpstreamUrl::parse(value).map_err(|e| ConfigError::Invalid {
+            file: self.file.to_string(),
+            key,
+            expected: e.expected(),
+            got: UpstreamUrl::redact(value),
+        })
+    }
+
+    fn log_format(&self, value: &str) -> Result<LogFormat, ConfigError> {
+        match value {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(self.invalid("log.format", "\"text\" or \"json\"", value)),
+        }
+    }
+}
+
+/// Parses `"250ms"`, `"3s"`, `"2m"`, `"1h"`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    match unit.trim() {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+        _ => None,
+    }
+}
+
+/// The path given, for messages.
+pub fn describe(path: &Option<PathBuf>) -> String {
+    path.as_ref().map_or_else(|| "<defaults>".to_string(), |p| p.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_str(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { file: "t.toml".into(), message: e.to_string() })?;
+        Validator { file: "t.toml" }.validate(raw, &Overrides::default())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::defaults();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:6380");
+        assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9121");
+        assert_eq!(c.upstream.url.addr, "127.0.0.1:6379");
+    }
+
+    #[test]
+    fn errors_name_file_key_and_expectation() {
+        let e = from_str("[server]\nlisten = \"nope\"\n").unwrap_err().to_string();
+        assert!(e.contains("t.toml") && e.contains("server.listen") && e.contains("expected an address"), "{e}");
+        let e = from_str("[upstream]\nrequest_timeout = \"3 parsecs\"\n").unwrap_err().to_string();
+        assert!(e.contains("upstream.request_timeout") && e.contains("duration"), "{e}");
+        let e = from_str("[server]\nlisen = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("t.toml") && e.contains("lisen"), "{e}");
+        let e = from_str("[upstream]\nurl = \"http://a:b@h\"\n").unwrap_err().to_string();
+        assert!(e.contains("upstream.url") && !e.contains(":b@"), "{e}");
+    }
+
+    #[test]
+    fn overrides_win() {
+        let raw = RawConfig::default();
+        let o = Overrides { listen: Some("127.0.0.1:7000".into()), ..Default::default() };
+        let c = Validator { file: "x" }.validate(raw, &o).unwrap();
+        assert_eq!(c.server.listen.port(), 7000);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("3s"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("5"), None);
+    }
+}

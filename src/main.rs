@@ -1,0 +1,138 @@
+//! The `nearcache` binary: parses flags, loads the configuration, starts
+//! logging, metrics, the admin listener and the proxy, and handles signals.
+
+use clap::Parser;
+use nearcache::config::{Config, LogFormat, Overrides};
+use nearcache::{admin, observe, server};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A Redis-protocol caching proxy.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML). Without it, built-in defaults are used.
+    #[arg(long, short = 'c', env = "NEARCACHE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to accept Redis clients on (overrides server.listen).
+    #[arg(long, env = "NEARCACHE_LISTEN")]
+    listen: Option<String>,
+    /// Upstream Redis URL, redis://[user[:password]@]host[:port][/db] (overrides upstream.url).
+    #[arg(long, env = "NEARCACHE_UPSTREAM")]
+    upstream: Option<String>,
+    /// Address of the admin HTTP listener (overrides admin.listen).
+    #[arg(long, env = "NEARCACHE_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
+    /// Log format: text or json (overrides log.format).
+    #[arg(long, env = "NEARCACHE_LOG_FORMAT")]
+    log_format: Option<String>,
+    /// Log filter, e.g. info or nearcache=debug (overrides log.level; RUST_LOG wins).
+    #[arg(long, env = "NEARCACHE_LOG_LEVEL")]
+    log_level: Option<String>,
+    /// Validate this configuration file and exit.
+    #[arg(long, value_name = "FILE")]
+    check_config: Option<PathBuf>,
+}
+
+impl Cli {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            upstream: self.upstream.clone(),
+            admin_listen: self.admin_listen.clone(),
+            log_format: self.log_format.clone(),
+            log_level: self.log_level.clone(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(file) = &cli.check_config {
+        return match Config::load(Some(file), &cli.overrides()) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let config = match Config::load(cli.config.as_deref(), &cli.overrides()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let metrics = observe::install();
+    let admin = admin::bind(config.admin.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {} (admin.listen): {e}", config.admin.listen))?;
+    let server = server::Server::bind(&config)
+        .await
+        .map_err(|e| format!("cannot listen on {} (server.listen): {e}", config.server.listen))?;
+    tracing::info!(
+        listen = %config.server.listen,
+        upstream = %config.upstream.url,
+        admin = %config.admin.listen,
+        version = env!("CARGO_PKG_VERSION"),
+        "nearcache started"
+    );
+    tokio::spawn(admin::serve(admin, metrics));
+    server.run(shutdown_signal()).await;
+    tracing::info!("nearcache stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,130 @@
+//! Replies the proxy produces itself, in the client's protocol: HELLO,
+//! CLIENT GETNAME/ID/SETNAME, and unsubscribe confirmations for a client
+//! that has no subscriptions.
+
+use super::route::{ClientState, Decision};
+use crate::commands::SubKind;
+use crate::protocol::{encode, request::parse_int, Args, Proto};
+use crate::upstream::pool::UpstreamInfo;
+use bytes::{Bytes, BytesMut};
+
+/// Version HELLO reports before any upstream handshake told the real one.
+const DEFAULT_VERSION: &str = "7.0.0";
+
+pub fn integer(n: i64) -> Bytes {
+    let mut out = BytesMut::with_capacity(24);
+    encode::integer(&mut out, n);
+    out.freeze()
+}
+
+/// CLIENT GETNAME.
+pub fn name(st: &ClientState) -> Bytes {
+    let mut out = BytesMut::new();
+    match &st.name {
+        Some(name) => encode::bulk(&mut out, name),
+        None => encode::null(&mut out, st.proto),
+    }
+    out.freeze()
+}
+
+/// CLIENT SETNAME, with Redis' validation (an empty name clears it).
+pub fn set_name(st: &mut ClientState, name: &[u8]) -> Result<(), Bytes> {
+    if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+        return Err(encode::error("ERR Client names cannot contain spaces, newlines or special characters."));
+    }
+    st.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
+    Ok(())
+}
+
+/// HELLO [protover [AUTH user pass] [SETNAME name]].
+pub fn hello(st: &mut ClientState, args: &Args, pinned: bool, info: &UpstreamInfo) -> Decision {
+    let proto = match args.get(1) {
+        None => st.proto,
+        Some(v) => match parse_int(v) {
+            Some(2) => Proto::Resp2,
+            Some(3) => Proto::Resp3,
+            Some(_) => return Decision::Reply(encode::error("NOPROTO unsupported protocol version")),
+            None => return Decision::Reply(encode::error("ERR Protocol version is not an integer or out of range")),
+        },
+    };
+    let mut i = 2;
+    let mut new_name = None;
+    while let Some(opt) = args.get(i) {
+        let lower = opt.to_ascii_lowercase();
+        match lower.as_slice() {
+            b"auth" if args.len() > i + 2 => i += 3,
+            b"setname" if args.len() > i + 1 => {
+                new_name = args.get(i + 1);
+                i += 2;
+            }
+            _ => {
+                let opt = String::from_utf8_lossy(opt);
+                return Decision::Reply(encode::error(&format!("ERR Syntax error in HELLO option '{opt}'")));
+            }
+        }
+    }
+    if let Some(name) = new_name {
+        if let Err(err) = set_name(st, name) {
+            return Decision::Reply(err);
+        }
+    }
+    let switched = proto != st.proto;
+    st.proto = proto;
+    let version = info.version().unwrap_or_else(|| DEFAULT_VERSION.to_string());
+    let reply = hello_reply(st, &version);
+    if pinned && switched {
+        let mut upstream = BytesMut::new();
+        let n = itoa::Buffer::new().format(proto.number()).to_owned();
+        encode::command(&mut upstream, [&b"HELLO"[..], n.as_bytes()].into_iter());
+        return Decision::PinnedSideEffect { upstream: upstream.freeze(), reply };
+    }
+    Decision::Reply(reply)
+}
+
+fn hello_reply(st: &ClientState, version: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(128);
+    encode::map_header(&mut out, st.proto, 7);
+    for (key, value) in [(&b"server"[..], &b"redis"[..]), (b"version", version.as_bytes())] {
+        encode::bulk(&mut out, key);
+        encode::bulk(&mut out, value);
+    }
+    encode::bulk(&mut out, b"proto");
+    encode::integer(&mut out, st.proto.number());
+    encode::bulk(&mut out, b"id");
+    encode::integer(&mut out, st.id as i64);
+    for (key, value) in [(&b"mode"[..], &b"standalone"[..]), (b"role", b"master")] {
+        encode::bulk(&mut out, key);
+        encode::bulk(&mut out, value);
+    }
+    encode::bulk(&mut out, b"modules");
+    encode::header(&mut out, b'*', 0);
+    out.freeze()
+}
+
+/// What Redis answers to an unsubscribe from a client with no
+/// subscriptions: one confirmation per argument (or one with a null
+/// channel), each reporting 0 subscriptions left.
+pub fn unsubscribed(proto: Proto, kind: SubKind, args: &Args) -> Bytes {
+    let name: &[u8] = match kind {
+        SubKind::Channel => b"unsubscribe",
+        SubKind::Pattern => b"punsubscribe",
+        SubKind::Shard => b"sunsubscribe",
+    };
+    let ty = if proto == Proto::Resp3 { b'>' } else { b'*' };
+    let mut out = BytesMut::new();
+    let mut confirm = |channel: Option<&[u8]>| {
+        encode::header(&mut out, ty, 3);
+        encode::bulk(&mut out, name);
+        match channel {
+            Some(c) => encode::bulk(&mut out, c),
+            None => encode::null(&mut out, proto),
+        }
+        encode::integer(&mut out, 0);
+    };
+    if args.len() > 1 {
+        args.iter().skip(1).for_each(|c| confirm(Some(c)));
+    } else {
+        confirm(None);
+    }
+    out.freeze()
+}

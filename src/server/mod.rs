@@ -1,0 +1,131 @@
+//! The client-facing side: the listener, one [`session::Session`] task per
+//! client, and graceful shutdown.
+//!
+//! [`route`] decides where each request goes, [`local`] builds the replies
+//! the proxy gives itself.
+
+mod local;
+mod route;
+mod session;
+
+use crate::config::{Config, UpstreamConfig};
+use crate::observe;
+use crate::protocol::{request::Limits, Proto};
+use crate::upstream::pool::{Pool, UpstreamInfo};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// What every session shares.
+pub struct Shared {
+    pub upstream: Arc<UpstreamConfig>,
+    pub pools: Pools,
+    pub info: Arc<UpstreamInfo>,
+    pub limits: Limits,
+    pub max_pipeline: usize,
+}
+
+/// One shared pool per protocol version, so replies pass through in the
+/// client's protocol untouched. The RESP3 pool starts on first use.
+pub struct Pools {
+    cfg: Arc<UpstreamConfig>,
+    info: Arc<UpstreamInfo>,
+    resp2: Pool,
+    resp3: OnceLock<Pool>,
+}
+
+impl Pools {
+    fn start(cfg: Arc<UpstreamConfig>, info: Arc<UpstreamInfo>) -> Pools {
+        let resp2 = Pool::start(cfg.clone(), Proto::Resp2, info.clone());
+        Pools { cfg, info, resp2, resp3: OnceLock::new() }
+    }
+
+    pub fn get(&self, proto: Proto) -> &Pool {
+        match proto {
+            Proto::Resp2 => &self.resp2,
+            Proto::Resp3 => self.resp3.get_or_init(|| Pool::start(self.cfg.clone(), Proto::Resp3, self.info.clone())),
+        }
+    }
+}
+
+/// A bound, not yet running, proxy listener.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown_timeout: Duration,
+}
+
+impl Server {
+    /// Binds the client listener and starts the upstream pool (which
+    /// connects in the background: no upstream is needed to start).
+    pub async fn bind(config: &Config) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(config.server.listen).await?;
+        let upstream = Arc::new(config.upstream.clone());
+        let info = Arc::new(UpstreamInfo::default());
+        let shared = Arc::new(Shared {
+            pools: Pools::start(upstream.clone(), info.clone()),
+            upstream,
+            info,
+            limits: Limits {
+                max_bulk_len: config.server.proto_max_bulk_len,
+                max_multibulk_len: config.server.max_multibulk_len,
+                ..Limits::default()
+            },
+            max_pipeline: config.server.max_pipeline,
+        });
+        Ok(Server { listener, shared, shutdown_timeout: config.server.shutdown_timeout })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts clients until `stop` resolves, then stops accepting, lets
+    /// sessions finish what they owe (at most the shutdown timeout) and
+    /// returns.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let mut sessions = JoinSet::new();
+        let next_id = AtomicU64::new(1);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let id = next_id.fetch_add(1, Ordering::Relaxed);
+                        sessions.spawn(serve(self.shared.clone(), stream, peer, id, shutdown_rx.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            }
+        }
+        drop(self.listener);
+        let open = sessions.len();
+        tracing::info!(clients = open, "shutting down: no longer accepting, finishing in-flight requests");
+        let _ = shutdown_tx.send(true);
+        let drained =
+            tokio::time::timeout(self.shutdown_timeout, async { while sessions.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(clients = sessions.len(), "shutdown timeout reached, closing remaining clients");
+            sessions.abort_all();
+        }
+    }
+}
+
+async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: u64, shutdown: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    observe::client_connections(1.0);
+    tracing::debug!(client = id, %peer, "client connected");
+    let result = session::Session::new(shared, stream, id, shutdown).run().await;
+    tracing::debug!(client = id, %peer, result = ?result.err(), "client disconnected");
+    observe::client_connections(-1.0);
+}

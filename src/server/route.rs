@@ -1,0 +1,318 @@
+//! Deciding what happens to one request: answered locally, forwarded on the
+//! shared pool, or forwarded on the session's pinned connection — and the
+//! per-client state (protocol, database, transaction, subscriptions) those
+//! decisions depend on and change.
+
+use super::local;
+use crate::commands::{self, Command, CommandIndex, Handler, Local, State, SubKind};
+use crate::protocol::{encode, request::parse_int, Args, Proto};
+use crate::upstream::pool::UpstreamInfo;
+use bytes::Bytes;
+use std::collections::HashSet;
+
+/// CLIENT REPLY mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyMode {
+    On,
+    Off,
+    Skip,
+}
+
+/// Everything the proxy knows about one client connection.
+#[derive(Debug)]
+pub struct ClientState {
+    pub id: u64,
+    pub proto: Proto,
+    pub name: Option<Bytes>,
+    pub reply: ReplyMode,
+    /// Database of the client's upstream state (the URL's by default).
+    pub db: i64,
+    pub default_db: i64,
+    pub multi: bool,
+    pub watching: bool,
+    pub monitor: bool,
+    /// State that only ends with the session (CLIENT TRACKING, …).
+    pub session_pin: bool,
+    /// Subscriptions asked for, to know how many confirmations an
+    /// argument-less unsubscribe produces.
+    pub channels: HashSet<Bytes>,
+    pub patterns: HashSet<Bytes>,
+    pub shard_channels: HashSet<Bytes>,
+    /// The pinned connection is in RESP2 subscribed mode: from the first
+    /// subscribe sent until a confirmation reports no subscription left.
+    pub pubsub_mode: bool,
+}
+
+impl ClientState {
+    pub fn new(id: u64, default_db: i64) -> ClientState {
+        ClientState {
+            id,
+            proto: Proto::Resp2,
+            name: None,
+            reply: ReplyMode::On,
+            db: default_db,
+            default_db,
+            multi: false,
+            watching: false,
+            monitor: false,
+            session_pin: false,
+            channels: HashSet::new(),
+            patterns: HashSet::new(),
+            shard_channels: HashSet::new(),
+            pubsub_mode: false,
+        }
+    }
+
+    /// True while the client has any subscription.
+    pub fn subscribed(&self) -> bool {
+        !(self.channels.is_empty() && self.patterns.is_empty() && self.shard_channels.is_empty())
+    }
+
+    /// True while upstream holds state for this client, so its pinned
+    /// connection must be kept.
+    pub fn needs_pin(&self) -> bool {
+        self.multi
+            || self.watching
+            || self.monitor
+            || self.session_pin
+            || self.pubsub_mode
+            || self.subscribed()
+            || self.db != self.default_db
+    }
+
+    /// Frames from the pinned connection may arrive unasked (messages,
+    /// MONITOR lines, invalidations).
+    pub fn expects_pushes(&self) -> bool {
+        self.monitor || self.session_pin || self.pubsub_mode || self.subscribed()
+    }
+
+    /// Forgets all upstream state: the pinned connection is gone.
+    pub fn clear_upstream_state(&mut self) {
+        self.multi = false;
+        self.watching = false;
+        self.monitor = false;
+        self.session_pin = false;
+        self.db = self.default_db;
+        self.channels.clear();
+        self.patterns.clear();
+        self.shard_channels.clear();
+        self.pubsub_mode = false;
+    }
+
+    fn subs_mut(&mut self, kind: SubKind) -> &mut HashSet<Bytes> {
+        match kind {
+            SubKind::Channel => &mut self.channels,
+            SubKind::Pattern => &mut self.patterns,
+            SubKind::Shard => &mut self.shard_channels,
+        }
+    }
+}
+
+/// What to do with one request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Reply with these bytes, produced locally.
+    Reply(Bytes),
+    /// No reply at all (CLIENT REPLY OFF / SKIP).
+    Silent,
+    /// Forward on the shared pool.
+    Pool,
+    /// Forward on the pinned connection (opened if needed), which answers
+    /// with `replies` frames; blocking commands wait without a timeout.
+    Pinned { replies: usize, blocking: bool },
+    /// Send `upstream` on the pinned connection and drop its one reply, then
+    /// reply `reply` locally (HELLO while pinned).
+    PinnedSideEffect { upstream: Bytes, reply: Bytes },
+    /// Reply, then close the connection (QUIT).
+    Close(Bytes),
+}
+
+/// Decides what to do with `args` and applies its effect on `st`.
+/// `pinned` tells whether the session currently has a pinned connection;
+/// `info` supplies the upstream's version for HELLO replies.
+pub fn route(st: &mut ClientState, args: &Args, pinned: bool, info: &UpstreamInfo) -> (Option<CommandIndex>, Decision) {
+    let Some(name) = args.get(0) else {
+        return (None, Decision::Silent);
+    };
+    let Some((index, cmd)) = commands::lookup(name) else {
+        return (None, forward(pinned));
+    };
+    (Some(index), route_known(st, cmd, args, pinned, info))
+}
+
+fn route_known(
+    st: &mut ClientState,
+    cmd: &'static Command,
+    args: &Args,
+    pinned: bool,
+    info: &UpstreamInfo,
+) -> Decision {
+    if !cmd.arity_ok(args.len()) {
+        return Decision::Reply(encode::error(&format!("ERR wrong number of arguments for '{}' command", cmd.name)));
+    }
+    let cmd = match args.get(1).and_then(|sub| cmd.subcommand(sub)) {
+        Some(sub) if !sub.arity_ok(args.len()) => {
+            return Decision::Reply(encode::error(&format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}|{}' command",
+                cmd.name, sub.name
+            )))
+        }
+        Some(sub) => sub,
+        None => cmd,
+    };
+    // Inside MULTI everything but the connection's own lifecycle is queued
+    // upstream, as Redis does.
+    if st.multi && !matches!(cmd.handler, Handler::Local(Local::Quit) | Handler::Local(Local::Reset)) {
+        return after_multi_command(st, cmd);
+    }
+    match cmd.handler {
+        Handler::Forward if cmd.blocks(args) => Decision::Pinned { replies: 1, blocking: true },
+        Handler::Forward => forward(pinned),
+        Handler::Local(local) => local_command(st, local, args, pinned, info),
+        Handler::State(state) => state_command(st, state, args, pinned),
+        Handler::Unsupported => {
+            Decision::Reply(encode::error(&format!("ERR '{}' is not supported through nearcache", cmd.name)))
+        }
+    }
+}
+
+/// A command sent while in MULTI: queued upstream; EXEC and DISCARD end it.
+fn after_multi_command(st: &mut ClientState, cmd: &Command) -> Decision {
+    if matches!(cmd.handler, Handler::State(State::Exec) | Handler::State(State::Discard)) {
+        st.multi = false;
+        st.watching = false;
+    }
+    Decision::Pinned { replies: 1, blocking: false }
+}
+
+fn forward(pinned: bool) -> Decision {
+    if pinned {
+        Decision::Pinned { replies: 1, blocking: false }
+    } else {
+        Decision::Pool
+    }
+}
+
+fn local_command(st: &mut ClientState, local: Local, args: &Args, pinned: bool, info: &UpstreamInfo) -> Decision {
+    match local {
+        Local::Quit => Decision::Close(Bytes::from_static(encode::OK)),
+        Local::Hello => local::hello(st, args, pinned, info),
+        Local::Reset if pinned => {
+            reset(st);
+            Decision::Pinned { replies: 1, blocking: false }
+        }
+        Local::Reset => {
+            reset(st);
+            Decision::Reply(Bytes::from_static(encode::RESET))
+        }
+        Local::Auth => Decision::Reply(Bytes::from_static(encode::OK)),
+        Local::Select => select(st, args, pinned),
+        Local::ClientId => Decision::Reply(local::integer(st.id as i64)),
+        Local::ClientGetName => Decision::Reply(local::name(st)),
+        Local::ClientSetName => match local::set_name(st, args.get(2).unwrap_or_default()) {
+            Ok(()) => Decision::Reply(Bytes::from_static(encode::OK)),
+            Err(err) => Decision::Reply(err),
+        },
+        Local::ClientSetInfo => Decision::Reply(Bytes::from_static(encode::OK)),
+        Local::ClientReply => client_reply(st, args.get(2).unwrap_or_default()),
+    }
+}
+
+/// RESET: back to a fresh connection's state (upstream state is reset by
+/// forwarding RESET on the pinned connection, if any).
+fn reset(st: &mut ClientState) {
+    let (id, default_db) = (st.id, st.default_db);
+    *st = ClientState::new(id, default_db);
+}
+
+fn select(st: &mut ClientState, args: &Args, pinned: bool) -> Decision {
+    let Some(db) = args.get(1).and_then(parse_int) else {
+        return Decision::Reply(encode::error("ERR value is not an integer or out of range"));
+    };
+    if !pinned && db == st.default_db {
+        return Decision::Reply(Bytes::from_static(encode::OK));
+    }
+    st.db = db;
+    Decision::Pinned { replies: 1, blocking: false }
+}
+
+fn client_reply(st: &mut ClientState, mode: &[u8]) -> Decision {
+    let mode = mode.to_ascii_lowercase();
+    match mode.as_slice() {
+        b"on" => {
+            st.reply = ReplyMode::On;
+            Decision::Reply(Bytes::from_static(encode::OK))
+        }
+        b"off" => {
+            st.reply = ReplyMode::Off;
+            Decision::Silent
+        }
+        b"skip" => {
+            if st.reply == ReplyMode::On {
+                st.reply = ReplyMode::Skip;
+            }
+            Decision::Silent
+        }
+        _ => Decision::Reply(encode::error("ERR syntax error")),
+    }
+}
+
+fn state_command(st: &mut ClientState, state: State, args: &Args, pinned: bool) -> Decision {
+    let one = Decision::Pinned { replies: 1, blocking: false };
+    match state {
+        State::Multi => {
+            st.multi = true;
+            one
+        }
+        State::Exec | State::Discard if !pinned => {
+            let name = if state == State::Exec { "EXEC" } else { "DISCARD" };
+            Decision::Reply(encode::error(&format!("ERR {name} without MULTI")))
+        }
+        State::Exec | State::Discard => {
+            st.watching = false;
+            one
+        }
+        State::Watch => {
+            st.watching = true;
+            one
+        }
+        State::Unwatch if !pinned => Decision::Reply(Bytes::from_static(encode::OK)),
+        State::Unwatch => {
+            st.watching = false;
+            one
+        }
+        State::Subscribe(kind) => {
+            st.pubsub_mode = true;
+            let set = st.subs_mut(kind);
+            set.extend(args.iter().skip(1).map(Bytes::copy_from_slice));
+            Decision::Pinned { replies: args.len() - 1, blocking: false }
+        }
+        State::Unsubscribe(kind) => unsubscribe(st, kind, args, pinned),
+        State::Monitor => {
+            st.monitor = true;
+            one
+        }
+        State::Session => {
+            st.session_pin = true;
+            one
+        }
+    }
+}
+
+fn unsubscribe(st: &mut ClientState, kind: SubKind, args: &Args, pinned: bool) -> Decision {
+    if !pinned {
+        return Decision::Reply(local::unsubscribed(st.proto, kind, args));
+    }
+    let set = st.subs_mut(kind);
+    let replies = if args.len() > 1 {
+        for channel in args.iter().skip(1) {
+            set.remove(channel);
+        }
+        args.len() - 1
+    } else {
+        let n = set.len().max(1);
+        set.clear();
+        n
+    };
+    Decision::Pinned { replies, blocking: false }
+}

@@ -1,0 +1,497 @@
+//! One client connection: reads pipelined requests, routes each one, and
+//! writes every reply back in request order.
+//!
+//! Replies are owed in a queue ([`Pending`]): locally produced bytes, a job
+//! on the shared pool, or frames still to come from the session's pinned
+//! connection. The session waits only on the head of the queue, so order is
+//! kept whatever mix of destinations a pipeline has, and a pinned
+//! connection's unsolicited frames (pub/sub messages, MONITOR lines) are read
+//! only when nothing earlier is still owed.
+
+use super::route::{route, ClientState, Decision, ReplyMode};
+use super::Shared;
+use crate::observe;
+use crate::protocol::frame::{pubsub, PubSub};
+use crate::protocol::request::{self, Parsed};
+use crate::protocol::{encode, Args, Proto, ProtocolError};
+use crate::upstream::pinned::Pinned;
+use crate::upstream::pool::JobResult;
+use crate::upstream::UpstreamError;
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch};
+
+/// A reply owed to the client, in request order.
+enum Pending {
+    Ready(Bytes),
+    Pool { rx: oneshot::Receiver<JobResult>, count: usize, silent: bool, started: Instant },
+    Pinned { remaining: usize, silent: bool, discard: bool, deadline: Option<Instant> },
+}
+
+/// Where a planned request's bytes are.
+enum Payload {
+    /// A range of the bytes just read (forwarded as they came).
+    Read(Range<usize>),
+    /// Re-encoded bytes (inline commands).
+    Owned(Bytes),
+}
+
+struct Step {
+    payload: Payload,
+    decision: Decision,
+    silent: bool,
+}
+
+/// Replies bigger than this are written from their own buffer instead of
+/// being copied into the session's write buffer.
+const COPY_LIMIT: usize = 16 * 1024;
+
+pub struct Session {
+    shared: Arc<Shared>,
+    st: ClientState,
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    shutdown: watch::Receiver<bool>,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    out: VecDeque<Bytes>,
+    args: Vec<Range<usize>>,
+    inline: Vec<Vec<u8>>,
+    steps: Vec<Step>,
+    pending: VecDeque<Pending>,
+    /// Commands whose replies are still owed (backpressure).
+    in_flight: usize,
+    pinned: Option<Pinned>,
+    pinned_out: BytesMut,
+    pinned_entries: usize,
+    /// No more requests are read; the session ends once nothing is owed.
+    closing: bool,
+    /// Complete requests were left in the read buffer because too many
+    /// replies were owed.
+    stalled: bool,
+}
+
+impl Session {
+    pub fn new(shared: Arc<Shared>, stream: TcpStream, id: u64, shutdown: watch::Receiver<bool>) -> Session {
+        let (reader, writer) = stream.into_split();
+        let default_db = shared.upstream.url.db;
+        Session {
+            shared,
+            st: ClientState::new(id, default_db),
+            reader,
+            writer,
+            shutdown,
+            rbuf: BytesMut::with_capacity(16 * 1024),
+            wbuf: BytesMut::with_capacity(16 * 1024),
+            out: VecDeque::new(),
+            args: Vec::new(),
+            inline: Vec::new(),
+            steps: Vec::new(),
+            pending: VecDeque::new(),
+            in_flight: 0,
+            pinned: None,
+            pinned_out: BytesMut::new(),
+            pinned_entries: 0,
+            closing: false,
+            stalled: false,
+        }
+    }
+
+    /// Serves the client until it disconnects, quits, or the proxy shuts
+    /// down.
+    pub async fn run(mut self) -> std::io::Result<()> {
+        loop {
+            self.drain_completed();
+            self.write_out().await?;
+            if self.closing && self.pending.is_empty() {
+                return self.writer.shutdown().await;
+            }
+            if self.stalled && !self.closing && self.in_flight < self.shared.max_pipeline {
+                self.handle_input().await;
+                continue;
+            }
+            let can_read = !self.closing && self.in_flight < self.shared.max_pipeline;
+            let waiting = !self.pending.is_empty() || (self.pinned.is_some() && self.st.expects_pushes());
+            tokio::select! {
+                event = next_event(&mut self.pending, &mut self.pinned), if waiting => self.on_event(event),
+                read = self.reader.read_buf(&mut self.rbuf), if can_read => {
+                    if read? == 0 {
+                        if self.must_stop_now() {
+                            return Ok(());
+                        }
+                        self.closing = true;
+                    } else {
+                        self.handle_input().await;
+                    }
+                }
+                _ = self.shutdown.changed(), if !self.closing => {
+                    if self.must_stop_now() {
+                        return Ok(());
+                    }
+                    self.closing = true;
+                }
+            }
+        }
+    }
+
+    /// True when what is owed may never come (a blocked command,
+    /// subscriptions): the session ends without waiting for it.
+    fn must_stop_now(&self) -> bool {
+        let blocked = self.pending.iter().any(|p| matches!(p, Pending::Pinned { deadline: None, .. }));
+        blocked || self.st.expects_pushes()
+    }
+
+    /// Parses every complete request in the read buffer, routes each one,
+    /// then carries the plan out.
+    async fn handle_input(&mut self) {
+        let mut consumed = 0;
+        let mut fatal = None;
+        let mut queued = self.in_flight;
+        let mut pinned = self.pinned.is_some();
+        while !self.closing && queued < self.shared.max_pipeline {
+            let parsed = request::parse(&self.rbuf[consumed..], &self.shared.limits, &mut self.args, &mut self.inline);
+            let (len, payload) = match parsed {
+                Err(e) => {
+                    fatal = Some(e);
+                    break;
+                }
+                Ok(Parsed::Incomplete { hint }) => {
+                    self.rbuf.reserve(hint.saturating_sub(self.rbuf.len() - consumed));
+                    break;
+                }
+                Ok(Parsed::Empty { len }) => {
+                    consumed += len;
+                    continue;
+                }
+                Ok(Parsed::Multibulk { len }) => (len, Payload::Read(consumed..consumed + len)),
+                Ok(Parsed::Inline { len }) => (len, Payload::Owned(self.reencode_inline())),
+            };
+            let source = match &payload {
+                Payload::Read(range) => &self.rbuf[range.clone()],
+                Payload::Owned(bytes) => &bytes[..],
+            };
+            let (decision, silent) = plan(&mut self.st, &Args::new(source, &self.args), pinned, &self.shared);
+            pinned |= matches!(decision, Decision::Pinned { .. } | Decision::PinnedSideEffect { .. });
+            self.closing |= matches!(decision, Decision::Close(_));
+            self.steps.push(Step { payload, decision, silent });
+            consumed += len;
+            queued += 1;
+        }
+        self.stalled = queued >= self.shared.max_pipeline;
+        let chunk = self.rbuf.split_to(consumed).freeze();
+        self.execute(&chunk).await;
+        if let Some(e) = fatal {
+            self.protocol_error(e);
+        }
+    }
+
+    /// Turns the inline command just parsed into a RESP multibulk and
+    /// re-parses it, so it is handled exactly like one.
+    fn reencode_inline(&mut self) -> Bytes {
+        let mut buf = BytesMut::new();
+        encode::command(&mut buf, self.inline.iter().map(Vec::as_slice));
+        let bytes = buf.freeze();
+        let mut unused = Vec::new();
+        // Our own encoding always parses.
+        let _ = request::parse(&bytes, &self.shared.limits, &mut self.args, &mut unused);
+        bytes
+    }
+
+    fn protocol_error(&mut self, e: ProtocolError) {
+        observe::protocol_error();
+        tracing::debug!(client = self.st.id, error = %e, "protocol error, closing client");
+        self.pending.push_back(Pending::Ready(encode::error(&format!("ERR Protocol error: {e}"))));
+        self.closing = true;
+    }
+
+    /// Carries out the planned steps: consecutive pool requests that came in
+    /// one read are forwarded as one job, pinned requests are batched into
+    /// one write.
+    async fn execute(&mut self, chunk: &Bytes) {
+        let mut steps = std::mem::take(&mut self.steps);
+        let now = Instant::now();
+        let mut run: Option<(Range<usize>, usize, bool)> = None;
+        for step in steps.drain(..) {
+            let silent = step.silent;
+            match (step.decision, step.payload) {
+                (Decision::Pool, Payload::Read(range)) => match &mut run {
+                    Some((r, count, s)) if r.end == range.start && *s == silent => {
+                        r.end = range.end;
+                        *count += 1;
+                    }
+                    _ => {
+                        self.send_pool_run(chunk, run.take(), now);
+                        run = Some((range, 1, silent));
+                    }
+                },
+                (decision, payload) => {
+                    self.send_pool_run(chunk, run.take(), now);
+                    let bytes = match payload {
+                        Payload::Read(range) => chunk.slice(range),
+                        Payload::Owned(bytes) => bytes,
+                    };
+                    self.apply(decision, bytes, silent, now).await;
+                }
+            }
+        }
+        self.send_pool_run(chunk, run, now);
+        self.steps = steps;
+        self.flush_pinned().await;
+    }
+
+    fn send_pool_run(&mut self, chunk: &Bytes, run: Option<(Range<usize>, usize, bool)>, now: Instant) {
+        if let Some((range, count, silent)) = run {
+            self.send_pool(chunk.slice(range), count, silent, now);
+        }
+    }
+
+    fn send_pool(&mut self, payload: Bytes, count: usize, silent: bool, started: Instant) {
+        let pool = self.shared.pools.get(self.st.proto);
+        let rx = pool.send(self.st.id as usize, payload, count);
+        self.pending.push_back(Pending::Pool { rx, count, silent, started });
+        self.in_flight += count;
+    }
+
+    async fn apply(&mut self, decision: Decision, request: Bytes, silent: bool, now: Instant) {
+        match decision {
+            Decision::Reply(reply) | Decision::Close(reply) if !silent => self.pending.push_back(Pending::Ready(reply)),
+            Decision::Reply(_) | Decision::Close(_) | Decision::Silent => {}
+            Decision::Pool => self.send_pool(request, 1, silent, now),
+            Decision::Pinned { replies, blocking } => {
+                let deadline = (!blocking).then(|| now + self.shared.upstream.request_timeout);
+                self.send_pinned(&request, Pending::Pinned { remaining: replies, silent, discard: false, deadline })
+                    .await;
+            }
+            Decision::PinnedSideEffect { upstream, reply } => {
+                let deadline = Some(now + self.shared.upstream.request_timeout);
+                self.send_pinned(&upstream, Pending::Pinned { remaining: 1, silent: true, discard: true, deadline })
+                    .await;
+                if !silent {
+                    self.pending.push_back(Pending::Ready(reply));
+                }
+            }
+        }
+    }
+
+    /// Queues `request` for the pinned connection, opening it first if the
+    /// session has none.
+    async fn send_pinned(&mut self, request: &[u8], entry: Pending) {
+        if self.pinned.is_none() {
+            match Pinned::open(&self.shared.upstream, self.st.proto).await {
+                Ok(p) => self.pinned = Some(p),
+                Err(e) => {
+                    observe::upstream_error(&e);
+                    self.st.clear_upstream_state();
+                    if !matches!(entry, Pending::Pinned { silent: true, .. }) {
+                        self.pending.push_back(Pending::Ready(e.reply()));
+                    }
+                    return;
+                }
+            }
+        }
+        if let Pending::Pinned { remaining: 0, .. } = entry {
+            return;
+        }
+        self.pinned_out.extend_from_slice(request);
+        self.pending.push_back(entry);
+        self.pinned_entries += 1;
+        self.in_flight += 1;
+    }
+
+    async fn flush_pinned(&mut self) {
+        if self.pinned_out.is_empty() {
+            return;
+        }
+        let out = self.pinned_out.split();
+        let sent = match self.pinned.as_mut() {
+            Some(p) => p.send(&out).await,
+            None => Err(UpstreamError::ConnectionLost),
+        };
+        if let Err(e) = sent {
+            self.pinned_failed(e);
+        }
+    }
+
+    /// The pinned connection failed: everything still owed from it becomes
+    /// an error, and because the client's server-side state is gone, the
+    /// session closes once those errors are written.
+    fn pinned_failed(&mut self, e: UpstreamError) {
+        observe::upstream_error(&e);
+        tracing::debug!(client = self.st.id, error = %e, "pinned upstream connection failed");
+        for entry in self.pending.iter_mut() {
+            if let Pending::Pinned { remaining, silent, discard, .. } = *entry {
+                let mut errors = BytesMut::new();
+                if !silent && !discard {
+                    (0..remaining).for_each(|_| errors.extend_from_slice(&e.reply()));
+                }
+                self.in_flight -= 1;
+                *entry = Pending::Ready(errors.freeze());
+            }
+        }
+        self.pinned = None;
+        self.pinned_entries = 0;
+        self.st.clear_upstream_state();
+        self.closing = true;
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Pool(result) => self.pool_done(result),
+            Event::Frame(Ok(frame)) => self.pinned_frame(frame),
+            Event::Frame(Err(e)) => self.pinned_failed(e),
+        }
+    }
+
+    /// Moves every reply already available at the head of the queue to the
+    /// write buffer.
+    fn drain_completed(&mut self) {
+        loop {
+            match self.pending.front_mut() {
+                Some(Pending::Ready(_)) => {
+                    if let Some(Pending::Ready(bytes)) = self.pending.pop_front() {
+                        self.emit(bytes);
+                    }
+                }
+                Some(Pending::Pool { rx, .. }) => match rx.try_recv() {
+                    Ok(result) => self.pool_done(result),
+                    Err(oneshot::error::TryRecvError::Empty) => return,
+                    Err(oneshot::error::TryRecvError::Closed) => self.pool_done(Err(UpstreamError::ConnectionLost)),
+                },
+                _ => return,
+            }
+        }
+    }
+
+    fn pool_done(&mut self, result: JobResult) {
+        let Some(Pending::Pool { count, silent, started, .. }) = self.pending.pop_front() else {
+            return;
+        };
+        self.in_flight -= count;
+        observe::command_duration(started.elapsed().as_secs_f64(), count);
+        if silent {
+            return;
+        }
+        match result {
+            Ok(replies) => self.emit(replies),
+            Err(e) => {
+                observe::upstream_error(&e);
+                let reply = e.reply();
+                (0..count).for_each(|_| self.emit(reply.clone()));
+            }
+        }
+    }
+
+    /// A frame from the pinned connection: the next owed reply, or pushed
+    /// data (pub/sub message, MONITOR line, invalidation) passed straight on.
+    fn pinned_frame(&mut self, frame: Bytes) {
+        let front_is_pinned = matches!(self.pending.front(), Some(Pending::Pinned { .. }));
+        let event = match frame.first() {
+            Some(b'>') => pubsub(&frame),
+            Some(b'*') if self.st.proto == Proto::Resp2 && self.st.pubsub_mode => pubsub(&frame),
+            _ => PubSub::Other,
+        };
+        if let PubSub::Confirmation { remaining: 0 } = event {
+            self.st.pubsub_mode = false;
+        }
+        let is_reply = front_is_pinned && !matches!(event, PubSub::Message) && !is_push(&frame, event);
+        if !is_reply {
+            self.emit(frame);
+            return;
+        }
+        let Some(Pending::Pinned { remaining, silent, discard, .. }) = self.pending.front_mut() else {
+            return;
+        };
+        *remaining -= 1;
+        let (done, show) = (*remaining == 0, !*silent && !*discard);
+        if show {
+            self.emit(frame);
+        }
+        if done {
+            self.pending.pop_front();
+            self.pinned_entries -= 1;
+            self.in_flight -= 1;
+            self.release_pinned_if_idle();
+        }
+    }
+
+    /// Drops the pinned connection once nothing is owed from it and the
+    /// client holds no server-side state.
+    fn release_pinned_if_idle(&mut self) {
+        if self.pinned_entries == 0 && !self.st.needs_pin() && self.pinned.take().is_some() {
+            tracing::trace!(client = self.st.id, "released pinned upstream connection");
+        }
+    }
+
+    fn emit(&mut self, bytes: Bytes) {
+        if bytes.len() < COPY_LIMIT {
+            self.wbuf.extend_from_slice(&bytes);
+            return;
+        }
+        if !self.wbuf.is_empty() {
+            self.out.push_back(self.wbuf.split().freeze());
+        }
+        self.out.push_back(bytes);
+    }
+
+    async fn write_out(&mut self) -> std::io::Result<()> {
+        while let Some(segment) = self.out.pop_front() {
+            self.writer.write_all(&segment).await?;
+        }
+        if !self.wbuf.is_empty() {
+            self.writer.write_all(&self.wbuf).await?;
+            self.wbuf.clear();
+        }
+        Ok(())
+    }
+}
+
+/// A RESP3 push that is not a subscription confirmation.
+fn is_push(frame: &[u8], event: PubSub) -> bool {
+    frame.first() == Some(&b'>') && !matches!(event, PubSub::Confirmation { .. })
+}
+
+/// Routes one request; also tells whether its reply is suppressed by
+/// CLIENT REPLY.
+fn plan(st: &mut ClientState, args: &Args, pinned: bool, shared: &Shared) -> (Decision, bool) {
+    let mode_before = st.reply;
+    let (index, decision) = route(st, args, pinned, &shared.info);
+    observe::command(index);
+    let silent = mode_before != ReplyMode::On && st.reply == mode_before;
+    if silent && mode_before == ReplyMode::Skip {
+        st.reply = ReplyMode::On;
+    }
+    (decision, silent)
+}
+
+enum Event {
+    Pool(JobResult),
+    Frame(Result<Bytes, UpstreamError>),
+}
+
+/// Waits for whatever the head of the queue is waiting on; with nothing
+/// owed, for pushed frames from the pinned connection.
+async fn next_event(pending: &mut VecDeque<Pending>, pinned: &mut Option<Pinned>) -> Event {
+    let deadline = match pending.front_mut() {
+        Some(Pending::Pool { rx, .. }) => {
+            return Event::Pool(rx.await.unwrap_or(Err(UpstreamError::ConnectionLost)));
+        }
+        Some(Pending::Pinned { deadline, .. }) => *deadline,
+        Some(Pending::Ready(_)) | None => None,
+    };
+    let Some(conn) = pinned.as_mut() else {
+        return Event::Frame(Err(UpstreamError::ConnectionLost));
+    };
+    match deadline {
+        None => Event::Frame(conn.next_frame().await),
+        Some(at) => match tokio::time::timeout_at(at.into(), conn.next_frame()).await {
+            Ok(frame) => Event::Frame(frame),
+            Err(_) => Event::Frame(Err(UpstreamError::Timeout)),
+        },
+    }
+}

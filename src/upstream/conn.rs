@@ -1,0 +1,100 @@
+//! Opening an upstream connection: TCP connect with a timeout, then one
+//! pipelined handshake (AUTH with the proxy's own credentials, HELLO for the
+//! protocol version, SELECT of the configured database).
+
+use super::UpstreamError;
+use crate::config::UpstreamConfig;
+use crate::protocol::{encode, frame, scan, Proto};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// A connection that passed its handshake.
+pub struct Connected {
+    pub stream: TcpStream,
+    /// The server's version from its HELLO reply, when it answered one.
+    pub version: Option<String>,
+}
+
+/// Connects and handshakes within `connect_timeout`.
+pub async fn open(cfg: &UpstreamConfig, proto: Proto) -> Result<Connected, UpstreamError> {
+    match timeout(cfg.connect_timeout, connect_and_handshake(cfg, proto)).await {
+        Ok(result) => result,
+        Err(_) => Err(UpstreamError::ConnectTimeout),
+    }
+}
+
+async fn connect_and_handshake(cfg: &UpstreamConfig, proto: Proto) -> Result<Connected, UpstreamError> {
+    let mut stream = TcpStream::connect(&cfg.url.addr)
+        .await
+        .map_err(|e| UpstreamError::Unavailable(format!("{}: {e}", cfg.url.addr)))?;
+    stream.set_nodelay(true).map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
+    let (request, steps) = handshake(cfg, proto);
+    stream.write_all(&request).await.map_err(|_| UpstreamError::ConnectionLost)?;
+    let replies = read_replies(&mut stream, steps.len()).await?;
+    let mut version = None;
+    for (step, reply) in steps.iter().zip(replies) {
+        let failed = scan::kind(&reply) == scan::FrameKind::Error;
+        match step {
+            Step::Hello if failed && proto == Proto::Resp3 => {
+                return Err(UpstreamError::Handshake(format!("RESP3 not supported: {}", text(&reply))));
+            }
+            Step::Hello => version = frame::hello_version(proto, &reply),
+            _ if failed => return Err(UpstreamError::Handshake(text(&reply))),
+            _ => {}
+        }
+    }
+    Ok(Connected { stream, version })
+}
+
+enum Step {
+    Auth,
+    Hello,
+    Select,
+}
+
+fn handshake(cfg: &UpstreamConfig, proto: Proto) -> (BytesMut, Vec<Step>) {
+    let url = &cfg.url;
+    let mut out = BytesMut::new();
+    let mut steps = Vec::new();
+    if let Some(pass) = &url.password {
+        match &url.username {
+            Some(user) => encode::command(&mut out, [&b"AUTH"[..], user.as_bytes(), pass.as_bytes()].into_iter()),
+            None => encode::command(&mut out, [&b"AUTH"[..], pass.as_bytes()].into_iter()),
+        }
+        steps.push(Step::Auth);
+    }
+    let version = if proto == Proto::Resp3 { &b"3"[..] } else { b"2" };
+    encode::command(&mut out, [&b"HELLO"[..], version].into_iter());
+    steps.push(Step::Hello);
+    if url.db != 0 {
+        let db = url.db.to_string();
+        encode::command(&mut out, [&b"SELECT"[..], db.as_bytes()].into_iter());
+        steps.push(Step::Select);
+    }
+    (out, steps)
+}
+
+/// Reads exactly `n` reply frames.
+async fn read_replies(stream: &mut TcpStream, n: usize) -> Result<Vec<Bytes>, UpstreamError> {
+    let mut buf = BytesMut::with_capacity(1024);
+    let mut scanner = scan::Scanner::default();
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        match scanner.next_frame(&buf).map_err(|e| UpstreamError::Protocol(e.to_string()))? {
+            Some(len) => out.push(buf.split_to(len).freeze()),
+            None => {
+                if stream.read_buf(&mut buf).await.map_err(|_| UpstreamError::ConnectionLost)? == 0 {
+                    return Err(UpstreamError::ConnectionLost);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// An error reply's message, for logs.
+fn text(reply: &[u8]) -> String {
+    String::from_utf8_lossy(reply.get(1..).unwrap_or_default()).trim_end().to_string()
+}

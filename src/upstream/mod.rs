@@ -1,0 +1,48 @@
+//! Everything that talks to the upstream Redis: the address and credentials
+//! ([`url`]), opening and handshaking a connection ([`conn`]), the shared
+//! pool of multiplexed pipelined connections for stateless commands
+//! ([`pool`]) and dedicated connections pinned to one client ([`pinned`]).
+
+pub mod conn;
+pub mod pinned;
+pub mod pool;
+mod url;
+
+pub use url::{UpstreamUrl, UrlError};
+
+/// Why an upstream request could not be answered. Cloned to every request
+/// that a single failure affects.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum UpstreamError {
+    #[error("upstream unavailable: {0}")]
+    Unavailable(String),
+    #[error("upstream connect timeout")]
+    ConnectTimeout,
+    #[error("upstream timeout")]
+    Timeout,
+    #[error("upstream connection lost, the command may or may not have been applied")]
+    ConnectionLost,
+    #[error("upstream protocol error: {0}")]
+    Protocol(String),
+    #[error("upstream handshake failed: {0}")]
+    Handshake(String),
+}
+
+impl UpstreamError {
+    /// Label for `nearcache_upstream_errors_total{kind}`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Unavailable(_) => "unavailable",
+            UpstreamError::ConnectTimeout => "connect_timeout",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::ConnectionLost => "connection_lost",
+            UpstreamError::Protocol(_) => "protocol",
+            UpstreamError::Handshake(_) => "handshake",
+        }
+    }
+
+    /// The RESP error reply a client gets for this failure.
+    pub fn reply(&self) -> bytes::Bytes {
+        crate::protocol::encode::error(&format!("ERR {self}"))
+    }
+}

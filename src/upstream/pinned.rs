@@ -1,0 +1,61 @@
+//! A dedicated upstream connection pinned to one client session while that
+//! client holds server-side state (MULTI, WATCH, a blocking command,
+//! subscriptions, MONITOR, a non-default database, tracking).
+//!
+//! Dropping it closes the socket, which makes Redis discard the state: no
+//! transaction, watch or subscription can leak to another client.
+
+use super::{conn, pool::write_all, UpstreamError};
+use crate::config::UpstreamConfig;
+use crate::observe;
+use crate::protocol::{scan, Proto};
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+pub struct Pinned {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    scanner: scan::Scanner,
+    write_timeout: std::time::Duration,
+}
+
+impl Pinned {
+    /// Opens and handshakes a new dedicated connection.
+    pub async fn open(cfg: &UpstreamConfig, proto: Proto) -> Result<Pinned, UpstreamError> {
+        let connected = conn::open(cfg, proto).await?;
+        observe::pinned_connections(1.0);
+        Ok(Pinned {
+            stream: connected.stream,
+            rbuf: BytesMut::with_capacity(4096),
+            scanner: scan::Scanner::default(),
+            write_timeout: cfg.request_timeout,
+        })
+    }
+
+    /// Sends raw request bytes.
+    pub async fn send(&mut self, payload: &[u8]) -> Result<(), UpstreamError> {
+        write_all(&mut self.stream, payload, self.write_timeout).await
+    }
+
+    /// The next complete frame from the server. Cancel-safe: a partly
+    /// received frame stays buffered for the next call.
+    pub async fn next_frame(&mut self) -> Result<Bytes, UpstreamError> {
+        loop {
+            let found = self.scanner.next_frame(&self.rbuf).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+            if let Some(len) = found {
+                return Ok(self.rbuf.split_to(len).freeze());
+            }
+            match self.stream.read_buf(&mut self.rbuf).await {
+                Ok(0) | Err(_) => return Err(UpstreamError::ConnectionLost),
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        observe::pinned_connections(-1.0);
+    }
+}
