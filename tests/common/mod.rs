@@ -1,0 +1,275 @@
+//! Test harness: real `redis-server` processes on free loopback ports, the
+//! proxy running in-process on its own runtime thread, and raw RESP helpers.
+#![allow(dead_code)]
+
+use nearcache::config::{Config, Overrides};
+use nearcache::protocol::scan::Scanner;
+use nearcache::{admin, observe, server};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port nothing listens on right now (never 6379).
+pub fn free_port() -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind");
+        if port != 6379 {
+            return port;
+        }
+    }
+}
+
+/// A redis-server child process, killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        RedisServer::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> RedisServer {
+        let dir = std::env::temp_dir().join(format!("nearcache-test-redis-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut server = RedisServer { port, child: None, dir };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test-deps.sh)");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(10));
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port (empty: nothing is persisted).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill").args([sig, &child.id().to_string()]).status();
+        }
+    }
+
+    /// SIGSTOP: the server hangs with its sockets open.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A direct connection, bypassing the proxy.
+    pub fn direct(&self) -> redis::Connection {
+        redis::Client::open(self.url()).and_then(|c| c.get_connection()).expect("direct connection")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.resume();
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn wait_for_port(port: u16, limit: Duration) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < limit, "nothing listening on {port} after {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The proxy, running in-process on its own runtime thread until dropped.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// A proxy in front of `upstream_port` with default settings.
+    pub fn start(upstream_port: u16) -> Proxy {
+        Proxy::start_with(upstream_port, "")
+    }
+
+    /// A proxy in front of `upstream_port`; `toml` is extra configuration
+    /// (listen addresses and the upstream URL are set by the harness).
+    pub fn start_with(upstream_port: u16, toml: &str) -> Proxy {
+        let path = std::env::temp_dir().join(format!("nearcache-test-{}-{}.toml", std::process::id(), free_port()));
+        std::fs::write(&path, toml).expect("write config");
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            upstream: Some(format!("redis://127.0.0.1:{upstream_port}")),
+            admin_listen: Some("127.0.0.1:0".into()),
+            ..Overrides::default()
+        };
+        let config = Config::load(Some(&path), &overrides).expect("valid test config");
+        let _ = std::fs::remove_file(&path);
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+            rt.block_on(async move {
+                let metrics = observe::install();
+                let admin_listener = admin::bind(config.admin.listen).await.expect("admin bind");
+                let admin_addr = admin_listener.local_addr().expect("admin addr");
+                tokio::spawn(admin::serve(admin_listener, metrics));
+                let server = server::Server::bind(&config).await.expect("bind");
+                addr_tx.send((server.local_addr().expect("addr"), admin_addr)).expect("send addr");
+                server
+                    .run(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+            });
+        });
+        let (addr, admin) = addr_rx.recv_timeout(Duration::from_secs(10)).expect("proxy started");
+        Proxy { addr, admin, stop: Some(stop_tx), thread: Some(thread) }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("client")
+    }
+
+    /// A fresh connection through the proxy.
+    pub fn conn(&self) -> redis::Connection {
+        let con = self.client().get_connection().expect("connection through proxy");
+        con.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        con
+    }
+
+    /// A raw TCP connection through the proxy.
+    pub fn raw(&self) -> Raw {
+        Raw::connect(self.addr)
+    }
+
+    /// GET on the admin listener: (status code, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        http(self.admin, "GET", path)
+    }
+
+    /// Stops accepting and waits for the proxy to finish.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A minimal HTTP/1.1 request: (status, body).
+pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("admin connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// A raw RESP connection for protocol edge cases.
+pub struct Raw {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        Raw { stream, buf: Vec::new() }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Sends a command as a RESP multibulk.
+    pub fn cmd(&mut self, args: &[&str]) {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+        self.send(&out);
+    }
+
+    /// Reads one complete reply frame, as raw bytes.
+    pub fn read_frame(&mut self) -> Vec<u8> {
+        self.try_read_frame().expect("connection closed before a full reply")
+    }
+
+    /// One complete frame, or `None` if the connection closed first.
+    pub fn try_read_frame(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let mut scanner = Scanner::default();
+            if let Some(n) = scanner.next_frame(&self.buf).expect("valid RESP from proxy") {
+                return Some(self.buf.drain(..n).collect());
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Sends a command and returns its reply as text.
+    pub fn call(&mut self, args: &[&str]) -> String {
+        self.cmd(args);
+        String::from_utf8_lossy(&self.read_frame()).into_owned()
+    }
+
+    /// True when the server closed the connection (reads EOF).
+    pub fn is_closed(&mut self) -> bool {
+        self.try_read_frame().is_none()
+    }
+}
