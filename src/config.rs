@@ -7,7 +7,7 @@
 use crate::upstream::UpstreamUrl;
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// A configuration problem, reported before anything starts.
@@ -39,6 +39,8 @@ pub struct ServerConfig {
     /// reading from it until replies drain.
     pub max_pipeline: usize,
     pub shutdown_timeout: Duration,
+    /// Tokio worker threads; 0 means one per CPU core.
+    pub worker_threads: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +78,7 @@ pub struct Overrides {
     pub admin_listen: Option<String>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
+    pub worker_threads: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -95,6 +98,7 @@ struct RawServer {
     max_multibulk_len: u64,
     max_pipeline: u64,
     shutdown_timeout: String,
+    worker_threads: u64,
 }
 
 impl Default for RawServer {
@@ -105,6 +109,7 @@ impl Default for RawServer {
             max_multibulk_len: 1024 * 1024,
             max_pipeline: 4096,
             shutdown_timeout: "5s".into(),
+            worker_threads: 0,
         }
     }
 }
@@ -194,6 +199,11 @@ impl Validator<'_> {
                 max_multibulk_len: self.size("server.max_multibulk_len", raw.server.max_multibulk_len)?,
                 max_pipeline: self.size("server.max_pipeline", raw.server.max_pipeline)?,
                 shutdown_timeout: self.duration("server.shutdown_timeout", &raw.server.shutdown_timeout)?,
+                worker_threads: match o.worker_threads {
+                    Some(n) => n,
+                    None => usize::try_from(raw.server.worker_threads)
+                        .map_err(|_| self.invalid("server.worker_threads", "a thread count", raw.server.worker_threads))?,
+                },
             },
             upstream: UpstreamConfig {
                 url: self.url("upstream.url", &pick(&o.upstream, raw.upstream.url))?,
@@ -263,11 +273,6 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
         _ => None,
     }
-}
-
-/// The path given, for messages.
-pub fn describe(path: &Option<PathBuf>) -> String {
-    path.as_ref().map_or_else(|| "<defaults>".to_string(), |p| p.display().to_string())
 }
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ struct Cli {
     /// Log filter, e.g. info or nearcache=debug (overrides log.level; RUST_LOG wins).
     #[arg(long, env = "NEARCACHE_LOG_LEVEL")]
     log_level: Option<String>,
+    /// Tokio worker threads, 0 for one per core (overrides server.worker_threads).
+    #[arg(long, env = "NEARCACHE_WORKER_THREADS")]
+    worker_threads: Option<usize>,
     /// Validate this configuration file and exit.
     #[arg(long, value_name = "FILE")]
     check_config: Option<PathBuf>,
@@ -42,6 +45,7 @@ impl Cli {
             admin_listen: self.admin_listen.clone(),
             log_format: self.log_format.clone(),
             log_level: self.log_level.clone(),
+            worker_threads: self.worker_threads,
         }
     }
 }
@@ -68,7 +72,11 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.server.worker_threads > 0 {
+        builder.worker_threads(config.server.worker_threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

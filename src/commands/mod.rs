@@ -14,6 +14,7 @@ pub use keys::{key_indices, KeyError};
 
 use crate::protocol::Args;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 /// Behaviour flags of a command (a small bit set).
@@ -200,8 +201,30 @@ pub fn all() -> &'static [Command] {
 /// Longest command name in the table; longer names cannot match.
 const MAX_NAME: usize = 32;
 
-fn index() -> &'static HashMap<&'static [u8], CommandIndex> {
-    static INDEX: OnceLock<HashMap<&'static [u8], CommandIndex>> = OnceLock::new();
+/// A multiply-rotate hash (as in rustc's FxHash): command names are short
+/// and trusted to be few, so SipHash's flood resistance buys nothing here
+/// and costs most of a lookup.
+#[derive(Default)]
+struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type NameIndex = HashMap<&'static [u8], CommandIndex, BuildHasherDefault<NameHasher>>;
+
+fn index() -> &'static NameIndex {
+    static INDEX: OnceLock<NameIndex> = OnceLock::new();
     INDEX.get_or_init(|| all().iter().enumerate().map(|(i, c)| (c.name.as_bytes(), i)).collect())
 }
 

@@ -106,6 +106,13 @@ impl Session {
     /// Serves the client until it disconnects, quits, or the proxy shuts
     /// down.
     pub async fn run(mut self) -> std::io::Result<()> {
+        // One long-lived future: re-creating `changed()` on every loop turn
+        // would register and drop a waiter per request.
+        let mut shutdown = self.shutdown.clone();
+        let stop = async move {
+            let _ = shutdown.changed().await;
+        };
+        tokio::pin!(stop);
         loop {
             self.drain_completed();
             self.write_out().await?;
@@ -119,6 +126,7 @@ impl Session {
             let can_read = !self.closing && self.in_flight < self.shared.max_pipeline;
             let waiting = !self.pending.is_empty() || (self.pinned.is_some() && self.st.expects_pushes());
             tokio::select! {
+                biased;
                 event = next_event(&mut self.pending, &mut self.pinned), if waiting => self.on_event(event),
                 read = self.reader.read_buf(&mut self.rbuf), if can_read => {
                     if read? == 0 {
@@ -130,7 +138,7 @@ impl Session {
                         self.handle_input().await;
                     }
                 }
-                _ = self.shutdown.changed(), if !self.closing => {
+                _ = &mut stop, if !self.closing => {
                     if self.must_stop_now() {
                         return Ok(());
                     }

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Counts CPU instructions the proxy spends per request, which unlike
+# requests/s does not drift with machine noise: the proxy runs under
+# callgrind with one worker thread, counters are zeroed after a warm-up,
+# then a fixed redis-benchmark load runs and the total is divided by it.
+#
+#   scripts/callgrind.sh            # GET, no pipelining
+#   TEST=set PIPE=16 scripts/callgrind.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-100000}
+TEST=${TEST:-get}
+PIPE=${PIPE:-1}
+CLIENTS=${CLIENTS:-50}
+command -v valgrind >/dev/null || apt-get install -y -qq valgrind >/dev/null
+bash scripts/test-deps.sh
+cargo build --release --quiet
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 300); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.1; done; exit 1; }
+REDIS=$(port); PROXY=$(port)
+redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null &
+pids+=($!)
+wait_port "$REDIS"
+RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
+  ./target/release/nearcache --worker-threads 1 --listen "127.0.0.1:$PROXY" --admin-listen 127.0.0.1:0 \
+  --upstream "redis://127.0.0.1:$REDIS" >"$work/proxy.log" 2>&1 &
+vg=$!
+pids+=($vg)
+wait_port "$PROXY"
+redis-benchmark -p "$PROXY" -t "$TEST" -P "$PIPE" -c "$CLIENTS" -n 20000 -d 64 -r 100000 -q >/dev/null
+callgrind_control -z "$vg" >/dev/null 2>&1
+redis-benchmark -p "$PROXY" -t "$TEST" -P "$PIPE" -c "$CLIENTS" -n "$N" -d 64 -r 100000 -q >/dev/null
+callgrind_control -d "$vg" >/dev/null 2>&1
+total=$(for f in "$work"/cg.out*; do grep -h '^summary:' "$f"; done | awk '{s+=$2} END {print s}')
+printf '%s P=%s: %s instructions / %s requests = %.0f per request\n' "$TEST" "$PIPE" "$total" "$N" "$(awk "BEGIN{print $total/$N}")"
+if [ -n "${KEEP:-}" ]; then cp "$work"/cg.out* "$KEEP"/ && echo "profiles copied to $KEEP"; fi
