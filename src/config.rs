@@ -201,8 +201,9 @@ impl Validator<'_> {
                 shutdown_timeout: self.duration("server.shutdown_timeout", &raw.server.shutdown_timeout)?,
                 worker_threads: match o.worker_threads {
                     Some(n) => n,
-                    None => usize::try_from(raw.server.worker_threads)
-                        .map_err(|_| self.invalid("server.worker_threads", "a thread count", raw.server.worker_threads))?,
+                    None => usize::try_from(raw.server.worker_threads).map_err(|_| {
+                        self.invalid("server.worker_threads", "a thread count", raw.server.worker_threads)
+                    })?,
                 },
             },
             upstream: UpstreamConfig {

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod commands;
 pub mod config;
+pub mod io;
 pub mod observe;
 pub mod protocol;
 pub mod server;

@@ -12,7 +12,19 @@ use std::time::{Duration, Instant};
 fn setup() -> (RedisServer, Proxy) {
     let redis = RedisServer::start();
     let proxy = Proxy::start(redis.port);
+    wait_ready(&proxy);
     (redis, proxy)
+}
+
+/// Waits until a forwarded command goes through, so a test is not about the
+/// proxy's start-up (tests/protocol.rs `first_command_after_start_is_answered`
+/// is).
+fn wait_ready(proxy: &Proxy) {
+    let mut c = proxy.conn();
+    let ready = eventually(Duration::from_secs(5), || {
+        redis::cmd("ECHO").arg("ready").query::<String>(&mut c).is_ok_and(|v| v == "ready")
+    });
+    assert!(ready, "the proxy never forwarded a command");
 }
 
 /// The error as Redis wrote it: `CODE message`.
@@ -292,7 +304,10 @@ fn streams() {
     let range: Entries = q(&mut c, &["XRANGE", "st", "-", "2-1"]);
     assert_eq!(
         range,
-        vec![("1-1".into(), vec!["f".into(), "a".into()]), ("2-1".into(), vec!["f".into(), "b".into(), "g".into(), "c".into()])]
+        vec![
+            ("1-1".into(), vec!["f".into(), "a".into()]),
+            ("2-1".into(), vec!["f".into(), "b".into(), "g".into(), "c".into()])
+        ]
     );
     let read: Vec<(String, Entries)> = q(&mut c, &["XREAD", "COUNT", "10", "STREAMS", "st", "1-1"]);
     assert_eq!(read.len(), 1);
@@ -830,10 +845,7 @@ fn disconnect_while_blocked_closes_pinned_connection() {
     {
         let mut raw = proxy.raw();
         raw.cmd(&["BLPOP", "ghostlist", "0"]);
-        assert!(
-            eventually(Duration::from_secs(3), || blocked_clients(&redis) == 1),
-            "the BLPOP never reached Redis"
-        );
+        assert!(eventually(Duration::from_secs(3), || blocked_clients(&redis) == 1), "the BLPOP never reached Redis");
         // Dropped while blocked.
     }
     assert!(
@@ -845,4 +857,163 @@ fn disconnect_while_blocked_closes_pinned_connection() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(q::<i64>(&mut c, &["LLEN", "ghostlist"]), 1, "the pushed item was consumed by a ghost BLPOP");
     assert_eq!(q::<i64>(&mut redis.direct(), &["LLEN", "ghostlist"]), 1);
+}
+
+#[test]
+fn arity_error_inside_multi_aborts_exec() {
+    let (redis, proxy) = setup();
+    let mut d = redis.direct();
+    // What Redis does: a command refused while queueing (here for its
+    // arity) flags the transaction, and EXEC aborts it.
+    let mut direct = common::Raw::connect(format!("127.0.0.1:{}", redis.port).parse().unwrap());
+    assert_eq!(direct.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(direct.call(&["GET"]), "-ERR wrong number of arguments for 'get' command\r\n");
+    assert_eq!(direct.call(&["INCR", "counter"]), "+QUEUED\r\n");
+    assert_eq!(direct.call(&["EXEC"]), "-EXECABORT Transaction discarded because of previous errors.\r\n");
+    assert_eq!(q::<Option<i64>>(&mut d, &["GET", "counter"]), None);
+
+    // Through the proxy: the same.
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(raw.call(&["GET"]), "-ERR wrong number of arguments for 'get' command\r\n");
+    assert_eq!(raw.call(&["INCR", "counter"]), "+QUEUED\r\n");
+    assert_eq!(raw.call(&["EXEC"]), "-EXECABORT Transaction discarded because of previous errors.\r\n");
+    assert_eq!(q::<Option<i64>>(&mut d, &["GET", "counter"]), None, "the aborted transaction was applied");
+}
+
+#[test]
+fn select_inside_multi_changes_database() {
+    let (redis, proxy) = setup();
+    let mut d = redis.direct();
+    let mut c = proxy.conn();
+    // In Redis, a SELECT executed by EXEC changes the connection's database
+    // for the commands that follow.
+    let _: () = q(&mut c, &["SET", "where", "db0"]);
+    assert_eq!(q::<Value>(&mut c, &["MULTI"]), Value::Okay);
+    assert_eq!(q::<Value>(&mut c, &["SELECT", "1"]), Value::SimpleString("QUEUED".into()));
+    assert_eq!(q::<Value>(&mut c, &["SET", "where", "db1"]), Value::SimpleString("QUEUED".into()));
+    assert_eq!(q::<Value>(&mut c, &["EXEC"]), Value::Array(vec![Value::Okay, Value::Okay]));
+    let _: () = q(&mut d, &["SELECT", "1"]);
+    assert_eq!(q::<String>(&mut d, &["GET", "where"]), "db1");
+    assert_eq!(q::<String>(&mut c, &["GET", "where"]), "db1", "after EXEC ran SELECT 1 the client must be on db 1");
+}
+
+#[test]
+fn pipelined_write_then_transaction_keeps_order() {
+    // One client pipelines a write (shared pool) and a transaction that
+    // reads it (pinned connection). Redis runs one connection's commands in
+    // order, so the transaction must see the write. CLIENT PAUSE WRITE holds
+    // the write back for a moment (as a busy server would) to make any
+    // reordering between the two upstream connections visible.
+    let (redis, proxy) = setup();
+    let mut batch = Vec::new();
+    for args in [&["SET", "ordered", "1"][..], &["MULTI"], &["GET", "ordered"], &["EXEC"]] {
+        batch.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for a in args {
+            batch.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+    }
+    let expected = ["+OK\r\n", "+OK\r\n", "+QUEUED\r\n", "*1\r\n$1\r\n1\r\n"];
+
+    // Directly against Redis, for reference.
+    let _: () = q(&mut redis.direct(), &["CLIENT", "PAUSE", "300", "WRITE"]);
+    let mut direct = common::Raw::connect(format!("127.0.0.1:{}", redis.port).parse().unwrap());
+    direct.send(&batch);
+    let replies: Vec<String> = (0..4).map(|_| String::from_utf8(direct.read_frame()).unwrap()).collect();
+    assert_eq!(replies, expected);
+    let _: () = q(&mut redis.direct(), &["DEL", "ordered"]);
+
+    // Through the proxy.
+    let _: () = q(&mut redis.direct(), &["CLIENT", "PAUSE", "300", "WRITE"]);
+    let mut raw = proxy.raw();
+    raw.send(&batch);
+    let replies: Vec<String> = (0..4).map(|_| String::from_utf8(raw.read_frame()).unwrap()).collect();
+    assert_eq!(replies, expected, "the transaction ran before the write sent ahead of it");
+}
+
+/// WATCH, then `cmd_name` without MULTI (an error that, in Redis, leaves the
+/// watch in place), then a conflicting write: the transaction must abort.
+fn watch_kept_after_error(cmd_name: &str) {
+    let (redis, proxy) = setup();
+    let mut other = proxy.conn();
+    for (label, mut con) in
+        [("redis", common::Raw::connect(format!("127.0.0.1:{}", redis.port).parse().unwrap())), ("proxy", proxy.raw())]
+    {
+        assert_eq!(con.call(&["SET", "wk", "0"]), "+OK\r\n");
+        assert_eq!(con.call(&["WATCH", "wk"]), "+OK\r\n");
+        assert_eq!(con.call(&[cmd_name]), format!("-ERR {cmd_name} without MULTI\r\n"));
+        let _: () = q(&mut other, &["SET", "wk", "changed"]);
+        assert_eq!(con.call(&["MULTI"]), "+OK\r\n");
+        assert_eq!(con.call(&["SET", "wk", "mine"]), "+QUEUED\r\n");
+        assert_eq!(con.call(&["EXEC"]), "*-1\r\n", "{label}: WATCH was lost after {cmd_name} without MULTI");
+        assert_eq!(q::<String>(&mut other, &["GET", "wk"]), "changed", "{label}");
+    }
+}
+
+#[test]
+fn watch_survives_exec_without_multi() {
+    watch_kept_after_error("EXEC");
+}
+
+#[test]
+fn watch_survives_discard_without_multi() {
+    watch_kept_after_error("DISCARD");
+}
+
+#[test]
+fn blocking_commands_may_outlast_request_timeout() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start_with(redis.port, "[upstream]\nrequest_timeout = \"300ms\"\n");
+    wait_ready(&proxy);
+    let mut c = proxy.conn();
+    let _: String = q(&mut c, &["XADD", "bs", "1-1", "f", "v"]);
+    for args in [
+        &["BLPOP", "bl-empty", "0.8"][..],
+        &["BRPOP", "bl-empty", "0.8"],
+        &["BZPOPMIN", "bz-empty", "0.8"],
+        &["XREAD", "BLOCK", "800", "STREAMS", "bs", "$"],
+        &["xread", "count", "1", "block", "800", "streams", "bs", "$"],
+    ] {
+        let started = Instant::now();
+        let reply: Value = q(&mut c, args);
+        let took = started.elapsed();
+        assert_eq!(reply, Value::Nil, "{args:?}");
+        assert!(took >= Duration::from_millis(750) && took < Duration::from_secs(3), "{args:?} took {took:?}");
+    }
+    let started = Instant::now();
+    assert_eq!(q::<i64>(&mut c, &["WAIT", "1", "800"]), 0);
+    assert!(started.elapsed() >= Duration::from_millis(750), "WAIT took {:?}", started.elapsed());
+    // The shared pool was not disturbed: a normal command is fast.
+    let started = Instant::now();
+    assert_eq!(q::<String>(&mut proxy.conn(), &["PING"]), "PONG");
+    assert!(started.elapsed() < Duration::from_millis(200));
+}
+
+#[test]
+fn mixed_local_and_forwarded_replies_keep_order() {
+    let (_redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    let id = raw.call(&["CLIENT", "ID"]);
+    let mut batch = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..50 {
+        let (args, want): (Vec<String>, String) = match i % 5 {
+            0 => (vec!["SET".into(), format!("mk{i}"), format!("{i}")], "+OK\r\n".into()),
+            1 => (vec!["CLIENT".into(), "ID".into()], id.clone()),
+            2 => {
+                (vec!["GET".into(), format!("mk{}", i - 2)], format!("${}\r\n{}\r\n", (i - 2).to_string().len(), i - 2))
+            }
+            3 => (vec!["CLIENT".into(), "GETNAME".into()], "$-1\r\n".into()),
+            _ => (vec!["ECHO".into(), format!("e{i}")], format!("${}\r\ne{i}\r\n", format!("e{i}").len())),
+        };
+        batch.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for a in &args {
+            batch.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+        expected.push(want);
+    }
+    raw.send(&batch);
+    for (i, want) in expected.iter().enumerate() {
+        assert_eq!(&String::from_utf8(raw.read_frame()).unwrap(), want, "reply {i}");
+    }
 }

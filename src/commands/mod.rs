@@ -13,8 +13,6 @@ mod table;
 pub use keys::{key_indices, KeyError};
 
 use crate::protocol::Args;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 /// Behaviour flags of a command (a small bit set).
@@ -201,31 +199,39 @@ pub fn all() -> &'static [Command] {
 /// Longest command name in the table; longer names cannot match.
 const MAX_NAME: usize = 32;
 
-/// A multiply-rotate hash (as in rustc's FxHash): command names are short
-/// and trusted to be few, so SipHash's flood resistance buys nothing here
-/// and costs most of a lookup.
-#[derive(Default)]
-struct NameHasher(u64);
+/// Slots in the name index: a power of two well above the table size, so
+/// probes are short.
+const SLOTS: usize = 1024;
 
-impl Hasher for NameHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
+/// Hash of a command name with ASCII case folded (`| 0x20` per byte: the
+/// same for `GET` and `get`; names contain no bytes that fold together
+/// otherwise). Multiply-rotate as in rustc's FxHash: names are few and
+/// short, so SipHash's flood resistance would buy nothing here.
+fn fold_hash(name: &[u8]) -> u64 {
+    let mut h = name.len() as u64;
+    for chunk in name.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word) | 0x2020_2020_2020_2020;
+        h = (h.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
+    h
 }
 
-type NameIndex = HashMap<&'static [u8], CommandIndex, BuildHasherDefault<NameHasher>>;
-
-fn index() -> &'static NameIndex {
-    static INDEX: OnceLock<NameIndex> = OnceLock::new();
-    INDEX.get_or_init(|| all().iter().enumerate().map(|(i, c)| (c.name.as_bytes(), i)).collect())
+/// Open-addressing index from folded name hash to table position.
+fn index() -> &'static [Option<CommandIndex>; SLOTS] {
+    static INDEX: OnceLock<Box<[Option<CommandIndex>; SLOTS]>> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut slots = Box::new([None; SLOTS]);
+        for (i, c) in all().iter().enumerate() {
+            let mut slot = fold_hash(c.name.as_bytes()) as usize % SLOTS;
+            while slots[slot].is_some() {
+                slot = (slot + 1) % SLOTS;
+            }
+            slots[slot] = Some(i);
+        }
+        slots
+    })
 }
 
 /// Finds a top-level command by name, ignoring ASCII case.
@@ -233,10 +239,14 @@ pub fn lookup(name: &[u8]) -> Option<(CommandIndex, &'static Command)> {
     if name.len() > MAX_NAME {
         return None;
     }
-    let mut lower = [0u8; MAX_NAME];
-    let lower = &mut lower[..name.len()];
-    lower.copy_from_slice(name);
-    lower.make_ascii_lowercase();
-    let i = *index().get(&*lower)?;
-    Some((i, &all()[i]))
+    let slots = index();
+    let mut slot = fold_hash(name) as usize % SLOTS;
+    loop {
+        let i = slots[slot]?;
+        let cmd = &all()[i];
+        if cmd.name.as_bytes().eq_ignore_ascii_case(name) {
+            return Some((i, cmd));
+        }
+        slot = (slot + 1) % SLOTS;
+    }
 }

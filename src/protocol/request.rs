@@ -77,13 +77,15 @@ pub fn parse_int(digits: &[u8]) -> Option<i64> {
     if digits.is_empty() || digits.len() > 19 {
         return None;
     }
-    let mut n: i64 = 0;
+    // 19 decimal digits always fit a u64; the i64 range is checked after.
+    let mut n: u64 = 0;
     for &d in digits {
         if !d.is_ascii_digit() {
             return None;
         }
-        n = n.checked_mul(10)?.checked_add(i64::from(d - b'0'))?;
+        n = n * 10 + u64::from(d - b'0');
     }
+    let n = i64::try_from(n).ok()?;
     Some(if neg { -n } else { n })
 }
 

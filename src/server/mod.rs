@@ -12,12 +12,13 @@ use crate::config::{Config, UpstreamConfig};
 use crate::observe;
 use crate::protocol::{request::Limits, Proto};
 use crate::upstream::pool::{Pool, UpstreamInfo};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// What every session shares.
@@ -52,10 +53,46 @@ impl Pools {
     }
 }
 
+/// Write halves of the connected clients' sockets, so shutdown can end
+/// every session's input at once without each session polling a signal.
+#[derive(Default)]
+struct Clients {
+    sockets: Mutex<HashMap<u64, Arc<OwnedWriteHalf>>>,
+    closing: AtomicBool,
+}
+
+impl Clients {
+    /// False once shutdown has begun: the client is not served.
+    fn register(&self, id: u64, socket: Arc<OwnedWriteHalf>) -> bool {
+        let mut sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.closing.load(Ordering::Acquire) {
+            return false;
+        }
+        sockets.insert(id, socket);
+        true
+    }
+
+    fn deregister(&self, id: u64) {
+        self.sockets.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+    }
+
+    /// Shuts down the read side of every client socket: each session sees
+    /// end-of-input, finishes the replies it owes and closes.
+    fn end_input(&self) {
+        let sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
+        self.closing.store(true, Ordering::Release);
+        for socket in sockets.values() {
+            let stream: &TcpStream = (**socket).as_ref();
+            let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Read);
+        }
+    }
+}
+
 /// A bound, not yet running, proxy listener.
 pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
+    clients: Arc<Clients>,
     shutdown_timeout: Duration,
 }
 
@@ -77,7 +114,7 @@ impl Server {
             },
             max_pipeline: config.server.max_pipeline,
         });
-        Ok(Server { listener, shared, shutdown_timeout: config.server.shutdown_timeout })
+        Ok(Server { listener, shared, clients: Arc::default(), shutdown_timeout: config.server.shutdown_timeout })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -88,7 +125,6 @@ impl Server {
     /// sessions finish what they owe (at most the shutdown timeout) and
     /// returns.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut sessions = JoinSet::new();
         let next_id = AtomicU64::new(1);
         tokio::pin!(stop);
@@ -98,7 +134,7 @@ impl Server {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let id = next_id.fetch_add(1, Ordering::Relaxed);
-                        sessions.spawn(serve(self.shared.clone(), stream, peer, id, shutdown_rx.clone()));
+                        sessions.spawn(serve(self.shared.clone(), self.clients.clone(), stream, peer, id));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -111,7 +147,7 @@ impl Server {
         drop(self.listener);
         let open = sessions.len();
         tracing::info!(clients = open, "shutting down: no longer accepting, finishing in-flight requests");
-        let _ = shutdown_tx.send(true);
+        self.clients.end_input();
         let drained =
             tokio::time::timeout(self.shutdown_timeout, async { while sessions.join_next().await.is_some() {} }).await;
         if drained.is_err() {
@@ -121,11 +157,17 @@ impl Server {
     }
 }
 
-async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: u64, shutdown: watch::Receiver<bool>) {
+async fn serve(shared: Arc<Shared>, clients: Arc<Clients>, stream: TcpStream, peer: SocketAddr, id: u64) {
     let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.into_split();
+    let writer = Arc::new(writer);
+    if !clients.register(id, writer.clone()) {
+        return;
+    }
     observe::client_connections(1.0);
     tracing::debug!(client = id, %peer, "client connected");
-    let result = session::Session::new(shared, stream, id, shutdown).run().await;
+    let result = session::Session::new(shared, reader, writer, id).run().await;
+    clients.deregister(id);
     tracing::debug!(client = id, %peer, result = ?result.err(), "client disconnected");
     observe::client_connections(-1.0);
 }

@@ -147,6 +147,12 @@ fn route_known(
     pinned: bool,
     info: &UpstreamInfo,
 ) -> Decision {
+    // Inside MULTI everything but the connection's own lifecycle is queued
+    // upstream as Redis does, errors included (a bad command there must
+    // make EXEC abort).
+    if st.multi && !matches!(cmd.handler, Handler::Local(Local::Quit) | Handler::Local(Local::Reset)) {
+        return after_multi_command(st, cmd, args);
+    }
     if !cmd.arity_ok(args.len()) {
         return Decision::Reply(encode::error(&format!("ERR wrong number of arguments for '{}' command", cmd.name)));
     }
@@ -160,11 +166,6 @@ fn route_known(
         Some(sub) => sub,
         None => cmd,
     };
-    // Inside MULTI everything but the connection's own lifecycle is queued
-    // upstream, as Redis does.
-    if st.multi && !matches!(cmd.handler, Handler::Local(Local::Quit) | Handler::Local(Local::Reset)) {
-        return after_multi_command(st, cmd);
-    }
     match cmd.handler {
         Handler::Forward if cmd.blocks(args) => Decision::Pinned { replies: 1, blocking: true },
         Handler::Forward => forward(pinned),
@@ -176,11 +177,20 @@ fn route_known(
     }
 }
 
-/// A command sent while in MULTI: queued upstream; EXEC and DISCARD end it.
-fn after_multi_command(st: &mut ClientState, cmd: &Command) -> Decision {
-    if matches!(cmd.handler, Handler::State(State::Exec) | Handler::State(State::Discard)) {
-        st.multi = false;
-        st.watching = false;
+/// A command sent while in MULTI: queued upstream; EXEC and DISCARD end the
+/// transaction, a queued SELECT moves the connection when EXEC runs it.
+fn after_multi_command(st: &mut ClientState, cmd: &Command, args: &Args) -> Decision {
+    match cmd.handler {
+        Handler::State(State::Exec) | Handler::State(State::Discard) => {
+            st.multi = false;
+            st.watching = false;
+        }
+        Handler::Local(Local::Select) if cmd.arity_ok(args.len()) => {
+            if let Some(db) = args.get(1).and_then(parse_int) {
+                st.db = db;
+            }
+        }
+        _ => {}
     }
     Decision::Pinned { replies: 1, blocking: false }
 }
@@ -268,10 +278,8 @@ fn state_command(st: &mut ClientState, state: State, args: &Args, pinned: bool) 
             let name = if state == State::Exec { "EXEC" } else { "DISCARD" };
             Decision::Reply(encode::error(&format!("ERR {name} without MULTI")))
         }
-        State::Exec | State::Discard => {
-            st.watching = false;
-            one
-        }
+        // Outside MULTI these fail upstream and, as in Redis, keep WATCH.
+        State::Exec | State::Discard => one,
         State::Watch => {
             st.watching = true;
             one

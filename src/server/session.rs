@@ -10,6 +10,7 @@
 
 use super::route::{route, ClientState, Decision, ReplyMode};
 use super::Shared;
+use crate::io::write_all;
 use crate::observe;
 use crate::protocol::frame::{pubsub, PubSub};
 use crate::protocol::request::{self, Parsed};
@@ -17,35 +18,20 @@ use crate::protocol::{encode, Args, Proto, ProtocolError};
 use crate::upstream::pinned::Pinned;
 use crate::upstream::pool::JobResult;
 use crate::upstream::UpstreamError;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 /// A reply owed to the client, in request order.
 enum Pending {
     Ready(Bytes),
     Pool { rx: oneshot::Receiver<JobResult>, count: usize, silent: bool, started: Instant },
     Pinned { remaining: usize, silent: bool, discard: bool, deadline: Option<Instant> },
-}
-
-/// Where a planned request's bytes are.
-enum Payload {
-    /// A range of the bytes just read (forwarded as they came).
-    Read(Range<usize>),
-    /// Re-encoded bytes (inline commands).
-    Owned(Bytes),
-}
-
-struct Step {
-    payload: Payload,
-    decision: Decision,
-    silent: bool,
 }
 
 /// Replies bigger than this are written from their own buffer instead of
@@ -56,14 +42,14 @@ pub struct Session {
     shared: Arc<Shared>,
     st: ClientState,
     reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
-    shutdown: watch::Receiver<bool>,
+    writer: Arc<OwnedWriteHalf>,
     rbuf: BytesMut,
     wbuf: BytesMut,
     out: VecDeque<Bytes>,
     args: Vec<Range<usize>>,
     inline: Vec<Vec<u8>>,
-    steps: Vec<Step>,
+    /// Bytes the read buffer should make room for (a partly received bulk).
+    reserve: usize,
     pending: VecDeque<Pending>,
     /// Commands whose replies are still owed (backpressure).
     in_flight: usize,
@@ -78,21 +64,22 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(shared: Arc<Shared>, stream: TcpStream, id: u64, shutdown: watch::Receiver<bool>) -> Session {
-        let (reader, writer) = stream.into_split();
+    /// A session over the two halves of a client socket. Shutdown ends it
+    /// by shutting down the socket's read side (see `Clients`): the session
+    /// then sees end-of-input, finishes what it owes and closes.
+    pub fn new(shared: Arc<Shared>, reader: OwnedReadHalf, writer: Arc<OwnedWriteHalf>, id: u64) -> Session {
         let default_db = shared.upstream.url.db;
         Session {
             shared,
             st: ClientState::new(id, default_db),
             reader,
             writer,
-            shutdown,
             rbuf: BytesMut::with_capacity(16 * 1024),
             wbuf: BytesMut::with_capacity(16 * 1024),
             out: VecDeque::new(),
             args: Vec::new(),
             inline: Vec::new(),
-            steps: Vec::new(),
+            reserve: 0,
             pending: VecDeque::new(),
             in_flight: 0,
             pinned: None,
@@ -106,18 +93,11 @@ impl Session {
     /// Serves the client until it disconnects, quits, or the proxy shuts
     /// down.
     pub async fn run(mut self) -> std::io::Result<()> {
-        // One long-lived future: re-creating `changed()` on every loop turn
-        // would register and drop a waiter per request.
-        let mut shutdown = self.shutdown.clone();
-        let stop = async move {
-            let _ = shutdown.changed().await;
-        };
-        tokio::pin!(stop);
         loop {
             self.drain_completed();
             self.write_out().await?;
             if self.closing && self.pending.is_empty() {
-                return self.writer.shutdown().await;
+                return Ok(());
             }
             if self.stalled && !self.closing && self.in_flight < self.shared.max_pipeline {
                 self.handle_input().await;
@@ -138,12 +118,6 @@ impl Session {
                         self.handle_input().await;
                     }
                 }
-                _ = &mut stop, if !self.closing => {
-                    if self.must_stop_now() {
-                        return Ok(());
-                    }
-                    self.closing = true;
-                }
             }
         }
     }
@@ -155,45 +129,63 @@ impl Session {
         blocked || self.st.expects_pushes()
     }
 
-    /// Parses every complete request in the read buffer, routes each one,
-    /// then carries the plan out.
+    /// Parses every complete request in the read buffer and carries each
+    /// one out: consecutive pool requests from one read go upstream as one
+    /// write, pinned requests are batched into one write.
     async fn handle_input(&mut self) {
+        // Lend the read buffer out while requests refer to it; the consumed
+        // bytes are dropped afterwards (no copy, no allocation).
+        let input = std::mem::take(&mut self.rbuf);
+        let now = Instant::now();
         let mut consumed = 0;
+        let mut run: Option<(Range<usize>, usize, bool)> = None;
         let mut fatal = None;
-        let mut queued = self.in_flight;
-        let mut pinned = self.pinned.is_some();
-        while !self.closing && queued < self.shared.max_pipeline {
-            let parsed = request::parse(&self.rbuf[consumed..], &self.shared.limits, &mut self.args, &mut self.inline);
-            let (len, payload) = match parsed {
+        while !self.closing && self.in_flight < self.shared.max_pipeline {
+            let parsed = request::parse(&input[consumed..], &self.shared.limits, &mut self.args, &mut self.inline);
+            let (len, owned) = match parsed {
                 Err(e) => {
                     fatal = Some(e);
                     break;
                 }
                 Ok(Parsed::Incomplete { hint }) => {
-                    self.rbuf.reserve(hint.saturating_sub(self.rbuf.len() - consumed));
+                    self.reserve = hint.saturating_sub(input.len() - consumed);
                     break;
                 }
                 Ok(Parsed::Empty { len }) => {
                     consumed += len;
                     continue;
                 }
-                Ok(Parsed::Multibulk { len }) => (len, Payload::Read(consumed..consumed + len)),
-                Ok(Parsed::Inline { len }) => (len, Payload::Owned(self.reencode_inline())),
+                Ok(Parsed::Multibulk { len }) => (len, None),
+                Ok(Parsed::Inline { len }) => (len, Some(self.reencode_inline())),
             };
-            let source = match &payload {
-                Payload::Read(range) => &self.rbuf[range.clone()],
-                Payload::Owned(bytes) => &bytes[..],
-            };
-            let (decision, silent) = plan(&mut self.st, &Args::new(source, &self.args), pinned, &self.shared);
-            pinned |= matches!(decision, Decision::Pinned { .. } | Decision::PinnedSideEffect { .. });
-            self.closing |= matches!(decision, Decision::Close(_));
-            self.steps.push(Step { payload, decision, silent });
+            let range = consumed..consumed + len;
             consumed += len;
-            queued += 1;
+            let request = owned.as_deref().unwrap_or(&input[range.clone()]);
+            let (decision, silent) =
+                plan(&mut self.st, &Args::new(request, &self.args), self.pinned.is_some(), &self.shared);
+            match decision {
+                Decision::Pool if owned.is_none() => match &mut run {
+                    Some((r, count, s)) if r.end == range.start && *s == silent => {
+                        r.end = range.end;
+                        *count += 1;
+                    }
+                    _ => {
+                        self.send_pool_run(&input, run.take(), now);
+                        run = Some((range, 1, silent));
+                    }
+                },
+                decision => {
+                    self.send_pool_run(&input, run.take(), now);
+                    self.apply(decision, request, silent, now).await;
+                }
+            }
         }
-        self.stalled = queued >= self.shared.max_pipeline;
-        let chunk = self.rbuf.split_to(consumed).freeze();
-        self.execute(&chunk).await;
+        self.send_pool_run(&input, run, now);
+        self.flush_pinned().await;
+        self.stalled = self.in_flight >= self.shared.max_pipeline;
+        self.rbuf = input;
+        self.rbuf.advance(consumed);
+        self.rbuf.reserve(std::mem::take(&mut self.reserve));
         if let Some(e) = fatal {
             self.protocol_error(e);
         }
@@ -218,62 +210,31 @@ impl Session {
         self.closing = true;
     }
 
-    /// Carries out the planned steps: consecutive pool requests that came in
-    /// one read are forwarded as one job, pinned requests are batched into
-    /// one write.
-    async fn execute(&mut self, chunk: &Bytes) {
-        let mut steps = std::mem::take(&mut self.steps);
-        let now = Instant::now();
-        let mut run: Option<(Range<usize>, usize, bool)> = None;
-        for step in steps.drain(..) {
-            let silent = step.silent;
-            match (step.decision, step.payload) {
-                (Decision::Pool, Payload::Read(range)) => match &mut run {
-                    Some((r, count, s)) if r.end == range.start && *s == silent => {
-                        r.end = range.end;
-                        *count += 1;
-                    }
-                    _ => {
-                        self.send_pool_run(chunk, run.take(), now);
-                        run = Some((range, 1, silent));
-                    }
-                },
-                (decision, payload) => {
-                    self.send_pool_run(chunk, run.take(), now);
-                    let bytes = match payload {
-                        Payload::Read(range) => chunk.slice(range),
-                        Payload::Owned(bytes) => bytes,
-                    };
-                    self.apply(decision, bytes, silent, now).await;
-                }
-            }
-        }
-        self.send_pool_run(chunk, run, now);
-        self.steps = steps;
-        self.flush_pinned().await;
-    }
-
-    fn send_pool_run(&mut self, chunk: &Bytes, run: Option<(Range<usize>, usize, bool)>, now: Instant) {
+    fn send_pool_run(&mut self, input: &[u8], run: Option<(Range<usize>, usize, bool)>, now: Instant) {
         if let Some((range, count, silent)) = run {
-            self.send_pool(chunk.slice(range), count, silent, now);
+            self.send_pool(&input[range], count, silent, now);
         }
     }
 
-    fn send_pool(&mut self, payload: Bytes, count: usize, silent: bool, started: Instant) {
+    fn send_pool(&mut self, payload: &[u8], count: usize, silent: bool, started: Instant) {
         let pool = self.shared.pools.get(self.st.proto);
-        let rx = pool.send(self.st.id as usize, payload, count);
+        let rx = pool.send(self.st.id as usize, payload, count, started);
         self.pending.push_back(Pending::Pool { rx, count, silent, started });
         self.in_flight += count;
     }
 
-    async fn apply(&mut self, decision: Decision, request: Bytes, silent: bool, now: Instant) {
+    async fn apply(&mut self, decision: Decision, request: &[u8], silent: bool, now: Instant) {
         match decision {
-            Decision::Reply(reply) | Decision::Close(reply) if !silent => self.pending.push_back(Pending::Ready(reply)),
-            Decision::Reply(_) | Decision::Close(_) | Decision::Silent => {}
+            Decision::Close(reply) => {
+                self.pending.push_back(Pending::Ready(reply));
+                self.closing = true;
+            }
+            Decision::Reply(reply) if !silent => self.pending.push_back(Pending::Ready(reply)),
+            Decision::Reply(_) | Decision::Silent => {}
             Decision::Pool => self.send_pool(request, 1, silent, now),
             Decision::Pinned { replies, blocking } => {
                 let deadline = (!blocking).then(|| now + self.shared.upstream.request_timeout);
-                self.send_pinned(&request, Pending::Pinned { remaining: replies, silent, discard: false, deadline })
+                self.send_pinned(request, Pending::Pinned { remaining: replies, silent, discard: false, deadline })
                     .await;
             }
             Decision::PinnedSideEffect { upstream, reply } => {
@@ -290,6 +251,7 @@ impl Session {
     /// Queues `request` for the pinned connection, opening it first if the
     /// session has none.
     async fn send_pinned(&mut self, request: &[u8], entry: Pending) {
+        self.settle_pool().await;
         if self.pinned.is_none() {
             match Pinned::open(&self.shared.upstream, self.st.proto).await {
                 Ok(p) => self.pinned = Some(p),
@@ -310,6 +272,20 @@ impl Session {
         self.pending.push_back(entry);
         self.pinned_entries += 1;
         self.in_flight += 1;
+    }
+
+    /// Waits until every request this session sent on the shared pool has
+    /// been answered, keeping the replies in their places. Requests sent on
+    /// the pinned connection after this cannot overtake them upstream.
+    async fn settle_pool(&mut self) {
+        for i in 0..self.pending.len() {
+            if let Some(Pending::Pool { rx, count, silent, started }) = self.pending.get_mut(i) {
+                let (count, silent, started) = (*count, *silent, *started);
+                let result = rx.await.unwrap_or(Err(UpstreamError::ConnectionLost));
+                self.in_flight -= count;
+                self.pending[i] = Pending::Ready(pool_replies(result, count, silent, started));
+            }
+        }
     }
 
     async fn flush_pinned(&mut self) {
@@ -381,17 +357,9 @@ impl Session {
             return;
         };
         self.in_flight -= count;
-        observe::command_duration(started.elapsed().as_secs_f64(), count);
-        if silent {
-            return;
-        }
-        match result {
-            Ok(replies) => self.emit(replies),
-            Err(e) => {
-                observe::upstream_error(&e);
-                let reply = e.reply();
-                (0..count).for_each(|_| self.emit(reply.clone()));
-            }
+        let replies = pool_replies(result, count, silent, started);
+        if !replies.is_empty() {
+            self.emit(replies);
         }
     }
 
@@ -449,13 +417,30 @@ impl Session {
 
     async fn write_out(&mut self) -> std::io::Result<()> {
         while let Some(segment) = self.out.pop_front() {
-            self.writer.write_all(&segment).await?;
+            write_all(&self.writer, &segment).await?;
         }
         if !self.wbuf.is_empty() {
-            self.writer.write_all(&self.wbuf).await?;
+            write_all(&self.writer, &self.wbuf).await?;
             self.wbuf.clear();
         }
         Ok(())
+    }
+}
+
+/// What the client gets for a pool batch of `count` requests: the replies,
+/// or one error per request; nothing when its replies are suppressed.
+fn pool_replies(result: JobResult, count: usize, silent: bool, started: Instant) -> Bytes {
+    observe::command_duration(started.elapsed().as_secs_f64(), count);
+    match result {
+        _ if silent => Bytes::new(),
+        Ok(replies) => replies,
+        Err(e) => {
+            observe::upstream_error(&e);
+            let reply = e.reply();
+            let mut all = BytesMut::with_capacity(reply.len() * count);
+            (0..count).for_each(|_| all.extend_from_slice(&reply));
+            all.freeze()
+        }
     }
 }
 

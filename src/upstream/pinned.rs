@@ -5,12 +5,12 @@
 //! Dropping it closes the socket, which makes Redis discard the state: no
 //! transaction, watch or subscription can leak to another client.
 
-use super::{conn, pool::write_all, UpstreamError};
+use super::{conn, UpstreamError};
 use crate::config::UpstreamConfig;
 use crate::observe;
 use crate::protocol::{scan, Proto};
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub struct Pinned {
@@ -35,7 +35,11 @@ impl Pinned {
 
     /// Sends raw request bytes.
     pub async fn send(&mut self, payload: &[u8]) -> Result<(), UpstreamError> {
-        write_all(&mut self.stream, payload, self.write_timeout).await
+        match tokio::time::timeout(self.write_timeout, self.stream.write_all(payload)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(UpstreamError::ConnectionLost),
+            Err(_) => Err(UpstreamError::Timeout),
+        }
     }
 
     /// The next complete frame from the server. Cancel-safe: a partly

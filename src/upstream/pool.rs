@@ -1,13 +1,17 @@
 //! The shared pool: a few long-lived upstream connections, each multiplexing
 //! the stateless commands of many client sessions.
 //!
-//! A session hands a connection a [`Job`]: the raw bytes of one or more
-//! pipelined requests and how many replies they produce. The connection's
-//! task writes jobs in arrival order and, because Redis answers in order,
-//! the replies of one job are contiguous in the stream: they are split off
-//! the read buffer as one `Bytes` and sent back untouched. A connection that
-//! fails or times out fails every job in flight on it and reconnects in the
-//! background with exponential backoff; while it is down, jobs fail at once.
+//! A session writes its requests straight into a connection's socket (under
+//! the connection's lock, so the write order is the order of the in-flight
+//! queue) and gets a receiver for the replies. Because Redis answers in
+//! order, the replies to one batch are contiguous in the stream: the
+//! connection's reader task splits them off its buffer as one `Bytes` and
+//! hands them back untouched. When the socket cannot take a write at once,
+//! the bytes queue in a backlog that a flush task drains in order.
+//!
+//! A connection that fails or times out fails every request in flight on it
+//! and reconnects in the background with exponential backoff; while it is
+//! down, requests fail at once with the reason.
 
 use super::{conn, UpstreamError};
 use crate::config::UpstreamConfig;
@@ -15,23 +19,15 @@ use crate::observe;
 use crate::protocol::{scan, Proto};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::io::ErrorKind;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{oneshot, Notify};
 
-/// The replies of a job, or why there are none.
+/// The replies of a batch of requests, or why there are none.
 pub type JobResult = Result<Bytes, UpstreamError>;
-
-/// Requests to forward and where to deliver their replies.
-pub struct Job {
-    /// One or more complete RESP requests.
-    pub payload: Bytes,
-    /// How many replies `payload` produces.
-    pub count: usize,
-    pub reply: oneshot::Sender<JobResult>,
-}
 
 /// What the connections learn about the upstream server.
 #[derive(Default)]
@@ -42,69 +38,160 @@ pub struct UpstreamInfo {
 impl UpstreamInfo {
     /// The upstream's version, once a handshake reported it.
     pub fn version(&self) -> Option<String> {
-        self.version.lock().ok()?.clone()
+        self.version.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     fn set_version(&self, v: Option<String>) {
-        if let (Some(v), Ok(mut slot)) = (v, self.version.lock()) {
-            *slot = Some(v);
+        if v.is_some() {
+            *self.version.lock().unwrap_or_else(PoisonError::into_inner) = v;
         }
     }
 }
 
 /// A fixed set of multiplexed connections speaking one protocol version.
 pub struct Pool {
-    conns: Vec<mpsc::UnboundedSender<Job>>,
+    conns: Vec<Arc<PoolConn>>,
 }
 
 impl Pool {
-    /// Starts `cfg.pool_size` connection tasks; they connect in the
-    /// background and keep reconnecting for the life of the process.
+    /// Starts `cfg.pool_size` connections; they connect in the background
+    /// and keep reconnecting for the life of the process.
     pub fn start(cfg: Arc<UpstreamConfig>, proto: Proto, info: Arc<UpstreamInfo>) -> Pool {
         let conns = (0..cfg.pool_size)
             .map(|slot| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                let conn = PoolConn { cfg: cfg.clone(), proto, info: info.clone(), slot, rx };
-                tokio::spawn(conn.run());
-                tx
+                let conn = Arc::new(PoolConn::new());
+                tokio::spawn(
+                    Maintainer { cfg: cfg.clone(), proto, info: info.clone(), slot, conn: conn.clone() }.run(),
+                );
+                conn
             })
             .collect();
         Pool { conns }
     }
 
-    /// Queues `payload` on the connection chosen by `affinity` (a session
-    /// keeps one connection, so its jobs stay in order on one stream).
-    pub fn send(&self, affinity: usize, payload: Bytes, count: usize) -> oneshot::Receiver<JobResult> {
+    /// Sends `payload` (complete requests producing `count` replies) on the
+    /// connection chosen by `affinity`; a session keeps one connection.
+    pub fn send(&self, affinity: usize, payload: &[u8], count: usize, now: Instant) -> oneshot::Receiver<JobResult> {
         let (reply, rx) = oneshot::channel();
-        let job = Job { payload, count, reply };
-        if let Err(mpsc::error::SendError(job)) = self.conns[affinity % self.conns.len()].send(job) {
-            let _ = job.reply.send(Err(UpstreamError::Unavailable("proxy shutting down".into())));
-        }
+        self.conns[affinity % self.conns.len()].send(payload, InFlight { count, reply, sent_at: now });
         rx
     }
 }
 
-/// A job written upstream, waiting for its replies.
+/// A batch written upstream, waiting for its replies.
 struct InFlight {
     count: usize,
     reply: oneshot::Sender<JobResult>,
     sent_at: Instant,
 }
 
+/// One multiplexed connection, shared by the sessions and its tasks.
 struct PoolConn {
+    state: Mutex<ConnState>,
+    /// Wakes the flush task when the backlog has bytes.
+    flush: Notify,
+}
+
+struct ConnState {
+    link: Link,
+    inflight: VecDeque<InFlight>,
+    /// Bytes accepted but not yet written; while non-empty, new requests
+    /// queue behind it so the write order never changes.
+    backlog: BytesMut,
+}
+
+enum Link {
+    /// The first connection attempt is under way: requests queue in the
+    /// backlog and are written once it succeeds (or fail with it).
+    Connecting,
+    /// Requests fail at once with the reason, until a reconnect succeeds.
+    Down(UpstreamError),
+    Up {
+        writer: Arc<OwnedWriteHalf>,
+        generation: u64,
+    },
+}
+
+impl PoolConn {
+    fn new() -> PoolConn {
+        PoolConn {
+            state: Mutex::new(ConnState {
+                link: Link::Connecting,
+                inflight: VecDeque::new(),
+                backlog: BytesMut::new(),
+            }),
+            flush: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ConnState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn send(&self, payload: &[u8], job: InFlight) {
+        let mut st = self.lock();
+        let writer = match &st.link {
+            Link::Down(e) => {
+                let e = e.clone();
+                drop(st);
+                let _ = job.reply.send(Err(e));
+                return;
+            }
+            Link::Connecting => {
+                st.inflight.push_back(job);
+                st.backlog.extend_from_slice(payload);
+                return;
+            }
+            Link::Up { writer, .. } => writer.clone(),
+        };
+        st.inflight.push_back(job);
+        if !st.backlog.is_empty() {
+            st.backlog.extend_from_slice(payload);
+            return;
+        }
+        let written = match writer.try_write(payload) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => 0,
+            // The reader sees the broken socket and fails what is in flight.
+            Err(_) => return,
+        };
+        if written < payload.len() {
+            st.backlog.extend_from_slice(&payload[written..]);
+            self.flush.notify_one();
+        }
+    }
+
+    /// Marks the connection down and fails everything in flight with `err`.
+    fn fail(&self, err: UpstreamError) {
+        let orphans: Vec<InFlight> = {
+            let mut st = self.lock();
+            st.link = Link::Down(err.clone());
+            st.backlog.clear();
+            st.inflight.drain(..).collect()
+        };
+        for job in orphans {
+            let _ = job.reply.send(Err(err.clone()));
+        }
+    }
+}
+
+/// The task that owns a pool connection's lifecycle: connect, read replies,
+/// detect timeouts, reconnect.
+struct Maintainer {
     cfg: Arc<UpstreamConfig>,
     proto: Proto,
     info: Arc<UpstreamInfo>,
     slot: usize,
-    rx: mpsc::UnboundedReceiver<Job>,
+    conn: Arc<PoolConn>,
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 
-impl PoolConn {
-    async fn run(mut self) {
+impl Maintainer {
+    async fn run(self) {
         let mut backoff = MIN_BACKOFF;
         let mut failures = 0u32;
+        let mut generation = 0u64;
         loop {
             match conn::open(&self.cfg, self.proto).await {
                 Ok(connected) => {
@@ -112,159 +199,132 @@ impl PoolConn {
                     self.info.set_version(connected.version);
                     backoff = MIN_BACKOFF;
                     failures = 0;
+                    generation += 1;
                     observe::upstream_connected(1.0);
-                    let err = self.serve(connected.stream).await;
+                    let err = self.serve(connected.stream, generation).await;
                     observe::upstream_connected(-1.0);
-                    match err {
-                        None => return,
-                        Some(e) => {
-                            observe::upstream_error(&e);
-                            tracing::warn!(upstream = %self.cfg.url, slot = self.slot, error = %e, "upstream connection failed")
-                        }
-                    }
+                    observe::upstream_error(&err);
+                    tracing::warn!(upstream = %self.cfg.url, slot = self.slot, error = %err, "upstream connection failed");
                 }
-                Err(e) => {
-                    observe::upstream_error(&e);
+                Err(err) => {
+                    observe::upstream_error(&err);
                     failures += 1;
                     if failures == 1 {
-                        tracing::warn!(upstream = %self.cfg.url, slot = self.slot, error = %e, "upstream unreachable, retrying in the background");
+                        tracing::warn!(upstream = %self.cfg.url, slot = self.slot, error = %err, "upstream unreachable, retrying in the background");
                     } else {
-                        tracing::debug!(upstream = %self.cfg.url, slot = self.slot, error = %e, failures, "upstream still unreachable");
+                        tracing::debug!(upstream = %self.cfg.url, slot = self.slot, error = %err, failures, "upstream still unreachable");
                     }
-                    if !self.fail_jobs_for(backoff, &e).await {
-                        return;
-                    }
+                    self.conn.fail(err);
+                    tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.cfg.reconnect_max_backoff);
                 }
             }
         }
     }
 
-    /// While disconnected: answers every job with `err` for `wait`.
-    /// Returns false when the pool was dropped.
-    async fn fail_jobs_for(&mut self, wait: Duration, err: &UpstreamError) -> bool {
-        let sleep = tokio::time::sleep(wait);
-        tokio::pin!(sleep);
+    /// Runs one live connection until it fails.
+    async fn serve(&self, stream: tokio::net::TcpStream, generation: u64) -> UpstreamError {
+        let (reader, writer) = stream.into_split();
+        let writer = Arc::new(writer);
+        {
+            let mut st = self.conn.lock();
+            st.link = Link::Up { writer: writer.clone(), generation };
+            if !st.backlog.is_empty() {
+                // Requests that waited for the first connection.
+                self.conn.flush.notify_one();
+            }
+        }
+        tokio::spawn(flush(self.conn.clone(), writer, generation));
+        let err = Reader::new(reader).run(&self.conn, self.cfg.request_timeout).await;
+        // Wake the flush task so it sees the generation change and exits.
+        self.conn.fail(err.clone());
+        self.conn.flush.notify_one();
+        err
+    }
+}
+
+/// Writes the backlog whenever the socket could not take a write at once.
+async fn flush(conn: Arc<PoolConn>, writer: Arc<OwnedWriteHalf>, generation: u64) {
+    loop {
+        conn.flush.notified().await;
         loop {
-            tokio::select! {
-                _ = &mut sleep => return true,
-                job = self.rx.recv() => match job {
-                    Some(job) => { let _ = job.reply.send(Err(err.clone())); }
-                    None => return false,
-                },
+            let chunk = {
+                let mut st = conn.lock();
+                if !matches!(st.link, Link::Up { generation: g, .. } if g == generation) {
+                    return;
+                }
+                if st.backlog.is_empty() {
+                    break;
+                }
+                st.backlog.split().freeze()
+            };
+            if crate::io::write_all(&writer, &chunk).await.is_err() {
+                return;
             }
         }
     }
-
-    /// Runs one connection until it fails (`Some(error)`) or the pool is
-    /// dropped (`None`). Jobs in flight when it fails get the error.
-    async fn serve(&mut self, stream: TcpStream) -> Option<UpstreamError> {
-        let mut io = Io::new(stream);
-        let result = io.run(&mut self.rx, self.cfg.request_timeout).await;
-        let err = result.clone().err().unwrap_or(UpstreamError::ConnectionLost);
-        for job in io.inflight.drain(..) {
-            let _ = job.reply.send(Err(err.clone()));
-        }
-        result.err()
-    }
 }
 
-/// The live half of a pool connection: socket, read buffer, jobs in flight.
-struct Io {
-    stream: TcpStream,
+/// The read side of a live connection.
+struct Reader {
+    stream: OwnedReadHalf,
     rbuf: BytesMut,
-    wbuf: BytesMut,
-    inflight: VecDeque<InFlight>,
     scanner: scan::Scanner,
-    /// Bytes of the front job's replies already delimited.
+    /// Bytes of the front batch's replies already delimited.
     scanned: usize,
-    /// Replies of the front job already delimited.
+    /// Replies of the front batch already delimited.
     frames: usize,
+    done: Vec<(oneshot::Sender<JobResult>, Bytes)>,
 }
 
-/// Payloads larger than this are written on their own instead of being
-/// copied into the coalescing write buffer.
-const COPY_LIMIT: usize = 16 * 1024;
-
-impl Io {
-    fn new(stream: TcpStream) -> Io {
-        Io {
+impl Reader {
+    fn new(stream: OwnedReadHalf) -> Reader {
+        Reader {
             stream,
             rbuf: BytesMut::with_capacity(16 * 1024),
-            wbuf: BytesMut::with_capacity(16 * 1024),
-            inflight: VecDeque::new(),
             scanner: scan::Scanner::default(),
             scanned: 0,
             frames: 0,
+            done: Vec::new(),
         }
     }
 
-    /// `Ok(())` only when the pool is dropped.
-    async fn run(
-        &mut self,
-        rx: &mut mpsc::UnboundedReceiver<Job>,
-        request_timeout: Duration,
-    ) -> Result<(), UpstreamError> {
+    async fn run(&mut self, conn: &PoolConn, request_timeout: Duration) -> UpstreamError {
         let mut tick = tokio::time::interval(request_timeout.min(Duration::from_millis(100)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
-                read = self.stream.read_buf(&mut self.rbuf) => {
-                    if read.map_err(|_| UpstreamError::ConnectionLost)? == 0 {
-                        return Err(UpstreamError::ConnectionLost);
+                read = self.stream.read_buf(&mut self.rbuf) => match read {
+                    Ok(0) | Err(_) => return UpstreamError::ConnectionLost,
+                    Ok(_) => {
+                        if let Err(e) = self.deliver(conn) {
+                            return e;
+                        }
                     }
-                    self.deliver()?;
-                }
-                job = rx.recv() => match job {
-                    None => return Ok(()),
-                    Some(job) => self.write_jobs(job, rx, request_timeout).await?,
                 },
-                _ = tick.tick(), if !self.inflight.is_empty() => {
-                    if self.inflight.front().is_some_and(|f| f.sent_at.elapsed() > request_timeout) {
-                        return Err(UpstreamError::Timeout);
+                _ = tick.tick() => {
+                    let st = conn.lock();
+                    if st.inflight.front().is_some_and(|f| f.sent_at.elapsed() > request_timeout) {
+                        return UpstreamError::Timeout;
                     }
                 }
             }
         }
     }
 
-    /// Writes `first` and every job already queued behind it in as few
-    /// writes as possible.
-    async fn write_jobs(
-        &mut self,
-        first: Job,
-        rx: &mut mpsc::UnboundedReceiver<Job>,
-        request_timeout: Duration,
-    ) -> Result<(), UpstreamError> {
-        let now = Instant::now();
-        let mut next = Some(first);
-        while let Some(job) = next {
-            if job.payload.len() > COPY_LIMIT {
-                self.flush(request_timeout).await?;
-                write_all(&mut self.stream, &job.payload, request_timeout).await?;
-            } else {
-                self.wbuf.extend_from_slice(&job.payload);
-            }
-            self.inflight.push_back(InFlight { count: job.count, reply: job.reply, sent_at: now });
-            next = rx.try_recv().ok();
-        }
-        self.flush(request_timeout).await
-    }
-
-    async fn flush(&mut self, request_timeout: Duration) -> Result<(), UpstreamError> {
-        if self.wbuf.is_empty() {
-            return Ok(());
-        }
-        write_all(&mut self.stream, &self.wbuf, request_timeout).await?;
-        self.wbuf.clear();
-        Ok(())
-    }
-
-    /// Hands every job whose replies are all in the buffer back to its
+    /// Hands every batch whose replies are all in the buffer back to its
     /// session.
-    fn deliver(&mut self) -> Result<(), UpstreamError> {
-        while let Some(front) = self.inflight.front() {
+    fn deliver(&mut self, conn: &PoolConn) -> Result<(), UpstreamError> {
+        let result = self.split_complete(&mut conn.lock().inflight);
+        for (reply, bytes) in self.done.drain(..) {
+            let _ = reply.send(Ok(bytes));
+        }
+        result
+    }
+
+    fn split_complete(&mut self, inflight: &mut VecDeque<InFlight>) -> Result<(), UpstreamError> {
+        while let Some(front) = inflight.front() {
             let found = self
                 .scanner
                 .next_frame(&self.rbuf[self.scanned..])
@@ -281,8 +341,8 @@ impl Io {
                 let replies = self.rbuf.split_to(self.scanned).freeze();
                 self.scanned = 0;
                 self.frames = 0;
-                if let Some(done) = self.inflight.pop_front() {
-                    let _ = done.reply.send(Ok(replies));
+                if let Some(job) = inflight.pop_front() {
+                    self.done.push((job.reply, replies));
                 }
             }
         }
@@ -291,14 +351,5 @@ impl Io {
         } else {
             Err(UpstreamError::Protocol("reply without a request".into()))
         }
-    }
-}
-
-/// Writes all of `data`, failing after `limit`.
-pub(super) async fn write_all(stream: &mut TcpStream, data: &[u8], limit: Duration) -> Result<(), UpstreamError> {
-    match tokio::time::timeout(limit, stream.write_all(data)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(UpstreamError::ConnectionLost),
-        Err(_) => Err(UpstreamError::Timeout),
     }
 }

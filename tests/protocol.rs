@@ -1,0 +1,807 @@
+//! The wire protocol through the proxy, mostly as raw RESP bytes: RESP3 and
+//! HELLO, inline commands, malformed input, byte-level pipelining, QUIT and
+//! RESET, upstream faults, and the admin endpoints.
+mod common;
+
+use common::{Proxy, Raw, RedisServer};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+const FAST_FAIL: &str = "[upstream]\nrequest_timeout = \"500ms\"\nconnect_timeout = \"300ms\"\n";
+
+fn setup() -> (RedisServer, Proxy) {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port);
+    wait_ready(&proxy);
+    (redis, proxy)
+}
+
+fn start_with(redis: &RedisServer, toml: &str) -> Proxy {
+    let proxy = Proxy::start_with(redis.port, toml);
+    wait_ready(&proxy);
+    proxy
+}
+
+/// Waits until a forwarded command goes through, so a test is not about
+/// the proxy's start-up (that is `first_command_after_start_is_answered`).
+fn wait_ready(proxy: &Proxy) {
+    let mut raw = proxy.raw();
+    let mut last = String::new();
+    let ready = eventually(Duration::from_secs(5), || {
+        last = raw.call(&["ECHO", "ready"]);
+        last == "$5\r\nready\r\n"
+    });
+    assert!(ready, "proxy never forwarded a command: {last:?}");
+}
+
+/// After HELLO 3 on `raw`: waits until a forwarded command goes through in
+/// RESP3 (that the first one already does is
+/// `first_resp3_command_is_answered`).
+fn wait_ready_resp3(raw: &mut Raw) {
+    let mut last = String::new();
+    let ready = eventually(Duration::from_secs(5), || {
+        last = raw.call(&["ECHO", "ready"]);
+        last == "$5\r\nready\r\n"
+    });
+    assert!(ready, "proxy never forwarded a RESP3 command: {last:?}");
+}
+
+/// The request bytes of one command as a RESP multibulk.
+fn resp(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    out
+}
+
+fn text(frame: Vec<u8>) -> String {
+    String::from_utf8_lossy(&frame).into_owned()
+}
+
+/// A raw connection straight to Redis, to compare with.
+fn direct_raw(redis: &RedisServer) -> Raw {
+    Raw::connect(format!("127.0.0.1:{}", redis.port).parse().expect("addr"))
+}
+
+fn redis_version(redis: &RedisServer) -> String {
+    let info: String = redis::cmd("INFO").arg("server").query(&mut redis.direct()).expect("INFO");
+    info.lines().find_map(|l| l.strip_prefix("redis_version:")).expect("redis_version").trim().to_string()
+}
+
+/// Polls `f` until it returns true or `limit` passes.
+fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    f()
+}
+
+/// Value of one sample line of the Prometheus text (`name{labels} value`).
+fn metric(body: &str, series: &str) -> Option<f64> {
+    body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+// ---------------------------------------------------------------- RESP3 / HELLO
+
+#[test]
+fn hello_3_returns_a_map_with_proto_and_version() {
+    let (redis, proxy) = setup();
+    let version = redis_version(&redis);
+    let mut raw = proxy.raw();
+    // One round trip first, so the proxy has met the upstream.
+    assert_eq!(raw.call(&["PING"]), "+PONG\r\n");
+    let hello = raw.call(&["HELLO", "3"]);
+    assert!(hello.starts_with("%7\r\n"), "{hello:?}");
+    assert!(hello.contains("$6\r\nserver\r\n$5\r\nredis\r\n"), "{hello:?}");
+    assert!(hello.contains(&format!("$7\r\nversion\r\n${}\r\n{version}\r\n", version.len())), "{hello:?}");
+    assert!(hello.contains("$5\r\nproto\r\n:3\r\n"), "{hello:?}");
+    assert!(hello.contains("$4\r\nmode\r\n$10\r\nstandalone\r\n"), "{hello:?}");
+    assert!(hello.contains("$4\r\nrole\r\n$6\r\nmaster\r\n"), "{hello:?}");
+    assert!(hello.contains("$7\r\nmodules\r\n*0\r\n"), "{hello:?}");
+    // The id it reports is the one CLIENT ID gives.
+    let id = raw.call(&["CLIENT", "ID"]);
+    let id = id.strip_prefix(':').and_then(|s| s.strip_suffix("\r\n")).expect("integer").to_string();
+    assert!(hello.contains(&format!("$2\r\nid\r\n:{id}\r\n")), "{hello:?} vs id {id}");
+
+    // Same shape as Redis' own HELLO 3.
+    let mut direct = direct_raw(&redis);
+    let theirs = direct.call(&["HELLO", "3"]);
+    assert!(theirs.starts_with("%7\r\n"), "{theirs:?}");
+    assert!(theirs.contains(&format!("$7\r\nversion\r\n${}\r\n{version}\r\n", version.len())));
+
+    // HELLO without a version keeps the protocol and answers in it.
+    let again = raw.call(&["HELLO"]);
+    assert!(again.starts_with("%7\r\n") && again.contains("$5\r\nproto\r\n:3\r\n"), "{again:?}");
+    // HELLO 2 answers a flat array.
+    let two = raw.call(&["HELLO", "2"]);
+    assert!(two.starts_with("*14\r\n") && two.contains("$5\r\nproto\r\n:2\r\n"), "{two:?}");
+}
+
+#[test]
+fn first_command_after_start_is_answered() {
+    // A client that connects as soon as the proxy listens gets real
+    // replies, not an error because the pool has not connected yet.
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port);
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["SET", "first", "1"]), "+OK\r\n");
+    assert_eq!(raw.call(&["GET", "first"]), "$1\r\n1\r\n");
+}
+
+#[test]
+fn first_resp3_command_is_answered() {
+    // The RESP2 pool is up; the first RESP3 client must not get an error
+    // because the RESP3 side has not connected yet.
+    let (_redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    assert!(raw.call(&["HELLO", "3"]).starts_with("%7\r\n"));
+    assert_eq!(raw.call(&["GET", "missing"]), "_\r\n");
+    assert_eq!(raw.call(&["SET", "k", "v"]), "+OK\r\n");
+    // Same through the redis crate, which starts with HELLO 3.
+    let (_redis, proxy) = setup();
+    let client = redis::Client::open(format!("{}/?protocol=resp3", proxy.url())).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let v: Option<String> = redis::cmd("GET").arg("missing").query(&mut c).unwrap();
+    assert_eq!(v, None);
+}
+
+#[test]
+fn resp3_replies_and_switching_back() {
+    let (_redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["HSET", "h", "f", "v"]), ":1\r\n");
+    assert_eq!(raw.call(&["HGETALL", "h"]), "*2\r\n$1\r\nf\r\n$1\r\nv\r\n");
+    assert_eq!(raw.call(&["GET", "missing"]), "$-1\r\n");
+
+    assert!(raw.call(&["HELLO", "3"]).starts_with('%'));
+    wait_ready_resp3(&mut raw);
+    assert_eq!(raw.call(&["HGETALL", "h"]), "%1\r\n$1\r\nf\r\n$1\r\nv\r\n");
+    assert_eq!(raw.call(&["GET", "missing"]), "_\r\n");
+    assert_eq!(raw.call(&["ZADD", "z", "1.5", "m"]), ":1\r\n");
+    assert_eq!(raw.call(&["ZSCORE", "z", "m"]), ",1.5\r\n");
+    assert_eq!(raw.call(&["SADD", "s", "x"]), ":1\r\n");
+    assert_eq!(raw.call(&["SMEMBERS", "s"]), "~1\r\n$1\r\nx\r\n");
+
+    assert!(raw.call(&["HELLO", "2"]).starts_with("*14\r\n"));
+    assert_eq!(raw.call(&["HGETALL", "h"]), "*2\r\n$1\r\nf\r\n$1\r\nv\r\n");
+    assert_eq!(raw.call(&["GET", "missing"]), "$-1\r\n");
+    assert_eq!(raw.call(&["ZSCORE", "z", "m"]), "$3\r\n1.5\r\n");
+}
+
+#[test]
+fn resp3_on_a_pinned_connection() {
+    let (redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    // SELECT pins a connection; HELLO 3 must then switch that one too.
+    assert_eq!(raw.call(&["SELECT", "2"]), "+OK\r\n");
+    assert_eq!(raw.call(&["HSET", "h", "f", "v"]), ":1\r\n");
+    assert!(raw.call(&["HELLO", "3"]).starts_with("%7\r\n"));
+    assert_eq!(raw.call(&["HGETALL", "h"]), "%1\r\n$1\r\nf\r\n$1\r\nv\r\n");
+    assert_eq!(raw.call(&["GET", "missing"]), "_\r\n");
+    assert!(raw.call(&["HELLO", "2"]).starts_with("*14\r\n"));
+    assert_eq!(raw.call(&["HGETALL", "h"]), "*2\r\n$1\r\nf\r\n$1\r\nv\r\n");
+    let mut d = redis.direct();
+    let _: () = redis::cmd("SELECT").arg(2).query(&mut d).unwrap();
+    let v: String = redis::cmd("HGET").arg("h").arg("f").query(&mut d).unwrap();
+    assert_eq!(v, "v");
+}
+
+#[test]
+fn hello_unsupported_version() {
+    let (redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    let ours = raw.call(&["HELLO", "4"]);
+    assert_eq!(ours, "-NOPROTO unsupported protocol version\r\n");
+    assert_eq!(ours, direct_raw(&redis).call(&["HELLO", "4"]));
+    // The protocol is unchanged and the connection usable.
+    assert_eq!(raw.call(&["GET", "missing"]), "$-1\r\n");
+    let bad = raw.call(&["HELLO", "x"]);
+    assert!(bad.starts_with("-ERR"), "{bad:?}");
+    assert_eq!(bad, direct_raw(&redis).call(&["HELLO", "x"]));
+}
+
+#[test]
+fn resp3_subscriber_gets_pushes_and_can_run_commands() {
+    let (_redis, proxy) = setup();
+    let mut publisher = proxy.conn();
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut publisher).unwrap();
+    let mut raw = proxy.raw();
+    assert!(raw.call(&["HELLO", "3"]).starts_with('%'));
+    wait_ready_resp3(&mut raw);
+    assert_eq!(raw.call(&["SUBSCRIBE", "ch"]), ">3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n");
+
+    let n: i64 = redis::cmd("PUBLISH").arg("ch").arg("hello").query(&mut publisher).unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(text(raw.read_frame()), ">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhello\r\n");
+
+    // RESP3 allows ordinary commands while subscribed.
+    assert_eq!(raw.call(&["GET", "k"]), "$1\r\nv\r\n");
+    assert_eq!(raw.call(&["GET", "missing"]), "_\r\n");
+    assert_eq!(raw.call(&["SET", "k2", "x"]), "+OK\r\n");
+    assert_eq!(raw.call(&["PING"]), "+PONG\r\n");
+
+    let n: i64 = redis::cmd("PUBLISH").arg("ch").arg("again").query(&mut publisher).unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(text(raw.read_frame()), ">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nagain\r\n");
+
+    assert_eq!(raw.call(&["UNSUBSCRIBE", "ch"]), ">3\r\n$11\r\nunsubscribe\r\n$2\r\nch\r\n:0\r\n");
+    assert_eq!(raw.call(&["GET", "k2"]), "$1\r\nx\r\n");
+    let n: i64 = redis::cmd("PUBLISH").arg("ch").arg("nobody").query(&mut publisher).unwrap();
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn resp3_via_redis_crate() {
+    let (_redis, proxy) = setup();
+    let client = redis::Client::open(format!("{}/?protocol=resp3", proxy.url())).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let ready = eventually(Duration::from_secs(5), || {
+        redis::cmd("ECHO").arg("ready").query::<String>(&mut c).is_ok_and(|v| v == "ready")
+    });
+    assert!(ready, "RESP3 commands never went through");
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
+    let v: String = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+    assert_eq!(v, "v");
+    let missing: redis::Value = redis::cmd("GET").arg("nope").query(&mut c).unwrap();
+    assert_eq!(missing, redis::Value::Nil);
+    let _: () = redis::cmd("HSET").arg("h").arg("a").arg("1").arg("b").arg("2").query(&mut c).unwrap();
+    let raw: redis::Value = redis::cmd("HGETALL").arg("h").query(&mut c).unwrap();
+    assert!(matches!(&raw, redis::Value::Map(pairs) if pairs.len() == 2), "{raw:?}");
+    let map: std::collections::HashMap<String, i64> = redis::cmd("HGETALL").arg("h").query(&mut c).unwrap();
+    assert_eq!(map, [("a".to_string(), 1), ("b".to_string(), 2)].into_iter().collect());
+    let score: redis::Value = redis::cmd("INCRBYFLOAT").arg("f").arg("1.5").query(&mut c).unwrap();
+    assert_eq!(score, redis::Value::BulkString(b"1.5".to_vec()));
+    let replies: Vec<i64> =
+        redis::pipe().cmd("INCR").arg("n").cmd("INCR").arg("n").cmd("INCR").arg("n").query(&mut c).unwrap();
+    assert_eq!(replies, [1, 2, 3]);
+}
+
+// ---------------------------------------------------------------- inline
+
+#[test]
+fn inline_commands() {
+    let (redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    raw.send(b"PING\r\n");
+    assert_eq!(text(raw.read_frame()), "+PONG\r\n");
+    raw.send(b"SET k \"hello world\"\r\n");
+    assert_eq!(text(raw.read_frame()), "+OK\r\n");
+    raw.send(b"GET k\r\n");
+    assert_eq!(text(raw.read_frame()), "$11\r\nhello world\r\n");
+    // Bare LF as terminator.
+    raw.send(b"ECHO lf\n");
+    assert_eq!(text(raw.read_frame()), "$2\r\nlf\r\n");
+    // A closing quote must be followed by a space, as in Redis.
+    let mut direct = direct_raw(&redis);
+    direct.send(b"SET k2 'it''s'\n");
+    let redis_reply = text(direct.read_frame());
+    raw.send(b"SET k2 'it''s'\n");
+    let ours = text(raw.read_frame());
+    assert_eq!(ours, "-ERR Protocol error: unbalanced quotes in request\r\n");
+    assert_eq!(ours, redis_reply);
+    assert!(raw.is_closed());
+}
+
+#[test]
+fn inline_quoting_and_empty_lines() {
+    let (_redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    raw.send(b"\r\n\r\n   \r\nPING\r\n\r\n");
+    assert_eq!(text(raw.read_frame()), "+PONG\r\n");
+    raw.send(b"SET q \"a\\tb\\x41\" \n");
+    assert_eq!(text(raw.read_frame()), "+OK\r\n");
+    raw.send(b"GET q\n");
+    assert_eq!(text(raw.read_frame()), "$4\r\na\tbA\r\n");
+    raw.send(b"SET q2 'single \"quoted\"'\r\nGET q2\r\n");
+    assert_eq!(text(raw.read_frame()), "+OK\r\n");
+    assert_eq!(text(raw.read_frame()), "$15\r\nsingle \"quoted\"\r\n");
+    // Inline and multibulk mixed in one write.
+    let mut mixed = b"INCR n\r\n".to_vec();
+    mixed.extend(resp(&["INCR", "n"]));
+    mixed.extend(b"INCR n\r\n");
+    raw.send(&mixed);
+    for n in 1..=3 {
+        assert_eq!(text(raw.read_frame()), format!(":{n}\r\n"));
+    }
+    // Nothing extra was produced for the empty lines.
+    assert_eq!(raw.call(&["PING"]), "+PONG\r\n");
+}
+
+#[test]
+fn inline_unbalanced_quotes_closes() {
+    let (_redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    raw.send(b"SET k \"abc\r\n");
+    assert_eq!(text(raw.read_frame()), "-ERR Protocol error: unbalanced quotes in request\r\n");
+    assert!(raw.is_closed());
+}
+
+// ---------------------------------------------------------------- malformed input
+
+#[test]
+fn expected_bulk_error_closes() {
+    let (redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    raw.send(b"*1\r\n:5\r\n");
+    let ours = text(raw.read_frame());
+    assert_eq!(ours, "-ERR Protocol error: expected '$', got ':'\r\n");
+    assert!(raw.is_closed());
+    let mut direct = direct_raw(&redis);
+    direct.send(b"*1\r\n:5\r\n");
+    assert_eq!(text(direct.read_frame()), ours);
+}
+
+#[test]
+fn invalid_multibulk_length_closes() {
+    let (redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    raw.send(b"*x\r\n");
+    let ours = text(raw.read_frame());
+    assert_eq!(ours, "-ERR Protocol error: invalid multibulk length\r\n");
+    assert!(raw.is_closed());
+    let mut direct = direct_raw(&redis);
+    direct.send(b"*x\r\n");
+    assert_eq!(text(direct.read_frame()), ours);
+}
+
+#[test]
+fn replies_before_a_protocol_error_are_delivered_in_order() {
+    let (redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    let mut batch = resp(&["SET", "a", "1"]);
+    batch.extend(resp(&["GET", "a"]));
+    batch.extend(b"*1\r\n:5\r\n");
+    batch.extend(resp(&["SET", "never", "1"]));
+    raw.send(&batch);
+    assert_eq!(text(raw.read_frame()), "+OK\r\n");
+    assert_eq!(text(raw.read_frame()), "$1\r\n1\r\n");
+    assert_eq!(text(raw.read_frame()), "-ERR Protocol error: expected '$', got ':'\r\n");
+    assert!(raw.is_closed());
+    let never: Option<String> = redis::cmd("GET").arg("never").query(&mut redis.direct()).unwrap();
+    assert_eq!(never, None);
+}
+
+#[test]
+fn oversized_bulk_refused_before_data() {
+    let (_redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    let started = Instant::now();
+    raw.send(b"*1\r\n$999999999999\r\n");
+    assert_eq!(text(raw.read_frame()), "-ERR Protocol error: invalid bulk length\r\n");
+    assert!(started.elapsed() < Duration::from_secs(2), "refused after {:?}", started.elapsed());
+    assert!(raw.is_closed());
+    // Negative lengths are refused too.
+    let mut raw = proxy.raw();
+    raw.send(b"*1\r\n$-5\r\n");
+    assert_eq!(text(raw.read_frame()), "-ERR Protocol error: invalid bulk length\r\n");
+    assert!(raw.is_closed());
+}
+
+#[test]
+fn configured_bulk_limit() {
+    let redis = RedisServer::start();
+    let proxy = start_with(&redis, "[server]\nproto_max_bulk_len = 1024\n");
+    let mut raw = proxy.raw();
+    let small = "s".repeat(1000);
+    assert_eq!(raw.call(&["SET", "small", &small]), "+OK\r\n");
+    assert_eq!(raw.call(&["GET", "small"]), format!("$1000\r\n{small}\r\n"));
+    let big = "b".repeat(2000);
+    let reply = raw.call(&["SET", "big", &big]);
+    assert_eq!(reply, "-ERR Protocol error: invalid bulk length\r\n");
+    assert!(raw.is_closed());
+    let exists: i64 = redis::cmd("EXISTS").arg("big").query(&mut redis.direct()).unwrap();
+    assert_eq!(exists, 0);
+    // Exactly at the limit is accepted.
+    let mut raw = proxy.raw();
+    let edge = "e".repeat(1024);
+    assert_eq!(raw.call(&["SET", "edge", &edge]), "+OK\r\n");
+}
+
+#[test]
+fn other_clients_unaffected_by_garbage() {
+    let (_redis, proxy) = setup();
+    let mut good = proxy.raw();
+    assert_eq!(good.call(&["SET", "g", "0"]), "+OK\r\n");
+    let garbage: [&[u8]; 4] = [b"*1\r\n:5\r\n", b"*x\r\n", b"*1\r\n$9999999999999\r\n", b"SET k \"unterminated\r\n"];
+    for (n, bytes) in garbage.iter().enumerate() {
+        let mut bad = proxy.raw();
+        bad.send(bytes);
+        let reply = text(bad.read_frame());
+        assert!(reply.starts_with("-ERR Protocol error"), "{bytes:?} -> {reply:?}");
+        assert!(bad.is_closed(), "{bytes:?}");
+        assert_eq!(good.call(&["INCR", "g"]), format!(":{}\r\n", n + 1));
+    }
+    assert_eq!(proxy.raw().call(&["GET", "g"]), "$1\r\n4\r\n");
+}
+
+/// xorshift64*: deterministic pseudo-random bytes without a crate.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+#[test]
+fn survives_random_garbage_connections() {
+    let (_redis, proxy) = setup();
+    let mut good = proxy.raw();
+    assert_eq!(good.call(&["SET", "alive", "yes"]), "+OK\r\n");
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    for i in 0..200 {
+        let mut s = TcpStream::connect(proxy.addr).expect("connect");
+        let len = 1 + (rng.next() % 512) as usize;
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        // A share of them start like RESP, to reach the multibulk parser.
+        match i % 4 {
+            0 => bytes.insert(0, b'*'),
+            1 => bytes.splice(0..0, b"*2\r\n$".iter().copied()).for_each(drop),
+            _ => {}
+        }
+        let _ = s.write_all(&bytes);
+        if i % 10 == 0 {
+            // Some wait for whatever the proxy answers before leaving.
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink);
+        }
+    }
+    assert_eq!(good.call(&["GET", "alive"]), "$3\r\nyes\r\n");
+    let mut fresh = proxy.raw();
+    assert_eq!(fresh.call(&["PING"]), "+PONG\r\n");
+    let (status, _) = proxy.admin_get("/health");
+    assert_eq!(status, 200);
+}
+
+// ---------------------------------------------------------------- pipelining
+
+#[test]
+fn hundred_commands_in_one_write() {
+    let (_redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    let mut batch = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..100 {
+        match i % 3 {
+            0 => {
+                batch.extend(resp(&["SET", &format!("k{i}"), &format!("v{i}")]));
+                expected.push("+OK\r\n".to_string());
+            }
+            1 => {
+                batch.extend(resp(&["GET", &format!("k{}", i - 1)]));
+                let v = format!("v{}", i - 1);
+                expected.push(format!("${}\r\n{v}\r\n", v.len()));
+            }
+            _ => {
+                batch.extend(resp(&["INCR", "counter"]));
+                expected.push(format!(":{}\r\n", i / 3 + 1));
+            }
+        }
+    }
+    raw.send(&batch);
+    for (i, want) in expected.iter().enumerate() {
+        assert_eq!(&text(raw.read_frame()), want, "reply {i}");
+    }
+    assert_eq!(raw.call(&["PING"]), "+PONG\r\n");
+}
+
+#[test]
+fn request_split_into_tiny_writes() {
+    let (_redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    raw.stream.set_nodelay(true).unwrap();
+    let mut bytes = resp(&["SET", "split", "hello world"]);
+    bytes.extend(resp(&["GET", "split"]));
+    bytes.extend(b"ECHO inline\r\n");
+    for b in &bytes {
+        raw.send(std::slice::from_ref(b));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(text(raw.read_frame()), "+OK\r\n");
+    assert_eq!(text(raw.read_frame()), "$11\r\nhello world\r\n");
+    assert_eq!(text(raw.read_frame()), "$6\r\ninline\r\n");
+    // A value split across writes at every boundary of its header.
+    let big = "x".repeat(5000);
+    let bytes = resp(&["SET", "big", &big]);
+    for chunk in bytes.chunks(7) {
+        raw.send(chunk);
+    }
+    assert_eq!(text(raw.read_frame()), "+OK\r\n");
+    assert_eq!(raw.call(&["STRLEN", "big"]), ":5000\r\n");
+}
+
+#[test]
+fn large_values_pipelined_with_small_ones() {
+    let (redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    let values: Vec<String> = (0..6)
+        .map(|i| ((b'a' + i as u8) as char).to_string().repeat([10, 20_000, 5, 1_000_000, 70_000, 1][i]))
+        .collect();
+    let mut batch = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        batch.extend(resp(&["SET", &format!("big{i}"), v]));
+    }
+    for i in 0..values.len() {
+        batch.extend(resp(&["GET", &format!("big{i}")]));
+        batch.extend(resp(&["STRLEN", &format!("big{i}")]));
+    }
+    raw.send(&batch);
+    for _ in &values {
+        assert_eq!(text(raw.read_frame()), "+OK\r\n");
+    }
+    for v in &values {
+        let frame = raw.read_frame();
+        assert_eq!(frame.len(), v.len() + format!("${}\r\n\r\n", v.len()).len());
+        assert!(frame == format!("${}\r\n{v}\r\n", v.len()).into_bytes(), "GET of a {}-byte value", v.len());
+        assert_eq!(text(raw.read_frame()), format!(":{}\r\n", v.len()));
+    }
+    let direct: Vec<u8> = redis::cmd("GET").arg("big3").query(&mut redis.direct()).unwrap();
+    assert_eq!(direct, values[3].as_bytes());
+}
+
+#[test]
+fn inline_too_big_closes() {
+    let (_redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    raw.send(&vec![b'a'; 70 * 1024]);
+    assert_eq!(text(raw.read_frame()), "-ERR Protocol error: too big inline request\r\n");
+    assert!(raw.is_closed());
+}
+
+// ---------------------------------------------------------------- QUIT / RESET
+
+#[test]
+fn quit_replies_ok_and_closes() {
+    let (redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["SET", "before", "1"]), "+OK\r\n");
+    let mut batch = resp(&["QUIT"]);
+    batch.extend(resp(&["SET", "after", "1"]));
+    raw.send(&batch);
+    assert_eq!(text(raw.read_frame()), "+OK\r\n");
+    assert!(raw.is_closed());
+    let after: i64 = redis::cmd("EXISTS").arg("after").query(&mut redis.direct()).unwrap();
+    assert_eq!(after, 0, "a command after QUIT was executed");
+    // Inline QUIT too.
+    let mut raw = proxy.raw();
+    raw.send(b"QUIT\r\n");
+    assert_eq!(text(raw.read_frame()), "+OK\r\n");
+    assert!(raw.is_closed());
+}
+
+#[test]
+fn reset_restores_resp2_and_db0() {
+    let (_redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["HSET", "h", "f", "db0"]), ":1\r\n");
+    assert!(raw.call(&["HELLO", "3"]).starts_with('%'));
+    assert_eq!(raw.call(&["SELECT", "1"]), "+OK\r\n");
+    assert_eq!(raw.call(&["HSET", "h", "f", "db1"]), ":1\r\n");
+    assert_eq!(raw.call(&["CLIENT", "SETNAME", "before-reset"]), "+OK\r\n");
+    assert_eq!(raw.call(&["HGETALL", "h"]), "%1\r\n$1\r\nf\r\n$3\r\ndb1\r\n");
+
+    assert_eq!(raw.call(&["RESET"]), "+RESET\r\n");
+    assert_eq!(raw.call(&["HGETALL", "h"]), "*2\r\n$1\r\nf\r\n$3\r\ndb0\r\n");
+    assert_eq!(raw.call(&["GET", "missing"]), "$-1\r\n");
+    assert_eq!(raw.call(&["CLIENT", "GETNAME"]), "$-1\r\n");
+
+    // RESET from inside a transaction.
+    assert_eq!(raw.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(raw.call(&["SET", "inmulti", "1"]), "+QUEUED\r\n");
+    assert_eq!(raw.call(&["RESET"]), "+RESET\r\n");
+    assert_eq!(raw.call(&["EXEC"]), "-ERR EXEC without MULTI\r\n");
+    assert_eq!(raw.call(&["EXISTS", "inmulti"]), ":0\r\n");
+
+    // RESET while subscribed (RESP2): back to a normal connection.
+    assert_eq!(raw.call(&["SUBSCRIBE", "rc"]), "*3\r\n$9\r\nsubscribe\r\n$2\r\nrc\r\n:1\r\n");
+    assert_eq!(raw.call(&["RESET"]), "+RESET\r\n");
+    assert_eq!(raw.call(&["GET", "missing"]), "$-1\r\n");
+    let mut publisher = proxy.conn();
+    let receivers: i64 = redis::cmd("PUBLISH").arg("rc").arg("x").query(&mut publisher).unwrap();
+    assert_eq!(receivers, 0);
+    assert_eq!(raw.call(&["PING"]), "+PONG\r\n");
+
+    // RESET on a plain connection.
+    let mut plain = proxy.raw();
+    assert_eq!(plain.call(&["RESET"]), "+RESET\r\n");
+    assert_eq!(plain.call(&["PING"]), "+PONG\r\n");
+}
+
+// ---------------------------------------------------------------- upstream faults
+
+/// True when `reply` is an upstream failure error.
+fn is_upstream_error(reply: &str) -> bool {
+    reply.starts_with("-ERR upstream")
+}
+
+#[test]
+fn upstream_down_fails_fast_and_recovers() {
+    let mut redis = RedisServer::start();
+    let proxy = start_with(&redis, FAST_FAIL);
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["SET", "k", "v"]), "+OK\r\n");
+    redis.kill();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let reply = raw.call(&["GET", "k"]);
+        let took = started.elapsed();
+        assert!(is_upstream_error(&reply), "{reply:?}");
+        assert!(took < Duration::from_millis(1200), "error after {took:?}");
+    }
+    // Pinned commands fail fast too.
+    let started = Instant::now();
+    let reply = raw.call(&["MULTI"]);
+    assert!(is_upstream_error(&reply), "{reply:?}");
+    assert!(started.elapsed() < Duration::from_millis(1200), "error after {:?}", started.elapsed());
+    let reply = raw.call(&["BLPOP", "q", "1"]);
+    assert!(is_upstream_error(&reply), "{reply:?}");
+
+    redis.restart();
+    let mut last = String::new();
+    let recovered = eventually(Duration::from_secs(5), || {
+        last = raw.call(&["GET", "k"]);
+        last == "$-1\r\n"
+    });
+    assert!(recovered, "the same client connection never recovered: last reply {last:?}");
+    assert_eq!(raw.call(&["SET", "k", "again"]), "+OK\r\n");
+    assert_eq!(raw.call(&["GET", "k"]), "$5\r\nagain\r\n");
+    // A transaction works again (the earlier failed MULTI left no state).
+    assert_eq!(raw.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(raw.call(&["INCR", "n"]), "+QUEUED\r\n");
+    assert_eq!(raw.call(&["EXEC"]), "*1\r\n:1\r\n");
+}
+
+#[test]
+fn upstream_killed_mid_pipeline_every_command_answered() {
+    let mut redis = RedisServer::start();
+    let proxy = start_with(&redis, FAST_FAIL);
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["PING"]), "+PONG\r\n");
+    let mut writer = raw.stream.try_clone().unwrap();
+    let kinds: Vec<usize> = (0..1000).map(|i| i % 3).collect();
+    let replies = std::thread::scope(|scope| {
+        let redis = &mut redis;
+        let kinds = &kinds;
+        scope.spawn(move || {
+            for (chunk_no, chunk) in kinds.chunks(50).enumerate() {
+                let mut bytes = Vec::new();
+                for (j, kind) in chunk.iter().enumerate() {
+                    let i = chunk_no * 50 + j;
+                    bytes.extend(match kind {
+                        0 => resp(&["SET", &format!("k{i}"), "v"]),
+                        1 => resp(&["INCR", "n"]),
+                        _ => resp(&["GET", "n"]),
+                    });
+                }
+                writer.write_all(&bytes).unwrap();
+                if chunk_no == 9 {
+                    redis.kill();
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let started = Instant::now();
+        let replies: Vec<String> = (0..1000).map(|_| text(raw.read_frame())).collect();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        replies
+    });
+    let mut ok = 0;
+    let mut failed = 0;
+    for (i, reply) in replies.iter().enumerate() {
+        if is_upstream_error(reply) {
+            failed += 1;
+            continue;
+        }
+        let normal = match kinds[i] {
+            0 => reply == "+OK\r\n",
+            1 => reply.starts_with(':'),
+            _ => reply.starts_with('$'),
+        };
+        assert!(normal, "reply {i} to kind {} is {reply:?}", kinds[i]);
+        ok += 1;
+    }
+    assert_eq!(ok + failed, 1000);
+    assert!(ok > 0, "no command succeeded before the kill");
+    assert!(failed > 0, "no command failed after the kill");
+
+    // No reply is missing or extra: after a restart, each ECHO gets its own.
+    redis.restart();
+    let mut i = 0;
+    let recovered = eventually(Duration::from_secs(5), || {
+        i += 1;
+        let marker = format!("m{i}");
+        let reply = raw.call(&["ECHO", &marker]);
+        assert!(is_upstream_error(&reply) || reply == format!("${}\r\n{marker}\r\n", marker.len()), "{reply:?}");
+        !is_upstream_error(&reply)
+    });
+    assert!(recovered, "never recovered after restart");
+}
+
+#[test]
+fn paused_upstream_times_out_and_recovers() {
+    let redis = RedisServer::start();
+    let proxy = start_with(&redis, FAST_FAIL);
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["SET", "k", "v"]), "+OK\r\n");
+    redis.pause();
+    let started = Instant::now();
+    let reply = raw.call(&["GET", "k"]);
+    let took = started.elapsed();
+    assert_eq!(reply, "-ERR upstream timeout\r\n");
+    assert!(took < Duration::from_millis(1500), "timed out after {took:?}");
+    assert!(took >= Duration::from_millis(400), "timed out after only {took:?}");
+    // While still paused, later requests fail within the same bound.
+    let started = Instant::now();
+    let reply = raw.call(&["GET", "k"]);
+    assert!(is_upstream_error(&reply) && reply.contains("timeout"), "{reply:?}");
+    assert!(started.elapsed() < Duration::from_millis(1500), "after {:?}", started.elapsed());
+    // A pinned request too.
+    let started = Instant::now();
+    let mut other = proxy.raw();
+    let reply = other.call(&["MULTI"]);
+    assert!(is_upstream_error(&reply), "{reply:?}");
+    assert!(started.elapsed() < Duration::from_millis(1500), "after {:?}", started.elapsed());
+
+    redis.resume();
+    let mut last = String::new();
+    let recovered = eventually(Duration::from_secs(5), || {
+        last = raw.call(&["GET", "k"]);
+        last == "$1\r\nv\r\n"
+    });
+    assert!(recovered, "never recovered after resume: last reply {last:?}");
+}
+
+// ---------------------------------------------------------------- admin
+
+#[test]
+fn metrics_and_health() {
+    let mut redis = RedisServer::start();
+    let proxy = start_with(&redis, FAST_FAIL);
+    let (status, body) = proxy.admin_get("/health");
+    assert_eq!(status, 200);
+    assert!(body.contains("ok"), "{body}");
+
+    let gets = "nearcache_commands_total{command=\"get\"}";
+    let (_, before) = proxy.admin_get("/metrics");
+    let before = metric(&before, gets).unwrap_or(0.0);
+    let mut raw = proxy.raw();
+    for _ in 0..5 {
+        assert_eq!(raw.call(&["GET", "m"]), "$-1\r\n");
+    }
+    let (status, body) = proxy.admin_get("/metrics");
+    assert_eq!(status, 200);
+    let after = metric(&body, gets).unwrap_or_else(|| panic!("no {gets} in\n{body}"));
+    assert!(after >= before + 5.0, "{gets}: {before} → {after}");
+    let clients = metric(&body, "nearcache_client_connections").unwrap_or_else(|| panic!("no gauge in\n{body}"));
+    assert!(clients >= 1.0, "client connections {clients}");
+    assert!(body.contains("nearcache_command_duration_seconds_bucket{le=\""), "{body}");
+    assert!(body.contains("nearcache_command_duration_seconds_bucket{le=\"+Inf\"}"), "{body}");
+    assert!(body.contains("nearcache_command_duration_seconds_count"), "{body}");
+
+    redis.kill();
+    let reply = raw.call(&["GET", "m"]);
+    assert!(is_upstream_error(&reply), "{reply:?}");
+    let (_, body) = proxy.admin_get("/metrics");
+    let errors: f64 = body
+        .lines()
+        .filter(|l| l.starts_with("nearcache_upstream_errors_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(errors >= 1.0, "no upstream errors counted:\n{body}");
+
+    let (status, _) = proxy.admin_get("/nope");
+    assert_eq!(status, 404);
+}
