@@ -2,12 +2,17 @@
 //!
 //! Metric names live here only. Per-command counters are registered once,
 //! indexed like the command table, so counting a request is an atomic add
-//! rather than a registry lookup.
+//! rather than a registry lookup. The command latency histogram is a fixed
+//! set of atomic buckets rendered next to the exporter's output: recording
+//! a sample costs a few atomic adds and no memory, where the exporter's
+//! histograms buffer every sample until the next scrape.
 
 use crate::commands::{self, CommandIndex};
 use crate::upstream::UpstreamError;
-use metrics::{Counter, Histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics::Counter;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 const COMMANDS_TOTAL: &str = "nearcache_commands_total";
@@ -24,24 +29,13 @@ pub fn install() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let buckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(COMMAND_DURATION.into()), &buckets)
-                .map(PrometheusBuilder::build_recorder);
-            match recorder {
-                Ok(recorder) => {
-                    let handle = recorder.handle();
-                    if metrics::set_global_recorder(recorder).is_err() {
-                        tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
-                    }
-                    describe();
-                    handle
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot build the metrics recorder");
-                    PrometheusBuilder::new().build_recorder().handle()
-                }
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be incomplete");
             }
+            describe();
+            handle
         })
         .clone()
 }
@@ -66,7 +60,6 @@ fn describe() {
 struct Handles {
     commands: Vec<Counter>,
     unknown: Counter,
-    duration: Histogram,
 }
 
 fn handles() -> &'static Handles {
@@ -74,7 +67,6 @@ fn handles() -> &'static Handles {
     HANDLES.get_or_init(|| Handles {
         commands: commands::all().iter().map(|c| metrics::counter!(COMMANDS_TOTAL, "command" => c.name)).collect(),
         unknown: metrics::counter!(COMMANDS_TOTAL, "command" => "unknown"),
-        duration: metrics::histogram!(COMMAND_DURATION),
     })
 }
 
@@ -87,12 +79,57 @@ pub fn command(index: Option<CommandIndex>) {
     }
 }
 
-/// Records how long `count` forwarded commands took.
-pub fn command_duration(seconds: f64, count: usize) {
-    let h = &handles().duration;
-    for _ in 0..count {
-        h.record(seconds);
+/// Upper bounds of the latency buckets, in seconds and nanoseconds.
+const BUCKETS: [(&str, u64); 13] = [
+    ("0.0001", 100_000),
+    ("0.00025", 250_000),
+    ("0.0005", 500_000),
+    ("0.001", 1_000_000),
+    ("0.0025", 2_500_000),
+    ("0.005", 5_000_000),
+    ("0.01", 10_000_000),
+    ("0.025", 25_000_000),
+    ("0.05", 50_000_000),
+    ("0.1", 100_000_000),
+    ("0.25", 250_000_000),
+    ("1", 1_000_000_000),
+    ("5", 5_000_000_000),
+];
+
+/// Command latency: per-bucket counts (the last one is +Inf), the sum in
+/// nanoseconds.
+struct Latency {
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+static LATENCY: Latency =
+    Latency { buckets: [const { AtomicU64::new(0) }; BUCKETS.len() + 1], sum_nanos: AtomicU64::new(0) };
+
+/// Records that `count` forwarded commands took `elapsed` (from being read
+/// to having their replies).
+pub fn command_duration(elapsed: std::time::Duration, count: usize) {
+    let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+    let bucket = BUCKETS.iter().position(|&(_, bound)| nanos <= bound).unwrap_or(BUCKETS.len());
+    LATENCY.buckets[bucket].fetch_add(count as u64, Ordering::Relaxed);
+    LATENCY.sum_nanos.fetch_add(nanos.saturating_mul(count as u64), Ordering::Relaxed);
+}
+
+/// The full `/metrics` text: the exporter's metrics and the latency
+/// histogram.
+pub fn render(handle: &PrometheusHandle) -> String {
+    let mut out = handle.render();
+    let _ = writeln!(out, "# HELP {COMMAND_DURATION} Time from reading a forwarded command to having its reply");
+    let _ = writeln!(out, "# TYPE {COMMAND_DURATION} histogram");
+    let mut cumulative = 0;
+    for (i, le) in BUCKETS.iter().map(|&(le, _)| le).chain(["+Inf"]).enumerate() {
+        cumulative += LATENCY.buckets[i].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{COMMAND_DURATION}_bucket{{le=\"{le}\"}} {cumulative}");
     }
+    let sum = LATENCY.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+    let _ = writeln!(out, "{COMMAND_DURATION}_sum {sum}");
+    let _ = writeln!(out, "{COMMAND_DURATION}_count {cumulative}");
+    out
 }
 
 pub fn client_connections(delta: f64) {

@@ -77,9 +77,11 @@ async fn handle(mut stream: TcpStream, metrics: &PrometheusHandle) -> std::io::R
 fn respond(method: &str, path: &str, metrics: &PrometheusHandle) -> Response {
     let text = |status, body: &str| Response { status, content_type: "text/plain; charset=utf-8", body: body.into() };
     match (method, path) {
-        ("GET", "/metrics") => {
-            Response { status: "200 OK", content_type: "text/plain; version=0.0.4", body: metrics.render() }
-        }
+        ("GET", "/metrics") => Response {
+            status: "200 OK",
+            content_type: "text/plain; version=0.0.4",
+            body: crate::observe::render(metrics),
+        },
         ("GET", "/health") => text("200 OK", "ok\n"),
         (_, "/metrics" | "/health") => text("405 Method Not Allowed", "method not allowed\n"),
         _ => text("404 Not Found", "not found\n"),

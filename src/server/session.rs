@@ -430,7 +430,7 @@ impl Session {
 /// What the client gets for a pool batch of `count` requests: the replies,
 /// or one error per request; nothing when its replies are suppressed.
 fn pool_replies(result: JobResult, count: usize, silent: bool, started: Instant) -> Bytes {
-    observe::command_duration(started.elapsed().as_secs_f64(), count);
+    observe::command_duration(started.elapsed(), count);
     match result {
         _ if silent => Bytes::new(),
         Ok(replies) => replies,
