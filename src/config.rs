@@ -4,6 +4,7 @@
 //! The file is read into plain serde structs, then validated into typed
 //! values; every error names the file, the key and what was expected.
 
+use crate::cache::{CacheConfig, Policy};
 use crate::upstream::UpstreamUrl;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub cache: CacheConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +90,31 @@ struct RawConfig {
     upstream: RawUpstream,
     admin: RawAdmin,
     log: RawLog,
+    cache: RawCache,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCache {
+    enabled: bool,
+    max_bytes: u64,
+    /// `"0s"` or `"off"`: keys matching no policy are not cached.
+    default_ttl: String,
+    policy: Vec<RawPolicy>,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        RawCache { enabled: true, max_bytes: 64 * 1024 * 1024, default_ttl: "60s".into(), policy: Vec::new() }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    pattern: String,
+    ttl: Option<String>,
+    cache: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -219,6 +246,34 @@ impl Validator<'_> {
                 format: self.log_format(&pick(&o.log_format, raw.log.format))?,
                 level: pick(&o.log_level, raw.log.level),
             },
+            cache: self.cache(raw.cache)?,
+        })
+    }
+
+    fn cache(&self, raw: RawCache) -> Result<CacheConfig, ConfigError> {
+        let default_ttl = match raw.default_ttl.as_str() {
+            "off" | "0s" | "0" => None,
+            ttl => Some(self.duration("cache.default_ttl", ttl)?),
+        };
+        let mut policies = Vec::with_capacity(raw.policy.len());
+        for p in raw.policy {
+            let ttl = match (p.cache, p.ttl) {
+                (Some(false), None) => None,
+                (Some(false), Some(_)) => {
+                    return Err(self.invalid("cache.policy.ttl", "no ttl on a policy with cache = false", &p.pattern))
+                }
+                (_, Some(ttl)) => Some(self.duration("cache.policy.ttl", &ttl)?),
+                (_, None) => {
+                    return Err(self.invalid("cache.policy", "a ttl, or cache = false, for pattern", &p.pattern))
+                }
+            };
+            policies.push(Policy { pattern: p.pattern, ttl });
+        }
+        Ok(CacheConfig {
+            enabled: raw.enabled,
+            max_bytes: self.size("cache.max_bytes", raw.max_bytes)? as u64,
+            default_ttl,
+            policies,
         })
     }
 

@@ -6,8 +6,10 @@
 //! `admin` serves them over HTTP.
 
 pub mod admin;
+pub mod cache;
 pub mod commands;
 pub mod config;
+pub mod glob;
 pub mod io;
 pub mod observe;
 pub mod protocol;

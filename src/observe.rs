@@ -22,6 +22,14 @@ const UPSTREAM_ERRORS: &str = "nearcache_upstream_errors_total";
 const UPSTREAM_CONNECTIONS: &str = "nearcache_upstream_connections";
 const PINNED_CONNECTIONS: &str = "nearcache_pinned_connections";
 const PROTOCOL_ERRORS: &str = "nearcache_client_protocol_errors_total";
+const CACHE_HITS: &str = "nearcache_cache_hits_total";
+const CACHE_MISSES: &str = "nearcache_cache_misses_total";
+const CACHE_EVICTIONS: &str = "nearcache_cache_evictions_total";
+const CACHE_INVALIDATIONS: &str = "nearcache_cache_invalidations_total";
+const CACHE_BYTES: &str = "nearcache_cache_bytes";
+const CACHE_ENTRIES: &str = "nearcache_cache_entries";
+const TRACKING_CONNECTED: &str = "nearcache_tracking_connected";
+const TRACKING_LOSSES: &str = "nearcache_tracking_losses_total";
 
 /// Installs the global Prometheus recorder (once per process) and returns
 /// the handle that renders `/metrics`.
@@ -55,11 +63,24 @@ fn describe() {
         "Upstream connections pinned to one client (transactions, blocking, pub/sub)"
     );
     metrics::describe_counter!(PROTOCOL_ERRORS, "Client connections closed for a protocol error");
+    metrics::describe_counter!(CACHE_HITS, "Reads answered from the near-cache");
+    metrics::describe_counter!(CACHE_MISSES, "Cacheable reads that went upstream");
+    metrics::describe_counter!(CACHE_EVICTIONS, "Near-cache entries removed, by reason: size, ttl, invalidation");
+    metrics::describe_counter!(CACHE_INVALIDATIONS, "Invalidations applied (per key, or whole-cache clears)");
+    metrics::describe_gauge!(CACHE_BYTES, "Weighted size of the near-cache (key and reply bytes)");
+    metrics::describe_gauge!(CACHE_ENTRIES, "Keys in the near-cache");
+    metrics::describe_gauge!(
+        TRACKING_CONNECTED,
+        "1 while invalidations from Redis are flowing (the cache serves only then)"
+    );
+    metrics::describe_counter!(TRACKING_LOSSES, "Times the invalidation connection was lost (the cache was cleared)");
 }
 
 struct Handles {
     commands: Vec<Counter>,
     unknown: Counter,
+    hits: Counter,
+    misses: Counter,
 }
 
 fn handles() -> &'static Handles {
@@ -67,6 +88,8 @@ fn handles() -> &'static Handles {
     HANDLES.get_or_init(|| Handles {
         commands: commands::all().iter().map(|c| metrics::counter!(COMMANDS_TOTAL, "command" => c.name)).collect(),
         unknown: metrics::counter!(COMMANDS_TOTAL, "command" => "unknown"),
+        hits: metrics::counter!(CACHE_HITS),
+        misses: metrics::counter!(CACHE_MISSES),
     })
 }
 
@@ -150,4 +173,33 @@ pub fn upstream_error(e: &UpstreamError) {
 
 pub fn protocol_error() {
     metrics::counter!(PROTOCOL_ERRORS).increment(1);
+}
+
+pub fn cache_hit() {
+    handles().hits.increment(1);
+}
+
+pub fn cache_miss() {
+    handles().misses.increment(1);
+}
+
+pub fn cache_eviction(reason: &'static str) {
+    metrics::counter!(CACHE_EVICTIONS, "reason" => reason).increment(1);
+}
+
+pub fn cache_invalidation() {
+    metrics::counter!(CACHE_INVALIDATIONS).increment(1);
+}
+
+pub fn cache_size(entries: u64, bytes: u64) {
+    metrics::gauge!(CACHE_ENTRIES).set(entries as f64);
+    metrics::gauge!(CACHE_BYTES).set(bytes as f64);
+}
+
+pub fn tracking_connected(up: bool) {
+    metrics::gauge!(TRACKING_CONNECTED).set(if up { 1.0 } else { 0.0 });
+}
+
+pub fn tracking_lost() {
+    metrics::counter!(TRACKING_LOSSES).increment(1);
 }

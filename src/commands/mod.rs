@@ -39,6 +39,9 @@ impl Flags {
     pub const DANGEROUS: Flags = Flags(1 << 7);
     /// Runs a script or function.
     pub const SCRIPT: Flags = Flags(1 << 8);
+    /// A read whose reply depends only on its one key's value and its
+    /// arguments: the near-cache may keep it (MGET is kept per key).
+    pub const CACHEABLE: Flags = Flags(1 << 9);
 
     /// Both sets combined.
     pub const fn with(self, other: Flags) -> Flags {

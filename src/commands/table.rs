@@ -173,7 +173,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "bitcount",
         arity: -2,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1009,7 +1009,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "exists",
         arity: -2,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1243,7 +1243,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "get",
         arity: 2,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1251,7 +1251,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "getbit",
         arity: 3,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1275,7 +1275,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "getrange",
         arity: 4,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1307,7 +1307,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "hexists",
         arity: 3,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1315,7 +1315,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "hget",
         arity: 3,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1323,7 +1323,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "hgetall",
         arity: 2,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1347,7 +1347,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "hkeys",
         arity: 2,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1355,7 +1355,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "hlen",
         arity: 2,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1363,7 +1363,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "hmget",
         arity: -3,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1411,7 +1411,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "hstrlen",
         arity: 3,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1419,7 +1419,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "hvals",
         arity: 2,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1548,7 +1548,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "lindex",
         arity: 3,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1564,7 +1564,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "llen",
         arity: 2,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1628,7 +1628,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "lrange",
         arity: 4,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1717,7 +1717,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "mget",
         arity: -2,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2208,7 +2208,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "scard",
         arity: 2,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2369,7 +2369,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "sismember",
         arity: 3,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2426,7 +2426,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "smembers",
         arity: 2,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2434,7 +2434,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "smismember",
         arity: -3,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2516,7 +2516,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "strlen",
         arity: 2,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2605,7 +2605,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "type",
         arity: 2,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2872,7 +2872,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "zcard",
         arity: 2,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2880,7 +2880,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "zcount",
         arity: 4,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2952,7 +2952,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "zmscore",
         arity: -3,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2984,7 +2984,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "zrange",
         arity: -4,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -3017,7 +3017,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "zrank",
         arity: -3,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -3082,7 +3082,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "zrevrank",
         arity: -3,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -3098,7 +3098,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "zscore",
         arity: 3,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],

@@ -115,6 +115,44 @@ fn remaining(rest: &[u8]) -> Option<i64> {
     parse_int(&rest[1..line_end(rest, 1).ok()??])
 }
 
+/// An invalidation message of RESP3 client-side tracking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    /// These keys changed.
+    Keys(Vec<bytes::Bytes>),
+    /// Everything may have changed (FLUSHALL, FLUSHDB).
+    All,
+}
+
+/// Parses `>2 invalidate [keys…]` or `>2 invalidate _`; `None` for any
+/// other frame.
+pub fn invalidation(frame: &bytes::Bytes) -> Option<Invalidation> {
+    if frame.first() != Some(&b'>') {
+        return None;
+    }
+    let (name, next) = first_string(frame)?;
+    if !name.eq_ignore_ascii_case(b"invalidate") {
+        return None;
+    }
+    let rest = &frame[next..];
+    if rest.starts_with(b"_\r\n") || rest.starts_with(b"*-1\r\n") {
+        return Some(Invalidation::All);
+    }
+    if rest.first() != Some(&b'*') {
+        return None;
+    }
+    let eol = line_end(rest, 1).ok()??;
+    let count = usize::try_from(parse_int(&rest[1..eol])?).ok()?;
+    let mut keys = Vec::with_capacity(count.min(1024));
+    let mut pos = next + eol + 2;
+    for _ in 0..count {
+        let (key, after) = string_at(frame, pos)?;
+        keys.push(frame.slice_ref(key));
+        pos = after;
+    }
+    Some(Invalidation::Keys(keys))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +164,20 @@ mod tests {
         let r3 = b"%2\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.2.4\r\n";
         assert_eq!(hello_version(Proto::Resp3, r3).as_deref(), Some("7.2.4"));
         assert_eq!(hello_version(Proto::Resp2, b"-ERR unknown\r\n"), None);
+    }
+
+    #[test]
+    fn invalidations() {
+        let keys = bytes::Bytes::from_static(b">2\r\n$10\r\ninvalidate\r\n*2\r\n$1\r\na\r\n$3\r\nb:c\r\n");
+        assert_eq!(
+            invalidation(&keys),
+            Some(Invalidation::Keys(vec![bytes::Bytes::from_static(b"a"), bytes::Bytes::from_static(b"b:c")]))
+        );
+        let all = bytes::Bytes::from_static(b">2\r\n$10\r\ninvalidate\r\n_\r\n");
+        assert_eq!(invalidation(&all), Some(Invalidation::All));
+        let message = bytes::Bytes::from_static(b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nx\r\n");
+        assert_eq!(invalidation(&message), None);
+        assert_eq!(invalidation(&bytes::Bytes::from_static(b"+PONG\r\n")), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod local;
 mod route;
 mod session;
 
+use crate::cache::NearCache;
 use crate::config::{Config, UpstreamConfig};
 use crate::observe;
 use crate::protocol::{request::Limits, Proto};
@@ -24,6 +25,7 @@ use tokio::task::JoinSet;
 /// What every session shares.
 pub struct Shared {
     pub upstream: Arc<UpstreamConfig>,
+    pub cache: Arc<NearCache>,
     pub pools: Pools,
     pub info: Arc<UpstreamInfo>,
     pub limits: Limits,
@@ -104,6 +106,7 @@ impl Server {
         let upstream = Arc::new(config.upstream.clone());
         let info = Arc::new(UpstreamInfo::default());
         let shared = Arc::new(Shared {
+            cache: NearCache::new(config.cache.clone()),
             pools: Pools::start(upstream.clone(), info.clone()),
             upstream,
             info,
@@ -114,6 +117,7 @@ impl Server {
             },
             max_pipeline: config.server.max_pipeline,
         });
+        tokio::spawn(crate::cache::tracking::run(shared.cache.clone(), shared.upstream.clone()));
         Ok(Server { listener, shared, clients: Arc::default(), shutdown_timeout: config.server.shutdown_timeout })
     }
 

@@ -130,14 +130,24 @@ pub enum Decision {
 /// Decides what to do with `args` and applies its effect on `st`.
 /// `pinned` tells whether the session currently has a pinned connection;
 /// `info` supplies the upstream's version for HELLO replies.
-pub fn route(st: &mut ClientState, args: &Args, pinned: bool, info: &UpstreamInfo) -> (Option<CommandIndex>, Decision) {
+/// The outcome of routing one request.
+pub struct Routed {
+    /// Position in the command table (for metrics); `None` if unknown.
+    pub index: Option<CommandIndex>,
+    /// The command, its subcommand resolved; `None` if unknown.
+    pub cmd: Option<&'static Command>,
+    pub decision: Decision,
+}
+
+pub fn route(st: &mut ClientState, args: &Args, pinned: bool, info: &UpstreamInfo) -> Routed {
     let Some(name) = args.get(0) else {
-        return (None, Decision::Silent);
+        return Routed { index: None, cmd: None, decision: Decision::Silent };
     };
     let Some((index, cmd)) = commands::lookup(name) else {
-        return (None, forward(pinned));
+        return Routed { index: None, cmd: None, decision: forward(pinned) };
     };
-    (Some(index), route_known(st, cmd, args, pinned, info))
+    let cmd = args.get(1).and_then(|sub| cmd.subcommand(sub)).unwrap_or(cmd);
+    Routed { index: Some(index), cmd: Some(cmd), decision: route_known(st, cmd, args, pinned, info) }
 }
 
 fn route_known(
@@ -154,18 +164,13 @@ fn route_known(
         return after_multi_command(st, cmd, args);
     }
     if !cmd.arity_ok(args.len()) {
-        return Decision::Reply(encode::error(&format!("ERR wrong number of arguments for '{}' command", cmd.name)));
+        let name = String::from_utf8_lossy(args.get(0).unwrap_or_default()).to_lowercase();
+        return Decision::Reply(encode::error(&if cmd.name == name {
+            format!("ERR wrong number of arguments for '{name}' command")
+        } else {
+            format!("ERR unknown subcommand or wrong number of arguments for '{name}|{}' command", cmd.name)
+        }));
     }
-    let cmd = match args.get(1).and_then(|sub| cmd.subcommand(sub)) {
-        Some(sub) if !sub.arity_ok(args.len()) => {
-            return Decision::Reply(encode::error(&format!(
-                "ERR unknown subcommand or wrong number of arguments for '{}|{}' command",
-                cmd.name, sub.name
-            )))
-        }
-        Some(sub) => sub,
-        None => cmd,
-    };
     match cmd.handler {
         Handler::Forward if cmd.blocks(args) => Decision::Pinned { replies: 1, blocking: true },
         Handler::Forward => forward(pinned),

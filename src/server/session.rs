@@ -10,6 +10,8 @@
 
 use super::route::{route, ClientState, Decision, ReplyMode};
 use super::Shared;
+use crate::cache::read::{CacheRead, Fill};
+use crate::cache::{self, Scratch};
 use crate::io::write_all;
 use crate::observe;
 use crate::protocol::frame::{pubsub, PubSub};
@@ -30,8 +32,21 @@ use tokio::sync::oneshot;
 /// A reply owed to the client, in request order.
 enum Pending {
     Ready(Bytes),
-    Pool { rx: oneshot::Receiver<JobResult>, count: usize, silent: bool, started: Instant },
-    Pinned { remaining: usize, silent: bool, discard: bool, deadline: Option<Instant> },
+    Pool {
+        rx: oneshot::Receiver<JobResult>,
+        /// Client commands answered by this job.
+        count: usize,
+        silent: bool,
+        started: Instant,
+        /// A near-cache read whose reply is completed (and cached) on the way.
+        fill: Option<Box<Fill>>,
+    },
+    Pinned {
+        remaining: usize,
+        silent: bool,
+        discard: bool,
+        deadline: Option<Instant>,
+    },
 }
 
 /// Replies bigger than this are written from their own buffer instead of
@@ -50,6 +65,7 @@ pub struct Session {
     inline: Vec<Vec<u8>>,
     /// Bytes the read buffer should make room for (a partly received bulk).
     reserve: usize,
+    scratch: Scratch,
     pending: VecDeque<Pending>,
     /// Commands whose replies are still owed (backpressure).
     in_flight: usize,
@@ -80,6 +96,7 @@ impl Session {
             args: Vec::new(),
             inline: Vec::new(),
             reserve: 0,
+            scratch: Scratch::default(),
             pending: VecDeque::new(),
             in_flight: 0,
             pinned: None,
@@ -161,10 +178,28 @@ impl Session {
             let range = consumed..consumed + len;
             consumed += len;
             let request = owned.as_deref().unwrap_or(&input[range.clone()]);
-            let (decision, silent) =
-                plan(&mut self.st, &Args::new(request, &self.args), self.pinned.is_some(), &self.shared);
-            match decision {
-                Decision::Pool if owned.is_none() => match &mut run {
+            let args = Args::new(request, &self.args);
+            let pinned = self.pinned.is_some();
+            let (decision, silent, cached) =
+                plan(&mut self.st, &args, request, pinned, &self.shared, &mut self.scratch);
+            match (decision, cached) {
+                (_, CacheRead::Ready(reply)) => {
+                    self.send_pool_run(&input, run.take(), now);
+                    self.pending.push_back(Pending::Ready(reply));
+                }
+                (_, CacheRead::Wait(rx)) => {
+                    self.send_pool_run(&input, run.take(), now);
+                    self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, fill: None });
+                    self.in_flight += 1;
+                }
+                (_, CacheRead::Fetch { payload, replies, fill }) => {
+                    self.send_pool_run(&input, run.take(), now);
+                    let rx = self.shared.pools.get(self.st.proto).send(self.st.id as usize, &payload, replies, now);
+                    let fill = Some(Box::new(fill));
+                    self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, fill });
+                    self.in_flight += 1;
+                }
+                (Decision::Pool, CacheRead::Bypass) if owned.is_none() => match &mut run {
                     Some((r, count, s)) if r.end == range.start && *s == silent => {
                         r.end = range.end;
                         *count += 1;
@@ -174,7 +209,7 @@ impl Session {
                         run = Some((range, 1, silent));
                     }
                 },
-                decision => {
+                (decision, CacheRead::Bypass) => {
                     self.send_pool_run(&input, run.take(), now);
                     self.apply(decision, request, silent, now).await;
                 }
@@ -219,7 +254,7 @@ impl Session {
     fn send_pool(&mut self, payload: &[u8], count: usize, silent: bool, started: Instant) {
         let pool = self.shared.pools.get(self.st.proto);
         let rx = pool.send(self.st.id as usize, payload, count, started);
-        self.pending.push_back(Pending::Pool { rx, count, silent, started });
+        self.pending.push_back(Pending::Pool { rx, count, silent, started, fill: None });
         self.in_flight += count;
     }
 
@@ -279,11 +314,11 @@ impl Session {
     /// the pinned connection after this cannot overtake them upstream.
     async fn settle_pool(&mut self) {
         for i in 0..self.pending.len() {
-            if let Some(Pending::Pool { rx, count, silent, started }) = self.pending.get_mut(i) {
-                let (count, silent, started) = (*count, *silent, *started);
+            if let Some(Pending::Pool { rx, count, silent, started, fill }) = self.pending.get_mut(i) {
+                let (count, silent, started, fill) = (*count, *silent, *started, fill.take());
                 let result = rx.await.unwrap_or(Err(UpstreamError::ConnectionLost));
                 self.in_flight -= count;
-                self.pending[i] = Pending::Ready(pool_replies(result, count, silent, started));
+                self.pending[i] = Pending::Ready(pool_replies(result, count, silent, started, fill));
             }
         }
     }
@@ -353,11 +388,11 @@ impl Session {
     }
 
     fn pool_done(&mut self, result: JobResult) {
-        let Some(Pending::Pool { count, silent, started, .. }) = self.pending.pop_front() else {
+        let Some(Pending::Pool { count, silent, started, fill, .. }) = self.pending.pop_front() else {
             return;
         };
         self.in_flight -= count;
-        let replies = pool_replies(result, count, silent, started);
+        let replies = pool_replies(result, count, silent, started, fill);
         if !replies.is_empty() {
             self.emit(replies);
         }
@@ -429,8 +464,12 @@ impl Session {
 
 /// What the client gets for a pool batch of `count` requests: the replies,
 /// or one error per request; nothing when its replies are suppressed.
-fn pool_replies(result: JobResult, count: usize, silent: bool, started: Instant) -> Bytes {
+fn pool_replies(result: JobResult, count: usize, silent: bool, started: Instant, fill: Option<Box<Fill>>) -> Bytes {
     observe::command_duration(started.elapsed(), count);
+    let result = match fill {
+        Some(fill) => fill.finish(result),
+        None => result,
+    };
     match result {
         _ if silent => Bytes::new(),
         Ok(replies) => replies,
@@ -451,15 +490,32 @@ fn is_push(frame: &[u8], event: PubSub) -> bool {
 
 /// Routes one request; also tells whether its reply is suppressed by
 /// CLIENT REPLY.
-fn plan(st: &mut ClientState, args: &Args, pinned: bool, shared: &Shared) -> (Decision, bool) {
+/// Routes one request, applies its effect on the near-cache, and tells
+/// whether its reply is suppressed by CLIENT REPLY.
+fn plan(
+    st: &mut ClientState,
+    args: &Args,
+    request: &[u8],
+    pinned: bool,
+    shared: &Shared,
+    scratch: &mut Scratch,
+) -> (Decision, bool, CacheRead) {
     let mode_before = st.reply;
-    let (index, decision) = route(st, args, pinned, &shared.info);
-    observe::command(index);
+    let routed = route(st, args, pinned, &shared.info);
+    observe::command(routed.index);
     let silent = mode_before != ReplyMode::On && st.reply == mode_before;
     if silent && mode_before == ReplyMode::Skip {
         st.reply = ReplyMode::On;
     }
-    (decision, silent)
+    let Some(cmd) = routed.cmd else {
+        return (routed.decision, silent, CacheRead::Bypass);
+    };
+    shared.cache.note_write(cmd, args, scratch);
+    let cached = match routed.decision {
+        Decision::Pool if !silent => cache::read::plan(&shared.cache, cmd, args, request, st.proto, scratch),
+        _ => CacheRead::Bypass,
+    };
+    (routed.decision, silent, cached)
 }
 
 enum Event {

@@ -1,0 +1,439 @@
+//! The near-cache: read replies kept in process memory (moka), bounded in
+//! bytes, never older than the last write Redis acknowledged (beyond the
+//! invalidation delivery window) and never alive after the key's TTL
+//! upstream.
+//!
+//! Entries are grouped per Redis key: one moka entry per key holds the
+//! replies of every cached command *shape* on it (`GET k`, `HGET k f`, …,
+//! per protocol version), so an invalidation of the key drops them all at
+//! once. Coherence with other writers comes from server-assisted
+//! invalidation (`upstream::tracking` calls [`NearCache::invalidate`]);
+//! writes through the proxy invalidate locally before they are forwarded.
+//!
+//! **Fill race.** A miss opens a *flight* for (key, shape) before the read
+//! goes upstream; an invalidation of the key marks its flights void, and a
+//! void flight's reply is passed on but not cached. Both happen under one
+//! lock, so a reply read before a write can never be cached after that
+//! write's invalidation. Concurrent misses of the same (key, shape) join
+//! the open flight instead of reading again (single flight).
+
+mod policy;
+pub mod read;
+pub mod shape;
+pub mod tracking;
+
+pub use policy::{CacheConfig, Policy};
+
+use crate::commands::{key_indices, Command, Flags, Keys};
+use crate::glob;
+use crate::observe;
+use crate::protocol::Args;
+use crate::upstream::pool::JobResult;
+use crate::upstream::UpstreamError;
+use bytes::Bytes;
+use moka::notification::RemovalCause;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// The cached replies of one Redis key.
+#[derive(Debug)]
+struct KeyEntry {
+    /// (shape, reply) pairs.
+    shapes: Vec<(Bytes, Bytes)>,
+    /// The earliest of the policy TTL and the key's TTL upstream.
+    expires_at: Instant,
+}
+
+impl KeyEntry {
+    fn weight(&self, key: &[u8]) -> u32 {
+        let bytes = key.len() + self.shapes.iter().map(|(s, r)| s.len() + r.len()).sum::<usize>();
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
+
+struct EntryExpiry;
+
+impl moka::Expiry<Bytes, Arc<KeyEntry>> for EntryExpiry {
+    fn expire_after_create(&self, _: &Bytes, value: &Arc<KeyEntry>, now: Instant) -> Option<Duration> {
+        Some(value.expires_at.saturating_duration_since(now))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &Bytes,
+        value: &Arc<KeyEntry>,
+        now: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.expires_at.saturating_duration_since(now))
+    }
+}
+
+/// A read of (key, shape) in progress upstream.
+struct Flight {
+    id: u64,
+    shape: Bytes,
+    /// Cleared by an invalidation of the key: the reply is not cached and no
+    /// one new joins.
+    valid: bool,
+    waiters: Vec<oneshot::Sender<JobResult>>,
+}
+
+/// What a read finds.
+pub enum Read {
+    /// The cached reply.
+    Hit(Bytes),
+    /// Not cached: read upstream, then [`FillTicket::complete`].
+    Miss(FillTicket),
+    /// The same read is already in flight: its reply will arrive here.
+    Join(oneshot::Receiver<JobResult>),
+    /// Not cacheable now (policy, cache off, or invalidations not flowing).
+    Bypass,
+}
+
+pub struct NearCache {
+    config: CacheConfig,
+    store: moka::sync::Cache<Bytes, Arc<KeyEntry>>,
+    flights: Mutex<HashMap<Bytes, Vec<Flight>>>,
+    next_flight: AtomicU64,
+    /// True only while invalidations are being received.
+    active: AtomicBool,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// Scratch space a session reuses across requests.
+#[derive(Default)]
+pub struct Scratch {
+    shape: Vec<u8>,
+    keys: Vec<usize>,
+}
+
+/// Numbers for `/cache/stats`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    pub entries: u64,
+    pub bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub active: bool,
+}
+
+impl NearCache {
+    pub fn new(config: CacheConfig) -> Arc<NearCache> {
+        let store = moka::sync::Cache::builder()
+            .max_capacity(config.max_bytes)
+            .weigher(|key: &Bytes, entry: &Arc<KeyEntry>| entry.weight(key))
+            .expire_after(EntryExpiry)
+            .eviction_listener(|_, _, cause| match cause {
+                RemovalCause::Size => observe::cache_eviction("size"),
+                RemovalCause::Expired => observe::cache_eviction("ttl"),
+                RemovalCause::Explicit => observe::cache_eviction("invalidation"),
+                RemovalCause::Replaced => {}
+            })
+            .build();
+        Arc::new(NearCache {
+            config,
+            store,
+            flights: Mutex::new(HashMap::new()),
+            next_flight: AtomicU64::new(1),
+            active: AtomicBool::new(false),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        })
+    }
+
+    pub fn config(&self) -> &CacheConfig {
+        &self.config
+    }
+
+    /// True while reads may be served from and filled into the cache.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Invalidations are flowing (`true`) or the channel was lost
+    /// (`false`); either way everything cached so far is dropped, since
+    /// writes may have gone unnoticed.
+    pub fn set_active(&self, active: bool) {
+        let mut flights = self.lock();
+        self.clear_locked(&mut flights);
+        self.active.store(active, Ordering::Release);
+        observe::tracking_connected(active);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Bytes, Vec<Flight>>> {
+        self.flights.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Looks `shape` of `key` up; on a miss opens (or joins) a flight.
+    pub fn read(self: &Arc<Self>, key: &[u8], shape: &[u8]) -> Read {
+        if !self.is_active() {
+            return Read::Bypass;
+        }
+        let Some(ttl) = self.config.ttl_for(key) else {
+            return Read::Bypass;
+        };
+        if let Some(reply) = self.cached(key, shape) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            observe::cache_hit();
+            return Read::Hit(reply);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        observe::cache_miss();
+        let mut flights = self.lock();
+        let key_flights = flights.entry(Bytes::copy_from_slice(key)).or_default();
+        if let Some(flight) = key_flights.iter_mut().find(|f| f.valid && f.shape == shape) {
+            let (tx, rx) = oneshot::channel();
+            flight.waiters.push(tx);
+            return Read::Join(rx);
+        }
+        let id = self.next_flight.fetch_add(1, Ordering::Relaxed);
+        let shape = Bytes::copy_from_slice(shape);
+        key_flights.push(Flight { id, shape: shape.clone(), valid: true, waiters: Vec::new() });
+        Read::Miss(FillTicket { cache: self.clone(), key: Bytes::copy_from_slice(key), shape, id, ttl, done: false })
+    }
+
+    fn cached(&self, key: &[u8], shape: &[u8]) -> Option<Bytes> {
+        let entry = self.store.get(key)?;
+        entry.shapes.iter().find(|(s, _)| s == shape).map(|(_, reply)| reply.clone())
+    }
+
+    /// A client sent a write through the proxy: drop what it touches before
+    /// it is forwarded, so the client reads its own write even before Redis'
+    /// invalidation arrives. A write whose keys are unknown (FLUSHDB,
+    /// SWAPDB, …) clears everything.
+    pub fn note_write(&self, cmd: &Command, args: &Args, scratch: &mut Scratch) {
+        if !cmd.flags.contains(Flags::WRITE) || !self.is_active() {
+            return;
+        }
+        if cmd.keys == Keys::None {
+            self.clear();
+            return;
+        }
+        if key_indices(cmd, args, &mut scratch.keys).is_err() {
+            return;
+        }
+        for key in scratch.keys.iter().filter_map(|&i| args.get(i)) {
+            if self.config.ttl_for(key).is_some() {
+                self.invalidate(key);
+            }
+        }
+    }
+
+    /// Drops everything cached for `key` and voids its reads in flight.
+    pub fn invalidate(&self, key: &[u8]) {
+        let mut flights = self.lock();
+        if let Some(key_flights) = flights.get_mut(key) {
+            key_flights.iter_mut().for_each(|f| f.valid = false);
+        }
+        self.store.invalidate(key);
+        observe::cache_invalidation();
+    }
+
+    /// Drops everything (a flush upstream, or a write whose keys are
+    /// unknown).
+    pub fn clear(&self) {
+        let mut flights = self.lock();
+        self.clear_locked(&mut flights);
+    }
+
+    fn clear_locked(&self, flights: &mut HashMap<Bytes, Vec<Flight>>) {
+        flights.values_mut().flatten().for_each(|f| f.valid = false);
+        self.store.invalidate_all();
+        observe::cache_invalidation();
+    }
+
+    /// Drops every key matching a glob pattern; returns how many.
+    pub fn invalidate_matching(&self, pattern: &[u8]) -> usize {
+        let keys: Vec<Arc<Bytes>> = self.store.iter().map(|(k, _)| k).filter(|k| glob::matches(pattern, k)).collect();
+        let mut flights = self.lock();
+        for (key, key_flights) in flights.iter_mut() {
+            if glob::matches(pattern, key) {
+                key_flights.iter_mut().for_each(|f| f.valid = false);
+            }
+        }
+        for key in &keys {
+            self.store.invalidate(key.as_ref());
+        }
+        keys.len()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.store.run_pending_tasks();
+        Stats {
+            entries: self.store.entry_count(),
+            bytes: self.store.weighted_size(),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            active: self.is_active(),
+        }
+    }
+
+    /// Ends flight `id` of `key`: its waiters get `result`; the reply is
+    /// cached for `ttl` when the flight is still valid.
+    fn land(&self, key: &Bytes, shape: &Bytes, id: u64, result: JobResult, ttl: Option<Duration>) {
+        let mut flights = self.lock();
+        let Some(key_flights) = flights.get_mut(key) else {
+            return;
+        };
+        let Some(pos) = key_flights.iter().position(|f| f.id == id) else {
+            return;
+        };
+        let flight = key_flights.swap_remove(pos);
+        if key_flights.is_empty() {
+            flights.remove(key);
+        }
+        if let (true, Ok(reply), Some(ttl)) = (flight.valid, &result, ttl) {
+            self.insert(key, shape, reply.clone(), ttl);
+        }
+        for waiter in flight.waiters {
+            let _ = waiter.send(result.clone());
+        }
+    }
+
+    fn insert(&self, key: &Bytes, shape: &Bytes, reply: Bytes, ttl: Duration) {
+        let mut expires_at = Instant::now() + ttl;
+        let mut shapes = vec![(shape.clone(), reply)];
+        if let Some(old) = self.store.get(key) {
+            expires_at = expires_at.min(old.expires_at);
+            shapes.extend(old.shapes.iter().filter(|(s, _)| s != shape).cloned());
+        }
+        self.store.insert(key.clone(), Arc::new(KeyEntry { shapes, expires_at }));
+        observe::cache_size(self.store.entry_count(), self.store.weighted_size());
+    }
+}
+
+/// The right (and duty) to complete one flight. Dropped without
+/// completing, it fails the flight so joined readers are never stranded.
+pub struct FillTicket {
+    cache: Arc<NearCache>,
+    key: Bytes,
+    shape: Bytes,
+    id: u64,
+    ttl: Duration,
+    done: bool,
+}
+
+impl FillTicket {
+    /// The Redis key being read.
+    pub fn key(&self) -> &Bytes {
+        &self.key
+    }
+
+    /// The upstream reply arrived; `pttl_ms` is the key's PTTL read in the
+    /// same round trip (-1 no expiry, -2 no key), which caps the entry's
+    /// life.
+    pub fn complete(mut self, reply: Bytes, pttl_ms: Option<i64>) {
+        self.done = true;
+        let ttl = match pttl_ms {
+            Some(ms) if ms >= 0 => Some(self.ttl.min(Duration::from_millis(ms as u64))),
+            Some(_) => Some(self.ttl),
+            // The PTTL reply was missing or unexpected: pass on, don't cache.
+            None => None,
+        };
+        self.cache.land(&self.key, &self.shape, self.id, Ok(reply), ttl);
+    }
+
+    /// The upstream read failed.
+    pub fn fail(mut self, err: UpstreamError) {
+        self.done = true;
+        self.cache.land(&self.key, &self.shape, self.id, Err(err), None);
+    }
+}
+
+impl Drop for FillTicket {
+    fn drop(&mut self) {
+        if !self.done {
+            let err = UpstreamError::Unavailable("the reading client went away".into());
+            self.cache.land(&self.key, &self.shape, self.id, Err(err), None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache() -> Arc<NearCache> {
+        let c = NearCache::new(CacheConfig::default());
+        c.set_active(true);
+        c
+    }
+
+    fn miss(c: &Arc<NearCache>, key: &str) -> FillTicket {
+        match c.read(key.as_bytes(), b"get") {
+            Read::Miss(t) => t,
+            _ => panic!("expected a miss"),
+        }
+    }
+
+    #[test]
+    fn fill_then_hit() {
+        let c = cache();
+        miss(&c, "k").complete(Bytes::from_static(b"$1\r\nv\r\n"), Some(-1));
+        assert!(matches!(c.read(b"k", b"get"), Read::Hit(r) if &r[..] == b"$1\r\nv\r\n"));
+        assert!(matches!(c.read(b"k", b"strlen"), Read::Miss(_)));
+    }
+
+    #[test]
+    fn invalidation_during_flight_prevents_caching() {
+        let c = cache();
+        let ticket = miss(&c, "k");
+        c.invalidate(b"k");
+        ticket.complete(Bytes::from_static(b"$3\r\nold\r\n"), Some(-1));
+        assert!(matches!(c.read(b"k", b"get"), Read::Miss(_)));
+    }
+
+    #[test]
+    fn concurrent_misses_share_one_read() {
+        let c = cache();
+        let ticket = miss(&c, "k");
+        let Read::Join(mut rx) = c.read(b"k", b"get") else { panic!("expected to join") };
+        ticket.complete(Bytes::from_static(b"$1\r\nv\r\n"), Some(-1));
+        assert_eq!(rx.try_recv().unwrap().unwrap(), Bytes::from_static(b"$1\r\nv\r\n"));
+    }
+
+    #[test]
+    fn dropped_ticket_releases_joiners() {
+        let c = cache();
+        let ticket = miss(&c, "k");
+        let Read::Join(mut rx) = c.read(b"k", b"get") else { panic!("expected to join") };
+        drop(ticket);
+        assert!(rx.try_recv().unwrap().is_err());
+        assert!(matches!(c.read(b"k", b"get"), Read::Miss(_)));
+    }
+
+    #[test]
+    fn upstream_ttl_caps_the_entry() {
+        let c = cache();
+        miss(&c, "k").complete(Bytes::from_static(b"+x\r\n"), Some(30));
+        assert!(matches!(c.read(b"k", b"get"), Read::Hit(_)));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(matches!(c.read(b"k", b"get"), Read::Miss(_)));
+    }
+
+    #[test]
+    fn inactive_cache_bypasses_and_activation_clears() {
+        let c = cache();
+        miss(&c, "k").complete(Bytes::from_static(b"+x\r\n"), Some(-1));
+        c.set_active(false);
+        assert!(matches!(c.read(b"k", b"get"), Read::Bypass));
+        c.set_active(true);
+        assert!(matches!(c.read(b"k", b"get"), Read::Miss(_)));
+    }
+
+    #[test]
+    fn pattern_invalidation() {
+        let c = cache();
+        for k in ["secrets:1:a", "secrets:2:a", "flow:1"] {
+            miss(&c, k).complete(Bytes::from_static(b"+x\r\n"), Some(-1));
+        }
+        assert_eq!(c.invalidate_matching(b"secrets:*"), 2);
+        assert!(matches!(c.read(b"flow:1", b"get"), Read::Hit(_)));
+        assert!(matches!(c.read(b"secrets:1:a", b"get"), Read::Miss(_)));
+    }
+}

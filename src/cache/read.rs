@@ -1,0 +1,286 @@
+//! Serving a cacheable read: a hit is answered at once; a miss goes
+//! upstream together with `PTTL key` (so the entry never outlives the key),
+//! and its reply fills the cache on the way back. MGET is looked up per key:
+//! hits are served from the cache and only the missing keys are fetched.
+
+use super::{shape, FillTicket, NearCache, Read, Scratch};
+use crate::commands::{key_indices, Command, Flags};
+use crate::protocol::scan::Scanner;
+use crate::protocol::{encode, request::parse_int, Args, Proto};
+use crate::upstream::pool::JobResult;
+use crate::upstream::UpstreamError;
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// What to do for one cacheable request.
+pub enum CacheRead {
+    /// Answered from the cache.
+    Ready(Bytes),
+    /// Send `payload` (producing `replies` replies) upstream; its result
+    /// goes through [`Fill::finish`].
+    Fetch { payload: BytesMut, replies: usize, fill: Fill },
+    /// Another client is reading the same thing: wait for its reply.
+    Wait(oneshot::Receiver<JobResult>),
+    /// Not served by the cache: forward as usual.
+    Bypass,
+}
+
+/// How to turn an upstream result into the client's reply, filling the
+/// cache on the way.
+pub enum Fill {
+    /// One read plus its key's PTTL.
+    Single(FillTicket),
+    /// MGET: cached parts by position, the fetched keys' tickets in fetch
+    /// order (each fetched with a PTTL when it has one).
+    Mget { parts: Vec<Option<Bytes>>, tickets: Vec<Option<FillTicket>> },
+}
+
+/// Decides how `args` (a request routed to the shared pool) is served.
+pub fn plan(
+    cache: &Arc<NearCache>,
+    cmd: &Command,
+    args: &Args,
+    request: &[u8],
+    proto: Proto,
+    scratch: &mut Scratch,
+) -> CacheRead {
+    if !cmd.flags.contains(Flags::CACHEABLE) || !cache.is_active() {
+        return CacheRead::Bypass;
+    }
+    if cmd.name == "mget" {
+        return mget(cache, args, proto, scratch);
+    }
+    if key_indices(cmd, args, &mut scratch.keys).is_err() || scratch.keys.len() != 1 {
+        return CacheRead::Bypass;
+    }
+    let key_index = scratch.keys[0];
+    let Some(key) = args.get(key_index) else {
+        return CacheRead::Bypass;
+    };
+    shape::of(&mut scratch.shape, proto, args, key_index);
+    match cache.read(key, &scratch.shape) {
+        Read::Hit(reply) => CacheRead::Ready(reply),
+        Read::Join(rx) => CacheRead::Wait(rx),
+        Read::Bypass => CacheRead::Bypass,
+        Read::Miss(ticket) => {
+            let mut payload = BytesMut::with_capacity(request.len() + key.len() + 24);
+            payload.extend_from_slice(request);
+            pttl(&mut payload, key);
+            CacheRead::Fetch { payload, replies: 2, fill: Fill::Single(ticket) }
+        }
+    }
+}
+
+fn pttl(out: &mut BytesMut, key: &[u8]) {
+    encode::command(out, [&b"PTTL"[..], key].into_iter());
+}
+
+fn mget(cache: &Arc<NearCache>, args: &Args, proto: Proto, scratch: &mut Scratch) -> CacheRead {
+    shape::get(&mut scratch.shape, proto);
+    let mut parts = Vec::with_capacity(args.len() - 1);
+    let mut fetch: Vec<(&[u8], Option<FillTicket>)> = Vec::new();
+    for key in args.iter().skip(1) {
+        match cache.read(key, &scratch.shape) {
+            Read::Hit(reply) => parts.push(Some(reply)),
+            Read::Miss(ticket) => {
+                parts.push(None);
+                fetch.push((key, Some(ticket)));
+            }
+            // A joined read would need waiting on several sources; fetching
+            // the key again is simpler and as fresh.
+            Read::Join(_) | Read::Bypass => {
+                parts.push(None);
+                fetch.push((key, None));
+            }
+        }
+    }
+    if fetch.is_empty() {
+        let mut out = BytesMut::new();
+        encode::header(&mut out, b'*', parts.len());
+        parts.iter().flatten().for_each(|p| out.extend_from_slice(p));
+        return CacheRead::Ready(out.freeze());
+    }
+    let mut payload = BytesMut::new();
+    encode::header(&mut payload, b'*', fetch.len() + 1);
+    encode::bulk(&mut payload, b"MGET");
+    fetch.iter().for_each(|(key, _)| encode::bulk(&mut payload, key));
+    let mut replies = 1;
+    for (key, ticket) in &fetch {
+        if ticket.is_some() {
+            pttl(&mut payload, key);
+            replies += 1;
+        }
+    }
+    let tickets = fetch.into_iter().map(|(_, t)| t).collect();
+    CacheRead::Fetch { payload, replies, fill: Fill::Mget { parts, tickets } }
+}
+
+impl Fill {
+    /// The client's reply from the upstream result; fills the cache.
+    pub fn finish(self, result: JobResult) -> JobResult {
+        let replies = match result {
+            Ok(replies) => replies,
+            Err(e) => {
+                if let Fill::Single(ticket) = self {
+                    ticket.fail(e.clone());
+                }
+                return Err(e);
+            }
+        };
+        let mut frames = Frames::new(replies);
+        match self {
+            Fill::Single(ticket) => {
+                let reply = frames.next().ok_or_else(malformed)?;
+                let ttl = frames.next().and_then(|f| integer(&f));
+                complete(ticket, reply.clone(), ttl);
+                Ok(reply)
+            }
+            Fill::Mget { parts, tickets } => {
+                let array = frames.next().ok_or_else(malformed)?;
+                let mut fetched = Frames::elements(array).ok_or_else(malformed)?;
+                let mut out = BytesMut::new();
+                encode::header(&mut out, b'*', parts.len());
+                let mut tickets = tickets.into_iter();
+                for part in parts {
+                    let reply = match part {
+                        Some(cached) => cached,
+                        None => {
+                            let reply = fetched.next().ok_or_else(malformed)?;
+                            if let Some(Some(ticket)) = tickets.next() {
+                                let ttl = frames.next().and_then(|f| integer(&f));
+                                complete(ticket, reply.clone(), ttl);
+                            }
+                            reply
+                        }
+                    };
+                    out.extend_from_slice(&reply);
+                }
+                Ok(out.freeze())
+            }
+        }
+    }
+}
+
+/// Error replies are passed on but never cached.
+fn complete(ticket: FillTicket, reply: Bytes, pttl: Option<i64>) {
+    let cacheable = !matches!(reply.first(), Some(b'-') | Some(b'!'));
+    ticket.complete(reply, if cacheable { pttl } else { None });
+}
+
+fn malformed() -> UpstreamError {
+    UpstreamError::Protocol("unexpected reply shape for a cached read".into())
+}
+
+fn integer(frame: &[u8]) -> Option<i64> {
+    let body = frame.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
+    parse_int(body)
+}
+
+/// Complete frames of a buffer, in order.
+struct Frames {
+    bytes: Bytes,
+    remaining: Option<usize>,
+}
+
+impl Frames {
+    fn new(bytes: Bytes) -> Frames {
+        Frames { bytes, remaining: None }
+    }
+
+    /// The elements of an array frame.
+    fn elements(mut array: Bytes) -> Option<Frames> {
+        let eol = array.iter().position(|&b| b == b'\r')?;
+        let n = usize::try_from(parse_int(array.get(1..eol)?)?).ok()?;
+        let _ = array.split_to(eol + 2);
+        Some(Frames { bytes: array, remaining: Some(n) })
+    }
+}
+
+impl Iterator for Frames {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        if self.remaining == Some(0) {
+            return None;
+        }
+        let len = Scanner::default().next_frame(&self.bytes).ok()??;
+        self.remaining = self.remaining.map(|n| n - 1);
+        Some(self.bytes.split_to(len))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{CacheConfig, Scratch};
+    use crate::commands::lookup;
+    use std::ops::Range;
+
+    fn request(parts: &[&str]) -> (Vec<u8>, Vec<Range<usize>>) {
+        let mut buf = Vec::new();
+        let mut ranges = Vec::new();
+        for p in parts {
+            ranges.push(buf.len()..buf.len() + p.len());
+            buf.extend_from_slice(p.as_bytes());
+        }
+        (buf, ranges)
+    }
+
+    fn run(cache: &Arc<NearCache>, parts: &[&str]) -> CacheRead {
+        let (buf, ranges) = request(parts);
+        let (_, cmd) = lookup(parts[0].as_bytes()).unwrap();
+        plan(cache, cmd, &Args::new(&buf, &ranges), b"<request>", Proto::Resp2, &mut Scratch::default())
+    }
+
+    fn active() -> Arc<NearCache> {
+        let c = NearCache::new(CacheConfig::default());
+        c.set_active(true);
+        c
+    }
+
+    #[test]
+    fn get_miss_fetches_with_pttl_then_hits() {
+        let c = active();
+        let CacheRead::Fetch { payload, replies, fill } = run(&c, &["GET", "k"]) else { panic!("miss") };
+        assert_eq!(&payload[..], b"<request>*2\r\n$4\r\nPTTL\r\n$1\r\nk\r\n");
+        assert_eq!(replies, 2);
+        let reply = fill.finish(Ok(Bytes::from_static(b"$1\r\nv\r\n:-1\r\n"))).unwrap();
+        assert_eq!(&reply[..], b"$1\r\nv\r\n");
+        assert!(matches!(run(&c, &["get", "k"]), CacheRead::Ready(r) if &r[..] == b"$1\r\nv\r\n"));
+    }
+
+    #[test]
+    fn errors_are_not_cached() {
+        let c = active();
+        let CacheRead::Fetch { fill, .. } = run(&c, &["GET", "k"]) else { panic!("miss") };
+        let wrongtype = b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n:-1\r\n";
+        fill.finish(Ok(Bytes::from_static(wrongtype))).unwrap();
+        assert!(matches!(run(&c, &["GET", "k"]), CacheRead::Fetch { .. }));
+    }
+
+    #[test]
+    fn mget_serves_hits_and_fetches_only_misses() {
+        let c = active();
+        let CacheRead::Fetch { fill, .. } = run(&c, &["GET", "a"]) else { panic!("miss") };
+        fill.finish(Ok(Bytes::from_static(b"$1\r\n1\r\n:-1\r\n"))).unwrap();
+        let CacheRead::Fetch { payload, replies, fill } = run(&c, &["MGET", "a", "b", "c"]) else { panic!("partial") };
+        assert!(payload.starts_with(b"*3\r\n$4\r\nMGET\r\n$1\r\nb\r\n$1\r\nc\r\n"), "{payload:?}");
+        assert_eq!(replies, 3);
+        let upstream = Bytes::from_static(b"*2\r\n$1\r\n2\r\n$-1\r\n:5000\r\n:-2\r\n");
+        let reply = fill.finish(Ok(upstream)).unwrap();
+        assert_eq!(&reply[..], b"*3\r\n$1\r\n1\r\n$1\r\n2\r\n$-1\r\n");
+        assert!(
+            matches!(run(&c, &["MGET", "c", "a", "b"]), CacheRead::Ready(r) if &r[..] == b"*3\r\n$-1\r\n$1\r\n1\r\n$1\r\n2\r\n")
+        );
+    }
+
+    #[test]
+    fn non_cacheable_and_inactive_bypass() {
+        let c = active();
+        assert!(matches!(run(&c, &["SET", "k", "v"]), CacheRead::Bypass));
+        assert!(matches!(run(&c, &["EXISTS", "a", "b"]), CacheRead::Bypass));
+        c.set_active(false);
+        assert!(matches!(run(&c, &["GET", "k"]), CacheRead::Bypass));
+    }
+}

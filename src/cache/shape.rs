@@ -1,0 +1,63 @@
+//! The *shape* of a cacheable read: everything its reply depends on besides
+//! the key's value — protocol version, command, the other arguments. Two
+//! reads with the same key and shape get byte-identical replies.
+
+use crate::protocol::{Args, Proto};
+
+/// Writes the shape of `args` (whose key is at `key_index`) into `out`.
+pub fn of(out: &mut Vec<u8>, proto: Proto, args: &Args, key_index: usize) {
+    out.clear();
+    out.push(proto.number() as u8);
+    for (i, arg) in args.iter().enumerate() {
+        if i == key_index {
+            continue;
+        }
+        out.extend_from_slice(&(arg.len() as u32).to_le_bytes());
+        if i == 0 {
+            out.extend(arg.iter().map(u8::to_ascii_lowercase));
+        } else {
+            out.extend_from_slice(arg);
+        }
+    }
+}
+
+/// The shape of `GET key`, which MGET is cached as, one key at a time.
+pub fn get(out: &mut Vec<u8>, proto: Proto) {
+    out.clear();
+    out.push(proto.number() as u8);
+    out.extend_from_slice(&3u32.to_le_bytes());
+    out.extend_from_slice(b"get");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ops::Range;
+
+    fn args(parts: &[&str]) -> (Vec<u8>, Vec<Range<usize>>) {
+        let mut buf = Vec::new();
+        let mut ranges = Vec::new();
+        for p in parts {
+            ranges.push(buf.len()..buf.len() + p.len());
+            buf.extend_from_slice(p.as_bytes());
+        }
+        (buf, ranges)
+    }
+
+    #[test]
+    fn case_of_the_name_does_not_matter_but_arguments_and_protocol_do() {
+        let shape = |parts: &[&str], proto| {
+            let (buf, ranges) = args(parts);
+            let mut out = Vec::new();
+            of(&mut out, proto, &Args::new(&buf, &ranges), 1);
+            out
+        };
+        assert_eq!(shape(&["GET", "k"], Proto::Resp2), shape(&["get", "other"], Proto::Resp2));
+        assert_ne!(shape(&["GET", "k"], Proto::Resp2), shape(&["GET", "k"], Proto::Resp3));
+        assert_ne!(shape(&["HGET", "k", "a"], Proto::Resp2), shape(&["HGET", "k", "b"], Proto::Resp2));
+        assert_ne!(shape(&["HGET", "k", "ab"], Proto::Resp2), shape(&["HGET", "k", "a", "b"], Proto::Resp2));
+        let mut get_shape = Vec::new();
+        get(&mut get_shape, Proto::Resp3);
+        assert_eq!(get_shape, shape(&["GET", "k"], Proto::Resp3));
+    }
+}

@@ -1,0 +1,109 @@
+//! The invalidation channel: one dedicated RESP3 upstream connection with
+//! `CLIENT TRACKING on BCAST` for the key prefixes the cache policies can
+//! cache. Redis pushes the name of every key that changes under those
+//! prefixes (and a null on FLUSHALL/FLUSHDB); each push evicts.
+//!
+//! The cache serves only while this connection is healthy: when it is lost
+//! (disconnect, upstream restart, no PONG within the request timeout) the
+//! cache is cleared and bypassed until tracking is re-established, since
+//! writes made meanwhile would go unnoticed.
+
+use super::NearCache;
+use crate::config::UpstreamConfig;
+use crate::observe;
+use crate::protocol::frame::{invalidation, Invalidation};
+use crate::protocol::{encode, Proto};
+use crate::upstream::pinned::Pinned;
+use crate::upstream::UpstreamError;
+use bytes::BytesMut;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the channel is checked with a PING.
+const PING_EVERY: Duration = Duration::from_secs(1);
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Keeps the invalidation channel up for the life of the process.
+pub async fn run(cache: Arc<NearCache>, upstream: Arc<UpstreamConfig>) {
+    if !cache.config().enabled {
+        return;
+    }
+    let mut backoff = MIN_BACKOFF;
+    let mut failures = 0u32;
+    loop {
+        match subscribe(&cache, &upstream).await {
+            Ok(mut conn) => {
+                cache.set_active(true);
+                tracing::info!(upstream = %upstream.url, "near-cache active: receiving invalidations");
+                backoff = MIN_BACKOFF;
+                failures = 0;
+                let err = listen(&mut conn, &cache, upstream.request_timeout).await;
+                cache.set_active(false);
+                observe::tracking_lost();
+                tracing::warn!(error = %err, "invalidation connection lost: near-cache cleared and bypassed until it is back");
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(error = %e, "cannot subscribe to invalidations: near-cache bypassed, retrying");
+                } else {
+                    tracing::debug!(error = %e, failures, "still cannot subscribe to invalidations");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(upstream.reconnect_max_backoff);
+            }
+        }
+    }
+}
+
+/// Opens the connection and turns tracking on.
+async fn subscribe(cache: &NearCache, upstream: &UpstreamConfig) -> Result<Pinned, UpstreamError> {
+    let mut conn = Pinned::open(upstream, Proto::Resp3).await?;
+    let mut args: Vec<&[u8]> = vec![b"CLIENT", b"TRACKING", b"on", b"BCAST"];
+    let prefixes = cache.config().tracking_prefixes();
+    for prefix in prefixes.iter().filter(|p| !p.is_empty()) {
+        args.extend([&b"PREFIX"[..], prefix]);
+    }
+    let mut request = BytesMut::new();
+    encode::command(&mut request, args.into_iter());
+    conn.send(&request).await?;
+    let reply = tokio::time::timeout(upstream.request_timeout, conn.next_frame())
+        .await
+        .map_err(|_| UpstreamError::Timeout)??;
+    if reply.first() != Some(&b'+') {
+        let text = String::from_utf8_lossy(&reply).trim_end().to_string();
+        return Err(UpstreamError::Handshake(format!("CLIENT TRACKING refused: {text}")));
+    }
+    Ok(conn)
+}
+
+/// Applies invalidations until the connection fails or stops answering.
+async fn listen(conn: &mut Pinned, cache: &NearCache, deadline: Duration) -> UpstreamError {
+    let mut tick = tokio::time::interval(PING_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ping_sent: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            frame = conn.next_frame() => match frame {
+                Err(e) => return e,
+                Ok(frame) => match invalidation(&frame) {
+                    Some(Invalidation::Keys(keys)) => keys.iter().for_each(|k| cache.invalidate(k)),
+                    Some(Invalidation::All) => cache.clear(),
+                    None if frame.starts_with(b"+PONG") => ping_sent = None,
+                    None => tracing::debug!(frame = ?frame, "unexpected frame on the invalidation connection"),
+                },
+            },
+            _ = tick.tick() => {
+                if ping_sent.is_some_and(|at| at.elapsed() > deadline) {
+                    return UpstreamError::Timeout;
+                }
+                if ping_sent.is_none() {
+                    if let Err(e) = conn.send(b"*1\r\n$4\r\nPING\r\n").await {
+                        return e;
+                    }
+                    ping_sent = Some(Instant::now());
+                }
+            }
+        }
+    }
+}
