@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# End-to-end load: redis-benchmark directly against Redis, through nearcache
-# and (when installed: apt-get install nutcracker) through twemproxy, run
-# alternately in the same session so the ratios compare like with like.
+# End-to-end load with redis-benchmark: directly against Redis, through
+# nearcache (near-cache on, and a second instance with it off) and, when
+# installed (apt-get install nutcracker), through twemproxy. Targets run
+# alternately in the same session so ratios compare like with like.
 #
 #   scripts/bench.sh            # full run (-n 200000)
-#   N=50000 scripts/bench.sh    # quicker
+#   N=50000 ROUNDS=1 scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-200000}
@@ -21,16 +22,23 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "port $1 not ready" >&2; exit 1; }
 
-REDIS=$(port); PROXY=$(port); ADMIN=$(port)
+REDIS=$(port)
 redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null &
 pids+=($!)
 wait_port "$REDIS"
-RUST_LOG=warn ./target/release/nearcache --listen "127.0.0.1:$PROXY" --admin-listen "127.0.0.1:$ADMIN" \
-  --upstream "redis://127.0.0.1:$REDIS" >"$work/nearcache.log" 2>&1 &
-pids+=($!)
-wait_port "$PROXY"
 
-targets=("redis:$REDIS" "nearcache:$PROXY")
+proxy() { # name config-text -> port
+  local p; p=$(port)
+  printf '%s\n' "$2" >"$work/$1.toml"
+  RUST_LOG=warn ./target/release/nearcache --config "$work/$1.toml" --listen "127.0.0.1:$p" \
+    --admin-listen "127.0.0.1:$(port)" --upstream "redis://127.0.0.1:$REDIS" >"$work/$1.log" 2>&1 &
+  pids+=($!)
+  wait_port "$p"
+  echo "$p"
+}
+CACHED=$(proxy cached "")
+PLAIN=$(proxy plain $'[cache]\nenabled = false')
+declare -A PORT=([redis]=$REDIS [nearcache]=$CACHED [nearcache-nocache]=$PLAIN)
 if command -v nutcracker >/dev/null 2>&1; then
   TWEM=$(port)
   cat >"$work/twemproxy.yml" <<YML
@@ -46,41 +54,55 @@ YML
   nutcracker -c "$work/twemproxy.yml" -s "$(port)" -o "$work/twemproxy.log" &
   pids+=($!)
   wait_port "$TWEM"
-  targets+=("twemproxy:$TWEM")
+  PORT[twemproxy]=$TWEM
 fi
 
 # One redis-benchmark run: prints "rps p50 p99".
-measure() { # port test pipeline
-  redis-benchmark -p "$1" -t "$2" -P "$3" -c "$CLIENTS" -n "$N" -d "$SIZE" -r 100000 --csv 2>/dev/null |
+measure() { # port test pipeline keyspace
+  redis-benchmark -p "$1" -t "$2" -P "$3" -c "$CLIENTS" -n "$N" -d "$SIZE" -r "$4" --csv 2>/dev/null |
     tr -d '"' | awk -F, 'NR==2 { print $2, $5, $7 }'
 }
 
 declare -A rps p50 p99
-for round in $(seq "$ROUNDS"); do
-  for test in get set; do
-    for pipe in 1 16; do
-      for t in "${targets[@]}"; do
-        name=${t%%:*}; p=${t##*:}
-        read -r r a b < <(measure "$p" "$test" "$pipe")
-        key="$test P=$pipe $name"
-        # keep the best of the rounds for each target: noise only ever slows a run down
-        if [ -z "${rps[$key]:-}" ] || awk "BEGIN{exit !($r > ${rps[$key]})}"; then
-          rps[$key]=$r; p50[$key]=$a; p99[$key]=$b
-        fi
-      done
+rows=()
+# scenario: label test pipeline keyspace targets…
+scenario() {
+  local label=$1 test=$2 pipe=$3 keys=$4; shift 4
+  for round in $(seq "$ROUNDS"); do
+    for name in "$@"; do
+      [ -n "${PORT[$name]:-}" ] || continue
+      read -r r a b < <(measure "${PORT[$name]}" "$test" "$pipe" "$keys")
+      local key="$label|$name"
+      # keep the best round per target: noise only ever slows a run down
+      if [ -z "${rps[$key]:-}" ] || awk "BEGIN{exit !($r > ${rps[$key]})}"; then
+        rps[$key]=$r; p50[$key]=$a; p99[$key]=$b
+      fi
+      [ "$round" = 1 ] && rows+=("$key")
     done
   done
+}
+
+# Pass-through: the proxy's own cost (near-cache off) against twemproxy.
+for test in get set; do
+  for pipe in 1 16; do
+    scenario "$test P=$pipe" "$test" "$pipe" 100000 redis nearcache-nocache twemproxy
+  done
+done
+# Hot keys: 1,000 keys preloaded, read over and over.
+redis-benchmark -p "$REDIS" -t set -r 1000 -n 20000 -d "$SIZE" -q >/dev/null
+for pipe in 1 16; do
+  scenario "hot get P=$pipe" get "$pipe" 1000 redis nearcache nearcache-nocache
+done
+# Miss-heavy: almost every read is a different key.
+for pipe in 1 16; do
+  scenario "cold get P=$pipe" get "$pipe" 10000000 redis nearcache nearcache-nocache
 done
 
 printf '\nredis-benchmark -c %s -n %s -d %s, best of %s alternating rounds\n' "$CLIENTS" "$N" "$SIZE" "$ROUNDS"
-printf '%-12s %-10s %12s %9s %9s %14s\n' test target 'requests/s' 'p50 ms' 'p99 ms' 'vs redis'
-for test in get set; do
-  for pipe in 1 16; do
-    base=${rps["$test P=$pipe redis"]}
-    for t in "${targets[@]}"; do
-      name=${t%%:*}; key="$test P=$pipe $name"
-      ratio=$(awk "BEGIN{printf \"%.2f\", ${rps[$key]} / $base}")
-      printf '%-12s %-10s %12s %9s %9s %13sx\n' "$test P=$pipe" "$name" "${rps[$key]}" "${p50[$key]}" "${p99[$key]}" "$ratio"
-    done
-  done
+printf '%-16s %-18s %12s %8s %8s %9s\n' scenario target 'requests/s' 'p50 ms' 'p99 ms' 'vs redis'
+for key in "${rows[@]}"; do
+  label=${key%%|*}; name=${key##*|}
+  base=${rps["$label|redis"]}
+  ratio=$(awk "BEGIN{printf \"%.2f\", ${rps[$key]} / $base}")
+  printf '%-16s %-18s %12s %8s %8s %8sx\n' "$label" "$name" "${rps[$key]}" "${p50[$key]}" "${p99[$key]}" "$ratio"
 done

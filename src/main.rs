@@ -118,7 +118,7 @@ async fn run(config: Config) -> Result<(), String> {
         version = env!("CARGO_PKG_VERSION"),
         "nearcache started"
     );
-    tokio::spawn(admin::serve(admin, metrics));
+    tokio::spawn(admin::serve(admin, std::sync::Arc::new(admin::Admin { metrics, cache: server.cache() })));
     server.run(shutdown_signal()).await;
     tracing::info!("nearcache stopped");
     Ok(())

@@ -1,11 +1,15 @@
-//! The admin HTTP listener: `/metrics` (Prometheus text) and `/health`.
+//! The admin HTTP listener: `/metrics` (Prometheus text), `/health`,
+//! `/cache/stats` and `POST /cache/invalidate?pattern=…`.
 //!
 //! A deliberately tiny HTTP/1.1 responder — one request per connection,
-//! GET only, bounded header size and time — because these endpoints are
-//! scraped by Prometheus and probed by orchestrators, nothing more.
+//! bounded header size and time, no request bodies — because these
+//! endpoints are scraped by Prometheus, probed by orchestrators and called
+//! by operators' scripts, nothing more.
 
+use crate::cache::NearCache;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -18,9 +22,15 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// What the admin endpoints look at.
+pub struct Admin {
+    pub metrics: PrometheusHandle,
+    pub cache: Arc<NearCache>,
+}
+
 /// Serves admin requests forever.
-pub async fn serve(listener: TcpListener, metrics: PrometheusHandle) {
-    let upkeep = metrics.clone();
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
+    let upkeep = admin.metrics.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -31,9 +41,9 @@ pub async fn serve(listener: TcpListener, metrics: PrometheusHandle) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let metrics = metrics.clone();
+                let admin = admin.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, handle(stream, &metrics)).await;
+                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, handle(stream, &admin)).await;
                 });
             }
             Err(e) => {
@@ -50,7 +60,7 @@ struct Response {
     body: String,
 }
 
-async fn handle(mut stream: TcpStream, metrics: &PrometheusHandle) -> std::io::Result<()> {
+async fn handle(mut stream: TcpStream, admin: &Admin) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
         if buf.len() > MAX_REQUEST || stream.read_buf(&mut buf).await? == 0 {
@@ -61,8 +71,8 @@ async fn handle(mut stream: TcpStream, metrics: &PrometheusHandle) -> std::io::R
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split(' ');
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let response = respond(method, path, metrics);
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let response = respond(method, path, query, admin);
     let head = format!(
         "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         response.status,
@@ -74,16 +84,86 @@ async fn handle(mut stream: TcpStream, metrics: &PrometheusHandle) -> std::io::R
     stream.shutdown().await
 }
 
-fn respond(method: &str, path: &str, metrics: &PrometheusHandle) -> Response {
+fn respond(method: &str, path: &str, query: &str, admin: &Admin) -> Response {
     let text = |status, body: &str| Response { status, content_type: "text/plain; charset=utf-8", body: body.into() };
+    let json = |status, body: String| Response { status, content_type: "application/json", body };
     match (method, path) {
         ("GET", "/metrics") => Response {
             status: "200 OK",
             content_type: "text/plain; version=0.0.4",
-            body: crate::observe::render(metrics),
+            body: crate::observe::render(&admin.metrics),
         },
         ("GET", "/health") => text("200 OK", "ok\n"),
-        (_, "/metrics" | "/health") => text("405 Method Not Allowed", "method not allowed\n"),
+        ("GET", "/cache/stats") => json("200 OK", cache_stats(&admin.cache)),
+        ("POST", "/cache/invalidate") => match query_param(query, "pattern") {
+            Some(pattern) => {
+                let n = admin.cache.invalidate_matching(&pattern);
+                tracing::info!(pattern = %String::from_utf8_lossy(&pattern), keys = n, "cache invalidated by pattern");
+                json("200 OK", format!("{{\"invalidated\":{n}}}\n"))
+            }
+            None => json("400 Bad Request", "{\"error\":\"pattern query parameter required\"}\n".into()),
+        },
+        (_, "/metrics" | "/health" | "/cache/stats" | "/cache/invalidate") => {
+            text("405 Method Not Allowed", "method not allowed\n")
+        }
         _ => text("404 Not Found", "not found\n"),
+    }
+}
+
+fn cache_stats(cache: &NearCache) -> String {
+    let s = cache.stats();
+    let lookups = s.hits + s.misses;
+    let hit_rate = if lookups == 0 { 0.0 } else { s.hits as f64 / lookups as f64 };
+    format!(
+        "{{\"entries\":{},\"bytes\":{},\"max_bytes\":{},\"hits\":{},\"misses\":{},\"hit_rate\":{:.4},\"active\":{}}}\n",
+        s.entries,
+        s.bytes,
+        cache.config().max_bytes,
+        s.hits,
+        s.misses,
+        hit_rate,
+        s.active
+    )
+}
+
+/// The percent-decoded value of `name` in a query string.
+fn query_param(query: &str, name: &str) -> Option<Vec<u8>> {
+    query.split('&').filter_map(|pair| pair.split_once('=')).find(|(k, _)| *k == name).and_then(|(_, v)| decode(v))
+}
+
+/// Percent-decoding (`%2A`, and `+` for a space, as forms send it).
+fn decode(s: &str) -> Option<Vec<u8>> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters() {
+        assert_eq!(query_param("pattern=secrets%3Aorg1%3A*", "pattern"), Some(b"secrets:org1:*".to_vec()));
+        assert_eq!(query_param("a=1&pattern=x+y", "pattern"), Some(b"x y".to_vec()));
+        assert_eq!(query_param("a=1", "pattern"), None);
+        assert_eq!(query_param("pattern=%zz", "pattern"), None);
     }
 }

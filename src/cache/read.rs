@@ -26,6 +26,40 @@ pub enum CacheRead {
     Bypass,
 }
 
+/// The replies of one client command within a pool job.
+pub enum Slot {
+    /// One reply, passed on as it is.
+    Plain,
+    /// A near-cache read: `replies` upstream replies become the client's one.
+    Fill { replies: usize, fill: Fill },
+}
+
+/// The client's replies for a job whose commands are described by `slots`:
+/// plain replies pass through, cache reads are completed (and cached).
+pub fn complete(result: JobResult, slots: Vec<Slot>) -> Bytes {
+    let mut out = BytesMut::new();
+    let mut frames = match result {
+        Ok(replies) => Ok(Frames::new(replies)),
+        Err(e) => Err(e),
+    };
+    for slot in slots {
+        let part = match (&mut frames, slot) {
+            (Ok(frames), Slot::Plain) => frames.take(1).ok_or_else(malformed),
+            (Ok(frames), Slot::Fill { replies, fill }) => match frames.take(replies) {
+                Some(part) => fill.finish(Ok(part)),
+                None => fill.finish(Err(malformed())),
+            },
+            (Err(e), Slot::Plain) => Err(e.clone()),
+            (Err(e), Slot::Fill { fill, .. }) => fill.finish(Err(e.clone())),
+        };
+        match part {
+            Ok(bytes) => out.extend_from_slice(&bytes),
+            Err(e) => out.extend_from_slice(&e.reply()),
+        }
+    }
+    out.freeze()
+}
+
 /// How to turn an upstream result into the client's reply, filling the
 /// cache on the way.
 pub enum Fill {
@@ -133,7 +167,7 @@ impl Fill {
             Fill::Single(ticket) => {
                 let reply = frames.next().ok_or_else(malformed)?;
                 let ttl = frames.next().and_then(|f| integer(&f));
-                complete(ticket, reply.clone(), ttl);
+                land(ticket, reply.clone(), ttl);
                 Ok(reply)
             }
             Fill::Mget { parts, tickets } => {
@@ -149,7 +183,7 @@ impl Fill {
                             let reply = fetched.next().ok_or_else(malformed)?;
                             if let Some(Some(ticket)) = tickets.next() {
                                 let ttl = frames.next().and_then(|f| integer(&f));
-                                complete(ticket, reply.clone(), ttl);
+                                land(ticket, reply.clone(), ttl);
                             }
                             reply
                         }
@@ -163,7 +197,7 @@ impl Fill {
 }
 
 /// Error replies are passed on but never cached.
-fn complete(ticket: FillTicket, reply: Bytes, pttl: Option<i64>) {
+fn land(ticket: FillTicket, reply: Bytes, pttl: Option<i64>) {
     let cacheable = !matches!(reply.first(), Some(b'-') | Some(b'!'));
     ticket.complete(reply, if cacheable { pttl } else { None });
 }
@@ -194,6 +228,17 @@ impl Frames {
         let n = usize::try_from(parse_int(array.get(1..eol)?)?).ok()?;
         let _ = array.split_to(eol + 2);
         Some(Frames { bytes: array, remaining: Some(n) })
+    }
+}
+
+impl Frames {
+    /// The next `n` frames as one slice.
+    fn take(&mut self, n: usize) -> Option<Bytes> {
+        let mut len = 0;
+        for _ in 0..n {
+            len += Scanner::default().next_frame(&self.bytes[len..]).ok()??;
+        }
+        Some(self.bytes.split_to(len))
     }
 }
 

@@ -121,6 +121,11 @@ impl Server {
         Ok(Server { listener, shared, clients: Arc::default(), shutdown_timeout: config.server.shutdown_timeout })
     }
 
+    /// The near-cache, for the admin endpoints.
+    pub fn cache(&self) -> Arc<NearCache> {
+        self.shared.cache.clone()
+    }
+
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }

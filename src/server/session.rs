@@ -10,7 +10,7 @@
 
 use super::route::{route, ClientState, Decision, ReplyMode};
 use super::Shared;
-use crate::cache::read::{CacheRead, Fill};
+use crate::cache::read::{CacheRead, Slot};
 use crate::cache::{self, Scratch};
 use crate::io::write_all;
 use crate::observe;
@@ -38,8 +38,9 @@ enum Pending {
         count: usize,
         silent: bool,
         started: Instant,
-        /// A near-cache read whose reply is completed (and cached) on the way.
-        fill: Option<Box<Fill>>,
+        /// What each command's replies are, when some are near-cache reads
+        /// to complete (and cache) on the way; `None`: plain pass-through.
+        slots: Option<Vec<Slot>>,
     },
     Pinned {
         remaining: usize,
@@ -47,6 +48,19 @@ enum Pending {
         discard: bool,
         deadline: Option<Instant>,
     },
+}
+
+/// Requests gathered for one job on the shared pool.
+#[derive(Default)]
+struct Batch {
+    bytes: BytesMut,
+    /// Upstream replies the bytes produce.
+    replies: usize,
+    /// Client commands they answer.
+    commands: usize,
+    silent: bool,
+    slots: Vec<Slot>,
+    has_fill: bool,
 }
 
 /// Replies bigger than this are written from their own buffer instead of
@@ -66,6 +80,7 @@ pub struct Session {
     /// Bytes the read buffer should make room for (a partly received bulk).
     reserve: usize,
     scratch: Scratch,
+    batch: Batch,
     pending: VecDeque<Pending>,
     /// Commands whose replies are still owed (backpressure).
     in_flight: usize,
@@ -97,6 +112,7 @@ impl Session {
             inline: Vec::new(),
             reserve: 0,
             scratch: Scratch::default(),
+            batch: Batch::default(),
             pending: VecDeque::new(),
             in_flight: 0,
             pinned: None,
@@ -155,7 +171,6 @@ impl Session {
         let input = std::mem::take(&mut self.rbuf);
         let now = Instant::now();
         let mut consumed = 0;
-        let mut run: Option<(Range<usize>, usize, bool)> = None;
         let mut fatal = None;
         while !self.closing && self.in_flight < self.shared.max_pipeline {
             let parsed = request::parse(&input[consumed..], &self.shared.limits, &mut self.args, &mut self.inline);
@@ -184,38 +199,25 @@ impl Session {
                 plan(&mut self.st, &args, request, pinned, &self.shared, &mut self.scratch);
             match (decision, cached) {
                 (_, CacheRead::Ready(reply)) => {
-                    self.send_pool_run(&input, run.take(), now);
+                    self.flush_batch(now);
                     self.pending.push_back(Pending::Ready(reply));
                 }
                 (_, CacheRead::Wait(rx)) => {
-                    self.send_pool_run(&input, run.take(), now);
-                    self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, fill: None });
+                    self.flush_batch(now);
+                    self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
                     self.in_flight += 1;
                 }
                 (_, CacheRead::Fetch { payload, replies, fill }) => {
-                    self.send_pool_run(&input, run.take(), now);
-                    let rx = self.shared.pools.get(self.st.proto).send(self.st.id as usize, &payload, replies, now);
-                    let fill = Some(Box::new(fill));
-                    self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, fill });
-                    self.in_flight += 1;
+                    self.batch_add(&payload, replies, Slot::Fill { replies, fill }, silent, now);
                 }
-                (Decision::Pool, CacheRead::Bypass) if owned.is_none() => match &mut run {
-                    Some((r, count, s)) if r.end == range.start && *s == silent => {
-                        r.end = range.end;
-                        *count += 1;
-                    }
-                    _ => {
-                        self.send_pool_run(&input, run.take(), now);
-                        run = Some((range, 1, silent));
-                    }
-                },
+                (Decision::Pool, CacheRead::Bypass) => self.batch_add(request, 1, Slot::Plain, silent, now),
                 (decision, CacheRead::Bypass) => {
-                    self.send_pool_run(&input, run.take(), now);
+                    self.flush_batch(now);
                     self.apply(decision, request, silent, now).await;
                 }
             }
         }
-        self.send_pool_run(&input, run, now);
+        self.flush_batch(now);
         self.flush_pinned().await;
         self.stalled = self.in_flight >= self.shared.max_pipeline;
         self.rbuf = input;
@@ -245,17 +247,36 @@ impl Session {
         self.closing = true;
     }
 
-    fn send_pool_run(&mut self, input: &[u8], run: Option<(Range<usize>, usize, bool)>, now: Instant) {
-        if let Some((range, count, silent)) = run {
-            self.send_pool(&input[range], count, silent, now);
+    /// Adds one request (`replies` upstream replies) to the batch for the
+    /// shared pool; consecutive pool requests of one read go as one write.
+    fn batch_add(&mut self, request: &[u8], replies: usize, slot: Slot, silent: bool, now: Instant) {
+        if self.batch.commands > 0 && self.batch.silent != silent {
+            self.flush_batch(now);
         }
+        self.batch.silent = silent;
+        self.batch.bytes.extend_from_slice(request);
+        self.batch.replies += replies;
+        self.batch.commands += 1;
+        self.batch.has_fill |= matches!(slot, Slot::Fill { .. });
+        self.batch.slots.push(slot);
     }
 
-    fn send_pool(&mut self, payload: &[u8], count: usize, silent: bool, started: Instant) {
-        let pool = self.shared.pools.get(self.st.proto);
-        let rx = pool.send(self.st.id as usize, payload, count, started);
-        self.pending.push_back(Pending::Pool { rx, count, silent, started, fill: None });
+    /// Sends the batch on the session's pool connection.
+    fn flush_batch(&mut self, started: Instant) {
+        let batch = &mut self.batch;
+        if batch.commands == 0 {
+            return;
+        }
+        let rx = self.shared.pools.get(self.st.proto).send(self.st.id as usize, &batch.bytes, batch.replies, started);
+        let slots = if batch.has_fill { Some(std::mem::take(&mut batch.slots)) } else { None };
+        let count = batch.commands;
+        self.pending.push_back(Pending::Pool { rx, count, silent: batch.silent, started, slots });
         self.in_flight += count;
+        batch.bytes.clear();
+        batch.slots.clear();
+        batch.replies = 0;
+        batch.commands = 0;
+        batch.has_fill = false;
     }
 
     async fn apply(&mut self, decision: Decision, request: &[u8], silent: bool, now: Instant) {
@@ -266,7 +287,10 @@ impl Session {
             }
             Decision::Reply(reply) if !silent => self.pending.push_back(Pending::Ready(reply)),
             Decision::Reply(_) | Decision::Silent => {}
-            Decision::Pool => self.send_pool(request, 1, silent, now),
+            Decision::Pool => {
+                self.batch_add(request, 1, Slot::Plain, silent, now);
+                self.flush_batch(now);
+            }
             Decision::Pinned { replies, blocking } => {
                 let deadline = (!blocking).then(|| now + self.shared.upstream.request_timeout);
                 self.send_pinned(request, Pending::Pinned { remaining: replies, silent, discard: false, deadline })
@@ -314,11 +338,11 @@ impl Session {
     /// the pinned connection after this cannot overtake them upstream.
     async fn settle_pool(&mut self) {
         for i in 0..self.pending.len() {
-            if let Some(Pending::Pool { rx, count, silent, started, fill }) = self.pending.get_mut(i) {
-                let (count, silent, started, fill) = (*count, *silent, *started, fill.take());
+            if let Some(Pending::Pool { rx, count, silent, started, slots }) = self.pending.get_mut(i) {
+                let (count, silent, started, slots) = (*count, *silent, *started, slots.take());
                 let result = rx.await.unwrap_or(Err(UpstreamError::ConnectionLost));
                 self.in_flight -= count;
-                self.pending[i] = Pending::Ready(pool_replies(result, count, silent, started, fill));
+                self.pending[i] = Pending::Ready(pool_replies(result, count, silent, started, slots));
             }
         }
     }
@@ -388,11 +412,11 @@ impl Session {
     }
 
     fn pool_done(&mut self, result: JobResult) {
-        let Some(Pending::Pool { count, silent, started, fill, .. }) = self.pending.pop_front() else {
+        let Some(Pending::Pool { count, silent, started, slots, .. }) = self.pending.pop_front() else {
             return;
         };
         self.in_flight -= count;
-        let replies = pool_replies(result, count, silent, started, fill);
+        let replies = pool_replies(result, count, silent, started, slots);
         if !replies.is_empty() {
             self.emit(replies);
         }
@@ -464,12 +488,12 @@ impl Session {
 
 /// What the client gets for a pool batch of `count` requests: the replies,
 /// or one error per request; nothing when its replies are suppressed.
-fn pool_replies(result: JobResult, count: usize, silent: bool, started: Instant, fill: Option<Box<Fill>>) -> Bytes {
+fn pool_replies(result: JobResult, count: usize, silent: bool, started: Instant, slots: Option<Vec<Slot>>) -> Bytes {
     observe::command_duration(started.elapsed(), count);
-    let result = match fill {
-        Some(fill) => fill.finish(result),
-        None => result,
-    };
+    if let Some(slots) = slots {
+        let replies = cache::read::complete(result, slots);
+        return if silent { Bytes::new() } else { replies };
+    }
     match result {
         _ if silent => Bytes::new(),
         Ok(replies) => replies,

@@ -145,8 +145,9 @@ impl Proxy {
                 let metrics = observe::install();
                 let admin_listener = admin::bind(config.admin.listen).await.expect("admin bind");
                 let admin_addr = admin_listener.local_addr().expect("admin addr");
-                tokio::spawn(admin::serve(admin_listener, metrics));
                 let server = server::Server::bind(&config).await.expect("bind");
+                let admin_state = std::sync::Arc::new(admin::Admin { metrics, cache: server.cache() });
+                tokio::spawn(admin::serve(admin_listener, admin_state));
                 addr_tx.send((server.local_addr().expect("addr"), admin_addr)).expect("send addr");
                 server
                     .run(async {
@@ -184,6 +185,11 @@ impl Proxy {
         http(self.admin, "GET", path)
     }
 
+    /// POST (no body) on the admin listener: (status code, body).
+    pub fn admin_post(&self, path: &str) -> (u16, String) {
+        http(self.admin, "POST", path)
+    }
+
     /// Stops accepting and waits for the proxy to finish.
     pub fn stop(mut self) {
         self.shutdown();
@@ -205,7 +211,7 @@ impl Drop for Proxy {
     }
 }
 
-/// A minimal HTTP/1.1 request: (status, body).
+/// A minimal HTTP/1.1 request without a body: (status, body).
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("admin connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
