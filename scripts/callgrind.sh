@@ -4,14 +4,17 @@
 # callgrind with one worker thread, counters are zeroed after a warm-up,
 # then a fixed redis-benchmark load runs and the total is divided by it.
 #
-#   scripts/callgrind.sh            # GET, no pipelining
+#   scripts/callgrind.sh                    # GET, no pipelining, near-cache off
 #   TEST=set PIPE=16 scripts/callgrind.sh
+#   CACHE=on KEYS=1000 scripts/callgrind.sh # hot keys served from the near-cache
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}
 TEST=${TEST:-get}
 PIPE=${PIPE:-1}
 CLIENTS=${CLIENTS:-50}
+KEYS=${KEYS:-100000}
+CACHE=${CACHE:-off}
 command -v valgrind >/dev/null || apt-get install -y -qq valgrind >/dev/null
 bash scripts/test-deps.sh
 cargo build --release --quiet
@@ -25,16 +28,18 @@ REDIS=$(port); PROXY=$(port)
 redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null &
 pids+=($!)
 wait_port "$REDIS"
+if [ "$CACHE" = on ]; then echo '[cache]' >"$work/proxy.toml"; else printf '[cache]\nenabled = false\n' >"$work/proxy.toml"; fi
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
-  ./target/release/nearcache --worker-threads 1 --listen "127.0.0.1:$PROXY" --admin-listen 127.0.0.1:0 \
+  ./target/release/nearcache --config "$work/proxy.toml" --worker-threads 1 --listen "127.0.0.1:$PROXY" --admin-listen 127.0.0.1:0 \
   --upstream "redis://127.0.0.1:$REDIS" >"$work/proxy.log" 2>&1 &
 vg=$!
 pids+=($vg)
 wait_port "$PROXY"
-redis-benchmark -p "$PROXY" -t "$TEST" -P "$PIPE" -c "$CLIENTS" -n 20000 -d 64 -r 100000 -q >/dev/null
+redis-benchmark -p "$REDIS" -t set -r "$KEYS" -n 20000 -d 64 -q >/dev/null
+redis-benchmark -p "$PROXY" -t "$TEST" -P "$PIPE" -c "$CLIENTS" -n 20000 -d 64 -r "$KEYS" -q >/dev/null
 callgrind_control -z "$vg" >/dev/null 2>&1
-redis-benchmark -p "$PROXY" -t "$TEST" -P "$PIPE" -c "$CLIENTS" -n "$N" -d 64 -r 100000 -q >/dev/null
+redis-benchmark -p "$PROXY" -t "$TEST" -P "$PIPE" -c "$CLIENTS" -n "$N" -d 64 -r "$KEYS" -q >/dev/null
 callgrind_control -d "$vg" >/dev/null 2>&1
 total=$(for f in "$work"/cg.out*; do grep -h '^summary:' "$f"; done | awk '{s+=$2} END {print s}')
-printf '%s P=%s: %s instructions / %s requests = %.0f per request\n' "$TEST" "$PIPE" "$total" "$N" "$(awk "BEGIN{print $total/$N}")"
+printf 'cache %s, %s P=%s: %s instructions / %s requests = %.0f  per request\n' "$CACHE" "$TEST" "$PIPE" "$total" "$N" "$(awk "BEGIN{print $total/$N}")"
 if [ -n "${KEEP:-}" ]; then cp "$work"/cg.out* "$KEEP"/ && echo "profiles copied to $KEEP"; fi

@@ -5,7 +5,7 @@
 //! values; every error names the file, the key and what was expected.
 
 use crate::cache::{CacheConfig, Policy};
-use crate::upstream::UpstreamUrl;
+use crate::upstream::{Tls, TlsError, UpstreamUrl};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -52,6 +52,8 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub reconnect_max_backoff: Duration,
+    /// Built once here for a `rediss://` URL, shared by every connection.
+    pub tls: Option<Tls>,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +151,10 @@ struct RawUpstream {
     connect_timeout: String,
     request_timeout: String,
     reconnect_max_backoff: String,
+    /// PEM file of the CA certificates to trust; the built-in roots if unset.
+    tls_ca_file: Option<String>,
+    /// Testing only: accept any certificate.
+    tls_insecure_skip_verify: bool,
 }
 
 impl Default for RawUpstream {
@@ -159,6 +165,8 @@ impl Default for RawUpstream {
             connect_timeout: "1s".into(),
             request_timeout: "3s".into(),
             reconnect_max_backoff: "2s".into(),
+            tls_ca_file: None,
+            tls_insecure_skip_verify: false,
         }
     }
 }
@@ -233,20 +241,44 @@ impl Validator<'_> {
                     })?,
                 },
             },
-            upstream: UpstreamConfig {
-                url: self.url("upstream.url", &pick(&o.upstream, raw.upstream.url))?,
-                pool_size: self.size("upstream.pool_size", raw.upstream.pool_size)?,
-                connect_timeout: self.duration("upstream.connect_timeout", &raw.upstream.connect_timeout)?,
-                request_timeout: self.duration("upstream.request_timeout", &raw.upstream.request_timeout)?,
-                reconnect_max_backoff: self
-                    .duration("upstream.reconnect_max_backoff", &raw.upstream.reconnect_max_backoff)?,
-            },
+            upstream: self.upstream(raw.upstream, o.upstream.as_deref())?,
             admin: AdminConfig { listen: self.addr("admin.listen", &pick(&o.admin_listen, raw.admin.listen))? },
             log: LogConfig {
                 format: self.log_format(&pick(&o.log_format, raw.log.format))?,
                 level: pick(&o.log_level, raw.log.level),
             },
             cache: self.cache(raw.cache)?,
+        })
+    }
+
+    fn upstream(&self, raw: RawUpstream, url_override: Option<&str>) -> Result<UpstreamConfig, ConfigError> {
+        let url = self.url("upstream.url", url_override.unwrap_or(&raw.url))?;
+        let tls = if url.tls {
+            Some(self.tls(&url, raw.tls_ca_file.as_deref(), raw.tls_insecure_skip_verify)?)
+        } else {
+            None
+        };
+        Ok(UpstreamConfig {
+            pool_size: self.size("upstream.pool_size", raw.pool_size)?,
+            connect_timeout: self.duration("upstream.connect_timeout", &raw.connect_timeout)?,
+            request_timeout: self.duration("upstream.request_timeout", &raw.request_timeout)?,
+            reconnect_max_backoff: self.duration("upstream.reconnect_max_backoff", &raw.reconnect_max_backoff)?,
+            url,
+            tls,
+        })
+    }
+
+    /// The TLS settings of a `rediss://` upstream (the `tls_*` keys are
+    /// ignored for `redis://`).
+    fn tls(&self, url: &UpstreamUrl, ca_file: Option<&str>, insecure: bool) -> Result<Tls, ConfigError> {
+        Tls::new(&url.host, ca_file.map(Path::new), insecure).map_err(|e| match e {
+            TlsError::CaFile { .. } => {
+                self.invalid("upstream.tls_ca_file", "a readable PEM file with at least one CA certificate", e)
+            }
+            TlsError::ServerName(host) => {
+                self.invalid("upstream.url", "a host name or IP address usable as a TLS server name", host)
+            }
+            TlsError::Setup(e) => self.invalid("upstream.url", "TLS settings rustls accepts", e),
         })
     }
 
@@ -359,6 +391,38 @@ mod tests {
         assert!(e.contains("t.toml") && e.contains("lisen"), "{e}");
         let e = from_str("[upstream]\nurl = \"http://a:b@h\"\n").unwrap_err().to_string();
         assert!(e.contains("upstream.url") && !e.contains(":b@"), "{e}");
+    }
+
+    #[test]
+    fn tls_upstream() {
+        let c = from_str("[upstream]\nurl = \"rediss://u:pw@127.0.0.1:6390\"\n").unwrap();
+        assert!(c.upstream.url.tls && c.upstream.tls.is_some());
+        assert_eq!(c.upstream.url.to_string(), "rediss://u:***@127.0.0.1:6390/0");
+        let c = from_str("[upstream]\nurl = \"rediss://h\"\ntls_insecure_skip_verify = true\n").unwrap();
+        assert!(format!("{:?}", c.upstream.tls).contains("insecure: true"));
+        // The TLS keys only matter for rediss://.
+        let c = from_str("[upstream]\ntls_ca_file = \"/nonexistent.pem\"\n").unwrap();
+        assert!(c.upstream.tls.is_none());
+        assert!(Config::defaults().upstream.tls.is_none());
+    }
+
+    #[test]
+    fn tls_errors_name_the_key() {
+        let e = from_str("[upstream]\nurl = \"rediss://h\"\ntls_ca_file = \"/nonexistent/ca.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("t.toml") && e.contains("upstream.tls_ca_file") && e.contains("/nonexistent/ca.pem"), "{e}");
+        assert!(e.contains("expected a readable PEM file"), "{e}");
+        let path = std::env::temp_dir().join(format!("nearcache-config-test-{}.pem", std::process::id()));
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let text = format!("[upstream]\nurl = \"rediss://h\"\ntls_ca_file = {:?}\n", path.display().to_string());
+        let e = from_str(&text).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&path);
+        assert!(e.contains("upstream.tls_ca_file") && e.contains("no CERTIFICATE"), "{e}");
+        let e = from_str("[upstream]\ntls_insecure_skip_verify = \"yes\"\n").unwrap_err().to_string();
+        assert!(e.contains("t.toml") && e.contains("tls_insecure_skip_verify"), "{e}");
+        let e = from_str("[upstream]\nurl = \"rediss://bad_host!\"\n").unwrap_err().to_string();
+        assert!(e.contains("upstream.url") && e.contains("TLS server name"), "{e}");
     }
 
     #[test]

@@ -1,18 +1,32 @@
-//! Opening an upstream connection: TCP connect with a timeout, then one
-//! pipelined handshake (AUTH with the proxy's own credentials, HELLO for the
-//! protocol version, SELECT of the configured database).
+//! Opening an upstream connection: TCP connect with a timeout, the TLS
+//! handshake for `rediss://`, then one pipelined Redis handshake (AUTH with
+//! the proxy's own credentials, HELLO for the protocol version, SELECT of the
+//! configured database).
 
 use super::UpstreamError;
 use crate::config::UpstreamConfig;
 use crate::protocol::{encode, frame, scan, Proto};
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+/// TLS over TCP to the upstream.
+pub type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// An upstream connection's byte stream.
+pub enum Stream {
+    Tcp(TcpStream),
+    /// Boxed: a TLS session is much larger than a socket.
+    Tls(Box<TlsStream>),
+}
+
 /// A connection that passed its handshake.
 pub struct Connected {
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// The server's version from its HELLO reply, when it answered one.
     pub version: Option<String>,
 }
@@ -26,12 +40,19 @@ pub async fn open(cfg: &UpstreamConfig, proto: Proto) -> Result<Connected, Upstr
 }
 
 async fn connect_and_handshake(cfg: &UpstreamConfig, proto: Proto) -> Result<Connected, UpstreamError> {
-    let mut stream = TcpStream::connect(&cfg.url.addr)
-        .await
-        .map_err(|e| UpstreamError::Unavailable(format!("{}: {e}", cfg.url.addr)))?;
-    stream.set_nodelay(true).map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
+    let addr = &cfg.url.addr;
+    let tcp = TcpStream::connect(addr).await.map_err(|e| UpstreamError::Unavailable(format!("{addr}: {e}")))?;
+    tcp.set_nodelay(true).map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
+    let mut stream = match &cfg.tls {
+        None => Stream::Tcp(tcp),
+        Some(tls) => {
+            let tls = tls.connect(tcp).await.map_err(|e| UpstreamError::Tls(format!("{addr}: {e}")))?;
+            Stream::Tls(Box::new(tls))
+        }
+    };
     let (request, steps) = handshake(cfg, proto);
     stream.write_all(&request).await.map_err(|_| UpstreamError::ConnectionLost)?;
+    stream.flush().await.map_err(|_| UpstreamError::ConnectionLost)?;
     let replies = read_replies(&mut stream, steps.len()).await?;
     let mut version = None;
     for (step, reply) in steps.iter().zip(replies) {
@@ -77,7 +98,7 @@ fn handshake(cfg: &UpstreamConfig, proto: Proto) -> (BytesMut, Vec<Step>) {
 }
 
 /// Reads exactly `n` reply frames.
-async fn read_replies(stream: &mut TcpStream, n: usize) -> Result<Vec<Bytes>, UpstreamError> {
+async fn read_replies(stream: &mut Stream, n: usize) -> Result<Vec<Bytes>, UpstreamError> {
     let mut buf = BytesMut::with_capacity(1024);
     let mut scanner = scan::Scanner::default();
     let mut out = Vec::with_capacity(n);
@@ -97,4 +118,36 @@ async fn read_replies(stream: &mut TcpStream, n: usize) -> Result<Vec<Bytes>, Up
 /// An error reply's message, for logs.
 fn text(reply: &[u8]) -> String {
     String::from_utf8_lossy(reply.get(1..).unwrap_or_default()).trim_end().to_string()
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }

@@ -1,13 +1,16 @@
 //! Everything that talks to the upstream Redis: the address and credentials
-//! ([`url`]), opening and handshaking a connection ([`conn`]), the shared
-//! pool of multiplexed pipelined connections for stateless commands
-//! ([`pool`]) and dedicated connections pinned to one client ([`pinned`]).
+//! ([`url`]), TLS for `rediss://` ([`tls`]), opening and handshaking a
+//! connection ([`conn`]), the shared pool of multiplexed pipelined
+//! connections for stateless commands ([`pool`]) and dedicated connections
+//! pinned to one client ([`pinned`]).
 
 pub mod conn;
 pub mod pinned;
 pub mod pool;
+pub mod tls;
 mod url;
 
+pub use tls::{Tls, TlsError};
 pub use url::{UpstreamUrl, UrlError};
 
 /// Why an upstream request could not be answered. Cloned to every request
@@ -26,6 +29,8 @@ pub enum UpstreamError {
     Protocol(String),
     #[error("upstream handshake failed: {0}")]
     Handshake(String),
+    #[error("upstream TLS handshake failed: {0}")]
+    Tls(String),
 }
 
 impl UpstreamError {
@@ -38,6 +43,7 @@ impl UpstreamError {
             UpstreamError::ConnectionLost => "connection_lost",
             UpstreamError::Protocol(_) => "protocol",
             UpstreamError::Handshake(_) => "handshake",
+            UpstreamError::Tls(_) => "tls",
         }
     }
 

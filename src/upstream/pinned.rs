@@ -5,16 +5,17 @@
 //! Dropping it closes the socket, which makes Redis discard the state: no
 //! transaction, watch or subscription can leak to another client.
 
-use super::{conn, UpstreamError};
+use super::conn::{self, Stream};
+use super::UpstreamError;
 use crate::config::UpstreamConfig;
 use crate::observe;
 use crate::protocol::{scan, Proto};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+/// Plain TCP or TLS, as the upstream URL says.
 pub struct Pinned {
-    stream: TcpStream,
+    stream: Stream,
     rbuf: BytesMut,
     scanner: scan::Scanner,
     write_timeout: std::time::Duration,
@@ -35,7 +36,12 @@ impl Pinned {
 
     /// Sends raw request bytes.
     pub async fn send(&mut self, payload: &[u8]) -> Result<(), UpstreamError> {
-        match tokio::time::timeout(self.write_timeout, self.stream.write_all(payload)).await {
+        // The flush is a no-op on TCP; over TLS it pushes out the last record.
+        let write = async {
+            self.stream.write_all(payload).await?;
+            self.stream.flush().await
+        };
+        match tokio::time::timeout(self.write_timeout, write).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(UpstreamError::ConnectionLost),
             Err(_) => Err(UpstreamError::Timeout),

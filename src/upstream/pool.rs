@@ -7,13 +7,20 @@
 //! order, the replies to one batch are contiguous in the stream: the
 //! connection's reader task splits them off its buffer as one `Bytes` and
 //! hands them back untouched. When the socket cannot take a write at once,
-//! the bytes queue in a backlog that a flush task drains in order.
+//! the bytes queue in a backlog that a flush task drains in order; while the
+//! flush task holds bytes, later requests queue behind them.
+//!
+//! Over TLS (`rediss://`) a write needs exclusive access to the TLS session,
+//! so there is no direct path: the stream is split, the flush task owns the
+//! write half, and sessions always append to the backlog and wake it. The
+//! reader task and everything else work the same over either stream.
 //!
 //! A connection that fails or times out fails every request in flight on it
 //! and reconnects in the background with exponential backoff; while it is
 //! down, requests fail at once with the reason.
 
-use super::{conn, UpstreamError};
+use super::conn::{self, Stream, TlsStream};
+use super::UpstreamError;
 use crate::config::UpstreamConfig;
 use crate::observe;
 use crate::protocol::{scan, Proto};
@@ -22,8 +29,8 @@ use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, WriteHalf};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{oneshot, Notify};
 
 /// The replies of a batch of requests, or why there are none.
@@ -57,6 +64,9 @@ impl Pool {
     /// Starts `cfg.pool_size` connections; they connect in the background
     /// and keep reconnecting for the life of the process.
     pub fn start(cfg: Arc<UpstreamConfig>, proto: Proto, info: Arc<UpstreamInfo>) -> Pool {
+        if let Some(tls) = &cfg.tls {
+            tls.warn_if_insecure();
+        }
         let conns = (0..cfg.pool_size)
             .map(|slot| {
                 let conn = Arc::new(PoolConn::new());
@@ -95,9 +105,13 @@ struct PoolConn {
 struct ConnState {
     link: Link,
     inflight: VecDeque<InFlight>,
-    /// Bytes accepted but not yet written; while non-empty, new requests
-    /// queue behind it so the write order never changes.
+    /// Bytes accepted but not yet handed to the flush task.
     backlog: BytesMut,
+    /// The flush task has been woken for the backlog and not yet found it
+    /// empty: it may hold bytes it has not written. While set, new requests
+    /// queue in the backlog so the write order never changes. Set whenever
+    /// the backlog of a live connection is non-empty.
+    flushing: bool,
 }
 
 enum Link {
@@ -107,7 +121,9 @@ enum Link {
     /// Requests fail at once with the reason, until a reconnect succeeds.
     Down(UpstreamError),
     Up {
-        writer: Arc<OwnedWriteHalf>,
+        /// The socket sessions write to directly; `None` over TLS, where
+        /// only the flush task writes.
+        writer: Option<Arc<OwnedWriteHalf>>,
         generation: u64,
     },
 }
@@ -119,6 +135,7 @@ impl PoolConn {
                 link: Link::Connecting,
                 inflight: VecDeque::new(),
                 backlog: BytesMut::new(),
+                flushing: false,
             }),
             flush: Notify::new(),
         }
@@ -145,18 +162,22 @@ impl PoolConn {
             Link::Up { writer, .. } => writer.clone(),
         };
         st.inflight.push_back(job);
-        if !st.backlog.is_empty() {
+        if st.flushing {
             st.backlog.extend_from_slice(payload);
             return;
         }
-        let written = match writer.try_write(payload) {
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => 0,
-            // The reader sees the broken socket and fails what is in flight.
-            Err(_) => return,
+        let written = match writer {
+            Some(writer) => match writer.try_write(payload) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => 0,
+                // The reader sees the broken socket and fails what is in flight.
+                Err(_) => return,
+            },
+            None => 0,
         };
         if written < payload.len() {
             st.backlog.extend_from_slice(&payload[written..]);
+            st.flushing = true;
             self.flush.notify_one();
         }
     }
@@ -167,6 +188,7 @@ impl PoolConn {
             let mut st = self.lock();
             st.link = Link::Down(err.clone());
             st.backlog.clear();
+            st.flushing = false;
             st.inflight.drain(..).collect()
         };
         for job in orphans {
@@ -223,28 +245,63 @@ impl Maintainer {
     }
 
     /// Runs one live connection until it fails.
-    async fn serve(&self, stream: tokio::net::TcpStream, generation: u64) -> UpstreamError {
-        let (reader, writer) = stream.into_split();
-        let writer = Arc::new(writer);
-        {
-            let mut st = self.conn.lock();
-            st.link = Link::Up { writer: writer.clone(), generation };
-            if !st.backlog.is_empty() {
-                // Requests that waited for the first connection.
-                self.conn.flush.notify_one();
+    async fn serve(&self, stream: Stream, generation: u64) -> UpstreamError {
+        let err = match stream {
+            Stream::Tcp(tcp) => {
+                let (reader, writer) = tcp.into_split();
+                let writer = Arc::new(writer);
+                self.up(Some(writer.clone()), FlushWriter::Tcp(writer), generation);
+                Reader::new(reader).run(&self.conn, self.cfg.request_timeout).await
             }
-        }
-        tokio::spawn(flush(self.conn.clone(), writer, generation));
-        let err = Reader::new(reader).run(&self.conn, self.cfg.request_timeout).await;
+            Stream::Tls(tls) => {
+                let (reader, writer) = tokio::io::split(*tls);
+                self.up(None, FlushWriter::Tls(writer), generation);
+                Reader::new(reader).run(&self.conn, self.cfg.request_timeout).await
+            }
+        };
         // Wake the flush task so it sees the generation change and exits.
         self.conn.fail(err.clone());
         self.conn.flush.notify_one();
         err
     }
+
+    /// Opens the connection to requests and starts its flush task.
+    fn up(&self, direct: Option<Arc<OwnedWriteHalf>>, writer: FlushWriter, generation: u64) {
+        {
+            let mut st = self.conn.lock();
+            st.link = Link::Up { writer: direct, generation };
+            if !st.backlog.is_empty() {
+                // Requests that waited for the first connection.
+                st.flushing = true;
+                self.conn.flush.notify_one();
+            }
+        }
+        tokio::spawn(flush(self.conn.clone(), writer, generation));
+    }
 }
 
-/// Writes the backlog whenever the socket could not take a write at once.
-async fn flush(conn: Arc<PoolConn>, writer: Arc<OwnedWriteHalf>, generation: u64) {
+/// The flush task's side of the socket.
+enum FlushWriter {
+    /// Shared with the sessions' direct writes.
+    Tcp(Arc<OwnedWriteHalf>),
+    Tls(WriteHalf<TlsStream>),
+}
+
+impl FlushWriter {
+    async fn write_all(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        match self {
+            FlushWriter::Tcp(writer) => crate::io::write_all(writer, chunk).await,
+            FlushWriter::Tls(writer) => {
+                writer.write_all(chunk).await?;
+                writer.flush().await
+            }
+        }
+    }
+}
+
+/// Writes the backlog: whatever the socket could not take at once, and
+/// everything over TLS.
+async fn flush(conn: Arc<PoolConn>, mut writer: FlushWriter, generation: u64) {
     loop {
         conn.flush.notified().await;
         loop {
@@ -254,20 +311,21 @@ async fn flush(conn: Arc<PoolConn>, writer: Arc<OwnedWriteHalf>, generation: u64
                     return;
                 }
                 if st.backlog.is_empty() {
+                    st.flushing = false;
                     break;
                 }
                 st.backlog.split().freeze()
             };
-            if crate::io::write_all(&writer, &chunk).await.is_err() {
+            if writer.write_all(&chunk).await.is_err() {
                 return;
             }
         }
     }
 }
 
-/// The read side of a live connection.
-struct Reader {
-    stream: OwnedReadHalf,
+/// The read side of a live connection, over TCP or TLS.
+struct Reader<R> {
+    stream: R,
     rbuf: BytesMut,
     scanner: scan::Scanner,
     /// Bytes of the front batch's replies already delimited.
@@ -277,8 +335,8 @@ struct Reader {
     done: Vec<(oneshot::Sender<JobResult>, Bytes)>,
 }
 
-impl Reader {
-    fn new(stream: OwnedReadHalf) -> Reader {
+impl<R: AsyncRead + Unpin> Reader<R> {
+    fn new(stream: R) -> Reader<R> {
         Reader {
             stream,
             rbuf: BytesMut::with_capacity(16 * 1024),

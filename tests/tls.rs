@@ -1,0 +1,311 @@
+//! TLS upstreams (`rediss://`), end to end: a real redis-server serving only
+//! TLS with a CA and server certificate made at test time (rcgen), and the
+//! proxy in front of it, verifying with `tls_ca_file`, refusing an unknown
+//! CA or a wrong name with an error reply, accepting anything with
+//! `tls_insecure_skip_verify`, and serving RESP3 and the near-cache (whose
+//! invalidation connection is TLS too).
+//!
+//! Every test starts its own redis-server (TLS port only) and proxy.
+mod common;
+
+use common::{free_port, wait_for_port, Raw};
+use nearcache::cache::NearCache;
+use nearcache::config::{Config, Overrides};
+use nearcache::server;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------- helpers
+
+/// A redis-server listening only on a TLS port, with a fresh CA; killed on
+/// drop.
+struct TlsRedis {
+    port: u16,
+    dir: PathBuf,
+    /// The CA that signed the server's certificate (PEM).
+    ca: PathBuf,
+    child: Child,
+}
+
+impl TlsRedis {
+    fn start() -> TlsRedis {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("nearcache-test-tls-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (ca, cert, key) = make_certs(&dir);
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--tls-cert-file")
+            .arg(&cert)
+            .arg("--tls-key-file")
+            .arg(&key)
+            .arg("--tls-ca-cert-file")
+            .arg(&ca)
+            .args(["--tls-auth-clients", "no", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test-deps.sh)");
+        let redis = TlsRedis { port, dir, ca, child };
+        wait_for_port(port, Duration::from_secs(10));
+        redis
+    }
+
+    fn url(&self, host: &str) -> String {
+        format!("rediss://{host}:{}", self.port)
+    }
+
+    /// `tls_ca_file = "<the test CA>"`.
+    fn ca_setting(&self) -> String {
+        format!("tls_ca_file = {:?}\n", self.ca.display().to_string())
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A CA, and a server certificate it signed for the IP address 127.0.0.1
+/// only (no DNS name): (ca.pem, cert.pem, key.pem) in `dir`.
+fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let mut ca_params = CertificateParams::new(Vec::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "nearcache test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key")).expect("ca cert");
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("server params");
+    params.distinguished_name.push(DnType::CommonName, "nearcache test server");
+    let key = KeyPair::generate().expect("server key");
+    let cert = params.signed_by(&key, &ca).expect("server cert");
+    let paths = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&paths.0, ca.pem()).expect("write ca");
+    std::fs::write(&paths.1, cert.pem()).expect("write cert");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write key");
+    paths
+}
+
+/// The proxy, in-process on its own runtime thread, in front of `url` with
+/// the `[upstream]` settings `upstream_toml`.
+struct Proxy {
+    addr: SocketAddr,
+    cache: Arc<NearCache>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn start(url: &str, upstream_toml: &str) -> Proxy {
+        let path = std::env::temp_dir().join(format!("nearcache-test-tls-{}-{}.toml", std::process::id(), free_port()));
+        let toml = format!("[upstream]\nconnect_timeout = \"2s\"\n{upstream_toml}");
+        std::fs::write(&path, toml).expect("write config");
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            upstream: Some(url.to_string()),
+            admin_listen: Some("127.0.0.1:0".into()),
+            ..Overrides::default()
+        };
+        let config = Config::load(Some(&path), &overrides).expect("valid test config");
+        let _ = std::fs::remove_file(&path);
+        assert!(config.upstream.tls.is_some(), "a rediss:// URL configures TLS");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+            rt.block_on(async move {
+                let server = server::Server::bind(&config).await.expect("bind");
+                tx.send((server.local_addr().expect("addr"), server.cache())).expect("send addr");
+                server
+                    .run(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+            });
+        });
+        let (addr, cache) = rx.recv_timeout(Duration::from_secs(10)).expect("proxy started");
+        Proxy { addr, cache, stop: Some(stop_tx), thread: Some(thread) }
+    }
+
+    fn raw(&self) -> Raw {
+        Raw::connect(self.addr)
+    }
+
+    fn conn(&self) -> redis::Connection {
+        let client = redis::Client::open(format!("redis://{}", self.addr)).expect("client");
+        let con = client.get_connection().expect("connection through proxy");
+        con.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        con
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Polls `f` until it returns true or `limit` passes.
+fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn bulk(s: &str) -> String {
+    format!("${}\r\n{s}\r\n", s.len())
+}
+
+/// One request as a RESP multibulk.
+fn command(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(bulk(a).as_bytes());
+    }
+    out
+}
+
+// ------------------------------------------------------------------ tests
+
+#[test]
+fn verified_tls_serves_commands_pipelines_transactions_and_blocking() {
+    let redis = TlsRedis::start();
+    let proxy = Proxy::start(&redis.url("127.0.0.1"), &redis.ca_setting());
+
+    let mut con = proxy.conn();
+    redis::cmd("SET").arg("tls:k").arg("v1").exec(&mut con).expect("SET");
+    let v: String = redis::cmd("GET").arg("tls:k").query(&mut con).expect("GET");
+    assert_eq!(v, "v1");
+
+    // A deep pipeline in one write, replies in order.
+    let mut raw = proxy.raw();
+    let mut batch = Vec::new();
+    for i in 0..500 {
+        batch.extend(command(&["SET", &format!("tls:p{i}"), &format!("value-{i}")]));
+        batch.extend(command(&["GET", &format!("tls:p{i}")]));
+    }
+    raw.send(&batch);
+    for i in 0..500 {
+        assert_eq!(raw.read_frame(), b"+OK\r\n");
+        assert_eq!(String::from_utf8(raw.read_frame()).unwrap(), bulk(&format!("value-{i}")));
+    }
+
+    // Values larger than a TLS record and the socket buffers.
+    let big = "x".repeat(3 * 1024 * 1024);
+    assert_eq!(raw.call(&["SET", "tls:big", &big]), "+OK\r\n");
+    assert_eq!(raw.call(&["GET", "tls:big"]), bulk(&big));
+
+    // Many clients at once share the pool's TLS connections.
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let addr = proxy.addr;
+            std::thread::spawn(move || {
+                let mut raw = Raw::connect(addr);
+                for i in 0..200 {
+                    let key = format!("tls:c{t}:{i}");
+                    assert_eq!(raw.call(&["SET", &key, &key]), "+OK\r\n");
+                    assert_eq!(raw.call(&["GET", &key]), bulk(&key));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+
+    // MULTI/EXEC on a pinned TLS connection.
+    assert_eq!(raw.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(raw.call(&["INCR", "tls:n"]), "+QUEUED\r\n");
+    assert_eq!(raw.call(&["INCR", "tls:n"]), "+QUEUED\r\n");
+    assert_eq!(raw.call(&["EXEC"]), "*2\r\n:1\r\n:2\r\n");
+    assert_eq!(raw.call(&["GET", "tls:n"]), "$1\r\n2\r\n");
+
+    // BLPOP waits on a pinned TLS connection until another client pushes.
+    let mut waiter = proxy.raw();
+    waiter.cmd(&["BLPOP", "tls:q", "5"]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(raw.call(&["RPUSH", "tls:q", "job"]), ":1\r\n");
+    assert_eq!(String::from_utf8(waiter.read_frame()).unwrap(), format!("*2\r\n{}{}", bulk("tls:q"), bulk("job")));
+    // The blocking connection was released: the client goes on normally.
+    assert_eq!(waiter.call(&["GET", "tls:k"]), bulk("v1"));
+}
+
+#[test]
+fn unknown_ca_or_wrong_name_fails_with_an_error_reply() {
+    let redis = TlsRedis::start();
+
+    // The built-in roots do not know the test CA.
+    let proxy = Proxy::start(&redis.url("127.0.0.1"), "");
+    let mut raw = proxy.raw();
+    let start = Instant::now();
+    let reply = raw.call(&["GET", "tls:k"]);
+    assert!(reply.starts_with("-ERR upstream TLS handshake failed") && reply.contains("certificate"), "{reply}");
+    // Pinned connections fail the same way.
+    let reply = raw.call(&["BLPOP", "tls:q", "1"]);
+    assert!(reply.starts_with("-ERR upstream TLS handshake failed"), "{reply}");
+    assert!(start.elapsed() < Duration::from_secs(5), "errors took {:?}", start.elapsed());
+    drop(proxy);
+
+    // The right CA, but the certificate does not name `localhost`.
+    let proxy = Proxy::start(&redis.url("localhost"), &redis.ca_setting());
+    let reply = proxy.raw().call(&["GET", "tls:k"]);
+    assert!(reply.starts_with("-ERR upstream TLS handshake failed") && reply.contains("not valid for name"), "{reply}");
+}
+
+#[test]
+fn insecure_skip_verify_works_without_the_ca() {
+    let redis = TlsRedis::start();
+    // Neither the CA nor the name (`localhost`) would pass verification.
+    let proxy = Proxy::start(&redis.url("localhost"), "tls_insecure_skip_verify = true\n");
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["SET", "tls:k", "v"]), "+OK\r\n");
+    assert_eq!(raw.call(&["GET", "tls:k"]), bulk("v"));
+    assert_eq!(raw.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(raw.call(&["GET", "tls:k"]), "+QUEUED\r\n");
+    assert_eq!(raw.call(&["EXEC"]), format!("*1\r\n{}", bulk("v")));
+}
+
+#[test]
+fn resp3_and_the_near_cache_over_tls() {
+    let redis = TlsRedis::start();
+    let proxy = Proxy::start(&redis.url("127.0.0.1"), &redis.ca_setting());
+    let other = Proxy::start(&redis.url("127.0.0.1"), &redis.ca_setting());
+
+    let mut raw = proxy.raw();
+    let hello = raw.call(&["HELLO", "3"]);
+    assert!(hello.starts_with('%'), "{hello}");
+    assert_eq!(raw.call(&["HSET", "tls:h", "f", "v"]), ":1\r\n");
+    // A RESP3 map from the RESP3 pool connection.
+    assert_eq!(raw.call(&["HGETALL", "tls:h"]), format!("%1\r\n{}{}", bulk("f"), bulk("v")));
+    assert_eq!(raw.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(raw.call(&["HGETALL", "tls:h"]), "+QUEUED\r\n");
+    assert_eq!(raw.call(&["EXEC"]), format!("*1\r\n%1\r\n{}{}", bulk("f"), bulk("v")));
+
+    // The invalidation connection (RESP3, TLS) comes up, and a write made
+    // through another proxy reaches this one's cache.
+    assert!(eventually(Duration::from_secs(5), || proxy.cache.is_active()), "near-cache never became active");
+    assert_eq!(raw.call(&["SET", "tls:c", "old"]), "+OK\r\n");
+    assert_eq!(raw.call(&["GET", "tls:c"]), bulk("old"));
+    assert_eq!(raw.call(&["GET", "tls:c"]), bulk("old"));
+    assert_eq!(other.raw().call(&["SET", "tls:c", "new"]), "+OK\r\n");
+    let fresh = eventually(Duration::from_secs(2), || raw.call(&["GET", "tls:c"]) == bulk("new"));
+    assert!(fresh, "the cache kept a value overwritten upstream");
+}
