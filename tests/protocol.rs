@@ -792,7 +792,8 @@ fn metrics_and_health() {
     assert!(body.contains("nearcache_command_duration_seconds_count"), "{body}");
 
     redis.kill();
-    let reply = raw.call(&["GET", "m"]);
+    // A key never read before: no near-cache entry can answer it.
+    let reply = raw.call(&["GET", "never-read"]);
     assert!(is_upstream_error(&reply), "{reply:?}");
     let (_, body) = proxy.admin_get("/metrics");
     let errors: f64 = body

@@ -64,10 +64,16 @@ pub fn complete(result: JobResult, slots: Vec<Slot>) -> Bytes {
 /// cache on the way.
 pub enum Fill {
     /// One read plus its key's PTTL.
-    Single(FillTicket),
+    Single(Box<FillTicket>),
     /// MGET: cached parts by position, the fetched keys' tickets in fetch
     /// order (each fetched with a PTTL when it has one).
-    Mget { parts: Vec<Option<Bytes>>, tickets: Vec<Option<FillTicket>> },
+    Mget(Box<MgetFill>),
+}
+
+/// The parts of an MGET served partly from the cache.
+pub struct MgetFill {
+    parts: Vec<Option<Bytes>>,
+    tickets: Vec<Option<FillTicket>>,
 }
 
 /// Decides how `args` (a request routed to the shared pool) is served.
@@ -101,7 +107,7 @@ pub fn plan(
             let mut payload = BytesMut::with_capacity(request.len() + key.len() + 24);
             payload.extend_from_slice(request);
             pttl(&mut payload, key);
-            CacheRead::Fetch { payload, replies: 2, fill: Fill::Single(ticket) }
+            CacheRead::Fetch { payload, replies: 2, fill: Fill::Single(Box::new(ticket)) }
         }
     }
 }
@@ -147,7 +153,7 @@ fn mget(cache: &Arc<NearCache>, args: &Args, proto: Proto, scratch: &mut Scratch
         }
     }
     let tickets = fetch.into_iter().map(|(_, t)| t).collect();
-    CacheRead::Fetch { payload, replies, fill: Fill::Mget { parts, tickets } }
+    CacheRead::Fetch { payload, replies, fill: Fill::Mget(Box::new(MgetFill { parts, tickets })) }
 }
 
 impl Fill {
@@ -167,10 +173,11 @@ impl Fill {
             Fill::Single(ticket) => {
                 let reply = frames.next().ok_or_else(malformed)?;
                 let ttl = frames.next().and_then(|f| integer(&f));
-                land(ticket, reply.clone(), ttl);
+                land(*ticket, reply.clone(), ttl);
                 Ok(reply)
             }
-            Fill::Mget { parts, tickets } => {
+            Fill::Mget(mget) => {
+                let MgetFill { parts, tickets } = *mget;
                 let array = frames.next().ok_or_else(malformed)?;
                 let mut fetched = Frames::elements(array).ok_or_else(malformed)?;
                 let mut out = BytesMut::new();

@@ -206,19 +206,12 @@ const MAX_NAME: usize = 32;
 /// probes are short.
 const SLOTS: usize = 1024;
 
-/// Hash of a command name with ASCII case folded (`| 0x20` per byte: the
-/// same for `GET` and `get`; names contain no bytes that fold together
-/// otherwise). Multiply-rotate as in rustc's FxHash: names are few and
-/// short, so SipHash's flood resistance would buy nothing here.
+/// FNV-1a hash of a command name with ASCII case folded (`| 0x20` per
+/// byte: the same for `GET` and `get`; names contain no bytes that fold
+/// together otherwise). Names are few and short, so SipHash's flood
+/// resistance would buy nothing here.
 fn fold_hash(name: &[u8]) -> u64 {
-    let mut h = name.len() as u64;
-    for chunk in name.chunks(8) {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word) | 0x2020_2020_2020_2020;
-        h = (h.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-    h
+    name.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b | 0x20)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Open-addressing index from folded name hash to table position.

@@ -90,14 +90,12 @@ pub fn parse_int(digits: &[u8]) -> Option<i64> {
 }
 
 fn parse_multibulk(buf: &[u8], limits: &Limits, args: &mut Vec<Range<usize>>) -> Result<Parsed, ProtocolError> {
-    let Some(eol) = line_end(buf, 1)? else {
-        return header_too_long(buf.len());
+    let Some((count, mut pos)) = read_len(buf, 1, ProtocolError::MultibulkLength)? else {
+        return Ok(Parsed::Incomplete { hint: 0 });
     };
-    let count = parse_int(&buf[1..eol]).ok_or(ProtocolError::MultibulkLength)?;
     if count > limits.max_multibulk_len as i64 {
         return Err(ProtocolError::MultibulkLength);
     }
-    let mut pos = eol + 2;
     if count <= 0 {
         return Ok(Parsed::Empty { len: pos });
     }
@@ -108,14 +106,12 @@ fn parse_multibulk(buf: &[u8], limits: &Limits, args: &mut Vec<Range<usize>>) ->
             Some(b'$') => {}
             Some(&other) => return Err(ProtocolError::ExpectedBulk(other as char)),
         }
-        let Some(eol) = line_end(buf, pos + 1)? else {
-            return header_too_long(buf.len() - pos);
+        let Some((len, start)) = read_len(buf, pos + 1, ProtocolError::BulkLength)? else {
+            return Ok(Parsed::Incomplete { hint: 0 });
         };
-        let len = parse_int(&buf[pos + 1..eol]).ok_or(ProtocolError::BulkLength)?;
         if len < 0 || len as u64 > limits.max_bulk_len as u64 {
             return Err(ProtocolError::BulkLength);
         }
-        let start = eol + 2;
         let end = start + len as usize;
         if buf.len() < end + 2 {
             return Ok(Parsed::Incomplete { hint: end + 2 });
@@ -129,13 +125,31 @@ fn parse_multibulk(buf: &[u8], limits: &Limits, args: &mut Vec<Range<usize>>) ->
     Ok(Parsed::Multibulk { len: pos })
 }
 
-/// A header line without CRLF yet: fine while short, an error once it is
-/// longer than any valid header could be.
-fn header_too_long(available: usize) -> Result<Parsed, ProtocolError> {
-    if available > 32 {
-        Err(ProtocolError::Header)
-    } else {
-        Ok(Parsed::Incomplete { hint: 0 })
+/// Reads a CRLF-terminated decimal length at `pos` in one pass: the value
+/// and the position after the CRLF, `None` while incomplete, `err` when it
+/// is not a length (more than 18 digits is never a valid one).
+fn read_len(buf: &[u8], mut pos: usize, err: ProtocolError) -> Result<Option<(i64, usize)>, ProtocolError> {
+    let negative = buf.get(pos) == Some(&b'-');
+    if negative {
+        pos += 1;
+    }
+    let digits = pos;
+    let mut n: i64 = 0;
+    loop {
+        match buf.get(pos) {
+            None => return Ok(None),
+            Some(&d) if d.is_ascii_digit() && pos - digits < 18 => {
+                n = n * 10 + i64::from(d - b'0');
+                pos += 1;
+            }
+            Some(b'\r') if pos > digits => break,
+            Some(_) => return Err(err),
+        }
+    }
+    match buf.get(pos + 1) {
+        None => Ok(None),
+        Some(b'\n') => Ok(Some((if negative { -n } else { n }, pos + 2))),
+        Some(_) => Err(err),
     }
 }
 
@@ -294,7 +308,9 @@ mod tests {
         assert_eq!(parse_all(b"*1\r\n:5\r\n").0, Err(ProtocolError::ExpectedBulk(':')));
         assert_eq!(parse_all(b"*1\r\n$1\r\nab\r\n").0, Err(ProtocolError::MissingCrlf));
         assert_eq!(parse_all(b"*99999999999999999999\r\n").0, Err(ProtocolError::MultibulkLength));
-        assert_eq!(parse_all(&[b'*'; 100]).0, Err(ProtocolError::Header));
+        assert_eq!(parse_all(&[b'*'; 100]).0, Err(ProtocolError::MultibulkLength));
+        assert_eq!(parse_all(b"*1\r\n$12345678901234567890").0, Err(ProtocolError::BulkLength));
+        assert_eq!(parse_all(b"*1\r\n$3\rx").0, Err(ProtocolError::BulkLength));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! CLIENT GETNAME/ID/SETNAME, and unsubscribe confirmations for a client
 //! that has no subscriptions.
 
-use super::route::{ClientState, Decision};
+use super::route::{ClientState, Decision, SideEffect};
 use crate::commands::SubKind;
 use crate::protocol::{encode, request::parse_int, Args, Proto};
 use crate::upstream::pool::UpstreamInfo;
@@ -76,7 +76,7 @@ pub fn hello(st: &mut ClientState, args: &Args, pinned: bool, info: &UpstreamInf
         let mut upstream = BytesMut::new();
         let n = itoa::Buffer::new().format(proto.number()).to_owned();
         encode::command(&mut upstream, [&b"HELLO"[..], n.as_bytes()].into_iter());
-        return Decision::PinnedSideEffect { upstream: upstream.freeze(), reply };
+        return Decision::PinnedSideEffect(Box::new(SideEffect { upstream: upstream.freeze(), reply }));
     }
     Decision::Reply(reply)
 }

@@ -4,6 +4,7 @@
 //! [`route`] decides where each request goes, [`local`] builds the replies
 //! the proxy gives itself.
 
+mod batch;
 mod local;
 mod route;
 mod session;

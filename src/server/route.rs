@@ -122,9 +122,16 @@ pub enum Decision {
     Pinned { replies: usize, blocking: bool },
     /// Send `upstream` on the pinned connection and drop its one reply, then
     /// reply `reply` locally (HELLO while pinned).
-    PinnedSideEffect { upstream: Bytes, reply: Bytes },
+    PinnedSideEffect(Box<SideEffect>),
     /// Reply, then close the connection (QUIT).
     Close(Bytes),
+}
+
+/// A request sent upstream only for its effect, then a local reply.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SideEffect {
+    pub upstream: Bytes,
+    pub reply: Bytes,
 }
 
 /// Decides what to do with `args` and applies its effect on `st`.
@@ -146,7 +153,10 @@ pub fn route(st: &mut ClientState, args: &Args, pinned: bool, info: &UpstreamInf
     let Some((index, cmd)) = commands::lookup(name) else {
         return Routed { index: None, cmd: None, decision: forward(pinned) };
     };
-    let cmd = args.get(1).and_then(|sub| cmd.subcommand(sub)).unwrap_or(cmd);
+    let cmd = match args.get(1) {
+        Some(sub) if !cmd.subcommands.is_empty() => cmd.subcommand(sub).unwrap_or(cmd),
+        _ => cmd,
+    };
     Routed { index: Some(index), cmd: Some(cmd), decision: route_known(st, cmd, args, pinned, info) }
 }
 

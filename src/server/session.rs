@@ -8,7 +8,8 @@
 //! connection's unsolicited frames (pub/sub messages, MONITOR lines) are read
 //! only when nothing earlier is still owed.
 
-use super::route::{route, ClientState, Decision, ReplyMode};
+use super::batch::{Batch, Source};
+use super::route::{route, ClientState, Decision, ReplyMode, SideEffect};
 use super::Shared;
 use crate::cache::read::{CacheRead, Slot};
 use crate::cache::{self, Scratch};
@@ -48,19 +49,6 @@ enum Pending {
         discard: bool,
         deadline: Option<Instant>,
     },
-}
-
-/// Requests gathered for one job on the shared pool.
-#[derive(Default)]
-struct Batch {
-    bytes: BytesMut,
-    /// Upstream replies the bytes produce.
-    replies: usize,
-    /// Client commands they answer.
-    commands: usize,
-    silent: bool,
-    slots: Vec<Slot>,
-    has_fill: bool,
 }
 
 /// Replies bigger than this are written from their own buffer instead of
@@ -199,25 +187,32 @@ impl Session {
                 plan(&mut self.st, &args, request, pinned, &self.shared, &mut self.scratch);
             match (decision, cached) {
                 (_, CacheRead::Ready(reply)) => {
-                    self.flush_batch(now);
+                    self.flush_batch(&input, now);
                     self.pending.push_back(Pending::Ready(reply));
                 }
                 (_, CacheRead::Wait(rx)) => {
-                    self.flush_batch(now);
+                    self.flush_batch(&input, now);
                     self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
                     self.in_flight += 1;
                 }
                 (_, CacheRead::Fetch { payload, replies, fill }) => {
-                    self.batch_add(&payload, replies, Slot::Fill { replies, fill }, silent, now);
+                    let slot = Slot::Fill { replies, fill };
+                    self.batch_add(&input, Source::Bytes(&payload), replies, slot, silent, now);
                 }
-                (Decision::Pool, CacheRead::Bypass) => self.batch_add(request, 1, Slot::Plain, silent, now),
+                (Decision::Pool, CacheRead::Bypass) => {
+                    let source = match &owned {
+                        Some(bytes) => Source::Bytes(bytes),
+                        None => Source::Input(range),
+                    };
+                    self.batch_add(&input, source, 1, Slot::Plain, silent, now);
+                }
                 (decision, CacheRead::Bypass) => {
-                    self.flush_batch(now);
+                    self.flush_batch(&input, now);
                     self.apply(decision, request, silent, now).await;
                 }
             }
         }
-        self.flush_batch(now);
+        self.flush_batch(&input, now);
         self.flush_pinned().await;
         self.stalled = self.in_flight >= self.shared.max_pipeline;
         self.rbuf = input;
@@ -248,35 +243,25 @@ impl Session {
     }
 
     /// Adds one request (`replies` upstream replies) to the batch for the
-    /// shared pool; consecutive pool requests of one read go as one write.
-    fn batch_add(&mut self, request: &[u8], replies: usize, slot: Slot, silent: bool, now: Instant) {
-        if self.batch.commands > 0 && self.batch.silent != silent {
-            self.flush_batch(now);
+    /// shared pool.
+    fn batch_add(&mut self, input: &[u8], source: Source, replies: usize, slot: Slot, silent: bool, now: Instant) {
+        if !self.batch.is_empty() && self.batch.silent != silent {
+            self.flush_batch(input, now);
         }
-        self.batch.silent = silent;
-        self.batch.bytes.extend_from_slice(request);
-        self.batch.replies += replies;
-        self.batch.commands += 1;
-        self.batch.has_fill |= matches!(slot, Slot::Fill { .. });
-        self.batch.slots.push(slot);
+        self.batch.add(input, source, replies, slot, silent);
     }
 
     /// Sends the batch on the session's pool connection.
-    fn flush_batch(&mut self, started: Instant) {
-        let batch = &mut self.batch;
-        if batch.commands == 0 {
+    fn flush_batch(&mut self, input: &[u8], started: Instant) {
+        if self.batch.is_empty() {
             return;
         }
-        let rx = self.shared.pools.get(self.st.proto).send(self.st.id as usize, &batch.bytes, batch.replies, started);
-        let slots = if batch.has_fill { Some(std::mem::take(&mut batch.slots)) } else { None };
-        let count = batch.commands;
-        self.pending.push_back(Pending::Pool { rx, count, silent: batch.silent, started, slots });
+        let pool = self.shared.pools.get(self.st.proto);
+        let rx = pool.send(self.st.id as usize, self.batch.payload(input), self.batch.replies, started);
+        let (count, silent) = (self.batch.commands, self.batch.silent);
+        let slots = self.batch.finish();
+        self.pending.push_back(Pending::Pool { rx, count, silent, started, slots });
         self.in_flight += count;
-        batch.bytes.clear();
-        batch.slots.clear();
-        batch.replies = 0;
-        batch.commands = 0;
-        batch.has_fill = false;
     }
 
     async fn apply(&mut self, decision: Decision, request: &[u8], silent: bool, now: Instant) {
@@ -288,15 +273,16 @@ impl Session {
             Decision::Reply(reply) if !silent => self.pending.push_back(Pending::Ready(reply)),
             Decision::Reply(_) | Decision::Silent => {}
             Decision::Pool => {
-                self.batch_add(request, 1, Slot::Plain, silent, now);
-                self.flush_batch(now);
+                self.batch_add(&[], Source::Bytes(request), 1, Slot::Plain, silent, now);
+                self.flush_batch(&[], now);
             }
             Decision::Pinned { replies, blocking } => {
                 let deadline = (!blocking).then(|| now + self.shared.upstream.request_timeout);
                 self.send_pinned(request, Pending::Pinned { remaining: replies, silent, discard: false, deadline })
                     .await;
             }
-            Decision::PinnedSideEffect { upstream, reply } => {
+            Decision::PinnedSideEffect(effect) => {
+                let SideEffect { upstream, reply } = *effect;
                 let deadline = Some(now + self.shared.upstream.request_timeout);
                 self.send_pinned(&upstream, Pending::Pinned { remaining: 1, silent: true, discard: true, deadline })
                     .await;
@@ -531,7 +517,7 @@ fn plan(
     if silent && mode_before == ReplyMode::Skip {
         st.reply = ReplyMode::On;
     }
-    let Some(cmd) = routed.cmd else {
+    let Some(cmd) = routed.cmd.filter(|_| shared.cache.is_active()) else {
         return (routed.decision, silent, CacheRead::Bypass);
     };
     shared.cache.note_write(cmd, args, scratch);
