@@ -7,6 +7,7 @@
 #   scripts/callgrind.sh                    # GET, no pipelining, near-cache off
 #   TEST=set PIPE=16 scripts/callgrind.sh
 #   CACHE=on KEYS=1000 scripts/callgrind.sh # hot keys served from the near-cache
+#   CACHE=on ADMISSION=second KEYS=10000000 scripts/callgrind.sh  # miss-heavy
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}
@@ -15,6 +16,7 @@ PIPE=${PIPE:-1}
 CLIENTS=${CLIENTS:-50}
 KEYS=${KEYS:-100000}
 CACHE=${CACHE:-off}
+ADMISSION=${ADMISSION:-first}
 command -v valgrind >/dev/null || apt-get install -y -qq valgrind >/dev/null
 bash scripts/test-deps.sh
 cargo build --release --quiet
@@ -28,7 +30,7 @@ REDIS=$(port); PROXY=$(port)
 redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null &
 pids+=($!)
 wait_port "$REDIS"
-if [ "$CACHE" = on ]; then echo '[cache]' >"$work/proxy.toml"; else printf '[cache]\nenabled = false\n' >"$work/proxy.toml"; fi
+if [ "$CACHE" = on ]; then printf '[cache]\nadmission = "%s"\n' "$ADMISSION" >"$work/proxy.toml"; else printf '[cache]\nenabled = false\n' >"$work/proxy.toml"; fi
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
   ./target/release/nearcache --config "$work/proxy.toml" --worker-threads 1 --listen "127.0.0.1:$PROXY" --admin-listen 127.0.0.1:0 \
   --upstream "redis://127.0.0.1:$REDIS" >"$work/proxy.log" 2>&1 &
@@ -41,5 +43,5 @@ callgrind_control -z "$vg" >/dev/null 2>&1
 redis-benchmark -p "$PROXY" -t "$TEST" -P "$PIPE" -c "$CLIENTS" -n "$N" -d 64 -r "$KEYS" -q >/dev/null
 callgrind_control -d "$vg" >/dev/null 2>&1
 total=$(for f in "$work"/cg.out*; do grep -h '^summary:' "$f"; done | awk '{s+=$2} END {print s}')
-printf 'cache %s, %s P=%s: %s instructions / %s requests = %.0f  per request\n' "$CACHE" "$TEST" "$PIPE" "$total" "$N" "$(awk "BEGIN{print $total/$N}")"
+printf 'cache %s (admission %s), %s P=%s: %s instructions / %s requests = %.0f   per request\n' "$CACHE" "$ADMISSION" "$TEST" "$PIPE" "$total" "$N" "$(awk "BEGIN{print $total/$N}")"
 if [ -n "${KEEP:-}" ]; then cp "$work"/cg.out* "$KEEP"/ && echo "profiles copied to $KEEP"; fi

@@ -4,7 +4,7 @@
 //! The file is read into plain serde structs, then validated into typed
 //! values; every error names the file, the key and what was expected.
 
-use crate::cache::{CacheConfig, Policy};
+use crate::cache::{Admission, CacheConfig, Policy};
 use crate::upstream::{Tls, TlsError, UpstreamUrl};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -102,12 +102,19 @@ struct RawCache {
     max_bytes: u64,
     /// `"0s"` or `"off"`: keys matching no policy are not cached.
     default_ttl: String,
+    admission: String,
     policy: Vec<RawPolicy>,
 }
 
 impl Default for RawCache {
     fn default() -> Self {
-        RawCache { enabled: true, max_bytes: 64 * 1024 * 1024, default_ttl: "60s".into(), policy: Vec::new() }
+        RawCache {
+            enabled: true,
+            max_bytes: 64 * 1024 * 1024,
+            default_ttl: "60s".into(),
+            admission: "first".into(),
+            policy: Vec::new(),
+        }
     }
 }
 
@@ -306,6 +313,11 @@ impl Validator<'_> {
             max_bytes: self.size("cache.max_bytes", raw.max_bytes)? as u64,
             default_ttl,
             policies,
+            admission: match raw.admission.as_str() {
+                "first" => Admission::First,
+                "second" => Admission::Second,
+                other => return Err(self.invalid("cache.admission", "\"first\" or \"second\"", other)),
+            },
         })
     }
 

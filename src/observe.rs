@@ -20,7 +20,7 @@ const COMMAND_DURATION: &str = "nearcache_command_duration_seconds";
 const CLIENT_CONNECTIONS: &str = "nearcache_client_connections";
 const UPSTREAM_ERRORS: &str = "nearcache_upstream_errors_total";
 const UPSTREAM_CONNECTIONS: &str = "nearcache_upstream_connections";
-const PINNED_CONNECTIONS: &str = "nearcache_pinned_connections";
+const DEDICATED_CONNECTIONS: &str = "nearcache_dedicated_connections";
 const PROTOCOL_ERRORS: &str = "nearcache_client_protocol_errors_total";
 const CACHE_HITS: &str = "nearcache_cache_hits_total";
 const CACHE_MISSES: &str = "nearcache_cache_misses_total";
@@ -59,8 +59,8 @@ fn describe() {
     metrics::describe_counter!(UPSTREAM_ERRORS, "Upstream failures, by kind");
     metrics::describe_gauge!(UPSTREAM_CONNECTIONS, "Open shared-pool connections to the upstream");
     metrics::describe_gauge!(
-        PINNED_CONNECTIONS,
-        "Upstream connections pinned to one client (transactions, blocking, pub/sub)"
+        DEDICATED_CONNECTIONS,
+        "Dedicated upstream connections, by role: client (pinned while a client holds state) or tracking (invalidations)"
     );
     metrics::describe_counter!(PROTOCOL_ERRORS, "Client connections closed for a protocol error");
     metrics::describe_counter!(CACHE_HITS, "Reads answered from the near-cache");
@@ -81,6 +81,8 @@ struct Handles {
     unknown: Counter,
     hits: Counter,
     misses: Counter,
+    cache_entries: metrics::Gauge,
+    cache_bytes: metrics::Gauge,
 }
 
 fn handles() -> &'static Handles {
@@ -90,6 +92,8 @@ fn handles() -> &'static Handles {
         unknown: metrics::counter!(COMMANDS_TOTAL, "command" => "unknown"),
         hits: metrics::counter!(CACHE_HITS),
         misses: metrics::counter!(CACHE_MISSES),
+        cache_entries: metrics::gauge!(CACHE_ENTRIES),
+        cache_bytes: metrics::gauge!(CACHE_BYTES),
     })
 }
 
@@ -163,8 +167,8 @@ pub fn upstream_connected(delta: f64) {
     metrics::gauge!(UPSTREAM_CONNECTIONS).increment(delta);
 }
 
-pub fn pinned_connections(delta: f64) {
-    metrics::gauge!(PINNED_CONNECTIONS).increment(delta);
+pub fn dedicated_connections(role: &'static str, delta: f64) {
+    metrics::gauge!(DEDICATED_CONNECTIONS, "role" => role).increment(delta);
 }
 
 pub fn upstream_error(e: &UpstreamError) {
@@ -192,8 +196,9 @@ pub fn cache_invalidation() {
 }
 
 pub fn cache_size(entries: u64, bytes: u64) {
-    metrics::gauge!(CACHE_ENTRIES).set(entries as f64);
-    metrics::gauge!(CACHE_BYTES).set(bytes as f64);
+    let h = handles();
+    h.cache_entries.set(entries as f64);
+    h.cache_bytes.set(bytes as f64);
 }
 
 pub fn tracking_connected(up: bool) {

@@ -766,3 +766,24 @@ fn cache_metrics_are_exported() {
     assert!(metric(&body, "nearcache_cache_evictions_total{reason=\"invalidation\"}").unwrap() >= 1.0);
     assert!(metric(&body, "nearcache_cache_invalidations_total").unwrap() >= 1.0);
 }
+
+#[test]
+fn second_sight_admission_passes_one_off_reads_through() {
+    let (redis, proxy) = setup_with("[cache]\nadmission = \"second\"\n");
+    let mut direct = redis.direct();
+    set(&mut direct, "once", "1");
+    std::thread::sleep(SETTLE);
+    let (gets, pttls) = (calls(&mut direct, "get"), calls(&mut direct, "pttl"));
+    let mut raw = proxy.raw();
+    // First sight: forwarded as it is, nothing fetched for the cache.
+    assert_eq!(raw.call(&["GET", "once"]), bulk("1"));
+    assert_eq!((calls(&mut direct, "get") - gets, calls(&mut direct, "pttl") - pttls), (1, 0));
+    // Second sight: a miss that fills; third: a hit.
+    assert_eq!(raw.call(&["GET", "once"]), bulk("1"));
+    assert_eq!((calls(&mut direct, "get") - gets, calls(&mut direct, "pttl") - pttls), (2, 1));
+    assert_eq!(raw.call(&["GET", "once"]), bulk("1"));
+    assert_eq!(calls(&mut direct, "get") - gets, 2, "the third read should be a hit");
+    // Coherence holds for admitted keys as for any other.
+    set(&mut direct, "once", "2");
+    assert!(eventually(Duration::from_secs(1), || raw.call(&["GET", "once"]) == bulk("2")));
+}

@@ -17,12 +17,15 @@
 //! write's invalidation. Concurrent misses of the same (key, shape) join
 //! the open flight instead of reading again (single flight).
 
+mod doorkeeper;
 mod policy;
 pub mod read;
 pub mod shape;
 pub mod tracking;
 
-pub use policy::{CacheConfig, Policy};
+pub use policy::{Admission, CacheConfig, Policy};
+
+use doorkeeper::Doorkeeper;
 
 use crate::commands::{key_indices, Command, Flags, Keys};
 use crate::glob;
@@ -90,17 +93,21 @@ pub enum Read {
     Miss(FillTicket),
     /// The same read is already in flight: its reply will arrive here.
     Join(oneshot::Receiver<JobResult>),
-    /// Not cacheable now (policy, cache off, or invalidations not flowing).
-    Bypass,
 }
+
+/// Keys are chosen by clients: the hash must be seeded (flood-resistant),
+/// but SipHash costs more than the rest of a miss.
+type KeyHash = foldhash::quality::RandomState;
 
 pub struct NearCache {
     config: CacheConfig,
-    store: moka::sync::Cache<Bytes, Arc<KeyEntry>>,
+    store: moka::sync::Cache<Bytes, Arc<KeyEntry>, KeyHash>,
     flights: Mutex<HashMap<Bytes, Vec<Flight>>>,
     next_flight: AtomicU64,
     /// True only while invalidations are being received.
     active: AtomicBool,
+    /// Set with `admission = "second"`.
+    doorkeeper: Option<Doorkeeper>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -134,13 +141,15 @@ impl NearCache {
                 RemovalCause::Explicit => observe::cache_eviction("invalidation"),
                 RemovalCause::Replaced => {}
             })
-            .build();
+            .build_with_hasher(KeyHash::default());
+        let doorkeeper = (config.admission == Admission::Second).then(|| Doorkeeper::new(1 << 22));
         Arc::new(NearCache {
-            config,
             store,
             flights: Mutex::new(HashMap::new()),
             next_flight: AtomicU64::new(1),
             active: AtomicBool::new(false),
+            doorkeeper,
+            config,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         })
@@ -169,14 +178,26 @@ impl NearCache {
         self.flights.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Looks `shape` of `key` up; on a miss opens (or joins) a flight.
-    pub fn read(self: &Arc<Self>, key: &[u8], shape: &[u8]) -> Read {
+    /// Whether a read of `key` may use the cache now, and for how long its
+    /// reply may be kept: the cache is active, a policy caches the key and
+    /// (with `admission = "second"`) the key was read recently before. A
+    /// refused read counts as a miss and goes upstream as it is.
+    pub fn admit(&self, key: &[u8]) -> Option<Duration> {
         if !self.is_active() {
-            return Read::Bypass;
+            return None;
         }
-        let Some(ttl) = self.config.ttl_for(key) else {
-            return Read::Bypass;
-        };
+        let ttl = self.config.ttl_for(key)?;
+        if self.doorkeeper.as_ref().is_some_and(|d| !d.seen_before(key)) {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            observe::cache_miss();
+            return None;
+        }
+        Some(ttl)
+    }
+
+    /// Looks `shape` of an admitted `key` up; on a miss opens (or joins) a
+    /// flight whose reply will be kept for `ttl`.
+    pub fn read(self: &Arc<Self>, key: &[u8], shape: &[u8], ttl: Duration) -> Read {
         if let Some(reply) = self.cached(key, shape) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             observe::cache_hit();
@@ -296,6 +317,10 @@ impl NearCache {
     }
 
     fn insert(&self, key: &Bytes, shape: &Bytes, reply: Bytes, ttl: Duration) {
+        // The reply is a slice of an upstream read buffer: copy it, or the
+        // entry would pin that whole buffer (memory the byte bound does not
+        // see, and a fresh buffer for every read upstream).
+        let reply = Bytes::copy_from_slice(&reply);
         let mut expires_at = Instant::now() + ttl;
         let mut shapes = vec![(shape.clone(), reply)];
         if let Some(old) = self.store.get(key) {
@@ -364,8 +389,10 @@ mod tests {
         c
     }
 
+    const TTL: Duration = Duration::from_secs(60);
+
     fn miss(c: &Arc<NearCache>, key: &str) -> FillTicket {
-        match c.read(key.as_bytes(), b"get") {
+        match c.read(key.as_bytes(), b"get", TTL) {
             Read::Miss(t) => t,
             _ => panic!("expected a miss"),
         }
@@ -375,8 +402,8 @@ mod tests {
     fn fill_then_hit() {
         let c = cache();
         miss(&c, "k").complete(Bytes::from_static(b"$1\r\nv\r\n"), Some(-1));
-        assert!(matches!(c.read(b"k", b"get"), Read::Hit(r) if &r[..] == b"$1\r\nv\r\n"));
-        assert!(matches!(c.read(b"k", b"strlen"), Read::Miss(_)));
+        assert!(matches!(c.read(b"k", b"get", TTL), Read::Hit(r) if &r[..] == b"$1\r\nv\r\n"));
+        assert!(matches!(c.read(b"k", b"strlen", TTL), Read::Miss(_)));
     }
 
     #[test]
@@ -385,14 +412,14 @@ mod tests {
         let ticket = miss(&c, "k");
         c.invalidate(b"k");
         ticket.complete(Bytes::from_static(b"$3\r\nold\r\n"), Some(-1));
-        assert!(matches!(c.read(b"k", b"get"), Read::Miss(_)));
+        assert!(matches!(c.read(b"k", b"get", TTL), Read::Miss(_)));
     }
 
     #[test]
     fn concurrent_misses_share_one_read() {
         let c = cache();
         let ticket = miss(&c, "k");
-        let Read::Join(mut rx) = c.read(b"k", b"get") else { panic!("expected to join") };
+        let Read::Join(mut rx) = c.read(b"k", b"get", TTL) else { panic!("expected to join") };
         ticket.complete(Bytes::from_static(b"$1\r\nv\r\n"), Some(-1));
         assert_eq!(rx.try_recv().unwrap().unwrap(), Bytes::from_static(b"$1\r\nv\r\n"));
     }
@@ -401,19 +428,19 @@ mod tests {
     fn dropped_ticket_releases_joiners() {
         let c = cache();
         let ticket = miss(&c, "k");
-        let Read::Join(mut rx) = c.read(b"k", b"get") else { panic!("expected to join") };
+        let Read::Join(mut rx) = c.read(b"k", b"get", TTL) else { panic!("expected to join") };
         drop(ticket);
         assert!(rx.try_recv().unwrap().is_err());
-        assert!(matches!(c.read(b"k", b"get"), Read::Miss(_)));
+        assert!(matches!(c.read(b"k", b"get", TTL), Read::Miss(_)));
     }
 
     #[test]
     fn upstream_ttl_caps_the_entry() {
         let c = cache();
         miss(&c, "k").complete(Bytes::from_static(b"+x\r\n"), Some(30));
-        assert!(matches!(c.read(b"k", b"get"), Read::Hit(_)));
+        assert!(matches!(c.read(b"k", b"get", TTL), Read::Hit(_)));
         std::thread::sleep(Duration::from_millis(60));
-        assert!(matches!(c.read(b"k", b"get"), Read::Miss(_)));
+        assert!(matches!(c.read(b"k", b"get", TTL), Read::Miss(_)));
     }
 
     #[test]
@@ -421,9 +448,17 @@ mod tests {
         let c = cache();
         miss(&c, "k").complete(Bytes::from_static(b"+x\r\n"), Some(-1));
         c.set_active(false);
-        assert!(matches!(c.read(b"k", b"get"), Read::Bypass));
+        assert_eq!(c.admit(b"k"), None);
         c.set_active(true);
-        assert!(matches!(c.read(b"k", b"get"), Read::Miss(_)));
+        assert!(matches!(c.read(b"k", b"get", TTL), Read::Miss(_)));
+    }
+
+    #[test]
+    fn second_sight_admission() {
+        let c = NearCache::new(CacheConfig { admission: Admission::Second, ..CacheConfig::default() });
+        c.set_active(true);
+        assert_eq!(c.admit(b"k"), None);
+        assert_eq!(c.admit(b"k"), Some(Duration::from_secs(60)));
     }
 
     #[test]
@@ -433,7 +468,7 @@ mod tests {
             miss(&c, k).complete(Bytes::from_static(b"+x\r\n"), Some(-1));
         }
         assert_eq!(c.invalidate_matching(b"secrets:*"), 2);
-        assert!(matches!(c.read(b"flow:1", b"get"), Read::Hit(_)));
-        assert!(matches!(c.read(b"secrets:1:a", b"get"), Read::Miss(_)));
+        assert!(matches!(c.read(b"flow:1", b"get", TTL), Read::Hit(_)));
+        assert!(matches!(c.read(b"secrets:1:a", b"get", TTL), Read::Miss(_)));
     }
 }

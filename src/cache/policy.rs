@@ -13,6 +13,16 @@ pub struct Policy {
     pub ttl: Option<Duration>,
 }
 
+/// When a read's reply may enter the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// On the first miss.
+    First,
+    /// On a miss of a key read recently before: one-off reads pass through
+    /// at pass-through cost.
+    Second,
+}
+
 /// The cache settings, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheConfig {
@@ -23,6 +33,7 @@ pub struct CacheConfig {
     pub default_ttl: Option<Duration>,
     /// First match wins.
     pub policies: Vec<Policy>,
+    pub admission: Admission,
 }
 
 impl Default for CacheConfig {
@@ -32,6 +43,7 @@ impl Default for CacheConfig {
             max_bytes: 64 * 1024 * 1024,
             default_ttl: Some(Duration::from_secs(60)),
             policies: Vec::new(),
+            admission: Admission::First,
         }
     }
 }

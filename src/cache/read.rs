@@ -95,14 +95,13 @@ pub fn plan(
         return CacheRead::Bypass;
     }
     let key_index = scratch.keys[0];
-    let Some(key) = args.get(key_index) else {
+    let Some((key, ttl)) = args.get(key_index).and_then(|key| Some((key, cache.admit(key)?))) else {
         return CacheRead::Bypass;
     };
     shape::of(&mut scratch.shape, proto, args, key_index);
-    match cache.read(key, &scratch.shape) {
+    match cache.read(key, &scratch.shape, ttl) {
         Read::Hit(reply) => CacheRead::Ready(reply),
         Read::Join(rx) => CacheRead::Wait(rx),
-        Read::Bypass => CacheRead::Bypass,
         Read::Miss(ticket) => {
             let mut payload = BytesMut::with_capacity(request.len() + key.len() + 24);
             payload.extend_from_slice(request);
@@ -121,15 +120,15 @@ fn mget(cache: &Arc<NearCache>, args: &Args, proto: Proto, scratch: &mut Scratch
     let mut parts = Vec::with_capacity(args.len() - 1);
     let mut fetch: Vec<(&[u8], Option<FillTicket>)> = Vec::new();
     for key in args.iter().skip(1) {
-        match cache.read(key, &scratch.shape) {
-            Read::Hit(reply) => parts.push(Some(reply)),
-            Read::Miss(ticket) => {
+        match cache.admit(key).map(|ttl| cache.read(key, &scratch.shape, ttl)) {
+            Some(Read::Hit(reply)) => parts.push(Some(reply)),
+            Some(Read::Miss(ticket)) => {
                 parts.push(None);
                 fetch.push((key, Some(ticket)));
             }
             // A joined read would need waiting on several sources; fetching
             // the key again is simpler and as fresh.
-            Read::Join(_) | Read::Bypass => {
+            Some(Read::Join(_)) | None => {
                 parts.push(None);
                 fetch.push((key, None));
             }

@@ -58,7 +58,7 @@ pub async fn run(cache: Arc<NearCache>, upstream: Arc<UpstreamConfig>) {
 
 /// Opens the connection and turns tracking on.
 async fn subscribe(cache: &NearCache, upstream: &UpstreamConfig) -> Result<Pinned, UpstreamError> {
-    let mut conn = Pinned::open(upstream, Proto::Resp3).await?;
+    let mut conn = Pinned::open(upstream, Proto::Resp3, "tracking").await?;
     let mut args: Vec<&[u8]> = vec![b"CLIENT", b"TRACKING", b"on", b"BCAST"];
     let prefixes = cache.config().tracking_prefixes();
     for prefix in prefixes.iter().filter(|p| !p.is_empty()) {

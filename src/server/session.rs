@@ -298,7 +298,7 @@ impl Session {
     async fn send_pinned(&mut self, request: &[u8], entry: Pending) {
         self.settle_pool().await;
         if self.pinned.is_none() {
-            match Pinned::open(&self.shared.upstream, self.st.proto).await {
+            match Pinned::open(&self.shared.upstream, self.st.proto, "client").await {
                 Ok(p) => self.pinned = Some(p),
                 Err(e) => {
                     observe::upstream_error(&e);

@@ -1,6 +1,7 @@
-//! A dedicated upstream connection pinned to one client session while that
+//! A dedicated upstream connection: pinned to one client session while that
 //! client holds server-side state (MULTI, WATCH, a blocking command,
-//! subscriptions, MONITOR, a non-default database, tracking).
+//! subscriptions, MONITOR, a non-default database, tracking), or carrying
+//! the near-cache's invalidations.
 //!
 //! Dropping it closes the socket, which makes Redis discard the state: no
 //! transaction, watch or subscription can leak to another client.
@@ -15,6 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Plain TCP or TLS, as the upstream URL says.
 pub struct Pinned {
+    /// `nearcache_dedicated_connections{role}` label.
+    role: &'static str,
     stream: Stream,
     rbuf: BytesMut,
     scanner: scan::Scanner,
@@ -22,11 +25,13 @@ pub struct Pinned {
 }
 
 impl Pinned {
-    /// Opens and handshakes a new dedicated connection.
-    pub async fn open(cfg: &UpstreamConfig, proto: Proto) -> Result<Pinned, UpstreamError> {
+    /// Opens and handshakes a new dedicated connection for `role`
+    /// (`"client"` or `"tracking"`).
+    pub async fn open(cfg: &UpstreamConfig, proto: Proto, role: &'static str) -> Result<Pinned, UpstreamError> {
         let connected = conn::open(cfg, proto).await?;
-        observe::pinned_connections(1.0);
+        observe::dedicated_connections(role, 1.0);
         Ok(Pinned {
+            role,
             stream: connected.stream,
             rbuf: BytesMut::with_capacity(4096),
             scanner: scan::Scanner::default(),
@@ -66,6 +71,6 @@ impl Pinned {
 
 impl Drop for Pinned {
     fn drop(&mut self) {
-        observe::pinned_connections(-1.0);
+        observe::dedicated_connections(self.role, -1.0);
     }
 }
