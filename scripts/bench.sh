@@ -21,6 +21,7 @@ trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "port $1 not ready" >&2; exit 1; }
+trap 'echo "bench.sh failed at line $LINENO" >&2' ERR
 
 REDIS=$(port)
 redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null &
@@ -31,7 +32,7 @@ proxy() { # name config-text -> port
   local p; p=$(port)
   printf '%s\n' "$2" >"$work/$1.toml"
   RUST_LOG=warn ./target/release/nearcache --config "$work/$1.toml" --listen "127.0.0.1:$p" \
-    --admin-listen "127.0.0.1:$(port)" --upstream "redis://127.0.0.1:$REDIS" >"$work/$1.log" 2>&1 &
+    --admin-listen 127.0.0.1:0 --upstream "redis://127.0.0.1:$REDIS" >"$work/$1.log" 2>&1 &
   pids+=($!)
   wait_port "$p"
   echo "$p"
@@ -74,13 +75,14 @@ scenario() {
   for round in $(seq "$ROUNDS"); do
     for name in "$@"; do
       [ -n "${PORT[$name]:-}" ] || continue
-      read -r r a b < <(measure "${PORT[$name]}" "$test" "$pipe" "$keys")
+      read -r r a b < <(measure "${PORT[$name]}" "$test" "$pipe" "$keys") || true
+      if [ -z "${r:-}" ]; then echo "no result for $name ($label)" >&2; continue; fi
       local key="$label|$name"
       # keep the best round per target: noise only ever slows a run down
       if [ -z "${rps[$key]:-}" ] || awk "BEGIN{exit !($r > ${rps[$key]})}"; then
         rps[$key]=$r; p50[$key]=$a; p99[$key]=$b
       fi
-      [ "$round" = 1 ] && rows+=("$key")
+      if [ "$round" = 1 ]; then rows+=("$key"); fi
     done
   done
 }
