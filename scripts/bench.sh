@@ -12,21 +12,9 @@ N=${N:-200000}
 CLIENTS=${CLIENTS:-50}
 SIZE=${SIZE:-64}
 ROUNDS=${ROUNDS:-2}
-bash scripts/test-deps.sh
-cargo build --release --quiet
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "port $1 not ready" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 trap 'echo "bench.sh failed at line $LINENO" >&2' ERR
-
-REDIS=$(port)
-redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null &
-pids+=($!)
-wait_port "$REDIS"
 
 proxy() { # name config-text -> port
   local p; p=$(port)

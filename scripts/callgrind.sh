@@ -18,18 +18,9 @@ KEYS=${KEYS:-100000}
 CACHE=${CACHE:-off}
 ADMISSION=${ADMISSION:-first}
 command -v valgrind >/dev/null || apt-get install -y -qq valgrind >/dev/null
-bash scripts/test-deps.sh
-cargo build --release --quiet
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 300); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.1; done; exit 1; }
-REDIS=$(port); PROXY=$(port)
-redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null &
-pids+=($!)
-wait_port "$REDIS"
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+PROXY=$(port)
 if [ "$CACHE" = on ]; then printf '[cache]\nadmission = "%s"\n' "$ADMISSION" >"$work/proxy.toml"; else printf '[cache]\nenabled = false\n' >"$work/proxy.toml"; fi
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
   ./target/release/nearcache --config "$work/proxy.toml" --worker-threads 1 --listen "127.0.0.1:$PROXY" --admin-listen 127.0.0.1:0 \

@@ -10,7 +10,7 @@
 //! each proxy's own `/cache/stats` or deltas.
 mod common;
 
-use common::{Proxy, Raw, RedisServer};
+use common::{direct_raw, eventually, metric, wait_ready, wait_ready_resp3, Proxy, RedisServer};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -41,28 +41,6 @@ fn start_with(redis: &RedisServer, toml: &str) -> Proxy {
     proxy
 }
 
-/// Waits until a forwarded command goes through.
-fn wait_ready(proxy: &Proxy) {
-    let mut raw = proxy.raw();
-    let mut last = String::new();
-    let ready = eventually(Duration::from_secs(5), || {
-        last = raw.call(&["ECHO", "ready"]);
-        last == "$5\r\nready\r\n"
-    });
-    assert!(ready, "proxy never forwarded a command: {last:?}");
-}
-
-/// After HELLO 3 on `raw`: waits until a forwarded command goes through in
-/// RESP3.
-fn wait_ready_resp3(raw: &mut Raw) {
-    let mut last = String::new();
-    let ready = eventually(Duration::from_secs(5), || {
-        last = raw.call(&["ECHO", "ready"]);
-        last == "$5\r\nready\r\n"
-    });
-    assert!(ready, "proxy never forwarded a RESP3 command: {last:?}");
-}
-
 /// Waits until the cache serves: its invalidation connection is up.
 fn wait_active(proxy: &Proxy) {
     let mut last = String::new();
@@ -71,18 +49,6 @@ fn wait_active(proxy: &Proxy) {
         last.contains("\"active\":true")
     });
     assert!(active, "near-cache never became active: {last}");
-}
-
-/// Polls `f` until it returns true or `limit` passes.
-fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    f()
 }
 
 /// `/cache/stats` of one proxy.
@@ -119,11 +85,6 @@ fn json_number(body: &str, name: &str) -> f64 {
     json_field(body, name).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no number {name} in {body}"))
 }
 
-/// Value of one sample line of the Prometheus text (`name{labels} value`).
-fn metric(body: &str, series: &str) -> Option<f64> {
-    body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 /// How many times Redis ran `cmd` (lower case, `client|pause` style for
 /// subcommands), from `INFO commandstats`.
 fn calls(direct: &mut redis::Connection, cmd: &str) -> u64 {
@@ -138,11 +99,6 @@ fn set(direct: &mut redis::Connection, key: &str, value: &str) {
 
 fn get(conn: &mut redis::Connection, key: &str) -> Option<String> {
     redis::cmd("GET").arg(key).query(conn).expect("GET")
-}
-
-/// A raw connection straight to Redis, to compare bytes with.
-fn direct_raw(redis: &RedisServer) -> Raw {
-    Raw::connect(format!("127.0.0.1:{}", redis.port).parse().expect("addr"))
 }
 
 fn bulk(value: &str) -> String {

@@ -3,7 +3,7 @@
 //! commands, pub/sub, SELECT, CLIENT and connection lifecycle.
 mod common;
 
-use common::{Proxy, RedisServer};
+use common::{eventually, wait_ready, Proxy, RedisServer};
 use redis::{Connection, RedisError, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -14,17 +14,6 @@ fn setup() -> (RedisServer, Proxy) {
     let proxy = Proxy::start(redis.port);
     wait_ready(&proxy);
     (redis, proxy)
-}
-
-/// Waits until a forwarded command goes through, so a test is not about the
-/// proxy's start-up (tests/protocol.rs `first_command_after_start_is_answered`
-/// is).
-fn wait_ready(proxy: &Proxy) {
-    let mut c = proxy.conn();
-    let ready = eventually(Duration::from_secs(5), || {
-        redis::cmd("ECHO").arg("ready").query::<String>(&mut c).is_ok_and(|v| v == "ready")
-    });
-    assert!(ready, "the proxy never forwarded a command");
 }
 
 /// The error as Redis wrote it: `CODE message`.
@@ -54,18 +43,6 @@ fn cmd(args: &[&str]) -> redis::Cmd {
         cmd.arg(*a);
     }
     cmd
-}
-
-/// Polls `f` until it returns true or `limit` passes.
-fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
 }
 
 /// `blocked_clients` from Redis' INFO clients, asked directly.

@@ -3,7 +3,7 @@
 //! RESET, upstream faults, and the admin endpoints.
 mod common;
 
-use common::{Proxy, Raw, RedisServer};
+use common::{direct_raw, eventually, metric, wait_ready, wait_ready_resp3, Proxy, RedisServer};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -23,30 +23,6 @@ fn start_with(redis: &RedisServer, toml: &str) -> Proxy {
     proxy
 }
 
-/// Waits until a forwarded command goes through, so a test is not about
-/// the proxy's start-up (that is `first_command_after_start_is_answered`).
-fn wait_ready(proxy: &Proxy) {
-    let mut raw = proxy.raw();
-    let mut last = String::new();
-    let ready = eventually(Duration::from_secs(5), || {
-        last = raw.call(&["ECHO", "ready"]);
-        last == "$5\r\nready\r\n"
-    });
-    assert!(ready, "proxy never forwarded a command: {last:?}");
-}
-
-/// After HELLO 3 on `raw`: waits until a forwarded command goes through in
-/// RESP3 (that the first one already does is
-/// `first_resp3_command_is_answered`).
-fn wait_ready_resp3(raw: &mut Raw) {
-    let mut last = String::new();
-    let ready = eventually(Duration::from_secs(5), || {
-        last = raw.call(&["ECHO", "ready"]);
-        last == "$5\r\nready\r\n"
-    });
-    assert!(ready, "proxy never forwarded a RESP3 command: {last:?}");
-}
-
 /// The request bytes of one command as a RESP multibulk.
 fn resp(args: &[&str]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
@@ -60,31 +36,9 @@ fn text(frame: Vec<u8>) -> String {
     String::from_utf8_lossy(&frame).into_owned()
 }
 
-/// A raw connection straight to Redis, to compare with.
-fn direct_raw(redis: &RedisServer) -> Raw {
-    Raw::connect(format!("127.0.0.1:{}", redis.port).parse().expect("addr"))
-}
-
 fn redis_version(redis: &RedisServer) -> String {
     let info: String = redis::cmd("INFO").arg("server").query(&mut redis.direct()).expect("INFO");
     info.lines().find_map(|l| l.strip_prefix("redis_version:")).expect("redis_version").trim().to_string()
-}
-
-/// Polls `f` until it returns true or `limit` passes.
-fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    f()
-}
-
-/// Value of one sample line of the Prometheus text (`name{labels} value`).
-fn metric(body: &str, series: &str) -> Option<f64> {
-    body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 // ---------------------------------------------------------------- RESP3 / HELLO

@@ -8,7 +8,7 @@
 //! Every test starts its own redis-server (TLS port only) and proxy.
 mod common;
 
-use common::{free_port, wait_for_port, Raw};
+use common::{eventually, free_port, wait_for_port, Raw};
 use nearcache::cache::NearCache;
 use nearcache::config::{Config, Overrides};
 use nearcache::server;
@@ -156,18 +156,6 @@ impl Drop for Proxy {
             let _ = thread.join();
         }
     }
-}
-
-/// Polls `f` until it returns true or `limit` passes.
-fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 fn bulk(s: &str) -> String {

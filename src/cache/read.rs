@@ -266,20 +266,9 @@ mod tests {
     use super::*;
     use crate::cache::{CacheConfig, Scratch};
     use crate::commands::lookup;
-    use std::ops::Range;
-
-    fn request(parts: &[&str]) -> (Vec<u8>, Vec<Range<usize>>) {
-        let mut buf = Vec::new();
-        let mut ranges = Vec::new();
-        for p in parts {
-            ranges.push(buf.len()..buf.len() + p.len());
-            buf.extend_from_slice(p.as_bytes());
-        }
-        (buf, ranges)
-    }
 
     fn run(cache: &Arc<NearCache>, parts: &[&str]) -> CacheRead {
-        let (buf, ranges) = request(parts);
+        let (buf, ranges) = crate::protocol::laid_out(parts);
         let (_, cmd) = lookup(parts[0].as_bytes()).unwrap();
         plan(cache, cmd, &Args::new(&buf, &ranges), b"<request>", Proto::Resp2, &mut Scratch::default())
     }

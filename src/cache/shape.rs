@@ -32,22 +32,11 @@ pub fn get(out: &mut Vec<u8>, proto: Proto) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ops::Range;
-
-    fn args(parts: &[&str]) -> (Vec<u8>, Vec<Range<usize>>) {
-        let mut buf = Vec::new();
-        let mut ranges = Vec::new();
-        for p in parts {
-            ranges.push(buf.len()..buf.len() + p.len());
-            buf.extend_from_slice(p.as_bytes());
-        }
-        (buf, ranges)
-    }
 
     #[test]
     fn case_of_the_name_does_not_matter_but_arguments_and_protocol_do() {
         let shape = |parts: &[&str], proto| {
-            let (buf, ranges) = args(parts);
+            let (buf, ranges) = crate::protocol::laid_out(parts);
             let mut out = Vec::new();
             of(&mut out, proto, &Args::new(&buf, &ranges), 1);
             out

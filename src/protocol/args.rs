@@ -43,3 +43,16 @@ impl<'a> Args<'a> {
         self.ranges.iter().map(move |r| &buf[r.clone()])
     }
 }
+
+/// Test support: the bytes and ranges of `parts` laid end to end, for
+/// building an [`Args`] from string literals.
+#[cfg(test)]
+pub fn laid_out(parts: &[&str]) -> (Vec<u8>, Vec<Range<usize>>) {
+    let mut buf = Vec::new();
+    let mut ranges = Vec::new();
+    for p in parts {
+        ranges.push(buf.len()..buf.len() + p.len());
+        buf.extend_from_slice(p.as_bytes());
+    }
+    (buf, ranges)
+}

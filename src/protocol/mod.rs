@@ -13,6 +13,8 @@ pub mod frame;
 pub mod request;
 pub mod scan;
 
+#[cfg(test)]
+pub use args::laid_out;
 pub use args::Args;
 
 /// RESP protocol version spoken on a connection.

@@ -280,3 +280,46 @@ impl Raw {
         self.try_read_frame().is_none()
     }
 }
+
+/// Polls `f` until it returns true or `limit` passes.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f()
+}
+
+/// Waits until a forwarded command goes through the proxy.
+pub fn wait_ready(proxy: &Proxy) {
+    let mut raw = proxy.raw();
+    wait_forwarding(&mut raw);
+}
+
+/// After HELLO 3 on `raw`: waits until a forwarded command goes through in
+/// RESP3.
+pub fn wait_ready_resp3(raw: &mut Raw) {
+    wait_forwarding(raw);
+}
+
+fn wait_forwarding(raw: &mut Raw) {
+    let mut last = String::new();
+    let ready = eventually(Duration::from_secs(5), || {
+        last = raw.call(&["ECHO", "ready"]);
+        last == "$5\r\nready\r\n"
+    });
+    assert!(ready, "proxy never forwarded a command: {last:?}");
+}
+
+/// A raw connection straight to Redis, to compare with.
+pub fn direct_raw(redis: &RedisServer) -> Raw {
+    Raw::connect(format!("127.0.0.1:{}", redis.port).parse().expect("addr"))
+}
+
+/// Value of one sample line of the Prometheus text (`name{labels} value`).
+pub fn metric(body: &str, series: &str) -> Option<f64> {
+    body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
