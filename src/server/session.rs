@@ -139,6 +139,9 @@ impl Session {
                         self.handle_input().await;
                     }
                 }
+                // Nothing owed and nothing to read: only reachable if the
+                // bookkeeping is wrong; end the session rather than spin.
+                else => return Ok(()),
             }
         }
     }
