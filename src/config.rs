@@ -40,6 +40,10 @@ pub struct ServerConfig {
     /// Most commands a client may have in flight before the proxy stops
     /// reading from it until replies drain.
     pub max_pipeline: usize,
+    /// Connections past this many get `-ERR max number of clients reached`.
+    pub max_clients: usize,
+    /// TCP keepalive idle time on client sockets (dead peers are noticed).
+    pub tcp_keepalive: Duration,
     pub shutdown_timeout: Duration,
     /// Tokio worker threads; 0 means one per CPU core.
     pub worker_threads: usize,
@@ -133,6 +137,8 @@ struct RawServer {
     proto_max_bulk_len: u64,
     max_multibulk_len: u64,
     max_pipeline: u64,
+    max_clients: u64,
+    tcp_keepalive: String,
     shutdown_timeout: String,
     worker_threads: u64,
 }
@@ -144,6 +150,8 @@ impl Default for RawServer {
             proto_max_bulk_len: 512 * 1024 * 1024,
             max_multibulk_len: 1024 * 1024,
             max_pipeline: 4096,
+            max_clients: 10_000,
+            tcp_keepalive: "300s".into(),
             shutdown_timeout: "5s".into(),
             worker_threads: 0,
         }
@@ -240,6 +248,8 @@ impl Validator<'_> {
                 proto_max_bulk_len: self.size("server.proto_max_bulk_len", raw.server.proto_max_bulk_len)?,
                 max_multibulk_len: self.size("server.max_multibulk_len", raw.server.max_multibulk_len)?,
                 max_pipeline: self.size("server.max_pipeline", raw.server.max_pipeline)?,
+                max_clients: self.size("server.max_clients", raw.server.max_clients)?,
+                tcp_keepalive: self.duration("server.tcp_keepalive", &raw.server.tcp_keepalive)?,
                 shutdown_timeout: self.duration("server.shutdown_timeout", &raw.server.shutdown_timeout)?,
                 worker_threads: match o.worker_threads {
                     Some(n) => n,

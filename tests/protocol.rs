@@ -760,3 +760,34 @@ fn metrics_and_health() {
     let (status, _) = proxy.admin_get("/nope");
     assert_eq!(status, 404);
 }
+
+#[test]
+fn connections_past_max_clients_are_refused_with_an_error() {
+    let redis = RedisServer::start();
+    let proxy = start_with(&redis, "[server]\nmax_clients = 2\n");
+    // The start-up check's connection may still be ending: retry until two
+    // clients hold their slots.
+    let admitted = || {
+        let start = Instant::now();
+        loop {
+            let mut raw = proxy.raw();
+            if raw.call(&["PING"]) == "+PONG\r\n" {
+                return raw;
+            }
+            assert!(start.elapsed() < Duration::from_secs(5), "no slot became free");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let mut first = admitted();
+    let second = admitted();
+    let mut third = proxy.raw();
+    assert_eq!(text(third.read_frame()), "-ERR max number of clients reached\r\n");
+    assert!(third.is_closed());
+    // The clients already connected are unaffected; a freed slot is reused.
+    assert_eq!(first.call(&["PING"]), "+PONG\r\n");
+    drop(second);
+    let admitted = eventually(Duration::from_secs(5), || proxy.raw().call(&["PING"]) == "+PONG\r\n");
+    assert!(admitted, "a slot freed by a disconnect was never reused");
+    let (_, body) = proxy.admin_get("/metrics");
+    assert!(metric(&body, "nearcache_clients_refused_total").is_some_and(|n| n >= 1.0), "{body}");
+}

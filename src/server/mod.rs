@@ -16,7 +16,7 @@ use crate::protocol::{request::Limits, Proto};
 use crate::upstream::pool::{Pool, UpstreamInfo};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -62,6 +62,8 @@ impl Pools {
 struct Clients {
     sockets: Mutex<HashMap<u64, Arc<OwnedWriteHalf>>>,
     closing: AtomicBool,
+    /// Sessions accepted and not yet ended (for `max_clients`).
+    live: AtomicUsize,
 }
 
 impl Clients {
@@ -91,12 +93,23 @@ impl Clients {
     }
 }
 
+/// One accepted session in `Clients::live`.
+struct Live(Arc<Clients>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A bound, not yet running, proxy listener.
 pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
     clients: Arc<Clients>,
     shutdown_timeout: Duration,
+    max_clients: usize,
+    tcp_keepalive: Duration,
 }
 
 impl Server {
@@ -119,7 +132,14 @@ impl Server {
             max_pipeline: config.server.max_pipeline,
         });
         tokio::spawn(crate::cache::tracking::run(shared.cache.clone(), shared.upstream.clone()));
-        Ok(Server { listener, shared, clients: Arc::default(), shutdown_timeout: config.server.shutdown_timeout })
+        Ok(Server {
+            listener,
+            shared,
+            clients: Arc::default(),
+            shutdown_timeout: config.server.shutdown_timeout,
+            max_clients: config.server.max_clients,
+            tcp_keepalive: config.server.tcp_keepalive,
+        })
     }
 
     /// The near-cache, for the admin endpoints.
@@ -142,7 +162,12 @@ impl Server {
             tokio::select! {
                 _ = &mut stop => break,
                 accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) if self.clients.live.load(Ordering::Acquire) >= self.max_clients => {
+                        tokio::spawn(refuse(stream, peer));
+                    }
                     Ok((stream, peer)) => {
+                        self.clients.live.fetch_add(1, Ordering::AcqRel);
+                        configure(&stream, self.tcp_keepalive);
                         let id = next_id.fetch_add(1, Ordering::Relaxed);
                         sessions.spawn(serve(self.shared.clone(), self.clients.clone(), stream, peer, id));
                     }
@@ -167,10 +192,28 @@ impl Server {
     }
 }
 
-async fn serve(shared: Arc<Shared>, clients: Arc<Clients>, stream: TcpStream, peer: SocketAddr, id: u64) {
+/// Socket options for a client: no Nagle delay, keepalive probes so a
+/// vanished peer's session ends.
+fn configure(stream: &TcpStream, keepalive: Duration) {
     let _ = stream.set_nodelay(true);
+    let probes = socket2::TcpKeepalive::new().with_time(keepalive);
+    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&probes);
+}
+
+/// Over `max_clients`: tell the client why, as Redis does, and close.
+async fn refuse(mut stream: TcpStream, peer: SocketAddr) {
+    use tokio::io::AsyncWriteExt;
+    observe::client_refused();
+    tracing::warn!(%peer, "max number of clients reached, connection refused");
+    let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+    let _ = stream.shutdown().await;
+}
+
+async fn serve(shared: Arc<Shared>, clients: Arc<Clients>, stream: TcpStream, peer: SocketAddr, id: u64) {
     let (reader, writer) = stream.into_split();
     let writer = Arc::new(writer);
+    // Counted out however the session ends, a panic included.
+    let _live = Live(clients.clone());
     if !clients.register(id, writer.clone()) {
         return;
     }
