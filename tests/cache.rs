@@ -743,3 +743,20 @@ fn second_sight_admission_passes_one_off_reads_through() {
     set(&mut direct, "once", "2");
     assert!(eventually(Duration::from_secs(1), || raw.call(&["GET", "once"]) == bulk("2")));
 }
+
+#[test]
+fn other_databases_never_see_cached_db0_values() {
+    let (redis, proxy) = setup();
+    let mut direct = redis.direct();
+    set(&mut direct, "shared-name", "db0");
+    std::thread::sleep(SETTLE);
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["GET", "shared-name"]), bulk("db0"));
+    assert_eq!(raw.call(&["GET", "shared-name"]), bulk("db0"), "cached in db 0");
+    assert_eq!(raw.call(&["SELECT", "3"]), "+OK\r\n");
+    assert_eq!(raw.call(&["GET", "shared-name"]), "$-1\r\n", "db 3 must not get db 0's cached value");
+    assert_eq!(raw.call(&["SET", "shared-name", "db3"]), "+OK\r\n");
+    assert_eq!(raw.call(&["GET", "shared-name"]), bulk("db3"));
+    assert_eq!(raw.call(&["SELECT", "0"]), "+OK\r\n");
+    assert_eq!(raw.call(&["GET", "shared-name"]), bulk("db0"));
+}

@@ -994,3 +994,22 @@ fn mixed_local_and_forwarded_replies_keep_order() {
         assert_eq!(&String::from_utf8(raw.read_frame()).unwrap(), want, "reply {i}");
     }
 }
+
+#[test]
+fn monitor_streams_commands_until_the_client_leaves() {
+    let (_redis, proxy) = setup();
+    let mut monitor = proxy.raw();
+    assert_eq!(monitor.call(&["MONITOR"]), "+OK\r\n");
+    let mut con = proxy.conn();
+    let _: () = redis::cmd("SET").arg("watched-key").arg("v").query(&mut con).unwrap();
+    let start = std::time::Instant::now();
+    let mut seen = String::new();
+    while !seen.contains("watched-key") {
+        assert!(start.elapsed() < Duration::from_secs(5), "MONITOR never showed the SET: {seen}");
+        seen = String::from_utf8_lossy(&monitor.read_frame()).into_owned();
+    }
+    assert!(seen.starts_with('+') && seen.to_lowercase().contains("\"set\""), "{seen}");
+    drop(monitor);
+    let v: String = redis::cmd("GET").arg("watched-key").query(&mut con).unwrap();
+    assert_eq!(v, "v");
+}
