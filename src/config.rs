@@ -5,6 +5,7 @@
 //! values; every error names the file, the key and what was expected.
 
 use crate::cache::{Admission, CacheConfig, Policy};
+use crate::upstream::breaker::BreakerConfig;
 use crate::upstream::{Tls, TlsError, UpstreamUrl};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub cache: CacheConfig,
+    pub breaker: BreakerConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +99,22 @@ struct RawConfig {
     admin: RawAdmin,
     log: RawLog,
     cache: RawCache,
+    breaker: RawBreaker,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawBreaker {
+    failure_threshold: u64,
+    window: String,
+    open_for: String,
+    success_threshold: u64,
+}
+
+impl Default for RawBreaker {
+    fn default() -> Self {
+        RawBreaker { failure_threshold: 5, window: "10s".into(), open_for: "2s".into(), success_threshold: 2 }
+    }
 }
 
 #[derive(Deserialize)]
@@ -265,6 +283,12 @@ impl Validator<'_> {
                 level: pick(&o.log_level, raw.log.level),
             },
             cache: self.cache(raw.cache)?,
+            breaker: BreakerConfig {
+                failure_threshold: self.count("breaker.failure_threshold", raw.breaker.failure_threshold)?,
+                window: self.duration("breaker.window", &raw.breaker.window)?,
+                open_for: self.duration("breaker.open_for", &raw.breaker.open_for)?,
+                success_threshold: self.count("breaker.success_threshold", raw.breaker.success_threshold)?,
+            },
         })
     }
 
@@ -329,6 +353,13 @@ impl Validator<'_> {
                 other => return Err(self.invalid("cache.admission", "\"first\" or \"second\"", other)),
             },
         })
+    }
+
+    fn count(&self, key: &'static str, value: u64) -> Result<u32, ConfigError> {
+        match u32::try_from(value) {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(self.invalid(key, "a positive count", value)),
+        }
     }
 
     fn invalid(&self, key: &'static str, expected: &'static str, got: impl ToString) -> ConfigError {

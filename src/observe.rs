@@ -23,6 +23,8 @@ const UPSTREAM_ERRORS: &str = "nearcache_upstream_errors_total";
 const UPSTREAM_CONNECTIONS: &str = "nearcache_upstream_connections";
 const DEDICATED_CONNECTIONS: &str = "nearcache_dedicated_connections";
 const PROTOCOL_ERRORS: &str = "nearcache_client_protocol_errors_total";
+const BREAKER_STATE: &str = "nearcache_breaker_state";
+const BREAKER_TRANSITIONS: &str = "nearcache_breaker_transitions_total";
 const CACHE_HITS: &str = "nearcache_cache_hits_total";
 const CACHE_MISSES: &str = "nearcache_cache_misses_total";
 const CACHE_EVICTIONS: &str = "nearcache_cache_evictions_total";
@@ -65,6 +67,8 @@ fn describe() {
         "Dedicated upstream connections, by role: client (pinned while a client holds state) or tracking (invalidations)"
     );
     metrics::describe_counter!(PROTOCOL_ERRORS, "Client connections closed for a protocol error");
+    metrics::describe_gauge!(BREAKER_STATE, "Circuit breaker per upstream: 0 closed, 1 half-open, 2 open");
+    metrics::describe_counter!(BREAKER_TRANSITIONS, "Circuit breaker transitions, by state entered");
     metrics::describe_counter!(CACHE_HITS, "Reads answered from the near-cache");
     metrics::describe_counter!(CACHE_MISSES, "Cacheable reads that went upstream");
     metrics::describe_counter!(CACHE_EVICTIONS, "Near-cache entries removed, by reason: size, ttl, invalidation");
@@ -213,4 +217,12 @@ pub fn tracking_connected(up: bool) {
 
 pub fn tracking_lost() {
     metrics::counter!(TRACKING_LOSSES).increment(1);
+}
+
+pub fn breaker_state(upstream: &str, state: u8) {
+    metrics::gauge!(BREAKER_STATE, "upstream" => upstream.to_string()).set(f64::from(state));
+}
+
+pub fn breaker_transition(to: &'static str) {
+    metrics::counter!(BREAKER_TRANSITIONS, "to" => to).increment(1);
 }

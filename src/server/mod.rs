@@ -13,6 +13,7 @@ use crate::cache::NearCache;
 use crate::config::{Config, UpstreamConfig};
 use crate::observe;
 use crate::protocol::{request::Limits, Proto};
+use crate::upstream::breaker::Breaker;
 use crate::upstream::pool::{Pool, UpstreamInfo};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -118,7 +119,8 @@ impl Server {
     pub async fn bind(config: &Config) -> std::io::Result<Server> {
         let listener = TcpListener::bind(config.server.listen).await?;
         let upstream = Arc::new(config.upstream.clone());
-        let info = Arc::new(UpstreamInfo::default());
+        let breaker = Breaker::new(config.breaker.clone(), config.upstream.url.to_string());
+        let info = Arc::new(UpstreamInfo::new(breaker));
         let shared = Arc::new(Shared {
             cache: NearCache::new(config.cache.clone()),
             pools: Pools::start(upstream.clone(), info.clone()),
@@ -132,6 +134,8 @@ impl Server {
             max_pipeline: config.server.max_pipeline,
         });
         tokio::spawn(crate::cache::tracking::run(shared.cache.clone(), shared.upstream.clone()));
+        let (info, upstream) = (shared.info.clone(), shared.upstream.clone());
+        tokio::spawn(async move { info.breaker.run_prober(&upstream).await });
         Ok(Server {
             listener,
             shared,

@@ -301,10 +301,18 @@ impl Session {
     async fn send_pinned(&mut self, request: &[u8], entry: Pending) {
         self.settle_pool().await;
         if self.pinned.is_none() {
-            match Pinned::open(&self.shared.upstream, self.st.proto, "client").await {
+            let breaker = &self.shared.info.breaker;
+            let opened = if breaker.allows() {
+                Pinned::open(&self.shared.upstream, self.st.proto, "client").await.inspect_err(|e| {
+                    observe::upstream_error(e);
+                    breaker.failure();
+                })
+            } else {
+                Err(breaker.refusal())
+            };
+            match opened {
                 Ok(p) => self.pinned = Some(p),
                 Err(e) => {
-                    observe::upstream_error(&e);
                     self.st.clear_upstream_state();
                     if !matches!(entry, Pending::Pinned { silent: true, .. }) {
                         self.pending.push_back(Pending::Ready(e.reply()));

@@ -4,6 +4,7 @@
 //! connections for stateless commands ([`pool`]) and dedicated connections
 //! pinned to one client ([`pinned`]).
 
+pub mod breaker;
 pub mod conn;
 pub mod pinned;
 pub mod pool;

@@ -19,6 +19,7 @@
 //! and reconnects in the background with exponential backoff; while it is
 //! down, requests fail at once with the reason.
 
+use super::breaker::Breaker;
 use super::conn::{self, Stream, TlsStream};
 use super::UpstreamError;
 use crate::config::UpstreamConfig;
@@ -36,13 +37,18 @@ use tokio::sync::{oneshot, Notify};
 /// The replies of a batch of requests, or why there are none.
 pub type JobResult = Result<Bytes, UpstreamError>;
 
-/// What the connections learn about the upstream server.
-#[derive(Default)]
+/// What the connections learn about the upstream server: its version and
+/// its health (the circuit breaker).
 pub struct UpstreamInfo {
     version: Mutex<Option<String>>,
+    pub breaker: Breaker,
 }
 
 impl UpstreamInfo {
+    pub fn new(breaker: Breaker) -> UpstreamInfo {
+        UpstreamInfo { version: Mutex::new(None), breaker }
+    }
+
     /// The upstream's version, once a handshake reported it.
     pub fn version(&self) -> Option<String> {
         self.version.lock().unwrap_or_else(PoisonError::into_inner).clone()
@@ -58,6 +64,7 @@ impl UpstreamInfo {
 /// A fixed set of multiplexed connections speaking one protocol version.
 pub struct Pool {
     conns: Vec<Arc<PoolConn>>,
+    info: Arc<UpstreamInfo>,
 }
 
 impl Pool {
@@ -76,13 +83,17 @@ impl Pool {
                 conn
             })
             .collect();
-        Pool { conns }
+        Pool { conns, info }
     }
 
     /// Sends `payload` (complete requests producing `count` replies) on the
     /// connection chosen by `affinity`; a session keeps one connection.
     pub fn send(&self, affinity: usize, payload: &[u8], count: usize, now: Instant) -> oneshot::Receiver<JobResult> {
         let (reply, rx) = oneshot::channel();
+        if !self.info.breaker.allows() {
+            let _ = reply.send(Err(self.info.breaker.refusal()));
+            return rx;
+        }
         self.conns[affinity % self.conns.len()].send(payload, InFlight { count, reply, sent_at: now });
         rx
     }
@@ -226,10 +237,12 @@ impl Maintainer {
                     let err = self.serve(connected.stream, generation).await;
                     observe::upstream_connected(-1.0);
                     observe::upstream_error(&err);
+                    self.info.breaker.failure();
                     tracing::warn!(upstream = %self.cfg.url, slot = self.slot, error = %err, "upstream connection failed");
                 }
                 Err(err) => {
                     observe::upstream_error(&err);
+                    self.info.breaker.failure();
                     failures += 1;
                     if failures == 1 {
                         tracing::warn!(upstream = %self.cfg.url, slot = self.slot, error = %err, "upstream unreachable, retrying in the background");

@@ -1,0 +1,259 @@
+//! The circuit breaker of the upstream: **closed** (requests flow; failures
+//! are counted in a sliding window) → **open** after `failure_threshold`
+//! failures within `window` (requests fail at once, nothing is sent) →
+//! **half-open** after `open_for` (a prober sends PINGs on fresh
+//! connections; client requests still fail fast) → **closed** after
+//! `success_threshold` answered PINGs, or open again on a failure.
+//!
+//! Failures are what the pool and pinned connections see: refused or timed
+//! out connects, request timeouts, connections lost. Every transition is
+//! logged and exported.
+
+use super::{conn, UpstreamError};
+use crate::config::UpstreamConfig;
+use crate::observe;
+use crate::protocol::{scan, Proto};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// `[breaker]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerConfig {
+    pub failure_threshold: u32,
+    pub window: Duration,
+    pub open_for: Duration,
+    pub success_threshold: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failure_threshold: 5,
+            window: Duration::from_secs(10),
+            open_for: Duration::from_secs(2),
+            success_threshold: 2,
+        }
+    }
+}
+
+/// The breaker's state, as exported (`nearcache_breaker_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Closed = 0,
+    HalfOpen = 1,
+    Open = 2,
+}
+
+impl State {
+    fn from_u8(v: u8) -> State {
+        match v {
+            0 => State::Closed,
+            1 => State::HalfOpen,
+            _ => State::Open,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::HalfOpen => "half_open",
+            State::Open => "open",
+        }
+    }
+}
+
+pub struct Breaker {
+    config: BreakerConfig,
+    /// The upstream it guards, for logs and metric labels.
+    upstream: String,
+    state: AtomicU8,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    /// Failure times within the window (closed state).
+    failures: VecDeque<Instant>,
+    opened_at: Instant,
+    /// Answered probes (half-open state).
+    successes: u32,
+}
+
+impl Breaker {
+    pub fn new(config: BreakerConfig, upstream: String) -> Breaker {
+        observe::breaker_state(&upstream, State::Closed as u8);
+        Breaker {
+            config,
+            upstream,
+            state: AtomicU8::new(State::Closed as u8),
+            inner: Mutex::new(Inner { failures: VecDeque::new(), opened_at: Instant::now(), successes: 0 }),
+        }
+    }
+
+    pub fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// True when requests may go upstream.
+    pub fn allows(&self) -> bool {
+        self.state() == State::Closed
+    }
+
+    /// The error requests get while the breaker is not closed.
+    pub fn refusal(&self) -> UpstreamError {
+        UpstreamError::Unavailable("circuit open".into())
+    }
+
+    /// An upstream failure.
+    pub fn failure(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        match self.state() {
+            State::Open => {}
+            State::HalfOpen => self.go(&mut inner, State::Open, now),
+            State::Closed => {
+                inner.failures.push_back(now);
+                while inner.failures.front().is_some_and(|t| now.duration_since(*t) > self.config.window) {
+                    inner.failures.pop_front();
+                }
+                if inner.failures.len() >= self.config.failure_threshold as usize {
+                    self.go(&mut inner, State::Open, now);
+                }
+            }
+        }
+    }
+
+    /// An answered probe (only half-open state counts them).
+    fn probe_succeeded(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.state() == State::HalfOpen {
+            inner.successes += 1;
+            if inner.successes >= self.config.success_threshold {
+                self.go(&mut inner, State::Closed, Instant::now());
+            }
+        }
+    }
+
+    /// Open → half-open once `open_for` has passed.
+    fn try_half_open(&self) -> bool {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.state() == State::Open && inner.opened_at.elapsed() >= self.config.open_for {
+            self.go(&mut inner, State::HalfOpen, Instant::now());
+        }
+        self.state() == State::HalfOpen
+    }
+
+    fn go(&self, inner: &mut Inner, to: State, now: Instant) {
+        let from = self.state();
+        self.state.store(to as u8, Ordering::Release);
+        inner.failures.clear();
+        inner.successes = 0;
+        if to == State::Open {
+            inner.opened_at = now;
+        }
+        observe::breaker_state(&self.upstream, to as u8);
+        observe::breaker_transition(to.name());
+        match to {
+            State::Closed => {
+                tracing::info!(upstream = %self.upstream, from = from.name(), "circuit closed: upstream healthy")
+            }
+            State::HalfOpen => tracing::info!(upstream = %self.upstream, "circuit half-open: probing upstream"),
+            State::Open => {
+                tracing::warn!(upstream = %self.upstream, from = from.name(), open_for = ?self.config.open_for, "circuit open: failing fast")
+            }
+        }
+    }
+
+    /// Keeps probing while the circuit is not closed: after `open_for`,
+    /// PING on fresh connections until enough answer.
+    pub async fn run_prober(&self, upstream: &UpstreamConfig) {
+        let tick = (self.config.open_for / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
+        loop {
+            tokio::time::sleep(tick).await;
+            if self.allows() || !self.try_half_open() {
+                continue;
+            }
+            match ping(upstream).await {
+                Ok(()) => self.probe_succeeded(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "probe failed");
+                    self.failure();
+                }
+            }
+        }
+    }
+}
+
+/// One PING on a fresh connection, within the request timeout.
+async fn ping(upstream: &UpstreamConfig) -> Result<(), UpstreamError> {
+    let probe = async {
+        let mut connected = conn::open(upstream, Proto::Resp2).await?;
+        connected.stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.map_err(|_| UpstreamError::ConnectionLost)?;
+        let mut buf = bytes::BytesMut::with_capacity(64);
+        let mut scanner = scan::Scanner::default();
+        loop {
+            if let Some(len) = scanner.next_frame(&buf).map_err(|e| UpstreamError::Protocol(e.to_string()))? {
+                return if buf[..len].starts_with(b"+PONG") {
+                    Ok(())
+                } else {
+                    Err(UpstreamError::Protocol(String::from_utf8_lossy(&buf[..len]).trim_end().to_string()))
+                };
+            }
+            if connected.stream.read_buf(&mut buf).await.map_err(|_| UpstreamError::ConnectionLost)? == 0 {
+                return Err(UpstreamError::ConnectionLost);
+            }
+        }
+    };
+    tokio::time::timeout(upstream.request_timeout, probe).await.map_err(|_| UpstreamError::Timeout)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker(threshold: u32) -> Breaker {
+        let config =
+            BreakerConfig { failure_threshold: threshold, open_for: Duration::from_millis(20), ..Default::default() };
+        Breaker::new(config, "test".into())
+    }
+
+    #[test]
+    fn opens_after_threshold_failures() {
+        let b = breaker(3);
+        b.failure();
+        b.failure();
+        assert!(b.allows());
+        b.failure();
+        assert_eq!(b.state(), State::Open);
+        assert!(!b.allows());
+    }
+
+    #[test]
+    fn half_open_then_closed_after_successes_or_open_again_on_failure() {
+        let b = breaker(1);
+        b.failure();
+        assert!(!b.try_half_open(), "not before open_for");
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(b.try_half_open());
+        b.failure();
+        assert_eq!(b.state(), State::Open, "a failed probe reopens");
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(b.try_half_open());
+        b.probe_succeeded();
+        assert_eq!(b.state(), State::HalfOpen);
+        b.probe_succeeded();
+        assert_eq!(b.state(), State::Closed);
+    }
+
+    #[test]
+    fn old_failures_leave_the_window() {
+        let config = BreakerConfig { failure_threshold: 2, window: Duration::from_millis(20), ..Default::default() };
+        let b = Breaker::new(config, "test".into());
+        b.failure();
+        std::thread::sleep(Duration::from_millis(30));
+        b.failure();
+        assert!(b.allows());
+    }
+}
