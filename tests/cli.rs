@@ -67,6 +67,8 @@ fn check_config_names_file_key_and_expectation() {
         ("[upstream]\nrequest_timeout = \"soon\"\n", "upstream.request_timeout", "expected a duration"),
         ("[upstream]\nurl = \"http://h:1\"\n", "upstream.url", "expected a URL like redis://"),
         ("[upstream]\npool_size = 0\n", "upstream.pool_size", "expected a positive integer"),
+        ("[breaker]\nfailure_threshold = 0\n", "breaker.failure_threshold", "expected a positive count"),
+        ("[cache]\nadmission = \"third\"\n", "cache.admission", "expected \"first\" or \"second\""),
         ("[server]\nlisten = 5\n", "listen", "expected a string"),
         ("[sever]\n", "sever", "unknown field"),
     ];
