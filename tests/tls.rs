@@ -8,7 +8,7 @@
 //! Every test starts its own redis-server (TLS port only) and proxy.
 mod common;
 
-use common::{eventually, free_port, wait_for_port, Raw};
+use common::{eventually, free_port, Raw};
 use nearcache::cache::NearCache;
 use nearcache::config::{Config, Overrides};
 use nearcache::server;
@@ -32,8 +32,13 @@ struct TlsRedis {
 }
 
 impl TlsRedis {
+    /// On a free port; tests run in parallel, so a port found free can be
+    /// taken before redis binds it: then another is tried.
     fn start() -> TlsRedis {
-        let port = free_port();
+        (0..10).find_map(|_| TlsRedis::try_start(free_port())).expect("a TLS redis-server on a free port")
+    }
+
+    fn try_start(port: u16) -> Option<TlsRedis> {
         let dir = std::env::temp_dir().join(format!("nearcache-test-tls-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let (ca, cert, key) = make_certs(&dir);
@@ -52,9 +57,18 @@ impl TlsRedis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (scripts/test-deps.sh)");
-        let redis = TlsRedis { port, dir, ca, child };
-        wait_for_port(port, Duration::from_secs(10));
-        redis
+        let mut redis = TlsRedis { port, dir, ca, child };
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if matches!(redis.child.try_wait(), Ok(Some(_))) {
+                return None;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(redis);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     fn url(&self, host: &str) -> String {

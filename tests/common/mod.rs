@@ -28,19 +28,31 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
+    /// A redis-server on a free port. Tests run in parallel, so a port
+    /// found free can be taken before redis binds it: then another is tried.
     pub fn start() -> RedisServer {
-        RedisServer::start_on(free_port())
+        for _ in 0..10 {
+            if let Some(server) = RedisServer::try_start_on(free_port()) {
+                return server;
+            }
+        }
+        panic!("could not start a redis-server on a free port");
     }
 
     pub fn start_on(port: u16) -> RedisServer {
+        RedisServer::try_start_on(port).unwrap_or_else(|| panic!("redis-server did not start on {port}"))
+    }
+
+    fn try_start_on(port: u16) -> Option<RedisServer> {
         let dir = std::env::temp_dir().join(format!("nearcache-test-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut server = RedisServer { port, child: None, dir };
-        server.spawn();
-        server
+        server.spawn().then_some(server)
     }
 
-    fn spawn(&mut self) {
+    /// Starts the child; true once *it* (not another process that took the
+    /// port) answers on the port.
+    fn spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--enable-debug-command", "local"])
@@ -50,8 +62,21 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (scripts/test-deps.sh)");
+        let pid = child.id();
         self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(10));
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)))) {
+                self.child = None;
+                return false;
+            }
+            if server_pid(self.port) == Some(pid) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        false
     }
 
     /// SIGKILL, as a crash would.
@@ -65,7 +90,7 @@ impl RedisServer {
     /// Starts it again on the same port (empty: nothing is persisted).
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        assert!(self.spawn(), "redis-server did not restart on {}", self.port);
     }
 
     fn signal(&self, sig: &str) {
@@ -100,6 +125,24 @@ impl Drop for RedisServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The process id of the Redis answering on `port`, if one does.
+fn server_pid(port: u16) -> Option<u32> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"INFO server\r\n").ok()?;
+    let mut text = String::new();
+    let mut chunk = [0u8; 8192];
+    while !text.contains("process_id:") || !text[text.find("process_id:")?..].contains('\n') {
+        let n = s.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        text.push_str(&String::from_utf8_lossy(&chunk[..n]));
+    }
+    let rest = &text[text.find("process_id:")? + "process_id:".len()..];
+    rest.lines().next()?.trim().parse().ok()
 }
 
 pub fn wait_for_port(port: u16, limit: Duration) {
