@@ -8,15 +8,10 @@
 //! Every test starts its own redis-server (TLS port only) and proxy.
 mod common;
 
-use common::{eventually, free_port, Raw};
-use nearcache::cache::NearCache;
-use nearcache::config::{Config, Overrides};
-use nearcache::server;
+use common::{eventually, free_port, Proxy, Raw};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------- helpers
@@ -108,68 +103,10 @@ fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     paths
 }
 
-/// The proxy, in-process on its own runtime thread, in front of `url` with
-/// the `[upstream]` settings `upstream_toml`.
-struct Proxy {
-    addr: SocketAddr,
-    cache: Arc<NearCache>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Proxy {
-    fn start(url: &str, upstream_toml: &str) -> Proxy {
-        let path = std::env::temp_dir().join(format!("nearcache-test-tls-{}-{}.toml", std::process::id(), free_port()));
-        let toml = format!("[upstream]\nconnect_timeout = \"2s\"\n{upstream_toml}");
-        std::fs::write(&path, toml).expect("write config");
-        let overrides = Overrides {
-            listen: Some("127.0.0.1:0".into()),
-            upstream: Some(url.to_string()),
-            admin_listen: Some("127.0.0.1:0".into()),
-            ..Overrides::default()
-        };
-        let config = Config::load(Some(&path), &overrides).expect("valid test config");
-        let _ = std::fs::remove_file(&path);
-        assert!(config.upstream.tls.is_some(), "a rediss:// URL configures TLS");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
-            rt.block_on(async move {
-                let server = server::Server::bind(&config).await.expect("bind");
-                tx.send((server.local_addr().expect("addr"), server.cache())).expect("send addr");
-                server
-                    .run(async {
-                        let _ = stop_rx.await;
-                    })
-                    .await;
-            });
-        });
-        let (addr, cache) = rx.recv_timeout(Duration::from_secs(10)).expect("proxy started");
-        Proxy { addr, cache, stop: Some(stop_tx), thread: Some(thread) }
-    }
-
-    fn raw(&self) -> Raw {
-        Raw::connect(self.addr)
-    }
-
-    fn conn(&self) -> redis::Connection {
-        let client = redis::Client::open(format!("redis://{}", self.addr)).expect("client");
-        let con = client.get_connection().expect("connection through proxy");
-        con.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-        con
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// The proxy in front of `url`, with the `[upstream]` settings
+/// `upstream_toml`.
+fn start_proxy(url: &str, upstream_toml: &str) -> Proxy {
+    Proxy::start_url(url, &format!("[upstream]\nconnect_timeout = \"2s\"\n{upstream_toml}"))
 }
 
 fn bulk(s: &str) -> String {
@@ -190,7 +127,7 @@ fn command(args: &[&str]) -> Vec<u8> {
 #[test]
 fn verified_tls_serves_commands_pipelines_transactions_and_blocking() {
     let redis = TlsRedis::start();
-    let proxy = Proxy::start(&redis.url("127.0.0.1"), &redis.ca_setting());
+    let proxy = start_proxy(&redis.url("127.0.0.1"), &redis.ca_setting());
 
     let mut con = proxy.conn();
     redis::cmd("SET").arg("tls:k").arg("v1").exec(&mut con).expect("SET");
@@ -255,7 +192,7 @@ fn unknown_ca_or_wrong_name_fails_with_an_error_reply() {
     let redis = TlsRedis::start();
 
     // The built-in roots do not know the test CA.
-    let proxy = Proxy::start(&redis.url("127.0.0.1"), "");
+    let proxy = start_proxy(&redis.url("127.0.0.1"), "");
     let mut raw = proxy.raw();
     let start = Instant::now();
     let reply = raw.call(&["GET", "tls:k"]);
@@ -267,7 +204,7 @@ fn unknown_ca_or_wrong_name_fails_with_an_error_reply() {
     drop(proxy);
 
     // The right CA, but the certificate does not name `localhost`.
-    let proxy = Proxy::start(&redis.url("localhost"), &redis.ca_setting());
+    let proxy = start_proxy(&redis.url("localhost"), &redis.ca_setting());
     let reply = proxy.raw().call(&["GET", "tls:k"]);
     assert!(reply.starts_with("-ERR upstream TLS handshake failed") && reply.contains("not valid for name"), "{reply}");
 }
@@ -276,7 +213,7 @@ fn unknown_ca_or_wrong_name_fails_with_an_error_reply() {
 fn insecure_skip_verify_works_without_the_ca() {
     let redis = TlsRedis::start();
     // Neither the CA nor the name (`localhost`) would pass verification.
-    let proxy = Proxy::start(&redis.url("localhost"), "tls_insecure_skip_verify = true\n");
+    let proxy = start_proxy(&redis.url("localhost"), "tls_insecure_skip_verify = true\n");
     let mut raw = proxy.raw();
     assert_eq!(raw.call(&["SET", "tls:k", "v"]), "+OK\r\n");
     assert_eq!(raw.call(&["GET", "tls:k"]), bulk("v"));
@@ -288,8 +225,8 @@ fn insecure_skip_verify_works_without_the_ca() {
 #[test]
 fn resp3_and_the_near_cache_over_tls() {
     let redis = TlsRedis::start();
-    let proxy = Proxy::start(&redis.url("127.0.0.1"), &redis.ca_setting());
-    let other = Proxy::start(&redis.url("127.0.0.1"), &redis.ca_setting());
+    let proxy = start_proxy(&redis.url("127.0.0.1"), &redis.ca_setting());
+    let other = start_proxy(&redis.url("127.0.0.1"), &redis.ca_setting());
 
     let mut raw = proxy.raw();
     let hello = raw.call(&["HELLO", "3"]);
@@ -303,7 +240,8 @@ fn resp3_and_the_near_cache_over_tls() {
 
     // The invalidation connection (RESP3, TLS) comes up, and a write made
     // through another proxy reaches this one's cache.
-    assert!(eventually(Duration::from_secs(5), || proxy.cache.is_active()), "near-cache never became active");
+    let active = || proxy.admin_get("/cache/stats").1.contains("\"active\":true");
+    assert!(eventually(Duration::from_secs(5), active), "near-cache never became active");
     assert_eq!(raw.call(&["SET", "tls:c", "old"]), "+OK\r\n");
     assert_eq!(raw.call(&["GET", "tls:c"]), bulk("old"));
     assert_eq!(raw.call(&["GET", "tls:c"]), bulk("old"));

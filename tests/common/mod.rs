@@ -170,11 +170,16 @@ impl Proxy {
     /// A proxy in front of `upstream_port`; `toml` is extra configuration
     /// (listen addresses and the upstream URL are set by the harness).
     pub fn start_with(upstream_port: u16, toml: &str) -> Proxy {
+        Proxy::start_url(&format!("redis://127.0.0.1:{upstream_port}"), toml)
+    }
+
+    /// A proxy in front of the upstream `url` (`redis://` or `rediss://`).
+    pub fn start_url(url: &str, toml: &str) -> Proxy {
         let path = std::env::temp_dir().join(format!("nearcache-test-{}-{}.toml", std::process::id(), free_port()));
         std::fs::write(&path, toml).expect("write config");
         let overrides = Overrides {
             listen: Some("127.0.0.1:0".into()),
-            upstream: Some(format!("redis://127.0.0.1:{upstream_port}")),
+            upstream: Some(url.to_string()),
             admin_listen: Some("127.0.0.1:0".into()),
             ..Overrides::default()
         };
