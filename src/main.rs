@@ -17,7 +17,7 @@ struct Cli {
     /// Address to accept Redis clients on (overrides server.listen).
     #[arg(long, env = "NEARCACHE_LISTEN")]
     listen: Option<String>,
-    /// Upstream Redis URL, redis://[user[:password]@]host[:port][/db] (overrides upstream.url).
+    /// Upstream Redis URL, redis:// or rediss:// (TLS): [user[:password]@]host[:port][/db] (overrides upstream.url).
     #[arg(long, env = "NEARCACHE_UPSTREAM")]
     upstream: Option<String>,
     /// Address of the admin HTTP listener (overrides admin.listen).
