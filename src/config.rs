@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub max_clients: usize,
     /// TCP keepalive idle time on client sockets (dead peers are noticed).
     pub tcp_keepalive: Duration,
+    /// Clients silent for longer are closed; `None`: never.
+    pub client_idle_timeout: Option<Duration>,
     pub shutdown_timeout: Duration,
     /// Tokio worker threads; 0 means one per CPU core.
     pub worker_threads: usize,
@@ -157,6 +159,7 @@ struct RawServer {
     max_pipeline: u64,
     max_clients: u64,
     tcp_keepalive: String,
+    client_idle_timeout: String,
     shutdown_timeout: String,
     worker_threads: u64,
 }
@@ -170,6 +173,7 @@ impl Default for RawServer {
             max_pipeline: 4096,
             max_clients: 10_000,
             tcp_keepalive: "300s".into(),
+            client_idle_timeout: "0s".into(),
             shutdown_timeout: "5s".into(),
             worker_threads: 0,
         }
@@ -268,6 +272,10 @@ impl Validator<'_> {
                 max_pipeline: self.size("server.max_pipeline", raw.server.max_pipeline)?,
                 max_clients: self.size("server.max_clients", raw.server.max_clients)?,
                 tcp_keepalive: self.duration("server.tcp_keepalive", &raw.server.tcp_keepalive)?,
+                client_idle_timeout: match raw.server.client_idle_timeout.as_str() {
+                    "0" | "0s" | "off" => None,
+                    t => Some(self.duration("server.client_idle_timeout", t)?),
+                },
                 shutdown_timeout: self.duration("server.shutdown_timeout", &raw.server.shutdown_timeout)?,
                 worker_threads: match o.worker_threads {
                     Some(n) => n,

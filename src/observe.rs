@@ -19,6 +19,7 @@ const COMMANDS_TOTAL: &str = "nearcache_commands_total";
 const COMMAND_DURATION: &str = "nearcache_command_duration_seconds";
 const CLIENT_CONNECTIONS: &str = "nearcache_client_connections";
 const CLIENTS_REFUSED: &str = "nearcache_clients_refused_total";
+const CLIENTS_IDLE_CLOSED: &str = "nearcache_clients_idle_closed_total";
 const UPSTREAM_ERRORS: &str = "nearcache_upstream_errors_total";
 const UPSTREAM_CONNECTIONS: &str = "nearcache_upstream_connections";
 const DEDICATED_CONNECTIONS: &str = "nearcache_dedicated_connections";
@@ -60,6 +61,7 @@ fn describe() {
     );
     metrics::describe_gauge!(CLIENT_CONNECTIONS, "Connected clients");
     metrics::describe_counter!(CLIENTS_REFUSED, "Connections refused because max_clients was reached");
+    metrics::describe_counter!(CLIENTS_IDLE_CLOSED, "Clients closed after client_idle_timeout without input");
     metrics::describe_counter!(UPSTREAM_ERRORS, "Upstream failures, by kind");
     metrics::describe_gauge!(UPSTREAM_CONNECTIONS, "Open shared-pool connections to the upstream");
     metrics::describe_gauge!(
@@ -163,6 +165,10 @@ pub fn render(handle: &PrometheusHandle) -> String {
     let _ = writeln!(out, "{COMMAND_DURATION}_sum {sum}");
     let _ = writeln!(out, "{COMMAND_DURATION}_count {cumulative}");
     out
+}
+
+pub fn client_idle_closed() {
+    metrics::counter!(CLIENTS_IDLE_CLOSED).increment(1);
 }
 
 pub fn client_refused() {

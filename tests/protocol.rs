@@ -791,3 +791,26 @@ fn connections_past_max_clients_are_refused_with_an_error() {
     let (_, body) = proxy.admin_get("/metrics");
     assert!(metric(&body, "nearcache_clients_refused_total").is_some_and(|n| n >= 1.0), "{body}");
 }
+
+#[test]
+fn idle_clients_are_closed_but_busy_and_subscribed_ones_stay() {
+    let redis = RedisServer::start();
+    let proxy = start_with(&redis, "[server]\nclient_idle_timeout = \"300ms\"\n");
+    let mut idle = proxy.raw();
+    assert_eq!(idle.call(&["PING"]), "+PONG\r\n");
+    let mut busy = proxy.raw();
+    let mut subscriber = proxy.raw();
+    subscriber.cmd(&["SUBSCRIBE", "news"]);
+    assert!(text(subscriber.read_frame()).contains("subscribe"));
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(busy.call(&["PING"]), "+PONG\r\n", "a busy client was closed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(idle.is_closed(), "an idle client was kept past the timeout");
+    let mut publisher = proxy.raw();
+    assert_eq!(publisher.call(&["PUBLISH", "news", "still here"]), ":1\r\n");
+    assert!(text(subscriber.read_frame()).contains("still here"), "a subscribed client was closed");
+    let (_, body) = proxy.admin_get("/metrics");
+    assert!(metric(&body, "nearcache_clients_idle_closed_total").is_some_and(|n| n >= 1.0), "{body}");
+}

@@ -4,6 +4,7 @@
 //! [`route`] decides where each request goes, [`local`] builds the replies
 //! the proxy gives itself.
 
+mod activity;
 mod batch;
 mod local;
 mod route;
@@ -15,6 +16,7 @@ use crate::observe;
 use crate::protocol::{request::Limits, Proto};
 use crate::upstream::breaker::Breaker;
 use crate::upstream::pool::{Pool, UpstreamInfo};
+use activity::Activity;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -59,9 +61,12 @@ impl Pools {
 
 /// Write halves of the connected clients' sockets, so shutdown can end
 /// every session's input at once without each session polling a signal.
+/// A connected client as the registry sees it.
+type Registered = (Arc<OwnedWriteHalf>, Arc<Activity>);
+
 #[derive(Default)]
 struct Clients {
-    sockets: Mutex<HashMap<u64, Arc<OwnedWriteHalf>>>,
+    sockets: Mutex<HashMap<u64, Registered>>,
     closing: AtomicBool,
     /// Sessions accepted and not yet ended (for `max_clients`).
     live: AtomicUsize,
@@ -69,13 +74,27 @@ struct Clients {
 
 impl Clients {
     /// False once shutdown has begun: the client is not served.
-    fn register(&self, id: u64, socket: Arc<OwnedWriteHalf>) -> bool {
+    fn register(&self, id: u64, socket: Arc<OwnedWriteHalf>, activity: Arc<Activity>) -> bool {
         let mut sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
         if self.closing.load(Ordering::Acquire) {
             return false;
         }
-        sockets.insert(id, socket);
+        sockets.insert(id, (socket, activity));
         true
+    }
+
+    /// Closes clients idle for longer than `limit` (those holding upstream
+    /// state, e.g. subscribed or blocked, are exempt, as in Redis).
+    fn close_idle(&self, limit: Duration) {
+        let sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
+        for (id, (socket, activity)) in sockets.iter() {
+            if activity.idle_for() > limit && !activity.is_exempt() {
+                observe::client_idle_closed();
+                tracing::info!(client = id, idle = ?activity.idle_for(), "closing idle client");
+                let stream: &TcpStream = (**socket).as_ref();
+                let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
+            }
+        }
     }
 
     fn deregister(&self, id: u64) {
@@ -87,7 +106,7 @@ impl Clients {
     fn end_input(&self) {
         let sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
         self.closing.store(true, Ordering::Release);
-        for socket in sockets.values() {
+        for (socket, _) in sockets.values() {
             let stream: &TcpStream = (**socket).as_ref();
             let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Read);
         }
@@ -111,6 +130,7 @@ pub struct Server {
     shutdown_timeout: Duration,
     max_clients: usize,
     tcp_keepalive: Duration,
+    idle_timeout: Option<Duration>,
 }
 
 impl Server {
@@ -143,6 +163,7 @@ impl Server {
             shutdown_timeout: config.server.shutdown_timeout,
             max_clients: config.server.max_clients,
             tcp_keepalive: config.server.tcp_keepalive,
+            idle_timeout: config.server.client_idle_timeout,
         })
     }
 
@@ -159,6 +180,17 @@ impl Server {
     /// sessions finish what they owe (at most the shutdown timeout) and
     /// returns.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
+        if let Some(limit) = self.idle_timeout {
+            let clients = self.clients.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval((limit / 2).min(Duration::from_secs(1)));
+                loop {
+                    tick.tick().await;
+                    activity::tick();
+                    clients.close_idle(limit);
+                }
+            });
+        }
         let mut sessions = JoinSet::new();
         let next_id = AtomicU64::new(1);
         tokio::pin!(stop);
@@ -218,12 +250,13 @@ async fn serve(shared: Arc<Shared>, clients: Arc<Clients>, stream: TcpStream, pe
     let writer = Arc::new(writer);
     // Counted out however the session ends, a panic included.
     let _live = Live(clients.clone());
-    if !clients.register(id, writer.clone()) {
+    let activity = Arc::new(Activity::default());
+    if !clients.register(id, writer.clone(), activity.clone()) {
         return;
     }
     observe::client_connections(1.0);
     tracing::debug!(client = id, %peer, "client connected");
-    let result = session::Session::new(shared, reader, writer, id).run().await;
+    let result = session::Session::new(shared, reader, writer, id, activity).run().await;
     clients.deregister(id);
     tracing::debug!(client = id, %peer, result = ?result.err(), "client disconnected");
     observe::client_connections(-1.0);

@@ -8,6 +8,7 @@
 //! connection's unsolicited frames (pub/sub messages, MONITOR lines) are read
 //! only when nothing earlier is still owed.
 
+use super::activity::Activity;
 use super::batch::{Batch, Source};
 use super::route::{route, ClientState, Decision, ReplyMode, SideEffect};
 use super::Shared;
@@ -80,13 +81,21 @@ pub struct Session {
     /// Complete requests were left in the read buffer because too many
     /// replies were owed.
     stalled: bool,
+    /// Last input, and whether idling is allowed (for the idle timeout).
+    activity: Arc<Activity>,
 }
 
 impl Session {
     /// A session over the two halves of a client socket. Shutdown ends it
     /// by shutting down the socket's read side (see `Clients`): the session
     /// then sees end-of-input, finishes what it owes and closes.
-    pub fn new(shared: Arc<Shared>, reader: OwnedReadHalf, writer: Arc<OwnedWriteHalf>, id: u64) -> Session {
+    pub fn new(
+        shared: Arc<Shared>,
+        reader: OwnedReadHalf,
+        writer: Arc<OwnedWriteHalf>,
+        id: u64,
+        activity: Arc<Activity>,
+    ) -> Session {
         let default_db = shared.upstream.url.db;
         Session {
             shared,
@@ -108,6 +117,7 @@ impl Session {
             pinned_entries: 0,
             closing: false,
             stalled: false,
+            activity,
         }
     }
 
@@ -124,6 +134,7 @@ impl Session {
                 self.handle_input().await;
                 continue;
             }
+            self.activity.set_exempt(self.pinned.is_some() || !self.pending.is_empty());
             let can_read = !self.closing && self.in_flight < self.shared.max_pipeline;
             let waiting = !self.pending.is_empty() || (self.pinned.is_some() && self.st.expects_pushes());
             tokio::select! {
@@ -161,6 +172,7 @@ impl Session {
         // bytes are dropped afterwards (no copy, no allocation).
         let input = std::mem::take(&mut self.rbuf);
         let now = Instant::now();
+        self.activity.touch();
         let mut consumed = 0;
         let mut fatal = None;
         while !self.closing && self.in_flight < self.shared.max_pipeline {
@@ -478,6 +490,7 @@ impl Session {
         if !self.wbuf.is_empty() {
             write_all(&self.writer, &self.wbuf).await?;
             self.wbuf.clear();
+            self.activity.touch();
         }
         Ok(())
     }
