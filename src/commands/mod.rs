@@ -3,9 +3,10 @@
 //!
 //! For each command it records arity, behaviour flags, where its keys are and
 //! how the proxy must handle it (forward on the shared pool, answer locally,
-//! or pin a dedicated upstream connection). Routing, metrics labels — and
-//! later caching, tenancy and failover — all read this table; no other module
-//! keeps a list of command names.
+//! or pin a dedicated upstream connection), whether the near-cache may keep
+//! its reply and whether the failover store serves it. Routing, metrics
+//! labels, caching and failover — and later tenancy — all read this table;
+//! no other module keeps a list of command names.
 
 mod keys;
 mod table;
@@ -42,6 +43,9 @@ impl Flags {
     /// A read whose reply depends only on its one key's value and its
     /// arguments: the near-cache may keep it (MGET is kept per key).
     pub const CACHEABLE: Flags = Flags(1 << 9);
+    /// The local fallback store serves it while the upstream is down
+    /// (`fallback::Store`); other commands are refused in failover mode.
+    pub const FALLBACK: Flags = Flags(1 << 10);
 
     /// Both sets combined.
     pub const fn with(self, other: Flags) -> Flags {

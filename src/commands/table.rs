@@ -133,7 +133,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "append",
         arity: 3,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -919,7 +919,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "decr",
         arity: 2,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -927,7 +927,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "decrby",
         arity: 3,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -935,7 +935,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "del",
         arity: -2,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -959,7 +959,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "echo",
         arity: 2,
-        flags: Flags::NONE,
+        flags: Flags::NONE.with(Flags::FALLBACK),
         keys: Keys::None,
         handler: Handler::Forward,
         subcommands: &[],
@@ -1009,7 +1009,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "exists",
         arity: -2,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1017,7 +1017,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "expire",
         arity: -3,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1025,7 +1025,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "expireat",
         arity: -3,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1243,7 +1243,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "get",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1259,7 +1259,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "getdel",
         arity: 2,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1283,7 +1283,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "getset",
         arity: 3,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1291,7 +1291,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "hdel",
         arity: -3,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1307,7 +1307,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "hexists",
         arity: 3,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1315,7 +1315,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "hget",
         arity: 3,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1323,7 +1323,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "hgetall",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1331,7 +1331,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "hincrby",
         arity: 4,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1347,7 +1347,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "hkeys",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1355,7 +1355,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "hlen",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1363,7 +1363,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "hmget",
         arity: -3,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1371,7 +1371,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "hmset",
         arity: -4,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1395,7 +1395,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "hset",
         arity: -4,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1419,7 +1419,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "hvals",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1427,7 +1427,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "incr",
         arity: 2,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1435,7 +1435,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "incrby",
         arity: 3,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1443,7 +1443,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "incrbyfloat",
         arity: 3,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1564,7 +1564,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "llen",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1596,7 +1596,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "lpop",
         arity: -2,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1612,7 +1612,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "lpush",
         arity: -3,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1628,7 +1628,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "lrange",
         arity: 4,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1717,7 +1717,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "mget",
         arity: -2,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1798,7 +1798,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "mset",
         arity: -3,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: -1, step: 2 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1871,7 +1871,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "persist",
         arity: 2,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1879,7 +1879,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "pexpire",
         arity: -3,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1887,7 +1887,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "pexpireat",
         arity: -3,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1943,7 +1943,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "ping",
         arity: -1,
-        flags: Flags::NONE,
+        flags: Flags::NONE.with(Flags::FALLBACK),
         keys: Keys::None,
         handler: Handler::Forward,
         subcommands: &[],
@@ -1951,7 +1951,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "psetex",
         arity: 4,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -1975,7 +1975,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "pttl",
         arity: 2,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2152,7 +2152,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "rpop",
         arity: -2,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2168,7 +2168,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "rpush",
         arity: -3,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2184,7 +2184,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "sadd",
         arity: -3,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2208,7 +2208,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "scard",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2297,7 +2297,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "set",
         arity: -3,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2313,7 +2313,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "setex",
         arity: 4,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2321,7 +2321,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "setnx",
         arity: 3,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2369,7 +2369,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "sismember",
         arity: 3,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2426,7 +2426,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "smembers",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2491,7 +2491,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "srem",
         arity: -3,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2516,7 +2516,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "strlen",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2597,7 +2597,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "ttl",
         arity: 2,
-        flags: Flags::READ,
+        flags: Flags::READ.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2605,7 +2605,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "type",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2613,7 +2613,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "unlink",
         arity: -2,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2864,7 +2864,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "zadd",
         arity: -4,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2872,7 +2872,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "zcard",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2904,7 +2904,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "zincrby",
         arity: 4,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -2984,7 +2984,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "zrange",
         arity: -4,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -3025,7 +3025,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "zrem",
         arity: -3,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
@@ -3098,7 +3098,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "zscore",
         arity: 3,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],
