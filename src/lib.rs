@@ -9,6 +9,7 @@ pub mod admin;
 pub mod cache;
 pub mod commands;
 pub mod config;
+pub mod fallback;
 pub mod glob;
 pub mod io;
 pub mod observe;
