@@ -5,11 +5,12 @@
 //! values; every error names the file, the key and what was expected.
 
 use crate::cache::{Admission, CacheConfig, Policy};
+use crate::fallback::{FailoverConfig, Fsync, OnRecover};
 use crate::upstream::breaker::BreakerConfig;
 use crate::upstream::{Tls, TlsError, UpstreamUrl};
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A configuration problem, reported before anything starts.
@@ -32,6 +33,7 @@ pub struct Config {
     pub log: LogConfig,
     pub cache: CacheConfig,
     pub breaker: BreakerConfig,
+    pub failover: FailoverConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +104,37 @@ struct RawConfig {
     log: RawLog,
     cache: RawCache,
     breaker: RawBreaker,
+    failover: RawFailover,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawFailover {
+    enabled: bool,
+    serve_stale: bool,
+    max_stale: String,
+    max_bytes: u64,
+    journal_max_bytes: u64,
+    journal_path: Option<String>,
+    fsync: String,
+    dead_letter_path: Option<String>,
+    on_recover: String,
+}
+
+impl Default for RawFailover {
+    fn default() -> Self {
+        RawFailover {
+            enabled: true,
+            serve_stale: true,
+            max_stale: "1h".into(),
+            max_bytes: 64 * 1024 * 1024,
+            journal_max_bytes: 64 * 1024 * 1024,
+            journal_path: None,
+            fsync: "everysec".into(),
+            dead_letter_path: None,
+            on_recover: "replay".into(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -263,6 +296,7 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn validate(&self, raw: RawConfig, o: &Overrides) -> Result<Config, ConfigError> {
+        let failover = raw.failover;
         let pick = |flag: &Option<String>, file: String| flag.clone().unwrap_or(file);
         Ok(Config {
             server: ServerConfig {
@@ -296,7 +330,15 @@ impl Validator<'_> {
                 window: self.duration("breaker.window", &raw.breaker.window)?,
                 open_for: self.duration("breaker.open_for", &raw.breaker.open_for)?,
                 success_threshold: self.count("breaker.success_threshold", raw.breaker.success_threshold)?,
+                failover: failover.enabled,
             },
+            failover: self.failover(failover)?,
+        })
+        .map(|mut config: Config| {
+            if config.failover.enabled && config.failover.serve_stale {
+                config.cache.stale_for = Some(config.failover.max_stale);
+            }
+            config
         })
     }
 
@@ -355,10 +397,43 @@ impl Validator<'_> {
             max_bytes: self.size("cache.max_bytes", raw.max_bytes)? as u64,
             default_ttl,
             policies,
+            stale_for: None,
             admission: match raw.admission.as_str() {
                 "first" => Admission::First,
                 "second" => Admission::Second,
                 other => return Err(self.invalid("cache.admission", "\"first\" or \"second\"", other)),
+            },
+        })
+    }
+
+    fn failover(&self, raw: RawFailover) -> Result<FailoverConfig, ConfigError> {
+        let path = |p: Option<String>| p.filter(|p| !p.is_empty()).map(PathBuf::from);
+        let journal_path = path(raw.journal_path);
+        let dead_letter_path = path(raw.dead_letter_path).or_else(|| {
+            journal_path.as_ref().map(|j| {
+                let mut name = j.clone().into_os_string();
+                name.push(".dead");
+                PathBuf::from(name)
+            })
+        });
+        Ok(FailoverConfig {
+            enabled: raw.enabled,
+            serve_stale: raw.serve_stale,
+            max_stale: self.duration("failover.max_stale", &raw.max_stale)?,
+            max_bytes: self.size("failover.max_bytes", raw.max_bytes)? as u64,
+            journal_max_bytes: self.size("failover.journal_max_bytes", raw.journal_max_bytes)? as u64,
+            journal_path,
+            fsync: match raw.fsync.as_str() {
+                "always" => Fsync::Always,
+                "everysec" => Fsync::EverySec,
+                "no" => Fsync::No,
+                other => return Err(self.invalid("failover.fsync", "\"always\", \"everysec\" or \"no\"", other)),
+            },
+            dead_letter_path,
+            on_recover: match raw.on_recover.as_str() {
+                "replay" => OnRecover::Replay,
+                "discard" => OnRecover::Discard,
+                other => return Err(self.invalid("failover.on_recover", "\"replay\" or \"discard\"", other)),
             },
         })
     }

@@ -108,17 +108,17 @@ async fn run(config: Config) -> Result<(), String> {
     let admin = admin::bind(config.admin.listen)
         .await
         .map_err(|e| format!("cannot listen on {} (admin.listen): {e}", config.admin.listen))?;
-    let server = server::Server::bind(&config)
-        .await
-        .map_err(|e| format!("cannot listen on {} (server.listen): {e}", config.server.listen))?;
+    let server = server::Server::bind(&config).await.map_err(|e| e.to_string())?;
     tracing::info!(
         listen = %config.server.listen,
         upstream = %config.upstream.url,
         admin = %config.admin.listen,
+        failover = config.failover.enabled,
         version = env!("CARGO_PKG_VERSION"),
         "nearcache started"
     );
-    tokio::spawn(admin::serve(admin, std::sync::Arc::new(admin::Admin { metrics, cache: server.cache() })));
+    let state = admin::Admin { metrics, cache: server.cache(), failover: server.failover() };
+    tokio::spawn(admin::serve(admin, std::sync::Arc::new(state)));
     server.run(shutdown_signal()).await;
     tracing::info!("nearcache stopped");
     Ok(())

@@ -34,6 +34,11 @@ const CACHE_BYTES: &str = "nearcache_cache_bytes";
 const CACHE_ENTRIES: &str = "nearcache_cache_entries";
 const TRACKING_CONNECTED: &str = "nearcache_tracking_connected";
 const TRACKING_LOSSES: &str = "nearcache_tracking_losses_total";
+const FAILOVER_ACTIVE: &str = "nearcache_failover_active";
+const FAILOVER_COMMANDS: &str = "nearcache_failover_commands_total";
+const JOURNAL_ENTRIES: &str = "nearcache_journal_entries";
+const JOURNAL_REPLAYED: &str = "nearcache_journal_replayed_total";
+const DEAD_LETTERS: &str = "nearcache_journal_dead_letters";
 
 /// Installs the global Prometheus recorder (once per process) and returns
 /// the handle that renders `/metrics`.
@@ -82,6 +87,17 @@ fn describe() {
         "1 while invalidations from Redis are flowing (the cache serves only then)"
     );
     metrics::describe_counter!(TRACKING_LOSSES, "Times the invalidation connection was lost (the cache was cleared)");
+    metrics::describe_gauge!(FAILOVER_ACTIVE, "1 while requests are served from local memory (upstream unavailable)");
+    metrics::describe_counter!(
+        FAILOVER_COMMANDS,
+        "Commands handled in failover mode, by result: served (from local memory) or refused"
+    );
+    metrics::describe_gauge!(JOURNAL_ENTRIES, "Writes accepted in failover mode and not yet replayed upstream");
+    metrics::describe_counter!(
+        JOURNAL_REPLAYED,
+        "Journal entries handled on recovery, by result: ok, failed (kept as dead letters) or discarded"
+    );
+    metrics::describe_gauge!(DEAD_LETTERS, "Journal entries that failed to replay and are kept as dead letters");
 }
 
 struct Handles {
@@ -231,4 +247,24 @@ pub fn breaker_state(upstream: &str, state: u8) {
 
 pub fn breaker_transition(to: &'static str) {
     metrics::counter!(BREAKER_TRANSITIONS, "to" => to).increment(1);
+}
+
+pub fn failover_active(active: bool) {
+    metrics::gauge!(FAILOVER_ACTIVE).set(if active { 1.0 } else { 0.0 });
+}
+
+pub fn failover_command(result: &'static str) {
+    metrics::counter!(FAILOVER_COMMANDS, "result" => result).increment(1);
+}
+
+pub fn journal_entries(n: usize) {
+    metrics::gauge!(JOURNAL_ENTRIES).set(n as f64);
+}
+
+pub fn journal_replayed(result: &'static str, n: usize) {
+    metrics::counter!(JOURNAL_REPLAYED, "result" => result).increment(n as u64);
+}
+
+pub fn dead_letters(n: usize) {
+    metrics::gauge!(DEAD_LETTERS).set(n as f64);
 }

@@ -1,5 +1,6 @@
 //! The circuit breaker against a real redis-server that the tests kill,
-//! restart, pause (SIGSTOP) and resume.
+//! restart, pause (SIGSTOP) and resume — with failover off, so requests
+//! fail fast while it is open (tests/failover.rs covers failover on).
 mod common;
 
 use common::{eventually, metric, wait_ready, Proxy, RedisServer};
@@ -7,7 +8,8 @@ use std::time::{Duration, Instant};
 
 const FAST: &str =
     "[upstream]\nrequest_timeout = \"300ms\"\nconnect_timeout = \"300ms\"\nreconnect_max_backoff = \"200ms\"\n\
-                    [breaker]\nfailure_threshold = 3\nwindow = \"10s\"\nopen_for = \"300ms\"\nsuccess_threshold = 2\n";
+                    [breaker]\nfailure_threshold = 3\nwindow = \"10s\"\nopen_for = \"300ms\"\nsuccess_threshold = 2\n\
+                    [failover]\nenabled = false\n";
 
 fn breaker_state(proxy: &Proxy, redis: &RedisServer) -> Option<f64> {
     let series = format!("nearcache_breaker_state{{upstream=\"redis://127.0.0.1:{}/0\"}}", redis.port);
@@ -39,6 +41,9 @@ fn opens_when_the_upstream_dies_and_closes_when_it_returns() {
     assert!(started.elapsed() < Duration::from_millis(100), "fail-fast took {:?}", started.elapsed());
     let reply = raw.call(&["MULTI"]);
     assert!(reply.starts_with("-ERR upstream unavailable: circuit open"), "{reply:?}");
+    let (status, body) = proxy.admin_get("/ready");
+    assert_eq!(status, 503, "failover off and the upstream down: not ready ({body})");
+    assert!(body.contains("\"upstream\":\"down\",\"mode\":\"normal\""), "{body}");
 
     redis.restart();
     let recovered = eventually(Duration::from_secs(10), || raw.call(&["SET", "k", "back"]) == "+OK\r\n");

@@ -15,7 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-const FAST_FAIL: &str = "[upstream]\nrequest_timeout = \"500ms\"\nconnect_timeout = \"300ms\"\n";
+/// Quick upstream timeouts, and failover off: these tests are about the
+/// errors clients get (tests/failover.rs covers failover).
+const FAST_FAIL: &str =
+    "[upstream]\nrequest_timeout = \"500ms\"\nconnect_timeout = \"300ms\"\n[failover]\nenabled = false\n";
 
 /// Time for invalidations caused by setup writes to reach the proxy before
 /// a test starts counting, so a late one cannot void the fill the test
@@ -275,7 +278,9 @@ fn entries_never_outlive_the_upstream_ttl() {
 
 #[test]
 fn upstream_restart_never_serves_pre_restart_values() {
-    let (mut redis, proxy) = setup();
+    // Failover off: failover would serve the cached values while Redis is
+    // down (tests/failover.rs).
+    let (mut redis, proxy) = setup_with("[failover]\nenabled = false\n");
     let keys: Vec<String> = (0..10).map(|i| format!("r:{i}")).collect();
     {
         let mut direct = redis.direct();

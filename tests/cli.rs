@@ -100,8 +100,14 @@ fn starts_without_upstream_then_picks_it_up() {
     wait_for_port(listen, Duration::from_secs(10));
     let client = redis::Client::open(format!("redis://127.0.0.1:{listen}")).expect("client");
     let mut con = client.get_connection().expect("proxy accepts clients with no upstream");
-    let err = redis::cmd("GET").arg("k").query::<Option<String>>(&mut con).expect_err("no upstream yet");
-    assert!(err.to_string().contains("upstream"), "{err}");
+    // No upstream: failover serves from local memory and journals writes.
+    let start = Instant::now();
+    while redis::cmd("SET").arg("k").arg("written-before-redis").query::<()>(&mut con).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(5), "failover never accepted a write");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let v: String = redis::cmd("GET").arg("k").query(&mut con).expect("served locally");
+    assert_eq!(v, "written-before-redis");
 
     // The upstream appears (with the password the URL carries).
     let dir = std::env::temp_dir().join(format!("nearcache-cli-redis-{upstream}"));
@@ -114,16 +120,23 @@ fn starts_without_upstream_then_picks_it_up() {
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server");
+    wait_for_port(upstream, Duration::from_secs(10));
+    let direct = redis::Client::open(format!("redis://user:s3cret@127.0.0.1:{upstream}")).expect("direct client");
+    let mut direct = direct.get_connection().expect("direct connection");
     let start = Instant::now();
-    loop {
-        if let Ok(()) = redis::cmd("SET").arg("k").arg("v").query::<()>(&mut con) {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "upstream never picked up");
-        std::thread::sleep(Duration::from_millis(100));
+    // The journal is replayed into it.
+    while redis::cmd("GET").arg("k").query::<Option<String>>(&mut direct).expect("direct get").is_none() {
+        assert!(start.elapsed() < Duration::from_secs(10), "the write never reached the upstream");
+        std::thread::sleep(Duration::from_millis(50));
     }
-    let v: String = redis::cmd("GET").arg("k").query(&mut con).expect("get");
-    assert_eq!(v, "v");
+    let v: String = redis::cmd("GET").arg("k").query(&mut direct).expect("direct get");
+    assert_eq!(v, "written-before-redis");
+    redis::cmd("SET").arg("k").arg("v").query::<()>(&mut direct).expect("direct set");
+    let start = Instant::now();
+    while redis::cmd("GET").arg("k").query::<String>(&mut con).ok().as_deref() != Some("v") {
+        assert!(start.elapsed() < Duration::from_secs(10), "upstream never picked up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     sigterm(&child);
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
@@ -136,6 +149,8 @@ fn starts_without_upstream_then_picks_it_up() {
     assert!(logs.contains(&format!("redis://user:***@127.0.0.1:{upstream}")), "upstream not logged: {logs}");
     assert!(!logs.contains("s3cret"), "password leaked into logs: {logs}");
     assert!(logs.contains("upstream unreachable"), "{logs}");
+    assert!(logs.contains("failover mode: serving from local memory"), "{logs}");
+    assert!(logs.contains("journal replayed upstream"), "{logs}");
 }
 
 #[test]

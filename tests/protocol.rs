@@ -8,7 +8,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-const FAST_FAIL: &str = "[upstream]\nrequest_timeout = \"500ms\"\nconnect_timeout = \"300ms\"\n";
+/// Quick upstream timeouts, and failover off: these tests are about the
+/// errors clients get (tests/failover.rs covers failover).
+const FAST_FAIL: &str =
+    "[upstream]\nrequest_timeout = \"500ms\"\nconnect_timeout = \"300ms\"\n[failover]\nenabled = false\n";
 
 fn setup() -> (RedisServer, Proxy) {
     let redis = RedisServer::start();

@@ -1,5 +1,6 @@
-//! The admin HTTP listener: `/metrics` (Prometheus text), `/health`,
-//! `/cache/stats` and `POST /cache/invalidate?pattern=…`.
+//! The admin HTTP listener: `/metrics` (Prometheus text), `/health`
+//! (alive), `/ready` (upstream and failover state), `/cache/stats` and
+//! `POST /cache/invalidate?pattern=…`.
 //!
 //! A deliberately tiny HTTP/1.1 responder — one request per connection,
 //! bounded header size and time, no request bodies — because these
@@ -7,6 +8,7 @@
 //! by operators' scripts, nothing more.
 
 use crate::cache::NearCache;
+use crate::fallback::Failover;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub struct Admin {
     pub metrics: PrometheusHandle,
     pub cache: Arc<NearCache>,
+    pub failover: Arc<Failover>,
 }
 
 /// Serves admin requests forever.
@@ -94,6 +97,7 @@ fn respond(method: &str, path: &str, query: &str, admin: &Admin) -> Response {
             body: crate::observe::render(&admin.metrics),
         },
         ("GET", "/health") => text("200 OK", "ok\n"),
+        ("GET", "/ready") => ready(&admin.failover),
         ("GET", "/cache/stats") => json("200 OK", cache_stats(&admin.cache)),
         ("POST", "/cache/invalidate") => match query_param(query, "pattern") {
             Some(pattern) => {
@@ -103,11 +107,26 @@ fn respond(method: &str, path: &str, query: &str, admin: &Admin) -> Response {
             }
             None => json("400 Bad Request", "{\"error\":\"pattern query parameter required\"}\n".into()),
         },
-        (_, "/metrics" | "/health" | "/cache/stats" | "/cache/invalidate") => {
+        (_, "/metrics" | "/health" | "/ready" | "/cache/stats" | "/cache/invalidate") => {
             text("405 Method Not Allowed", "method not allowed\n")
         }
         _ => text("404 Not Found", "not found\n"),
     }
+}
+
+/// 200 while requests are answered, from upstream or from failover; 503
+/// only when the upstream is down and failover is off.
+fn ready(failover: &Failover) -> Response {
+    let s = failover.status();
+    let body = format!(
+        "{{\"upstream\":\"{}\",\"mode\":\"{}\",\"journal_entries\":{},\"dead_letters\":{}}}\n",
+        if s.upstream_up { "up" } else { "down" },
+        if s.failover { "failover" } else { "normal" },
+        s.journal_entries,
+        s.dead_letters
+    );
+    let status = if s.upstream_up || s.enabled { "200 OK" } else { "503 Service Unavailable" };
+    Response { status, content_type: "application/json", body }
 }
 
 fn cache_stats(cache: &NearCache) -> String {

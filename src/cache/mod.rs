@@ -46,8 +46,14 @@ use tokio::sync::oneshot;
 struct KeyEntry {
     /// (shape, reply) pairs.
     shapes: Vec<(Bytes, Bytes)>,
-    /// The earliest of the policy TTL and the key's TTL upstream.
+    /// Until when hits are served: the earliest of the policy TTL and the
+    /// key's TTL upstream.
+    fresh_until: Instant,
+    /// When the entry goes: `fresh_until`, or later (up to the key's TTL
+    /// upstream) when failover may serve stale entries.
     expires_at: Instant,
+    /// When the key expires upstream, if it has a TTL there.
+    upstream_expiry: Option<Instant>,
 }
 
 impl KeyEntry {
@@ -106,6 +112,9 @@ pub struct NearCache {
     next_flight: AtomicU64,
     /// True only while invalidations are being received.
     active: AtomicBool,
+    /// Tracking is back but failover still serves the entries kept from
+    /// before: they are dropped, and the cache activated, when it ends.
+    restored: AtomicBool,
     /// Set with `admission = "second"`.
     doorkeeper: Option<Doorkeeper>,
     hits: AtomicU64,
@@ -115,8 +124,8 @@ pub struct NearCache {
 /// Scratch space a session reuses across requests.
 #[derive(Default)]
 pub struct Scratch {
-    shape: Vec<u8>,
-    keys: Vec<usize>,
+    pub(crate) shape: Vec<u8>,
+    pub(crate) keys: Vec<usize>,
 }
 
 /// Numbers for `/cache/stats`.
@@ -148,6 +157,7 @@ impl NearCache {
             flights: Mutex::new(HashMap::new()),
             next_flight: AtomicU64::new(1),
             active: AtomicBool::new(false),
+            restored: AtomicBool::new(false),
             doorkeeper,
             config,
             hits: AtomicU64::new(0),
@@ -164,14 +174,52 @@ impl NearCache {
         self.active.load(Ordering::Acquire)
     }
 
-    /// Invalidations are flowing (`true`) or the channel was lost
-    /// (`false`); either way everything cached so far is dropped, since
-    /// writes may have gone unnoticed.
-    pub fn set_active(&self, active: bool) {
+    /// The invalidation channel was lost: writes may now go unnoticed, so
+    /// hits stop. Entries are dropped, unless `keep_for_failover`: then
+    /// failover may still serve them (see [`NearCache::stale`]).
+    pub fn tracking_lost(&self, keep_for_failover: bool) {
         let mut flights = self.lock();
-        self.clear_locked(&mut flights);
-        self.active.store(active, Ordering::Release);
-        observe::tracking_connected(active);
+        if !keep_for_failover {
+            self.clear_locked(&mut flights);
+        }
+        self.active.store(false, Ordering::Release);
+        self.restored.store(false, Ordering::Release);
+        observe::tracking_connected(false);
+    }
+
+    /// Invalidations flow again. What is cached may have changed upstream
+    /// meanwhile, so it is dropped before hits resume — unless failover is
+    /// still serving it (`in_failover`), then that waits for
+    /// [`NearCache::failover_ended`].
+    pub fn tracking_restored(&self, in_failover: impl Fn() -> bool) {
+        let mut flights = self.lock();
+        self.restored.store(true, Ordering::Release);
+        if !in_failover() {
+            self.activate_locked(&mut flights);
+        }
+        observe::tracking_connected(true);
+    }
+
+    /// Failover is over: activates the cache if tracking is back.
+    pub fn failover_ended(&self) {
+        let mut flights = self.lock();
+        if self.restored.load(Ordering::Acquire) && !self.is_active() {
+            self.activate_locked(&mut flights);
+        }
+    }
+
+    fn activate_locked(&self, flights: &mut HashMap<Bytes, Vec<Flight>>) {
+        self.clear_locked(flights);
+        self.active.store(true, Ordering::Release);
+    }
+
+    /// What failover may serve for (key, shape): an entry still alive, past
+    /// its policy TTL only when `serve_stale` kept it.
+    /// Also tells when the key expires upstream, if it has a TTL there.
+    pub fn stale(&self, key: &[u8], shape: &[u8]) -> Option<(Bytes, Option<Instant>)> {
+        let entry = self.store.get(key)?;
+        let reply = entry.shapes.iter().find(|(s, _)| s == shape).map(|(_, reply)| reply.clone())?;
+        Some((reply, entry.upstream_expiry))
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Bytes, Vec<Flight>>> {
@@ -197,8 +245,8 @@ impl NearCache {
 
     /// Looks `shape` of an admitted `key` up; on a miss opens (or joins) a
     /// flight whose reply will be kept for `ttl`.
-    pub fn read(self: &Arc<Self>, key: &[u8], shape: &[u8], ttl: Duration) -> Read {
-        if let Some(reply) = self.cached(key, shape) {
+    pub fn read(self: &Arc<Self>, key: &[u8], shape: &[u8], ttl: Duration, now: Instant) -> Read {
+        if let Some(reply) = self.cached(key, shape, now) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             observe::cache_hit();
             return Read::Hit(reply);
@@ -218,8 +266,8 @@ impl NearCache {
         Read::Miss(FillTicket { cache: self.clone(), key: Bytes::copy_from_slice(key), shape, id, ttl, done: false })
     }
 
-    fn cached(&self, key: &[u8], shape: &[u8]) -> Option<Bytes> {
-        let entry = self.store.get(key)?;
+    fn cached(&self, key: &[u8], shape: &[u8], now: Instant) -> Option<Bytes> {
+        let entry = self.store.get(key).filter(|e| e.fresh_until > now)?;
         entry.shapes.iter().find(|(s, _)| s == shape).map(|(_, reply)| reply.clone())
     }
 
@@ -296,7 +344,7 @@ impl NearCache {
 
     /// Ends flight `id` of `key`: its waiters get `result`; the reply is
     /// cached for `ttl` when the flight is still valid.
-    fn land(&self, key: &Bytes, shape: &Bytes, id: u64, result: JobResult, ttl: Option<Duration>) {
+    fn land(&self, key: &Bytes, shape: &Bytes, id: u64, result: JobResult, ttl: Option<Lifetime>) {
         let mut flights = self.lock();
         let Some(key_flights) = flights.get_mut(key) else {
             return;
@@ -316,20 +364,33 @@ impl NearCache {
         }
     }
 
-    fn insert(&self, key: &Bytes, shape: &Bytes, reply: Bytes, ttl: Duration) {
+    fn insert(&self, key: &Bytes, shape: &Bytes, reply: Bytes, ttl: Lifetime) {
         // The reply is a slice of an upstream read buffer: copy it, or the
         // entry would pin that whole buffer (memory the byte bound does not
         // see, and a fresh buffer for every read upstream).
         let reply = Bytes::copy_from_slice(&reply);
-        let mut expires_at = Instant::now() + ttl;
+        let now = Instant::now();
+        let (mut fresh_until, mut expires_at) = (now + ttl.fresh, now + ttl.life);
+        let upstream_expiry = ttl.upstream.map(|d| now + d);
         let mut shapes = vec![(shape.clone(), reply)];
         if let Some(old) = self.store.get(key) {
+            fresh_until = fresh_until.min(old.fresh_until);
             expires_at = expires_at.min(old.expires_at);
             shapes.extend(old.shapes.iter().filter(|(s, _)| s != shape).cloned());
         }
-        self.store.insert(key.clone(), Arc::new(KeyEntry { shapes, expires_at }));
+        let entry = KeyEntry { shapes, fresh_until, expires_at, upstream_expiry };
+        self.store.insert(key.clone(), Arc::new(entry));
         observe::cache_size(self.store.entry_count(), self.store.weighted_size());
     }
+}
+
+/// How long a filled entry is served (`fresh`) and kept (`life`).
+#[derive(Clone, Copy)]
+struct Lifetime {
+    fresh: Duration,
+    life: Duration,
+    /// The key's TTL upstream.
+    upstream: Option<Duration>,
 }
 
 /// The right (and duty) to complete one flight. Dropped without
@@ -354,12 +415,15 @@ impl FillTicket {
     /// life.
     pub fn complete(mut self, reply: Bytes, pttl_ms: Option<i64>) {
         self.done = true;
-        let ttl = match pttl_ms {
-            Some(ms) if ms >= 0 => Some(self.ttl.min(Duration::from_millis(ms as u64))),
-            Some(_) => Some(self.ttl),
+        let upstream = match pttl_ms {
+            Some(ms) if ms >= 0 => Some(Duration::from_millis(ms as u64)),
+            Some(_) => None,
             // The PTTL reply was missing or unexpected: pass on, don't cache.
-            None => None,
+            None => return self.cache.land(&self.key, &self.shape, self.id, Ok(reply), None),
         };
+        let cap = |d: Duration| upstream.map_or(d, |u| d.min(u));
+        let stale = self.cache.config.stale_for.unwrap_or_default();
+        let ttl = Some(Lifetime { fresh: cap(self.ttl), life: cap(self.ttl.saturating_add(stale)), upstream });
         self.cache.land(&self.key, &self.shape, self.id, Ok(reply), ttl);
     }
 
@@ -385,14 +449,14 @@ mod tests {
 
     fn cache() -> Arc<NearCache> {
         let c = NearCache::new(CacheConfig::default());
-        c.set_active(true);
+        c.tracking_restored(|| false);
         c
     }
 
     const TTL: Duration = Duration::from_secs(60);
 
     fn miss(c: &Arc<NearCache>, key: &str) -> FillTicket {
-        match c.read(key.as_bytes(), b"get", TTL) {
+        match c.read(key.as_bytes(), b"get", TTL, Instant::now()) {
             Read::Miss(t) => t,
             _ => panic!("expected a miss"),
         }
@@ -402,8 +466,8 @@ mod tests {
     fn fill_then_hit() {
         let c = cache();
         miss(&c, "k").complete(Bytes::from_static(b"$1\r\nv\r\n"), Some(-1));
-        assert!(matches!(c.read(b"k", b"get", TTL), Read::Hit(r) if &r[..] == b"$1\r\nv\r\n"));
-        assert!(matches!(c.read(b"k", b"strlen", TTL), Read::Miss(_)));
+        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Hit(r) if &r[..] == b"$1\r\nv\r\n"));
+        assert!(matches!(c.read(b"k", b"strlen", TTL, Instant::now()), Read::Miss(_)));
     }
 
     #[test]
@@ -412,14 +476,14 @@ mod tests {
         let ticket = miss(&c, "k");
         c.invalidate(b"k");
         ticket.complete(Bytes::from_static(b"$3\r\nold\r\n"), Some(-1));
-        assert!(matches!(c.read(b"k", b"get", TTL), Read::Miss(_)));
+        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
     }
 
     #[test]
     fn concurrent_misses_share_one_read() {
         let c = cache();
         let ticket = miss(&c, "k");
-        let Read::Join(mut rx) = c.read(b"k", b"get", TTL) else { panic!("expected to join") };
+        let Read::Join(mut rx) = c.read(b"k", b"get", TTL, Instant::now()) else { panic!("expected to join") };
         ticket.complete(Bytes::from_static(b"$1\r\nv\r\n"), Some(-1));
         assert_eq!(rx.try_recv().unwrap().unwrap(), Bytes::from_static(b"$1\r\nv\r\n"));
     }
@@ -428,35 +492,35 @@ mod tests {
     fn dropped_ticket_releases_joiners() {
         let c = cache();
         let ticket = miss(&c, "k");
-        let Read::Join(mut rx) = c.read(b"k", b"get", TTL) else { panic!("expected to join") };
+        let Read::Join(mut rx) = c.read(b"k", b"get", TTL, Instant::now()) else { panic!("expected to join") };
         drop(ticket);
         assert!(rx.try_recv().unwrap().is_err());
-        assert!(matches!(c.read(b"k", b"get", TTL), Read::Miss(_)));
+        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
     }
 
     #[test]
     fn upstream_ttl_caps_the_entry() {
         let c = cache();
         miss(&c, "k").complete(Bytes::from_static(b"+x\r\n"), Some(30));
-        assert!(matches!(c.read(b"k", b"get", TTL), Read::Hit(_)));
+        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Hit(_)));
         std::thread::sleep(Duration::from_millis(60));
-        assert!(matches!(c.read(b"k", b"get", TTL), Read::Miss(_)));
+        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
     }
 
     #[test]
     fn inactive_cache_bypasses_and_activation_clears() {
         let c = cache();
         miss(&c, "k").complete(Bytes::from_static(b"+x\r\n"), Some(-1));
-        c.set_active(false);
+        c.tracking_lost(false);
         assert_eq!(c.admit(b"k"), None);
-        c.set_active(true);
-        assert!(matches!(c.read(b"k", b"get", TTL), Read::Miss(_)));
+        c.tracking_restored(|| false);
+        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
     }
 
     #[test]
     fn second_sight_admission() {
         let c = NearCache::new(CacheConfig { admission: Admission::Second, ..CacheConfig::default() });
-        c.set_active(true);
+        c.tracking_restored(|| false);
         assert_eq!(c.admit(b"k"), None);
         assert_eq!(c.admit(b"k"), Some(Duration::from_secs(60)));
     }
@@ -468,7 +532,7 @@ mod tests {
             miss(&c, k).complete(Bytes::from_static(b"+x\r\n"), Some(-1));
         }
         assert_eq!(c.invalidate_matching(b"secrets:*"), 2);
-        assert!(matches!(c.read(b"flow:1", b"get", TTL), Read::Hit(_)));
-        assert!(matches!(c.read(b"secrets:1:a", b"get", TTL), Read::Miss(_)));
+        assert!(matches!(c.read(b"flow:1", b"get", TTL, Instant::now()), Read::Hit(_)));
+        assert!(matches!(c.read(b"secrets:1:a", b"get", TTL, Instant::now()), Read::Miss(_)));
     }
 }

@@ -34,6 +34,10 @@ pub struct CacheConfig {
     /// First match wins.
     pub policies: Vec<Policy>,
     pub admission: Admission,
+    /// With failover's `serve_stale`: how long past its policy TTL an entry
+    /// is kept (never past the key's TTL upstream) so failover can still
+    /// serve it; `None`: entries go at their policy TTL.
+    pub stale_for: Option<Duration>,
 }
 
 impl Default for CacheConfig {
@@ -44,6 +48,7 @@ impl Default for CacheConfig {
             default_ttl: Some(Duration::from_secs(60)),
             policies: Vec::new(),
             admission: Admission::First,
+            stale_for: None,
         }
     }
 }

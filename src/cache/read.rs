@@ -11,6 +11,7 @@ use crate::upstream::pool::JobResult;
 use crate::upstream::UpstreamError;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// What to do for one cacheable request.
@@ -84,12 +85,13 @@ pub fn plan(
     request: &[u8],
     proto: Proto,
     scratch: &mut Scratch,
+    now: Instant,
 ) -> CacheRead {
     if !cmd.flags.contains(Flags::CACHEABLE) || !cache.is_active() {
         return CacheRead::Bypass;
     }
     if cmd.name == "mget" {
-        return mget(cache, args, proto, scratch);
+        return mget(cache, args, proto, scratch, now);
     }
     if key_indices(cmd, args, &mut scratch.keys).is_err() || scratch.keys.len() != 1 {
         return CacheRead::Bypass;
@@ -99,7 +101,7 @@ pub fn plan(
         return CacheRead::Bypass;
     };
     shape::of(&mut scratch.shape, proto, args, key_index);
-    match cache.read(key, &scratch.shape, ttl) {
+    match cache.read(key, &scratch.shape, ttl, now) {
         Read::Hit(reply) => CacheRead::Ready(reply),
         Read::Join(rx) => CacheRead::Wait(rx),
         Read::Miss(ticket) => {
@@ -115,12 +117,12 @@ fn pttl(out: &mut BytesMut, key: &[u8]) {
     encode::command(out, [&b"PTTL"[..], key].into_iter());
 }
 
-fn mget(cache: &Arc<NearCache>, args: &Args, proto: Proto, scratch: &mut Scratch) -> CacheRead {
+fn mget(cache: &Arc<NearCache>, args: &Args, proto: Proto, scratch: &mut Scratch, now: Instant) -> CacheRead {
     shape::get(&mut scratch.shape, proto);
     let mut parts = Vec::with_capacity(args.len() - 1);
     let mut fetch: Vec<(&[u8], Option<FillTicket>)> = Vec::new();
     for key in args.iter().skip(1) {
-        match cache.admit(key).map(|ttl| cache.read(key, &scratch.shape, ttl)) {
+        match cache.admit(key).map(|ttl| cache.read(key, &scratch.shape, ttl, now)) {
             Some(Read::Hit(reply)) => parts.push(Some(reply)),
             Some(Read::Miss(ticket)) => {
                 parts.push(None);
@@ -270,12 +272,12 @@ mod tests {
     fn run(cache: &Arc<NearCache>, parts: &[&str]) -> CacheRead {
         let (buf, ranges) = crate::protocol::laid_out(parts);
         let (_, cmd) = lookup(parts[0].as_bytes()).unwrap();
-        plan(cache, cmd, &Args::new(&buf, &ranges), b"<request>", Proto::Resp2, &mut Scratch::default())
+        plan(cache, cmd, &Args::new(&buf, &ranges), b"<request>", Proto::Resp2, &mut Scratch::default(), Instant::now())
     }
 
     fn active() -> Arc<NearCache> {
         let c = NearCache::new(CacheConfig::default());
-        c.set_active(true);
+        c.tracking_restored(|| false);
         c
     }
 
@@ -320,7 +322,7 @@ mod tests {
         let c = active();
         assert!(matches!(run(&c, &["SET", "k", "v"]), CacheRead::Bypass));
         assert!(matches!(run(&c, &["EXISTS", "a", "b"]), CacheRead::Bypass));
-        c.set_active(false);
+        c.tracking_lost(false);
         assert!(matches!(run(&c, &["GET", "k"]), CacheRead::Bypass));
     }
 }

@@ -23,10 +23,18 @@ pub fn of(out: &mut Vec<u8>, proto: Proto, args: &Args, key_index: usize) {
 
 /// The shape of `GET key`, which MGET is cached as, one key at a time.
 pub fn get(out: &mut Vec<u8>, proto: Proto) {
+    of_parts(out, proto, &[b"get"]);
+}
+
+/// The shape of a read given as its lower-case name and its arguments
+/// other than the key (`["lrange", "0", "-1"]`).
+pub fn of_parts(out: &mut Vec<u8>, proto: Proto, parts: &[&[u8]]) {
     out.clear();
     out.push(proto.number() as u8);
-    out.extend_from_slice(&3u32.to_le_bytes());
-    out.extend_from_slice(b"get");
+    for part in parts {
+        out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        out.extend_from_slice(part);
+    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,10 @@
 //!
 //! The cache serves only while this connection is healthy: when it is lost
 //! (disconnect, upstream restart, no PONG within the request timeout) the
-//! cache is cleared and bypassed until tracking is re-established, since
-//! writes made meanwhile would go unnoticed.
+//! cache is bypassed until tracking is re-established, since writes made
+//! meanwhile would go unnoticed, and cleared before it serves again. With
+//! failover on, the entries are kept meanwhile for failover to serve, and a
+//! lost connection opens the circuit like a lost pool connection does.
 
 use super::NearCache;
 use crate::config::UpstreamConfig;
@@ -14,6 +16,7 @@ use crate::observe;
 use crate::protocol::frame::{invalidation, Invalidation};
 use crate::protocol::{encode, Proto};
 use crate::upstream::pinned::Pinned;
+use crate::upstream::pool::UpstreamInfo;
 use crate::upstream::UpstreamError;
 use bytes::BytesMut;
 use std::sync::Arc;
@@ -24,7 +27,9 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Keeps the invalidation channel up for the life of the process.
-pub async fn run(cache: Arc<NearCache>, upstream: Arc<UpstreamConfig>) {
+/// With `failover`, entries outlive a loss of the channel (see the module
+/// documentation).
+pub async fn run(cache: Arc<NearCache>, upstream: Arc<UpstreamConfig>, info: Arc<UpstreamInfo>, failover: bool) {
     if !cache.config().enabled {
         return;
     }
@@ -33,14 +38,19 @@ pub async fn run(cache: Arc<NearCache>, upstream: Arc<UpstreamConfig>) {
     loop {
         match subscribe(&cache, &upstream).await {
             Ok(mut conn) => {
-                cache.set_active(true);
-                tracing::info!(upstream = %upstream.url, "near-cache active: receiving invalidations");
+                cache.tracking_restored(|| !info.breaker.allows());
+                tracing::info!(upstream = %upstream.url, "near-cache receiving invalidations");
                 backoff = MIN_BACKOFF;
                 failures = 0;
                 let err = listen(&mut conn, &cache, upstream.request_timeout).await;
-                cache.set_active(false);
+                // Circuit first: reads then go to failover, never upstream
+                // with the cache off.
+                if err == UpstreamError::ConnectionLost {
+                    info.breaker.lost();
+                }
+                cache.tracking_lost(failover);
                 observe::tracking_lost();
-                tracing::warn!(error = %err, "invalidation connection lost: near-cache cleared and bypassed until it is back");
+                tracing::warn!(error = %err, kept_for_failover = failover, "invalidation connection lost: near-cache bypassed until it is back");
             }
             Err(e) => {
                 failures += 1;

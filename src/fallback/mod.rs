@@ -1,4 +1,259 @@
-//! Failover to local memory while the upstream is unreachable: the local
-//! store ([`store`]) that answers the commands the table marks FALLBACK.
+//! Failover to local memory while the upstream is unavailable (the circuit
+//! breaker is not closed): reads are answered from the near-cache, then the
+//! local [`store`]; writes are applied to the store and appended to the
+//! [`journal`]; on recovery the journal is replayed upstream ([`replay`]),
+//! in order, before the breaker closes and traffic goes upstream again.
+//!
+//! Which commands failover serves is the command table's FALLBACK flag;
+//! anything else gets `-TRYAGAIN`. One lock covers the store and the
+//! journal, and the breaker closes under it, so a write is either journaled
+//! before the last replay round or sent upstream after it — never stranded.
 
+pub mod journal;
+mod replay;
+mod seed;
 pub mod store;
+
+use crate::cache::{shape, NearCache, Scratch};
+use crate::commands::{key_indices, Command, Flags};
+use crate::observe;
+use crate::protocol::{encode, Args, Proto};
+use crate::upstream::pool::UpstreamInfo;
+use bytes::Bytes;
+use journal::{Journal, JournalError};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use store::Store;
+
+pub use replay::recover;
+
+/// When the journal file is synced to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// After every write (slow, nothing acknowledged is lost on a crash).
+    Always,
+    /// Once a second (a crash loses at most a second of writes).
+    EverySec,
+    /// Left to the OS.
+    No,
+}
+
+/// What recovery does with the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRecover {
+    /// Replay it upstream, in order.
+    Replay,
+    /// Drop it (counted and logged): the upstream's data wins.
+    Discard,
+}
+
+/// `[failover]` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailoverConfig {
+    pub enabled: bool,
+    /// Serve near-cache entries past their policy TTL (never past the key's
+    /// TTL upstream), for at most `max_stale`.
+    pub serve_stale: bool,
+    pub max_stale: Duration,
+    /// Bound on the local store.
+    pub max_bytes: u64,
+    /// Bound on the journal; past it, failover writes are refused.
+    pub journal_max_bytes: u64,
+    pub journal_path: Option<PathBuf>,
+    pub fsync: Fsync,
+    pub dead_letter_path: Option<PathBuf>,
+    pub on_recover: OnRecover,
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        FailoverConfig {
+            enabled: true,
+            serve_stale: true,
+            max_stale: Duration::from_secs(3600),
+            max_bytes: 64 * 1024 * 1024,
+            journal_max_bytes: 64 * 1024 * 1024,
+            journal_path: None,
+            fsync: Fsync::EverySec,
+            dead_letter_path: None,
+            on_recover: OnRecover::Replay,
+        }
+    }
+}
+
+/// What `/ready` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    pub upstream_up: bool,
+    pub failover: bool,
+    pub enabled: bool,
+    pub journal_entries: usize,
+    pub dead_letters: usize,
+}
+
+pub struct Failover {
+    config: FailoverConfig,
+    info: Arc<UpstreamInfo>,
+    cache: Arc<NearCache>,
+    local: Mutex<Local>,
+}
+
+/// The store and the journal, under one lock.
+struct Local {
+    store: Store,
+    journal: Journal,
+}
+
+impl Failover {
+    /// Opens the journal. Entries a previous run left in its file are
+    /// applied to the store and keep the breaker open until they have been
+    /// replayed upstream.
+    pub fn new(
+        config: FailoverConfig,
+        info: Arc<UpstreamInfo>,
+        cache: Arc<NearCache>,
+    ) -> Result<Failover, JournalError> {
+        let (journal, loaded) = Journal::open(&config)?;
+        let mut store = Store::new(config.max_bytes);
+        if !loaded.is_empty() {
+            tracing::warn!(
+                entries = loaded.len(),
+                "journal holds writes of a previous run: serving from local memory until they are replayed upstream"
+            );
+            rebuild(&mut store, &loaded);
+            info.breaker.trip();
+        }
+        Ok(Failover { config, info, cache, local: Mutex::new(Local { store, journal }) })
+    }
+
+    pub fn config(&self) -> &FailoverConfig {
+        &self.config
+    }
+
+    /// True while requests are served from local memory.
+    pub fn active(&self) -> bool {
+        self.config.enabled && !self.info.breaker.allows()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Local> {
+        self.local.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn status(&self) -> Status {
+        let local = self.lock();
+        Status {
+            upstream_up: self.info.breaker.allows(),
+            failover: self.active(),
+            enabled: self.config.enabled,
+            journal_entries: local.journal.len(),
+            dead_letters: local.journal.dead_letters(),
+        }
+    }
+
+    /// Answers one request (the complete RESP `request`, parsed as `args`)
+    /// from local memory. `None`: failover ended meanwhile, forward it.
+    pub fn serve(
+        &self,
+        cmd: Option<&Command>,
+        args: &Args,
+        request: &[u8],
+        proto: Proto,
+        scratch: &mut Scratch,
+    ) -> Option<Bytes> {
+        let Some(cmd) = cmd.filter(|c| c.flags.contains(Flags::FALLBACK)) else {
+            observe::failover_command("refused");
+            return Some(unavailable(args));
+        };
+        let now_ms = unix_ms();
+        let mut local = self.lock();
+        if !self.active() {
+            return None;
+        }
+        observe::failover_command("served");
+        if key_indices(cmd, args, &mut scratch.keys).is_err() {
+            scratch.keys.clear();
+        }
+        if !cmd.flags.contains(Flags::WRITE) {
+            if let Some(reply) = self.cached(&local, cmd, args, proto, now_ms, scratch) {
+                return Some(reply);
+            }
+        }
+        for key in scratch.keys.iter().filter_map(|&i| args.get(i)) {
+            seed::from_cache(&self.cache, &mut local.store, key, now_ms, &mut scratch.shape);
+        }
+        if !cmd.flags.contains(Flags::WRITE) {
+            return local.store.execute(cmd.name, args, proto, now_ms);
+        }
+        if !local.journal.has_room(request.len()) {
+            return Some(encode::error(
+                "TRYAGAIN upstream unavailable and the failover journal is full, write refused",
+            ));
+        }
+        for key in scratch.keys.iter().filter_map(|&i| args.get(i)) {
+            self.cache.invalidate(key);
+        }
+        let reply = local.store.execute(cmd.name, args, proto, now_ms)?;
+        if !reply.starts_with(b"-") {
+            // A file error is logged by the journal; the entry is in memory.
+            let _ = local.journal.append(Bytes::copy_from_slice(request));
+        }
+        Some(reply)
+    }
+
+    /// A single-key read the near-cache answers exactly, when the store
+    /// has not taken the key over.
+    fn cached(
+        &self,
+        local: &Local,
+        cmd: &Command,
+        args: &Args,
+        proto: Proto,
+        now_ms: i64,
+        scratch: &mut Scratch,
+    ) -> Option<Bytes> {
+        if !cmd.flags.contains(Flags::CACHEABLE) || cmd.name == "mget" || scratch.keys.len() != 1 {
+            return None;
+        }
+        let key_index = scratch.keys[0];
+        let key = args.get(key_index)?;
+        if local.store.contains(key, now_ms) {
+            return None;
+        }
+        shape::of(&mut scratch.shape, proto, args, key_index);
+        self.cache.stale(key, &scratch.shape).map(|(reply, _)| reply)
+    }
+
+    /// Syncs the journal file (the `everysec` policy's tick).
+    pub fn sync_journal(&self) {
+        // Errors are logged by the journal.
+        let _ = self.lock().journal.sync_due();
+    }
+}
+
+/// Applies journal entries loaded at start to the (empty) store.
+fn rebuild(store: &mut Store, entries: &[Bytes]) {
+    let (mut args, mut inline) = (Vec::new(), Vec::new());
+    let now_ms = unix_ms();
+    for entry in entries {
+        let parsed = crate::protocol::request::parse(entry, &Default::default(), &mut args, &mut inline);
+        if parsed.is_err() {
+            continue;
+        }
+        let args = Args::new(entry, &args);
+        if let Some((_, cmd)) = args.get(0).and_then(crate::commands::lookup) {
+            let _ = store.execute(cmd.name, &args, Proto::Resp2, now_ms);
+        }
+    }
+}
+
+/// `-TRYAGAIN` for a command failover does not serve.
+fn unavailable(args: &Args) -> Bytes {
+    let name = String::from_utf8_lossy(args.get(0).unwrap_or_default()).to_uppercase();
+    encode::error(&format!("TRYAGAIN upstream unavailable, {name} not available in failover mode"))
+}
+
+/// Unix time in milliseconds.
+pub fn unix_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

@@ -12,6 +12,7 @@ mod session;
 
 use crate::cache::NearCache;
 use crate::config::{Config, UpstreamConfig};
+use crate::fallback::Failover;
 use crate::observe;
 use crate::protocol::{request::Limits, Proto};
 use crate::upstream::breaker::Breaker;
@@ -30,6 +31,7 @@ use tokio::task::JoinSet;
 pub struct Shared {
     pub upstream: Arc<UpstreamConfig>,
     pub cache: Arc<NearCache>,
+    pub failover: Arc<Failover>,
     pub pools: Pools,
     pub info: Arc<UpstreamInfo>,
     pub limits: Limits,
@@ -122,6 +124,15 @@ impl Drop for Live {
     }
 }
 
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("failover journal: {0}")]
+    Journal(#[from] crate::fallback::journal::JournalError),
+}
+
 /// A bound, not yet running, proxy listener.
 pub struct Server {
     listener: TcpListener,
@@ -135,14 +146,20 @@ pub struct Server {
 
 impl Server {
     /// Binds the client listener and starts the upstream pool (which
-    /// connects in the background: no upstream is needed to start).
-    pub async fn bind(config: &Config) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(config.server.listen).await?;
+    /// connects in the background: no upstream is needed to start, failover
+    /// serves from local memory until one answers).
+    pub async fn bind(config: &Config) -> Result<Server, StartError> {
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|source| StartError::Listen { addr: config.server.listen, source })?;
         let upstream = Arc::new(config.upstream.clone());
         let breaker = Breaker::new(config.breaker.clone(), config.upstream.url.to_string());
         let info = Arc::new(UpstreamInfo::new(breaker));
+        let cache = NearCache::new(config.cache.clone());
+        let failover = Arc::new(Failover::new(config.failover.clone(), info.clone(), cache.clone())?);
         let shared = Arc::new(Shared {
-            cache: NearCache::new(config.cache.clone()),
+            cache,
+            failover,
             pools: Pools::start(upstream.clone(), info.clone()),
             upstream,
             info,
@@ -153,9 +170,24 @@ impl Server {
             },
             max_pipeline: config.server.max_pipeline,
         });
-        tokio::spawn(crate::cache::tracking::run(shared.cache.clone(), shared.upstream.clone()));
-        let (info, upstream) = (shared.info.clone(), shared.upstream.clone());
-        tokio::spawn(async move { info.breaker.run_prober(&upstream).await });
+        let failover_on = config.failover.enabled;
+        let (cache, info) = (shared.cache.clone(), shared.info.clone());
+        tokio::spawn(crate::cache::tracking::run(cache, shared.upstream.clone(), info, failover_on));
+        let recovery = shared.clone();
+        tokio::spawn(async move {
+            let (upstream, failover) = (&recovery.upstream, &recovery.failover);
+            recovery.info.breaker.run_prober(upstream, || crate::fallback::recover(failover, upstream)).await
+        });
+        if shared.failover.config().journal_path.is_some() {
+            let failover = shared.failover.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    failover.sync_journal();
+                }
+            });
+        }
         Ok(Server {
             listener,
             shared,
@@ -170,6 +202,11 @@ impl Server {
     /// The near-cache, for the admin endpoints.
     pub fn cache(&self) -> Arc<NearCache> {
         self.shared.cache.clone()
+    }
+
+    /// Failover state, for `/ready`.
+    pub fn failover(&self) -> Arc<Failover> {
+        self.shared.failover.clone()
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

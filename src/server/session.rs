@@ -10,7 +10,7 @@
 
 use super::activity::Activity;
 use super::batch::{Batch, Source};
-use super::route::{route, ClientState, Decision, ReplyMode, SideEffect};
+use super::route::{route, ClientState, Decision, ReplyMode, Routed, SideEffect};
 use super::Shared;
 use crate::cache::read::{CacheRead, Slot};
 use crate::cache::{self, Scratch};
@@ -199,7 +199,7 @@ impl Session {
             let args = Args::new(request, &self.args);
             let pinned = self.pinned.is_some();
             let (decision, silent, cached) =
-                plan(&mut self.st, &args, request, pinned, &self.shared, &mut self.scratch);
+                plan(&mut self.st, &args, request, pinned, &self.shared, &mut self.scratch, now);
             match (decision, cached) {
                 (_, CacheRead::Ready(reply)) => {
                     self.flush_batch(&input, now);
@@ -317,7 +317,7 @@ impl Session {
             let opened = if breaker.allows() {
                 Pinned::open(&self.shared.upstream, self.st.proto, "client").await.inspect_err(|e| {
                     observe::upstream_error(e);
-                    breaker.failure();
+                    breaker.connect_failed(e);
                 })
             } else {
                 Err(breaker.refusal())
@@ -522,10 +522,9 @@ fn is_push(frame: &[u8], event: PubSub) -> bool {
     frame.first() == Some(&b'>') && !matches!(event, PubSub::Confirmation { .. })
 }
 
-/// Routes one request; also tells whether its reply is suppressed by
-/// CLIENT REPLY.
 /// Routes one request, applies its effect on the near-cache, and tells
-/// whether its reply is suppressed by CLIENT REPLY.
+/// whether its reply is suppressed by CLIENT REPLY. In failover mode,
+/// requests that would go upstream are answered from local memory.
 fn plan(
     st: &mut ClientState,
     args: &Args,
@@ -533,6 +532,7 @@ fn plan(
     pinned: bool,
     shared: &Shared,
     scratch: &mut Scratch,
+    now: Instant,
 ) -> (Decision, bool, CacheRead) {
     let mode_before = st.reply;
     let routed = route(st, args, pinned, &shared.info);
@@ -541,15 +541,42 @@ fn plan(
     if silent && mode_before == ReplyMode::Skip {
         st.reply = ReplyMode::On;
     }
+    if !pinned && shared.failover.active() {
+        if let Some(decision) = failover(st, &routed, args, request, shared, scratch) {
+            return (decision, silent, CacheRead::Bypass);
+        }
+    }
     let Some(cmd) = routed.cmd.filter(|_| shared.cache.is_active()) else {
         return (routed.decision, silent, CacheRead::Bypass);
     };
     shared.cache.note_write(cmd, args, scratch);
     let cached = match routed.decision {
-        Decision::Pool if !silent => cache::read::plan(&shared.cache, cmd, args, request, st.proto, scratch),
+        Decision::Pool if !silent => cache::read::plan(&shared.cache, cmd, args, request, st.proto, scratch, now),
         _ => CacheRead::Bypass,
     };
     (routed.decision, silent, cached)
+}
+
+/// What failover makes of a request bound upstream: served from local
+/// memory, or refused if it needs a dedicated connection (upstream state
+/// the routing just recorded is forgotten). `None`: not bound upstream, or
+/// failover just ended.
+fn failover(
+    st: &mut ClientState,
+    routed: &Routed,
+    args: &Args,
+    request: &[u8],
+    shared: &Shared,
+    scratch: &mut Scratch,
+) -> Option<Decision> {
+    match routed.decision {
+        Decision::Pool => shared.failover.serve(routed.cmd, args, request, st.proto, scratch).map(Decision::Reply),
+        Decision::Pinned { .. } => {
+            st.clear_upstream_state();
+            shared.failover.serve(None, args, request, st.proto, scratch).map(Decision::Reply)
+        }
+        _ => None,
+    }
 }
 
 enum Event {

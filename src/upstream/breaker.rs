@@ -5,9 +5,14 @@
 //! connections; client requests still fail fast) → **closed** after
 //! `success_threshold` answered PINGs, or open again on a failure.
 //!
-//! Failures are what the pool and pinned connections see: refused or timed
-//! out connects, request timeouts, connections lost. Every transition is
-//! logged and exported.
+//! Failures are what the pool and pinned connections see: request timeouts
+//! and protocol errors count towards the threshold; a connection that cannot
+//! be established opens the circuit at once, and so does a lost one when
+//! failover is on (the upstream is presumed down: failover serves from local
+//! memory instead of failing requests one by one). Before closing, the
+//! prober runs the recovery step it is given (failover replays its journal
+//! there, and closes the circuit itself). Every transition is logged and
+//! exported.
 
 use super::{conn, UpstreamError};
 use crate::config::UpstreamConfig;
@@ -18,6 +23,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
 
 /// `[breaker]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +32,8 @@ pub struct BreakerConfig {
     pub window: Duration,
     pub open_for: Duration,
     pub success_threshold: u32,
+    /// Failover is on: a lost connection opens the circuit at once.
+    pub failover: bool,
 }
 
 impl Default for BreakerConfig {
@@ -35,6 +43,7 @@ impl Default for BreakerConfig {
             window: Duration::from_secs(10),
             open_for: Duration::from_secs(2),
             success_threshold: 2,
+            failover: false,
         }
     }
 }
@@ -71,6 +80,9 @@ pub struct Breaker {
     upstream: String,
     state: AtomicU8,
     inner: Mutex<Inner>,
+    /// Notified on entering half-open: reconnect loops retry at once, so
+    /// the pool is up by the time the circuit closes.
+    pub probing: Notify,
 }
 
 struct Inner {
@@ -79,6 +91,8 @@ struct Inner {
     opened_at: Instant,
     /// Answered probes (half-open state).
     successes: u32,
+    /// Why the last connection attempt failed, until one succeeds.
+    last_connect_error: Option<String>,
 }
 
 impl Breaker {
@@ -88,7 +102,13 @@ impl Breaker {
             config,
             upstream,
             state: AtomicU8::new(State::Closed as u8),
-            inner: Mutex::new(Inner { failures: VecDeque::new(), opened_at: Instant::now(), successes: 0 }),
+            inner: Mutex::new(Inner {
+                failures: VecDeque::new(),
+                opened_at: Instant::now(),
+                successes: 0,
+                last_connect_error: None,
+            }),
+            probing: Notify::new(),
         }
     }
 
@@ -102,8 +122,14 @@ impl Breaker {
     }
 
     /// The error requests get while the breaker is not closed.
+    /// Names the last connect failure, when there was one, so clients see
+    /// why (e.g. a TLS certificate problem).
     pub fn refusal(&self) -> UpstreamError {
-        UpstreamError::Unavailable("circuit open".into())
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        match &inner.last_connect_error {
+            Some(e) => UpstreamError::Unavailable(format!("circuit open ({e})")),
+            None => UpstreamError::Unavailable("circuit open".into()),
+        }
     }
 
     /// An upstream failure.
@@ -125,15 +151,46 @@ impl Breaker {
         }
     }
 
-    /// An answered probe (only half-open state counts them).
-    fn probe_succeeded(&self) {
+    /// Opens the circuit now: the upstream cannot be reached.
+    pub fn trip(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.state() != State::Open {
+            self.go(&mut inner, State::Open, Instant::now());
+        }
+    }
+
+    /// An upstream connection could not be established.
+    pub fn connect_failed(&self, e: &UpstreamError) {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).last_connect_error = Some(e.to_string());
+        self.trip();
+    }
+
+    /// An established upstream connection was lost.
+    pub fn lost(&self) {
+        if self.config.failover {
+            self.trip();
+        } else {
+            self.failure();
+        }
+    }
+
+    /// Half-open → closed: the recovery step is done.
+    pub fn close(&self) {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if self.state() == State::HalfOpen {
-            inner.successes += 1;
-            if inner.successes >= self.config.success_threshold {
-                self.go(&mut inner, State::Closed, Instant::now());
-            }
+            self.go(&mut inner, State::Closed, Instant::now());
         }
+    }
+
+    /// An answered probe (only half-open state counts them); true once
+    /// enough have answered to recover.
+    fn probe_succeeded(&self) -> bool {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.state() != State::HalfOpen {
+            return false;
+        }
+        inner.successes += 1;
+        inner.successes >= self.config.success_threshold
     }
 
     /// Open → half-open once `open_for` has passed.
@@ -150,16 +207,29 @@ impl Breaker {
         self.state.store(to as u8, Ordering::Release);
         inner.failures.clear();
         inner.successes = 0;
+        if to == State::Closed {
+            inner.last_connect_error = None;
+        }
         if to == State::Open {
             inner.opened_at = now;
         }
         observe::breaker_state(&self.upstream, to as u8);
         observe::breaker_transition(to.name());
+        if self.config.failover && (from == State::Closed || to == State::Closed) {
+            observe::failover_active(to != State::Closed);
+            match to {
+                State::Closed => tracing::info!(upstream = %self.upstream, "failover ended: serving from upstream"),
+                _ => tracing::warn!(upstream = %self.upstream, "failover mode: serving from local memory"),
+            }
+        }
         match to {
             State::Closed => {
                 tracing::info!(upstream = %self.upstream, from = from.name(), "circuit closed: upstream healthy")
             }
-            State::HalfOpen => tracing::info!(upstream = %self.upstream, "circuit half-open: probing upstream"),
+            State::HalfOpen => {
+                self.probing.notify_waiters();
+                tracing::info!(upstream = %self.upstream, "circuit half-open: probing upstream")
+            }
             State::Open => {
                 tracing::warn!(upstream = %self.upstream, from = from.name(), open_for = ?self.config.open_for, "circuit open: failing fast")
             }
@@ -167,8 +237,13 @@ impl Breaker {
     }
 
     /// Keeps probing while the circuit is not closed: after `open_for`,
-    /// PING on fresh connections until enough answer.
-    pub async fn run_prober(&self, upstream: &UpstreamConfig) {
+    /// PING on fresh connections until enough answer, then `recover`, which
+    /// must [`Breaker::close`] the circuit when it succeeds.
+    pub async fn run_prober<F, Fut>(&self, upstream: &UpstreamConfig, recover: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), UpstreamError>>,
+    {
         let tick = (self.config.open_for / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
         loop {
             tokio::time::sleep(tick).await;
@@ -176,7 +251,13 @@ impl Breaker {
                 continue;
             }
             match ping(upstream).await {
-                Ok(()) => self.probe_succeeded(),
+                Ok(()) if self.probe_succeeded() => {
+                    if let Err(e) = recover().await {
+                        tracing::warn!(error = %e, "recovery failed: circuit open again");
+                        self.failure();
+                    }
+                }
+                Ok(()) => {}
                 Err(e) => {
                     tracing::debug!(error = %e, "probe failed");
                     self.failure();
@@ -241,10 +322,26 @@ mod tests {
         assert_eq!(b.state(), State::Open, "a failed probe reopens");
         std::thread::sleep(Duration::from_millis(30));
         assert!(b.try_half_open());
-        b.probe_succeeded();
-        assert_eq!(b.state(), State::HalfOpen);
-        b.probe_succeeded();
+        assert!(!b.probe_succeeded());
+        assert!(b.probe_succeeded(), "enough probes answered");
+        assert_eq!(b.state(), State::HalfOpen, "closing is the recovery step's call");
+        b.close();
         assert_eq!(b.state(), State::Closed);
+    }
+
+    #[test]
+    fn unreachable_upstream_opens_at_once_and_a_loss_does_with_failover() {
+        let b = breaker(5);
+        b.connect_failed(&UpstreamError::ConnectTimeout);
+        assert_eq!(b.state(), State::Open);
+        assert_eq!(b.refusal().to_string(), "upstream unavailable: circuit open (upstream connect timeout)");
+        let b = breaker(5);
+        b.lost();
+        assert!(b.allows(), "without failover a loss is one failure");
+        let config = BreakerConfig { failover: true, ..Default::default() };
+        let b = Breaker::new(config, "test".into());
+        b.lost();
+        assert_eq!(b.state(), State::Open);
     }
 
     #[test]

@@ -237,12 +237,15 @@ impl Maintainer {
                     let err = self.serve(connected.stream, generation).await;
                     observe::upstream_connected(-1.0);
                     observe::upstream_error(&err);
-                    self.info.breaker.failure();
+                    match err {
+                        UpstreamError::ConnectionLost => self.info.breaker.lost(),
+                        _ => self.info.breaker.failure(),
+                    }
                     tracing::warn!(upstream = %self.cfg.url, slot = self.slot, error = %err, "upstream connection failed");
                 }
                 Err(err) => {
                     observe::upstream_error(&err);
-                    self.info.breaker.failure();
+                    self.info.breaker.connect_failed(&err);
                     failures += 1;
                     if failures == 1 {
                         tracing::warn!(upstream = %self.cfg.url, slot = self.slot, error = %err, "upstream unreachable, retrying in the background");
@@ -250,7 +253,10 @@ impl Maintainer {
                         tracing::debug!(upstream = %self.cfg.url, slot = self.slot, error = %err, failures, "upstream still unreachable");
                     }
                     self.conn.fail(err);
-                    tokio::time::sleep(backoff).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.info.breaker.probing.notified() => {}
+                    }
                     backoff = (backoff * 2).min(self.cfg.reconnect_max_backoff);
                 }
             }

@@ -25,14 +25,26 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: std::path::PathBuf,
+    /// Every write is in the append-only file before Redis answers, so a
+    /// restart after [`RedisServer::kill`] keeps everything acknowledged.
+    persistent: bool,
 }
 
 impl RedisServer {
     /// A redis-server on a free port. Tests run in parallel, so a port
     /// found free can be taken before redis binds it: then another is tried.
     pub fn start() -> RedisServer {
+        RedisServer::start_any(false)
+    }
+
+    /// A redis-server whose data survives a kill (`appendfsync always`).
+    pub fn start_persistent() -> RedisServer {
+        RedisServer::start_any(true)
+    }
+
+    fn start_any(persistent: bool) -> RedisServer {
         for _ in 0..10 {
-            if let Some(server) = RedisServer::try_start_on(free_port()) {
+            if let Some(server) = RedisServer::try_start_on(free_port(), persistent) {
                 return server;
             }
         }
@@ -40,13 +52,13 @@ impl RedisServer {
     }
 
     pub fn start_on(port: u16) -> RedisServer {
-        RedisServer::try_start_on(port).unwrap_or_else(|| panic!("redis-server did not start on {port}"))
+        RedisServer::try_start_on(port, false).unwrap_or_else(|| panic!("redis-server did not start on {port}"))
     }
 
-    fn try_start_on(port: u16) -> Option<RedisServer> {
+    fn try_start_on(port: u16, persistent: bool) -> Option<RedisServer> {
         let dir = std::env::temp_dir().join(format!("nearcache-test-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut server = RedisServer { port, child: None, dir };
+        let mut server = RedisServer { port, child: None, dir, persistent };
         server.spawn().then_some(server)
     }
 
@@ -54,7 +66,12 @@ impl RedisServer {
     /// port) answers on the port.
     fn spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(if self.persistent {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "everysec"]
+            })
             .args(["--enable-debug-command", "local"])
             .arg("--dir")
             .arg(&self.dir)
@@ -87,7 +104,7 @@ impl RedisServer {
         }
     }
 
-    /// Starts it again on the same port (empty: nothing is persisted).
+    /// Starts it again on the same port (empty unless persistent).
     pub fn restart(&mut self) {
         self.kill();
         assert!(self.spawn(), "redis-server did not restart on {}", self.port);
@@ -194,7 +211,8 @@ impl Proxy {
                 let admin_listener = admin::bind(config.admin.listen).await.expect("admin bind");
                 let admin_addr = admin_listener.local_addr().expect("admin addr");
                 let server = server::Server::bind(&config).await.expect("bind");
-                let admin_state = std::sync::Arc::new(admin::Admin { metrics, cache: server.cache() });
+                let admin_state =
+                    std::sync::Arc::new(admin::Admin { metrics, cache: server.cache(), failover: server.failover() });
                 tokio::spawn(admin::serve(admin_listener, admin_state));
                 addr_tx.send((server.local_addr().expect("addr"), admin_addr)).expect("send addr");
                 server

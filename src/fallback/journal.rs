@@ -1,0 +1,336 @@
+//! The journal: every write accepted in failover mode, as the command
+//! itself (RESP bytes, as the client sent it), in order, until it has been
+//! replayed upstream. Replaying commands rather than values is what makes
+//! counters and list pushes converge with what others wrote meanwhile.
+//!
+//! Always kept in memory (bounded by `journal_max_bytes`: past it, writes
+//! are refused rather than journaled partly). With `journal_path` it is also
+//! appended to a file — plain RESP, the same format as Redis' AOF — synced
+//! per the `fsync` policy, and loaded on the next start if the proxy
+//! stopped before replaying it.
+//!
+//! Entries that fail to replay are dead letters: logged, counted, kept in
+//! memory and appended to `dead_letter_path` when set. Never dropped.
+
+use super::{FailoverConfig, Fsync};
+use crate::observe;
+use crate::protocol::request::{self, Limits, Parsed};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Why the journal cannot take or load an entry.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("failover journal full ({0} bytes): write refused")]
+    Full(u64),
+    #[error("journal file {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// Dead letters kept in memory (beyond this many only the file, the log
+/// and the counter have them).
+const MAX_DEAD_IN_MEMORY: usize = 10_000;
+
+pub struct Journal {
+    entries: VecDeque<Bytes>,
+    bytes: u64,
+    max_bytes: u64,
+    file: Option<JournalFile>,
+    dead: DeadLetters,
+}
+
+struct JournalFile {
+    path: PathBuf,
+    file: File,
+    fsync: Fsync,
+    /// Appended since the last sync.
+    dirty: bool,
+}
+
+/// Entries that failed to replay, with the error Redis gave.
+struct DeadLetters {
+    count: usize,
+    recent: VecDeque<(Bytes, String)>,
+    file: Option<(PathBuf, File)>,
+}
+
+impl Journal {
+    /// Opens the journal; with a file, also returns the entries a previous
+    /// run left in it (they are in the journal already, to be replayed).
+    pub fn open(config: &FailoverConfig) -> Result<(Journal, Vec<Bytes>), JournalError> {
+        let mut journal = Journal {
+            entries: VecDeque::new(),
+            bytes: 0,
+            max_bytes: config.journal_max_bytes,
+            file: None,
+            dead: DeadLetters { count: 0, recent: VecDeque::new(), file: None },
+        };
+        if let Some(path) = &config.dead_letter_path {
+            journal.dead.file = Some((path.clone(), append_to(path)?));
+        }
+        let Some(path) = &config.journal_path else {
+            return Ok((journal, Vec::new()));
+        };
+        let loaded = load(path)?;
+        journal.file =
+            Some(JournalFile { path: path.clone(), file: append_to(path)?, fsync: config.fsync, dirty: false });
+        for entry in &loaded {
+            journal.bytes += entry.len() as u64;
+            journal.entries.push_back(entry.clone());
+        }
+        observe::journal_entries(journal.entries.len());
+        Ok((journal, loaded))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// True when an entry of `len` bytes fits.
+    pub fn has_room(&self, len: usize) -> bool {
+        self.bytes + len as u64 <= self.max_bytes
+    }
+
+    /// Appends one write. The in-memory journal always takes it (callers
+    /// check [`Journal::has_room`] first); a failing file write is logged
+    /// and returned, the entry stays journaled in memory.
+    pub fn append(&mut self, entry: Bytes) -> Result<(), JournalError> {
+        if !self.has_room(entry.len()) {
+            return Err(JournalError::Full(self.max_bytes));
+        }
+        self.bytes += entry.len() as u64;
+        let written = match &mut self.file {
+            Some(f) => f.append(&entry),
+            None => Ok(()),
+        };
+        self.entries.push_back(entry);
+        observe::journal_entries(self.entries.len());
+        written
+    }
+
+    /// Up to `n` of the oldest entries (cheap clones), for replay.
+    pub fn oldest(&self, n: usize) -> Vec<Bytes> {
+        self.entries.iter().take(n).cloned().collect()
+    }
+
+    /// Drops the `n` oldest entries once they have been replayed.
+    pub fn pop_oldest(&mut self, n: usize) {
+        for entry in self.entries.drain(..n.min(self.entries.len())) {
+            self.bytes -= entry.len() as u64;
+        }
+        observe::journal_entries(self.entries.len());
+    }
+
+    /// Empties the journal (everything was replayed or discarded),
+    /// truncating its file.
+    pub fn clear(&mut self) -> Result<(), JournalError> {
+        self.entries.clear();
+        self.bytes = 0;
+        observe::journal_entries(0);
+        match &mut self.file {
+            Some(f) => f.truncate(),
+            None => Ok(()),
+        }
+    }
+
+    /// Syncs the file if the policy is `everysec` and something was written.
+    pub fn sync_due(&mut self) -> Result<(), JournalError> {
+        match &mut self.file {
+            Some(f) if f.fsync == Fsync::EverySec && f.dirty => f.sync(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Keeps an entry that failed to replay, with Redis' error.
+    pub fn dead_letter(&mut self, entry: Bytes, error: String) {
+        tracing::warn!(command = %printable(&entry), %error, "journal entry failed to replay: kept as a dead letter");
+        let dead = &mut self.dead;
+        dead.count += 1;
+        observe::dead_letters(dead.count);
+        if let Some((path, file)) = &mut dead.file {
+            if let Err(e) = file.write_all(&entry).and_then(|_| file.sync_data()) {
+                tracing::error!(path = %path.display(), error = %e, "cannot write the dead-letter file");
+            }
+        }
+        if dead.recent.len() == MAX_DEAD_IN_MEMORY {
+            dead.recent.pop_front();
+        }
+        dead.recent.push_back((entry, error));
+    }
+
+    /// How many entries failed to replay since the start.
+    pub fn dead_letters(&self) -> usize {
+        self.dead.count
+    }
+
+    /// The most recent dead letters, oldest first (command, error).
+    pub fn recent_dead_letters(&self) -> impl Iterator<Item = (&Bytes, &String)> {
+        self.dead.recent.iter().map(|(e, err)| (e, err))
+    }
+}
+
+impl JournalFile {
+    fn append(&mut self, entry: &[u8]) -> Result<(), JournalError> {
+        self.file.write_all(entry).map_err(|e| self.error(e))?;
+        self.dirty = true;
+        if self.fsync == Fsync::Always {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), JournalError> {
+        self.dirty = false;
+        self.file.sync_data().map_err(|e| self.error(e))
+    }
+
+    fn truncate(&mut self) -> Result<(), JournalError> {
+        self.file.set_len(0).and_then(|_| self.file.sync_all()).map_err(|e| self.error(e))
+    }
+
+    fn error(&self, source: std::io::Error) -> JournalError {
+        let err = JournalError::Io { path: self.path.display().to_string(), source };
+        tracing::error!(error = %err, "journal file write failed; the entry is kept in memory only");
+        err
+    }
+}
+
+fn append_to(path: &Path) -> Result<File, JournalError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| JournalError::Io { path: path.display().to_string(), source })
+}
+
+/// Reads the entries of a journal file; a torn last entry (the process
+/// stopped mid-write, so the write was never acknowledged) is cut off.
+fn load(path: &Path) -> Result<Vec<Bytes>, JournalError> {
+    let io = |source| JournalError::Io { path: path.display().to_string(), source };
+    let mut data = Vec::new();
+    match File::open(path) {
+        Ok(mut f) => f.read_to_end(&mut data).map_err(io)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(e)),
+    };
+    let data = Bytes::from(data);
+    let (entries, complete) = split_entries(&data);
+    if complete < data.len() {
+        tracing::warn!(path = %path.display(), bytes = data.len() - complete, "journal ends with a torn entry: cut off");
+        OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(complete as u64)).map_err(io)?;
+    }
+    Ok(entries)
+}
+
+/// Splits RESP commands off `data`; returns them and how many bytes they
+/// cover.
+fn split_entries(data: &Bytes) -> (Vec<Bytes>, usize) {
+    let limits = Limits::default();
+    let (mut args, mut inline) = (Vec::new(), Vec::new());
+    let mut entries = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        match request::parse(&data[at..], &limits, &mut args, &mut inline) {
+            Ok(Parsed::Multibulk { len }) => {
+                entries.push(data.slice(at..at + len));
+                at += len;
+            }
+            Ok(Parsed::Empty { len }) => at += len,
+            _ => break,
+        }
+    }
+    (entries, at)
+}
+
+/// A journal entry shown in a log line: its arguments, lossy, cut short.
+pub fn printable(entry: &[u8]) -> String {
+    let (mut args, mut inline) = (Vec::new(), Vec::new());
+    let text = match request::parse(entry, &Limits::default(), &mut args, &mut inline) {
+        Ok(Parsed::Multibulk { .. }) => {
+            args.iter().map(|r| String::from_utf8_lossy(&entry[r.clone()])).collect::<Vec<_>>().join(" ")
+        }
+        _ => String::from_utf8_lossy(entry).into_owned(),
+    };
+    text.chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(parts: &[&str]) -> Bytes {
+        let mut out = bytes::BytesMut::new();
+        crate::protocol::encode::command(&mut out, parts.iter().map(|p| p.as_bytes()));
+        out.freeze()
+    }
+
+    fn config(dir: &Path, fsync: Fsync) -> FailoverConfig {
+        FailoverConfig {
+            journal_path: Some(dir.join("journal.aof")),
+            dead_letter_path: Some(dir.join("journal.aof.dead")),
+            fsync,
+            ..FailoverConfig::default()
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("nearcache-journal-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    #[test]
+    fn entries_survive_a_restart_and_a_torn_tail_is_cut() {
+        let dir = temp_dir("restart");
+        {
+            let (mut j, loaded) = Journal::open(&config(&dir, Fsync::Always)).expect("open");
+            assert!(loaded.is_empty());
+            j.append(cmd(&["INCR", "c"])).expect("append");
+            j.append(cmd(&["LPUSH", "l", "a b"])).expect("append");
+        }
+        let path = dir.join("journal.aof");
+        let mut f = OpenOptions::new().append(true).open(&path).expect("reopen");
+        f.write_all(b"*2\r\n$4\r\nINCR\r\n$1").expect("torn write");
+        let (j, loaded) = Journal::open(&config(&dir, Fsync::No)).expect("reload");
+        assert_eq!(loaded, vec![cmd(&["INCR", "c"]), cmd(&["LPUSH", "l", "a b"])]);
+        assert_eq!(j.len(), 2);
+        assert_eq!(std::fs::metadata(&path).expect("meta").len() as usize, loaded.iter().map(Bytes::len).sum());
+    }
+
+    #[test]
+    fn replayed_entries_leave_and_clear_truncates() {
+        let dir = temp_dir("clear");
+        let (mut j, _) = Journal::open(&config(&dir, Fsync::EverySec)).expect("open");
+        for i in 0..5 {
+            j.append(cmd(&["SET", "k", &i.to_string()])).expect("append");
+        }
+        j.sync_due().expect("sync");
+        assert_eq!(j.oldest(2), vec![cmd(&["SET", "k", "0"]), cmd(&["SET", "k", "1"])]);
+        j.pop_oldest(2);
+        assert_eq!(j.oldest(1), vec![cmd(&["SET", "k", "2"])]);
+        j.clear().expect("clear");
+        assert!(j.is_empty());
+        assert_eq!(std::fs::metadata(dir.join("journal.aof")).expect("meta").len(), 0);
+    }
+
+    #[test]
+    fn full_journal_refuses_and_dead_letters_are_kept() {
+        let dir = temp_dir("full");
+        let config = FailoverConfig { journal_max_bytes: 40, ..config(&dir, Fsync::No) };
+        let (mut j, _) = Journal::open(&config).expect("open");
+        j.append(cmd(&["SET", "k", "v"])).expect("fits");
+        assert!(matches!(j.append(cmd(&["SET", "k", "a longer value"])), Err(JournalError::Full(40))));
+        j.dead_letter(cmd(&["INCR", "h"]), "WRONGTYPE".into());
+        assert_eq!(j.dead_letters(), 1);
+        assert_eq!(std::fs::read(dir.join("journal.aof.dead")).expect("dead file"), cmd(&["INCR", "h"]).to_vec());
+        assert_eq!(printable(&cmd(&["INCR", "h"])), "INCR h");
+    }
+}
