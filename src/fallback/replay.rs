@@ -10,12 +10,12 @@
 use super::{Failover, Local, OnRecover};
 use crate::config::UpstreamConfig;
 use crate::observe;
-use crate::protocol::{scan, Proto};
+use crate::protocol::Proto;
 use crate::upstream::conn::{self, Stream};
 use crate::upstream::UpstreamError;
 use bytes::{Bytes, BytesMut};
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Entries sent per round.
 const ROUND: usize = 1024;
@@ -84,20 +84,7 @@ async fn exchange(stream: &mut Stream, round: &[Bytes]) -> Result<Vec<Bytes>, Up
     round.iter().for_each(|e| out.extend_from_slice(e));
     stream.write_all(&out).await.map_err(|_| UpstreamError::ConnectionLost)?;
     stream.flush().await.map_err(|_| UpstreamError::ConnectionLost)?;
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut scanner = scan::Scanner::default();
-    let mut replies = Vec::with_capacity(round.len());
-    while replies.len() < round.len() {
-        match scanner.next_frame(&buf).map_err(|e| UpstreamError::Protocol(e.to_string()))? {
-            Some(len) => replies.push(buf.split_to(len).freeze()),
-            None => {
-                if stream.read_buf(&mut buf).await.map_err(|_| UpstreamError::ConnectionLost)? == 0 {
-                    return Err(UpstreamError::ConnectionLost);
-                }
-            }
-        }
-    }
-    Ok(replies)
+    conn::read_replies(stream, round.len()).await
 }
 
 impl Failover {

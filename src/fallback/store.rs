@@ -397,6 +397,14 @@ impl Store {
         }
     }
 
+    /// HDEL, SREM, ZREM: removes every argument from the third on from
+    /// the collection at the key; replies how many were there.
+    fn remove_each<T: Kind>(&mut self, c: &Ctx, remove: impl Fn(&mut T, &[u8]) -> bool) -> Reply {
+        let Some(items) = self.get::<T>(c.key(), c.now)? else { return Ok(reply::int(0)) };
+        let removed = (2..c.argc()).filter(|&i| remove(items, c.arg(i))).count();
+        Ok(reply::int(removed as i64))
+    }
+
     /// Like [`Store::get`], creating an empty `T` (no expiry) when absent.
     fn get_or_create<T: Kind>(&mut self, key: &[u8], now: i64) -> Result<&mut T, Bytes> {
         if self.live(key, now).is_none() {

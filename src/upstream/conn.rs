@@ -98,7 +98,7 @@ fn handshake(cfg: &UpstreamConfig, proto: Proto) -> (BytesMut, Vec<Step>) {
 }
 
 /// Reads exactly `n` reply frames.
-async fn read_replies(stream: &mut Stream, n: usize) -> Result<Vec<Bytes>, UpstreamError> {
+pub(crate) async fn read_replies(stream: &mut Stream, n: usize) -> Result<Vec<Bytes>, UpstreamError> {
     let mut buf = BytesMut::with_capacity(1024);
     let mut scanner = scan::Scanner::default();
     let mut out = Vec::with_capacity(n);

@@ -67,12 +67,7 @@ fn hash_column(s: &mut Store, c: &Ctx, fields: bool) -> Reply {
 }
 
 pub(super) fn hdel(s: &mut Store, c: &Ctx) -> Reply {
-    let Some(hash) = s.get::<Hash>(c.key(), c.now)? else { return Ok(reply::int(0)) };
-    let mut deleted = 0;
-    for i in 2..c.argc() {
-        deleted += i64::from(hash.remove(c.arg(i)));
-    }
-    Ok(reply::int(deleted))
+    s.remove_each(c, Hash::remove)
 }
 
 pub(super) fn hincrby(s: &mut Store, c: &Ctx) -> Reply {

@@ -14,12 +14,7 @@ pub(super) fn sadd(s: &mut Store, c: &Ctx) -> Reply {
 }
 
 pub(super) fn srem(s: &mut Store, c: &Ctx) -> Reply {
-    let Some(set) = s.get::<Set>(c.key(), c.now)? else { return Ok(reply::int(0)) };
-    let mut removed = 0;
-    for i in 2..c.argc() {
-        removed += i64::from(set.remove(c.arg(i)));
-    }
-    Ok(reply::int(removed))
+    s.remove_each(c, Set::remove)
 }
 
 pub(super) fn smembers(s: &mut Store, c: &Ctx) -> Reply {

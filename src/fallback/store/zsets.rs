@@ -140,12 +140,7 @@ fn add_one(zset: &mut ZSet, member: &[u8], score: f64, o: &AddOptions) -> Added 
 }
 
 pub(super) fn zrem(s: &mut Store, c: &Ctx) -> Reply {
-    let Some(zset) = s.get::<ZSet>(c.key(), c.now)? else { return Ok(reply::int(0)) };
-    let mut removed = 0;
-    for i in 2..c.argc() {
-        removed += i64::from(zset.remove(c.arg(i)));
-    }
-    Ok(reply::int(removed))
+    s.remove_each(c, ZSet::remove)
 }
 
 pub(super) fn zscore(s: &mut Store, c: &Ctx) -> Reply {
