@@ -15,4 +15,5 @@ pub mod io;
 pub mod observe;
 pub mod protocol;
 pub mod server;
+pub mod tenancy;
 pub mod upstream;

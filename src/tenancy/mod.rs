@@ -1,0 +1,3 @@
+//! Per-organisation key namespaces (being built).
+
+pub mod rewrite;

@@ -1,0 +1,1 @@
+//! Request and reply rewriting for tenants (being written).
