@@ -6,6 +6,7 @@
 
 use crate::cache::{Admission, CacheConfig, Policy};
 use crate::fallback::{FailoverConfig, Fsync, OnRecover};
+use crate::tenancy::{parse_sha256, Rule, TenancyConfig, TenantConfig};
 use crate::upstream::breaker::BreakerConfig;
 use crate::upstream::{Tls, TlsError, UpstreamUrl};
 use serde::Deserialize;
@@ -34,6 +35,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub breaker: BreakerConfig,
     pub failover: FailoverConfig,
+    pub tenancy: TenancyConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +107,41 @@ struct RawConfig {
     cache: RawCache,
     breaker: RawBreaker,
     failover: RawFailover,
+    tenancy: RawTenancy,
+    tenant: Vec<RawTenant>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTenancy {
+    default_tenant: Option<String>,
+    auth_failures_per_minute: u64,
+}
+
+impl Default for RawTenancy {
+    fn default() -> Self {
+        RawTenancy { default_tenant: None, auth_failures_per_minute: 10 }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    name: String,
+    password_sha256: Option<String>,
+    /// Refused with a clear error: only hashes belong in the file.
+    password: Option<String>,
+    prefix: Option<String>,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+    #[serde(default)]
+    max_ops_per_sec: u64,
+    #[serde(default)]
+    max_connections: u64,
+    #[serde(default)]
+    allow_scripts: bool,
 }
 
 #[derive(Deserialize)]
@@ -333,6 +370,7 @@ impl Validator<'_> {
                 failover: failover.enabled,
             },
             failover: self.failover(failover)?,
+            tenancy: self.tenancy(raw.tenancy, raw.tenant)?,
         })
         .map(|mut config: Config| {
             if config.failover.enabled && config.failover.serve_stale {
@@ -435,6 +473,61 @@ impl Validator<'_> {
                 "discard" => OnRecover::Discard,
                 other => return Err(self.invalid("failover.on_recover", "\"replay\" or \"discard\"", other)),
             },
+        })
+    }
+
+    fn tenancy(&self, raw: RawTenancy, tenants: Vec<RawTenant>) -> Result<TenancyConfig, ConfigError> {
+        let mut out = Vec::with_capacity(tenants.len());
+        for t in tenants {
+            if out.iter().any(|o: &TenantConfig| o.name == t.name) {
+                return Err(self.invalid("tenant.name", "a name used by one tenant only", &t.name));
+            }
+            out.push(self.tenant(t)?);
+        }
+        let default_tenant = raw.default_tenant.filter(|d| !d.is_empty());
+        if let Some(d) = &default_tenant {
+            if !out.iter().any(|t| &t.name == d) {
+                return Err(self.invalid("tenancy.default_tenant", "the name of a [[tenant]]", d));
+            }
+        }
+        let auth_failures_per_minute = self.count("tenancy.auth_failures_per_minute", raw.auth_failures_per_minute)?;
+        Ok(TenancyConfig { tenants: out, default_tenant, auth_failures_per_minute })
+    }
+
+    fn tenant(&self, t: RawTenant) -> Result<TenantConfig, ConfigError> {
+        if t.name.is_empty() || t.name.contains(|c: char| c.is_whitespace()) {
+            return Err(self.invalid("tenant.name", "a non-empty name without spaces", &t.name));
+        }
+        if t.password.is_some() {
+            return Err(self.invalid(
+                "tenant.password",
+                "no plaintext password: use password_sha256 (`nearcache hash-password`)",
+                &t.name,
+            ));
+        }
+        let hash = t.password_sha256.as_deref().and_then(parse_sha256).ok_or_else(|| {
+            self.invalid("tenant.password_sha256", "64 hex digits (`nearcache hash-password`)", &t.name)
+        })?;
+        let prefix = t.prefix.unwrap_or_else(|| format!("{}:", t.name));
+        if prefix.is_empty() {
+            return Err(self.invalid("tenant.prefix", "a non-empty key prefix", &t.name));
+        }
+        let rules = |key: &'static str, list: Vec<String>| -> Result<Vec<Rule>, ConfigError> {
+            list.iter()
+                .map(|r| Rule::parse(r).ok_or_else(|| self.invalid(key, "command names or @categories", r)))
+                .collect()
+        };
+        Ok(TenantConfig {
+            allow: rules("tenant.allow", t.allow)?,
+            deny: rules("tenant.deny", t.deny)?,
+            max_ops_per_sec: u32::try_from(t.max_ops_per_sec)
+                .map_err(|_| self.invalid("tenant.max_ops_per_sec", "an operation rate", t.max_ops_per_sec))?,
+            max_connections: usize::try_from(t.max_connections)
+                .map_err(|_| self.invalid("tenant.max_connections", "a connection count", t.max_connections))?,
+            allow_scripts: t.allow_scripts,
+            password_sha256: hash,
+            prefix: prefix.into_bytes(),
+            name: t.name,
         })
     }
 
@@ -567,6 +660,24 @@ mod tests {
         let o = Overrides { listen: Some("127.0.0.1:7000".into()), ..Default::default() };
         let c = Validator { file: "x" }.validate(raw, &o).unwrap();
         assert_eq!(c.server.listen.port(), 7000);
+    }
+
+    #[test]
+    fn tenants() {
+        let hash = crate::tenancy::hash_password(b"pw");
+        let c = from_str(&format!(
+            "[tenancy]\ndefault_tenant = \"acme\"\n[[tenant]]\nname = \"acme\"\npassword_sha256 = \"{hash}\"\n\
+             allow = [\"@read\"]\nmax_ops_per_sec = 100\n"
+        ))
+        .expect("valid");
+        assert_eq!(c.tenancy.tenants[0].prefix, b"acme:");
+        assert_eq!(c.tenancy.default_tenant.as_deref(), Some("acme"));
+        let err = |text: &str| from_str(text).expect_err("invalid").to_string();
+        assert!(err("[[tenant]]\nname = \"a\"\npassword = \"x\"\n").contains("`tenant.password`"));
+        assert!(err("[[tenant]]\nname = \"a\"\npassword_sha256 = \"12\"\n").contains("64 hex digits"));
+        let bad_rule = format!("[[tenant]]\nname = \"a\"\npassword_sha256 = \"{hash}\"\ndeny = [\"@nope\"]\n");
+        assert!(err(&bad_rule).contains("`tenant.deny`"));
+        assert!(err("[tenancy]\ndefault_tenant = \"ghost\"\n").contains("`tenancy.default_tenant`"));
     }
 
     #[test]

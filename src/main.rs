@@ -35,6 +35,15 @@ struct Cli {
     /// Validate this configuration file and exit.
     #[arg(long, value_name = "FILE")]
     check_config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Tool>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Tool {
+    /// Read a password from stdin (one line) and print its password_sha256
+    /// for a [[tenant]].
+    HashPassword,
 }
 
 impl Cli {
@@ -52,6 +61,15 @@ impl Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Tool::HashPassword) = cli.command {
+        let mut line = String::new();
+        if std::io::stdin().read_line(&mut line).is_err() {
+            eprintln!("cannot read the password from stdin");
+            return ExitCode::from(2);
+        }
+        println!("{}", nearcache::tenancy::hash_password(line.trim_end_matches(['\r', '\n']).as_bytes()));
+        return ExitCode::SUCCESS;
+    }
     if let Some(file) = &cli.check_config {
         return match Config::load(Some(file), &cli.overrides()) {
             Ok(_) => {

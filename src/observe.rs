@@ -39,6 +39,9 @@ const FAILOVER_COMMANDS: &str = "nearcache_failover_commands_total";
 const JOURNAL_ENTRIES: &str = "nearcache_journal_entries";
 const JOURNAL_REPLAYED: &str = "nearcache_journal_replayed_total";
 const DEAD_LETTERS: &str = "nearcache_journal_dead_letters";
+const TENANT_COMMANDS: &str = "nearcache_tenant_commands_total";
+const TENANT_REFUSALS: &str = "nearcache_tenant_refusals_total";
+const AUTH_FAILURES: &str = "nearcache_auth_failures_total";
 
 /// Installs the global Prometheus recorder (once per process) and returns
 /// the handle that renders `/metrics`.
@@ -98,6 +101,12 @@ fn describe() {
         "Journal entries handled on recovery, by result: ok, failed (kept as dead letters) or discarded"
     );
     metrics::describe_gauge!(DEAD_LETTERS, "Journal entries that failed to replay and are kept as dead letters");
+    metrics::describe_counter!(TENANT_COMMANDS, "Commands run by tenants, by tenant");
+    metrics::describe_counter!(
+        TENANT_REFUSALS,
+        "Tenant commands refused, by tenant and reason: not_allowed, form, rate_limit"
+    );
+    metrics::describe_counter!(AUTH_FAILURES, "Failed AUTH / HELLO AUTH attempts");
 }
 
 struct Handles {
@@ -267,4 +276,18 @@ pub fn journal_replayed(result: &'static str, n: usize) {
 
 pub fn dead_letters(n: usize) {
     metrics::gauge!(DEAD_LETTERS).set(n as f64);
+}
+
+/// The per-tenant command counter (kept by the tenant: counting is then an
+/// atomic add).
+pub fn tenant_commands(tenant: &str) -> Counter {
+    metrics::counter!(TENANT_COMMANDS, "tenant" => tenant.to_string())
+}
+
+pub fn tenant_refusal(tenant: &str, reason: &'static str) {
+    metrics::counter!(TENANT_REFUSALS, "tenant" => tenant.to_string(), "reason" => reason).increment(1);
+}
+
+pub fn auth_failure() {
+    metrics::counter!(AUTH_FAILURES).increment(1);
 }

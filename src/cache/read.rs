@@ -27,10 +27,16 @@ pub enum CacheRead {
     Bypass,
 }
 
+/// Turns one reply into what the client gets (a tenant's key names
+/// stripped of the prefix).
+pub type ReplyMap = Box<dyn FnOnce(Bytes) -> Bytes + Send>;
+
 /// The replies of one client command within a pool job.
 pub enum Slot {
     /// One reply, passed on as it is.
     Plain,
+    /// One reply, passed through a map.
+    Map(ReplyMap),
     /// A near-cache read: `replies` upstream replies become the client's one.
     Fill { replies: usize, fill: Fill },
 }
@@ -46,11 +52,12 @@ pub fn complete(result: JobResult, slots: Vec<Slot>) -> Bytes {
     for slot in slots {
         let part = match (&mut frames, slot) {
             (Ok(frames), Slot::Plain) => frames.take(1).ok_or_else(malformed),
+            (Ok(frames), Slot::Map(map)) => frames.take(1).map(map).ok_or_else(malformed),
             (Ok(frames), Slot::Fill { replies, fill }) => match frames.take(replies) {
                 Some(part) => fill.finish(Ok(part)),
                 None => fill.finish(Err(malformed())),
             },
-            (Err(e), Slot::Plain) => Err(e.clone()),
+            (Err(e), Slot::Plain | Slot::Map(_)) => Err(e.clone()),
             (Err(e), Slot::Fill { fill, .. }) => fill.finish(Err(e.clone())),
         };
         match part {

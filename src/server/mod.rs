@@ -9,6 +9,7 @@ mod batch;
 mod local;
 mod route;
 mod session;
+mod tenant;
 
 use crate::cache::NearCache;
 use crate::config::{Config, UpstreamConfig};
@@ -32,6 +33,7 @@ pub struct Shared {
     pub upstream: Arc<UpstreamConfig>,
     pub cache: Arc<NearCache>,
     pub failover: Arc<Failover>,
+    pub tenancy: crate::tenancy::Tenancy,
     pub pools: Pools,
     pub info: Arc<UpstreamInfo>,
     pub limits: Limits,
@@ -160,6 +162,7 @@ impl Server {
         let shared = Arc::new(Shared {
             cache,
             failover,
+            tenancy: crate::tenancy::Tenancy::new(&config.tenancy),
             pools: Pools::start(upstream.clone(), info.clone()),
             upstream,
             info,
@@ -293,7 +296,7 @@ async fn serve(shared: Arc<Shared>, clients: Arc<Clients>, stream: TcpStream, pe
     }
     observe::client_connections(1.0);
     tracing::debug!(client = id, %peer, "client connected");
-    let result = session::Session::new(shared, reader, writer, id, activity).run().await;
+    let result = session::Session::new(shared, reader, writer, id, peer.ip(), activity).run().await;
     clients.deregister(id);
     tracing::debug!(client = id, %peer, result = ?result.err(), "client disconnected");
     observe::client_connections(-1.0);

@@ -11,8 +11,9 @@
 use super::activity::Activity;
 use super::batch::{Batch, Source};
 use super::route::{route, ClientState, Decision, ReplyMode, Routed, SideEffect};
+use super::tenant::{self, Gate};
 use super::Shared;
-use crate::cache::read::{CacheRead, Slot};
+use crate::cache::read::{CacheRead, ReplyMap, Slot};
 use crate::cache::{self, Scratch};
 use crate::io::write_all;
 use crate::observe;
@@ -24,6 +25,7 @@ use crate::upstream::pool::JobResult;
 use crate::upstream::UpstreamError;
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
@@ -49,6 +51,8 @@ enum Pending {
         silent: bool,
         discard: bool,
         deadline: Option<Instant>,
+        /// Applied to the reply (a tenant's key names).
+        map: Option<ReplyMap>,
     },
 }
 
@@ -83,6 +87,8 @@ pub struct Session {
     stalled: bool,
     /// Last input, and whether idling is allowed (for the idle timeout).
     activity: Arc<Activity>,
+    /// The client's tenant, when tenancy is on.
+    tenant: tenant::Client,
 }
 
 impl Session {
@@ -94,9 +100,11 @@ impl Session {
         reader: OwnedReadHalf,
         writer: Arc<OwnedWriteHalf>,
         id: u64,
+        peer: IpAddr,
         activity: Arc<Activity>,
     ) -> Session {
         let default_db = shared.upstream.url.db;
+        let tenant = tenant::Client::new(shared.tenancy.default_seat(), peer);
         Session {
             shared,
             st: ClientState::new(id, default_db),
@@ -118,6 +126,7 @@ impl Session {
             closing: false,
             stalled: false,
             activity,
+            tenant,
         }
     }
 
@@ -195,6 +204,24 @@ impl Session {
             };
             let range = consumed..consumed + len;
             consumed += len;
+            let mut owned = owned;
+            let mut map = None;
+            if self.shared.tenancy.enabled() {
+                let request = owned.as_deref().unwrap_or(&input[range.clone()]);
+                let args = Args::new(request, &self.args);
+                match tenant::gate(&self.shared, &mut self.tenant, &args, self.st.proto, self.st.multi) {
+                    Gate::Pass => {}
+                    Gate::Reply(reply) => {
+                        self.flush_batch(&input, now);
+                        self.pending.push_back(Pending::Ready(reply));
+                        continue;
+                    }
+                    Gate::Rewrite(rewritten, reply_map) => {
+                        owned = Some(self.reparse(rewritten));
+                        map = reply_map;
+                    }
+                }
+            }
             let request = owned.as_deref().unwrap_or(&input[range.clone()]);
             let args = Args::new(request, &self.args);
             let pinned = self.pinned.is_some();
@@ -219,11 +246,12 @@ impl Session {
                         Some(bytes) => Source::Bytes(bytes),
                         None => Source::Input(range),
                     };
-                    self.batch_add(&input, source, 1, Slot::Plain, silent, now);
+                    let slot = map.map_or(Slot::Plain, Slot::Map);
+                    self.batch_add(&input, source, 1, slot, silent, now);
                 }
                 (decision, CacheRead::Bypass) => {
                     self.flush_batch(&input, now);
-                    self.apply(decision, request, silent, now).await;
+                    self.apply(decision, request, silent, now, map).await;
                 }
             }
         }
@@ -243,11 +271,16 @@ impl Session {
     fn reencode_inline(&mut self) -> Bytes {
         let mut buf = BytesMut::new();
         encode::command(&mut buf, self.inline.iter().map(Vec::as_slice));
-        let bytes = buf.freeze();
+        self.reparse(buf.freeze())
+    }
+
+    /// Makes `request` (a multibulk the proxy encoded) the one being
+    /// handled.
+    fn reparse(&mut self, request: Bytes) -> Bytes {
         let mut unused = Vec::new();
         // Our own encoding always parses.
-        let _ = request::parse(&bytes, &self.shared.limits, &mut self.args, &mut unused);
-        bytes
+        let _ = request::parse(&request, &self.shared.limits, &mut self.args, &mut unused);
+        request
     }
 
     fn protocol_error(&mut self, e: ProtocolError) {
@@ -279,7 +312,7 @@ impl Session {
         self.in_flight += count;
     }
 
-    async fn apply(&mut self, decision: Decision, request: &[u8], silent: bool, now: Instant) {
+    async fn apply(&mut self, decision: Decision, request: &[u8], silent: bool, now: Instant, map: Option<ReplyMap>) {
         match decision {
             Decision::Close(reply) => {
                 self.pending.push_back(Pending::Ready(reply));
@@ -288,19 +321,19 @@ impl Session {
             Decision::Reply(reply) if !silent => self.pending.push_back(Pending::Ready(reply)),
             Decision::Reply(_) | Decision::Silent => {}
             Decision::Pool => {
-                self.batch_add(&[], Source::Bytes(request), 1, Slot::Plain, silent, now);
+                self.batch_add(&[], Source::Bytes(request), 1, map.map_or(Slot::Plain, Slot::Map), silent, now);
                 self.flush_batch(&[], now);
             }
             Decision::Pinned { replies, blocking } => {
                 let deadline = (!blocking).then(|| now + self.shared.upstream.request_timeout);
-                self.send_pinned(request, Pending::Pinned { remaining: replies, silent, discard: false, deadline })
-                    .await;
+                let entry = Pending::Pinned { remaining: replies, silent, discard: false, deadline, map };
+                self.send_pinned(request, entry).await;
             }
             Decision::PinnedSideEffect(effect) => {
                 let SideEffect { upstream, reply } = *effect;
                 let deadline = Some(now + self.shared.upstream.request_timeout);
-                self.send_pinned(&upstream, Pending::Pinned { remaining: 1, silent: true, discard: true, deadline })
-                    .await;
+                let entry = Pending::Pinned { remaining: 1, silent: true, discard: true, deadline, map: None };
+                self.send_pinned(&upstream, entry).await;
                 if !silent {
                     self.pending.push_back(Pending::Ready(reply));
                 }
@@ -377,7 +410,8 @@ impl Session {
         observe::upstream_error(&e);
         tracing::debug!(client = self.st.id, error = %e, "pinned upstream connection failed");
         for entry in self.pending.iter_mut() {
-            if let Pending::Pinned { remaining, silent, discard, .. } = *entry {
+            if let Pending::Pinned { remaining, silent, discard, .. } = entry {
+                let (remaining, silent, discard) = (*remaining, *silent, *discard);
                 let mut errors = BytesMut::new();
                 if !silent && !discard {
                     (0..remaining).for_each(|_| errors.extend_from_slice(&e.reply()));
@@ -445,14 +479,20 @@ impl Session {
         }
         let is_reply = front_is_pinned && !matches!(event, PubSub::Message) && !is_push(&frame, event);
         if !is_reply {
+            let frame = self.tenant.pushed(frame);
             self.emit(frame);
             return;
         }
-        let Some(Pending::Pinned { remaining, silent, discard, .. }) = self.pending.front_mut() else {
+        let Some(Pending::Pinned { remaining, silent, discard, map, .. }) = self.pending.front_mut() else {
             return;
         };
         *remaining -= 1;
         let (done, show) = (*remaining == 0, !*silent && !*discard);
+        let frame = match map.take() {
+            Some(map) => map(frame),
+            None if matches!(event, PubSub::Confirmation { .. }) => self.tenant.pushed(frame),
+            None => frame,
+        };
         if show {
             self.emit(frame);
         }

@@ -1,3 +1,369 @@
-//! Per-organisation key namespaces (being built).
+//! Per-organisation key namespaces: tenants authenticate to the proxy
+//! (`AUTH tenant password`, `HELLO 3 AUTH tenant password`) and every key,
+//! pattern and channel they use is confined to their prefix ([`rewrite`]).
+//!
+//! This module owns who the tenants are (`[[tenant]]` in proxy.toml, with
+//! SHA-256 password hashes compared in constant time), what each may run
+//! (allow/deny lists of command names or categories), their limits
+//! (operations per second, connections) and the brake on password
+//! guessing (failures per client address). With no tenants configured the
+//! proxy is an open proxy and none of this applies.
 
 pub mod rewrite;
+
+use crate::commands::{Command, Flags};
+use crate::observe;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// One `[[tenant]]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantConfig {
+    pub name: String,
+    pub password_sha256: [u8; 32],
+    pub prefix: Vec<u8>,
+    pub allow: Vec<Rule>,
+    pub deny: Vec<Rule>,
+    /// 0: unlimited.
+    pub max_ops_per_sec: u32,
+    /// 0: unlimited.
+    pub max_connections: usize,
+    pub allow_scripts: bool,
+}
+
+/// `[tenancy]` and the tenants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenancyConfig {
+    pub tenants: Vec<TenantConfig>,
+    /// Unauthenticated clients act as this tenant.
+    pub default_tenant: Option<String>,
+    /// Failed AUTHs allowed per client address per minute.
+    pub auth_failures_per_minute: u32,
+}
+
+/// An allow/deny entry: a command name (`get`, `client|kill`) or a category
+/// (`@read`, `@write`, `@admin`, `@dangerous`, `@blocking`, `@pubsub`,
+/// `@scripting`, `@connection`, `@all`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rule {
+    Command(String),
+    Category(Flags),
+    All,
+}
+
+impl Rule {
+    /// Parses a rule; `None` for an unknown category.
+    pub fn parse(text: &str) -> Option<Rule> {
+        let Some(category) = text.strip_prefix('@') else {
+            return Some(Rule::Command(text.to_ascii_lowercase()));
+        };
+        let flags = match category.to_ascii_lowercase().as_str() {
+            "all" => return Some(Rule::All),
+            "read" => Flags::READ,
+            "write" => Flags::WRITE,
+            "admin" => Flags::ADMIN,
+            "dangerous" => Flags::DANGEROUS,
+            "blocking" => Flags::BLOCKING,
+            "pubsub" => Flags::PUBSUB,
+            "scripting" => Flags::SCRIPT,
+            "connection" => Flags::CONN_STATE,
+            _ => return None,
+        };
+        Some(Rule::Category(flags))
+    }
+
+    fn matches(&self, parent: &Command, cmd: &Command) -> bool {
+        match self {
+            Rule::All => true,
+            Rule::Category(flags) => cmd.flags.contains(*flags) || parent.flags.contains(*flags),
+            Rule::Command(name) => match name.split_once('|') {
+                Some((p, sub)) => p == parent.name && sub == cmd.name,
+                None => name == parent.name,
+            },
+        }
+    }
+}
+
+/// A tenant at run time.
+#[derive(Debug)]
+pub struct Tenant {
+    pub config: TenantConfig,
+    pub prefix: Bytes,
+    bucket: Mutex<Bucket>,
+    connections: AtomicUsize,
+    commands: metrics::Counter,
+}
+
+impl Tenant {
+    fn new(config: TenantConfig) -> Tenant {
+        let rate = f64::from(config.max_ops_per_sec);
+        Tenant {
+            prefix: Bytes::copy_from_slice(&config.prefix),
+            bucket: Mutex::new(Bucket { tokens: rate, at: Instant::now() }),
+            connections: AtomicUsize::new(0),
+            commands: observe::tenant_commands(&config.name),
+            config,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// True when the allow/deny lists let the tenant run `cmd`.
+    pub fn permits(&self, parent: &Command, cmd: &Command) -> bool {
+        let c = &self.config;
+        !c.deny.iter().any(|r| r.matches(parent, cmd))
+            && (c.allow.is_empty() || c.allow.iter().any(|r| r.matches(parent, cmd)))
+    }
+
+    /// Counts one command of the tenant.
+    pub fn count_command(&self) {
+        self.commands.increment(1);
+    }
+
+    /// Takes one operation from the tenant's budget (a token bucket holding
+    /// at most one second of operations); false when over the rate.
+    pub fn take_op(&self) -> bool {
+        let rate = f64::from(self.config.max_ops_per_sec);
+        if rate == 0.0 {
+            return true;
+        }
+        let mut b = self.bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(rate);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// A connection counted against its tenant's `max_connections`, released
+/// when dropped (the client re-authenticated, reset or went away).
+#[derive(Debug)]
+pub struct Seat(Arc<Tenant>);
+
+impl Seat {
+    pub fn tenant(&self) -> &Arc<Tenant> {
+        &self.0
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Why authentication failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("WRONGPASS invalid username-password pair or user is disabled.")]
+    WrongPass,
+    #[error("ERR too many failed authentication attempts from this address, retry later")]
+    TooManyFailures,
+    #[error("ERR max number of connections reached for this tenant")]
+    TooManyConnections,
+}
+
+/// The configured tenants.
+pub struct Tenancy {
+    tenants: HashMap<String, Arc<Tenant>>,
+    default: Option<Arc<Tenant>>,
+    failures_per_minute: u32,
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+impl Tenancy {
+    pub fn new(config: &TenancyConfig) -> Tenancy {
+        let tenants: HashMap<String, Arc<Tenant>> =
+            config.tenants.iter().map(|t| (t.name.clone(), Arc::new(Tenant::new(t.clone())))).collect();
+        let default = config.default_tenant.as_ref().and_then(|name| tenants.get(name).cloned());
+        Tenancy {
+            tenants,
+            default,
+            failures_per_minute: config.auth_failures_per_minute,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// True when tenants are configured: tenancy is enforced.
+    pub fn enabled(&self) -> bool {
+        !self.tenants.is_empty()
+    }
+
+    /// The seat of an unauthenticated client: the default tenant's, if one
+    /// is configured and has room.
+    pub fn default_seat(&self) -> Option<Seat> {
+        self.default.as_ref().and_then(|t| seat(t).ok())
+    }
+
+    /// Checks `name`/`password` for a client at `peer`: the tenant's seat,
+    /// or why not. Failures are counted per address; past the limit every
+    /// attempt fails for the rest of the minute, right or wrong.
+    pub fn authenticate(&self, name: &[u8], password: &[u8], peer: IpAddr) -> Result<Seat, AuthError> {
+        if self.blocked(peer) {
+            observe::auth_failure();
+            return Err(AuthError::TooManyFailures);
+        }
+        let tenant = std::str::from_utf8(name).ok().and_then(|n| self.tenants.get(n));
+        let given: [u8; 32] = Sha256::digest(password).into();
+        // Compared even for an unknown name, so timing tells nothing.
+        let expected = tenant.map_or([0xff; 32], |t| t.config.password_sha256);
+        if tenant.is_none() || !constant_time_eq(&given, &expected) {
+            self.note_failure(peer);
+            observe::auth_failure();
+            tracing::info!(%peer, tenant = %String::from_utf8_lossy(name), "authentication failed");
+            return Err(AuthError::WrongPass);
+        }
+        tenant.map_or(Err(AuthError::WrongPass), seat)
+    }
+
+    fn blocked(&self, peer: IpAddr) -> bool {
+        let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        failures
+            .get(&peer)
+            .is_some_and(|(n, since)| *n >= self.failures_per_minute && since.elapsed() < Duration::from_secs(60))
+    }
+
+    fn note_failure(&self, peer: IpAddr) {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        if failures.len() > 100_000 {
+            failures.retain(|_, (_, since)| since.elapsed() < Duration::from_secs(60));
+        }
+        let entry = failures.entry(peer).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= Duration::from_secs(60) {
+            *entry = (0, Instant::now());
+        }
+        entry.0 += 1;
+    }
+}
+
+fn seat(tenant: &Arc<Tenant>) -> Result<Seat, AuthError> {
+    let max = tenant.config.max_connections;
+    let taken = tenant.connections.fetch_add(1, Ordering::AcqRel);
+    if max > 0 && taken >= max {
+        tenant.connections.fetch_sub(1, Ordering::AcqRel);
+        return Err(AuthError::TooManyConnections);
+    }
+    Ok(Seat(tenant.clone()))
+}
+
+/// Byte-wise comparison whose time does not depend on where they differ.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The hex SHA-256 of a password, as `password_sha256` wants it.
+pub fn hash_password(password: &[u8]) -> String {
+    Sha256::digest(password).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses a 64-digit hex SHA-256.
+pub fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::lookup;
+
+    fn tenant(name: &str, password: &str) -> TenantConfig {
+        TenantConfig {
+            name: name.into(),
+            password_sha256: parse_sha256(&hash_password(password.as_bytes())).expect("hex"),
+            prefix: format!("{name}:").into_bytes(),
+            allow: Vec::new(),
+            deny: Vec::new(),
+            max_ops_per_sec: 0,
+            max_connections: 0,
+            allow_scripts: false,
+        }
+    }
+
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn authentication_and_failure_brake() {
+        let t = Tenancy::new(&TenancyConfig {
+            tenants: vec![tenant("acme", "s3cret")],
+            auth_failures_per_minute: 3,
+            ..Default::default()
+        });
+        assert_eq!(t.authenticate(b"acme", b"s3cret", PEER).expect("auth").tenant().name(), "acme");
+        assert_eq!(t.authenticate(b"acme", b"wrong", PEER).err(), Some(AuthError::WrongPass));
+        assert_eq!(t.authenticate(b"nobody", b"s3cret", PEER).err(), Some(AuthError::WrongPass));
+        assert_eq!(t.authenticate(b"acme", b"", PEER).err(), Some(AuthError::WrongPass));
+        assert_eq!(t.authenticate(b"acme", b"s3cret", PEER).err(), Some(AuthError::TooManyFailures));
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+        assert!(t.authenticate(b"acme", b"s3cret", other).is_ok(), "other addresses are not braked");
+    }
+
+    #[test]
+    fn connection_limit_and_seats_are_released() {
+        let mut config = tenant("acme", "pw");
+        config.max_connections = 1;
+        let t =
+            Tenancy::new(&TenancyConfig { tenants: vec![config], auth_failures_per_minute: 10, ..Default::default() });
+        let seat = t.authenticate(b"acme", b"pw", PEER).expect("first");
+        assert_eq!(t.authenticate(b"acme", b"pw", PEER).err(), Some(AuthError::TooManyConnections));
+        drop(seat);
+        assert!(t.authenticate(b"acme", b"pw", PEER).is_ok());
+    }
+
+    #[test]
+    fn allow_and_deny_rules() {
+        let mut config = tenant("acme", "pw");
+        config.allow = vec![Rule::parse("@read").expect("rule"), Rule::parse("set").expect("rule")];
+        config.deny = vec![Rule::parse("hgetall").expect("rule")];
+        let t = Tenant::new(config);
+        let cmd = |name: &str| lookup(name.as_bytes()).expect("known").1;
+        assert!(t.permits(cmd("get"), cmd("get")));
+        assert!(t.permits(cmd("set"), cmd("set")));
+        assert!(!t.permits(cmd("del"), cmd("del")));
+        assert!(!t.permits(cmd("hgetall"), cmd("hgetall")));
+        assert_eq!(Rule::parse("@nonsense"), None);
+    }
+
+    #[test]
+    fn rate_limit_bucket() {
+        let mut config = tenant("acme", "pw");
+        config.max_ops_per_sec = 10;
+        let t = Tenant::new(config);
+        let granted = (0..50).filter(|_| t.take_op()).count();
+        assert_eq!(granted, 10, "one second of burst");
+        std::thread::sleep(Duration::from_millis(250));
+        let granted = (0..50).filter(|_| t.take_op()).count();
+        assert!((2..=3).contains(&granted), "refilled at the rate: {granted}");
+    }
+
+    #[test]
+    fn password_hashes() {
+        assert_eq!(hash_password(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert!(parse_sha256("zz").is_none());
+        assert!(parse_sha256(&"g".repeat(64)).is_none());
+    }
+}

@@ -1,0 +1,244 @@
+//! The tenancy gate of a session: every request of a client passes here
+//! first when tenants are configured. It authenticates (`AUTH`, `HELLO …
+//! AUTH`), refuses what an unauthenticated client or the tenant may not
+//! run, applies the tenant's rate limit, and rewrites the request into the
+//! tenant's namespace (`tenancy::rewrite`), with the fix its reply needs.
+
+use super::Shared;
+use crate::cache::read::ReplyMap;
+use crate::commands::{self, Command, Handler, Local, State};
+use crate::observe;
+use crate::protocol::{encode, Args, Proto};
+use crate::tenancy::rewrite::{self, Allowances, Refusal, ReplyFix};
+use crate::tenancy::{AuthError, Seat};
+use bytes::Bytes;
+use std::net::IpAddr;
+
+/// What happens to one request.
+pub enum Gate {
+    /// Carry on with it as it is.
+    Pass,
+    /// Answer this instead (a refusal, or AUTH's reply).
+    Reply(Bytes),
+    /// Carry on with this request in its place; its reply goes through the
+    /// map, if any.
+    Rewrite(Bytes, Option<ReplyMap>),
+}
+
+/// The gate's decision before it is turned into a [`Gate`].
+enum Step {
+    Pass,
+    Reply(Bytes),
+    Rewrite(Bytes, Fix),
+}
+
+/// What the reply of a rewritten request needs.
+enum Fix {
+    /// The request's own fix.
+    Reply(ReplyFix),
+    /// EXEC: the fixes of the queued commands, one per element.
+    Exec(Vec<ReplyFix>),
+    /// EXEC of a transaction in which the gate refused a command: sent as
+    /// DISCARD, answered EXECABORT, as Redis does for a command it refuses
+    /// while queueing.
+    Aborted,
+}
+
+/// The client's side of tenancy: its seat (tenant), its address for the
+/// brake on password guessing, and the transaction it is queueing.
+pub struct Client {
+    pub seat: Option<Seat>,
+    pub peer: IpAddr,
+    transaction: Transaction,
+}
+
+/// Inside MULTI: the reply fixes of the commands queued upstream, in order,
+/// and whether the gate refused one (the transaction must then abort).
+#[derive(Default)]
+struct Transaction {
+    fixes: Vec<ReplyFix>,
+    aborted: bool,
+}
+
+impl Client {
+    pub fn new(seat: Option<Seat>, peer: IpAddr) -> Client {
+        Client { seat, peer, transaction: Transaction::default() }
+    }
+
+    /// Strips the tenant's prefix from a frame pushed on a subscribed
+    /// connection.
+    pub fn pushed(&self, frame: Bytes) -> Bytes {
+        match &self.seat {
+            Some(seat) => rewrite::pushed(&seat.tenant().prefix, &frame),
+            None => frame,
+        }
+    }
+
+    /// The step as a [`Gate`], with the reply map its fix needs.
+    fn finish(&self, step: Step, proto: Proto) -> Gate {
+        let (request, fix) = match step {
+            Step::Pass => return Gate::Pass,
+            Step::Reply(reply) => return Gate::Reply(reply),
+            Step::Rewrite(request, fix) => (request, fix),
+        };
+        let prefix = self.seat.as_ref().map(|s| s.tenant().prefix.clone()).unwrap_or_default();
+        let map: ReplyMap = match fix {
+            Fix::Reply(ReplyFix::None) => return Gate::Rewrite(request, None),
+            Fix::Reply(fix) => Box::new(move |reply: Bytes| rewrite::reply(&prefix, fix, proto, &reply)),
+            Fix::Exec(fixes) if fixes.iter().all(|f| *f == ReplyFix::None) => return Gate::Rewrite(request, None),
+            Fix::Exec(fixes) => Box::new(move |reply: Bytes| rewrite::exec_reply(&prefix, &fixes, proto, &reply)),
+            Fix::Aborted => {
+                let abort = |_| encode::error("EXECABORT Transaction discarded because of previous errors.");
+                return Gate::Rewrite(Bytes::from_static(DISCARD), Some(Box::new(abort)));
+            }
+        };
+        Gate::Rewrite(request, Some(map))
+    }
+}
+
+impl Transaction {
+    /// Follows a step taken inside MULTI: what is queued upstream records
+    /// its fix (its reply now is `+QUEUED`; the fix applies to its element
+    /// of EXEC's reply), what the gate answers itself aborts the
+    /// transaction, EXEC gets the fixes.
+    fn follow(&mut self, parent: Option<&Command>, step: Step) -> Step {
+        match (parent.map(|c| c.handler), step) {
+            (Some(Handler::State(State::Exec)), Step::Rewrite(request, _)) => match std::mem::take(self) {
+                Transaction { aborted: true, .. } => Step::Rewrite(request, Fix::Aborted),
+                Transaction { fixes, .. } => Step::Rewrite(request, Fix::Exec(fixes)),
+            },
+            (Some(Handler::State(State::Discard) | Handler::Local(Local::Reset | Local::Quit)), step) => {
+                *self = Transaction::default();
+                step
+            }
+            // Answered at once by Redis, not queued.
+            (Some(Handler::State(State::Multi | State::Watch)), step) => step,
+            (_, Step::Reply(reply)) => {
+                self.aborted = true;
+                Step::Reply(reply)
+            }
+            (_, Step::Rewrite(request, Fix::Reply(fix))) => {
+                self.fixes.push(fix);
+                Step::Rewrite(request, Fix::Reply(ReplyFix::None))
+            }
+            (_, step) => {
+                self.fixes.push(ReplyFix::None);
+                step
+            }
+        }
+    }
+}
+
+const NOAUTH: &str = "NOAUTH Authentication required.";
+const DISCARD: &[u8] = b"*1\r\n$7\r\nDISCARD\r\n";
+
+/// Decides what happens to one request of the client; `in_multi` while it
+/// is queueing a transaction.
+pub fn gate(shared: &Shared, client: &mut Client, args: &Args, proto: Proto, in_multi: bool) -> Gate {
+    let parent = args.get(0).and_then(commands::lookup).map(|(_, cmd)| cmd);
+    let step = match parent {
+        Some(parent) => decide(shared, client, parent, args),
+        None => refuse_unknown(client, args),
+    };
+    let step = if in_multi { client.transaction.follow(parent, step) } else { step };
+    client.finish(step, proto)
+}
+
+fn decide(shared: &Shared, client: &mut Client, parent: &Command, args: &Args) -> Step {
+    let cmd = match args.get(1) {
+        Some(sub) if !parent.subcommands.is_empty() => parent.subcommand(sub).unwrap_or(parent),
+        _ => parent,
+    };
+    match parent.handler {
+        Handler::Local(Local::Auth) => return auth(shared, client, args),
+        Handler::Local(Local::Hello) => {
+            if let Some(refused) = hello_auth(shared, client, args) {
+                return Step::Reply(refused);
+            }
+        }
+        Handler::Local(Local::Reset) => client.seat = shared.tenancy.default_seat(),
+        _ => {}
+    }
+    let Some(seat) = &client.seat else {
+        let open = matches!(parent.handler, Handler::Local(Local::Quit | Local::Hello | Local::Reset));
+        return if open || parent.name == "ping" { Step::Pass } else { Step::Reply(encode::error(NOAUTH)) };
+    };
+    let tenant = seat.tenant();
+    tenant.count_command();
+    if !tenant.permits(parent, cmd) {
+        return not_allowed(tenant.name(), args);
+    }
+    if !tenant.take_op() {
+        observe::tenant_refusal(tenant.name(), "rate_limit");
+        return Step::Reply(encode::error(&format!("BUSY rate limit exceeded for tenant {}", tenant.name())));
+    }
+    match parent.handler {
+        Handler::Local(Local::Select) => not_allowed(tenant.name(), args),
+        Handler::Local(_) => Step::Pass,
+        _ => rewritten(tenant.name(), &tenant.prefix, parent, cmd, args, tenant.config.allow_scripts),
+    }
+}
+
+fn rewritten(name: &str, prefix: &[u8], parent: &Command, cmd: &Command, args: &Args, scripts: bool) -> Step {
+    match rewrite::request(prefix, parent, cmd, args, Allowances { scripts }) {
+        Ok(rw) => Step::Rewrite(rw.request, Fix::Reply(rw.fix)),
+        Err(Refusal::NotAllowed) => not_allowed(name, args),
+        Err(Refusal::Form(why)) => {
+            observe::tenant_refusal(name, "form");
+            Step::Reply(encode::error(&format!("NOPERM {why}")))
+        }
+    }
+}
+
+fn not_allowed(tenant: &str, args: &Args) -> Step {
+    observe::tenant_refusal(tenant, "not_allowed");
+    let name = String::from_utf8_lossy(args.get(0).unwrap_or_default()).to_lowercase();
+    tracing::debug!(tenant, command = %name, "command refused for tenant");
+    Step::Reply(encode::error(&format!("NOPERM this command is not allowed for tenant {tenant}")))
+}
+
+/// Commands not in the table: refused (fail closed).
+fn refuse_unknown(client: &Client, args: &Args) -> Step {
+    match &client.seat {
+        Some(seat) => not_allowed(seat.tenant().name(), args),
+        None => Step::Reply(encode::error(NOAUTH)),
+    }
+}
+
+/// `AUTH tenant password` (or `AUTH password`, for a tenant named
+/// `default`).
+fn auth(shared: &Shared, client: &mut Client, args: &Args) -> Step {
+    let (name, password) = match (args.len(), args.get(1), args.get(2)) {
+        (2, Some(password), None) => (&b"default"[..], password),
+        (3, Some(name), Some(password)) => (name, password),
+        _ => return Step::Reply(encode::error("ERR wrong number of arguments for 'auth' command")),
+    };
+    match login(shared, client, name, password) {
+        None => Step::Reply(Bytes::from_static(encode::OK)),
+        Some(refused) => Step::Reply(refused),
+    }
+}
+
+/// `HELLO ver AUTH name password …`: the error when the credentials are
+/// refused; `None` when there are none or they are good.
+fn hello_auth(shared: &Shared, client: &mut Client, args: &Args) -> Option<Bytes> {
+    let at = (2..args.len()).find(|&i| args.get(i).is_some_and(|a| a.eq_ignore_ascii_case(b"auth")))?;
+    let (name, password) = (args.get(at + 1)?, args.get(at + 2)?);
+    login(shared, client, name, password)
+}
+
+fn login(shared: &Shared, client: &mut Client, name: &[u8], password: &[u8]) -> Option<Bytes> {
+    match shared.tenancy.authenticate(name, password, client.peer) {
+        Ok(seat) => {
+            tracing::debug!(tenant = seat.tenant().name(), peer = %client.peer, "tenant authenticated");
+            client.seat = Some(seat);
+            None
+        }
+        Err(e) => {
+            if e == AuthError::TooManyConnections {
+                observe::tenant_refusal(&String::from_utf8_lossy(name), "max_connections");
+            }
+            Some(encode::error(&e.to_string()))
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Command-specific rewrites: the DANGEROUS commands made safe for tenants
+//! (KEYS, SCAN, RANDOMKEY, SORT, OBJECT, MEMORY, scripts) and pub/sub, whose
+//! channels and patterns are not keys in the command table.
+
+use super::outgoing::Outgoing;
+use super::{escape_glob, keyed, Allowances, Refusal, ReplyFix, Rewritten};
+use crate::commands::Command;
+use crate::protocol::Args;
+
+/// SORT options that read other keys by pattern.
+const SORT_PATTERNS: &str = "SORT with BY or GET patterns is not allowed for tenants";
+
+/// RANDOMKEY for a tenant: Redis' RANDOMKEY retried server-side, in one
+/// round trip, until it names a key with the prefix (`ARGV[1]`). After
+/// 1000 misses it answers nil: a tenant holding a share `f` of the keyspace
+/// gets nil with probability `(1 - f)^1000` (under 0.01% for f = 1%). The
+/// worst case, a tenant with no keys, costs Redis about 1 ms, never a walk
+/// of the whole keyspace.
+const RANDOM_KEY_SCRIPT: &[u8] = b"for _ = 1, 1000 do \
+local k = redis.call('RANDOMKEY') \
+if not k then return false end \
+if string.sub(k, 1, #ARGV[1]) == ARGV[1] then return k end \
+end \
+return false";
+
+/// A DANGEROUS command: made safe here, or refused.
+pub(super) fn dangerous(
+    prefix: &[u8],
+    parent: &Command,
+    cmd: &Command,
+    args: &Args,
+    allow: Allowances,
+) -> Result<Rewritten, Refusal> {
+    match (parent.name, cmd.name) {
+        ("keys", _) => Ok(keys(prefix, args)),
+        ("scan", _) => Ok(scan(prefix, args)),
+        ("randomkey", _) => Ok(Outgoing::new(&[b"EVAL_RO", RANDOM_KEY_SCRIPT, b"0", prefix]).done(ReplyFix::RandomKey)),
+        ("info", _) => Ok(Outgoing::new(&[b"INFO", b"server"]).done(ReplyFix::Info)),
+        ("sort" | "sort_ro", _) if sort_has_patterns(args) => Err(Refusal::Form(SORT_PATTERNS)),
+        ("sort" | "sort_ro", _) => keyed(prefix, cmd, args, ReplyFix::None),
+        ("object", "encoding" | "freq" | "idletime" | "refcount" | "help") => keyed(prefix, cmd, args, ReplyFix::None),
+        ("memory", "usage" | "help") => keyed(prefix, cmd, args, ReplyFix::None),
+        ("eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro", _) if allow.scripts => {
+            keyed(prefix, cmd, args, ReplyFix::None)
+        }
+        _ => Err(Refusal::NotAllowed),
+    }
+}
+
+/// `KEYS pattern`: the pattern confined to the prefix.
+fn keys(prefix: &[u8], args: &Args) -> Rewritten {
+    let escaped = escape_glob(prefix);
+    Outgoing::from_args(args, |i| (i == 1).then_some(escaped.as_slice())).done(ReplyFix::Keys)
+}
+
+/// `SCAN cursor [MATCH pattern] [COUNT n] [TYPE t]`: every MATCH confined to
+/// the prefix (Redis uses the last one), or `MATCH prefix*` added. Options
+/// are walked in pairs as Redis does (every SCAN option takes one value), so
+/// a MATCH Redis would honour is never missed.
+fn scan(prefix: &[u8], args: &Args) -> Rewritten {
+    let escaped = escape_glob(prefix);
+    let mut matched = false;
+    let mut out = Outgoing::from_args(args, |i| {
+        let is_match = i >= 3 && i % 2 == 1 && args.get(i - 1).is_some_and(|w| w.eq_ignore_ascii_case(b"match"));
+        matched |= is_match;
+        is_match.then_some(escaped.as_slice())
+    });
+    if !matched {
+        out.push(b"", b"MATCH");
+        out.push(&escaped, b"*");
+    }
+    out.done(ReplyFix::Scan)
+}
+
+/// True when a SORT request has a BY or GET option. The options are walked
+/// as Redis walks them (LIMIT takes two values, STORE one), so a BY/GET Redis
+/// would see is always found; unknown words (a syntax error for Redis) are
+/// stepped over one at a time, so a later BY/GET is still found.
+fn sort_has_patterns(args: &Args) -> bool {
+    let mut i = 2;
+    while let Some(word) = args.get(i) {
+        let left = args.len() - i - 1;
+        if word.eq_ignore_ascii_case(b"by") || word.eq_ignore_ascii_case(b"get") {
+            return true;
+        } else if word.eq_ignore_ascii_case(b"limit") && left >= 2 {
+            i += 2;
+        } else if word.eq_ignore_ascii_case(b"store") && left >= 1 {
+            i += 1;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// `CLIENT TRACKING … BCAST | PREFIX | REDIRECT` would deliver
+/// invalidations of other tenants' keys, or send the tenant's elsewhere;
+/// plain tracking only reports keys the connection read.
+pub(super) fn tracking_beyond_own_keys(args: &Args) -> bool {
+    args.iter().skip(2).any(|a| {
+        a.eq_ignore_ascii_case(b"bcast") || a.eq_ignore_ascii_case(b"prefix") || a.eq_ignore_ascii_case(b"redirect")
+    })
+}
+
+/// Pub/sub: channels prefixed, patterns given the escaped prefix as a
+/// literal head. PUBSUB NUMPAT (it counts every tenant's patterns) and
+/// anything unknown are refused.
+pub(super) fn pubsub(prefix: &[u8], parent: &Command, cmd: &Command, args: &Args) -> Result<Rewritten, Refusal> {
+    let escaped = escape_glob(prefix);
+    let rewritten = match (parent.name, cmd.name) {
+        ("subscribe" | "ssubscribe" | "unsubscribe" | "sunsubscribe", _) => from(args, 1, prefix).done(ReplyFix::None),
+        ("psubscribe" | "punsubscribe", _) => from(args, 1, &escaped).done(ReplyFix::None),
+        ("publish" | "spublish", _) => Outgoing::from_args(args, |i| (i == 1).then_some(prefix)).done(ReplyFix::None),
+        ("pubsub", "channels" | "shardchannels") => {
+            let mut out = from(args, 2, &escaped);
+            if args.len() == 2 {
+                out.push(&escaped, b"*");
+            }
+            out.done(ReplyFix::Channels)
+        }
+        ("pubsub", "numsub" | "shardnumsub") => from(args, 2, prefix).done(ReplyFix::NumSub),
+        ("pubsub", "help") => Outgoing::from_args(args, |_| None).done(ReplyFix::None),
+        _ => return Err(Refusal::NotAllowed),
+    };
+    Ok(rewritten)
+}
+
+/// Every argument from `first` on preceded by `head`.
+fn from<'a>(args: &Args<'a>, first: usize, head: &'a [u8]) -> Outgoing<'a> {
+    Outgoing::from_args(args, |i| (i >= first).then_some(head))
+}

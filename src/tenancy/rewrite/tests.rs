@@ -1,0 +1,7 @@
+//! Tests of tenant rewriting: requests, replies, pushed frames, and
+//! property-style checks that nothing escapes the prefix.
+
+mod property;
+mod replies;
+mod requests;
+mod support;

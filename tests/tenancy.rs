@@ -1,0 +1,410 @@
+//! Tenancy against a real redis-server: two tenants, `acme` and `globex`,
+//! share one Redis through the proxy; each sees only its own keyspace.
+mod common;
+
+use common::{eventually, metric, Proxy, Raw, RedisServer};
+use redis::Commands;
+use std::time::{Duration, Instant};
+
+fn config(extra: &str) -> String {
+    let hash = |p: &str| nearcache::tenancy::hash_password(p.as_bytes());
+    format!(
+        "[[tenant]]\nname = \"acme\"\npassword_sha256 = \"{}\"\n\
+         [[tenant]]\nname = \"globex\"\npassword_sha256 = \"{}\"\n{extra}",
+        hash("acme-pw"),
+        hash("globex-pw")
+    )
+}
+
+fn start(extra: &str) -> (RedisServer, Proxy) {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start_with(redis.port, &config(extra));
+    (redis, proxy)
+}
+
+fn login(proxy: &Proxy, tenant: &str) -> Raw {
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["AUTH", tenant, &format!("{tenant}-pw")]), "+OK\r\n");
+    raw
+}
+
+fn bulk(s: &str) -> String {
+    format!("${}\r\n{s}\r\n", s.len())
+}
+
+#[test]
+fn tenants_see_only_their_own_keys() {
+    let (redis, proxy) = start("");
+    let mut acme = login(&proxy, "acme");
+    let mut globex = login(&proxy, "globex");
+    assert_eq!(acme.call(&["SET", "user:1", "acme's"]), "+OK\r\n");
+    assert_eq!(globex.call(&["SET", "user:1", "globex's"]), "+OK\r\n");
+    assert_eq!(acme.call(&["GET", "user:1"]), bulk("acme's"));
+    assert_eq!(globex.call(&["GET", "user:1"]), bulk("globex's"));
+    assert_eq!(acme.call(&["MSET", "a", "1", "b", "2"]), "+OK\r\n");
+    assert_eq!(acme.call(&["MGET", "a", "b", "user:1"]), format!("*3\r\n{}{}{}", bulk("1"), bulk("2"), bulk("acme's")));
+    assert_eq!(globex.call(&["EXISTS", "a", "b"]), ":0\r\n");
+    assert_eq!(acme.call(&["RENAME", "a", "c"]), "+OK\r\n");
+    let keys = acme.call(&["KEYS", "*"]);
+    assert!(keys.starts_with("*3\r\n"), "acme has user:1, b, c: {keys}");
+    assert!(!keys.contains("acme:") && !keys.contains("globex"), "{keys}");
+    let scan = acme.call(&["SCAN", "0", "COUNT", "1000"]);
+    assert!(scan.contains("user:1") && !scan.contains("globex") && !scan.contains("acme:"), "{scan}");
+    assert_eq!(acme.call(&["RPUSH", "q", "job"]), ":1\r\n");
+    assert_eq!(acme.call(&["BLPOP", "q", "1"]), format!("*2\r\n{}{}", bulk("q"), bulk("job")));
+
+    let mut direct: Vec<String> = redis.direct().keys("*").expect("keys");
+    direct.sort();
+    assert_eq!(direct, vec!["acme:b", "acme:c", "acme:user:1", "globex:user:1"]);
+
+    // RANDOMKEY names only the tenant's keys, even when it holds few of them.
+    for i in 0..200 {
+        assert_eq!(globex.call(&["SET", &format!("filler:{i}"), "x"]), "+OK\r\n");
+    }
+    for _ in 0..50 {
+        let key = acme.call(&["RANDOMKEY"]);
+        assert!([bulk("user:1"), bulk("b"), bulk("c")].contains(&key), "{key}");
+    }
+    let mut empty = login(&proxy, "acme");
+    assert_eq!(empty.call(&["FLUSHDB"]), "-NOPERM this command is not allowed for tenant acme\r\n");
+    // INFO shows the server's version and mode, nothing about the shared server.
+    let info = acme.call(&["INFO"]);
+    assert!(info.contains("# Server\r\nredis_version:") && info.contains("redis_mode:standalone"), "{info}");
+    assert!(!info.contains("connected_clients") && !info.contains("db0") && !info.contains("tcp_port"), "{info}");
+}
+
+/// The near-cache and the failover store hold rewritten keys: a tenant's
+/// cached value, and what it writes while Redis is down, stay its own, and
+/// the replay lands under its prefix.
+#[test]
+fn cache_and_failover_keep_tenants_apart() {
+    let mut redis = RedisServer::start();
+    let proxy = Proxy::start_with(
+        redis.port,
+        &config(
+            "[upstream]\nrequest_timeout = \"500ms\"\nconnect_timeout = \"300ms\"\nreconnect_max_backoff = \"200ms\"\n\
+             [breaker]\nopen_for = \"300ms\"\n",
+        ),
+    );
+    let mut acme = login(&proxy, "acme");
+    let mut globex = login(&proxy, "globex");
+    assert!(eventually(Duration::from_secs(5), || acme.call(&["SET", "k", "acme-v"]) == "+OK\r\n"));
+    assert_eq!(globex.call(&["SET", "k", "globex-v"]), "+OK\r\n");
+    for _ in 0..3 {
+        assert_eq!(acme.call(&["GET", "k"]), bulk("acme-v"));
+        assert_eq!(globex.call(&["GET", "k"]), bulk("globex-v"));
+    }
+    let hits = metric(&proxy.admin_get("/metrics").1, "nearcache_cache_hits_total").unwrap_or(0.0);
+    assert!(hits >= 4.0, "the reads were not served from the near-cache: {hits}");
+
+    redis.kill();
+    assert!(eventually(Duration::from_secs(5), || acme.call(&["SET", "during", "acme-d"]) == "+OK\r\n"));
+    assert_eq!(acme.call(&["GET", "k"]), bulk("acme-v"));
+    assert_eq!(globex.call(&["GET", "k"]), bulk("globex-v"));
+    assert_eq!(globex.call(&["GET", "during"]), "$-1\r\n");
+    assert_eq!(acme.call(&["GET", "during"]), bulk("acme-d"));
+
+    redis.restart();
+    let mut direct = redis.direct();
+    let replayed = eventually(Duration::from_secs(10), || {
+        direct.get::<_, Option<String>>("acme:during").ok().flatten().as_deref() == Some("acme-d")
+    });
+    assert!(replayed, "the failover write was not replayed under acme's prefix");
+    assert!(!direct.exists::<_, bool>("during").expect("exists"));
+}
+
+#[test]
+fn authentication() {
+    let (_redis, proxy) = start("");
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["GET", "k"]), "-NOAUTH Authentication required.\r\n");
+    assert_eq!(raw.call(&["PING"]), "+PONG\r\n");
+    assert_eq!(
+        raw.call(&["AUTH", "acme", "wrong"]),
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(
+        raw.call(&["AUTH", "nobody", "acme-pw"]),
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(raw.call(&["AUTH", "acme", "acme-pw"]), "+OK\r\n");
+    assert_eq!(raw.call(&["SET", "k", "v"]), "+OK\r\n");
+    assert_eq!(raw.call(&["RESET"]), "+RESET\r\n");
+    assert_eq!(raw.call(&["GET", "k"]), "-NOAUTH Authentication required.\r\n");
+    // HELLO AUTH, in RESP3.
+    let hello = raw.call(&["HELLO", "3", "AUTH", "acme", "acme-pw"]);
+    assert!(hello.starts_with('%'), "{hello}");
+    assert_eq!(raw.call(&["GET", "k"]), bulk("v"));
+    let refused = raw.call(&["HELLO", "3", "AUTH", "acme", "nope"]);
+    assert!(refused.starts_with("-WRONGPASS"), "{refused}");
+    let body = proxy.admin_get("/metrics").1;
+    assert!(metric(&body, "nearcache_auth_failures_total").is_some_and(|n| n >= 3.0), "{body}");
+}
+
+#[test]
+fn guessing_passwords_is_braked_per_address() {
+    let (_redis, proxy) = start("[tenancy]\nauth_failures_per_minute = 3\n");
+    let mut raw = proxy.raw();
+    for _ in 0..3 {
+        assert!(raw.call(&["AUTH", "acme", "guess"]).starts_with("-WRONGPASS"));
+    }
+    let braked = raw.call(&["AUTH", "acme", "acme-pw"]);
+    assert!(braked.starts_with("-ERR too many failed authentication attempts"), "{braked}");
+}
+
+#[test]
+fn a_default_tenant_binds_unauthenticated_clients() {
+    let (redis, proxy) = start("[tenancy]\ndefault_tenant = \"globex\"\n");
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["SET", "k", "v"]), "+OK\r\n");
+    assert_eq!(redis.direct().get::<_, String>("globex:k").expect("get"), "v");
+}
+
+#[test]
+fn dangerous_commands_are_refused() {
+    let (_redis, proxy) = start("");
+    let mut acme = login(&proxy, "acme");
+    for cmd in [
+        &["SELECT", "1"][..],
+        &["SWAPDB", "0", "1"],
+        &["MOVE", "k", "1"],
+        &["CONFIG", "GET", "*"],
+        &["DEBUG", "SLEEP", "0"],
+        &["MONITOR"],
+        &["FLUSHALL"],
+        &["FLUSHDB"],
+        &["DBSIZE"],
+        &["ACL", "LIST"],
+        &["CLIENT", "LIST"],
+        &["CLIENT", "KILL", "ID", "1"],
+        &["SCRIPT", "FLUSH"],
+        &["EVAL", "return 1", "0"],
+        &["FUNCTION", "LIST"],
+        &["MIGRATE", "127.0.0.1", "1", "k", "0", "100"],
+        &["PUBSUB", "NUMPAT"],
+        &["NOSUCHCOMMAND"],
+    ] {
+        let reply = acme.call(cmd);
+        assert_eq!(reply, "-NOPERM this command is not allowed for tenant acme\r\n", "{cmd:?}");
+    }
+    let reply = acme.call(&["CLIENT", "TRACKING", "on", "BCAST"]);
+    assert!(reply.starts_with("-NOPERM CLIENT TRACKING with BCAST"), "{reply}");
+    let reply = acme.call(&["SORT", "k", "BY", "nosort", "GET", "*"]);
+    assert!(reply.starts_with("-NOPERM SORT with BY or GET"), "{reply}");
+    assert_eq!(acme.call(&["RPUSH", "l", "2", "1"]), ":2\r\n");
+    assert_eq!(acme.call(&["SORT", "l"]), format!("*2\r\n{}{}", bulk("1"), bulk("2")));
+}
+
+/// Inside MULTI the requests are rewritten as they are queued and EXEC's
+/// reply is fixed element by element; a command the proxy refuses while
+/// queueing aborts the transaction, as Redis does.
+#[test]
+fn transactions_are_rewritten_and_refusals_abort_them() {
+    let (redis, proxy) = start("");
+    let mut acme = login(&proxy, "acme");
+    assert_eq!(acme.call(&["SET", "k", "v"]), "+OK\r\n");
+    assert_eq!(acme.call(&["MULTI"]), "+OK\r\n");
+    for cmd in [&["KEYS", "*"][..], &["RPUSH", "q", "x"], &["BLPOP", "q", "0"], &["INFO"], &["GET", "k"]] {
+        assert_eq!(acme.call(cmd), "+QUEUED\r\n", "{cmd:?}");
+    }
+    let exec = acme.call(&["EXEC"]);
+    let expected = format!("*5\r\n*1\r\n{}:1\r\n*2\r\n{}{}", bulk("k"), bulk("q"), bulk("x"));
+    assert!(exec.starts_with(&expected), "{exec}");
+    assert!(exec.contains("# Server\r\nredis_version:") && !exec.contains("tcp_port"), "{exec}");
+    assert!(exec.ends_with(&bulk("v")) && !exec.contains("acme:"), "{exec}");
+
+    assert_eq!(acme.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(acme.call(&["SET", "a", "1"]), "+QUEUED\r\n");
+    assert!(acme.call(&["CONFIG", "GET", "*"]).starts_with("-NOPERM"));
+    assert_eq!(acme.call(&["EXEC"]), "-EXECABORT Transaction discarded because of previous errors.\r\n");
+    assert_eq!(acme.call(&["GET", "a"]), "$-1\r\n");
+    assert_eq!(acme.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(acme.call(&["SET", "a", "2"]), "+QUEUED\r\n");
+    assert_eq!(acme.call(&["EXEC"]), "*1\r\n+OK\r\n");
+    assert_eq!(redis.direct().get::<_, String>("acme:a").expect("get"), "2");
+}
+
+/// Per-tenant settings: allow/deny rules, max_connections, allow_scripts,
+/// and the metrics labelled by tenant.
+#[test]
+fn rules_connection_limit_and_scripts_per_tenant() {
+    let redis = RedisServer::start();
+    let toml = config("").replace(
+        "[[tenant]]\nname = \"globex\"",
+        "deny = [\"@write\", \"flushall\"]\nmax_connections = 2\n[[tenant]]\nname = \"globex\"\nallow_scripts = true",
+    );
+    let proxy = Proxy::start_with(redis.port, &toml);
+    let mut acme = login(&proxy, "acme");
+    let refused = acme.call(&["SET", "k", "v"]);
+    assert_eq!(refused, "-NOPERM this command is not allowed for tenant acme\r\n");
+    assert_eq!(acme.call(&["GET", "k"]), "$-1\r\n");
+    let second = login(&proxy, "acme");
+    let mut third = proxy.raw();
+    let over = third.call(&["AUTH", "acme", "acme-pw"]);
+    assert_eq!(over, "-ERR max number of connections reached for this tenant\r\n");
+    drop(second);
+    assert!(eventually(Duration::from_secs(2), || third.call(&["AUTH", "acme", "acme-pw"]) == "+OK\r\n"));
+
+    let mut globex = login(&proxy, "globex");
+    let script = "redis.call('SET', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])";
+    assert_eq!(globex.call(&["EVAL", script, "1", "s", "scripted"]), bulk("scripted"));
+    assert_eq!(redis.direct().get::<_, String>("globex:s").expect("get"), "scripted");
+    let refused = acme.call(&["EVAL", "return 1", "0"]);
+    assert_eq!(refused, "-NOPERM this command is not allowed for tenant acme\r\n");
+
+    let body = proxy.admin_get("/metrics").1;
+    let commands = metric(&body, "nearcache_tenant_commands_total{tenant=\"acme\"}");
+    assert!(commands.is_some_and(|n| n >= 3.0), "{body}");
+    let refusals = metric(&body, "nearcache_tenant_refusals_total{tenant=\"acme\",reason=\"not_allowed\"}");
+    assert!(refusals.is_some_and(|n| n >= 2.0), "{body}");
+    let full = metric(&body, "nearcache_tenant_refusals_total{tenant=\"acme\",reason=\"max_connections\"}");
+    assert!(full.is_some_and(|n| n >= 1.0), "{body}");
+}
+
+#[test]
+fn pubsub_is_confined_to_the_tenant() {
+    let (_redis, proxy) = start("");
+    let mut acme_sub = login(&proxy, "acme");
+    let mut globex = login(&proxy, "globex");
+    let mut acme = login(&proxy, "acme");
+    assert_eq!(acme_sub.call(&["SUBSCRIBE", "news"]), format!("*3\r\n{}{}:1\r\n", bulk("subscribe"), bulk("news")));
+    assert_eq!(globex.call(&["PUBLISH", "news", "from globex"]), ":0\r\n");
+    assert_eq!(acme.call(&["PUBLISH", "news", "from acme"]), ":1\r\n");
+    let message = String::from_utf8_lossy(&acme_sub.read_frame()).into_owned();
+    assert_eq!(message, format!("*3\r\n{}{}{}", bulk("message"), bulk("news"), bulk("from acme")));
+    let channels = acme.call(&["PUBSUB", "CHANNELS"]);
+    assert_eq!(channels, format!("*1\r\n{}", bulk("news")));
+    assert_eq!(globex.call(&["PUBSUB", "CHANNELS"]), "*0\r\n");
+
+    // Client-side caching: invalidation pushes name the tenant's keys
+    // without the prefix.
+    let mut tracked = proxy.raw();
+    assert!(tracked.call(&["HELLO", "3", "AUTH", "acme", "acme-pw"]).starts_with('%'));
+    assert_eq!(tracked.call(&["CLIENT", "TRACKING", "on"]), "+OK\r\n");
+    assert_eq!(tracked.call(&["GET", "watched"]), "_\r\n");
+    assert_eq!(acme.call(&["SET", "watched", "1"]), "+OK\r\n");
+    let push = String::from_utf8_lossy(&tracked.read_frame()).into_owned();
+    assert_eq!(push, format!(">2\r\n{}*1\r\n{}", bulk("invalidate"), bulk("watched")));
+}
+
+#[test]
+fn rate_limit_holds_within_twenty_percent() {
+    let (_redis, proxy) = start("");
+    drop(proxy);
+    let redis = RedisServer::start();
+    let limited =
+        config("").replace("[[tenant]]\nname = \"globex\"", "max_ops_per_sec = 200\n[[tenant]]\nname = \"globex\"");
+    let proxy = Proxy::start_with(redis.port, &limited);
+    let mut acme = login(&proxy, "acme");
+    let started = Instant::now();
+    let (mut ok, mut busy) = (0u32, 0u32);
+    while started.elapsed() < Duration::from_secs(3) {
+        match acme.call(&["INCR", "n"]) {
+            r if r.starts_with(':') => ok += 1,
+            r if r.starts_with("-BUSY rate limit exceeded for tenant acme") => busy += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // One second of burst plus 200/s.
+    let expected = 200.0 * (started.elapsed().as_secs_f64() + 1.0);
+    let ratio = f64::from(ok) / expected;
+    println!("rate limit: {ok} allowed, {busy} refused over {:?} (expected ≈{expected:.0})", started.elapsed());
+    assert!((0.8..=1.2).contains(&ratio), "allowed {ok}, expected ≈{expected:.0}");
+    assert!(busy > 0);
+}
+
+/// Strings aimed at the other tenant's data.
+const PROBES: &[&str] = &[
+    "globex:secret",
+    "secret",
+    "*",
+    "\\*",
+    "[a-z]*",
+    "globex:*",
+    "{globex:secret}",
+    "",
+    "acme:",
+    "..",
+    "0",
+    "1",
+    "-1",
+    "10000",
+    "MATCH",
+    "COUNT",
+    "STREAMS",
+    "KEYS",
+    "BY",
+    "GET",
+    "#",
+    "STORE",
+];
+
+/// Every command in the table, with several argument lists made of probes,
+/// run as `acme` against a Redis holding `globex`'s data: no reply may
+/// carry globex's values or key names, globex's data must be untouched and
+/// no key may appear outside the two prefixes.
+#[test]
+fn escape_attempts_never_reach_the_other_tenant() {
+    // AUTH and HELLO are probed too: their failures must not lock us out.
+    let (redis, proxy) = start("[tenancy]\nauth_failures_per_minute = 1000000000\n");
+    let mut globex = login(&proxy, "globex");
+    for (k, v) in [("secret", "GLOBEX-SECRET-VALUE"), ("other", "GLOBEX-OTHER-VALUE")] {
+        assert_eq!(globex.call(&["SET", k, v]), "+OK\r\n");
+    }
+    assert_eq!(globex.call(&["RPUSH", "list", "GLOBEX-LIST-VALUE"]), ":1\r\n");
+    assert_eq!(globex.call(&["HSET", "hash", "f", "GLOBEX-HASH-VALUE"]), ":1\r\n");
+    let mut direct = redis.direct();
+    let snapshot = |d: &mut redis::Connection| -> Vec<(String, Vec<u8>)> {
+        let mut keys: Vec<String> = d.keys("globex:*").expect("keys");
+        keys.sort();
+        keys.into_iter().map(|k| (k.clone(), redis::cmd("DUMP").arg(&k).query(d).expect("dump"))).collect()
+    };
+    let before = snapshot(&mut direct);
+
+    let mut attempts = 0usize;
+    let mut leaks = Vec::new();
+    let mut commands: Vec<Vec<&str>> = Vec::new();
+    for cmd in nearcache::commands::all() {
+        let mut names = vec![vec![cmd.name]];
+        names.extend(cmd.subcommands.iter().map(|s| vec![cmd.name, s.name]));
+        for name in names {
+            for (i, probe) in PROBES.iter().enumerate() {
+                for extra in 0..3 {
+                    let mut args = name.clone();
+                    args.extend((0..=extra).map(|j| PROBES[(i + j * 7) % PROBES.len()]));
+                    args[name.len()] = probe;
+                    commands.push(args);
+                }
+            }
+        }
+    }
+    for args in &commands {
+        // A fresh connection each time: subscriptions, MULTI or a blocked
+        // command must not spill into the next attempt.
+        let mut acme = login(&proxy, "acme");
+        acme.stream.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+        acme.cmd(args);
+        attempts += 1;
+        // One reply (a blocked command gives none within the timeout).
+        if let Some(frame) = acme.try_read_frame() {
+            let text = String::from_utf8_lossy(&frame).into_owned();
+            // globex's values, or names acme never uses (its own keys may
+            // well be called "globex:secret": that is acme:globex:secret).
+            if ["GLOBEX-", "globex:other", "globex:list", "globex:hash"].iter().any(|m| text.contains(m)) {
+                leaks.push(format!("{args:?} -> {text:?}"));
+            }
+        }
+    }
+    let after = snapshot(&mut direct);
+    println!("escape suite: {attempts} attempts over {} commands and subcommands", commands.len() / (PROBES.len() * 3));
+    assert!(leaks.is_empty(), "{} leaks, e.g. {:?}", leaks.len(), &leaks[..leaks.len().min(10)]);
+    assert_eq!(before, after, "globex's data changed");
+    let stray: Vec<String> = direct
+        .keys::<_, Vec<String>>("*")
+        .expect("keys")
+        .into_iter()
+        .filter(|k| !k.starts_with("acme:") && !k.starts_with("globex:"))
+        .collect();
+    assert!(stray.is_empty(), "keys outside both prefixes: {stray:?}");
+    assert!(eventually(Duration::from_secs(1), || globex.call(&["GET", "secret"]) == bulk("GLOBEX-SECRET-VALUE")));
+}
