@@ -339,20 +339,79 @@ const PROBES: &[&str] = &[
     "STORE",
 ];
 
+/// Hand-written attempts at known escape routes, on top of the generated
+/// ones.
+const TARGETED: &[&[&str]] = &[
+    &["SCAN", "0", "MATCH", "*", "COUNT", "100000"],
+    &["SCAN", "0", "MATCH", "globex:*", "COUNT", "100000"],
+    &["SCAN", "0", "MATCH", "x", "MATCH", "*", "COUNT", "100000"],
+    &["SCAN", "0", "TYPE", "string", "COUNT", "100000"],
+    &["KEYS", "\\*"],
+    &["KEYS", "[g]lobex:*"],
+    &["KEYS", "*globex*"],
+    &["KEYS", "??????*"],
+    &["SORT", "list", "BY", "globex:*"],
+    &["SORT", "list", "GET", "globex:*"],
+    &["SORT_RO", "list", "GET", "#"],
+    &["OBJECT", "ENCODING", "globex:secret"],
+    &["OBJECT", "FREQ", "globex:secret"],
+    &["MEMORY", "USAGE", "globex:secret"],
+    &["DEBUG", "OBJECT", "globex:secret"],
+    &["DUMP", "globex:secret"],
+    &["RENAME", "mine", "globex:secret"],
+    &["COPY", "list", "globex:secret", "REPLACE"],
+    &["MOVE", "globex:secret", "1"],
+    &["SUNIONSTORE", "globex:secret", "list"],
+    &["GEORADIUS", "g", "0", "0", "1", "km", "STORE", "globex:secret"],
+    &["XREAD", "STREAMS", "globex:stream", "0"],
+    &["XREAD", "COUNT", "1", "STREAMS", "stream", "globex:stream", "0", "0"],
+    &["EVAL", "return redis.call('GET','globex:secret')", "0"],
+    &["EVAL_RO", "return redis.call('KEYS','*')", "0"],
+    &["FCALL", "f", "1", "globex:secret"],
+    &["MIGRATE", "127.0.0.1", "1", "", "0", "100", "KEYS", "globex:secret"],
+    &["CLIENT", "LIST"],
+    &["CLIENT", "TRACKING", "on", "BCAST"],
+    &["CLIENT", "TRACKING", "on", "PREFIX", "globex:"],
+    &["PUBSUB", "CHANNELS"],
+    &["PUBSUB", "CHANNELS", "*"],
+    &["PUBSUB", "NUMSUB", "globex:news"],
+    &["PUBSUB", "NUMPAT"],
+    &["SELECT", "1"],
+    &["SWAPDB", "0", "1"],
+    &["FLUSHALL"],
+    &["CONFIG", "SET", "dir", "/tmp"],
+    &["RANDOMKEY"],
+];
+
 /// Every command in the table, with several argument lists made of probes,
-/// run as `acme` against a Redis holding `globex`'s data: no reply may
-/// carry globex's values or key names, globex's data must be untouched and
-/// no key may appear outside the two prefixes.
+/// plus [`TARGETED`], run as `acme` (RESP2 and RESP3 in turn) against a
+/// Redis holding `globex`'s data: no reply may carry globex's values or key
+/// names, globex's data must be untouched, no key may appear outside the
+/// two prefixes, and no pub/sub message may cross between the tenants.
 #[test]
 fn escape_attempts_never_reach_the_other_tenant() {
     // AUTH and HELLO are probed too: their failures must not lock us out.
     let (redis, proxy) = start("[tenancy]\nauth_failures_per_minute = 1000000000\n");
     let mut globex = login(&proxy, "globex");
-    for (k, v) in [("secret", "GLOBEX-SECRET-VALUE"), ("other", "GLOBEX-OTHER-VALUE")] {
-        assert_eq!(globex.call(&["SET", k, v]), "+OK\r\n");
+    for cmd in [
+        &["SET", "secret", "GLOBEX-SECRET-VALUE"][..],
+        &["SET", "other", "GLOBEX-OTHER-VALUE"],
+        &["RPUSH", "list", "GLOBEX-LIST-VALUE"],
+        &["HSET", "hash", "f", "GLOBEX-HASH-VALUE"],
+        &["SADD", "set", "GLOBEX-SET-VALUE"],
+        &["ZADD", "zset", "1", "GLOBEX-ZSET-VALUE"],
+        &["XADD", "stream", "1-1", "f", "GLOBEX-STREAM-VALUE"],
+    ] {
+        assert!(!globex.call(cmd).starts_with('-'), "{cmd:?}");
     }
-    assert_eq!(globex.call(&["RPUSH", "list", "GLOBEX-LIST-VALUE"]), ":1\r\n");
-    assert_eq!(globex.call(&["HSET", "hash", "f", "GLOBEX-HASH-VALUE"]), ":1\r\n");
+    let mut acme = login(&proxy, "acme");
+    assert_eq!(acme.call(&["SET", "mine", "acme's"]), "+OK\r\n");
+    assert_eq!(acme.call(&["RPUSH", "list", "3", "1", "2"]), ":3\r\n");
+    // Listeners on everything each tenant may listen to.
+    let mut globex_ear = login(&proxy, "globex");
+    assert!(globex_ear.call(&["PSUBSCRIBE", "*"]).contains("psubscribe"));
+    let mut acme_ear = login(&proxy, "acme");
+    assert!(acme_ear.call(&["PSUBSCRIBE", "*"]).contains("psubscribe"));
     let mut direct = redis.direct();
     let snapshot = |d: &mut redis::Connection| -> Vec<(String, Vec<u8>)> {
         let mut keys: Vec<String> = d.keys("globex:*").expect("keys");
@@ -361,13 +420,13 @@ fn escape_attempts_never_reach_the_other_tenant() {
     };
     let before = snapshot(&mut direct);
 
-    let mut attempts = 0usize;
-    let mut leaks = Vec::new();
-    let mut commands: Vec<Vec<&str>> = Vec::new();
+    let mut commands: Vec<Vec<&str>> = TARGETED.iter().map(|c| c.to_vec()).collect();
+    let mut entries = 0;
     for cmd in nearcache::commands::all() {
         let mut names = vec![vec![cmd.name]];
         names.extend(cmd.subcommands.iter().map(|s| vec![cmd.name, s.name]));
         for name in names {
+            entries += 1;
             for (i, probe) in PROBES.iter().enumerate() {
                 for extra in 0..3 {
                     let mut args = name.clone();
@@ -378,25 +437,44 @@ fn escape_attempts_never_reach_the_other_tenant() {
             }
         }
     }
-    for args in &commands {
+    let mut leaks = Vec::new();
+    for (n, args) in commands.iter().enumerate() {
         // A fresh connection each time: subscriptions, MULTI or a blocked
         // command must not spill into the next attempt.
-        let mut acme = login(&proxy, "acme");
+        let mut acme = proxy.raw();
+        let hello = if n % 2 == 0 {
+            acme.call(&["AUTH", "acme", "acme-pw"])
+        } else {
+            acme.call(&["HELLO", "3", "AUTH", "acme", "acme-pw"])
+        };
+        assert!(hello.starts_with('+') || hello.starts_with('%'), "{hello}");
         acme.stream.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
         acme.cmd(args);
-        attempts += 1;
         // One reply (a blocked command gives none within the timeout).
         if let Some(frame) = acme.try_read_frame() {
             let text = String::from_utf8_lossy(&frame).into_owned();
             // globex's values, or names acme never uses (its own keys may
             // well be called "globex:secret": that is acme:globex:secret).
-            if ["GLOBEX-", "globex:other", "globex:list", "globex:hash"].iter().any(|m| text.contains(m)) {
+            let names = ["globex:other", "globex:list", "globex:hash", "globex:set", "globex:zset", "globex:stream"];
+            if text.contains("GLOBEX-") || names.iter().any(|m| text.contains(m)) {
                 leaks.push(format!("{args:?} -> {text:?}"));
             }
         }
     }
+    // globex's listener hears nothing of acme's publishing, then its own.
+    let mut heard = |ear: &mut common::Raw| -> Vec<String> {
+        ear.stream.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+        std::iter::from_fn(|| ear.try_read_frame()).map(|f| String::from_utf8_lossy(&f).into_owned()).collect()
+    };
+    leaks.extend(heard(&mut globex_ear).into_iter().map(|m| format!("globex heard {m:?}")));
+    assert_eq!(globex.call(&["PUBLISH", "news", "GLOBEX-MESSAGE"]), ":1\r\n", "only globex's own listener");
+    let own = heard(&mut globex_ear);
+    assert!(own.len() == 1 && own[0].contains("GLOBEX-MESSAGE"), "{own:?}");
+    leaks.extend(
+        heard(&mut acme_ear).into_iter().filter(|m| m.contains("GLOBEX-")).map(|m| format!("acme heard {m:?}")),
+    );
     let after = snapshot(&mut direct);
-    println!("escape suite: {attempts} attempts over {} commands and subcommands", commands.len() / (PROBES.len() * 3));
+    println!("escape suite: {} attempts over {entries} commands and subcommands", commands.len());
     assert!(leaks.is_empty(), "{} leaks, e.g. {:?}", leaks.len(), &leaks[..leaks.len().min(10)]);
     assert_eq!(before, after, "globex's data changed");
     let stray: Vec<String> = direct
