@@ -462,7 +462,7 @@ fn escape_attempts_never_reach_the_other_tenant() {
         }
     }
     // globex's listener hears nothing of acme's publishing, then its own.
-    let mut heard = |ear: &mut common::Raw| -> Vec<String> {
+    let heard = |ear: &mut common::Raw| -> Vec<String> {
         ear.stream.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
         std::iter::from_fn(|| ear.try_read_frame()).map(|f| String::from_utf8_lossy(&f).into_owned()).collect()
     };
