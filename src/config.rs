@@ -38,7 +38,7 @@ pub struct Config {
     pub tenancy: TenancyConfig,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub proto_max_bulk_len: usize,
@@ -68,9 +68,12 @@ pub struct UpstreamConfig {
     pub tls: Option<Tls>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
+    /// When set, every endpoint but `/health` wants
+    /// `Authorization: Bearer <token>`.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +82,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     pub format: LogFormat,
     /// A `RUST_LOG`-style filter; `RUST_LOG` itself wins when set.
@@ -282,11 +285,12 @@ impl Default for RawUpstream {
 #[serde(deny_unknown_fields, default)]
 struct RawAdmin {
     listen: String,
+    token: Option<String>,
 }
 
 impl Default for RawAdmin {
     fn default() -> Self {
-        RawAdmin { listen: "127.0.0.1:9121".into() }
+        RawAdmin { listen: "127.0.0.1:9121".into(), token: None }
     }
 }
 
@@ -356,7 +360,10 @@ impl Validator<'_> {
                 },
             },
             upstream: self.upstream(raw.upstream, o.upstream.as_deref())?,
-            admin: AdminConfig { listen: self.addr("admin.listen", &pick(&o.admin_listen, raw.admin.listen))? },
+            admin: AdminConfig {
+                listen: self.addr("admin.listen", &pick(&o.admin_listen, raw.admin.listen))?,
+                token: self.admin_token(raw.admin.token)?,
+            },
             log: LogConfig {
                 format: self.log_format(&pick(&o.log_format, raw.log.format))?,
                 level: pick(&o.log_level, raw.log.level),
@@ -544,6 +551,17 @@ impl Validator<'_> {
 
     fn addr(&self, key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
         value.parse().map_err(|_| self.invalid(key, "an address like 127.0.0.1:6380 or [::1]:6380", value))
+    }
+
+    /// A bearer token: printable ASCII without spaces, 16 characters or
+    /// more (it guards reloads and cache invalidation).
+    fn admin_token(&self, token: Option<String>) -> Result<Option<String>, ConfigError> {
+        match token {
+            Some(t) if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) => {
+                Err(self.invalid("admin.token", "16 or more printable ASCII characters, no spaces", "<redacted>"))
+            }
+            token => Ok(token),
+        }
     }
 
     fn size(&self, key: &'static str, value: u64) -> Result<usize, ConfigError> {

@@ -101,7 +101,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    let source = server::ConfigSource { file: cli.config.clone(), overrides: cli.overrides() };
+    match runtime.block_on(run(config, source)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -121,7 +122,7 @@ fn init_logging(config: &Config) {
     }
 }
 
-async fn run(config: Config) -> Result<(), String> {
+async fn run(config: Config, source: server::ConfigSource) -> Result<(), String> {
     let metrics = observe::install();
     let admin = admin::bind(config.admin.listen)
         .await
@@ -135,11 +136,29 @@ async fn run(config: Config) -> Result<(), String> {
         version = env!("CARGO_PKG_VERSION"),
         "nearcache started"
     );
-    let state = admin::Admin { metrics, cache: server.cache(), failover: server.failover() };
+    let state = admin::Admin::new(metrics, &server, source, config.admin.token.clone());
+    tokio::spawn(reload_on_hangup(state.control()));
     tokio::spawn(admin::serve(admin, std::sync::Arc::new(state)));
     server.run(shutdown_signal()).await;
     tracing::info!("nearcache stopped");
     Ok(())
+}
+
+/// Reloads the configuration on every SIGHUP (the outcome is logged).
+async fn reload_on_hangup(control: std::sync::Arc<server::Control>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: reload with POST /config/reload");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            let _ = control.reload();
+        }
+    }
+    #[cfg(not(unix))]
+    drop(control);
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -42,6 +42,7 @@ const DEAD_LETTERS: &str = "nearcache_journal_dead_letters";
 const TENANT_COMMANDS: &str = "nearcache_tenant_commands_total";
 const TENANT_REFUSALS: &str = "nearcache_tenant_refusals_total";
 const AUTH_FAILURES: &str = "nearcache_auth_failures_total";
+const CONFIG_RELOADS: &str = "nearcache_config_reloads_total";
 
 /// Installs the global Prometheus recorder (once per process) and returns
 /// the handle that renders `/metrics`.
@@ -62,6 +63,7 @@ pub fn install() -> PrometheusHandle {
 
 fn describe() {
     metrics::describe_counter!(COMMANDS_TOTAL, "Commands received, by command name");
+    metrics::describe_counter!(CONFIG_RELOADS, "Configuration reloads, by result (ok, error)");
     metrics::describe_histogram!(
         COMMAND_DURATION,
         metrics::Unit::Seconds,
@@ -290,4 +292,9 @@ pub fn tenant_refusal(tenant: &str, reason: &'static str) {
 
 pub fn auth_failure() {
     metrics::counter!(AUTH_FAILURES).increment(1);
+}
+
+/// A configuration reload: `ok`, or `error` (the file was rejected).
+pub fn config_reload(result: &'static str) {
+    metrics::counter!(CONFIG_RELOADS, "result" => result).increment(1);
 }

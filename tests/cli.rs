@@ -206,3 +206,29 @@ fn sigterm_lets_in_flight_requests_finish() {
     let logs = output_of(&mut child);
     assert!(logs.contains("shutdown signal received") && logs.contains("nearcache stopped"), "{logs}");
 }
+
+#[test]
+fn sighup_reloads_the_config_file() {
+    let redis = RedisServer::start();
+    let (listen, admin) = (free_port(), free_port());
+    let base = format!(
+        "[server]\nlisten = \"127.0.0.1:{listen}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n[upstream]\nurl = \"{}\"\n",
+        redis.url()
+    );
+    let path = write_config(&base);
+    let mut child = spawn(&["--config", path.to_str().expect("utf-8 path")], &[]);
+    wait_for_port(admin, Duration::from_secs(10));
+    std::fs::write(&path, format!("{base}[breaker]\nfailure_threshold = 9\n")).expect("rewrite");
+    Command::new("kill").args(["-HUP", &child.id().to_string()]).status().expect("kill");
+    let addr = format!("127.0.0.1:{admin}").parse().expect("addr");
+    let reloaded = common::eventually(Duration::from_secs(5), || {
+        let body = common::http(addr, "GET", "/metrics").1;
+        common::metric(&body, "nearcache_config_reloads_total{result=\"ok\"}") == Some(1.0)
+    });
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+    let _ = std::fs::remove_file(&path);
+    let output = output_of(&mut child);
+    assert!(reloaded, "no reload counted after SIGHUP: {output}");
+    assert!(output.contains("configuration reloaded") && output.contains("breaker"), "{output}");
+}

@@ -1,6 +1,8 @@
 //! The admin HTTP listener: `/metrics` (Prometheus text), `/health`
-//! (alive), `/ready` (upstream and failover state), `/cache/stats` and
-//! `POST /cache/invalidate?pattern=…`.
+//! (alive), `/ready` (upstream and failover state), `/cache/stats`,
+//! `POST /cache/invalidate?pattern=…`, `/clients` (per tenant) and
+//! `POST /config/reload`. With `admin.token` set, every endpoint but
+//! `/health` wants `Authorization: Bearer <token>`.
 //!
 //! A deliberately tiny HTTP/1.1 responder — one request per connection,
 //! bounded header size and time, no request bodies — because these
@@ -9,6 +11,7 @@
 
 use crate::cache::NearCache;
 use crate::fallback::Failover;
+use crate::server::{ConfigSource, Control, Server};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,9 +29,23 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// What the admin endpoints look at.
 pub struct Admin {
-    pub metrics: PrometheusHandle,
-    pub cache: Arc<NearCache>,
-    pub failover: Arc<Failover>,
+    metrics: PrometheusHandle,
+    cache: Arc<NearCache>,
+    failover: Arc<Failover>,
+    control: Arc<Control>,
+    token: Option<String>,
+}
+
+impl Admin {
+    /// The admin API of `server`, whose reloads read `source`.
+    pub fn new(metrics: PrometheusHandle, server: &Server, source: ConfigSource, token: Option<String>) -> Admin {
+        Admin { metrics, cache: server.cache(), failover: server.failover(), control: server.control(source), token }
+    }
+
+    /// The handle reloads go through (also used on SIGHUP).
+    pub fn control(&self) -> Arc<Control> {
+        self.control.clone()
+    }
 }
 
 /// Serves admin requests forever.
@@ -70,12 +87,24 @@ async fn handle(mut stream: TcpStream, admin: &Admin) -> std::io::Result<()> {
             return Ok(());
         }
     }
-    let line = buf.split(|&b| b == b'\r').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split(' ');
+    let head = String::from_utf8_lossy(&buf);
+    let mut lines = head.split("\r\n");
+    let mut parts = lines.next().unwrap_or_default().split(' ');
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let response = respond(method, path, query, admin);
+    let bearer = lines.find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("authorization").then(|| value.trim().strip_prefix("Bearer ")).flatten()
+    });
+    let response = if path == "/health" || authorized(admin.token.as_deref(), bearer) {
+        respond(method, path, query, admin)
+    } else {
+        Response {
+            status: "401 Unauthorized",
+            content_type: "application/json",
+            body: "{\"error\":\"Authorization: Bearer <admin.token> required\"}\n".into(),
+        }
+    };
     let head = format!(
         "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         response.status,
@@ -107,11 +136,62 @@ fn respond(method: &str, path: &str, query: &str, admin: &Admin) -> Response {
             }
             None => json("400 Bad Request", "{\"error\":\"pattern query parameter required\"}\n".into()),
         },
-        (_, "/metrics" | "/health" | "/ready" | "/cache/stats" | "/cache/invalidate") => {
-            text("405 Method Not Allowed", "method not allowed\n")
-        }
+        ("GET", "/clients") => json("200 OK", clients(&admin.control)),
+        ("POST", "/config/reload") => match admin.control.reload() {
+            Ok(report) => json("200 OK", reload_report(&report)),
+            Err(e) => {
+                json("400 Bad Request", format!("{{\"result\":\"error\",\"error\":{}}}\n", quote(&e.to_string())))
+            }
+        },
+        (
+            _,
+            "/metrics" | "/health" | "/ready" | "/cache/stats" | "/cache/invalidate" | "/clients" | "/config/reload",
+        ) => text("405 Method Not Allowed", "method not allowed\n"),
         _ => text("404 Not Found", "not found\n"),
     }
+}
+
+/// True when no token is configured, or `given` is it (compared in
+/// constant time).
+fn authorized(token: Option<&str>, given: Option<&str>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let given = given.unwrap_or_default();
+    given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// `{"total":N,"tenants":{"acme":N,…}}`.
+fn clients(control: &Control) -> String {
+    let (total, tenants) = control.clients();
+    let tenants: Vec<String> = tenants.iter().map(|(name, n)| format!("{}:{n}", quote(name))).collect();
+    format!("{{\"total\":{total},\"tenants\":{{{}}}}}\n", tenants.join(","))
+}
+
+fn reload_report(report: &crate::server::Report) -> String {
+    let list = |items: Vec<&str>| items.iter().map(|i| quote(i)).collect::<Vec<_>>().join(",");
+    format!(
+        "{{\"result\":\"ok\",\"applied\":[{}],\"restart_required\":[{}],\"clients_closed\":{}}}\n",
+        list(report.applied.iter().map(String::as_str).collect()),
+        list(report.restart_required.clone()),
+        report.clients_closed
+    )
+}
+
+/// A JSON string literal.
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// 200 while requests are answered, from upstream or from failover; 503

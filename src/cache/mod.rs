@@ -33,6 +33,7 @@ use crate::observe;
 use crate::protocol::Args;
 use crate::upstream::pool::JobResult;
 use crate::upstream::UpstreamError;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use moka::notification::RemovalCause;
 use std::collections::HashMap;
@@ -106,7 +107,10 @@ pub enum Read {
 type KeyHash = foldhash::quality::RandomState;
 
 pub struct NearCache {
-    config: CacheConfig,
+    /// Swapped whole by a reload (policies, TTLs).
+    config: ArcSwap<CacheConfig>,
+    /// Wakes the tracking task when the tracked prefixes changed.
+    retrack: tokio::sync::Notify,
     store: moka::sync::Cache<Bytes, Arc<KeyEntry>, KeyHash>,
     flights: Mutex<HashMap<Bytes, Vec<Flight>>>,
     next_flight: AtomicU64,
@@ -159,14 +163,56 @@ impl NearCache {
             active: AtomicBool::new(false),
             restored: AtomicBool::new(false),
             doorkeeper,
-            config,
+            config: ArcSwap::from_pointee(config),
+            retrack: tokio::sync::Notify::new(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         })
     }
 
-    pub fn config(&self) -> &CacheConfig {
-        &self.config
+    pub fn config(&self) -> Arc<CacheConfig> {
+        self.config.load_full()
+    }
+
+    /// Applies reloaded settings: policies, `default_ttl` and `stale_for`
+    /// change live (what is cached was cached under the old ones, so the
+    /// cache is cleared, and tracking re-subscribes if its prefixes
+    /// changed). Returns whether they changed, and the keys that differ but
+    /// need a restart.
+    pub fn reconfigure(&self, new: &CacheConfig) -> (bool, Vec<&'static str>) {
+        let old = self.config.load_full();
+        let mut restart = Vec::new();
+        for (key, differs) in [
+            ("cache.enabled", old.enabled != new.enabled),
+            ("cache.max_bytes", old.max_bytes != new.max_bytes),
+            ("cache.admission", old.admission != new.admission),
+        ] {
+            if differs {
+                restart.push(key);
+            }
+        }
+        let live = CacheConfig {
+            default_ttl: new.default_ttl,
+            policies: new.policies.clone(),
+            stale_for: new.stale_for,
+            ..(*old).clone()
+        };
+        let changed = live != *old;
+        if changed {
+            let retrack = live.tracking_prefixes() != old.tracking_prefixes();
+            self.config.store(Arc::new(live));
+            self.clear();
+            if retrack {
+                self.retrack.notify_one();
+            }
+            tracing::info!(retrack, "cache policies reloaded: cache cleared");
+        }
+        (changed, restart)
+    }
+
+    /// Resolves when a reload changed the prefixes to track.
+    pub(crate) async fn retrack_requested(&self) {
+        self.retrack.notified().await
     }
 
     /// True while reads may be served from and filled into the cache.
@@ -234,7 +280,7 @@ impl NearCache {
         if !self.is_active() {
             return None;
         }
-        let ttl = self.config.ttl_for(key)?;
+        let ttl = self.config.load().ttl_for(key)?;
         if self.doorkeeper.as_ref().is_some_and(|d| !d.seen_before(key)) {
             self.misses.fetch_add(1, Ordering::Relaxed);
             observe::cache_miss();
@@ -287,7 +333,7 @@ impl NearCache {
             return;
         }
         for key in scratch.keys.iter().filter_map(|&i| args.get(i)) {
-            if self.config.ttl_for(key).is_some() {
+            if self.config.load().ttl_for(key).is_some() {
                 self.invalidate(key);
             }
         }
@@ -422,7 +468,7 @@ impl FillTicket {
             None => return self.cache.land(&self.key, &self.shape, self.id, Ok(reply), None),
         };
         let cap = |d: Duration| upstream.map_or(d, |u| d.min(u));
-        let stale = self.cache.config.stale_for.unwrap_or_default();
+        let stale = self.cache.config.load().stale_for.unwrap_or_default();
         let ttl = Some(Lifetime { fresh: cap(self.ttl), life: cap(self.ttl.saturating_add(stale)), upstream });
         self.cache.land(&self.key, &self.shape, self.id, Ok(reply), ttl);
     }

@@ -42,15 +42,23 @@ pub async fn run(cache: Arc<NearCache>, upstream: Arc<UpstreamConfig>, info: Arc
                 tracing::info!(upstream = %upstream.url, "near-cache receiving invalidations");
                 backoff = MIN_BACKOFF;
                 failures = 0;
-                let err = listen(&mut conn, &cache, upstream.request_timeout).await;
-                // Circuit first: reads then go to failover, never upstream
-                // with the cache off.
-                if err == UpstreamError::ConnectionLost {
-                    info.breaker.lost();
+                match listen(&mut conn, &cache, upstream.request_timeout).await {
+                    Ended::Retrack => {
+                        // Keys under the new prefixes were not tracked: bypass until re-subscribed.
+                        cache.tracking_lost(false);
+                        tracing::info!("tracked prefixes changed by a reload: re-subscribing to invalidations");
+                    }
+                    Ended::Failed(err) => {
+                        // Circuit first: reads then go to failover, never
+                        // upstream with the cache off.
+                        if err == UpstreamError::ConnectionLost {
+                            info.breaker.lost();
+                        }
+                        cache.tracking_lost(failover);
+                        observe::tracking_lost();
+                        tracing::warn!(error = %err, kept_for_failover = failover, "invalidation connection lost: near-cache bypassed until it is back");
+                    }
                 }
-                cache.tracking_lost(failover);
-                observe::tracking_lost();
-                tracing::warn!(error = %err, kept_for_failover = failover, "invalidation connection lost: near-cache bypassed until it is back");
             }
             Err(e) => {
                 failures += 1;
@@ -87,15 +95,25 @@ async fn subscribe(cache: &NearCache, upstream: &UpstreamConfig) -> Result<Pinne
     Ok(conn)
 }
 
-/// Applies invalidations until the connection fails or stops answering.
-async fn listen(conn: &mut Pinned, cache: &NearCache, deadline: Duration) -> UpstreamError {
+/// Why [`listen`] stopped.
+enum Ended {
+    /// The connection failed or stopped answering.
+    Failed(UpstreamError),
+    /// A reload changed the prefixes to track.
+    Retrack,
+}
+
+/// Applies invalidations until the connection fails or stops answering, or
+/// the tracked prefixes change.
+async fn listen(conn: &mut Pinned, cache: &NearCache, deadline: Duration) -> Ended {
     let mut tick = tokio::time::interval(PING_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ping_sent: Option<Instant> = None;
     loop {
         tokio::select! {
+            () = cache.retrack_requested() => return Ended::Retrack,
             frame = conn.next_frame() => match frame {
-                Err(e) => return e,
+                Err(e) => return Ended::Failed(e),
                 Ok(frame) => match invalidation(&frame) {
                     Some(Invalidation::Keys(keys)) => keys.iter().for_each(|k| cache.invalidate(k)),
                     Some(Invalidation::All) => cache.clear(),
@@ -105,11 +123,11 @@ async fn listen(conn: &mut Pinned, cache: &NearCache, deadline: Duration) -> Ups
             },
             _ = tick.tick() => {
                 if ping_sent.is_some_and(|at| at.elapsed() > deadline) {
-                    return UpstreamError::Timeout;
+                    return Ended::Failed(UpstreamError::Timeout);
                 }
                 if ping_sent.is_none() {
                     if let Err(e) = conn.send(b"*1\r\n$4\r\nPING\r\n").await {
-                        return e;
+                        return Ended::Failed(e);
                     }
                     ping_sent = Some(Instant::now());
                 }

@@ -1,10 +1,12 @@
-//! When each client last exchanged something, and whether it may idle:
-//! what the idle-timeout reaper reads. Sessions write it at almost no cost:
-//! relaxed atomic stores of a coarse clock the reaper itself advances, no
-//! clock read per request.
+//! What the client registry knows of a session: when it last exchanged
+//! something and whether it may idle (for the idle-timeout reaper), and its
+//! tenant (for closing a revoked tenant's clients). Sessions write the time
+//! at almost no cost: relaxed atomic stores of a coarse clock the reaper
+//! itself advances, no clock read per request.
 
+use crate::tenancy::Tenant;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The process' time origin, so instants fit in an atomic.
@@ -29,12 +31,18 @@ pub fn tick() {
 pub struct Activity {
     last_ms: AtomicU64,
     exempt: AtomicBool,
+    /// Set on AUTH and RESET, not per request.
+    tenant: Mutex<Option<Arc<Tenant>>>,
 }
 
 impl Default for Activity {
     fn default() -> Self {
         tick();
-        Activity { last_ms: AtomicU64::new(NOW_MS.load(Ordering::Relaxed)), exempt: AtomicBool::new(false) }
+        Activity {
+            last_ms: AtomicU64::new(NOW_MS.load(Ordering::Relaxed)),
+            exempt: AtomicBool::new(false),
+            tenant: Mutex::new(None),
+        }
     }
 }
 
@@ -53,6 +61,17 @@ impl Activity {
 
     pub fn is_exempt(&self) -> bool {
         self.exempt.load(Ordering::Relaxed)
+    }
+
+    /// The client now acts as `tenant` (or none).
+    pub fn set_tenant(&self, tenant: Option<Arc<Tenant>>) {
+        *self.tenant.lock().unwrap_or_else(PoisonError::into_inner) = tenant;
+    }
+
+    /// The name of the client's tenant, if a reload revoked it.
+    pub fn revoked_tenant(&self) -> Option<String> {
+        let tenant = self.tenant.lock().unwrap_or_else(PoisonError::into_inner);
+        tenant.as_ref().filter(|t| t.is_revoked()).map(|t| t.name().to_string())
     }
 
     /// Time since the last touch, by the coarse clock.

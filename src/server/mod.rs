@@ -6,10 +6,13 @@
 
 mod activity;
 mod batch;
+mod control;
 mod local;
 mod route;
 mod session;
 mod tenant;
+
+pub use control::{ConfigSource, Control, Report};
 
 use crate::cache::NearCache;
 use crate::config::{Config, UpstreamConfig};
@@ -101,6 +104,26 @@ impl Clients {
         }
     }
 
+    /// Closes the clients of tenants a reload revoked; returns how many.
+    fn close_revoked(&self) -> usize {
+        let sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut closed = 0;
+        for (id, (socket, activity)) in sockets.iter() {
+            if let Some(tenant) = activity.revoked_tenant() {
+                tracing::info!(client = id, tenant, "closing a client of a revoked tenant");
+                let stream: &TcpStream = (**socket).as_ref();
+                let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    /// Connected clients.
+    fn count(&self) -> usize {
+        self.sockets.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
     fn deregister(&self, id: u64) {
         self.sockets.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
     }
@@ -138,6 +161,8 @@ pub enum StartError {
 /// A bound, not yet running, proxy listener.
 pub struct Server {
     listener: TcpListener,
+    /// The configuration it started with, for reloads to compare against.
+    running: Config,
     shared: Arc<Shared>,
     clients: Arc<Clients>,
     shutdown_timeout: Duration,
@@ -193,6 +218,7 @@ impl Server {
         }
         Ok(Server {
             listener,
+            running: config.clone(),
             shared,
             clients: Arc::default(),
             shutdown_timeout: config.server.shutdown_timeout,
@@ -200,6 +226,12 @@ impl Server {
             tcp_keepalive: config.server.tcp_keepalive,
             idle_timeout: config.server.client_idle_timeout,
         })
+    }
+
+    /// The operator's handle on this proxy (reload, client counts); a
+    /// reload reads `source`.
+    pub fn control(&self, source: ConfigSource) -> Arc<Control> {
+        Arc::new(Control::new(source, self.running.clone(), self.shared.clone(), self.clients.clone()))
     }
 
     /// The near-cache, for the admin endpoints.

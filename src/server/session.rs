@@ -104,7 +104,7 @@ impl Session {
         activity: Arc<Activity>,
     ) -> Session {
         let default_db = shared.upstream.url.db;
-        let tenant = tenant::Client::new(shared.tenancy.default_seat(), peer);
+        let tenant = tenant::Client::new(shared.tenancy.default_seat(), peer, activity.clone());
         Session {
             shared,
             st: ClientState::new(id, default_db),

@@ -4,6 +4,7 @@
 //! run, applies the tenant's rate limit, and rewrites the request into the
 //! tenant's namespace (`tenancy::rewrite`), with the fix its reply needs.
 
+use super::activity::Activity;
 use super::Shared;
 use crate::cache::read::ReplyMap;
 use crate::commands::{self, Command, Handler, Local, State};
@@ -13,6 +14,7 @@ use crate::tenancy::rewrite::{self, Allowances, Refusal, ReplyFix};
 use crate::tenancy::{AuthError, Seat};
 use bytes::Bytes;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// What happens to one request.
 pub enum Gate {
@@ -47,9 +49,12 @@ enum Fix {
 /// The client's side of tenancy: its seat (tenant), its address for the
 /// brake on password guessing, and the transaction it is queueing.
 pub struct Client {
-    pub seat: Option<Seat>,
-    pub peer: IpAddr,
+    seat: Option<Seat>,
+    peer: IpAddr,
     transaction: Transaction,
+    /// Where the client registry sees the tenant (to close its clients when
+    /// a reload revokes it).
+    activity: Arc<Activity>,
 }
 
 /// Inside MULTI: the reply fixes of the commands queued upstream, in order,
@@ -61,8 +66,15 @@ struct Transaction {
 }
 
 impl Client {
-    pub fn new(seat: Option<Seat>, peer: IpAddr) -> Client {
-        Client { seat, peer, transaction: Transaction::default() }
+    pub fn new(seat: Option<Seat>, peer: IpAddr, activity: Arc<Activity>) -> Client {
+        let mut client = Client { seat: None, peer, transaction: Transaction::default(), activity };
+        client.set_seat(seat);
+        client
+    }
+
+    fn set_seat(&mut self, seat: Option<Seat>) {
+        self.activity.set_tenant(seat.as_ref().map(|s| s.tenant().clone()));
+        self.seat = seat;
     }
 
     /// Strips the tenant's prefix from a frame pushed on a subscribed
@@ -130,6 +142,7 @@ impl Transaction {
 }
 
 const NOAUTH: &str = "NOAUTH Authentication required.";
+const REVOKED: &str = "NOAUTH the tenant was removed or its credentials changed: authenticate again";
 const DISCARD: &[u8] = b"*1\r\n$7\r\nDISCARD\r\n";
 
 /// Decides what happens to one request of the client; `in_multi` while it
@@ -156,8 +169,12 @@ fn decide(shared: &Shared, client: &mut Client, parent: &Command, args: &Args) -
                 return Step::Reply(refused);
             }
         }
-        Handler::Local(Local::Reset) => client.seat = shared.tenancy.default_seat(),
+        Handler::Local(Local::Reset) => client.set_seat(shared.tenancy.default_seat()),
         _ => {}
+    }
+    if client.seat.as_ref().is_some_and(|s| s.tenant().is_revoked()) {
+        client.set_seat(None);
+        return Step::Reply(encode::error(REVOKED));
     }
     let Some(seat) = &client.seat else {
         let open = matches!(parent.handler, Handler::Local(Local::Quit | Local::Hello | Local::Reset));
@@ -175,7 +192,7 @@ fn decide(shared: &Shared, client: &mut Client, parent: &Command, args: &Args) -
     match parent.handler {
         Handler::Local(Local::Select) => not_allowed(tenant.name(), args),
         Handler::Local(_) => Step::Pass,
-        _ => rewritten(tenant.name(), &tenant.prefix, parent, cmd, args, tenant.config.allow_scripts),
+        _ => rewritten(tenant.name(), &tenant.prefix, parent, cmd, args, tenant.config().allow_scripts),
     }
 }
 
@@ -231,7 +248,7 @@ fn login(shared: &Shared, client: &mut Client, name: &[u8], password: &[u8]) -> 
     match shared.tenancy.authenticate(name, password, client.peer) {
         Ok(seat) => {
             tracing::debug!(tenant = seat.tenant().name(), peer = %client.peer, "tenant authenticated");
-            client.seat = Some(seat);
+            client.set_seat(Some(seat));
             None
         }
         Err(e) => {

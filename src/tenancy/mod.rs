@@ -13,12 +13,14 @@ pub mod rewrite;
 
 use crate::commands::{Command, Flags};
 use crate::observe;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+
 use std::time::{Duration, Instant};
 
 /// One `[[tenant]]`, validated.
@@ -89,11 +91,16 @@ impl Rule {
     }
 }
 
-/// A tenant at run time.
+/// A tenant at run time. Its name and prefix are its identity; the rest
+/// of its settings can change on a reload.
 #[derive(Debug)]
 pub struct Tenant {
-    pub config: TenantConfig,
+    name: String,
     pub prefix: Bytes,
+    config: ArcSwap<TenantConfig>,
+    /// Set when a reload removed the tenant or changed its credentials:
+    /// its sessions are closed.
+    revoked: AtomicBool,
     bucket: Mutex<Bucket>,
     connections: AtomicUsize,
     commands: metrics::Counter,
@@ -103,21 +110,39 @@ impl Tenant {
     fn new(config: TenantConfig) -> Tenant {
         let rate = f64::from(config.max_ops_per_sec);
         Tenant {
+            name: config.name.clone(),
             prefix: Bytes::copy_from_slice(&config.prefix),
             bucket: Mutex::new(Bucket { tokens: rate, at: Instant::now() }),
             connections: AtomicUsize::new(0),
             commands: observe::tenant_commands(&config.name),
-            config,
+            revoked: AtomicBool::new(false),
+            config: ArcSwap::from_pointee(config),
         }
     }
 
     pub fn name(&self) -> &str {
-        &self.config.name
+        &self.name
+    }
+
+    /// The tenant's current settings.
+    pub fn config(&self) -> Arc<TenantConfig> {
+        self.config.load_full()
+    }
+
+    /// True once a reload removed the tenant or changed its password or
+    /// prefix: its clients must authenticate again.
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+
+    /// Clients holding a seat of this tenant.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
     }
 
     /// True when the allow/deny lists let the tenant run `cmd`.
     pub fn permits(&self, parent: &Command, cmd: &Command) -> bool {
-        let c = &self.config;
+        let c = self.config.load();
         !c.deny.iter().any(|r| r.matches(parent, cmd))
             && (c.allow.is_empty() || c.allow.iter().any(|r| r.matches(parent, cmd)))
     }
@@ -130,7 +155,7 @@ impl Tenant {
     /// Takes one operation from the tenant's budget (a token bucket holding
     /// at most one second of operations); false when over the rate.
     pub fn take_op(&self) -> bool {
-        let rate = f64::from(self.config.max_ops_per_sec);
+        let rate = f64::from(self.config.load().max_ops_per_sec);
         if rate == 0.0 {
             return true;
         }
@@ -183,34 +208,110 @@ pub enum AuthError {
 
 /// The configured tenants.
 pub struct Tenancy {
+    /// Fixed at start: turning tenancy on or off needs a restart.
+    enabled: bool,
+    registry: RwLock<Registry>,
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+/// What a reload replaces.
+struct Registry {
     tenants: HashMap<String, Arc<Tenant>>,
     default: Option<Arc<Tenant>>,
     failures_per_minute: u32,
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+/// What a reload of the tenants did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TenancyChange {
+    pub added: Vec<String>,
+    pub updated: Vec<String>,
+    /// Removed, or given a new password or prefix: their clients are closed.
+    pub revoked: Vec<String>,
+    /// Settings that differ but need a restart.
+    pub restart: Vec<&'static str>,
+}
+
+impl Registry {
+    fn new(config: &TenancyConfig, mut existing: impl FnMut(&TenantConfig) -> Option<Arc<Tenant>>) -> Registry {
+        let tenants: HashMap<String, Arc<Tenant>> = config
+            .tenants
+            .iter()
+            .map(|t| (t.name.clone(), existing(t).unwrap_or_else(|| Arc::new(Tenant::new(t.clone())))))
+            .collect();
+        let default = config.default_tenant.as_ref().and_then(|name| tenants.get(name).cloned());
+        Registry { tenants, default, failures_per_minute: config.auth_failures_per_minute }
+    }
 }
 
 impl Tenancy {
     pub fn new(config: &TenancyConfig) -> Tenancy {
-        let tenants: HashMap<String, Arc<Tenant>> =
-            config.tenants.iter().map(|t| (t.name.clone(), Arc::new(Tenant::new(t.clone())))).collect();
-        let default = config.default_tenant.as_ref().and_then(|name| tenants.get(name).cloned());
         Tenancy {
-            tenants,
-            default,
-            failures_per_minute: config.auth_failures_per_minute,
+            enabled: !config.tenants.is_empty(),
+            registry: RwLock::new(Registry::new(config, |_| None)),
             failures: Mutex::new(HashMap::new()),
         }
     }
 
     /// True when tenants are configured: tenancy is enforced.
     pub fn enabled(&self) -> bool {
-        !self.tenants.is_empty()
+        self.enabled
+    }
+
+    fn registry(&self) -> RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies a reloaded `[tenancy]` and `[[tenant]]` list. A tenant whose
+    /// password and prefix are unchanged keeps its clients and takes its new
+    /// rules and limits at once; one removed, or with a new password or
+    /// prefix, is revoked (its clients are closed by the caller).
+    pub fn reload(&self, config: &TenancyConfig) -> TenancyChange {
+        let mut change = TenancyChange::default();
+        if config.tenants.is_empty() == self.enabled {
+            change.restart.push("tenant");
+            return change;
+        }
+        let mut registry = self.registry.write().unwrap_or_else(PoisonError::into_inner);
+        let next = Registry::new(config, |new| {
+            let kept = registry.tenants.get(&new.name).filter(|t| {
+                let old = t.config();
+                old.password_sha256 == new.password_sha256 && old.prefix == new.prefix
+            })?;
+            if *kept.config() != *new {
+                kept.config.store(Arc::new(new.clone()));
+                change.updated.push(new.name.clone());
+            }
+            Some(kept.clone())
+        });
+        for (name, old) in &registry.tenants {
+            if !next.tenants.get(name).is_some_and(|t| Arc::ptr_eq(t, old)) {
+                old.revoked.store(true, Ordering::Release);
+                change.revoked.push(name.clone());
+            }
+        }
+        change.added = next
+            .tenants
+            .keys()
+            .filter(|n| !registry.tenants.contains_key(*n) || change.revoked.contains(n))
+            .cloned()
+            .collect();
+        *registry = next;
+        change
+    }
+
+    /// Connected clients per tenant, by name.
+    pub fn connections(&self) -> Vec<(String, usize)> {
+        let mut out: Vec<(String, usize)> =
+            self.registry().tenants.values().map(|t| (t.name.clone(), t.connections())).collect();
+        out.sort();
+        out
     }
 
     /// The seat of an unauthenticated client: the default tenant's, if one
     /// is configured and has room.
     pub fn default_seat(&self) -> Option<Seat> {
-        self.default.as_ref().and_then(|t| seat(t).ok())
+        self.registry().default.as_ref().and_then(|t| seat(t).ok())
     }
 
     /// Checks `name`/`password` for a client at `peer`: the tenant's seat,
@@ -221,10 +322,11 @@ impl Tenancy {
             observe::auth_failure();
             return Err(AuthError::TooManyFailures);
         }
-        let tenant = std::str::from_utf8(name).ok().and_then(|n| self.tenants.get(n));
+        let registry = self.registry();
+        let tenant = std::str::from_utf8(name).ok().and_then(|n| registry.tenants.get(n));
         let given: [u8; 32] = Sha256::digest(password).into();
         // Compared even for an unknown name, so timing tells nothing.
-        let expected = tenant.map_or([0xff; 32], |t| t.config.password_sha256);
+        let expected = tenant.map_or([0xff; 32], |t| t.config.load().password_sha256);
         if tenant.is_none() || !constant_time_eq(&given, &expected) {
             self.note_failure(peer);
             observe::auth_failure();
@@ -236,9 +338,9 @@ impl Tenancy {
 
     fn blocked(&self, peer: IpAddr) -> bool {
         let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        failures
-            .get(&peer)
-            .is_some_and(|(n, since)| *n >= self.failures_per_minute && since.elapsed() < Duration::from_secs(60))
+        failures.get(&peer).is_some_and(|(n, since)| {
+            *n >= self.registry().failures_per_minute && since.elapsed() < Duration::from_secs(60)
+        })
     }
 
     fn note_failure(&self, peer: IpAddr) {
@@ -255,7 +357,7 @@ impl Tenancy {
 }
 
 fn seat(tenant: &Arc<Tenant>) -> Result<Seat, AuthError> {
-    let max = tenant.config.max_connections;
+    let max = tenant.config.load().max_connections;
     let taken = tenant.connections.fetch_add(1, Ordering::AcqRel);
     if max > 0 && taken >= max {
         tenant.connections.fetch_sub(1, Ordering::AcqRel);

@@ -18,9 +18,10 @@ use super::{conn, UpstreamError};
 use crate::config::UpstreamConfig;
 use crate::observe;
 use crate::protocol::{scan, Proto};
+use arc_swap::ArcSwap;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -75,7 +76,8 @@ impl State {
 }
 
 pub struct Breaker {
-    config: BreakerConfig,
+    /// Swapped by a reload.
+    config: ArcSwap<BreakerConfig>,
     /// The upstream it guards, for logs and metric labels.
     upstream: String,
     state: AtomicU8,
@@ -99,7 +101,7 @@ impl Breaker {
     pub fn new(config: BreakerConfig, upstream: String) -> Breaker {
         observe::breaker_state(&upstream, State::Closed as u8);
         Breaker {
-            config,
+            config: ArcSwap::from_pointee(config),
             upstream,
             state: AtomicU8::new(State::Closed as u8),
             inner: Mutex::new(Inner {
@@ -110,6 +112,19 @@ impl Breaker {
             }),
             probing: Notify::new(),
         }
+    }
+
+    /// Applies reloaded settings (thresholds, window, `open_for`); whether
+    /// failover is on stays as started. True when something changed.
+    pub fn reconfigure(&self, new: &BreakerConfig) -> bool {
+        let old = self.config.load_full();
+        let new = BreakerConfig { failover: old.failover, ..new.clone() };
+        if new == *old {
+            return false;
+        }
+        tracing::info!(upstream = %self.upstream, config = ?new, "breaker settings reloaded");
+        self.config.store(Arc::new(new));
+        true
     }
 
     pub fn state(&self) -> State {
@@ -141,10 +156,10 @@ impl Breaker {
             State::HalfOpen => self.go(&mut inner, State::Open, now),
             State::Closed => {
                 inner.failures.push_back(now);
-                while inner.failures.front().is_some_and(|t| now.duration_since(*t) > self.config.window) {
+                while inner.failures.front().is_some_and(|t| now.duration_since(*t) > self.config.load().window) {
                     inner.failures.pop_front();
                 }
-                if inner.failures.len() >= self.config.failure_threshold as usize {
+                if inner.failures.len() >= self.config.load().failure_threshold as usize {
                     self.go(&mut inner, State::Open, now);
                 }
             }
@@ -167,7 +182,7 @@ impl Breaker {
 
     /// An established upstream connection was lost.
     pub fn lost(&self) {
-        if self.config.failover {
+        if self.config.load().failover {
             self.trip();
         } else {
             self.failure();
@@ -190,13 +205,13 @@ impl Breaker {
             return false;
         }
         inner.successes += 1;
-        inner.successes >= self.config.success_threshold
+        inner.successes >= self.config.load().success_threshold
     }
 
     /// Open → half-open once `open_for` has passed.
     fn try_half_open(&self) -> bool {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.state() == State::Open && inner.opened_at.elapsed() >= self.config.open_for {
+        if self.state() == State::Open && inner.opened_at.elapsed() >= self.config.load().open_for {
             self.go(&mut inner, State::HalfOpen, Instant::now());
         }
         self.state() == State::HalfOpen
@@ -215,7 +230,7 @@ impl Breaker {
         }
         observe::breaker_state(&self.upstream, to as u8);
         observe::breaker_transition(to.name());
-        if self.config.failover && (from == State::Closed || to == State::Closed) {
+        if self.config.load().failover && (from == State::Closed || to == State::Closed) {
             observe::failover_active(to != State::Closed);
             match to {
                 State::Closed => tracing::info!(upstream = %self.upstream, "failover ended: serving from upstream"),
@@ -231,7 +246,7 @@ impl Breaker {
                 tracing::info!(upstream = %self.upstream, "circuit half-open: probing upstream")
             }
             State::Open => {
-                tracing::warn!(upstream = %self.upstream, from = from.name(), open_for = ?self.config.open_for, "circuit open: failing fast")
+                tracing::warn!(upstream = %self.upstream, from = from.name(), open_for = ?self.config.load().open_for, "circuit open: failing fast")
             }
         }
     }
@@ -244,7 +259,7 @@ impl Breaker {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<(), UpstreamError>>,
     {
-        let tick = (self.config.open_for / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
+        let tick = (self.config.load().open_for / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
         loop {
             tokio::time::sleep(tick).await;
             if self.allows() || !self.try_half_open() {

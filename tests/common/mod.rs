@@ -174,6 +174,8 @@ pub fn wait_for_port(port: u16, limit: Duration) {
 pub struct Proxy {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The configuration file, kept for reloads.
+    pub config_path: std::path::PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -201,7 +203,7 @@ impl Proxy {
             ..Overrides::default()
         };
         let config = Config::load(Some(&path), &overrides).expect("valid test config");
-        let _ = std::fs::remove_file(&path);
+        let source = server::ConfigSource { file: Some(path.clone()), overrides };
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -211,8 +213,8 @@ impl Proxy {
                 let admin_listener = admin::bind(config.admin.listen).await.expect("admin bind");
                 let admin_addr = admin_listener.local_addr().expect("admin addr");
                 let server = server::Server::bind(&config).await.expect("bind");
-                let admin_state =
-                    std::sync::Arc::new(admin::Admin { metrics, cache: server.cache(), failover: server.failover() });
+                let token = config.admin.token.clone();
+                let admin_state = std::sync::Arc::new(admin::Admin::new(metrics, &server, source, token));
                 tokio::spawn(admin::serve(admin_listener, admin_state));
                 addr_tx.send((server.local_addr().expect("addr"), admin_addr)).expect("send addr");
                 server
@@ -223,7 +225,7 @@ impl Proxy {
             });
         });
         let (addr, admin) = addr_rx.recv_timeout(Duration::from_secs(10)).expect("proxy started");
-        Proxy { addr, admin, stop: Some(stop_tx), thread: Some(thread) }
+        Proxy { addr, admin, config_path: path, stop: Some(stop_tx), thread: Some(thread) }
     }
 
     pub fn url(&self) -> String {
@@ -256,6 +258,13 @@ impl Proxy {
         http(self.admin, "POST", path)
     }
 
+    /// Rewrites the configuration file (the harness' listen addresses and
+    /// upstream still override it) and asks for a reload: (status, body).
+    pub fn reload(&self, toml: &str) -> (u16, String) {
+        std::fs::write(&self.config_path, toml).expect("rewrite config");
+        self.admin_post("/config/reload")
+    }
+
     /// Stops accepting and waits for the proxy to finish.
     pub fn stop(mut self) {
         self.shutdown();
@@ -268,6 +277,7 @@ impl Proxy {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        let _ = std::fs::remove_file(&self.config_path);
     }
 }
 
@@ -279,9 +289,14 @@ impl Drop for Proxy {
 
 /// A minimal HTTP/1.1 request without a body: (status, body).
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    http_with(addr, method, path, "")
+}
+
+/// [`http`] with extra header lines (each ending in CRLF).
+pub fn http_with(addr: SocketAddr, method: &str, path: &str, headers: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("admin connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n").expect("write");
     let mut text = String::new();
     s.read_to_string(&mut text).expect("read");
     let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);

@@ -1,0 +1,128 @@
+//! Hot reload (`POST /config/reload`) and the admin API's token and
+//! `/clients`, against a real redis-server: clients stay connected while
+//! policies, breaker settings and tenants change; a revoked tenant's clients
+//! are closed; an invalid file changes nothing.
+mod common;
+
+use common::{http_with, metric, Proxy, Raw, RedisServer};
+use std::time::Duration;
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+fn tenant(name: &str, extra: &str) -> String {
+    let hash = nearcache::tenancy::hash_password(format!("{name}-pw").as_bytes());
+    format!("[[tenant]]\nname = \"{name}\"\npassword_sha256 = \"{hash}\"\n{extra}")
+}
+
+fn login(proxy: &Proxy, name: &str) -> Raw {
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["AUTH", name, &format!("{name}-pw")]), "+OK\r\n");
+    raw
+}
+
+fn admin(proxy: &Proxy, method: &str, path: &str) -> (u16, String) {
+    http_with(proxy.admin, method, path, &format!("Authorization: Bearer {TOKEN}\r\n"))
+}
+
+/// Writes `toml` as the config file and reloads it, with the token.
+fn reload(proxy: &Proxy, toml: &str) -> (u16, String) {
+    std::fs::write(&proxy.config_path, toml).expect("rewrite config");
+    admin(proxy, "POST", "/config/reload")
+}
+
+#[test]
+fn admin_token_guards_everything_but_health() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start_with(redis.port, &format!("[admin]\ntoken = \"{TOKEN}\"\n"));
+    assert_eq!(proxy.admin_get("/health").0, 200);
+    for (method, path) in [("GET", "/metrics"), ("GET", "/ready"), ("GET", "/clients"), ("POST", "/config/reload")] {
+        assert_eq!(common::http(proxy.admin, method, path).0, 401, "{path}");
+        let wrong = http_with(proxy.admin, method, path, "Authorization: Bearer not-the-token-at-all\r\n");
+        assert_eq!(wrong.0, 401, "{path}");
+    }
+    assert_eq!(admin(&proxy, "GET", "/metrics").0, 200);
+    let (status, body) = admin(&proxy, "GET", "/clients");
+    assert_eq!((status, body.as_str()), (200, "{\"total\":0,\"tenants\":{}}\n"));
+}
+
+#[test]
+fn tenants_rules_and_limits_change_without_dropping_clients() {
+    let redis = RedisServer::start();
+    let base = format!("[admin]\ntoken = \"{TOKEN}\"\n");
+    let proxy = Proxy::start_with(redis.port, &format!("{base}{}{}", tenant("acme", ""), tenant("globex", "")));
+    let mut acme = login(&proxy, "acme");
+    let mut globex = login(&proxy, "globex");
+    assert_eq!(acme.call(&["SET", "k", "v"]), "+OK\r\n");
+    let (_, clients) = admin(&proxy, "GET", "/clients");
+    assert_eq!(clients, "{\"total\":2,\"tenants\":{\"acme\":1,\"globex\":1}}\n");
+
+    // acme loses writes, globex goes, initech arrives.
+    let next = format!("{base}{}{}", tenant("acme", "deny = [\"@write\"]\n"), tenant("initech", ""));
+    let (status, report) = reload(&proxy, &next);
+    assert_eq!(status, 200, "{report}");
+    assert!(report.contains("\"tenant acme updated\"") && report.contains("\"tenant globex revoked\""), "{report}");
+    assert!(report.contains("\"tenant initech added\"") && report.contains("\"clients_closed\":1"), "{report}");
+    assert_eq!(acme.call(&["SET", "k", "w"]), "-NOPERM this command is not allowed for tenant acme\r\n");
+    assert_eq!(acme.call(&["GET", "k"]), "$1\r\nv\r\n", "acme's connection survived the reload");
+    assert!(globex.is_closed(), "globex's client must be closed");
+    let mut again = proxy.raw();
+    assert!(again.call(&["AUTH", "globex", "globex-pw"]).starts_with("-WRONGPASS"));
+    assert_eq!(login(&proxy, "initech").call(&["SET", "k", "i"]), "+OK\r\n");
+
+    // A new password revokes the old sessions too.
+    let rotated =
+        next.replace(&nearcache::tenancy::hash_password(b"acme-pw"), &nearcache::tenancy::hash_password(b"acme-new"));
+    let (_, report) = reload(&proxy, &rotated);
+    assert!(report.contains("\"tenant acme revoked\"") && report.contains("\"tenant acme added\""), "{report}");
+    assert!(acme.is_closed(), "a client with the old password must be closed");
+    let mut fresh = proxy.raw();
+    assert_eq!(fresh.call(&["AUTH", "acme", "acme-new"]), "+OK\r\n");
+    assert_eq!(fresh.call(&["GET", "k"]), "$1\r\nv\r\n");
+}
+
+#[test]
+fn invalid_file_keeps_the_running_configuration() {
+    let redis = RedisServer::start();
+    let good = format!("[admin]\ntoken = \"{TOKEN}\"\n{}", tenant("acme", ""));
+    let proxy = Proxy::start_with(redis.port, &good);
+    let mut acme = login(&proxy, "acme");
+    let (status, body) = reload(&proxy, &format!("{good}[breaker]\nfailure_threshold = \"many\"\n"));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("failure_threshold") && body.contains(".toml"), "{body}");
+    assert_eq!(acme.call(&["SET", "k", "v"]), "+OK\r\n");
+    let (_, body) = reload(&proxy, &format!("{good}[server]\nmax_clients = 7\n"));
+    assert!(body.contains("\"restart_required\":[\"server\"]"), "{body}");
+    let metrics = admin(&proxy, "GET", "/metrics").1;
+    let errors = metric(&metrics, "nearcache_config_reloads_total{result=\"error\"}");
+    assert!(errors.is_some_and(|n| n >= 1.0), "{metrics}");
+}
+
+#[test]
+fn cache_policies_and_breaker_settings_apply_live() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start_with(redis.port, "");
+    common::wait_ready(&proxy);
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["SET", "session:1", "s"]), "+OK\r\n");
+    let entries = || {
+        let stats = proxy.admin_get("/cache/stats").1;
+        stats.split("\"entries\":").nth(1).and_then(|r| r.split(',').next()).and_then(|n| n.parse::<u64>().ok())
+    };
+    let cached = common::eventually(Duration::from_secs(5), || {
+        raw.call(&["GET", "session:1"]);
+        entries() == Some(1)
+    });
+    assert!(cached, "GET was never cached");
+    let (status, report) =
+        proxy.reload("[[cache.policy]]\npattern = \"session:*\"\ncache = false\n[breaker]\nfailure_threshold = 9\n");
+    assert_eq!(status, 200, "{report}");
+    assert!(report.contains("\"cache.policy\"") && report.contains("\"breaker\""), "{report}");
+    assert_eq!(entries(), Some(0), "the reload clears what the old policies cached");
+    for _ in 0..3 {
+        assert_eq!(raw.call(&["GET", "session:1"]), "$1\r\ns\r\n");
+    }
+    assert_eq!(entries(), Some(0), "session:* is no longer cached");
+    let (_, again) =
+        proxy.reload("[[cache.policy]]\npattern = \"session:*\"\ncache = false\n[breaker]\nfailure_threshold = 9\n");
+    assert!(again.contains("\"applied\":[]"), "reloading the same file changes nothing: {again}");
+}
