@@ -46,6 +46,9 @@ pub struct ServerConfig {
     /// Most commands a client may have in flight before the proxy stops
     /// reading from it until replies drain.
     pub max_pipeline: usize,
+    /// Replies and pushed messages a client may leave unread before it is
+    /// disconnected, in bytes; `None`: no limit.
+    pub client_output_buffer_limit: Option<usize>,
     /// Connections past this many get `-ERR max number of clients reached`.
     pub max_clients: usize,
     /// TCP keepalive idle time on client sockets (dead peers are noticed).
@@ -230,6 +233,7 @@ struct RawServer {
     proto_max_bulk_len: u64,
     max_multibulk_len: u64,
     max_pipeline: u64,
+    client_output_buffer_limit: u64,
     max_clients: u64,
     tcp_keepalive: String,
     client_idle_timeout: String,
@@ -244,6 +248,7 @@ impl Default for RawServer {
             proto_max_bulk_len: 512 * 1024 * 1024,
             max_multibulk_len: 1024 * 1024,
             max_pipeline: 4096,
+            client_output_buffer_limit: 64 * 1024 * 1024,
             max_clients: 10_000,
             tcp_keepalive: "300s".into(),
             client_idle_timeout: "0s".into(),
@@ -345,6 +350,10 @@ impl Validator<'_> {
                 proto_max_bulk_len: self.size("server.proto_max_bulk_len", raw.server.proto_max_bulk_len)?,
                 max_multibulk_len: self.size("server.max_multibulk_len", raw.server.max_multibulk_len)?,
                 max_pipeline: self.size("server.max_pipeline", raw.server.max_pipeline)?,
+                client_output_buffer_limit: match raw.server.client_output_buffer_limit {
+                    0 => None,
+                    n => Some(self.size("server.client_output_buffer_limit", n)?),
+                },
                 max_clients: self.size("server.max_clients", raw.server.max_clients)?,
                 tcp_keepalive: self.duration("server.tcp_keepalive", &raw.server.tcp_keepalive)?,
                 client_idle_timeout: match raw.server.client_idle_timeout.as_str() {

@@ -43,6 +43,7 @@ const TENANT_COMMANDS: &str = "nearcache_tenant_commands_total";
 const TENANT_REFUSALS: &str = "nearcache_tenant_refusals_total";
 const AUTH_FAILURES: &str = "nearcache_auth_failures_total";
 const CONFIG_RELOADS: &str = "nearcache_config_reloads_total";
+const OUTPUT_LIMIT_CLOSED: &str = "nearcache_clients_output_limit_closed_total";
 
 /// Installs the global Prometheus recorder (once per process) and returns
 /// the handle that renders `/metrics`.
@@ -64,6 +65,7 @@ pub fn install() -> PrometheusHandle {
 fn describe() {
     metrics::describe_counter!(COMMANDS_TOTAL, "Commands received, by command name");
     metrics::describe_counter!(CONFIG_RELOADS, "Configuration reloads, by result (ok, error)");
+    metrics::describe_counter!(OUTPUT_LIMIT_CLOSED, "Clients disconnected for leaving more than client_output_buffer_limit unread");
     metrics::describe_histogram!(
         COMMAND_DURATION,
         metrics::Unit::Seconds,
@@ -297,4 +299,9 @@ pub fn auth_failure() {
 /// A configuration reload: `ok`, or `error` (the file was rejected).
 pub fn config_reload(result: &'static str) {
     metrics::counter!(CONFIG_RELOADS, "result" => result).increment(1);
+}
+
+/// A client disconnected at `client_output_buffer_limit`.
+pub fn client_output_limit() {
+    metrics::counter!(OUTPUT_LIMIT_CLOSED).increment(1);
 }

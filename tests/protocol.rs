@@ -817,3 +817,64 @@ fn idle_clients_are_closed_but_busy_and_subscribed_ones_stay() {
     let (_, body) = proxy.admin_get("/metrics");
     assert!(metric(&body, "nearcache_clients_idle_closed_total").is_some_and(|n| n >= 1.0), "{body}");
 }
+
+// ---------------------------------------------------------------- slow readers
+
+/// A subscriber that stops reading is disconnected once the messages it
+/// leaves unread pass `client_output_buffer_limit`, instead of the proxy
+/// buffering them without bound; a client pipelining big replies it never
+/// reads is too; other clients are unaffected.
+#[test]
+fn clients_that_do_not_read_are_cut_at_the_output_limit() {
+    let redis = RedisServer::start();
+    let proxy = start_with(&redis, "[server]\nclient_output_buffer_limit = 2097152\n");
+    let mut subscriber = proxy.raw();
+    assert!(subscriber.call(&["SUBSCRIBE", "firehose"]).contains("subscribe"));
+    let payload = "x".repeat(16 * 1024);
+    let mut publisher = redis.direct();
+    let mut disconnected = false;
+    for _ in 0..200 {
+        for _ in 0..100 {
+            let _: i64 = redis::cmd("PUBLISH").arg("firehose").arg(&payload).query(&mut publisher).expect("publish");
+        }
+        let receivers: i64 = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg("firehose")
+            .query::<(String, i64)>(&mut publisher)
+            .expect("numsub")
+            .1;
+        if receivers == 0 {
+            disconnected = true;
+            break;
+        }
+    }
+    assert!(disconnected, "the proxy kept a subscriber that reads nothing");
+
+    let mut reader = proxy.raw();
+    assert_eq!(reader.call(&["SET", "big", &"y".repeat(256 * 1024)]), "+OK\r\n");
+    let mut hoarder = TcpStream::connect(proxy.addr).expect("connect");
+    let get = resp(&["GET", "big"]);
+    let burst: Vec<u8> = get.iter().copied().cycle().take(get.len() * 400).collect();
+    hoarder.write_all(&burst).expect("pipeline");
+    hoarder.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let closed = eventually(Duration::from_secs(10), || {
+        let mut probe = [0u8; 1];
+        hoarder.set_nonblocking(true).expect("nonblocking");
+        let r = hoarder.peek(&mut probe);
+        hoarder.set_nonblocking(false).expect("blocking");
+        // Data is waiting (unread replies), so drain it to reach the end.
+        match r {
+            Ok(0) => true,
+            Ok(_) => {
+                let mut sink = vec![0u8; 1 << 20];
+                matches!(hoarder.read(&mut sink), Ok(0) | Err(_))
+            }
+            Err(_) => false,
+        }
+    });
+    assert!(closed, "a client leaving 100 MB unread was not disconnected");
+    assert_eq!(reader.call(&["PING"]), "+PONG\r\n");
+    let body = proxy.admin_get("/metrics").1;
+    let cut = metric(&body, "nearcache_clients_output_limit_closed_total");
+    assert!(cut.is_some_and(|n| n >= 2.0), "{body}");
+}

@@ -41,6 +41,8 @@ pub struct Shared {
     pub info: Arc<UpstreamInfo>,
     pub limits: Limits,
     pub max_pipeline: usize,
+    /// `server.client_output_buffer_limit` (`usize::MAX`: none).
+    pub output_limit: usize,
 }
 
 /// One shared pool per protocol version, so replies pass through in the
@@ -197,6 +199,7 @@ impl Server {
                 ..Limits::default()
             },
             max_pipeline: config.server.max_pipeline,
+            output_limit: config.server.client_output_buffer_limit.unwrap_or(usize::MAX),
         });
         let failover_on = config.failover.enabled;
         let (cache, info) = (shared.cache.clone(), shared.info.clone());

@@ -15,7 +15,6 @@ use super::tenant::{self, Gate};
 use super::Shared;
 use crate::cache::read::{CacheRead, ReplyMap, Slot};
 use crate::cache::{self, Scratch};
-use crate::io::write_all;
 use crate::observe;
 use crate::protocol::frame::{pubsub, PubSub};
 use crate::protocol::request::{self, Parsed};
@@ -32,6 +31,16 @@ use std::time::Instant;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
+
+/// What woke the session up.
+enum Wake {
+    /// The socket takes output again.
+    Writable,
+    /// A reply or pushed frame arrived.
+    Event(Event),
+    /// Input: the byte count read (0: the client closed its side).
+    Read(usize),
+}
 
 /// A reply owed to the client, in request order.
 enum Pending {
@@ -59,6 +68,11 @@ enum Pending {
 /// Replies bigger than this are written from their own buffer instead of
 /// being copied into the session's write buffer.
 const COPY_LIMIT: usize = 16 * 1024;
+
+/// Unwritten output past which the client's requests are not read until it
+/// catches up (replies to requests cannot then pile up; pushed messages
+/// still can, up to the output buffer limit).
+const READ_PAUSE: usize = 1024 * 1024;
 
 pub struct Session {
     shared: Arc<Shared>,
@@ -135,33 +149,59 @@ impl Session {
     pub async fn run(mut self) -> std::io::Result<()> {
         loop {
             self.drain_completed();
-            self.write_out().await?;
-            if self.closing && self.pending.is_empty() {
+            let unwritten = self.write_ready()?;
+            if unwritten > self.shared.output_limit {
+                observe::client_output_limit();
+                tracing::warn!(
+                    client = self.st.id,
+                    unwritten,
+                    limit = self.shared.output_limit,
+                    "client does not read its replies: output buffer limit reached, disconnecting"
+                );
                 return Ok(());
             }
-            if self.stalled && !self.closing && self.in_flight < self.shared.max_pipeline {
+            if self.closing && self.pending.is_empty() && unwritten == 0 {
+                return Ok(());
+            }
+            let reading = !self.closing && self.in_flight < self.shared.max_pipeline && unwritten < READ_PAUSE;
+            if self.stalled && reading {
                 self.handle_input().await;
                 continue;
             }
             self.activity.set_exempt(self.pinned.is_some() || !self.pending.is_empty());
-            let can_read = !self.closing && self.in_flight < self.shared.max_pipeline;
+            // A client that does not read its replies is not read from
+            // either; pushed messages keep coming until the output limit.
+            let can_read = reading;
             let waiting = !self.pending.is_empty() || (self.pinned.is_some() && self.st.expects_pushes());
-            tokio::select! {
-                biased;
-                event = next_event(&mut self.pending, &mut self.pinned), if waiting => self.on_event(event),
-                read = self.reader.read_buf(&mut self.rbuf), if can_read => {
-                    if read? == 0 {
-                        if self.must_stop_now() {
-                            return Ok(());
-                        }
-                        self.closing = true;
-                    } else {
-                        self.handle_input().await;
-                    }
+            // Two forms, so the common case (everything written) does not
+            // pay for a writability future it never polls.
+            let wake = if unwritten == 0 {
+                tokio::select! {
+                    biased;
+                    event = next_event(&mut self.pending, &mut self.pinned), if waiting => Wake::Event(event),
+                    read = self.reader.read_buf(&mut self.rbuf), if can_read => Wake::Read(read?),
+                    // Nothing owed and nothing to read: only reachable if
+                    // the bookkeeping is wrong; end the session rather than
+                    // spin.
+                    else => return Ok(()),
                 }
-                // Nothing owed and nothing to read: only reachable if the
-                // bookkeeping is wrong; end the session rather than spin.
-                else => return Ok(()),
+            } else {
+                tokio::select! {
+                    biased;
+                    writable = self.writer.writable() => {
+                        writable?;
+                        Wake::Writable
+                    }
+                    event = next_event(&mut self.pending, &mut self.pinned), if waiting => Wake::Event(event),
+                    read = self.reader.read_buf(&mut self.rbuf), if can_read => Wake::Read(read?),
+                }
+            };
+            match wake {
+                Wake::Writable => {}
+                Wake::Event(event) => self.on_event(event),
+                Wake::Read(0) if self.must_stop_now() => return Ok(()),
+                Wake::Read(0) => self.closing = true,
+                Wake::Read(_) => self.handle_input().await,
             }
         }
     }
@@ -523,16 +563,40 @@ impl Session {
         self.out.push_back(bytes);
     }
 
-    async fn write_out(&mut self) -> std::io::Result<()> {
-        while let Some(segment) = self.out.pop_front() {
-            write_all(&self.writer, &segment).await?;
-        }
-        if !self.wbuf.is_empty() {
-            write_all(&self.writer, &self.wbuf).await?;
-            self.wbuf.clear();
+    /// Writes what the socket takes now, without waiting; returns how many
+    /// bytes are left unwritten.
+    fn write_ready(&mut self) -> std::io::Result<usize> {
+        while let Some(segment) = self.out.front_mut() {
+            match try_write(&self.writer, segment)? {
+                0 => return Ok(self.unwritten()),
+                n if n == segment.len() => drop(self.out.pop_front()),
+                n => segment.advance(n),
+            }
             self.activity.touch();
         }
-        Ok(())
+        while !self.wbuf.is_empty() {
+            match try_write(&self.writer, &self.wbuf)? {
+                0 => return Ok(self.unwritten()),
+                n if n == self.wbuf.len() => self.wbuf.clear(),
+                n => self.wbuf.advance(n),
+            }
+            self.activity.touch();
+        }
+        Ok(0)
+    }
+
+    fn unwritten(&self) -> usize {
+        self.out.iter().map(Bytes::len).sum::<usize>() + self.wbuf.len()
+    }
+}
+
+/// Writes what the socket takes of `data` now: the count, 0 when it would
+/// block.
+fn try_write(writer: &OwnedWriteHalf, data: &[u8]) -> std::io::Result<usize> {
+    match writer.try_write(data) {
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+        Err(e) => Err(e),
     }
 }
 
