@@ -377,6 +377,57 @@ fn other_clients_unaffected_by_garbage() {
     assert_eq!(proxy.raw().call(&["GET", "g"]), "$1\r\n4\r\n");
 }
 
+/// Hostile framing, each on its own connection, while another client keeps
+/// working: negative and huge lengths, frames cut off mid-way, RESP3
+/// aggregates and arrays nested 10,000 deep where a command is expected.
+/// Each gets a protocol error or is simply closed; nothing crashes or hangs.
+#[test]
+fn hostile_framing_is_refused_and_others_carry_on() {
+    let (_redis, proxy) = setup();
+    let mut good = proxy.raw();
+    assert_eq!(good.call(&["SET", "n", "0"]), "+OK\r\n");
+    let deep = |open: &str| open.repeat(10_000).into_bytes();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("negative multibulk", b"*-5\r\n$3\r\nGET\r\n".to_vec()),
+        ("negative bulk", b"*1\r\n$-3\r\nGET\r\n".to_vec()),
+        ("huge multibulk", b"*99999999999999999999\r\n".to_vec()),
+        ("huge bulk", b"*1\r\n$9223372036854775807\r\n".to_vec()),
+        ("overflowing bulk", b"*1\r\n$99999999999999999999999\r\n".to_vec()),
+        ("nested arrays", deep("*1\r\n")),
+        ("nested RESP3 maps", deep("%1\r\n")),
+        ("nested RESP3 sets", deep("~1\r\n")),
+        ("nested RESP3 pushes", deep(">1\r\n")),
+        ("attribute", b"|1\r\n+a\r\n+b\r\n*1\r\n$4\r\nPING\r\n".to_vec()),
+        ("integer as argument", b"*2\r\n$3\r\nGET\r\n:1\r\n".to_vec()),
+        ("bulk without CRLF", b"*1\r\n$4\r\nPINGxx".to_vec()),
+    ];
+    for (n, (name, bytes)) in cases.iter().enumerate() {
+        let mut bad = TcpStream::connect(proxy.addr).expect("connect");
+        bad.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        bad.write_all(bytes).expect("send");
+        let _ = bad.shutdown(std::net::Shutdown::Write);
+        let mut reply = Vec::new();
+        let _ = bad.read_to_end(&mut reply);
+        let reply = String::from_utf8_lossy(&reply);
+        // As in Redis, what does not start with `*` is an inline command
+        // (each `%1` line is an unknown command), and a multibulk count
+        // <= 0 is skipped, the rest read inline.
+        let inline = reply
+            .lines()
+            .all(|l| l.starts_with("-ERR unknown command") || l.starts_with("-ERR wrong number") || l == "+PONG");
+        assert!(reply.is_empty() || reply.starts_with("-ERR Protocol error") || inline, "{name}: {reply:.200}");
+        assert_eq!(good.call(&["INCR", "n"]), format!(":{}\r\n", n + 1), "after {name}");
+    }
+    // Frames cut off mid-way, then the connection closed.
+    for cut in [&b"*3\r\n$3\r\nSET\r\n$1\r\nk"[..], b"*2\r\n$3\r\nGET\r\n$10\r\nabc", b"*100000\r\n", b"$5\r\nhe"] {
+        let mut s = TcpStream::connect(proxy.addr).expect("connect");
+        s.write_all(cut).expect("send");
+        drop(s);
+    }
+    assert_eq!(good.call(&["GET", "n"]), format!("$2\r\n{}\r\n", cases.len()));
+    assert_eq!(proxy.raw().call(&["PING"]), "+PONG\r\n");
+}
+
 /// xorshift64*: deterministic pseudo-random bytes without a crate.
 struct XorShift(u64);
 
