@@ -65,7 +65,10 @@ pub fn install() -> PrometheusHandle {
 fn describe() {
     metrics::describe_counter!(COMMANDS_TOTAL, "Commands received, by command name");
     metrics::describe_counter!(CONFIG_RELOADS, "Configuration reloads, by result (ok, error)");
-    metrics::describe_counter!(OUTPUT_LIMIT_CLOSED, "Clients disconnected for leaving more than client_output_buffer_limit unread");
+    metrics::describe_counter!(
+        OUTPUT_LIMIT_CLOSED,
+        "Clients disconnected for leaving more than client_output_buffer_limit unread"
+    );
     metrics::describe_histogram!(
         COMMAND_DURATION,
         metrics::Unit::Seconds,

@@ -51,11 +51,7 @@ fuzz_target!(|data: &[u8]| {
     // As the router resolves it.
     if let Some((index, parent)) = args.get(0).and_then(lookup) {
         assert!(std::ptr::eq(&all()[index], parent));
-        let cmd = match args.get(1) {
-            Some(sub) if !parent.subcommands.is_empty() => parent.subcommand(sub).unwrap_or(parent),
-            _ => parent,
-        };
-        check(cmd, &args, &mut out);
+        check(parent.resolve(&args), &args, &mut out);
     }
 
     // Every key spec of the table on the same arguments.

@@ -51,11 +51,7 @@ const REPLACED: [&str; 2] = ["info", "randomkey"];
 /// (parent, cmd) as `server::tenant::gate` resolves them.
 fn resolve(args: &Args) -> Option<(&'static Command, &'static Command)> {
     let (_, parent) = lookup(args.get(0)?)?;
-    let cmd = match args.get(1) {
-        Some(sub) if !parent.subcommands.is_empty() => parent.subcommand(sub).unwrap_or(parent),
-        _ => parent,
-    };
-    Some((parent, cmd))
+    Some((parent, parent.resolve(args)))
 }
 
 fn lines(data: &[u8]) -> Vec<Range<usize>> {

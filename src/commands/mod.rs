@@ -168,6 +168,16 @@ impl Command {
         self.subcommands.iter().find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
     }
 
+    /// The entry a request runs: its subcommand's (`OBJECT ENCODING k`),
+    /// or this one when it has none or the subcommand is unknown (the
+    /// caller can tell by comparing the two).
+    pub fn resolve(&'static self, args: &Args) -> &'static Command {
+        match args.get(1) {
+            Some(sub) if !self.subcommands.is_empty() => self.subcommand(sub).unwrap_or(self),
+            _ => self,
+        }
+    }
+
     /// True when the command blocks given these arguments: always for
     /// BLOCKING commands; for XREAD / XREADGROUP when a `BLOCK` option
     /// comes before `STREAMS` (option values are stepped over, so a group

@@ -153,10 +153,7 @@ pub fn route(st: &mut ClientState, args: &Args, pinned: bool, info: &UpstreamInf
     let Some((index, cmd)) = commands::lookup(name) else {
         return Routed { index: None, cmd: None, decision: forward(pinned) };
     };
-    let cmd = match args.get(1) {
-        Some(sub) if !cmd.subcommands.is_empty() => cmd.subcommand(sub).unwrap_or(cmd),
-        _ => cmd,
-    };
+    let cmd = cmd.resolve(args);
     Routed { index: Some(index), cmd: Some(cmd), decision: route_known(st, cmd, args, pinned, info) }
 }
 

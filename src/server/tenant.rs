@@ -157,11 +157,8 @@ pub fn gate(shared: &Shared, client: &mut Client, args: &Args, proto: Proto, in_
     client.finish(step, proto)
 }
 
-fn decide(shared: &Shared, client: &mut Client, parent: &Command, args: &Args) -> Step {
-    let cmd = match args.get(1) {
-        Some(sub) if !parent.subcommands.is_empty() => parent.subcommand(sub).unwrap_or(parent),
-        _ => parent,
-    };
+fn decide(shared: &Shared, client: &mut Client, parent: &'static Command, args: &Args) -> Step {
+    let cmd = parent.resolve(args);
     match parent.handler {
         Handler::Local(Local::Auth) => return auth(shared, client, args),
         Handler::Local(Local::Hello) => {

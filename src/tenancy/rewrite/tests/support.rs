@@ -38,11 +38,7 @@ pub fn words(line: &str) -> Vec<Vec<u8>> {
 /// subcommand when the parent has one by that name, else the parent.
 pub fn resolve<T: AsRef<[u8]>>(parts: &[T]) -> (&'static Command, &'static Command) {
     let (_, parent) = lookup(parts[0].as_ref()).expect("known command");
-    let cmd = match parts.get(1) {
-        Some(sub) if !parent.subcommands.is_empty() => parent.subcommand(sub.as_ref()).unwrap_or(parent),
-        _ => parent,
-    };
-    (parent, cmd)
+    (parent, parent.resolve(&Req::new(parts).args()))
 }
 
 /// Decodes a RESP multibulk of bulk strings, requiring it to be exactly one.
