@@ -57,6 +57,7 @@ pub fn install() -> PrometheusHandle {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be incomplete");
             }
             describe();
+            zero();
             handle
         })
         .clone()
@@ -111,9 +112,27 @@ fn describe() {
     metrics::describe_counter!(TENANT_COMMANDS, "Commands run by tenants, by tenant");
     metrics::describe_counter!(
         TENANT_REFUSALS,
-        "Tenant commands refused, by tenant and reason: not_allowed, form, rate_limit"
+        "Tenant commands refused, by tenant and reason: not_allowed, form, rate_limit, max_connections"
     );
     metrics::describe_counter!(AUTH_FAILURES, "Failed AUTH / HELLO AUTH attempts");
+}
+
+/// Series that exist from the start at 0, so `rate()` and `increase()` see
+/// their first event (a series first seen at 1 counts as no increase).
+/// Labelled series whose label values belong to other modules appear with
+/// their first event.
+fn zero() {
+    for counter in
+        [AUTH_FAILURES, CLIENTS_REFUSED, CLIENTS_IDLE_CLOSED, OUTPUT_LIMIT_CLOSED, PROTOCOL_ERRORS, TRACKING_LOSSES]
+    {
+        metrics::counter!(counter).absolute(0);
+    }
+    for result in ["ok", "error"] {
+        metrics::counter!(CONFIG_RELOADS, "result" => result).absolute(0);
+    }
+    for gauge in [FAILOVER_ACTIVE, JOURNAL_ENTRIES, DEAD_LETTERS] {
+        metrics::gauge!(gauge).set(0.0);
+    }
 }
 
 struct Handles {
