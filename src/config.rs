@@ -58,6 +58,16 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Tokio worker threads; 0 means one per CPU core.
     pub worker_threads: usize,
+    /// A second listener for TLS clients.
+    pub tls: Option<ClientTlsConfig>,
+}
+
+/// `server.tls_listen`, `server.tls_cert_file`, `server.tls_key_file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTlsConfig {
+    pub listen: SocketAddr,
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -239,6 +249,9 @@ struct RawServer {
     client_idle_timeout: String,
     shutdown_timeout: String,
     worker_threads: u64,
+    tls_listen: Option<String>,
+    tls_cert_file: Option<String>,
+    tls_key_file: Option<String>,
 }
 
 impl Default for RawServer {
@@ -254,6 +267,9 @@ impl Default for RawServer {
             client_idle_timeout: "0s".into(),
             shutdown_timeout: "5s".into(),
             worker_threads: 0,
+            tls_listen: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -367,6 +383,7 @@ impl Validator<'_> {
                         self.invalid("server.worker_threads", "a thread count", raw.server.worker_threads)
                     })?,
                 },
+                tls: self.client_tls(raw.server.tls_listen, raw.server.tls_cert_file, raw.server.tls_key_file)?,
             },
             upstream: self.upstream(raw.upstream, o.upstream.as_deref())?,
             admin: AdminConfig {
@@ -562,6 +579,38 @@ impl Validator<'_> {
         value.parse().map_err(|_| self.invalid(key, "an address like 127.0.0.1:6380 or [::1]:6380", value))
     }
 
+    /// Client TLS: all three keys or none; the certificate and key are
+    /// loaded here so a bad file stops the proxy before it starts.
+    fn client_tls(
+        &self,
+        listen: Option<String>,
+        cert: Option<String>,
+        key: Option<String>,
+    ) -> Result<Option<ClientTlsConfig>, ConfigError> {
+        let (listen, cert, key) = match (listen, cert, key) {
+            (None, None, None) => return Ok(None),
+            (Some(l), Some(c), Some(k)) => (self.addr("server.tls_listen", &l)?, PathBuf::from(c), PathBuf::from(k)),
+            (None, ..) => {
+                return Err(self.invalid(
+                    "server.tls_listen",
+                    "an address, with tls_cert_file and tls_key_file",
+                    "none",
+                ))
+            }
+            (_, None, _) => return Err(self.invalid("server.tls_cert_file", "a PEM certificate chain file", "none")),
+            (_, _, None) => return Err(self.invalid("server.tls_key_file", "a PEM private key file", "none")),
+        };
+        crate::server::ServerTls::load(&cert, &key).map_err(|e| match e {
+            crate::server::ServerTlsError::Cert { .. } => {
+                self.invalid("server.tls_cert_file", "a readable PEM certificate chain", e)
+            }
+            crate::server::ServerTlsError::Key { .. } => {
+                self.invalid("server.tls_key_file", "a readable PEM private key matching the certificate", e)
+            }
+        })?;
+        Ok(Some(ClientTlsConfig { listen, cert_file: cert, key_file: key }))
+    }
+
     /// A bearer token: printable ASCII without spaces, 16 characters or
     /// more (it guards reloads and cache invalidation).
     fn admin_token(&self, token: Option<String>) -> Result<Option<String>, ConfigError> {
@@ -705,6 +754,18 @@ mod tests {
         let bad_rule = format!("[[tenant]]\nname = \"a\"\npassword_sha256 = \"{hash}\"\ndeny = [\"@nope\"]\n");
         assert!(err(&bad_rule).contains("`tenant.deny`"));
         assert!(err("[tenancy]\ndefault_tenant = \"ghost\"\n").contains("`tenancy.default_tenant`"));
+    }
+
+    #[test]
+    fn client_tls_needs_all_three_keys_and_readable_files() {
+        let e = from_str("[server]\ntls_listen = \"127.0.0.1:6390\"\n").unwrap_err().to_string();
+        assert!(e.contains("t.toml") && e.contains("server.tls_cert_file"), "{e}");
+        let e = from_str("[server]\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\n").unwrap_err().to_string();
+        assert!(e.contains("server.tls_listen"), "{e}");
+        let missing = "[server]\ntls_listen = \"127.0.0.1:6390\"\ntls_cert_file = \"/nonexistent/c.pem\"\n\
+                       tls_key_file = \"/nonexistent/k.pem\"\n";
+        let e = from_str(missing).unwrap_err().to_string();
+        assert!(e.contains("server.tls_cert_file") && e.contains("/nonexistent/c.pem"), "{e}");
     }
 
     #[test]

@@ -130,6 +130,7 @@ async fn run(config: Config, source: server::ConfigSource) -> Result<(), String>
     let server = server::Server::bind(&config).await.map_err(|e| e.to_string())?;
     tracing::info!(
         listen = %config.server.listen,
+        tls_listen = ?config.server.tls.as_ref().map(|t| t.listen),
         upstream = %config.upstream.url,
         admin = %config.admin.listen,
         failover = config.failover.enabled,

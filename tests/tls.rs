@@ -253,3 +253,89 @@ fn resp3_and_the_near_cache_over_tls() {
     let fresh = eventually(Duration::from_secs(2), || raw.call(&["GET", "tls:c"]) == bulk("new"));
     assert!(fresh, "the cache kept a value overwritten upstream");
 }
+
+// ---------------------------------------------------------------- client TLS
+
+/// A TLS client of the proxy, trusting `ca`: (reply text of each request).
+fn tls_client(
+    addr: std::net::SocketAddr,
+    ca: &Path,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).expect("ca") {
+        roots.add(cert.expect("ca cert")).expect("add ca");
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("client");
+    let tcp = std::net::TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Reads until `want` bytes arrived.
+fn read_exactly(stream: &mut impl std::io::Read, want: usize) -> String {
+    let mut buf = vec![0u8; want];
+    stream.read_exact(&mut buf).expect("reply");
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[test]
+fn clients_can_connect_over_tls() {
+    use std::io::Write;
+    let redis = common::RedisServer::start();
+    let dir = std::env::temp_dir().join(format!("nearcache-test-client-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (ca, cert, key) = make_certs(&dir);
+    let proxy = Proxy::start_with(
+        redis.port,
+        &format!(
+            "[server]\ntls_listen = \"127.0.0.1:0\"\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    );
+    let addr = proxy.tls.expect("TLS listener");
+    let mut client = tls_client(addr, &ca);
+    client.write_all(&command(&["PING"])).expect("send");
+    assert_eq!(read_exactly(&mut client, 7), "+PONG\r\n");
+    // A pipeline, a value bigger than one TLS record, RESP3.
+    let big = "v".repeat(100_000);
+    let mut pipeline = command(&["SET", "k", &big]);
+    pipeline.extend(command(&["GET", "k"]));
+    pipeline.extend(command(&["HELLO", "3"]));
+    client.write_all(&pipeline).expect("send");
+    assert_eq!(read_exactly(&mut client, 5), "+OK\r\n");
+    assert_eq!(read_exactly(&mut client, bulk(&big).len()), bulk(&big));
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(&mut client, &mut first).expect("hello");
+    assert_eq!(first[0], b'%', "HELLO 3 answered with a map");
+
+    // A client that does not speak TLS, or distrusts the certificate, gets
+    // nowhere and bothers no one.
+    let mut plain = std::net::TcpStream::connect(addr).expect("connect");
+    plain.write_all(&command(&["PING"])).expect("send");
+    let mut other_ca = dir.join("other");
+    std::fs::create_dir_all(&other_ca).expect("dir");
+    other_ca = make_certs(&other_ca).0;
+    let mut distrusting = tls_client(addr, &other_ca);
+    assert!(
+        distrusting.write_all(&command(&["PING"])).and_then(|_| distrusting.flush()).is_err()
+            || std::io::Read::read(&mut distrusting, &mut [0u8; 8]).is_err()
+    );
+    let mut second = tls_client(addr, &ca);
+    second.write_all(&command(&["GET", "k"])).expect("send");
+    assert_eq!(read_exactly(&mut second, bulk(&big).len()), bulk(&big));
+    let (_, clients) = proxy.admin_get("/clients");
+    assert!(clients.starts_with("{\"total\":2") || clients.starts_with("{\"total\":3"), "{clients}");
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["GET", "k"]), bulk(&big), "the plain port still serves");
+    drop(client);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -10,9 +10,13 @@ mod control;
 mod local;
 mod route;
 mod session;
+mod socket;
 mod tenant;
+mod tls;
 
 pub use control::{ConfigSource, Control, Report};
+use socket::{ClientWriter, Closable};
+pub use tls::{ServerTls, ServerTlsError};
 
 use crate::cache::NearCache;
 use crate::config::{Config, UpstreamConfig};
@@ -27,7 +31,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
@@ -71,7 +74,7 @@ impl Pools {
 /// Write halves of the connected clients' sockets, so shutdown can end
 /// every session's input at once without each session polling a signal.
 /// A connected client as the registry sees it.
-type Registered = (Arc<OwnedWriteHalf>, Arc<Activity>);
+type Registered = (Arc<dyn Closable>, Arc<Activity>);
 
 #[derive(Default)]
 struct Clients {
@@ -83,7 +86,7 @@ struct Clients {
 
 impl Clients {
     /// False once shutdown has begun: the client is not served.
-    fn register(&self, id: u64, socket: Arc<OwnedWriteHalf>, activity: Arc<Activity>) -> bool {
+    fn register(&self, id: u64, socket: Arc<dyn Closable>, activity: Arc<Activity>) -> bool {
         let mut sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
         if self.closing.load(Ordering::Acquire) {
             return false;
@@ -100,8 +103,7 @@ impl Clients {
             if activity.idle_for() > limit && !activity.is_exempt() {
                 observe::client_idle_closed();
                 tracing::info!(client = id, idle = ?activity.idle_for(), "closing idle client");
-                let stream: &TcpStream = (**socket).as_ref();
-                let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
+                socket.shutdown(std::net::Shutdown::Both);
             }
         }
     }
@@ -113,8 +115,7 @@ impl Clients {
         for (id, (socket, activity)) in sockets.iter() {
             if let Some(tenant) = activity.revoked_tenant() {
                 tracing::info!(client = id, tenant, "closing a client of a revoked tenant");
-                let stream: &TcpStream = (**socket).as_ref();
-                let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
+                socket.shutdown(std::net::Shutdown::Both);
                 closed += 1;
             }
         }
@@ -136,8 +137,7 @@ impl Clients {
         let sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
         self.closing.store(true, Ordering::Release);
         for (socket, _) in sockets.values() {
-            let stream: &TcpStream = (**socket).as_ref();
-            let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Read);
+            socket.shutdown(std::net::Shutdown::Read);
         }
     }
 }
@@ -158,11 +158,15 @@ pub enum StartError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("failover journal: {0}")]
     Journal(#[from] crate::fallback::journal::JournalError),
+    #[error("client TLS: {0}")]
+    Tls(#[from] ServerTlsError),
 }
 
 /// A bound, not yet running, proxy listener.
 pub struct Server {
     listener: TcpListener,
+    /// `server.tls_listen` and its certificate, when configured.
+    tls: Option<(TcpListener, ServerTls)>,
     /// The configuration it started with, for reloads to compare against.
     running: Config,
     shared: Arc<Shared>,
@@ -219,8 +223,18 @@ impl Server {
                 }
             });
         }
+        let tls = match &config.server.tls {
+            Some(t) => {
+                let listener = TcpListener::bind(t.listen)
+                    .await
+                    .map_err(|source| StartError::Listen { addr: t.listen, source })?;
+                Some((listener, ServerTls::load(&t.cert_file, &t.key_file)?))
+            }
+            None => None,
+        };
         Ok(Server {
             listener,
+            tls,
             running: config.clone(),
             shared,
             clients: Arc::default(),
@@ -249,6 +263,11 @@ impl Server {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where TLS clients connect, when `server.tls_listen` is set.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// Accepts clients until `stop` resolves, then stops accepting, lets
@@ -287,10 +306,28 @@ impl Server {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
+                accepted = accept_tls(&self.tls), if self.tls.is_some() => match accepted {
+                    Ok((stream, peer, tls)) if self.clients.live.load(Ordering::Acquire) >= self.max_clients => {
+                        drop((stream, tls));
+                        observe::client_refused();
+                        tracing::warn!(%peer, "max number of clients reached, TLS connection refused");
+                    }
+                    Ok((stream, peer, tls)) => {
+                        self.clients.live.fetch_add(1, Ordering::AcqRel);
+                        configure(&stream, self.tcp_keepalive);
+                        let id = next_id.fetch_add(1, Ordering::Relaxed);
+                        sessions.spawn(serve_tls(self.shared.clone(), self.clients.clone(), tls, stream, peer, id));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TLS accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
             }
         }
         drop(self.listener);
+        drop(self.tls);
         let open = sessions.len();
         tracing::info!(clients = open, "shutting down: no longer accepting, finishing in-flight requests");
         self.clients.end_input();
@@ -300,6 +337,17 @@ impl Server {
             tracing::warn!(clients = sessions.len(), "shutdown timeout reached, closing remaining clients");
             sessions.abort_all();
         }
+    }
+}
+
+/// The next connection on the TLS listener, with the TLS settings.
+async fn accept_tls(tls: &Option<(TcpListener, ServerTls)>) -> std::io::Result<(TcpStream, SocketAddr, ServerTls)> {
+    match tls {
+        Some((listener, settings)) => {
+            let (stream, peer) = listener.accept().await?;
+            Ok((stream, peer, settings.clone()))
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -321,10 +369,39 @@ async fn refuse(mut stream: TcpStream, peer: SocketAddr) {
 }
 
 async fn serve(shared: Arc<Shared>, clients: Arc<Clients>, stream: TcpStream, peer: SocketAddr, id: u64) {
-    let (reader, writer) = stream.into_split();
-    let writer = Arc::new(writer);
     // Counted out however the session ends, a panic included.
     let _live = Live(clients.clone());
+    let (reader, writer) = stream.into_split();
+    serve_halves(shared, clients, reader, Arc::new(writer), peer, id).await;
+}
+
+/// A TLS client: the handshake, then a session on the relay's plain end.
+async fn serve_tls(
+    shared: Arc<Shared>,
+    clients: Arc<Clients>,
+    tls: ServerTls,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+) {
+    let _live = Live(clients.clone());
+    if let Some(plain) = tls.accept(stream, peer).await {
+        let (reader, writer) = plain.into_split();
+        serve_halves(shared, clients, reader, Arc::new(writer), peer, id).await;
+    }
+}
+
+async fn serve_halves<R, W>(
+    shared: Arc<Shared>,
+    clients: Arc<Clients>,
+    reader: R,
+    writer: Arc<W>,
+    peer: SocketAddr,
+    id: u64,
+) where
+    R: tokio::io::AsyncRead + Unpin,
+    W: ClientWriter,
+{
     let activity = Arc::new(Activity::default());
     if !clients.register(id, writer.clone(), activity.clone()) {
         return;

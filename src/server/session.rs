@@ -11,6 +11,7 @@
 use super::activity::Activity;
 use super::batch::{Batch, Source};
 use super::route::{route, ClientState, Decision, ReplyMode, Routed, SideEffect};
+use super::socket::ClientWriter;
 use super::tenant::{self, Gate};
 use super::Shared;
 use crate::cache::read::{CacheRead, ReplyMap, Slot};
@@ -28,8 +29,7 @@ use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::oneshot;
 
 /// What woke the session up.
@@ -74,11 +74,11 @@ const COPY_LIMIT: usize = 16 * 1024;
 /// still can, up to the output buffer limit).
 const READ_PAUSE: usize = 1024 * 1024;
 
-pub struct Session {
+pub struct Session<R, W> {
     shared: Arc<Shared>,
     st: ClientState,
-    reader: OwnedReadHalf,
-    writer: Arc<OwnedWriteHalf>,
+    reader: R,
+    writer: Arc<W>,
     rbuf: BytesMut,
     wbuf: BytesMut,
     out: VecDeque<Bytes>,
@@ -105,18 +105,18 @@ pub struct Session {
     tenant: tenant::Client,
 }
 
-impl Session {
+impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// A session over the two halves of a client socket. Shutdown ends it
     /// by shutting down the socket's read side (see `Clients`): the session
     /// then sees end-of-input, finishes what it owes and closes.
     pub fn new(
         shared: Arc<Shared>,
-        reader: OwnedReadHalf,
-        writer: Arc<OwnedWriteHalf>,
+        reader: R,
+        writer: Arc<W>,
         id: u64,
         peer: IpAddr,
         activity: Arc<Activity>,
-    ) -> Session {
+    ) -> Session<R, W> {
         let default_db = shared.upstream.url.db;
         let tenant = tenant::Client::new(shared.tenancy.default_seat(), peer, activity.clone());
         Session {
@@ -567,7 +567,7 @@ impl Session {
     /// bytes are left unwritten.
     fn write_ready(&mut self) -> std::io::Result<usize> {
         while let Some(segment) = self.out.front_mut() {
-            match try_write(&self.writer, segment)? {
+            match try_write(&*self.writer, segment)? {
                 0 => return Ok(self.unwritten()),
                 n if n == segment.len() => drop(self.out.pop_front()),
                 n => segment.advance(n),
@@ -575,7 +575,7 @@ impl Session {
             self.activity.touch();
         }
         while !self.wbuf.is_empty() {
-            match try_write(&self.writer, &self.wbuf)? {
+            match try_write(&*self.writer, &self.wbuf)? {
                 0 => return Ok(self.unwritten()),
                 n if n == self.wbuf.len() => self.wbuf.clear(),
                 n => self.wbuf.advance(n),
@@ -592,7 +592,7 @@ impl Session {
 
 /// Writes what the socket takes of `data` now: the count, 0 when it would
 /// block.
-fn try_write(writer: &OwnedWriteHalf, data: &[u8]) -> std::io::Result<usize> {
+fn try_write(writer: &impl ClientWriter, data: &[u8]) -> std::io::Result<usize> {
     match writer.try_write(data) {
         Ok(n) => Ok(n),
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),

@@ -176,6 +176,8 @@ pub struct Proxy {
     pub admin: SocketAddr,
     /// The configuration file, kept for reloads.
     pub config_path: std::path::PathBuf,
+    /// The TLS listener, when `server.tls_listen` is configured.
+    pub tls: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -216,7 +218,7 @@ impl Proxy {
                 let token = config.admin.token.clone();
                 let admin_state = std::sync::Arc::new(admin::Admin::new(metrics, &server, source, token));
                 tokio::spawn(admin::serve(admin_listener, admin_state));
-                addr_tx.send((server.local_addr().expect("addr"), admin_addr)).expect("send addr");
+                addr_tx.send((server.local_addr().expect("addr"), admin_addr, server.tls_addr())).expect("send addr");
                 server
                     .run(async {
                         let _ = stop_rx.await;
@@ -224,8 +226,8 @@ impl Proxy {
                     .await;
             });
         });
-        let (addr, admin) = addr_rx.recv_timeout(Duration::from_secs(10)).expect("proxy started");
-        Proxy { addr, admin, config_path: path, stop: Some(stop_tx), thread: Some(thread) }
+        let (addr, admin, tls) = addr_rx.recv_timeout(Duration::from_secs(10)).expect("proxy started");
+        Proxy { addr, admin, config_path: path, tls, stop: Some(stop_tx), thread: Some(thread) }
     }
 
     pub fn url(&self) -> String {
