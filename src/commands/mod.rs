@@ -171,6 +171,7 @@ impl Command {
     /// The entry a request runs: its subcommand's (`OBJECT ENCODING k`),
     /// or this one when it has none or the subcommand is unknown (the
     /// caller can tell by comparing the two).
+    #[inline]
     pub fn resolve(&'static self, args: &Args) -> &'static Command {
         match args.get(1) {
             Some(sub) if !self.subcommands.is_empty() => self.subcommand(sub).unwrap_or(self),
