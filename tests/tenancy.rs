@@ -187,6 +187,9 @@ fn dangerous_commands_are_refused() {
         let reply = acme.call(cmd);
         assert_eq!(reply, "-NOPERM this command is not allowed for tenant acme\r\n", "{cmd:?}");
     }
+    let body = proxy.admin_get("/metrics").1;
+    let unknown = metric(&body, "nearcache_commands_total{command=\"unknown\"}");
+    assert!(unknown.is_some_and(|n| n >= 1.0), "refused commands are counted too: {body}");
     let reply = acme.call(&["CLIENT", "TRACKING", "on", "BCAST"]);
     assert!(reply.starts_with("-NOPERM CLIENT TRACKING with BCAST"), "{reply}");
     let reply = acme.call(&["SORT", "k", "BY", "nosort", "GET", "*"]);

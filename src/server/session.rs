@@ -252,6 +252,9 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 match tenant::gate(&self.shared, &mut self.tenant, &args, self.st.proto, self.st.multi) {
                     Gate::Pass => {}
                     Gate::Reply(reply) => {
+                        // Answered by the gate (AUTH, a refusal): counted
+                        // like any command.
+                        observe::command(args.get(0).and_then(crate::commands::lookup).map(|(index, _)| index));
                         self.flush_batch(&input, now);
                         self.pending.push_back(Pending::Ready(reply));
                         continue;
