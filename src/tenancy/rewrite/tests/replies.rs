@@ -454,3 +454,18 @@ fn exec_elements_get_the_fix_of_their_queued_command() {
         assert_eq!(exec_reply(PREFIX, &fixes, proto, b"*2\r\n:1\r\n"), Bytes::from_static(MALFORMED));
     }
 }
+
+#[test]
+fn info_keeps_only_the_server_version_and_mode() {
+    let body = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\nprocess_id:42\r\ntcp_port:6379\r\n\r\n# Keyspace\r\ndb0:keys=9\r\n";
+    let kept = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
+    let bulk = format!("${}\r\n{body}\r\n", body.len());
+    check_both(ReplyFix::Info, bulk.as_bytes(), format!("${}\r\n{kept}\r\n", kept.len()).as_bytes());
+    let verbatim = format!("={}\r\ntxt:{body}\r\n", body.len() + 4);
+    check(
+        ReplyFix::Info,
+        Proto::Resp3,
+        verbatim.as_bytes(),
+        format!("={}\r\ntxt:{kept}\r\n", kept.len() + 4).as_bytes(),
+    );
+}
