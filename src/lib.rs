@@ -11,7 +11,6 @@ pub mod commands;
 pub mod config;
 pub mod fallback;
 pub mod glob;
-pub mod io;
 pub mod observe;
 pub mod protocol;
 pub mod server;
