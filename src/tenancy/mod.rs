@@ -277,7 +277,11 @@ impl Tenancy {
             let kept = registry.tenants.get(&new.name).filter(|t| {
                 let old = t.config();
                 old.password_sha256 == new.password_sha256 && old.prefix == new.prefix
-            })?;
+            });
+            let Some(kept) = kept else {
+                change.added.push(new.name.clone());
+                return None;
+            };
             if *kept.config() != *new {
                 kept.config.store(Arc::new(new.clone()));
                 change.updated.push(new.name.clone());
@@ -290,12 +294,6 @@ impl Tenancy {
                 change.revoked.push(name.clone());
             }
         }
-        change.added = next
-            .tenants
-            .keys()
-            .filter(|n| !registry.tenants.contains_key(*n) || change.revoked.contains(n))
-            .cloned()
-            .collect();
         *registry = next;
         change
     }
