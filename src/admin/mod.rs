@@ -157,8 +157,7 @@ fn authorized(token: Option<&str>, given: Option<&str>) -> bool {
     let Some(token) = token else {
         return true;
     };
-    let given = given.unwrap_or_default();
-    given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    crate::tenancy::constant_time_eq(given.unwrap_or_default().as_bytes(), token.as_bytes())
 }
 
 /// `{"total":N,"tenants":{"acme":N,…}}`.
