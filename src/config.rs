@@ -63,12 +63,24 @@ pub struct ServerConfig {
 }
 
 /// `server.tls_listen`, `server.tls_cert_file`, `server.tls_key_file`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ClientTlsConfig {
     pub listen: SocketAddr,
     pub cert_file: std::path::PathBuf,
     pub key_file: std::path::PathBuf,
+    /// Built once here from the two files, so a bad certificate or key
+    /// stops the proxy before it starts.
+    pub acceptor: crate::server::ServerTls,
 }
+
+/// Compared by what it was built from (the files' paths).
+impl PartialEq for ClientTlsConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.listen == other.listen && self.cert_file == other.cert_file && self.key_file == other.key_file
+    }
+}
+
+impl Eq for ClientTlsConfig {}
 
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
@@ -580,7 +592,7 @@ impl Validator<'_> {
     }
 
     /// Client TLS: all three keys or none; the certificate and key are
-    /// loaded here so a bad file stops the proxy before it starts.
+    /// loaded here, once.
     fn client_tls(
         &self,
         listen: Option<String>,
@@ -600,7 +612,7 @@ impl Validator<'_> {
             (_, None, _) => return Err(self.invalid("server.tls_cert_file", "a PEM certificate chain file", "none")),
             (_, _, None) => return Err(self.invalid("server.tls_key_file", "a PEM private key file", "none")),
         };
-        crate::server::ServerTls::load(&cert, &key).map_err(|e| match e {
+        let acceptor = crate::server::ServerTls::load(&cert, &key).map_err(|e| match e {
             crate::server::ServerTlsError::Cert { .. } => {
                 self.invalid("server.tls_cert_file", "a readable PEM certificate chain", e)
             }
@@ -608,7 +620,7 @@ impl Validator<'_> {
                 self.invalid("server.tls_key_file", "a readable PEM private key matching the certificate", e)
             }
         })?;
-        Ok(Some(ClientTlsConfig { listen, cert_file: cert, key_file: key }))
+        Ok(Some(ClientTlsConfig { listen, cert_file: cert, key_file: key, acceptor }))
     }
 
     /// A bearer token: printable ASCII without spaces, 16 characters or

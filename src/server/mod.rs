@@ -158,8 +158,6 @@ pub enum StartError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("failover journal: {0}")]
     Journal(#[from] crate::fallback::journal::JournalError),
-    #[error("client TLS: {0}")]
-    Tls(#[from] ServerTlsError),
 }
 
 /// A bound, not yet running, proxy listener.
@@ -228,7 +226,7 @@ impl Server {
                 let listener = TcpListener::bind(t.listen)
                     .await
                     .map_err(|source| StartError::Listen { addr: t.listen, source })?;
-                Some((listener, ServerTls::load(&t.cert_file, &t.key_file)?))
+                Some((listener, t.acceptor.clone()))
             }
             None => None,
         };

@@ -34,6 +34,12 @@ pub struct ServerTls {
     acceptor: TlsAcceptor,
 }
 
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls").finish_non_exhaustive()
+    }
+}
+
 impl ServerTls {
     /// Loads the PEM certificate chain (leaf first) and private key.
     pub fn load(cert_file: &Path, key_file: &Path) -> Result<ServerTls, ServerTlsError> {
