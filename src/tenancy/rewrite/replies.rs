@@ -18,14 +18,14 @@ pub(super) fn fix(prefix: &[u8], fix: ReplyFix, proto: Proto, frame: &[u8]) -> O
     if top.end != frame.len() {
         return None;
     }
-    if top.is_error() || top.is_null(frame) {
+    if top.is_error() || top.is_null(frame) || !shaped(fix, &top, frame) {
         return Some(Bytes::copy_from_slice(frame));
     }
     let mut out = BytesMut::with_capacity(frame.len());
     out.put_slice(frame.get(..top.value)?);
     match fix {
         ReplyFix::None => out.put_slice(frame.get(top.value..)?),
-        ReplyFix::Keys | ReplyFix::Channels => list_or_copy(prefix, frame, &top, &mut out)?,
+        ReplyFix::Keys | ReplyFix::Channels => names(prefix, frame, &top, &mut out)?,
         ReplyFix::Scan => scan(prefix, frame, &top, &mut out)?,
         ReplyFix::RandomKey => random_key(prefix, proto, frame, &top, &mut out),
         ReplyFix::KeyFirst | ReplyFix::MpopKey => key_first(prefix, frame, &top, &mut out)?,
@@ -34,6 +34,20 @@ pub(super) fn fix(prefix: &[u8], fix: ReplyFix, proto: Proto, frame: &[u8]) -> O
         ReplyFix::Info => info(frame, &top, &mut out)?,
     }
     Some(out.freeze())
+}
+
+/// True when `top` is the kind of frame `fix` rewrites. Any other frame
+/// (`+QUEUED` inside MULTI, say) passes unchanged.
+fn shaped(fix: ReplyFix, top: &Elem, buf: &[u8]) -> bool {
+    match fix {
+        ReplyFix::None => true,
+        ReplyFix::Keys | ReplyFix::Channels | ReplyFix::Scan | ReplyFix::KeyFirst | ReplyFix::MpopKey => {
+            top.is_array(buf)
+        }
+        ReplyFix::Streams | ReplyFix::NumSub => top.is_array(buf) || top.ty == b'%',
+        ReplyFix::RandomKey => top.ty == b'$',
+        ReplyFix::Info => matches!(top.ty, b'$' | b'='),
+    }
 }
 
 /// EXEC's reply: an array whose elements are fixed one by one. A count
@@ -94,22 +108,8 @@ fn names(prefix: &[u8], buf: &[u8], agg: &Elem, out: &mut BytesMut) -> Option<()
     Some(())
 }
 
-/// KEYS, PUBSUB CHANNELS: an array of names; anything else is copied.
-fn list_or_copy(prefix: &[u8], buf: &[u8], top: &Elem, out: &mut BytesMut) -> Option<()> {
-    if top.is_array(buf) {
-        names(prefix, buf, top, out)
-    } else {
-        out.put_slice(buf.get(top.value..top.end)?);
-        Some(())
-    }
-}
-
 /// SCAN: `[cursor, [names]]`.
 fn scan(prefix: &[u8], buf: &[u8], top: &Elem, out: &mut BytesMut) -> Option<()> {
-    if !top.is_array(buf) {
-        out.put_slice(buf.get(top.value..top.end)?);
-        return Some(());
-    }
     let [cursor, keys] = <[Elem; 2]>::try_from(children(buf, top)?).ok()?;
     if !keys.is_array(buf) {
         return None;
@@ -123,14 +123,14 @@ fn scan(prefix: &[u8], buf: &[u8], top: &Elem, out: &mut BytesMut) -> Option<()>
 /// RANDOMKEY: a bulk name, stripped; one without the prefix becomes a null
 /// (the caller asks again).
 fn random_key(prefix: &[u8], proto: Proto, buf: &[u8], top: &Elem, out: &mut BytesMut) {
-    match (top.ty, stripped(prefix, buf, top)) {
-        (b'$', Some(name)) => encode::bulk(out, name),
-        (b'$', None) => encode::null(out, proto),
-        _ => out.put_slice(buf.get(top.value..top.end).unwrap_or_default()),
+    match stripped(prefix, buf, top) {
+        Some(name) => encode::bulk(out, name),
+        None => encode::null(out, proto),
     }
 }
 
-/// BLPOP, LMPOP, …: an array whose first element is a key.
+/// BLPOP, LMPOP, …: an array whose first element is a key. Also each
+/// `[key, entries]` of an XREAD reply, where anything else is copied.
 fn key_first(prefix: &[u8], buf: &[u8], top: &Elem, out: &mut BytesMut) -> Option<()> {
     if !top.is_array(buf) {
         out.put_slice(buf.get(top.value..top.end)?);
@@ -151,10 +151,6 @@ fn key_first(prefix: &[u8], buf: &[u8], top: &Elem, out: &mut BytesMut) -> Optio
 /// (RESP3).
 fn streams(prefix: &[u8], buf: &[u8], top: &Elem, out: &mut BytesMut) -> Option<()> {
     let is_map = top.ty == b'%';
-    if !is_map && !top.is_array(buf) {
-        out.put_slice(buf.get(top.value..top.end)?);
-        return Some(());
-    }
     out.put_slice(top.header(buf));
     for (i, e) in children(buf, top)?.iter().enumerate() {
         if !is_map {
@@ -173,10 +169,6 @@ fn streams(prefix: &[u8], buf: &[u8], top: &Elem, out: &mut BytesMut) -> Option<
 /// (RESP3); pairs whose channel lacks the prefix are dropped.
 fn numsub(prefix: &[u8], buf: &[u8], top: &Elem, out: &mut BytesMut) -> Option<()> {
     let is_map = top.ty == b'%';
-    if !is_map && !top.is_array(buf) {
-        out.put_slice(buf.get(top.value..top.end)?);
-        return Some(());
-    }
     let kids = children(buf, top)?;
     let pairs = kids.chunks_exact(2);
     if !pairs.remainder().is_empty() {
@@ -198,20 +190,14 @@ fn numsub(prefix: &[u8], buf: &[u8], top: &Elem, out: &mut BytesMut) -> Option<(
 const INFO_FIELDS: &[&[u8]] = &[b"redis_version:", b"redis_mode:"];
 
 /// INFO: a bulk (RESP2) or verbatim `txt:` string (RESP3) of lines; the
-/// `# Server` heading and the fields in [`INFO_FIELDS`] are kept. Anything
-/// else (`+QUEUED` in a transaction) passes.
+/// `# Server` heading and the fields in [`INFO_FIELDS`] are kept.
 fn info(buf: &[u8], top: &Elem, out: &mut BytesMut) -> Option<()> {
-    let (format, body) = match top.ty {
-        b'$' => (&b""[..], text(buf, top)?),
-        b'=' => {
-            let len = usize::try_from(top.number(buf)?).ok()?;
-            let start = top.line.end + 2;
-            buf.get(start..start.checked_add(len)?)?.split_at_checked(4)?
-        }
-        _ => {
-            out.put_slice(buf.get(top.value..top.end)?);
-            return Some(());
-        }
+    let (format, body) = if top.ty == b'$' {
+        (&b""[..], text(buf, top)?)
+    } else {
+        let len = usize::try_from(top.number(buf)?).ok()?;
+        let start = top.line.end + 2;
+        buf.get(start..start.checked_add(len)?)?.split_at_checked(4)?
     };
     let mut kept = b"# Server\r\n".to_vec();
     for line in body.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)) {
