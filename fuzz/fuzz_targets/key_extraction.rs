@@ -15,10 +15,11 @@
 //! arity check agrees with the count.
 #![no_main]
 
+mod common;
+
 use libfuzzer_sys::fuzz_target;
 use nearcache::commands::{all, key_indices, lookup, Command};
 use nearcache::protocol::Args;
-use std::ops::Range;
 
 fn check(cmd: &Command, args: &Args, out: &mut Vec<usize>) {
     let _ = cmd.blocks(args);
@@ -36,15 +37,7 @@ fn check(cmd: &Command, args: &Args, out: &mut Vec<usize>) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut ranges: Vec<Range<usize>> = Vec::new();
-    let mut start = 0;
-    for (i, &b) in data.iter().enumerate() {
-        if b == b'\n' {
-            ranges.push(start..i);
-            start = i + 1;
-        }
-    }
-    ranges.push(start..data.len());
+    let ranges = common::lines(data);
     let args = Args::new(data, &ranges);
     let mut out = Vec::new();
 

@@ -12,6 +12,9 @@
 //! over exactly its bytes) is that whole frame.
 #![no_main]
 
+mod common;
+
+use common::next;
 use libfuzzer_sys::fuzz_target;
 use nearcache::protocol::scan::{kind, Scanner};
 use nearcache::protocol::ProtocolError;
@@ -33,13 +36,6 @@ fn drain(s: &mut Scanner, buf: &[u8], frames: &mut Vec<usize>) -> Result<usize, 
         consumed += len;
     }
     Ok(consumed)
-}
-
-fn next(state: &mut u32) -> u32 {
-    *state ^= *state << 13;
-    *state ^= *state >> 17;
-    *state ^= *state << 5;
-    *state
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -21,6 +21,9 @@
 #![no_main]
 
 use bytes::BytesMut;
+mod common;
+
+use common::next;
 use libfuzzer_sys::fuzz_target;
 use nearcache::protocol::encode;
 use nearcache::protocol::request::{parse, Limits, Parsed};
@@ -108,14 +111,6 @@ impl Parser {
         let back: Vec<&[u8]> = ranges.iter().map(|r| &buf[r.clone()]).collect();
         assert_eq!(back, args.iter().map(Vec::as_slice).collect::<Vec<_>>());
     }
-}
-
-/// Small xorshift generator for the read sizes.
-fn next(state: &mut u32) -> u32 {
-    *state ^= *state << 13;
-    *state ^= *state >> 17;
-    *state ^= *state << 5;
-    *state
 }
 
 fn limits(small: bool) -> Limits {

@@ -24,13 +24,15 @@
 #![no_main]
 
 use bytes::Bytes;
+mod common;
+
+use common::lines;
 use libfuzzer_sys::fuzz_target;
 use nearcache::commands::{all, key_indices, lookup, Command};
 use nearcache::protocol::request::{parse, Limits, Parsed};
 use nearcache::protocol::scan::Scanner;
 use nearcache::protocol::{Args, Proto};
 use nearcache::tenancy::rewrite::{exec_reply, pushed, reply, request, Allowances, ReplyFix};
-use std::ops::Range;
 
 const FIXES: [ReplyFix; 10] = [
     ReplyFix::None,
@@ -52,19 +54,6 @@ const REPLACED: [&str; 2] = ["info", "randomkey"];
 fn resolve(args: &Args) -> Option<(&'static Command, &'static Command)> {
     let (_, parent) = lookup(args.get(0)?)?;
     Some((parent, parent.resolve(args)))
-}
-
-fn lines(data: &[u8]) -> Vec<Range<usize>> {
-    let mut ranges = Vec::new();
-    let mut start = 0;
-    for (i, &b) in data.iter().enumerate() {
-        if b == b'\n' {
-            ranges.push(start..i);
-            start = i + 1;
-        }
-    }
-    ranges.push(start..data.len());
-    ranges
 }
 
 fn check_request(prefix: &[u8], allow: Allowances, data: &[u8]) {
