@@ -10,7 +10,7 @@
 //! each proxy's own `/cache/stats` or deltas.
 mod common;
 
-use common::{direct_raw, eventually, metric, wait_ready, wait_ready_resp3, Proxy, RedisServer};
+use common::{direct_raw, eventually, metric, wait_active, wait_ready, wait_ready_resp3, Proxy, RedisServer};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -42,16 +42,6 @@ fn start_with(redis: &RedisServer, toml: &str) -> Proxy {
     wait_ready(&proxy);
     wait_active(&proxy);
     proxy
-}
-
-/// Waits until the cache serves: its invalidation connection is up.
-fn wait_active(proxy: &Proxy) {
-    let mut last = String::new();
-    let active = eventually(Duration::from_secs(5), || {
-        last = proxy.admin_get("/cache/stats").1;
-        last.contains("\"active\":true")
-    });
-    assert!(active, "near-cache never became active: {last}");
 }
 
 /// `/cache/stats` of one proxy.

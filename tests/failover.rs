@@ -130,6 +130,8 @@ fn killing_the_upstream_under_load_loses_no_acknowledged_write() {
     let mut redis = RedisServer::start_persistent();
     let proxy = Proxy::start_with(redis.port, FAST);
     common::wait_ready(&proxy);
+    // What follows is read to be cached: only once invalidations flow.
+    common::wait_active(&proxy);
     let mut c = proxy.conn();
     for i in 0..10 {
         let _: () = c.set(format!("hot:{i}"), format!("value-{i}")).expect("seed");
@@ -350,6 +352,8 @@ fn stale_entries_are_served_past_their_policy_ttl_but_not_past_the_upstream_ttl(
     let mut redis = RedisServer::start();
     let proxy = Proxy::start_with(redis.port, &format!("{FAST}[cache]\ndefault_ttl = \"1s\"\n"));
     common::wait_ready(&proxy);
+    // The reads below must be cached: only once invalidations flow.
+    common::wait_active(&proxy);
     let mut d = redis.direct();
     let _: () = d.set("forever", "no ttl upstream").expect("set");
     let _: () = redis::cmd("SET").arg("brief").arg("3 s upstream").arg("PX").arg(3000).query(&mut d).expect("set");
@@ -375,6 +379,8 @@ fn failover_writes_start_from_what_the_near_cache_knows() {
     let mut redis = RedisServer::start_persistent();
     let proxy = Proxy::start_with(redis.port, FAST);
     common::wait_ready(&proxy);
+    // What follows is read to be cached: only once invalidations flow.
+    common::wait_active(&proxy);
     let mut d = redis.direct();
     let _: () = d.set("visits", 41).expect("set");
     let _: () = d.hset_multiple("profile", &[("name", "ada"), ("logins", "9")]).expect("hset");

@@ -86,6 +86,7 @@ fn cache_and_failover_keep_tenants_apart() {
              [breaker]\nopen_for = \"300ms\"\n",
         ),
     );
+    common::wait_active(&proxy);
     let mut acme = login(&proxy, "acme");
     let mut globex = login(&proxy, "globex");
     assert!(eventually(Duration::from_secs(5), || acme.call(&["SET", "k", "acme-v"]) == "+OK\r\n"));

@@ -382,6 +382,16 @@ pub fn wait_ready(proxy: &Proxy) {
     wait_forwarding(&mut raw);
 }
 
+/// Waits until the near-cache serves: its invalidation connection is up.
+pub fn wait_active(proxy: &Proxy) {
+    let mut last = String::new();
+    let active = eventually(Duration::from_secs(5), || {
+        last = proxy.admin_get("/cache/stats").1;
+        last.contains("\"active\":true")
+    });
+    assert!(active, "near-cache never became active: {last}");
+}
+
 /// After HELLO 3 on `raw`: waits until a forwarded command goes through in
 /// RESP3.
 pub fn wait_ready_resp3(raw: &mut Raw) {
