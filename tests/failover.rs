@@ -223,6 +223,78 @@ fn a_hung_upstream_fails_over_within_the_timeouts_and_recovers() {
     assert_eq!(d.get::<_, i64>("n").expect("get"), 7);
 }
 
+/// Redis' own account of one command: (calls, microseconds per call).
+fn command_stats(d: &mut redis::Connection, name: &str) -> (u64, f64) {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(d).expect("info");
+    let line = info.lines().find(|l| l.starts_with(&format!("cmdstat_{name}:"))).unwrap_or_default();
+    let field = |f: &str| line.split([':', ',']).find_map(|kv| kv.strip_prefix(f)).unwrap_or("0").to_string();
+    (field("calls=").parse().unwrap_or(0), field("usec_per_call=").parse().unwrap_or(0.0))
+}
+
+#[test]
+fn a_round_applied_after_its_timeout_is_not_replayed_twice() {
+    let redis = RedisServer::start();
+    let mut d = redis.direct();
+    // A set whose deletion keeps Redis busier than the request timeout.
+    let mut pipe = redis::pipe();
+    for chunk in 0..200 {
+        pipe.cmd("SADD").arg("big").arg((0..10_000).map(|i| chunk * 10_000 + i).collect::<Vec<i64>>()).ignore();
+    }
+    let _: () = pipe.query(&mut d).expect("fill the big set");
+    let config = FAST.replace("request_timeout = \"500ms\"", "request_timeout = \"50ms\"");
+    let proxy = Proxy::start_with(redis.port, &config);
+    common::wait_ready(&proxy);
+    redis.pause();
+    let mut raw = proxy.raw();
+    // Reads until failover: nothing written is left pending in the paused Redis.
+    let switched = eventually(Duration::from_secs(5), || {
+        raw.call(&["GET", "anything"]);
+        mode(&proxy).contains("\"mode\":\"failover\"")
+    });
+    assert!(switched, "never failed over: {}", mode(&proxy));
+    assert_eq!(raw.call(&["DEL", "big"]), ":0\r\n", "the store does not know the set");
+    for n in 1..=5 {
+        assert_eq!(raw.call(&["INCR", "ctr"]), format!(":{n}\r\n"));
+    }
+    redis.resume();
+    wait_mode(&proxy, "\"mode\":\"normal\",\"journal_entries\":0", Duration::from_secs(10));
+    let (_, del_usec) = command_stats(&mut d, "del");
+    assert!(del_usec > 50_000.0, "the replayed DEL took {del_usec} µs: not slower than the timeout, nothing tested");
+    assert_eq!(d.get::<_, i64>("ctr").expect("get"), 5, "the round was applied once");
+    assert!(!d.exists::<_, bool>("big").expect("exists"));
+    let markers: Vec<String> = d.keys("__nearcache__:*").expect("keys");
+    assert!(markers.is_empty(), "the replay marker is deleted after recovery: {markers:?}");
+}
+
+#[test]
+fn writes_the_upstream_cannot_take_yet_stay_journaled() {
+    let redis = RedisServer::start();
+    let mut d = redis.direct();
+    let proxy = Proxy::start_with(redis.port, FAST);
+    common::wait_ready(&proxy);
+    // Out of memory: Redis refuses writes (-OOM) but answers PING.
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(1).query(&mut d).expect("maxmemory");
+    redis.pause();
+    let mut raw = proxy.raw();
+    let switched = eventually(Duration::from_secs(5), || {
+        raw.call(&["GET", "anything"]);
+        mode(&proxy).contains("\"mode\":\"failover\"")
+    });
+    assert!(switched, "never failed over: {}", mode(&proxy));
+    assert_eq!(raw.call(&["SET", "kept", "1"]), "+OK\r\n");
+    assert_eq!(raw.call(&["INCR", "kept-counter"]), ":1\r\n");
+    redis.resume();
+    // Probes answer, every replay is refused: still failover, nothing lost
+    // and nothing dead-lettered.
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = mode(&proxy);
+    assert!(status.contains("\"mode\":\"failover\",\"journal_entries\":2,\"dead_letters\":0"), "{status}");
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(0).query(&mut d).expect("maxmemory");
+    wait_mode(&proxy, "\"mode\":\"normal\",\"journal_entries\":0", Duration::from_secs(10));
+    assert_eq!(d.get::<_, String>("kept").expect("get"), "1");
+    assert_eq!(d.get::<_, i64>("kept-counter").expect("get"), 1);
+}
+
 #[test]
 fn a_conflicting_replay_becomes_a_dead_letter() {
     let dir = std::env::temp_dir().join(format!("nearcache-deadletter-{}", std::process::id()));
@@ -293,6 +365,34 @@ fn commands_the_store_cannot_serve_get_tryagain() {
     let body = proxy.admin_get("/metrics").1;
     assert!(metric(&body, "nearcache_failover_commands_total{result=\"refused\"}").is_some_and(|n| n >= 5.0));
     assert!(metric(&body, "nearcache_failover_active").is_some(), "{body}");
+}
+
+#[test]
+fn a_restart_after_a_crash_mid_replay_resumes_where_the_marker_says() {
+    let dir = std::env::temp_dir().join(format!("nearcache-midreplay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let journal = dir.join("journal.aof");
+    // What a proxy killed in the middle of a replay leaves: its journal, its
+    // id, and upstream the first two entries applied with the marker at 2.
+    let entries = ["SET", "INCR", "INCR", "INCR"].map(|cmd| match cmd {
+        "SET" => "*3\r\n$3\r\nSET\r\n$8\r\nresumed?\r\n$3\r\nyes\r\n".to_string(),
+        _ => "*2\r\n$4\r\nINCR\r\n$7\r\nresumes\r\n".to_string(),
+    });
+    std::fs::write(&journal, entries.concat()).expect("journal");
+    std::fs::write(dir.join("journal.aof.id"), "00000000c0ffee42\n").expect("id");
+    let redis = RedisServer::start();
+    let mut d = redis.direct();
+    let _: () = d.set("resumed?", "yes").expect("set");
+    let _: () = d.set("resumes", 1).expect("set");
+    let _: () = d.set("__nearcache__:replay:00000000c0ffee42", 2).expect("marker");
+
+    let proxy = Proxy::start_with(redis.port, &format!("{FAST}[failover]\njournal_path = \"{}\"\n", journal.display()));
+    wait_mode(&proxy, "\"mode\":\"normal\",\"journal_entries\":0", Duration::from_secs(10));
+    assert_eq!(d.get::<_, i64>("resumes").expect("get"), 3, "only the two entries after the marker were replayed");
+    assert_eq!(std::fs::metadata(&journal).expect("journal").len(), 0, "replayed: truncated");
+    let id = std::fs::read_to_string(dir.join("journal.aof.id")).expect("id");
+    assert_ne!(id.trim(), "00000000c0ffee42", "an emptied journal gets a new id");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

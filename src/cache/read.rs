@@ -5,7 +5,7 @@
 
 use super::{shape, FillTicket, NearCache, Read, Scratch};
 use crate::commands::{key_indices, Command, Flags};
-use crate::protocol::scan::Scanner;
+use crate::protocol::scan::Frames;
 use crate::protocol::{encode, request::parse_int, Args, Proto};
 use crate::upstream::pool::JobResult;
 use crate::upstream::UpstreamError;
@@ -224,50 +224,6 @@ fn malformed() -> UpstreamError {
 fn integer(frame: &[u8]) -> Option<i64> {
     let body = frame.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
     parse_int(body)
-}
-
-/// Complete frames of a buffer, in order.
-struct Frames {
-    bytes: Bytes,
-    remaining: Option<usize>,
-}
-
-impl Frames {
-    fn new(bytes: Bytes) -> Frames {
-        Frames { bytes, remaining: None }
-    }
-
-    /// The elements of an array frame.
-    fn elements(mut array: Bytes) -> Option<Frames> {
-        let eol = array.iter().position(|&b| b == b'\r')?;
-        let n = usize::try_from(parse_int(array.get(1..eol)?)?).ok()?;
-        let _ = array.split_to(eol + 2);
-        Some(Frames { bytes: array, remaining: Some(n) })
-    }
-}
-
-impl Frames {
-    /// The next `n` frames as one slice.
-    fn take(&mut self, n: usize) -> Option<Bytes> {
-        let mut len = 0;
-        for _ in 0..n {
-            len += Scanner::default().next_frame(&self.bytes[len..]).ok()??;
-        }
-        Some(self.bytes.split_to(len))
-    }
-}
-
-impl Iterator for Frames {
-    type Item = Bytes;
-
-    fn next(&mut self) -> Option<Bytes> {
-        if self.remaining == Some(0) {
-            return None;
-        }
-        let len = Scanner::default().next_frame(&self.bytes).ok()??;
-        self.remaining = self.remaining.map(|n| n - 1);
-        Some(self.bytes.split_to(len))
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,11 @@
 //! per the `fsync` policy, and loaded on the next start if the proxy
 //! stopped before replaying it.
 //!
+//! Replay records its progress upstream in a marker key named after the
+//! journal's id (see `replay`); the id is kept next to the file
+//! (`<journal_path>.id`) so a restart after a crash mid-replay resumes where
+//! the marker says, and is renewed whenever the journal is emptied.
+//!
 //! Entries that fail to replay are dead letters: logged, counted, kept in
 //! memory and appended to `dead_letter_path` when set. Never dropped.
 
@@ -36,6 +41,11 @@ const MAX_DEAD_IN_MEMORY: usize = 10_000;
 
 pub struct Journal {
     entries: VecDeque<Bytes>,
+    /// Entries that left the journal since its id was issued (replayed or
+    /// rejected): the sequence number of the oldest entry.
+    left: u64,
+    /// The upstream key recording how far replay got, named after the id.
+    marker: Bytes,
     bytes: u64,
     max_bytes: u64,
     file: Option<JournalFile>,
@@ -44,6 +54,8 @@ pub struct Journal {
 
 struct JournalFile {
     path: PathBuf,
+    /// Where the id is kept.
+    id_path: PathBuf,
     file: File,
     fsync: Fsync,
     /// Appended since the last sync.
@@ -63,6 +75,8 @@ impl Journal {
     pub fn open(config: &FailoverConfig) -> Result<(Journal, Vec<Bytes>), JournalError> {
         let mut journal = Journal {
             entries: VecDeque::new(),
+            left: 0,
+            marker: marker(random_id()),
             bytes: 0,
             max_bytes: config.journal_max_bytes,
             file: None,
@@ -75,8 +89,15 @@ impl Journal {
             return Ok((journal, Vec::new()));
         };
         let loaded = load(path)?;
-        journal.file =
-            Some(JournalFile { path: path.clone(), file: append_to(path)?, fsync: config.fsync, dirty: false });
+        let id_path = sibling(path, ".id");
+        let file =
+            JournalFile { path: path.clone(), id_path, file: append_to(path)?, fsync: config.fsync, dirty: false };
+        let id = match file.read_id()? {
+            Some(id) if !loaded.is_empty() => id,
+            _ => file.write_id(random_id())?,
+        };
+        journal.marker = marker(id);
+        journal.file = Some(file);
         for entry in &loaded {
             journal.bytes += entry.len() as u64;
             journal.entries.push_back(entry.clone());
@@ -115,6 +136,16 @@ impl Journal {
         written
     }
 
+    /// The sequence number of the oldest entry: how many left the journal.
+    pub fn sequence(&self) -> u64 {
+        self.left
+    }
+
+    /// The upstream key a replay records its progress in.
+    pub fn marker(&self) -> Bytes {
+        self.marker.clone()
+    }
+
     /// Up to `n` of the oldest entries (cheap clones), for replay.
     pub fn oldest(&self, n: usize) -> Vec<Bytes> {
         self.entries.iter().take(n).cloned().collect()
@@ -124,18 +155,34 @@ impl Journal {
     pub fn pop_oldest(&mut self, n: usize) {
         for entry in self.entries.drain(..n.min(self.entries.len())) {
             self.bytes -= entry.len() as u64;
+            self.left += 1;
         }
         observe::journal_entries(self.entries.len());
     }
 
+    /// Takes the entry at `index` out as a dead letter: Redis refused it.
+    pub fn reject(&mut self, index: usize, error: String) {
+        if let Some(entry) = self.entries.remove(index) {
+            self.bytes -= entry.len() as u64;
+            self.left += 1;
+            observe::journal_entries(self.entries.len());
+            self.dead_letter(entry, error);
+        }
+    }
+
     /// Empties the journal (everything was replayed or discarded),
-    /// truncating its file.
+    /// truncating its file, under a new id: sequence numbers start again.
     pub fn clear(&mut self) -> Result<(), JournalError> {
         self.entries.clear();
         self.bytes = 0;
         observe::journal_entries(0);
+        self.left = 0;
+        let id = random_id();
+        self.marker = marker(id);
         match &mut self.file {
-            Some(f) => f.truncate(),
+            // The new id first: a crash in between replays the old entries
+            // again (at least once), never skips new ones.
+            Some(f) => f.write_id(id).and_then(|_| f.truncate()),
             None => Ok(()),
         }
     }
@@ -191,6 +238,28 @@ impl JournalFile {
         self.file.sync_data().map_err(|e| self.error(e))
     }
 
+    /// The id kept next to the file, if there is a readable one.
+    fn read_id(&self) -> Result<Option<u64>, JournalError> {
+        match std::fs::read_to_string(&self.id_path) {
+            Ok(text) => Ok(u64::from_str_radix(text.trim(), 16).ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(JournalError::Io { path: self.id_path.display().to_string(), source }),
+        }
+    }
+
+    /// Replaces the id file (write, sync, rename): `id`.
+    fn write_id(&self, id: u64) -> Result<u64, JournalError> {
+        let tmp = sibling(&self.id_path, ".tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(format!("{id:016x}\n").as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.id_path)
+        };
+        write().map_err(|source| JournalError::Io { path: self.id_path.display().to_string(), source })?;
+        Ok(id)
+    }
+
     fn truncate(&mut self) -> Result<(), JournalError> {
         self.file.set_len(0).and_then(|_| self.file.sync_all()).map_err(|e| self.error(e))
     }
@@ -208,6 +277,29 @@ fn append_to(path: &Path) -> Result<File, JournalError> {
         .append(true)
         .open(path)
         .map_err(|source| JournalError::Io { path: path.display().to_string(), source })
+}
+
+/// The marker key of journal `id`.
+fn marker(id: u64) -> Bytes {
+    Bytes::from(format!("__nearcache__:replay:{id:016x}"))
+}
+
+/// `path` with `suffix` appended to its file name.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// 64 random bits (std's per-process random hash keys, mixed with the pid
+/// and the time): marker keys of proxies sharing an upstream never collide.
+fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::hash::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    hasher.write_u128(now.as_nanos());
+    hasher.finish()
 }
 
 /// Reads the entries of a journal file; a torn last entry (the process
@@ -290,18 +382,20 @@ mod tests {
     #[test]
     fn entries_survive_a_restart_and_a_torn_tail_is_cut() {
         let dir = temp_dir("restart");
-        {
+        let marker = {
             let (mut j, loaded) = Journal::open(&config(&dir, Fsync::Always)).expect("open");
             assert!(loaded.is_empty());
             j.append(cmd(&["INCR", "c"])).expect("append");
             j.append(cmd(&["LPUSH", "l", "a b"])).expect("append");
-        }
+            j.marker()
+        };
         let path = dir.join("journal.aof");
         let mut f = OpenOptions::new().append(true).open(&path).expect("reopen");
         f.write_all(b"*2\r\n$4\r\nINCR\r\n$1").expect("torn write");
         let (j, loaded) = Journal::open(&config(&dir, Fsync::No)).expect("reload");
         assert_eq!(loaded, vec![cmd(&["INCR", "c"]), cmd(&["LPUSH", "l", "a b"])]);
         assert_eq!(j.len(), 2);
+        assert_eq!(j.marker(), marker, "entries left to replay keep their journal's id");
         assert_eq!(std::fs::metadata(&path).expect("meta").len() as usize, loaded.iter().map(Bytes::len).sum());
     }
 
@@ -316,8 +410,17 @@ mod tests {
         assert_eq!(j.oldest(2), vec![cmd(&["SET", "k", "0"]), cmd(&["SET", "k", "1"])]);
         j.pop_oldest(2);
         assert_eq!(j.oldest(1), vec![cmd(&["SET", "k", "2"])]);
+        assert_eq!(j.sequence(), 2);
+        j.reject(1, "ERR refused".into());
+        assert_eq!(j.oldest(2), vec![cmd(&["SET", "k", "2"]), cmd(&["SET", "k", "4"])]);
+        assert_eq!((j.sequence(), j.dead_letters()), (3, 1));
+        let before = j.marker();
         j.clear().expect("clear");
         assert!(j.is_empty());
+        assert_ne!(j.marker(), before, "an emptied journal gets a new id");
+        let id = std::fs::read_to_string(dir.join("journal.aof.id")).expect("id file");
+        assert!(j.marker().ends_with(id.trim().as_bytes()), "{id}");
+        assert_eq!(j.sequence(), 0, "a new id: sequence numbers start again");
         assert_eq!(std::fs::metadata(dir.join("journal.aof")).expect("meta").len(), 0);
     }
 

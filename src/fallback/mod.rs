@@ -8,6 +8,12 @@
 //! anything else gets `-TRYAGAIN`. One lock covers the store and the
 //! journal, and the breaker closes under it, so a write is either journaled
 //! before the last replay round or sent upstream after it — never stranded.
+//!
+//! Replay runs while failover keeps journaling, so clients writing faster
+//! than rounds complete would keep it from ever finding the journal empty.
+//! The last round therefore *drains*: once what is left fits in one round,
+//! sessions hold their next requests ([`Failover::wait_drained`]) until it
+//! is done, then send them upstream (or to failover, if recovery failed).
 
 pub mod journal;
 mod replay;
@@ -22,9 +28,11 @@ use crate::upstream::pool::UpstreamInfo;
 use bytes::Bytes;
 use journal::{Journal, JournalError};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use store::Store;
+use tokio::sync::Notify;
 
 pub use replay::recover;
 
@@ -97,6 +105,10 @@ pub struct Failover {
     info: Arc<UpstreamInfo>,
     cache: Arc<NearCache>,
     local: Mutex<Local>,
+    /// Set while the last replay round is in flight.
+    draining: AtomicBool,
+    /// Notified when it is done (or failed).
+    drained: Notify,
 }
 
 /// The store and the journal, under one lock.
@@ -124,7 +136,14 @@ impl Failover {
             rebuild(&mut store, &loaded);
             info.breaker.trip();
         }
-        Ok(Failover { config, info, cache, local: Mutex::new(Local { store, journal }) })
+        Ok(Failover {
+            config,
+            info,
+            cache,
+            local: Mutex::new(Local { store, journal }),
+            draining: AtomicBool::new(false),
+            drained: Notify::new(),
+        })
     }
 
     pub fn config(&self) -> &FailoverConfig {
@@ -134,6 +153,24 @@ impl Failover {
     /// True while requests are served from local memory.
     pub fn active(&self) -> bool {
         self.config.enabled && !self.info.breaker.allows()
+    }
+
+    /// True while the last replay round is in flight: requests should
+    /// [`Failover::wait_drained`] before they are planned.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Waits (at most `limit`) for the last replay round to end. Only a
+    /// throttle: a request served by failover meanwhile is journaled and
+    /// replayed like any other.
+    pub async fn wait_drained(&self, limit: Duration) {
+        let notified = self.drained.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.draining() {
+            let _ = tokio::time::timeout(limit, notified).await;
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Local> {

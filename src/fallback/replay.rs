@@ -1,24 +1,48 @@
-//! Recovery: the journal goes upstream, oldest first, in pipelined rounds
-//! on a dedicated connection, while failover keeps serving (and journaling)
-//! new requests. When a round finds the journal empty, the circuit closes
-//! under the failover lock, the store is cleared and the near-cache resumes.
+//! Recovery: the journal goes upstream, oldest first, in rounds on a
+//! dedicated connection, while failover keeps serving (and journaling) new
+//! requests. When a round finds the journal empty, the circuit closes under
+//! the failover lock, the store is cleared and the near-cache resumes.
 //!
-//! An entry Redis answers with an error becomes a dead letter. If the
-//! connection fails mid-round, the unanswered entries stay journaled and
-//! are sent again on the next recovery: delivery is at least once.
+//! Each round is one transaction that also records, in a marker key unique
+//! to the journal, how many entries have been applied:
+//!
+//! ```text
+//! WATCH marker   GET marker                        (what is applied already)
+//! MULTI   entries…   SET marker <sequence> PX 1 day   EXEC
+//! ```
+//!
+//! A transaction is applied whole or not at all, so when a round's reply is
+//! lost (the connection drops, or Redis is slower than the request timeout)
+//! the next round's GET tells which, and nothing is replayed twice or
+//! skipped. WATCH aborts a round if a late one from an abandoned connection
+//! moves the marker meanwhile; it is then read again.
+//!
+//! An entry Redis refuses becomes a dead letter: at queue time (e.g. an
+//! unknown command) the transaction is aborted, the refused entries leave
+//! the journal and the others are sent again; in EXEC's reply (e.g.
+//! WRONGTYPE, the key changed upstream meanwhile) the rest of the round is
+//! applied. A refusal that says the server cannot take writes for now
+//! (OOM, READONLY, LOADING, …) fails the recovery instead: everything stays
+//! journaled and is tried again with the next probe.
 
 use super::{Failover, Local, OnRecover};
 use crate::config::UpstreamConfig;
 use crate::observe;
-use crate::protocol::Proto;
+use crate::protocol::request::parse_int;
+use crate::protocol::scan::{self, Frames};
+use crate::protocol::{encode, Proto};
 use crate::upstream::conn::{self, Stream};
 use crate::upstream::UpstreamError;
 use bytes::{Bytes, BytesMut};
-use std::time::Instant;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
 /// Entries sent per round.
 const ROUND: usize = 1024;
+
+/// How long a marker outlives its last round if recovery cannot delete it.
+const MARKER_TTL_MS: &[u8] = b"86400000";
 
 /// Replays (or discards) the journal, then closes the circuit.
 pub async fn recover(failover: &Failover, upstream: &UpstreamConfig) -> Result<(), UpstreamError> {
@@ -32,59 +56,244 @@ pub async fn recover(failover: &Failover, upstream: &UpstreamConfig) -> Result<(
         failover.close(&mut local);
         return Ok(());
     }
-    let started = Instant::now();
-    let mut conn: Option<Stream> = None;
-    let (mut ok, mut failed) = (0usize, 0usize);
+    let mut tally = Tally { started: Instant::now(), ok: 0, failed: 0 };
+    let result = replay(failover, upstream, &mut tally).await;
+    tally.report();
+    result
+}
+
+/// Entries replayed by one recovery attempt.
+struct Tally {
+    started: Instant,
+    ok: usize,
+    failed: usize,
+}
+
+impl Tally {
+    fn report(&self) {
+        if self.ok + self.failed == 0 {
+            return;
+        }
+        observe::journal_replayed("ok", self.ok);
+        observe::journal_replayed("failed", self.failed);
+        let secs = self.started.elapsed().as_secs_f64();
+        tracing::info!(
+            replayed = self.ok,
+            failed = self.failed,
+            seconds = secs,
+            per_second = ((self.ok + self.failed) as f64 / secs) as u64,
+            "journal replayed upstream"
+        );
+    }
+}
+
+/// Rounds until the journal is empty; once the rest fits in one round,
+/// requests wait for it (drain) so it cannot keep growing.
+async fn replay(failover: &Failover, upstream: &UpstreamConfig, tally: &mut Tally) -> Result<(), UpstreamError> {
+    let idle = upstream.request_timeout;
+    let marker = failover.lock().journal.marker();
+    let mut stream = conn::open(upstream, Proto::Resp2).await?.stream;
+    let drain = Drain(failover);
     loop {
-        let round = {
+        let (round, sequence) = {
             let mut local = failover.lock();
             if local.journal.is_empty() {
                 failover.close(&mut local);
                 break;
             }
-            local.journal.oldest(ROUND)
+            if local.journal.len() <= ROUND {
+                drain.start();
+            }
+            (local.journal.oldest(ROUND), local.journal.sequence())
         };
-        let stream = match conn.as_mut() {
-            Some(stream) => stream,
-            None => conn.insert(conn::open(upstream, Proto::Resp2).await?.stream),
-        };
-        let replies = tokio::time::timeout(upstream.request_timeout, exchange(stream, &round))
-            .await
-            .map_err(|_| UpstreamError::Timeout)??;
-        let mut local = failover.lock();
-        for (entry, reply) in round.iter().zip(&replies) {
-            if reply.starts_with(b"-") {
-                failed += 1;
-                let error = String::from_utf8_lossy(reply).trim_end().trim_start_matches('-').to_string();
-                local.journal.dead_letter(entry.clone(), error);
-            } else {
-                ok += 1;
+        let applied = applied_up_to(&mut stream, &marker, idle).await?;
+        if applied > sequence {
+            let n = usize::try_from(applied - sequence).unwrap_or(usize::MAX);
+            tracing::warn!(entries = n, "a round whose reply was lost had been applied upstream: not sent again");
+            failover.lock().journal.pop_oldest(n);
+            tally.ok += n;
+            continue;
+        }
+        let outcome = transaction(&mut stream, &round, &marker, sequence, idle).await?;
+        settle(&mut failover.lock(), &round, outcome, tally)?;
+    }
+    drop(drain);
+    forget(&mut stream, &marker, idle).await;
+    Ok(())
+}
+
+/// The drain of the last round, ended (waiters woken) however replay ends.
+struct Drain<'a>(&'a Failover);
+
+impl Drain<'_> {
+    fn start(&self) {
+        self.0.draining.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for Drain<'_> {
+    fn drop(&mut self) {
+        if self.0.draining.swap(false, Ordering::AcqRel) {
+            self.0.drained.notify_waiters();
+        }
+    }
+}
+
+/// What became of one round.
+enum Outcome {
+    /// Applied: each entry's reply, in order.
+    Applied(Vec<Bytes>),
+    /// Aborted at queue time: each entry's reply to being queued, and why
+    /// (the marker's refusal, or else EXEC's error).
+    Aborted(Vec<Bytes>, Bytes),
+    /// The marker moved after WATCH: nothing applied, read it again.
+    Raced,
+}
+
+/// Takes a round's entries out of the journal as its outcome says.
+fn settle(local: &mut Local, round: &[Bytes], outcome: Outcome, tally: &mut Tally) -> Result<(), UpstreamError> {
+    match outcome {
+        Outcome::Applied(replies) => {
+            for (entry, reply) in round.iter().zip(&replies) {
+                if scan::kind(reply) == scan::FrameKind::Error {
+                    tally.failed += 1;
+                    local.journal.dead_letter(entry.clone(), error_text(reply));
+                } else {
+                    tally.ok += 1;
+                }
+            }
+            local.journal.pop_oldest(round.len());
+        }
+        Outcome::Aborted(queued, reason) => {
+            let refused: Vec<usize> =
+                (0..queued.len()).filter(|&i| scan::kind(&queued[i]) == scan::FrameKind::Error).collect();
+            if let Some(&i) = refused.iter().find(|&&i| is_transient(&queued[i])) {
+                // The server cannot take writes now: they stay journaled.
+                return Err(UpstreamError::Unavailable(format!("replay refused: {}", error_text(&queued[i]))));
+            }
+            if refused.is_empty() {
+                return Err(UpstreamError::Unavailable(format!(
+                    "replay transaction aborted: {} (the upstream user needs WATCH, MULTI, EXEC, GET, SET and DEL on \
+                     __nearcache__:replay:*)",
+                    error_text(&reason)
+                )));
+            }
+            for &i in refused.iter().rev() {
+                tally.failed += 1;
+                local.journal.reject(i, error_text(&queued[i]));
             }
         }
-        local.journal.pop_oldest(round.len());
-    }
-    if ok + failed > 0 {
-        observe::journal_replayed("ok", ok);
-        observe::journal_replayed("failed", failed);
-        let secs = started.elapsed().as_secs_f64();
-        tracing::info!(
-            replayed = ok,
-            failed,
-            seconds = secs,
-            per_second = ((ok + failed) as f64 / secs) as u64,
-            "journal replayed upstream"
-        );
+        Outcome::Raced => {}
     }
     Ok(())
 }
 
-/// Sends one round and reads one reply per entry.
-async fn exchange(stream: &mut Stream, round: &[Bytes]) -> Result<Vec<Bytes>, UpstreamError> {
-    let mut out = BytesMut::with_capacity(round.iter().map(Bytes::len).sum());
+/// WATCHes the marker and reads it: how many entries are applied upstream.
+async fn applied_up_to(stream: &mut Stream, marker: &[u8], idle: Duration) -> Result<u64, UpstreamError> {
+    let mut out = BytesMut::new();
+    encode::command(&mut out, [&b"WATCH"[..], marker].into_iter());
+    encode::command(&mut out, [&b"GET"[..], marker].into_iter());
+    send(stream, &out, idle).await?;
+    let replies = conn::read_replies(stream, 2, idle).await?;
+    if let Some(e) = replies.iter().find(|r| scan::kind(r) == scan::FrameKind::Error) {
+        return Err(UpstreamError::Unavailable(error_text(e)));
+    }
+    let value = &replies[1];
+    if value.starts_with(b"$-1") {
+        return Ok(0);
+    }
+    bulk_number(value).ok_or_else(|| UpstreamError::Protocol(format!("replay marker: {}", error_text(value))))
+}
+
+/// Sends one round as a transaction that moves the marker past it.
+async fn transaction(
+    stream: &mut Stream,
+    round: &[Bytes],
+    marker: &[u8],
+    sequence: u64,
+    idle: Duration,
+) -> Result<Outcome, UpstreamError> {
+    let next = (sequence + round.len() as u64).to_string();
+    let mut out = BytesMut::with_capacity(round.iter().map(Bytes::len).sum::<usize>() + 128);
+    encode::command(&mut out, [&b"MULTI"[..]].into_iter());
     round.iter().for_each(|e| out.extend_from_slice(e));
-    stream.write_all(&out).await.map_err(|_| UpstreamError::ConnectionLost)?;
-    stream.flush().await.map_err(|_| UpstreamError::ConnectionLost)?;
-    conn::read_replies(stream, round.len()).await
+    encode::command(&mut out, [&b"SET"[..], marker, next.as_bytes(), b"PX", MARKER_TTL_MS].into_iter());
+    encode::command(&mut out, [&b"EXEC"[..]].into_iter());
+    send(stream, &out, idle).await?;
+    // MULTI's +OK, one reply per queued command (the entries, then SET),
+    // then EXEC's.
+    let mut replies = conn::read_replies(stream, round.len() + 3, idle).await?;
+    let exec = replies.pop().unwrap_or_default();
+    if scan::kind(&replies[0]) == scan::FrameKind::Error {
+        return Err(UpstreamError::Protocol(format!("MULTI: {}", error_text(&replies[0]))));
+    }
+    if scan::kind(&exec) == scan::FrameKind::Error {
+        let marker_queued = replies.pop().unwrap_or_default();
+        let reason = if scan::kind(&marker_queued) == scan::FrameKind::Error { marker_queued } else { exec };
+        return Ok(Outcome::Aborted(replies.split_off(1), reason));
+    }
+    if exec.starts_with(b"*-1") {
+        return Ok(Outcome::Raced);
+    }
+    let mut applied: Vec<Bytes> = Frames::elements(exec).map(Iterator::collect).unwrap_or_default();
+    if applied.len() != round.len() + 1 {
+        return Err(UpstreamError::Protocol(format!(
+            "EXEC answered {} replies for {}",
+            applied.len(),
+            round.len() + 1
+        )));
+    }
+    applied.truncate(round.len());
+    Ok(Outcome::Applied(applied))
+}
+
+/// Deletes the marker once the journal is replayed (best effort: it
+/// expires anyway, and a stale one is behind every later round).
+async fn forget(stream: &mut Stream, marker: &[u8], idle: Duration) {
+    let mut out = BytesMut::new();
+    encode::command(&mut out, [&b"UNWATCH"[..]].into_iter());
+    encode::command(&mut out, [&b"DEL"[..], marker].into_iter());
+    if send(stream, &out, idle).await.is_ok() {
+        let _ = conn::read_replies(stream, 2, idle).await;
+    }
+}
+
+/// Writes `data`; fails if the server takes none of it for `idle`.
+async fn send(stream: &mut Stream, data: &[u8], idle: Duration) -> Result<(), UpstreamError> {
+    for chunk in data.chunks(64 * 1024) {
+        let write = async {
+            stream.write_all(chunk).await?;
+            stream.flush().await
+        };
+        match tokio::time::timeout(idle, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(UpstreamError::ConnectionLost),
+            Err(_) => return Err(UpstreamError::Timeout),
+        }
+    }
+    Ok(())
+}
+
+/// An error that says the server cannot take writes for now (out of
+/// memory, loading, a replica, …), not that the entry is wrong.
+fn is_transient(reply: &[u8]) -> bool {
+    const TRANSIENT: [&[u8]; 8] =
+        [b"OOM", b"LOADING", b"BUSY", b"MASTERDOWN", b"MISCONF", b"READONLY", b"NOREPLICAS", b"TRYAGAIN"];
+    let code = reply.get(1..).unwrap_or_default();
+    TRANSIENT.iter().any(|t| code.starts_with(t))
+}
+
+/// A bulk string holding a non-negative integer.
+fn bulk_number(frame: &[u8]) -> Option<u64> {
+    let body = frame.strip_prefix(b"$")?.strip_suffix(b"\r\n")?;
+    let eol = body.iter().position(|&b| b == b'\r')?;
+    u64::try_from(parse_int(body.get(eol + 2..)?)?).ok()
+}
+
+/// An error reply's message (or any frame's text), for logs and dead
+/// letters.
+fn error_text(frame: &[u8]) -> String {
+    String::from_utf8_lossy(frame).trim_end().trim_start_matches(['-', '!']).to_string()
 }
 
 impl Failover {
@@ -97,5 +306,73 @@ impl Failover {
         }
         self.info.breaker.close();
         self.cache.failover_ended();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fallback::journal::Journal;
+    use crate::fallback::store::Store;
+    use crate::fallback::FailoverConfig;
+
+    fn journal_of(entries: &[&str]) -> (Local, Vec<Bytes>) {
+        let (mut journal, _) = Journal::open(&FailoverConfig::default()).expect("in-memory journal");
+        let round: Vec<Bytes> = entries.iter().map(|e| Bytes::from(e.to_string())).collect();
+        round.iter().for_each(|e| journal.append(e.clone()).expect("append"));
+        (Local { store: Store::new(1 << 20), journal }, round)
+    }
+
+    fn tally() -> Tally {
+        Tally { started: Instant::now(), ok: 0, failed: 0 }
+    }
+
+    fn replies(frames: &[&str]) -> Vec<Bytes> {
+        frames.iter().map(|f| Bytes::from(f.to_string())).collect()
+    }
+
+    #[test]
+    fn an_applied_round_leaves_and_its_errors_become_dead_letters() {
+        let (mut local, round) = journal_of(&["a", "b", "c"]);
+        let mut t = tally();
+        let outcome = Outcome::Applied(replies(&[":1\r\n", "-WRONGTYPE no\r\n", "+OK\r\n"]));
+        settle(&mut local, &round, outcome, &mut t).expect("settled");
+        assert_eq!((local.journal.len(), local.journal.sequence(), local.journal.dead_letters()), (0, 3, 1));
+        assert_eq!((t.ok, t.failed), (2, 1));
+    }
+
+    #[test]
+    fn an_aborted_round_loses_only_the_refused_entries() {
+        let (mut local, round) = journal_of(&["a", "b", "c"]);
+        let mut t = tally();
+        let queued = replies(&["+QUEUED\r\n", "-ERR unknown command 'b'\r\n", "+QUEUED\r\n"]);
+        settle(&mut local, &round, Outcome::Aborted(queued, Bytes::from("-EXECABORT\r\n")), &mut t).expect("settled");
+        assert_eq!(local.journal.oldest(3), vec![Bytes::from("a"), Bytes::from("c")], "sent again next round");
+        assert_eq!((local.journal.sequence(), local.journal.dead_letters(), t.failed), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_server_that_cannot_take_writes_fails_the_recovery_and_keeps_everything() {
+        let (mut local, round) = journal_of(&["a", "b"]);
+        let queued = replies(&["-OOM command not allowed\r\n", "-OOM command not allowed\r\n"]);
+        let err = settle(&mut local, &round, Outcome::Aborted(queued, Bytes::from("-EXECABORT\r\n")), &mut tally());
+        assert!(matches!(err, Err(UpstreamError::Unavailable(e)) if e.contains("OOM")));
+        assert_eq!((local.journal.len(), local.journal.dead_letters()), (2, 0));
+    }
+
+    #[test]
+    fn a_refused_marker_fails_the_recovery_with_the_reason() {
+        let (mut local, round) = journal_of(&["a"]);
+        let reason = Bytes::from("-NOPERM No permissions to access a key\r\n");
+        let err = settle(&mut local, &round, Outcome::Aborted(replies(&["+QUEUED\r\n"]), reason), &mut tally());
+        assert!(matches!(err, Err(UpstreamError::Unavailable(e)) if e.contains("NOPERM")));
+        assert_eq!(local.journal.len(), 1);
+    }
+
+    #[test]
+    fn marker_values() {
+        assert_eq!(bulk_number(b"$4\r\n1024\r\n"), Some(1024));
+        assert_eq!(bulk_number(b"$2\r\n-1\r\n"), None);
+        assert_eq!(bulk_number(b":3\r\n"), None);
     }
 }

@@ -7,6 +7,7 @@
 
 use super::request::{line_end, parse_int};
 use super::ProtocolError;
+use bytes::Bytes;
 
 /// Deepest aggregate nesting accepted from a peer.
 pub const MAX_DEPTH: usize = 1024;
@@ -160,6 +161,50 @@ fn aggregate_len(ty: u8, header: &[u8]) -> Result<u64, ProtocolError> {
         b'|' => n * 2 + 1,
         _ => n,
     })
+}
+
+/// The complete frames of a buffer (replies laid end to end, or the
+/// elements of one array reply), in order, as slices of it.
+pub struct Frames {
+    bytes: Bytes,
+    remaining: Option<usize>,
+}
+
+impl Frames {
+    /// The frames laid end to end in `bytes`.
+    pub fn new(bytes: Bytes) -> Frames {
+        Frames { bytes, remaining: None }
+    }
+
+    /// The elements of an array frame.
+    pub fn elements(mut array: Bytes) -> Option<Frames> {
+        let eol = array.iter().position(|&b| b == b'\r')?;
+        let n = usize::try_from(parse_int(array.get(1..eol)?)?).ok()?;
+        let _ = array.split_to(eol + 2);
+        Some(Frames { bytes: array, remaining: Some(n) })
+    }
+
+    /// The next `n` frames as one slice.
+    pub fn take(&mut self, n: usize) -> Option<Bytes> {
+        let mut len = 0;
+        for _ in 0..n {
+            len += Scanner::default().next_frame(&self.bytes[len..]).ok()??;
+        }
+        Some(self.bytes.split_to(len))
+    }
+}
+
+impl Iterator for Frames {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        if self.remaining == Some(0) {
+            return None;
+        }
+        let len = Scanner::default().next_frame(&self.bytes).ok()??;
+        self.remaining = self.remaining.map(|n| n - 1);
+        Some(self.bytes.split_to(len))
+    }
 }
 
 #[cfg(test)]

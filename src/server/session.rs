@@ -265,6 +265,12 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     }
                 }
             }
+            if self.shared.failover.draining() {
+                // The journal's last round is being replayed: wait for it,
+                // so the journal stops growing and the circuit can close.
+                self.flush_batch(&input, now);
+                self.shared.failover.wait_drained(self.shared.upstream.request_timeout).await;
+            }
             let request = owned.as_deref().unwrap_or(&input[range.clone()]);
             let args = Args::new(request, &self.args);
             let pinned = self.pinned.is_some();

@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -53,7 +54,7 @@ async fn connect_and_handshake(cfg: &UpstreamConfig, proto: Proto) -> Result<Con
     let (request, steps) = handshake(cfg, proto);
     stream.write_all(&request).await.map_err(|_| UpstreamError::ConnectionLost)?;
     stream.flush().await.map_err(|_| UpstreamError::ConnectionLost)?;
-    let replies = read_replies(&mut stream, steps.len()).await?;
+    let replies = read_replies(&mut stream, steps.len(), cfg.connect_timeout).await?;
     let mut version = None;
     for (step, reply) in steps.iter().zip(replies) {
         let failed = scan::kind(&reply) == scan::FrameKind::Error;
@@ -97,8 +98,9 @@ fn handshake(cfg: &UpstreamConfig, proto: Proto) -> (BytesMut, Vec<Step>) {
     (out, steps)
 }
 
-/// Reads exactly `n` reply frames.
-pub(crate) async fn read_replies(stream: &mut Stream, n: usize) -> Result<Vec<Bytes>, UpstreamError> {
+/// Reads exactly `n` reply frames; fails if the server sends nothing for
+/// `idle` (a slow but progressing server is waited for).
+pub(crate) async fn read_replies(stream: &mut Stream, n: usize, idle: Duration) -> Result<Vec<Bytes>, UpstreamError> {
     let mut buf = BytesMut::with_capacity(1024);
     let mut scanner = scan::Scanner::default();
     let mut out = Vec::with_capacity(n);
@@ -106,7 +108,8 @@ pub(crate) async fn read_replies(stream: &mut Stream, n: usize) -> Result<Vec<By
         match scanner.next_frame(&buf).map_err(|e| UpstreamError::Protocol(e.to_string()))? {
             Some(len) => out.push(buf.split_to(len).freeze()),
             None => {
-                if stream.read_buf(&mut buf).await.map_err(|_| UpstreamError::ConnectionLost)? == 0 {
+                let read = timeout(idle, stream.read_buf(&mut buf)).await.map_err(|_| UpstreamError::Timeout)?;
+                if read.map_err(|_| UpstreamError::ConnectionLost)? == 0 {
                     return Err(UpstreamError::ConnectionLost);
                 }
             }

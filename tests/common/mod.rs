@@ -182,6 +182,20 @@ pub struct Proxy {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// `NEARCACHE_TEST_LOG=debug` (any filter) prints the test proxies' logs
+/// to stderr (run one test to tell proxies apart).
+fn log_if_asked() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if let Ok(filter) = std::env::var("NEARCACHE_TEST_LOG") {
+        ONCE.call_once(|| {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(std::io::stderr)
+                .try_init();
+        });
+    }
+}
+
 impl Proxy {
     /// A proxy in front of `upstream_port` with default settings.
     pub fn start(upstream_port: u16) -> Proxy {
@@ -206,6 +220,7 @@ impl Proxy {
         };
         let config = Config::load(Some(&path), &overrides).expect("valid test config");
         let source = server::ConfigSource { file: Some(path.clone()), overrides };
+        log_if_asked();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
