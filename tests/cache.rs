@@ -10,7 +10,10 @@
 //! each proxy's own `/cache/stats` or deltas.
 mod common;
 
-use common::{direct_raw, eventually, metric, wait_active, wait_ready, wait_ready_resp3, Proxy, RedisServer};
+use common::{
+    direct_raw, eventually, json_field, json_number, metric, wait_active, wait_ready, wait_ready_resp3, Proxy,
+    RedisServer,
+};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -66,24 +69,10 @@ fn stats(proxy: &Proxy) -> Stats {
     }
 }
 
-/// The raw text of a top-level field of a flat JSON object.
-fn json_field<'a>(body: &'a str, name: &str) -> Option<&'a str> {
-    let start = body.find(&format!("\"{name}\":"))? + name.len() + 3;
-    let rest = &body[start..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    Some(rest[..end].trim())
-}
-
-fn json_number(body: &str, name: &str) -> f64 {
-    json_field(body, name).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no number {name} in {body}"))
-}
-
 /// How many times Redis ran `cmd` (lower case, `client|pause` style for
 /// subcommands), from `INFO commandstats`.
 fn calls(direct: &mut redis::Connection, cmd: &str) -> u64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query(direct).expect("INFO commandstats");
-    let prefix = format!("cmdstat_{cmd}:calls=");
-    info.lines().find_map(|l| l.strip_prefix(&prefix)?.split(',').next()?.parse().ok()).unwrap_or(0)
+    common::command_stats(direct, cmd).0
 }
 
 fn set(direct: &mut redis::Connection, key: &str, value: &str) {

@@ -223,14 +223,6 @@ fn a_hung_upstream_fails_over_within_the_timeouts_and_recovers() {
     assert_eq!(d.get::<_, i64>("n").expect("get"), 7);
 }
 
-/// Redis' own account of one command: (calls, microseconds per call).
-fn command_stats(d: &mut redis::Connection, name: &str) -> (u64, f64) {
-    let info: String = redis::cmd("INFO").arg("commandstats").query(d).expect("info");
-    let line = info.lines().find(|l| l.starts_with(&format!("cmdstat_{name}:"))).unwrap_or_default();
-    let field = |f: &str| line.split([':', ',']).find_map(|kv| kv.strip_prefix(f)).unwrap_or("0").to_string();
-    (field("calls=").parse().unwrap_or(0), field("usec_per_call=").parse().unwrap_or(0.0))
-}
-
 #[test]
 fn a_round_applied_after_its_timeout_is_not_replayed_twice() {
     let redis = RedisServer::start();
@@ -258,7 +250,8 @@ fn a_round_applied_after_its_timeout_is_not_replayed_twice() {
     }
     redis.resume();
     wait_mode(&proxy, "\"mode\":\"normal\",\"journal_entries\":0", Duration::from_secs(10));
-    let (_, del_usec) = command_stats(&mut d, "del");
+    let (_, del_usec) = common::command_stats(&mut d, "del");
+    println!("the replayed DEL took {del_usec} µs");
     assert!(del_usec > 50_000.0, "the replayed DEL took {del_usec} µs: not slower than the timeout, nothing tested");
     assert_eq!(d.get::<_, i64>("ctr").expect("get"), 5, "the round was applied once");
     assert!(!d.exists::<_, bool>("big").expect("exists"));
@@ -460,7 +453,7 @@ fn stale_entries_are_served_past_their_policy_ttl_but_not_past_the_upstream_ttl(
     let written = Instant::now();
     let mut raw = proxy.raw();
     for key in ["forever", "brief"] {
-        raw.call(&["GET", key]);
+        common::wait_cached(&proxy, &mut raw, key);
     }
     redis.kill();
     wait_mode(&proxy, "\"mode\":\"failover\"", Duration::from_secs(5));

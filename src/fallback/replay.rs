@@ -62,7 +62,8 @@ pub async fn recover(failover: &Failover, upstream: &UpstreamConfig) -> Result<(
     result
 }
 
-/// Entries replayed by one recovery attempt.
+/// Entries replayed by one recovery attempt: counted in the metrics as
+/// each round settles (before the circuit closes), logged at the end.
 struct Tally {
     started: Instant,
     ok: usize,
@@ -70,12 +71,20 @@ struct Tally {
 }
 
 impl Tally {
+    fn ok(&mut self, n: usize) {
+        self.ok += n;
+        observe::journal_replayed("ok", n);
+    }
+
+    fn failed(&mut self, n: usize) {
+        self.failed += n;
+        observe::journal_replayed("failed", n);
+    }
+
     fn report(&self) {
         if self.ok + self.failed == 0 {
             return;
         }
-        observe::journal_replayed("ok", self.ok);
-        observe::journal_replayed("failed", self.failed);
         let secs = self.started.elapsed().as_secs_f64();
         tracing::info!(
             replayed = self.ok,
@@ -111,7 +120,7 @@ async fn replay(failover: &Failover, upstream: &UpstreamConfig, tally: &mut Tall
             let n = usize::try_from(applied - sequence).unwrap_or(usize::MAX);
             tracing::warn!(entries = n, "a round whose reply was lost had been applied upstream: not sent again");
             failover.lock().journal.pop_oldest(n);
-            tally.ok += n;
+            tally.ok(n);
             continue;
         }
         let outcome = transaction(&mut stream, &round, &marker, sequence, idle).await?;
@@ -154,14 +163,15 @@ enum Outcome {
 fn settle(local: &mut Local, round: &[Bytes], outcome: Outcome, tally: &mut Tally) -> Result<(), UpstreamError> {
     match outcome {
         Outcome::Applied(replies) => {
+            let mut failed = 0;
             for (entry, reply) in round.iter().zip(&replies) {
                 if scan::kind(reply) == scan::FrameKind::Error {
-                    tally.failed += 1;
+                    failed += 1;
                     local.journal.dead_letter(entry.clone(), error_text(reply));
-                } else {
-                    tally.ok += 1;
                 }
             }
+            tally.ok(round.len() - failed);
+            tally.failed(failed);
             local.journal.pop_oldest(round.len());
         }
         Outcome::Aborted(queued, reason) => {
@@ -179,9 +189,9 @@ fn settle(local: &mut Local, round: &[Bytes], outcome: Outcome, tally: &mut Tall
                 )));
             }
             for &i in refused.iter().rev() {
-                tally.failed += 1;
                 local.journal.reject(i, error_text(&queued[i]));
             }
+            tally.failed(refused.len());
         }
         Outcome::Raced => {}
     }

@@ -427,6 +427,46 @@ pub fn direct_raw(redis: &RedisServer) -> Raw {
     Raw::connect(format!("127.0.0.1:{}", redis.port).parse().expect("addr"))
 }
 
+/// The raw text of a top-level field of a flat JSON object.
+pub fn json_field<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+    let start = body.find(&format!("\"{name}\":"))? + name.len() + 3;
+    let rest = &body[start..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    Some(rest[..end].trim())
+}
+
+pub fn json_number(body: &str, name: &str) -> f64 {
+    json_field(body, name).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no number {name} in {body}"))
+}
+
+/// Redis' own account of a command (lower case, `client|pause` style for
+/// subcommands), from `INFO commandstats`: (calls, microseconds per call).
+pub fn command_stats(direct: &mut redis::Connection, cmd: &str) -> (u64, f64) {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(direct).expect("INFO commandstats");
+    let prefix = format!("cmdstat_{cmd}:");
+    let Some(line) = info.lines().find_map(|l| l.strip_prefix(&prefix)) else {
+        return (0, 0.0);
+    };
+    let field = |name: &str| line.split(',').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='));
+    (
+        field("calls").and_then(|v| v.parse().ok()).unwrap_or(0),
+        field("usec_per_call").and_then(|v| v.parse().ok()).unwrap_or(0.0),
+    )
+}
+
+/// Reads `key` through `raw` until the near-cache answers it: a first
+/// read's fill is dropped when an invalidation for the key (e.g. of the
+/// write that created it) is still on its way.
+pub fn wait_cached(proxy: &Proxy, raw: &mut Raw, key: &str) {
+    let hits = || json_number(&proxy.admin_get("/cache/stats").1, "hits");
+    let cached = eventually(Duration::from_secs(5), || {
+        let before = hits();
+        raw.call(&["GET", key]);
+        hits() > before
+    });
+    assert!(cached, "{key} never served from the near-cache");
+}
+
 /// Value of one sample line of the Prometheus text (`name{labels} value`).
 pub fn metric(body: &str, series: &str) -> Option<f64> {
     body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
