@@ -453,7 +453,7 @@ fn stale_entries_are_served_past_their_policy_ttl_but_not_past_the_upstream_ttl(
     let written = Instant::now();
     let mut raw = proxy.raw();
     for key in ["forever", "brief"] {
-        common::wait_cached(&proxy, &mut raw, key);
+        common::wait_cached(&proxy, &mut raw, &["GET", key]);
     }
     redis.kill();
     wait_mode(&proxy, "\"mode\":\"failover\"", Duration::from_secs(5));
@@ -479,9 +479,9 @@ fn failover_writes_start_from_what_the_near_cache_knows() {
     let _: () = d.hset_multiple("profile", &[("name", "ada"), ("logins", "9")]).expect("hset");
     let _: () = d.rpush("recent", &["a", "b"]).expect("rpush");
     let mut raw = proxy.raw();
-    raw.call(&["GET", "visits"]);
-    raw.call(&["HGETALL", "profile"]);
-    raw.call(&["LRANGE", "recent", "0", "-1"]);
+    for read in [&["GET", "visits"][..], &["HGETALL", "profile"], &["LRANGE", "recent", "0", "-1"]] {
+        common::wait_cached(&proxy, &mut raw, read);
+    }
     redis.kill();
     wait_mode(&proxy, "\"mode\":\"failover\"", Duration::from_secs(5));
     // The store starts from the cached values, so replies are what Redis

@@ -454,17 +454,19 @@ pub fn command_stats(direct: &mut redis::Connection, cmd: &str) -> (u64, f64) {
     )
 }
 
-/// Reads `key` through `raw` until the near-cache answers it: a first
-/// read's fill is dropped when an invalidation for the key (e.g. of the
-/// write that created it) is still on its way.
-pub fn wait_cached(proxy: &Proxy, raw: &mut Raw, key: &str) {
+/// Sends the read `command` through `raw` until the near-cache answers it
+/// (a first read's fill is dropped when an invalidation for the key, e.g.
+/// of the write that created it, is still on its way); returns the reply.
+pub fn wait_cached(proxy: &Proxy, raw: &mut Raw, command: &[&str]) -> String {
     let hits = || json_number(&proxy.admin_get("/cache/stats").1, "hits");
+    let mut reply = String::new();
     let cached = eventually(Duration::from_secs(5), || {
         let before = hits();
-        raw.call(&["GET", key]);
+        reply = raw.call(command);
         hits() > before
     });
-    assert!(cached, "{key} never served from the near-cache");
+    assert!(cached, "{command:?} never served from the near-cache");
+    reply
 }
 
 /// Value of one sample line of the Prometheus text (`name{labels} value`).
