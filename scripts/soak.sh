@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Soak test (tests/soak.rs, ignored by default): 2,000 concurrent client
-# connections with mixed, pipelined traffic through the release proxy binary
-# for SOAK_SECS seconds (default 60). Prints the proxy's RSS at the start and
-# end, requests done and errors; fails on any error or on memory growth.
+# connections with mixed, pipelined traffic through the release proxy binary:
+# a warm-up until memory is in its steady state (at most 5 minutes), then
+# SOAK_SECS seconds measured (default 60). Prints the proxy's RSS at the start
+# and end, requests done and errors; fails on any error or on memory growth.
 #   scripts/soak.sh                          # 2,000 clients, 60 s
 #   SOAK_SECS=600 scripts/soak.sh            # longer
 #   SOAK_CLIENTS=500 SOAK_SECS=10 scripts/soak.sh
