@@ -34,19 +34,6 @@ use nearcache::protocol::scan::Scanner;
 use nearcache::protocol::{Args, Proto};
 use nearcache::tenancy::rewrite::{exec_reply, pushed, reply, request, Allowances, ReplyFix};
 
-const FIXES: [ReplyFix; 10] = [
-    ReplyFix::None,
-    ReplyFix::Keys,
-    ReplyFix::Scan,
-    ReplyFix::RandomKey,
-    ReplyFix::KeyFirst,
-    ReplyFix::MpopKey,
-    ReplyFix::Streams,
-    ReplyFix::Channels,
-    ReplyFix::NumSub,
-    ReplyFix::Info,
-];
-
 /// Commands the rewrite replaces by a request of its own.
 const REPLACED: [&str; 2] = ["info", "randomkey"];
 
@@ -143,7 +130,7 @@ fuzz_target!(|data: &[u8]| {
     let prefix: &[u8] = if prefix.is_empty() { b"acme:" } else { prefix };
     let allow = Allowances { scripts: control & 4 != 0 };
     let proto = if control & 8 != 0 { Proto::Resp3 } else { Proto::Resp2 };
-    let fix = FIXES[usize::from(control >> 4) % FIXES.len()];
+    let fix = ReplyFix::ALL[usize::from(control >> 4) % ReplyFix::ALL.len()];
     match control & 3 {
         0 => check_request(prefix, allow, body),
         1 => {
@@ -163,7 +150,8 @@ fuzz_target!(|data: &[u8]| {
             if one_frame(body) {
                 assert!(one_frame(&out), "pushed {:?} became {:?}", Bytes::copy_from_slice(body), out);
             }
-            let fixes: Vec<ReplyFix> = (0..8).map(|i| FIXES[(usize::from(control >> 4) + i) % FIXES.len()]).collect();
+            let fixes: Vec<ReplyFix> =
+                (0..8).map(|i| ReplyFix::ALL[(usize::from(control >> 4) + i) % ReplyFix::ALL.len()]).collect();
             let out = exec_reply(prefix, &fixes, proto, body);
             if one_frame(body) {
                 assert!(

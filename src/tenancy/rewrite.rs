@@ -55,6 +55,22 @@ pub enum ReplyFix {
     Info,
 }
 
+impl ReplyFix {
+    /// Every fix, for tests and fuzzing to go through.
+    pub const ALL: [ReplyFix; 10] = [
+        ReplyFix::None,
+        ReplyFix::Keys,
+        ReplyFix::Scan,
+        ReplyFix::RandomKey,
+        ReplyFix::KeyFirst,
+        ReplyFix::MpopKey,
+        ReplyFix::Streams,
+        ReplyFix::Channels,
+        ReplyFix::NumSub,
+        ReplyFix::Info,
+    ];
+}
+
 /// Why a request is refused for a tenant (the caller formats the NOPERM error).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {

@@ -8,18 +8,6 @@ use bytes::Bytes;
 const PREFIX: &[u8] = b"acme:";
 const MALFORMED: &[u8] = b"-ERR nearcache: malformed reply from upstream\r\n";
 const BOTH: [Proto; 2] = [Proto::Resp2, Proto::Resp3];
-const ALL_FIXES: [ReplyFix; 10] = [
-    ReplyFix::None,
-    ReplyFix::Keys,
-    ReplyFix::Scan,
-    ReplyFix::RandomKey,
-    ReplyFix::KeyFirst,
-    ReplyFix::MpopKey,
-    ReplyFix::Streams,
-    ReplyFix::Channels,
-    ReplyFix::NumSub,
-    ReplyFix::Info,
-];
 
 /// Asserts that `frame`, fixed per `fix` for a client speaking `proto`, is exactly `want`.
 fn check(fix: ReplyFix, proto: Proto, frame: &[u8], want: &[u8]) {
@@ -224,7 +212,7 @@ fn errors_and_nulls_pass_unchanged() {
         b"_\r\n",
         b"|1\r\n+a\r\n:1\r\n-ERR x\r\n",
     ];
-    for fix in ALL_FIXES {
+    for fix in ReplyFix::ALL {
         for frame in frames {
             check_both(fix, frame, frame);
         }
@@ -235,7 +223,7 @@ fn errors_and_nulls_pass_unchanged() {
 /// in EXEC's array): whatever its fix, that passes as it came.
 #[test]
 fn queued_passes_unchanged_for_every_fix() {
-    for fix in ALL_FIXES {
+    for fix in ReplyFix::ALL {
         check_both(fix, b"+QUEUED\r\n", b"+QUEUED\r\n");
     }
 }
@@ -252,7 +240,7 @@ fn malformed_frames_become_an_error() {
         b"*x\r\n",
         b"|1\r\n+a\r\n",
     ];
-    for fix in ALL_FIXES {
+    for fix in ReplyFix::ALL {
         for frame in frames {
             // Without a fix the reply is not read at all.
             let want = if fix == ReplyFix::None { frame } else { MALFORMED };
