@@ -223,6 +223,20 @@ fn a_hung_upstream_fails_over_within_the_timeouts_and_recovers() {
     assert_eq!(d.get::<_, i64>("n").expect("get"), 7);
 }
 
+/// Pauses Redis and reads through the proxy until it fails over; reads
+/// only, so nothing written is left pending in the paused Redis to run when
+/// it resumes. Returns the connection that did it.
+fn pause_into_failover(redis: &RedisServer, proxy: &Proxy) -> common::Raw {
+    redis.pause();
+    let mut raw = proxy.raw();
+    let switched = eventually(Duration::from_secs(5), || {
+        raw.call(&["GET", "anything"]);
+        mode(proxy).contains("\"mode\":\"failover\"")
+    });
+    assert!(switched, "never failed over: {}", mode(proxy));
+    raw
+}
+
 #[test]
 fn a_round_applied_after_its_timeout_is_not_replayed_twice() {
     let redis = RedisServer::start();
@@ -236,14 +250,7 @@ fn a_round_applied_after_its_timeout_is_not_replayed_twice() {
     let config = FAST.replace("request_timeout = \"500ms\"", "request_timeout = \"50ms\"");
     let proxy = Proxy::start_with(redis.port, &config);
     common::wait_ready(&proxy);
-    redis.pause();
-    let mut raw = proxy.raw();
-    // Reads until failover: nothing written is left pending in the paused Redis.
-    let switched = eventually(Duration::from_secs(5), || {
-        raw.call(&["GET", "anything"]);
-        mode(&proxy).contains("\"mode\":\"failover\"")
-    });
-    assert!(switched, "never failed over: {}", mode(&proxy));
+    let mut raw = pause_into_failover(&redis, &proxy);
     assert_eq!(raw.call(&["DEL", "big"]), ":0\r\n", "the store does not know the set");
     for n in 1..=5 {
         assert_eq!(raw.call(&["INCR", "ctr"]), format!(":{n}\r\n"));
@@ -267,13 +274,7 @@ fn writes_the_upstream_cannot_take_yet_stay_journaled() {
     common::wait_ready(&proxy);
     // Out of memory: Redis refuses writes (-OOM) but answers PING.
     let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(1).query(&mut d).expect("maxmemory");
-    redis.pause();
-    let mut raw = proxy.raw();
-    let switched = eventually(Duration::from_secs(5), || {
-        raw.call(&["GET", "anything"]);
-        mode(&proxy).contains("\"mode\":\"failover\"")
-    });
-    assert!(switched, "never failed over: {}", mode(&proxy));
+    let mut raw = pause_into_failover(&redis, &proxy);
     assert_eq!(raw.call(&["SET", "kept", "1"]), "+OK\r\n");
     assert_eq!(raw.call(&["INCR", "kept-counter"]), ":1\r\n");
     redis.resume();
