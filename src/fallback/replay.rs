@@ -31,7 +31,7 @@ use crate::observe;
 use crate::protocol::request::parse_int;
 use crate::protocol::scan::{self, Frames};
 use crate::protocol::{encode, Proto};
-use crate::upstream::conn::{self, Stream};
+use crate::upstream::conn::{self, error_text, Stream};
 use crate::upstream::UpstreamError;
 use bytes::{Bytes, BytesMut};
 use std::sync::atomic::Ordering;
@@ -212,7 +212,8 @@ async fn applied_up_to(stream: &mut Stream, marker: &[u8], idle: Duration) -> Re
     if value.starts_with(b"$-1") {
         return Ok(0);
     }
-    bulk_number(value).ok_or_else(|| UpstreamError::Protocol(format!("replay marker: {}", error_text(value))))
+    bulk_number(value)
+        .ok_or_else(|| UpstreamError::Protocol(format!("replay marker: {:?}", String::from_utf8_lossy(value))))
 }
 
 /// Sends one round as a transaction that moves the marker past it.
@@ -298,12 +299,6 @@ fn bulk_number(frame: &[u8]) -> Option<u64> {
     let body = frame.strip_prefix(b"$")?.strip_suffix(b"\r\n")?;
     let eol = body.iter().position(|&b| b == b'\r')?;
     u64::try_from(parse_int(body.get(eol + 2..)?)?).ok()
-}
-
-/// An error reply's message (or any frame's text), for logs and dead
-/// letters.
-fn error_text(frame: &[u8]) -> String {
-    String::from_utf8_lossy(frame).trim_end().trim_start_matches(['-', '!']).to_string()
 }
 
 impl Failover {

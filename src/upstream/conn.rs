@@ -60,10 +60,10 @@ async fn connect_and_handshake(cfg: &UpstreamConfig, proto: Proto) -> Result<Con
         let failed = scan::kind(&reply) == scan::FrameKind::Error;
         match step {
             Step::Hello if failed && proto == Proto::Resp3 => {
-                return Err(UpstreamError::Handshake(format!("RESP3 not supported: {}", text(&reply))));
+                return Err(UpstreamError::Handshake(format!("RESP3 not supported: {}", error_text(&reply))));
             }
             Step::Hello => version = frame::hello_version(proto, &reply),
-            _ if failed => return Err(UpstreamError::Handshake(text(&reply))),
+            _ if failed => return Err(UpstreamError::Handshake(error_text(&reply))),
             _ => {}
         }
     }
@@ -118,8 +118,8 @@ pub(crate) async fn read_replies(stream: &mut Stream, n: usize, idle: Duration) 
     Ok(out)
 }
 
-/// An error reply's message, for logs.
-fn text(reply: &[u8]) -> String {
+/// An error reply's message (without its type byte), for logs and errors.
+pub(crate) fn error_text(reply: &[u8]) -> String {
     String::from_utf8_lossy(reply.get(1..).unwrap_or_default()).trim_end().to_string()
 }
 
