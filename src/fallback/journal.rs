@@ -35,6 +35,12 @@ pub enum JournalError {
     Io { path: String, source: std::io::Error },
 }
 
+impl JournalError {
+    fn io(path: &Path, source: std::io::Error) -> JournalError {
+        JournalError::Io { path: path.display().to_string(), source }
+    }
+}
+
 /// Dead letters kept in memory (beyond this many only the file, the log
 /// and the counter have them).
 const MAX_DEAD_IN_MEMORY: usize = 10_000;
@@ -243,7 +249,7 @@ impl JournalFile {
         match std::fs::read_to_string(&self.id_path) {
             Ok(text) => Ok(u64::from_str_radix(text.trim(), 16).ok()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(JournalError::Io { path: self.id_path.display().to_string(), source }),
+            Err(source) => Err(JournalError::io(&self.id_path, source)),
         }
     }
 
@@ -256,7 +262,7 @@ impl JournalFile {
             f.sync_all()?;
             std::fs::rename(&tmp, &self.id_path)
         };
-        write().map_err(|source| JournalError::Io { path: self.id_path.display().to_string(), source })?;
+        write().map_err(|source| JournalError::io(&self.id_path, source))?;
         Ok(id)
     }
 
@@ -265,18 +271,14 @@ impl JournalFile {
     }
 
     fn error(&self, source: std::io::Error) -> JournalError {
-        let err = JournalError::Io { path: self.path.display().to_string(), source };
+        let err = JournalError::io(&self.path, source);
         tracing::error!(error = %err, "journal file write failed; the entry is kept in memory only");
         err
     }
 }
 
 fn append_to(path: &Path) -> Result<File, JournalError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|source| JournalError::Io { path: path.display().to_string(), source })
+    OpenOptions::new().create(true).append(true).open(path).map_err(|source| JournalError::io(path, source))
 }
 
 /// The marker key of journal `id`.
@@ -305,7 +307,7 @@ fn random_id() -> u64 {
 /// Reads the entries of a journal file; a torn last entry (the process
 /// stopped mid-write, so the write was never acknowledged) is cut off.
 fn load(path: &Path) -> Result<Vec<Bytes>, JournalError> {
-    let io = |source| JournalError::Io { path: path.display().to_string(), source };
+    let io = |source| JournalError::io(path, source);
     let mut data = Vec::new();
     match File::open(path) {
         Ok(mut f) => f.read_to_end(&mut data).map_err(io)?,
