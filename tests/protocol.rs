@@ -81,6 +81,35 @@ fn hello_3_returns_a_map_with_proto_and_version() {
 }
 
 #[test]
+fn requests_pipelined_before_a_hello_are_answered_in_the_old_protocol() {
+    let (_redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["SET", "k", "v"]), "+OK\r\n");
+    // One write: the replies before each HELLO keep the protocol the
+    // client spoke when it sent them (RESP2 nil `$-1`, RESP3 null `_`).
+    let mut pipeline = Vec::new();
+    for args in [
+        &["GET", "missing"][..],
+        &["HELLO", "3"],
+        &["GET", "missing"],
+        &["GET", "k"],
+        &["HELLO", "2"],
+        &["GET", "missing"],
+    ] {
+        pipeline.extend(format!("*{}\r\n", args.len()).bytes());
+        args.iter().for_each(|a| pipeline.extend(format!("${}\r\n{a}\r\n", a.len()).bytes()));
+    }
+    raw.send(&pipeline);
+    let mut reply = || String::from_utf8_lossy(&raw.read_frame()).into_owned();
+    assert_eq!(reply(), "$-1\r\n");
+    assert!(reply().starts_with("%7\r\n"));
+    assert_eq!(reply(), "_\r\n");
+    assert_eq!(reply(), "$1\r\nv\r\n");
+    assert!(reply().starts_with("*14\r\n"));
+    assert_eq!(reply(), "$-1\r\n");
+}
+
+#[test]
 fn first_command_after_start_is_answered() {
     // A client that connects as soon as the proxy listens gets real
     // replies, not an error because the pool has not connected yet.

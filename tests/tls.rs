@@ -282,7 +282,14 @@ fn tls_client(
 /// Reads until `want` bytes arrived.
 fn read_exactly(stream: &mut impl std::io::Read, want: usize) -> String {
     let mut buf = vec![0u8; want];
-    stream.read_exact(&mut buf).expect("reply");
+    let mut got = 0;
+    while got < want {
+        match stream.read(&mut buf[got..]) {
+            Ok(0) => panic!("connection closed after {got} of {want} bytes"),
+            Ok(n) => got += n,
+            Err(e) => panic!("{e} after {got} of {want} bytes: {:?}", String::from_utf8_lossy(&buf[..got.min(64)])),
+        }
+    }
     String::from_utf8_lossy(&buf).into_owned()
 }
 

@@ -274,8 +274,12 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             let request = owned.as_deref().unwrap_or(&input[range.clone()]);
             let args = Args::new(request, &self.args);
             let pinned = self.pinned.is_some();
+            let proto = self.st.proto;
             let (decision, silent, cached) =
                 plan(&mut self.st, &args, request, pinned, &self.shared, &mut self.scratch, now);
+            if self.st.proto != proto {
+                self.switch_pools(&input, proto, now).await;
+            }
             match (decision, cached) {
                 (_, CacheRead::Ready(reply)) => {
                     self.flush_batch(&input, now);
@@ -350,15 +354,30 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
 
     /// Sends the batch on the session's pool connection.
     fn flush_batch(&mut self, input: &[u8], started: Instant) {
+        self.flush_batch_on(self.st.proto, input, started);
+    }
+
+    /// Sends the batch on the session's connection of the pool speaking
+    /// `proto`.
+    fn flush_batch_on(&mut self, proto: Proto, input: &[u8], started: Instant) {
         if self.batch.is_empty() {
             return;
         }
-        let pool = self.shared.pools.get(self.st.proto);
+        let pool = self.shared.pools.get(proto);
         let rx = pool.send(self.st.id as usize, self.batch.payload(input), self.batch.replies, started);
         let (count, silent) = (self.batch.commands, self.batch.silent);
         let slots = self.batch.finish();
         self.pending.push_back(Pending::Pool { rx, count, silent, started, slots });
         self.in_flight += count;
+    }
+
+    /// The client just switched protocols (HELLO, RESET): each protocol has
+    /// its own pool, so what it sent before goes out on the old one and is
+    /// answered before anything goes on the new one, which could overtake
+    /// it (a GET before a SET it follows).
+    async fn switch_pools(&mut self, input: &[u8], old: Proto, now: Instant) {
+        self.flush_batch_on(old, input, now);
+        self.settle_pool().await;
     }
 
     async fn apply(&mut self, decision: Decision, request: &[u8], silent: bool, now: Instant, map: Option<ReplyMap>) {
