@@ -28,9 +28,9 @@ proxy() { # name config-text -> port
 CACHED=$(proxy cached "")
 PLAIN=$(proxy plain $'[cache]\nenabled = false')
 PLAIN1=$(proxy plain1 $'[server]\nworker_threads = 1\n[cache]\nenabled = false')
-SECOND=$(proxy second $'[cache]\nadmission = "second"')
+FIRST=$(proxy first $'[cache]\nadmission = "first"')
 declare -A PORT=([redis]=$REDIS [nearcache]=$CACHED [nearcache-nocache]=$PLAIN [nocache-1thread]=$PLAIN1
-  [nearcache-admit2]=$SECOND)
+  [nearcache-admit1]=$FIRST)
 if command -v nutcracker >/dev/null 2>&1; then
   TWEM=$(port)
   cat >"$work/twemproxy.yml" <<YML
@@ -84,11 +84,11 @@ done
 # Hot keys: 1,000 keys preloaded, read over and over.
 redis-benchmark -p "$REDIS" -t set -r 1000 -n 20000 -d "$SIZE" -q >/dev/null
 for pipe in 1 16; do
-  scenario "hot get P=$pipe" get "$pipe" 1000 redis nearcache nearcache-admit2 nearcache-nocache
+  scenario "hot get P=$pipe" get "$pipe" 1000 redis nearcache nearcache-admit1 nearcache-nocache
 done
 # Miss-heavy: almost every read is a different key.
 for pipe in 1 16; do
-  scenario "cold get P=$pipe" get "$pipe" 10000000 redis nearcache nearcache-admit2 nearcache-nocache
+  scenario "cold get P=$pipe" get "$pipe" 10000000 redis nearcache nearcache-admit1 nearcache-nocache
 done
 
 printf '\nredis-benchmark -c %s -n %s -d %s, best of %s alternating rounds\n' "$CLIENTS" "$N" "$SIZE" "$ROUNDS"

@@ -7,23 +7,25 @@
 #   scripts/callgrind.sh                    # GET, no pipelining, near-cache off
 #   TEST=set PIPE=16 scripts/callgrind.sh
 #   CACHE=on KEYS=1000 scripts/callgrind.sh # hot keys served from the near-cache
-#   CACHE=on ADMISSION=second KEYS=10000000 scripts/callgrind.sh  # miss-heavy
+#   CACHE=on KEYS=10000000 scripts/callgrind.sh  # miss-heavy
+#   CACHE=on ADMISSION=first KEYS=10000000 scripts/callgrind.sh  # … filling on every first miss
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}
+BIN=${BIN:-./target/release/nearcache}
 TEST=${TEST:-get}
 PIPE=${PIPE:-1}
 CLIENTS=${CLIENTS:-50}
 KEYS=${KEYS:-100000}
 CACHE=${CACHE:-off}
-ADMISSION=${ADMISSION:-first}
+ADMISSION=${ADMISSION:-second}
 command -v valgrind >/dev/null || apt-get install -y -qq valgrind >/dev/null
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 PROXY=$(port)
 if [ "$CACHE" = on ]; then printf '[cache]\nadmission = "%s"\n' "$ADMISSION" >"$work/proxy.toml"; else printf '[cache]\nenabled = false\n' >"$work/proxy.toml"; fi
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
-  ./target/release/nearcache --config "$work/proxy.toml" --worker-threads 1 --listen "127.0.0.1:$PROXY" --admin-listen 127.0.0.1:0 \
+  "$BIN" --config "$work/proxy.toml" --worker-threads 1 --listen "127.0.0.1:$PROXY" --admin-listen 127.0.0.1:0 \
   --upstream "redis://127.0.0.1:$REDIS" >"$work/proxy.log" 2>&1 &
 vg=$!
 pids+=($vg)

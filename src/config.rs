@@ -234,7 +234,7 @@ impl Default for RawCache {
             enabled: true,
             max_bytes: 64 * 1024 * 1024,
             default_ttl: "60s".into(),
-            admission: "first".into(),
+            admission: "second".into(),
             policy: Vec::new(),
         }
     }

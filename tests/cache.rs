@@ -40,8 +40,18 @@ fn setup_with(toml: &str) -> (RedisServer, Proxy) {
     (redis, proxy)
 }
 
+/// A proxy whose cache fills on a key's first miss, unless `toml` says
+/// otherwise: these tests count fills and hits from the first read. The
+/// default (`admission = "second"`) has its own test below.
 fn start_with(redis: &RedisServer, toml: &str) -> Proxy {
-    let proxy = Proxy::start_with(redis.port, toml);
+    let toml = if toml.contains("admission") {
+        toml.to_string()
+    } else if toml.contains("[cache]\n") {
+        toml.replacen("[cache]\n", "[cache]\nadmission = \"first\"\n", 1)
+    } else {
+        format!("[cache]\nadmission = \"first\"\n{toml}")
+    };
+    let proxy = Proxy::start_with(redis.port, &toml);
     wait_ready(&proxy);
     wait_active(&proxy);
     proxy
@@ -709,7 +719,11 @@ fn cache_metrics_are_exported() {
 
 #[test]
 fn second_sight_admission_passes_one_off_reads_through() {
-    let (redis, proxy) = setup_with("[cache]\nadmission = \"second\"\n");
+    // The default: no `admission` given.
+    let redis = RedisServer::start();
+    let proxy = Proxy::start_with(redis.port, "");
+    wait_ready(&proxy);
+    wait_active(&proxy);
     let mut direct = redis.direct();
     set(&mut direct, "once", "1");
     std::thread::sleep(SETTLE);

@@ -108,7 +108,7 @@ type KeyHash = foldhash::quality::RandomState;
 
 pub struct NearCache {
     /// Swapped whole by a reload (policies, TTLs).
-    config: ArcSwap<CacheConfig>,
+    config: Arc<ArcSwap<CacheConfig>>,
     /// Wakes the tracking task when the tracked prefixes changed.
     retrack: tokio::sync::Notify,
     store: moka::sync::Cache<Bytes, Arc<KeyEntry>, KeyHash>,
@@ -130,7 +130,14 @@ pub struct NearCache {
 pub struct Scratch {
     pub(crate) shape: Vec<u8>,
     pub(crate) keys: Vec<usize>,
+    pub(crate) settings: Settings,
 }
+
+/// A session's handle on the cache settings: while no reload replaced them,
+/// reading them costs one atomic load (a plain `ArcSwap::load` costs about
+/// as much as the rest of a cache miss's bookkeeping).
+#[derive(Default)]
+pub(crate) struct Settings(Option<arc_swap::cache::Cache<Arc<ArcSwap<CacheConfig>>, Arc<CacheConfig>>>);
 
 /// Numbers for `/cache/stats`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -163,7 +170,7 @@ impl NearCache {
             active: AtomicBool::new(false),
             restored: AtomicBool::new(false),
             doorkeeper,
-            config: ArcSwap::from_pointee(config),
+            config: Arc::new(ArcSwap::from_pointee(config)),
             retrack: tokio::sync::Notify::new(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -268,6 +275,11 @@ impl NearCache {
         Some((reply, entry.upstream_expiry))
     }
 
+    /// The current settings, through a session's handle on them.
+    fn settings<'a>(&self, handle: &'a mut Settings) -> &'a CacheConfig {
+        handle.0.get_or_insert_with(|| arc_swap::cache::Cache::new(self.config.clone())).load()
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<Bytes, Vec<Flight>>> {
         self.flights.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -276,11 +288,11 @@ impl NearCache {
     /// reply may be kept: the cache is active, a policy caches the key and
     /// (with `admission = "second"`) the key was read recently before. A
     /// refused read counts as a miss and goes upstream as it is.
-    pub fn admit(&self, key: &[u8]) -> Option<Duration> {
+    pub(crate) fn admit(&self, key: &[u8], settings: &mut Settings) -> Option<Duration> {
         if !self.is_active() {
             return None;
         }
-        let ttl = self.config.load().ttl_for(key)?;
+        let ttl = self.settings(settings).ttl_for(key)?;
         if self.doorkeeper.as_ref().is_some_and(|d| !d.seen_before(key)) {
             self.misses.fetch_add(1, Ordering::Relaxed);
             observe::cache_miss();
@@ -332,8 +344,9 @@ impl NearCache {
         if key_indices(cmd, args, &mut scratch.keys).is_err() {
             return;
         }
+        let settings = self.settings(&mut scratch.settings);
         for key in scratch.keys.iter().filter_map(|&i| args.get(i)) {
-            if self.config.load().ttl_for(key).is_some() {
+            if settings.ttl_for(key).is_some() {
                 self.invalidate(key);
             }
         }
@@ -494,7 +507,7 @@ mod tests {
     use super::*;
 
     fn cache() -> Arc<NearCache> {
-        let c = NearCache::new(CacheConfig::default());
+        let c = NearCache::new(CacheConfig { admission: Admission::First, ..CacheConfig::default() });
         c.tracking_restored(|| false);
         c
     }
@@ -558,17 +571,19 @@ mod tests {
         let c = cache();
         miss(&c, "k").complete(Bytes::from_static(b"+x\r\n"), Some(-1));
         c.tracking_lost(false);
-        assert_eq!(c.admit(b"k"), None);
+        assert_eq!(c.admit(b"k", &mut Settings::default()), None);
         c.tracking_restored(|| false);
         assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
     }
 
     #[test]
     fn second_sight_admission() {
-        let c = NearCache::new(CacheConfig { admission: Admission::Second, ..CacheConfig::default() });
+        let c = NearCache::new(CacheConfig::default());
+        assert_eq!(c.config().admission, Admission::Second, "the default");
         c.tracking_restored(|| false);
-        assert_eq!(c.admit(b"k"), None);
-        assert_eq!(c.admit(b"k"), Some(Duration::from_secs(60)));
+        let mut settings = Settings::default();
+        assert_eq!(c.admit(b"k", &mut settings), None);
+        assert_eq!(c.admit(b"k", &mut settings), Some(Duration::from_secs(60)));
     }
 
     #[test]

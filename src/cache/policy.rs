@@ -47,7 +47,7 @@ impl Default for CacheConfig {
             max_bytes: 64 * 1024 * 1024,
             default_ttl: Some(Duration::from_secs(60)),
             policies: Vec::new(),
-            admission: Admission::First,
+            admission: Admission::Second,
             stale_for: None,
         }
     }

@@ -104,7 +104,8 @@ pub fn plan(
         return CacheRead::Bypass;
     }
     let key_index = scratch.keys[0];
-    let Some((key, ttl)) = args.get(key_index).and_then(|key| Some((key, cache.admit(key)?))) else {
+    let Some((key, ttl)) = args.get(key_index).and_then(|key| Some((key, cache.admit(key, &mut scratch.settings)?)))
+    else {
         return CacheRead::Bypass;
     };
     shape::of(&mut scratch.shape, proto, args, key_index);
@@ -129,7 +130,7 @@ fn mget(cache: &Arc<NearCache>, args: &Args, proto: Proto, scratch: &mut Scratch
     let mut parts = Vec::with_capacity(args.len() - 1);
     let mut fetch: Vec<(&[u8], Option<FillTicket>)> = Vec::new();
     for key in args.iter().skip(1) {
-        match cache.admit(key).map(|ttl| cache.read(key, &scratch.shape, ttl, now)) {
+        match cache.admit(key, &mut scratch.settings).map(|ttl| cache.read(key, &scratch.shape, ttl, now)) {
             Some(Read::Hit(reply)) => parts.push(Some(reply)),
             Some(Read::Miss(ticket)) => {
                 parts.push(None);
@@ -229,7 +230,7 @@ fn integer(frame: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::{CacheConfig, Scratch};
+    use crate::cache::{Admission, CacheConfig, Scratch};
     use crate::commands::lookup;
 
     fn run(cache: &Arc<NearCache>, parts: &[&str]) -> CacheRead {
@@ -238,8 +239,9 @@ mod tests {
         plan(cache, cmd, &Args::new(&buf, &ranges), b"<request>", Proto::Resp2, &mut Scratch::default(), Instant::now())
     }
 
+    /// An active cache that fills on the first miss.
     fn active() -> Arc<NearCache> {
-        let c = NearCache::new(CacheConfig::default());
+        let c = NearCache::new(CacheConfig { admission: Admission::First, ..CacheConfig::default() });
         c.tracking_restored(|| false);
         c
     }
