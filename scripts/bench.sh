@@ -16,21 +16,21 @@ ROUNDS=${ROUNDS:-2}
 . scripts/lib.sh
 trap 'echo "bench.sh failed at line $LINENO" >&2' ERR
 
-proxy() { # name config-text -> port
+declare -A PORT=([redis]=$REDIS)
+# Starts a proxy (in this shell, so cleanup knows its pid) as target $1.
+proxy() { # target config-text
   local p; p=$(port)
   printf '%s\n' "$2" >"$work/$1.toml"
   RUST_LOG=warn ./target/release/nearcache --config "$work/$1.toml" --listen "127.0.0.1:$p" \
     --admin-listen 127.0.0.1:0 --upstream "redis://127.0.0.1:$REDIS" >"$work/$1.log" 2>&1 &
   pids+=($!)
   wait_port "$p"
-  echo "$p"
+  PORT[$1]=$p
 }
-CACHED=$(proxy cached "")
-PLAIN=$(proxy plain $'[cache]\nenabled = false')
-PLAIN1=$(proxy plain1 $'[server]\nworker_threads = 1\n[cache]\nenabled = false')
-FIRST=$(proxy first $'[cache]\nadmission = "first"')
-declare -A PORT=([redis]=$REDIS [nearcache]=$CACHED [nearcache-nocache]=$PLAIN [nocache-1thread]=$PLAIN1
-  [nearcache-admit1]=$FIRST)
+proxy nearcache ""
+proxy nearcache-nocache $'[cache]\nenabled = false'
+proxy nocache-1thread $'[server]\nworker_threads = 1\n[cache]\nenabled = false'
+proxy nearcache-admit1 $'[cache]\nadmission = "first"'
 if command -v nutcracker >/dev/null 2>&1; then
   TWEM=$(port)
   cat >"$work/twemproxy.yml" <<YML
