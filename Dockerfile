@@ -10,10 +10,12 @@ COPY benches ./benches
 RUN cargo build --release --locked --bin nearcache
 
 FROM debian:bookworm-slim
-RUN useradd --system --uid 10001 --no-create-home nearcache
+# The durable journal (failover.journal_path) needs a folder the user owns.
+RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin nearcache && install -d -o nearcache /var/lib/nearcache
 COPY --from=build /src/target/release/nearcache /usr/local/bin/nearcache
 COPY proxy.toml /etc/nearcache/proxy.toml
 USER nearcache
+VOLUME ["/var/lib/nearcache"]
 EXPOSE 6380 9121
 # Inside a container the listeners must bind all interfaces; override the
 # example file's loopback addresses here (or in the mounted file).
