@@ -56,7 +56,8 @@ pub struct ServerConfig {
     /// Clients silent for longer are closed; `None`: never.
     pub client_idle_timeout: Option<Duration>,
     pub shutdown_timeout: Duration,
-    /// Tokio worker threads; 0 means one per CPU core.
+    /// Threads serving clients, each its own event loop with its own
+    /// upstream pool; 0 means one per CPU core.
     pub worker_threads: usize,
     /// A second listener for TLS clients.
     pub tls: Option<ClientTlsConfig>,

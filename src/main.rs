@@ -29,7 +29,7 @@ struct Cli {
     /// Log filter, e.g. info or nearcache=debug (overrides log.level; RUST_LOG wins).
     #[arg(long, env = "NEARCACHE_LOG_LEVEL")]
     log_level: Option<String>,
-    /// Tokio worker threads, 0 for one per core (overrides server.worker_threads).
+    /// Threads serving clients, 0 for one per core (overrides server.worker_threads).
     #[arg(long, env = "NEARCACHE_WORKER_THREADS")]
     worker_threads: Option<usize>,
     /// Validate this configuration file and exit.
@@ -90,11 +90,9 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if config.server.worker_threads > 0 {
-        builder.worker_threads(config.server.worker_threads);
-    }
-    let runtime = match builder.enable_all().build() {
+    // The control side (accepting, admin, invalidations, the breaker's
+    // probes, replay); clients are served by the server's worker threads.
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -133,6 +131,7 @@ async fn run(config: Config, source: server::ConfigSource) -> Result<(), String>
         tls_listen = ?config.server.tls.as_ref().map(|t| t.listen),
         upstream = %config.upstream.url,
         admin = %config.admin.listen,
+        workers = server.workers(),
         failover = config.failover.enabled,
         version = env!("CARGO_PKG_VERSION"),
         "nearcache started"

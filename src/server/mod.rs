@@ -1,5 +1,5 @@
-//! The client-facing side: the listener, one [`session::Session`] task per
-//! client, and graceful shutdown.
+//! The client-facing side: the listener, the [`shard`] threads serving
+//! clients, one [`session::Session`] task per client, and graceful shutdown.
 //!
 //! [`route`] decides where each request goes, [`local`] builds the replies
 //! the proxy gives itself.
@@ -10,6 +10,7 @@ mod control;
 mod local;
 mod route;
 mod session;
+mod shard;
 mod socket;
 mod tenant;
 mod tls;
@@ -32,7 +33,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 
 /// What every session shares.
 pub struct Shared {
@@ -40,7 +40,6 @@ pub struct Shared {
     pub cache: Arc<NearCache>,
     pub failover: Arc<Failover>,
     pub tenancy: crate::tenancy::Tenancy,
-    pub pools: Pools,
     pub info: Arc<UpstreamInfo>,
     pub limits: Limits,
     pub max_pipeline: usize,
@@ -49,7 +48,8 @@ pub struct Shared {
 }
 
 /// One shared pool per protocol version, so replies pass through in the
-/// client's protocol untouched. The RESP3 pool starts on first use.
+/// client's protocol untouched. The RESP3 pool starts on first use. Each
+/// shard has its own.
 pub struct Pools {
     cfg: Arc<UpstreamConfig>,
     info: Arc<UpstreamInfo>,
@@ -145,6 +145,13 @@ impl Clients {
 /// One accepted session in `Clients::live`.
 struct Live(Arc<Clients>);
 
+impl Live {
+    fn new(clients: &Arc<Clients>) -> Live {
+        clients.live.fetch_add(1, Ordering::AcqRel);
+        Live(clients.clone())
+    }
+}
+
 impl Drop for Live {
     fn drop(&mut self) {
         self.0.live.fetch_sub(1, Ordering::AcqRel);
@@ -158,6 +165,8 @@ pub enum StartError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("failover journal: {0}")]
     Journal(#[from] crate::fallback::journal::JournalError),
+    #[error("cannot start the worker threads: {0}")]
+    Workers(std::io::Error),
 }
 
 /// A bound, not yet running, proxy listener.
@@ -169,15 +178,15 @@ pub struct Server {
     running: Config,
     shared: Arc<Shared>,
     clients: Arc<Clients>,
-    shutdown_timeout: Duration,
+    shards: shard::Shards,
     max_clients: usize,
     tcp_keepalive: Duration,
     idle_timeout: Option<Duration>,
 }
 
 impl Server {
-    /// Binds the client listener and starts the upstream pool (which
-    /// connects in the background: no upstream is needed to start, failover
+    /// Binds the client listener and starts the worker threads with their
+    /// upstream pools (which connect in the background: no upstream is needed to start, failover
     /// serves from local memory until one answers).
     pub async fn bind(config: &Config) -> Result<Server, StartError> {
         let listener = TcpListener::bind(config.server.listen)
@@ -192,7 +201,6 @@ impl Server {
             cache,
             failover,
             tenancy: crate::tenancy::Tenancy::new(&config.tenancy),
-            pools: Pools::start(upstream.clone(), info.clone()),
             upstream,
             info,
             limits: Limits {
@@ -230,13 +238,17 @@ impl Server {
             }
             None => None,
         };
+        let clients = Arc::default();
+        let shards =
+            shard::Shards::start(config.server.worker_threads, &shared, &clients, config.server.shutdown_timeout)
+                .map_err(StartError::Workers)?;
         Ok(Server {
             listener,
             tls,
             running: config.clone(),
             shared,
-            clients: Arc::default(),
-            shutdown_timeout: config.server.shutdown_timeout,
+            clients,
+            shards,
             max_clients: config.server.max_clients,
             tcp_keepalive: config.server.tcp_keepalive,
             idle_timeout: config.server.client_idle_timeout,
@@ -283,7 +295,6 @@ impl Server {
                 }
             });
         }
-        let mut sessions = JoinSet::new();
         let next_id = AtomicU64::new(1);
         tokio::pin!(stop);
         loop {
@@ -294,10 +305,8 @@ impl Server {
                         tokio::spawn(refuse(stream, peer));
                     }
                     Ok((stream, peer)) => {
-                        self.clients.live.fetch_add(1, Ordering::AcqRel);
-                        configure(&stream, self.tcp_keepalive);
                         let id = next_id.fetch_add(1, Ordering::Relaxed);
-                        sessions.spawn(serve(self.shared.clone(), self.clients.clone(), stream, peer, id));
+                        self.hand_over(stream, peer, id, None);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -311,30 +320,38 @@ impl Server {
                         tracing::warn!(%peer, "max number of clients reached, TLS connection refused");
                     }
                     Ok((stream, peer, tls)) => {
-                        self.clients.live.fetch_add(1, Ordering::AcqRel);
-                        configure(&stream, self.tcp_keepalive);
                         let id = next_id.fetch_add(1, Ordering::Relaxed);
-                        sessions.spawn(serve_tls(self.shared.clone(), self.clients.clone(), tls, stream, peer, id));
+                        self.hand_over(stream, peer, id, Some(tls));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "TLS accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
-                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
             }
         }
         drop(self.listener);
         drop(self.tls);
-        let open = sessions.len();
+        let open = self.clients.live.load(Ordering::Acquire);
         tracing::info!(clients = open, "shutting down: no longer accepting, finishing in-flight requests");
         self.clients.end_input();
-        let drained =
-            tokio::time::timeout(self.shutdown_timeout, async { while sessions.join_next().await.is_some() {} }).await;
-        if drained.is_err() {
-            tracing::warn!(clients = sessions.len(), "shutdown timeout reached, closing remaining clients");
-            sessions.abort_all();
+        self.shards.finish().await;
+    }
+
+    /// Passes an accepted client to a worker thread, counted in
+    /// `max_clients` from now on.
+    fn hand_over(&self, stream: TcpStream, peer: SocketAddr, id: u64, tls: Option<ServerTls>) {
+        configure(&stream, self.tcp_keepalive);
+        let live = Live::new(&self.clients);
+        match stream.into_std() {
+            Ok(stream) => self.shards.dispatch(shard::Accepted { stream, peer, id, tls, live }),
+            Err(e) => tracing::warn!(%peer, error = %e, "cannot hand an accepted client over"),
         }
+    }
+
+    /// How many threads serve clients.
+    pub fn workers(&self) -> usize {
+        self.shards.count()
     }
 }
 
@@ -366,31 +383,35 @@ async fn refuse(mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.shutdown().await;
 }
 
-async fn serve(shared: Arc<Shared>, clients: Arc<Clients>, stream: TcpStream, peer: SocketAddr, id: u64) {
+/// One client, on its worker thread: the TLS handshake if it came in on the
+/// TLS listener, then its session.
+async fn serve(shared: Arc<Shared>, pools: Arc<Pools>, clients: Arc<Clients>, accepted: shard::Accepted) {
     // Counted out however the session ends, a panic included.
-    let _live = Live(clients.clone());
-    let (reader, writer) = stream.into_split();
-    serve_halves(shared, clients, reader, Arc::new(writer), peer, id).await;
-}
-
-/// A TLS client: the handshake, then a session on the relay's plain end.
-async fn serve_tls(
-    shared: Arc<Shared>,
-    clients: Arc<Clients>,
-    tls: ServerTls,
-    stream: TcpStream,
-    peer: SocketAddr,
-    id: u64,
-) {
-    let _live = Live(clients.clone());
-    if let Some(plain) = tls.accept(stream, peer).await {
-        let (reader, writer) = plain.into_split();
-        serve_halves(shared, clients, reader, Arc::new(writer), peer, id).await;
+    let shard::Accepted { stream, peer, id, tls, live: _live } = accepted;
+    let stream = match TcpStream::from_std(stream) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "cannot serve an accepted client");
+            return;
+        }
+    };
+    match tls {
+        None => {
+            let (reader, writer) = stream.into_split();
+            serve_halves(shared, pools, clients, reader, Arc::new(writer), peer, id).await;
+        }
+        Some(tls) => {
+            if let Some(plain) = tls.accept(stream, peer).await {
+                let (reader, writer) = plain.into_split();
+                serve_halves(shared, pools, clients, reader, Arc::new(writer), peer, id).await;
+            }
+        }
     }
 }
 
 async fn serve_halves<R, W>(
     shared: Arc<Shared>,
+    pools: Arc<Pools>,
     clients: Arc<Clients>,
     reader: R,
     writer: Arc<W>,
@@ -406,7 +427,7 @@ async fn serve_halves<R, W>(
     }
     observe::client_connections(1.0);
     tracing::debug!(client = id, %peer, "client connected");
-    let result = session::Session::new(shared, reader, writer, id, peer.ip(), activity).run().await;
+    let result = session::Session::new(shared, pools, reader, writer, id, peer.ip(), activity).run().await;
     clients.deregister(id);
     tracing::debug!(client = id, %peer, result = ?result.err(), "client disconnected");
     observe::client_connections(-1.0);

@@ -13,7 +13,7 @@ use super::batch::{Batch, Source};
 use super::route::{route, ClientState, Decision, ReplyMode, Routed, SideEffect};
 use super::socket::ClientWriter;
 use super::tenant::{self, Gate};
-use super::Shared;
+use super::{Pools, Shared};
 use crate::cache::read::{CacheRead, ReplyMap, Slot};
 use crate::cache::{self, Scratch};
 use crate::observe;
@@ -76,6 +76,8 @@ const READ_PAUSE: usize = 1024 * 1024;
 
 pub struct Session<R, W> {
     shared: Arc<Shared>,
+    /// This worker thread's upstream pools.
+    pools: Arc<Pools>,
     st: ClientState,
     reader: R,
     writer: Arc<W>,
@@ -111,6 +113,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// then sees end-of-input, finishes what it owes and closes.
     pub fn new(
         shared: Arc<Shared>,
+        pools: Arc<Pools>,
         reader: R,
         writer: Arc<W>,
         id: u64,
@@ -121,6 +124,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         let tenant = tenant::Client::new(shared.tenancy.default_seat(), peer, activity.clone());
         Session {
             shared,
+            pools,
             st: ClientState::new(id, default_db),
             reader,
             writer,
@@ -363,7 +367,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         if self.batch.is_empty() {
             return;
         }
-        let pool = self.shared.pools.get(proto);
+        let pool = self.pools.get(proto);
         let rx = pool.send(self.st.id as usize, self.batch.payload(input), self.batch.replies, started);
         let (count, silent) = (self.batch.commands, self.batch.silent);
         let slots = self.batch.finish();
