@@ -29,7 +29,7 @@ proxy() { # target config-text
 }
 proxy nearcache ""
 proxy nearcache-nocache $'[cache]\nenabled = false'
-proxy nocache-1thread $'[server]\nworker_threads = 1\n[cache]\nenabled = false'
+proxy nocache-percore $'[server]\nworker_threads = 0\n[cache]\nenabled = false'
 proxy nearcache-admit1 $'[cache]\nadmission = "first"'
 if command -v nutcracker >/dev/null 2>&1; then
   TWEM=$(port)
@@ -78,7 +78,7 @@ scenario() {
 # Pass-through: the proxy's own cost (near-cache off) against twemproxy.
 for test in get set; do
   for pipe in 1 16; do
-    scenario "$test P=$pipe" "$test" "$pipe" 100000 redis nearcache-nocache nocache-1thread twemproxy
+    scenario "$test P=$pipe" "$test" "$pipe" 100000 redis nearcache-nocache nocache-percore twemproxy
   done
 done
 # Hot keys: 1,000 keys preloaded, read over and over.

@@ -279,7 +279,7 @@ impl Default for RawServer {
             tcp_keepalive: "300s".into(),
             client_idle_timeout: "0s".into(),
             shutdown_timeout: "5s".into(),
-            worker_threads: 0,
+            worker_threads: 1,
             tls_listen: None,
             tls_cert_file: None,
             tls_key_file: None,

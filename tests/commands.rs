@@ -412,6 +412,42 @@ fn concurrent_clients_incr_exact() {
 }
 
 #[test]
+fn clients_spread_over_worker_threads_are_all_served_and_drained_on_shutdown() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start_with(redis.port, "[server]\nworker_threads = 3\n");
+    wait_ready(&proxy);
+    // Twelve clients: the listener deals them to the three workers in turn.
+    let threads: Vec<_> = (0..12)
+        .map(|i| {
+            let client = proxy.client();
+            std::thread::spawn(move || {
+                let mut c = client.get_connection().unwrap();
+                let key = format!("w{i}");
+                for n in 0..100 {
+                    let _: () = redis::cmd("SET").arg(&key).arg(n).query(&mut c).unwrap();
+                    let got: i64 = redis::cmd("GET").arg(&key).query(&mut c).unwrap();
+                    assert_eq!(got, n, "{key}: a read after its own write");
+                    let _: i64 = redis::cmd("INCR").arg("across-workers").query(&mut c).unwrap();
+                }
+                // State on a pinned connection works on every worker.
+                let (a, b): (i64, i64) = redis::pipe().atomic().incr(&key, 1).incr(&key, 1).query(&mut c).unwrap();
+                assert_eq!((a, b), (100, 101));
+                c
+            })
+        })
+        .collect();
+    let mut open: Vec<Connection> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(q::<i64>(&mut redis.direct(), &["GET", "across-workers"]), 1200);
+    let (_, clients) = proxy.admin_get("/clients");
+    assert!(clients.starts_with("{\"total\":12"), "{clients}");
+    // A graceful stop ends every worker's sessions and returns.
+    let started = Instant::now();
+    proxy.stop();
+    assert!(started.elapsed() < Duration::from_secs(5), "shutdown took {:?}", started.elapsed());
+    assert!(open.iter_mut().all(|c| redis::cmd("PING").query::<String>(c).is_err()));
+}
+
+#[test]
 fn multi_exec_and_discard() {
     let (redis, proxy) = setup();
     let mut c = proxy.conn();
