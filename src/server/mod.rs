@@ -186,8 +186,8 @@ pub struct Server {
 
 impl Server {
     /// Binds the client listener and starts the worker threads with their
-    /// upstream pools (which connect in the background: no upstream is needed to start, failover
-    /// serves from local memory until one answers).
+    /// upstream pools, which connect in the background: no upstream is
+    /// needed to start, failover serves from local memory until one answers.
     pub async fn bind(config: &Config) -> Result<Server, StartError> {
         let listener = TcpListener::bind(config.server.listen)
             .await
