@@ -49,7 +49,7 @@ pub struct Shared {
 
 /// One shared pool per protocol version, so replies pass through in the
 /// client's protocol untouched. The RESP3 pool starts on first use. Each
-/// shard has its own.
+/// worker thread ([`shard`]) has its own.
 pub struct Pools {
     cfg: Arc<UpstreamConfig>,
     info: Arc<UpstreamInfo>,

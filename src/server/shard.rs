@@ -97,7 +97,9 @@ impl Shard {
         loop {
             tokio::select! {
                 accepted = inbox.recv() => match accepted {
-                    Some(a) => self.spawn(&mut sessions, &pools, a),
+                    Some(accepted) => {
+                        sessions.spawn(serve(self.shared.clone(), pools.clone(), self.clients.clone(), accepted));
+                    }
                     None => break,
                 },
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
@@ -109,9 +111,5 @@ impl Shard {
             tracing::warn!(clients = sessions.len(), "shutdown timeout reached, closing remaining clients");
             sessions.abort_all();
         }
-    }
-
-    fn spawn(&self, sessions: &mut JoinSet<()>, pools: &Arc<Pools>, accepted: Accepted) {
-        sessions.spawn(serve(self.shared.clone(), pools.clone(), self.clients.clone(), accepted));
     }
 }
