@@ -218,6 +218,9 @@ impl Default for RawBreaker {
     }
 }
 
+/// Largest `cache.admission_window`: its table then takes 64 MiB.
+const MAX_ADMISSION_WINDOW: u64 = 1 << 24;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawCache {
@@ -226,6 +229,7 @@ struct RawCache {
     /// `"0s"` or `"off"`: keys matching no policy are not cached.
     default_ttl: String,
     admission: String,
+    admission_window: u64,
     policy: Vec<RawPolicy>,
 }
 
@@ -236,6 +240,7 @@ impl Default for RawCache {
             max_bytes: 64 * 1024 * 1024,
             default_ttl: "60s".into(),
             admission: "second".into(),
+            admission_window: CacheConfig::default().admission_window as u64,
             policy: Vec::new(),
         }
     }
@@ -486,6 +491,16 @@ impl Validator<'_> {
                 "first" => Admission::First,
                 "second" => Admission::Second,
                 other => return Err(self.invalid("cache.admission", "\"first\" or \"second\"", other)),
+            },
+            admission_window: match raw.admission_window {
+                n @ 1..=MAX_ADMISSION_WINDOW => n as usize,
+                other => {
+                    return Err(self.invalid(
+                        "cache.admission_window",
+                        "a number of keys from 1 to 16777216",
+                        other.to_string(),
+                    ))
+                }
             },
         })
     }

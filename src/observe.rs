@@ -246,12 +246,10 @@ pub fn protocol_error() {
     metrics::counter!(PROTOCOL_ERRORS).increment(1);
 }
 
-pub fn cache_hit() {
-    handles().hits.increment(1);
-}
-
-pub fn cache_miss() {
-    handles().misses.increment(1);
+pub fn cache_counts(hits: u64, misses: u64) {
+    let h = handles();
+    h.hits.absolute(hits);
+    h.misses.absolute(misses);
 }
 
 pub fn cache_eviction(reason: &'static str) {

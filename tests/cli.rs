@@ -69,6 +69,7 @@ fn check_config_names_file_key_and_expectation() {
         ("[upstream]\npool_size = 0\n", "upstream.pool_size", "expected a positive integer"),
         ("[breaker]\nfailure_threshold = 0\n", "breaker.failure_threshold", "expected a positive count"),
         ("[cache]\nadmission = \"third\"\n", "cache.admission", "expected \"first\" or \"second\""),
+        ("[cache]\nadmission_window = 0\n", "cache.admission_window", "expected a number of keys from 1 to"),
         ("[server]\nlisten = 5\n", "listen", "expected a string"),
         ("[sever]\n", "sever", "unknown field"),
     ];

@@ -120,11 +120,14 @@ fn respond(method: &str, path: &str, query: &str, admin: &Admin) -> Response {
     let text = |status, body: &str| Response { status, content_type: "text/plain; charset=utf-8", body: body.into() };
     let json = |status, body: String| Response { status, content_type: "application/json", body };
     match (method, path) {
-        ("GET", "/metrics") => Response {
-            status: "200 OK",
-            content_type: "text/plain; version=0.0.4",
-            body: crate::observe::render(&admin.metrics),
-        },
+        ("GET", "/metrics") => {
+            admin.cache.publish_counts();
+            Response {
+                status: "200 OK",
+                content_type: "text/plain; version=0.0.4",
+                body: crate::observe::render(&admin.metrics),
+            }
+        }
         ("GET", "/health") => text("200 OK", "ok\n"),
         ("GET", "/ready") => ready(&admin.failover),
         ("GET", "/cache/stats") => json("200 OK", cache_stats(&admin.cache)),

@@ -9,6 +9,11 @@
 //! load to test, one `fetch_or` to mark). The set is cleared after
 //! `capacity` marks, three per word on average, so a one-off key passes for
 //! one seen before (and is filled for nothing) in well under 1% of reads.
+//!
+//! The table's size is a trade-off: every cacheable read tests one random
+//! word of it, so a table larger than the CPU's cache makes that test a
+//! memory access, which measured as the largest cost of a miss-heavy load;
+//! a smaller one forgets sooner (`cache.admission_window`).
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,9 +27,10 @@ pub struct Doorkeeper {
 }
 
 impl Doorkeeper {
-    /// A set of `bits` bits (rounded up to a power of two, at least 64).
-    pub fn new(bits: usize) -> Doorkeeper {
-        let words = (bits.max(64).next_power_of_two()) / 64;
+    /// A set that remembers at least `window` keys: a word per three,
+    /// rounded up to a power of two (8 bytes per word).
+    pub fn new(window: usize) -> Doorkeeper {
+        let words = window.div_ceil(3).max(1).next_power_of_two();
         Doorkeeper {
             words: (0..words).map(|_| AtomicU64::new(0)).collect(),
             hasher: foldhash::quality::RandomState::default(),
@@ -41,11 +47,11 @@ impl Doorkeeper {
         if word.load(Ordering::Relaxed) & bits == bits {
             return true;
         }
-        word.fetch_or(bits, Ordering::Relaxed);
-        if self.marked.fetch_add(1, Ordering::Relaxed) + 1 >= self.capacity {
-            self.marked.store(0, Ordering::Relaxed);
+        if self.marked.fetch_add(1, Ordering::Relaxed) >= self.capacity {
+            self.marked.store(1, Ordering::Relaxed);
             self.words.iter().for_each(|w| w.store(0, Ordering::Relaxed));
         }
+        word.fetch_or(bits, Ordering::Relaxed);
         false
     }
 }
@@ -56,16 +62,25 @@ mod tests {
 
     #[test]
     fn second_sight_is_admitted() {
-        let d = Doorkeeper::new(1 << 16);
+        let d = Doorkeeper::new(1024);
         assert!(!d.seen_before(b"a"));
         assert!(d.seen_before(b"a"));
         assert!(!d.seen_before(b"b"));
     }
 
     #[test]
+    fn a_whole_window_is_remembered() {
+        let d = Doorkeeper::new(1000);
+        let keys: Vec<[u8; 4]> = (0..1000u32).map(u32::to_le_bytes).collect();
+        let first_time = keys.iter().filter(|k| !d.seen_before(&k[..])).count();
+        assert!(first_time > 990, "{first_time}: a few may collide");
+        assert!(keys.iter().all(|k| d.seen_before(&k[..])));
+    }
+
+    #[test]
     fn false_positives_stay_rare() {
-        // The cache's size, over five clear cycles of one-off keys.
-        let d = Doorkeeper::new(1 << 22);
+        // The default window, over many clear cycles of one-off keys.
+        let d = Doorkeeper::new(crate::cache::CacheConfig::default().admission_window);
         let keys = 1_000_000u32;
         let fresh = (0..keys).filter(|i| d.seen_before(&i.to_le_bytes())).count();
         assert!(fresh * 200 < keys as usize, "{fresh} of {keys} new keys looked seen");

@@ -162,7 +162,7 @@ impl NearCache {
                 RemovalCause::Replaced => {}
             })
             .build_with_hasher(KeyHash::default());
-        let doorkeeper = (config.admission == Admission::Second).then(|| Doorkeeper::new(1 << 22));
+        let doorkeeper = (config.admission == Admission::Second).then(|| Doorkeeper::new(config.admission_window));
         Arc::new(NearCache {
             store,
             flights: Mutex::new(HashMap::new()),
@@ -193,6 +193,7 @@ impl NearCache {
             ("cache.enabled", old.enabled != new.enabled),
             ("cache.max_bytes", old.max_bytes != new.max_bytes),
             ("cache.admission", old.admission != new.admission),
+            ("cache.admission_window", old.admission_window != new.admission_window),
         ] {
             if differs {
                 restart.push(key);
@@ -295,7 +296,6 @@ impl NearCache {
         let ttl = self.settings(settings).ttl_for(key)?;
         if self.doorkeeper.as_ref().is_some_and(|d| !d.seen_before(key)) {
             self.misses.fetch_add(1, Ordering::Relaxed);
-            observe::cache_miss();
             return None;
         }
         Some(ttl)
@@ -306,11 +306,9 @@ impl NearCache {
     pub fn read(self: &Arc<Self>, key: &[u8], shape: &[u8], ttl: Duration, now: Instant) -> Read {
         if let Some(reply) = self.cached(key, shape, now) {
             self.hits.fetch_add(1, Ordering::Relaxed);
-            observe::cache_hit();
             return Read::Hit(reply);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        observe::cache_miss();
         let mut flights = self.lock();
         let key_flights = flights.entry(Bytes::copy_from_slice(key)).or_default();
         if let Some(flight) = key_flights.iter_mut().find(|f| f.valid && f.shape == shape) {
@@ -333,10 +331,14 @@ impl NearCache {
     /// it is forwarded, so the client reads its own write even before Redis'
     /// invalidation arrives. A write whose keys are unknown (FLUSHDB,
     /// SWAPDB, …) clears everything.
+    #[inline]
     pub fn note_write(&self, cmd: &Command, args: &Args, scratch: &mut Scratch) {
-        if !cmd.flags.contains(Flags::WRITE) || !self.is_active() {
-            return;
+        if cmd.flags.contains(Flags::WRITE) && self.is_active() {
+            self.evict_written(cmd, args, scratch);
         }
+    }
+
+    fn evict_written(&self, cmd: &Command, args: &Args, scratch: &mut Scratch) {
         if cmd.keys == Keys::None {
             self.clear();
             return;
@@ -388,6 +390,13 @@ impl NearCache {
             self.store.invalidate(key.as_ref());
         }
         keys.len()
+    }
+
+    /// Brings the hit and miss counters of `/metrics` up to date: reads
+    /// count them once, in the cache's own counters, and a scrape copies
+    /// them over.
+    pub fn publish_counts(&self) {
+        observe::cache_counts(self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed));
     }
 
     pub fn stats(&self) -> Stats {

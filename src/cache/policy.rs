@@ -34,6 +34,10 @@ pub struct CacheConfig {
     /// First match wins.
     pub policies: Vec<Policy>,
     pub admission: Admission,
+    /// With `admission = "second"`: how many distinct keys' first reads are
+    /// remembered before the memory of them starts over (see
+    /// [`super::doorkeeper`]).
+    pub admission_window: usize,
     /// With failover's `serve_stale`: how long past its policy TTL an entry
     /// is kept (never past the key's TTL upstream) so failover can still
     /// serve it; `None`: entries go at their policy TTL.
@@ -48,6 +52,7 @@ impl Default for CacheConfig {
             default_ttl: Some(Duration::from_secs(60)),
             policies: Vec::new(),
             admission: Admission::Second,
+            admission_window: 16 * 1024,
             stale_for: None,
         }
     }

@@ -2,23 +2,26 @@
 //! the key's value — protocol version, command, the other arguments. Two
 //! reads with the same key and shape get byte-identical replies.
 
+use crate::commands::Command;
 use crate::protocol::{Args, Proto};
 
-/// Writes the shape of `args` (whose key is at `key_index`) into `out`.
-pub fn of(out: &mut Vec<u8>, proto: Proto, args: &Args, key_index: usize) {
+/// Writes the shape of `args` (a `cmd` whose key is at `key_index`) into
+/// `out`: the table's lower-case name stands for however the client spelt it.
+pub fn of(out: &mut Vec<u8>, proto: Proto, cmd: &Command, args: &Args, key_index: usize) {
     out.clear();
     out.push(proto.number() as u8);
-    for (i, arg) in args.iter().enumerate() {
-        if i == key_index {
-            continue;
-        }
-        out.extend_from_slice(&(arg.len() as u32).to_le_bytes());
-        if i == 0 {
-            out.extend(arg.iter().map(u8::to_ascii_lowercase));
-        } else {
-            out.extend_from_slice(arg);
+    put(out, cmd.name.as_bytes());
+    for (i, arg) in args.iter().enumerate().skip(1) {
+        if i != key_index {
+            put(out, arg);
         }
     }
+}
+
+/// Appends one length-prefixed part.
+fn put(out: &mut Vec<u8>, part: &[u8]) {
+    out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+    out.extend_from_slice(part);
 }
 
 /// The shape of `GET key`, which MGET is cached as, one key at a time.
@@ -32,8 +35,7 @@ pub fn of_parts(out: &mut Vec<u8>, proto: Proto, parts: &[&[u8]]) {
     out.clear();
     out.push(proto.number() as u8);
     for part in parts {
-        out.extend_from_slice(&(part.len() as u32).to_le_bytes());
-        out.extend_from_slice(part);
+        put(out, part);
     }
 }
 
@@ -45,8 +47,10 @@ mod tests {
     fn case_of_the_name_does_not_matter_but_arguments_and_protocol_do() {
         let shape = |parts: &[&str], proto| {
             let (buf, ranges) = crate::protocol::laid_out(parts);
+            let args = Args::new(&buf, &ranges);
+            let (_, cmd) = crate::commands::lookup(args.get(0).unwrap_or_default()).expect("a known command");
             let mut out = Vec::new();
-            of(&mut out, proto, &Args::new(&buf, &ranges), 1);
+            of(&mut out, proto, cmd, &args, 1);
             out
         };
         assert_eq!(shape(&["GET", "k"], Proto::Resp2), shape(&["get", "other"], Proto::Resp2));

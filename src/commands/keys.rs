@@ -25,6 +25,9 @@ pub enum KeyError {
 /// Pushes the argument positions of every key of `cmd` (the resolved command
 /// or subcommand entry) given `args` (`args[0]` = command name) into `out`
 /// (cleared first), in argument order.
+/// The plain range is inlined into callers; the parsed forms are not (their
+/// code would make every caller's prologue heavier).
+#[inline]
 pub fn key_indices(cmd: &Command, args: &Args, out: &mut Vec<usize>) -> Result<(), KeyError> {
     out.clear();
     match cmd.keys {
@@ -33,6 +36,14 @@ pub fn key_indices(cmd: &Command, args: &Args, out: &mut Vec<usize>) -> Result<(
             range(args.len(), first, last, step, out);
             Ok(())
         }
+        _ => parsed(cmd, args, out),
+    }
+}
+
+#[inline(never)]
+fn parsed(cmd: &Command, args: &Args, out: &mut Vec<usize>) -> Result<(), KeyError> {
+    match cmd.keys {
+        Keys::None | Keys::Range { .. } => Ok(()),
         Keys::NumKeys { numkeys_at, fixed } => num_keys(args, numkeys_at, fixed, out),
         Keys::Streams => streams(args, out),
         Keys::Sort => {
@@ -48,6 +59,7 @@ pub fn key_indices(cmd: &Command, args: &Args, out: &mut Vec<usize>) -> Result<(
 }
 
 /// `first..=last` by `step`, `last` negative counting from the end.
+#[inline]
 fn range(len: usize, first: u8, last: i8, step: u8, out: &mut Vec<usize>) {
     let first = usize::from(first);
     let last = if last < 0 {
@@ -64,7 +76,12 @@ fn range(len: usize, first: u8, last: i8, step: u8, out: &mut Vec<usize>) {
     if len == 0 || first > end {
         return;
     }
-    out.extend((first..=end).step_by(usize::from(step.max(1))));
+    let step = usize::from(step.max(1));
+    let mut i = first;
+    while i <= end {
+        out.push(i);
+        i += step;
+    }
 }
 
 /// A key count at `numkeys_at` followed by that many keys, plus the fixed

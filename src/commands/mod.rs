@@ -221,27 +221,71 @@ const MAX_NAME: usize = 32;
 /// probes are short.
 const SLOTS: usize = 1024;
 
-/// FNV-1a hash of a command name with ASCII case folded (`| 0x20` per
-/// byte: the same for `GET` and `get`; names contain no bytes that fold
-/// together otherwise). Names are few and short, so SipHash's flood
-/// resistance would buy nothing here.
-fn fold_hash(name: &[u8]) -> u64 {
-    name.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b | 0x20)).wrapping_mul(0x0100_0000_01b3))
+/// An empty slot of the name index.
+const EMPTY: u16 = u16::MAX;
+
+/// A command name lower-cased and zero-padded into four words, so it is
+/// hashed and compared a word at a time rather than a byte at a time.
+type Packed = [u64; MAX_NAME / 8];
+
+/// Packs a name of at most [`MAX_NAME`] bytes.
+fn pack(name: &[u8]) -> Packed {
+    let mut packed = [0; MAX_NAME / 8];
+    for (i, p) in packed.iter_mut().enumerate().take(name.len().div_ceil(8)) {
+        *p = lowercase(word(name, i));
+    }
+    packed
 }
 
-/// Open-addressing index from folded name hash to table position.
-fn index() -> &'static [Option<CommandIndex>; SLOTS] {
-    static INDEX: OnceLock<Box<[Option<CommandIndex>; SLOTS]>> = OnceLock::new();
+/// The `i`th eight bytes of `name`, little-endian, zero-padded.
+fn word(name: &[u8], i: usize) -> u64 {
+    let rest = name.get(i * 8..).unwrap_or_default();
+    match rest.first_chunk::<8>() {
+        Some(w) => u64::from_le_bytes(*w),
+        None => rest.iter().rev().fold(0, |acc, &b| acc << 8 | u64::from(b)),
+    }
+}
+
+/// `to_ascii_lowercase` of eight bytes at once: the high bit of a byte in
+/// `ge_a` / `gt_z` tells whether its low seven bits are ≥ 'A' / > 'Z' (the
+/// sums cannot carry into the next byte); a byte gets 0x20 when it is
+/// ASCII and between the two.
+fn lowercase(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let low7 = w & (0x7f * ONES);
+    let ge_a = low7 + (0x80 - u64::from(b'A')) * ONES;
+    let gt_z = low7 + (0x7f - u64::from(b'Z')) * ONES;
+    let upper = ge_a & !gt_z & !w & (0x80 * ONES);
+    w | (upper >> 2)
+}
+
+/// Slot of a packed name. Names are the table's and few: a multiply mixes
+/// enough, and SipHash's flood resistance would buy nothing.
+fn slot_of(p: &Packed) -> usize {
+    let mixed = p[0] ^ p[1].rotate_left(21) ^ p[2].rotate_left(42) ^ p[3].rotate_left(11);
+    (mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54) as usize % SLOTS
+}
+
+/// Open-addressing index from packed name to table position, and each
+/// command's packed name.
+struct Index {
+    slots: [u16; SLOTS],
+    names: Vec<Packed>,
+}
+
+fn index() -> &'static Index {
+    static INDEX: OnceLock<Box<Index>> = OnceLock::new();
     INDEX.get_or_init(|| {
-        let mut slots = Box::new([None; SLOTS]);
-        for (i, c) in all().iter().enumerate() {
-            let mut slot = fold_hash(c.name.as_bytes()) as usize % SLOTS;
-            while slots[slot].is_some() {
+        let names: Vec<Packed> = all().iter().map(|c| pack(c.name.as_bytes())).collect();
+        let mut slots = [EMPTY; SLOTS];
+        for (i, name) in names.iter().enumerate() {
+            let mut slot = slot_of(name);
+            while slots[slot] != EMPTY {
                 slot = (slot + 1) % SLOTS;
             }
-            slots[slot] = Some(i);
+            slots[slot] = u16::try_from(i).expect("the command table has fewer than 65535 entries");
         }
-        slots
+        Box::new(Index { slots, names })
     })
 }
 
@@ -250,14 +294,51 @@ pub fn lookup(name: &[u8]) -> Option<(CommandIndex, &'static Command)> {
     if name.len() > MAX_NAME {
         return None;
     }
-    let slots = index();
-    let mut slot = fold_hash(name) as usize % SLOTS;
+    let index = index();
+    let packed = pack(name);
+    let mut slot = slot_of(&packed);
     loop {
-        let i = slots[slot]?;
-        let cmd = &all()[i];
-        if cmd.name.as_bytes().eq_ignore_ascii_case(name) {
+        let i = usize::from(index.slots[slot]);
+        let cmd = all().get(i)?;
+        if index.names[i] == packed && cmd.name.len() == name.len() {
             return Some((i, cmd));
         }
         slot = (slot + 1) % SLOTS;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_is_found_by_its_name_in_any_case() {
+        for (i, cmd) in all().iter().enumerate() {
+            let upper = cmd.name.to_ascii_uppercase();
+            for name in [cmd.name, upper.as_str()] {
+                assert_eq!(lookup(name.as_bytes()).map(|(found, _)| found), Some(i), "{name}");
+            }
+        }
+        assert_eq!(lookup(b"gEt").map(|(_, c)| c.name), Some("get"));
+    }
+
+    #[test]
+    fn near_misses_are_unknown() {
+        for name in [&b"ge"[..], b"gets", b"get\0", b"\0get", b"", b"georadius\x7fro", b"GEORADIUS-RO", &[b'a'; 40]] {
+            assert!(lookup(name).is_none(), "{:?}", String::from_utf8_lossy(name));
+        }
+        assert!(lookup(b"GEORADIUS_RO").is_some());
+    }
+
+    #[test]
+    fn words_are_lowercased_like_bytes() {
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                let word = u64::from_le_bytes(std::array::from_fn(|i| if i == at { b } else { b'Q' }));
+                let expected =
+                    u64::from_le_bytes(std::array::from_fn(|i| if i == at { b.to_ascii_lowercase() } else { b'q' }));
+                assert_eq!(lowercase(word), expected, "byte {b:#x} at {at}");
+            }
+        }
     }
 }

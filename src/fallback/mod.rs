@@ -257,7 +257,7 @@ impl Failover {
         if local.store.contains(key, now_ms) {
             return None;
         }
-        shape::of(&mut scratch.shape, proto, args, key_index);
+        shape::of(&mut scratch.shape, proto, cmd, args, key_index);
         self.cache.stale(key, &scratch.shape).map(|(reply, _)| reply)
     }
 

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# CPU time a process spends per request (user and kernel, from
+# /proc/PID/stat), which drifts far less with machine noise than requests/s
+# and, unlike instruction counts, includes the system calls. Redis, nearcache
+# with its cache on and with it off (one worker each) serve the same
+# redis-benchmark load in turn, ROUNDS times; the median of each is printed.
+#
+#   scripts/cpu.sh                       # miss-heavy GETs (-r 10000000)
+#   KEYS=1000 PIPE=16 scripts/cpu.sh     # hot keys, pipelined
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-300000}
+TEST=${TEST:-get}
+PIPE=${PIPE:-1}
+KEYS=${KEYS:-10000000}
+ROUNDS=${ROUNDS:-5}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+declare -A PORT=([redis]=$REDIS) PID=([redis]=${pids[0]})
+proxy() { # target config-text
+  local p; p=$(port)
+  printf '%s\n' "$2" >"$work/$1.toml"
+  RUST_LOG=warn ./target/release/nearcache --config "$work/$1.toml" --worker-threads 1 --listen "127.0.0.1:$p" \
+    --admin-listen 127.0.0.1:0 --upstream "redis://127.0.0.1:$REDIS" >"$work/$1.log" 2>&1 &
+  pids+=($!)
+  PID[$1]=$!
+  wait_port "$p"
+  PORT[$1]=$p
+}
+proxy cache-on ""
+proxy cache-off $'[cache]\nenabled = false'
+# utime and stime of a process, in clock ticks.
+ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+redis-benchmark -p "$REDIS" -t set -r "$KEYS" -n 100000 -d 64 -q >/dev/null
+declare -A user sys total
+targets=(redis cache-on cache-off)
+for round in $(seq "$ROUNDS"); do
+  for t in "${targets[@]}"; do
+    read -r u0 s0 < <(ticks "${PID[$t]}")
+    redis-benchmark -p "${PORT[$t]}" -t "$TEST" -P "$PIPE" -c 50 -n "$N" -d 64 -r "$KEYS" -q >/dev/null
+    read -r u1 s1 < <(ticks "${PID[$t]}")
+    user[$t]+="$(awk "BEGIN { printf \"%.3f\", ($u1 - $u0) * 1e6 / $hz / $N }") "
+    sys[$t]+="$(awk "BEGIN { printf \"%.3f\", ($s1 - $s0) * 1e6 / $hz / $N }") "
+    total[$t]+="$(awk "BEGIN { printf \"%.3f\", ($u1 + $s1 - $u0 - $s0) * 1e6 / $hz / $N }") "
+  done
+  echo "round $round done" >&2
+done
+median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+printf '%s P=%s, %s requests, keyspace %s, median of %s rounds (µs per request)\n' "$TEST" "$PIPE" "$N" "$KEYS" "$ROUNDS"
+printf '%-10s %8s %8s %8s\n' target user kernel total
+for t in "${targets[@]}"; do
+  u=$(echo "${user[$t]}" | median)
+  s=$(echo "${sys[$t]}" | median)
+  printf '%-10s %8.2f %8.2f %8.2f\n' "$t" "$u" "$s" "$(echo "${total[$t]}" | median)"
+done
