@@ -11,8 +11,8 @@ pub fn of(out: &mut Vec<u8>, proto: Proto, cmd: &Command, args: &Args, key_index
     out.clear();
     out.push(proto.number() as u8);
     put(out, cmd.name.as_bytes());
-    for (i, arg) in args.iter().enumerate().skip(1) {
-        if i != key_index {
+    for (i, arg) in args.iter().enumerate() {
+        if i != 0 && i != key_index {
             put(out, arg);
         }
     }
