@@ -55,17 +55,21 @@ measure() { # port test pipeline keyspace
     tr -d '"' | awk -F, 'NR==2 { print $2, $5, $7 }'
 }
 
-declare -A rps p50 p99
+declare -A rps p50 p99 ratios
 rows=()
 # scenario: label test pipeline keyspace targets…
 scenario() {
   local label=$1 test=$2 pipe=$3 keys=$4; shift 4
   for round in $(seq "$ROUNDS"); do
+    local base=""
     for name in "$@"; do
       [ -n "${PORT[$name]:-}" ] || continue
       read -r r a b < <(measure "${PORT[$name]}" "$test" "$pipe" "$keys") || true
       if [ -z "${r:-}" ]; then echo "no result for $name ($label)" >&2; continue; fi
       local key="$label|$name"
+      # this round's ratio to Redis, measured just before
+      if [ "$name" = redis ]; then base=$r; fi
+      if [ -n "$base" ]; then ratios[$key]+="$(awk "BEGIN{printf \"%.3f\", $r / $base}") "; fi
       # keep the best round per target: noise only ever slows a run down
       if [ -z "${rps[$key]:-}" ] || awk "BEGIN{exit !($r > ${rps[$key]})}"; then
         rps[$key]=$r; p50[$key]=$a; p99[$key]=$b
@@ -91,11 +95,14 @@ for pipe in 1 16; do
   scenario "cold get P=$pipe" get "$pipe" 10000000 redis nearcache nearcache-admit1 nearcache-nocache
 done
 
-printf '\nredis-benchmark -c %s -n %s -d %s, best of %s alternating rounds\n' "$CLIENTS" "$N" "$SIZE" "$ROUNDS"
-printf '%-16s %-18s %12s %8s %8s %9s\n' scenario target 'requests/s' 'p50 ms' 'p99 ms' 'vs redis'
+median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+printf '\nredis-benchmark -c %s -n %s -d %s, %s alternating rounds: the best round per target, and the\n' "$CLIENTS" "$N" "$SIZE" "$ROUNDS"
+printf 'median over rounds of its requests/s to Redis'"'"' in the same round (steadier than a ratio of bests)\n'
+printf '%-16s %-18s %12s %8s %8s %9s %9s\n' scenario target 'requests/s' 'p50 ms' 'p99 ms' 'vs redis' 'median'
 for key in "${rows[@]}"; do
   label=${key%%|*}; name=${key##*|}
-  base=${rps["$label|redis"]}
-  ratio=$(awk "BEGIN{printf \"%.2f\", ${rps[$key]} / $base}")
-  printf '%-16s %-18s %12s %8s %8s %8sx\n' "$label" "$name" "${rps[$key]}" "${p50[$key]}" "${p99[$key]}" "$ratio"
+  best=${rps["$label|redis"]}
+  ratio=$(awk "BEGIN{printf \"%.2f\", ${rps[$key]} / $best}")
+  printf '%-16s %-18s %12s %8s %8s %8sx %8sx\n' "$label" "$name" "${rps[$key]}" "${p50[$key]}" "${p99[$key]}" "$ratio" \
+    "$(echo "${ratios[$key]}" | median)"
 done
