@@ -6,12 +6,15 @@
 #
 #   scripts/bench.sh            # full run (-n 200000)
 #   N=50000 ROUNDS=1 scripts/bench.sh
+#   ONLY='^(get|set) P=1$' ROUNDS=10 scripts/bench.sh   # forwarding without pipelining
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-200000}
 CLIENTS=${CLIENTS:-50}
 SIZE=${SIZE:-64}
 ROUNDS=${ROUNDS:-2}
+# Only the scenarios whose label ("get P=1", "hot get P=16", …) matches.
+ONLY=${ONLY:-.}
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 trap 'echo "bench.sh failed at line $LINENO" >&2' ERR
@@ -60,6 +63,7 @@ rows=()
 # scenario: label test pipeline keyspace targets…
 scenario() {
   local label=$1 test=$2 pipe=$3 keys=$4; shift 4
+  [[ $label =~ $ONLY ]] || return 0
   for round in $(seq "$ROUNDS"); do
     local base=""
     for name in "$@"; do
