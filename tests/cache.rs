@@ -44,14 +44,12 @@ fn setup_with(toml: &str) -> (RedisServer, Proxy) {
 /// otherwise: these tests count fills and hits from the first read. The
 /// default (`admission = "second"`) has its own test below.
 fn start_with(redis: &RedisServer, toml: &str) -> Proxy {
-    let toml = if toml.contains("admission") {
-        toml.to_string()
-    } else if toml.contains("[cache]\n") {
-        toml.replacen("[cache]\n", "[cache]\nadmission = \"first\"\n", 1)
-    } else {
-        format!("[cache]\nadmission = \"first\"\n{toml}")
-    };
-    let proxy = Proxy::start_with(redis.port, &toml);
+    let mut config: toml::Table = toml.parse().expect("a test's config is TOML");
+    let cache = config.entry("cache").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let Some(cache) = cache.as_table_mut() {
+        cache.entry("admission").or_insert_with(|| "first".into());
+    }
+    let proxy = Proxy::start_with(redis.port, &config.to_string());
     wait_ready(&proxy);
     wait_active(&proxy);
     proxy
