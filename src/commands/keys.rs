@@ -25,6 +25,7 @@ pub enum KeyError {
 /// Pushes the argument positions of every key of `cmd` (the resolved command
 /// or subcommand entry) given `args` (`args[0]` = command name) into `out`
 /// (cleared first), in argument order.
+///
 /// The plain range is inlined into callers; the parsed forms are not (their
 /// code would make every caller's prologue heavier).
 #[inline]

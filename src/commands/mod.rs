@@ -299,6 +299,7 @@ pub fn lookup(name: &[u8]) -> Option<(CommandIndex, &'static Command)> {
     let mut slot = slot_of(&packed);
     loop {
         let i = usize::from(index.slots[slot]);
+        // An empty slot (`EMPTY`) is past the table's end: not found.
         let cmd = all().get(i)?;
         if index.names[i] == packed && cmd.name.len() == name.len() {
             return Some((i, cmd));
