@@ -19,17 +19,6 @@ ONLY=${ONLY:-.}
 . scripts/lib.sh
 trap 'echo "bench.sh failed at line $LINENO" >&2' ERR
 
-declare -A PORT=([redis]=$REDIS)
-# Starts a proxy (in this shell, so cleanup knows its pid) as target $1.
-proxy() { # target config-text
-  local p; p=$(port)
-  printf '%s\n' "$2" >"$work/$1.toml"
-  RUST_LOG=warn ./target/release/nearcache --config "$work/$1.toml" --listen "127.0.0.1:$p" \
-    --admin-listen 127.0.0.1:0 --upstream "redis://127.0.0.1:$REDIS" >"$work/$1.log" 2>&1 &
-  pids+=($!)
-  wait_port "$p"
-  PORT[$1]=$p
-}
 proxy nearcache ""
 proxy nearcache-nocache $'[cache]\nenabled = false'
 proxy nocache-percore $'[server]\nworker_threads = 0\n[cache]\nenabled = false'
@@ -99,7 +88,6 @@ for pipe in 1 16; do
   scenario "cold get P=$pipe" get "$pipe" 10000000 redis nearcache nearcache-admit1 nearcache-nocache
 done
 
-median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 printf '\nredis-benchmark -c %s -n %s -d %s, %s alternating rounds: the best round per target, and the\n' "$CLIENTS" "$N" "$SIZE" "$ROUNDS"
 printf 'median over rounds of its requests/s to Redis'"'"' in the same round (steadier than a ratio of bests)\n'
 printf '%-16s %-18s %12s %8s %8s %9s %9s\n' scenario target 'requests/s' 'p50 ms' 'p99 ms' 'vs redis' 'median'

@@ -17,19 +17,8 @@ ROUNDS=${ROUNDS:-5}
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-declare -A PORT=([redis]=$REDIS) PID=([redis]=${pids[0]})
-proxy() { # target config-text
-  local p; p=$(port)
-  printf '%s\n' "$2" >"$work/$1.toml"
-  RUST_LOG=warn ./target/release/nearcache --config "$work/$1.toml" --worker-threads 1 --listen "127.0.0.1:$p" \
-    --admin-listen 127.0.0.1:0 --upstream "redis://127.0.0.1:$REDIS" >"$work/$1.log" 2>&1 &
-  pids+=($!)
-  PID[$1]=$!
-  wait_port "$p"
-  PORT[$1]=$p
-}
-proxy cache-on ""
-proxy cache-off $'[cache]\nenabled = false'
+proxy cache-on $'[server]\nworker_threads = 1'
+proxy cache-off $'[server]\nworker_threads = 1\n[cache]\nenabled = false'
 # utime and stime of a process, in clock ticks.
 ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
@@ -48,7 +37,6 @@ for round in $(seq "$ROUNDS"); do
   done
   echo "round $round done" >&2
 done
-median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 printf '%s P=%s, %s requests, keyspace %s, median of %s rounds (µs per request)\n' "$TEST" "$PIPE" "$N" "$KEYS" "$ROUNDS"
 printf '%-10s %8s %8s %8s\n' target user kernel total
 for t in "${targets[@]}"; do

@@ -1,6 +1,7 @@
-# Shared by scripts/bench.sh and scripts/callgrind.sh: dependencies, a
-# release build, a scratch folder, child processes cleaned up on exit, and a
-# redis-server on a free loopback port ($REDIS).
+# Shared by scripts/bench.sh, scripts/cpu.sh and scripts/callgrind.sh:
+# dependencies, a release build, a scratch folder, child processes cleaned
+# up on exit, a redis-server on a free loopback port ($REDIS), proxies
+# started as named targets, and a median.
 bash scripts/test-deps.sh
 cargo build --release --quiet
 work=$(mktemp -d)
@@ -18,3 +19,18 @@ REDIS=$(port)
 redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null &
 pids+=($!)
 wait_port "$REDIS"
+declare -A PORT=([redis]=$REDIS) PID=([redis]=${pids[0]})
+# Starts a nearcache as target $1 with the config text $2, in this shell so
+# cleanup stops it; its port and pid go to PORT[$1] and PID[$1].
+proxy() { # target config-text
+  local p; p=$(port)
+  printf '%s\n' "$2" >"$work/$1.toml"
+  RUST_LOG=warn ./target/release/nearcache --config "$work/$1.toml" --listen "127.0.0.1:$p" \
+    --admin-listen 127.0.0.1:0 --upstream "redis://127.0.0.1:$REDIS" >"$work/$1.log" 2>&1 &
+  pids+=($!)
+  PID[$1]=$!
+  wait_port "$p"
+  PORT[$1]=$p
+}
+# The median of the space-separated numbers on standard input.
+median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
