@@ -104,30 +104,27 @@ pub fn plan(
         return CacheRead::Bypass;
     }
     let key_index = scratch.keys[0];
-    match args.get(key_index).and_then(|key| cache.admit(key, &mut scratch.settings)) {
-        Some(ttl) => admitted(cache, cmd, args, key_index, ttl, request, proto, scratch, now),
-        None => CacheRead::Bypass,
-    }
+    let Some((key, ttl)) = args.get(key_index).and_then(|key| Some((key, cache.admit(key, &mut scratch.settings)?)))
+    else {
+        return CacheRead::Bypass;
+    };
+    shape::of(&mut scratch.shape, proto, cmd, args, key_index);
+    admitted(cache, key, &scratch.shape, ttl, request, now)
 }
 
-/// Looks an admitted read up; a miss is sent with its key's PTTL. Kept out
-/// of [`plan`], so reads the cache refuses do not pay for its frame.
+/// Looks `shape` of an admitted read of `key` up; a miss is sent with the
+/// key's PTTL. Kept out of [`plan`], so reads the cache refuses do not pay
+/// for its frame.
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
 fn admitted(
     cache: &Arc<NearCache>,
-    cmd: &Command,
-    args: &Args,
-    key_index: usize,
+    key: &[u8],
+    shape: &[u8],
     ttl: Duration,
     request: &[u8],
-    proto: Proto,
-    scratch: &mut Scratch,
     now: Instant,
 ) -> CacheRead {
-    let key = args.get(key_index).unwrap_or_default();
-    shape::of(&mut scratch.shape, proto, cmd, args, key_index);
-    match cache.read(key, &scratch.shape, ttl, now) {
+    match cache.read(key, shape, ttl, now) {
         Read::Hit(reply) => CacheRead::Ready(reply),
         Read::Join(rx) => CacheRead::Wait(rx),
         Read::Miss(ticket) => {

@@ -263,7 +263,7 @@ fn lowercase(w: u64) -> u64 {
 /// enough, and SipHash's flood resistance would buy nothing.
 fn slot_of(p: &Packed) -> usize {
     let mixed = p[0] ^ p[1].rotate_left(21) ^ p[2].rotate_left(42) ^ p[3].rotate_left(11);
-    (mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54) as usize % SLOTS
+    (mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SLOTS.trailing_zeros())) as usize
 }
 
 /// Open-addressing index from packed name to table position, and each
