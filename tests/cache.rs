@@ -741,6 +741,38 @@ fn second_sight_admission_passes_one_off_reads_through() {
 }
 
 #[test]
+fn admission_window_bounds_how_long_a_first_read_is_remembered() {
+    // Three keys' first reads are remembered, then the memory starts over.
+    let redis = RedisServer::start();
+    let proxy = start_with(&redis, "[cache]\nadmission = \"second\"\nadmission_window = 3\n");
+    let mut direct = redis.direct();
+    let mut raw = proxy.raw();
+    let mut fills_of = |raw: &mut common::Raw, key: &str| {
+        let pttls = calls(&mut direct, "pttl");
+        assert_eq!(raw.call(&["GET", key]), "$-1\r\n");
+        calls(&mut direct, "pttl") - pttls
+    };
+    // Read again within the window: cached (filled with its PTTL).
+    assert_eq!(fills_of(&mut raw, "a"), 0, "a first read passes through");
+    assert_eq!(fills_of(&mut raw, "a"), 1, "a second read within the window fills");
+    // Read again after more first reads than the window holds: forgotten,
+    // passed through again. A key can look seen when other keys set its
+    // bits (under 1% of reads), so one of five may fill.
+    let mut forgotten = 0;
+    for i in 0..5 {
+        let key = format!("k{i}");
+        fills_of(&mut raw, &key);
+        for j in 0..6 {
+            fills_of(&mut raw, &format!("filler{i}-{j}"));
+        }
+        if fills_of(&mut raw, &key) == 0 {
+            forgotten += 1;
+        }
+    }
+    assert!(forgotten >= 4, "only {forgotten} of 5 keys were forgotten past the window");
+}
+
+#[test]
 fn other_databases_never_see_cached_db0_values() {
     let (redis, proxy) = setup();
     let mut direct = redis.direct();
