@@ -18,6 +18,7 @@
 //! the open flight instead of reading again (single flight).
 
 mod doorkeeper;
+mod front;
 mod policy;
 pub mod read;
 pub mod shape;
@@ -37,6 +38,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use moka::notification::RemovalCause;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -45,6 +47,9 @@ use tokio::sync::oneshot;
 /// The cached replies of one Redis key.
 #[derive(Debug)]
 struct KeyEntry {
+    key: Bytes,
+    /// Set once the entry left the store (see `front`).
+    void: AtomicBool,
     /// (shape, reply) pairs.
     shapes: Vec<(Bytes, Bytes)>,
     /// Until when hits are served: the earliest of the policy TTL and the
@@ -58,9 +63,13 @@ struct KeyEntry {
 }
 
 impl KeyEntry {
-    fn weight(&self, key: &[u8]) -> u32 {
-        let bytes = key.len() + self.shapes.iter().map(|(s, r)| s.len() + r.len()).sum::<usize>();
+    fn weight(&self) -> u32 {
+        let bytes = self.key.len() + self.shapes.iter().map(|(s, r)| s.len() + r.len()).sum::<usize>();
         u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+
+    fn reply(&self, shape: &[u8]) -> Option<Bytes> {
+        self.shapes.iter().find(|(s, _)| s == shape).map(|(_, reply)| reply.clone())
     }
 }
 
@@ -123,6 +132,16 @@ pub struct NearCache {
     doorkeeper: Option<Doorkeeper>,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Changes with every clear; the front memo's slots are stamped with it.
+    epoch: AtomicU64,
+    front_hash: foldhash::fast::RandomState,
+}
+
+/// Epochs are unique across the process, so a thread's memo never mistakes
+/// one cache's entries for another's.
+fn next_epoch() -> u64 {
+    static EPOCHS: AtomicU64 = AtomicU64::new(1);
+    EPOCHS.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Scratch space a session reuses across requests.
@@ -153,13 +172,16 @@ impl NearCache {
     pub fn new(config: CacheConfig) -> Arc<NearCache> {
         let store = moka::sync::Cache::builder()
             .max_capacity(config.max_bytes)
-            .weigher(|key: &Bytes, entry: &Arc<KeyEntry>| entry.weight(key))
+            .weigher(|_, entry: &Arc<KeyEntry>| entry.weight())
             .expire_after(EntryExpiry)
-            .eviction_listener(|_, _, cause| match cause {
-                RemovalCause::Size => observe::cache_eviction("size"),
-                RemovalCause::Expired => observe::cache_eviction("ttl"),
-                RemovalCause::Explicit => observe::cache_eviction("invalidation"),
-                RemovalCause::Replaced => {}
+            .eviction_listener(|_, entry: Arc<KeyEntry>, cause| {
+                entry.void.store(true, Ordering::Release);
+                match cause {
+                    RemovalCause::Size => observe::cache_eviction("size"),
+                    RemovalCause::Expired => observe::cache_eviction("ttl"),
+                    RemovalCause::Explicit => observe::cache_eviction("invalidation"),
+                    RemovalCause::Replaced => {}
+                }
             })
             .build_with_hasher(KeyHash::default());
         let doorkeeper = (config.admission == Admission::Second).then(|| Doorkeeper::new(config.admission_window));
@@ -174,6 +196,8 @@ impl NearCache {
             retrack: tokio::sync::Notify::new(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            epoch: AtomicU64::new(next_epoch()),
+            front_hash: foldhash::fast::RandomState::default(),
         })
     }
 
@@ -272,8 +296,7 @@ impl NearCache {
     /// Also tells when the key expires upstream, if it has a TTL there.
     pub fn stale(&self, key: &[u8], shape: &[u8]) -> Option<(Bytes, Option<Instant>)> {
         let entry = self.store.get(key)?;
-        let reply = entry.shapes.iter().find(|(s, _)| s == shape).map(|(_, reply)| reply.clone())?;
-        Some((reply, entry.upstream_expiry))
+        Some((entry.reply(shape)?, entry.upstream_expiry))
     }
 
     /// The current settings, through a session's handle on them.
@@ -323,8 +346,15 @@ impl NearCache {
     }
 
     fn cached(&self, key: &[u8], shape: &[u8], now: Instant) -> Option<Bytes> {
+        // Loaded before the lookup: a clear after it leaves the memo stale.
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let hash = self.front_hash.hash_one(key);
+        if let Some(reply) = front::get(hash, epoch, key, shape, now) {
+            return Some(reply);
+        }
         let entry = self.store.get(key).filter(|e| e.fresh_until > now)?;
-        entry.shapes.iter().find(|(s, _)| s == shape).map(|(_, reply)| reply.clone())
+        front::put(hash, epoch, &entry);
+        entry.reply(shape)
     }
 
     /// A client sent a write through the proxy: drop what it touches before
@@ -360,7 +390,11 @@ impl NearCache {
         if let Some(key_flights) = flights.get_mut(key) {
             key_flights.iter_mut().for_each(|f| f.valid = false);
         }
-        self.store.invalidate(key);
+        // Voided here rather than left to the eviction listener, so no
+        // memo serves the entry once this returns.
+        if let Some(entry) = self.store.remove(key) {
+            entry.void.store(true, Ordering::Release);
+        }
         observe::cache_invalidation();
     }
 
@@ -374,6 +408,7 @@ impl NearCache {
     fn clear_locked(&self, flights: &mut HashMap<Bytes, Vec<Flight>>) {
         flights.values_mut().flatten().for_each(|f| f.valid = false);
         self.store.invalidate_all();
+        self.epoch.store(next_epoch(), Ordering::Release);
         observe::cache_invalidation();
     }
 
@@ -446,7 +481,14 @@ impl NearCache {
             expires_at = expires_at.min(old.expires_at);
             shapes.extend(old.shapes.iter().filter(|(s, _)| s != shape).cloned());
         }
-        let entry = KeyEntry { shapes, fresh_until, expires_at, upstream_expiry };
+        let entry = KeyEntry {
+            key: key.clone(),
+            void: AtomicBool::new(false),
+            shapes,
+            fresh_until,
+            expires_at,
+            upstream_expiry,
+        };
         self.store.insert(key.clone(), Arc::new(entry));
         observe::cache_size(self.store.entry_count(), self.store.weighted_size());
     }
@@ -593,6 +635,48 @@ mod tests {
         let mut settings = Settings::default();
         assert_eq!(c.admit(b"k", &mut settings), None);
         assert_eq!(c.admit(b"k", &mut settings), Some(Duration::from_secs(60)));
+    }
+
+    /// A second read is served by this thread's memo: it must still see
+    /// every invalidation, clear and other cache.
+    fn memoised(c: &Arc<NearCache>, key: &str) {
+        miss(c, key).complete(Bytes::from_static(b"+x\r\n"), Some(-1));
+        for _ in 0..3 {
+            assert!(matches!(c.read(key.as_bytes(), b"get", TTL, Instant::now()), Read::Hit(_)));
+        }
+    }
+
+    #[test]
+    fn invalidation_reaches_a_memoised_entry() {
+        let c = cache();
+        memoised(&c, "k");
+        c.invalidate(b"k");
+        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
+    }
+
+    #[test]
+    fn clear_reaches_memoised_entries() {
+        let c = cache();
+        memoised(&c, "k");
+        c.clear();
+        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
+    }
+
+    #[test]
+    fn a_memo_serves_only_its_own_cache() {
+        let (a, b) = (cache(), cache());
+        memoised(&a, "k");
+        assert!(matches!(b.read(b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
+    }
+
+    #[test]
+    fn a_memoised_entry_still_expires() {
+        let c = cache();
+        miss(&c, "k").complete(Bytes::from_static(b"+x\r\n"), Some(40));
+        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Hit(_)));
+        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Hit(_)));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
     }
 
     #[test]

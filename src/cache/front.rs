@@ -1,0 +1,88 @@
+//! A per-thread memo in front of moka for the keys read most often.
+//!
+//! A moka lookup costs far more than the rest of a cache hit: hashing,
+//! epoch-protected bucket reads, an expiry check and a read record queued
+//! for its eviction policy (about 900 instructions and several cache lines
+//! per hit). Each worker thread therefore keeps a small direct-mapped table
+//! of the entries it found there last, and looks there first (two-way set
+//! associative, so two hot keys landing in one set do not evict each other).
+//!
+//! The memo never decides what is cached, only where a lookup starts: a
+//! memoised entry is served only while moka still holds it. Every way an
+//! entry leaves moka voids it (an invalidation before it returns, anything
+//! else through the eviction listener), a clear changes the cache's epoch
+//! (which every slot is stamped with), and the entry's own freshness is
+//! checked on every hit. One read in [`SAMPLE`] still goes through moka, so
+//! its eviction policy keeps seeing which keys are hot.
+//!
+//! A slot holds its entry alive until it is overwritten, so only entries of
+//! at most [`MAX_WEIGHT`] bytes are memoised: what voided entries can pin
+//! beyond `cache.max_bytes` is at most 4,096 slots × [`MAX_WEIGHT`] per worker.
+
+use super::KeyEntry;
+use bytes::Bytes;
+use std::cell::RefCell;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Sets per worker thread (a power of two).
+const SETS: usize = 2048;
+const WAYS: usize = 2;
+/// Entries larger than this (key and replies, in bytes) are not memoised.
+pub const MAX_WEIGHT: u32 = 4096;
+/// One hit in this many goes through moka.
+pub const SAMPLE: u32 = 16;
+
+#[derive(Default)]
+struct Slot {
+    hash: u64,
+    /// The cache's epoch when the slot was filled.
+    epoch: u64,
+    entry: Option<Arc<KeyEntry>>,
+    /// Hits since the slot was filled or last sampled.
+    hits: u32,
+}
+
+/// One cache line.
+#[derive(Default)]
+#[repr(align(64))]
+struct Set([Slot; WAYS]);
+
+thread_local! {
+    static TABLE: RefCell<Vec<Set>> = RefCell::new((0..SETS).map(|_| Set::default()).collect());
+}
+
+/// The reply for (key, shape) if this thread memoised a live entry of the
+/// key in `epoch`; `None` sends the lookup to moka.
+pub(super) fn get(hash: u64, epoch: u64, key: &[u8], shape: &[u8], now: Instant) -> Option<Bytes> {
+    TABLE.with_borrow_mut(|table| {
+        let set = &mut table[hash as usize & (SETS - 1)];
+        let slot = set.0.iter_mut().find(|s| s.hash == hash && s.epoch == epoch)?;
+        let entry = slot.entry.as_ref()?;
+        if entry.void.load(Ordering::Acquire) || entry.fresh_until <= now || entry.key != key {
+            return None;
+        }
+        slot.hits += 1;
+        if slot.hits == SAMPLE {
+            return None;
+        }
+        entry.reply(shape)
+    })
+}
+
+/// Memoises an entry moka returned for a lookup that began in `epoch`.
+pub(super) fn put(hash: u64, epoch: u64, entry: &Arc<KeyEntry>) {
+    if entry.weight() > MAX_WEIGHT {
+        return;
+    }
+    TABLE.with_borrow_mut(|table| {
+        let set = &mut table[hash as usize & (SETS - 1)];
+        // The key's own slot, or the older way's.
+        let way = set.0.iter().position(|s| s.hash == hash).unwrap_or_else(|| {
+            set.0.rotate_right(1);
+            0
+        });
+        set.0[way] = Slot { hash, epoch, entry: Some(entry.clone()), hits: 0 };
+    })
+}
