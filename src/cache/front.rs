@@ -22,7 +22,6 @@
 use super::KeyEntry;
 use bytes::Bytes;
 use std::cell::RefCell;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,7 +31,7 @@ const WAYS: usize = 2;
 /// Entries larger than this (key and replies, in bytes) are not memoised.
 pub const MAX_WEIGHT: u32 = 4096;
 /// One hit in this many goes through moka.
-pub const SAMPLE: u32 = 16;
+pub const SAMPLE: u32 = 64;
 
 #[derive(Default)]
 struct Slot {
@@ -60,14 +59,14 @@ pub(super) fn get(hash: u64, epoch: u64, key: &[u8], shape: &[u8], now: Instant)
         let set = &mut table[hash as usize & (SETS - 1)];
         let slot = set.0.iter_mut().find(|s| s.hash == hash && s.epoch == epoch)?;
         let entry = slot.entry.as_ref()?;
-        if entry.void.load(Ordering::Acquire) || entry.fresh_until <= now || entry.key != key {
+        if entry.is_void() || entry.fresh_until <= now || entry.key() != key {
             return None;
         }
         slot.hits += 1;
         if slot.hits == SAMPLE {
             return None;
         }
-        entry.reply(shape)
+        entry.reply(shape).map(Bytes::copy_from_slice)
     })
 }
 

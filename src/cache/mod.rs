@@ -18,6 +18,7 @@
 //! the open flight instead of reading again (single flight).
 
 mod doorkeeper;
+mod entry;
 mod front;
 mod policy;
 pub mod read;
@@ -27,6 +28,7 @@ pub mod tracking;
 pub use policy::{Admission, CacheConfig, Policy};
 
 use doorkeeper::Doorkeeper;
+use entry::KeyEntry;
 
 use crate::commands::{key_indices, Command, Flags, Keys};
 use crate::glob;
@@ -43,35 +45,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-
-/// The cached replies of one Redis key.
-#[derive(Debug)]
-struct KeyEntry {
-    key: Bytes,
-    /// Set once the entry left the store (see `front`).
-    void: AtomicBool,
-    /// (shape, reply) pairs.
-    shapes: Vec<(Bytes, Bytes)>,
-    /// Until when hits are served: the earliest of the policy TTL and the
-    /// key's TTL upstream.
-    fresh_until: Instant,
-    /// When the entry goes: `fresh_until`, or later (up to the key's TTL
-    /// upstream) when failover may serve stale entries.
-    expires_at: Instant,
-    /// When the key expires upstream, if it has a TTL there.
-    upstream_expiry: Option<Instant>,
-}
-
-impl KeyEntry {
-    fn weight(&self) -> u32 {
-        let bytes = self.key.len() + self.shapes.iter().map(|(s, r)| s.len() + r.len()).sum::<usize>();
-        u32::try_from(bytes).unwrap_or(u32::MAX)
-    }
-
-    fn reply(&self, shape: &[u8]) -> Option<Bytes> {
-        self.shapes.iter().find(|(s, _)| s == shape).map(|(_, reply)| reply.clone())
-    }
-}
 
 struct EntryExpiry;
 
@@ -175,7 +148,7 @@ impl NearCache {
             .weigher(|_, entry: &Arc<KeyEntry>| entry.weight())
             .expire_after(EntryExpiry)
             .eviction_listener(|_, entry: Arc<KeyEntry>, cause| {
-                entry.void.store(true, Ordering::Release);
+                entry.void();
                 match cause {
                     RemovalCause::Size => observe::cache_eviction("size"),
                     RemovalCause::Expired => observe::cache_eviction("ttl"),
@@ -296,7 +269,7 @@ impl NearCache {
     /// Also tells when the key expires upstream, if it has a TTL there.
     pub fn stale(&self, key: &[u8], shape: &[u8]) -> Option<(Bytes, Option<Instant>)> {
         let entry = self.store.get(key)?;
-        Some((entry.reply(shape)?, entry.upstream_expiry))
+        Some((Bytes::copy_from_slice(entry.reply(shape)?), entry.upstream_expiry))
     }
 
     /// The current settings, through a session's handle on them.
@@ -354,7 +327,7 @@ impl NearCache {
         }
         let entry = self.store.get(key).filter(|e| e.fresh_until > now)?;
         front::put(hash, epoch, &entry);
-        entry.reply(shape)
+        entry.reply(shape).map(Bytes::copy_from_slice)
     }
 
     /// A client sent a write through the proxy: drop what it touches before
@@ -393,7 +366,7 @@ impl NearCache {
         // Voided here rather than left to the eviction listener, so no
         // memo serves the entry once this returns.
         if let Some(entry) = self.store.remove(key) {
-            entry.void.store(true, Ordering::Release);
+            entry.void();
         }
         observe::cache_invalidation();
     }
@@ -468,28 +441,24 @@ impl NearCache {
     }
 
     fn insert(&self, key: &Bytes, shape: &Bytes, reply: Bytes, ttl: Lifetime) {
-        // The reply is a slice of an upstream read buffer: copy it, or the
-        // entry would pin that whole buffer (memory the byte bound does not
-        // see, and a fresh buffer for every read upstream).
-        let reply = Bytes::copy_from_slice(&reply);
         let now = Instant::now();
         let (mut fresh_until, mut expires_at) = (now + ttl.fresh, now + ttl.life);
         let upstream_expiry = ttl.upstream.map(|d| now + d);
-        let mut shapes = vec![(shape.clone(), reply)];
-        if let Some(old) = self.store.get(key) {
+        // Only a fresh entry's other shapes are kept; a stale one (kept
+        // past its TTL for failover) would make the new entry stale at once.
+        let old = self.store.get(key).filter(|old| old.fresh_until > now);
+        if let Some(old) = &old {
             fresh_until = fresh_until.min(old.fresh_until);
             expires_at = expires_at.min(old.expires_at);
-            shapes.extend(old.shapes.iter().filter(|(s, _)| s != shape).cloned());
         }
-        let entry = KeyEntry {
-            key: key.clone(),
-            void: AtomicBool::new(false),
-            shapes,
-            fresh_until,
-            expires_at,
-            upstream_expiry,
-        };
-        self.store.insert(key.clone(), Arc::new(entry));
+        // The entry copies the reply out of the upstream read buffer (it
+        // would otherwise pin that whole buffer, memory the byte bound does
+        // not see) together with the other shapes already cached.
+        let kept = old.iter().flat_map(|old| old.pairs()).filter(|(s, _)| s != shape);
+        let pairs = std::iter::once((&shape[..], &reply[..])).chain(kept);
+        if let Some(entry) = KeyEntry::new(key, pairs, fresh_until, expires_at, upstream_expiry) {
+            self.store.insert(key.clone(), Arc::new(entry));
+        }
         observe::cache_size(self.store.entry_count(), self.store.weighted_size());
     }
 }
@@ -615,6 +584,20 @@ mod tests {
         assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Hit(_)));
         std::thread::sleep(Duration::from_millis(60));
         assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
+    }
+
+    #[test]
+    fn a_stale_entry_is_replaced_by_a_fresh_fill() {
+        let stale_for = Some(Duration::from_secs(60));
+        let c = NearCache::new(CacheConfig { admission: Admission::First, stale_for, ..CacheConfig::default() });
+        c.tracking_restored(|| false);
+        let ttl = Duration::from_millis(30);
+        let Read::Miss(ticket) = c.read(b"k", b"get", ttl, Instant::now()) else { panic!("expected a miss") };
+        ticket.complete(Bytes::from_static(b"+old\r\n"), Some(-1));
+        std::thread::sleep(Duration::from_millis(50));
+        let Read::Miss(ticket) = c.read(b"k", b"get", ttl, Instant::now()) else { panic!("stale: a miss") };
+        ticket.complete(Bytes::from_static(b"+new\r\n"), Some(-1));
+        assert!(matches!(c.read(b"k", b"get", ttl, Instant::now()), Read::Hit(r) if &r[..] == b"+new\r\n"));
     }
 
     #[test]
