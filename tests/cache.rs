@@ -261,6 +261,26 @@ fn entries_never_outlive_the_upstream_ttl() {
     assert_eq!(get(&mut conn, "short"), None, "served after the key expired upstream");
 }
 
+#[test]
+fn a_key_read_again_after_its_ttl_is_cached_again() {
+    // serve_stale (the default) keeps entries past their TTL for failover:
+    // a refill must not inherit the stale entry's end of freshness.
+    let (redis, proxy) = setup_with("[cache]\ndefault_ttl = \"200ms\"\n");
+    let mut direct = redis.direct();
+    set(&mut direct, "k", "v");
+    std::thread::sleep(SETTLE);
+    let mut conn = proxy.conn();
+    let gets = calls(&mut direct, "get");
+    assert_eq!(get(&mut conn, "k").as_deref(), Some("v"));
+    assert_eq!(get(&mut conn, "k").as_deref(), Some("v"));
+    assert_eq!(calls(&mut direct, "get") - gets, 1, "the key was not cached");
+
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(get(&mut conn, "k").as_deref(), Some("v"));
+    assert_eq!(get(&mut conn, "k").as_deref(), Some("v"));
+    assert_eq!(calls(&mut direct, "get") - gets, 2, "past its TTL the key was read once and cached again");
+}
+
 // ---------------------------------------------------------------- upstream faults
 
 #[test]
