@@ -107,7 +107,8 @@ pub struct NearCache {
     misses: AtomicU64,
     /// Changes with every clear; the front memo's slots are stamped with it.
     epoch: AtomicU64,
-    front_hash: foldhash::fast::RandomState,
+    /// Hashes a key once per read, for the memo and the doorkeeper.
+    hasher: KeyHash,
 }
 
 /// Epochs are unique across the process, so a thread's memo never mistakes
@@ -170,7 +171,7 @@ impl NearCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             epoch: AtomicU64::new(next_epoch()),
-            front_hash: foldhash::fast::RandomState::default(),
+            hasher: KeyHash::default(),
         })
     }
 
@@ -285,12 +286,12 @@ impl NearCache {
     /// reply may be kept: the cache is active, a policy caches the key and
     /// (with `admission = "second"`) the key was read recently before. A
     /// refused read counts as a miss and goes upstream as it is.
-    pub(crate) fn admit(&self, key: &[u8], settings: &mut Settings) -> Option<Duration> {
+    pub(crate) fn admit(&self, key: &[u8], hash: u64, settings: &mut Settings) -> Option<Duration> {
         if !self.is_active() {
             return None;
         }
         let ttl = self.settings(settings).ttl_for(key)?;
-        if self.doorkeeper.as_ref().is_some_and(|d| !d.seen_before(key)) {
+        if self.doorkeeper.as_ref().is_some_and(|d| !d.seen_before(hash)) {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -318,13 +319,26 @@ impl NearCache {
         Read::Miss(FillTicket { cache: self.clone(), key: Bytes::copy_from_slice(key), shape, id, ttl, done: false })
     }
 
+    /// A read's hash of `key`, for [`NearCache::memoised`] and
+    /// [`NearCache::admit`].
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The reply for (key, shape) from this thread's memo of recent hits
+    /// (see `front`), before any admission check; `shape` is asked for
+    /// only when the memo holds the key. `None`: ask [`NearCache::admit`]
+    /// and [`NearCache::read`].
+    pub fn memoised<'s>(&self, key: &[u8], hash: u64, now: Instant, shape: impl FnOnce() -> &'s [u8]) -> Option<Bytes> {
+        let reply = front::get(hash, self.epoch.load(Ordering::Acquire), key, now, shape)?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(reply)
+    }
+
     fn cached(&self, key: &[u8], shape: &[u8], now: Instant) -> Option<Bytes> {
         // Loaded before the lookup: a clear after it leaves the memo stale.
         let epoch = self.epoch.load(Ordering::Acquire);
-        let hash = self.front_hash.hash_one(key);
-        if let Some(reply) = front::get(hash, epoch, key, shape, now) {
-            return Some(reply);
-        }
+        let hash = self.hash(key);
         let entry = self.store.get(key).filter(|e| e.fresh_until > now)?;
         front::put(hash, epoch, &entry);
         entry.reply(shape).map(Bytes::copy_from_slice)
@@ -605,7 +619,7 @@ mod tests {
         let c = cache();
         miss(&c, "k").complete(Bytes::from_static(b"+x\r\n"), Some(-1));
         c.tracking_lost(false);
-        assert_eq!(c.admit(b"k", &mut Settings::default()), None);
+        assert_eq!(c.admit(b"k", c.hash(b"k"), &mut Settings::default()), None);
         c.tracking_restored(|| false);
         assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
     }
@@ -616,17 +630,26 @@ mod tests {
         assert_eq!(c.config().admission, Admission::Second, "the default");
         c.tracking_restored(|| false);
         let mut settings = Settings::default();
-        assert_eq!(c.admit(b"k", &mut settings), None);
-        assert_eq!(c.admit(b"k", &mut settings), Some(Duration::from_secs(60)));
+        assert_eq!(c.admit(b"k", c.hash(b"k"), &mut settings), None);
+        assert_eq!(c.admit(b"k", c.hash(b"k"), &mut settings), Some(Duration::from_secs(60)));
+    }
+
+    /// A read as a session makes it: this thread's memo, then the store.
+    fn lookup(c: &Arc<NearCache>, key: &str) -> Read {
+        let now = Instant::now();
+        let memo = c.memoised(key.as_bytes(), c.hash(key.as_bytes()), now, || b"get");
+        memo.map_or_else(|| c.read(key.as_bytes(), b"get", TTL, now), Read::Hit)
     }
 
     /// A second read is served by this thread's memo: it must still see
     /// every invalidation, clear and other cache.
     fn memoised(c: &Arc<NearCache>, key: &str) {
         miss(c, key).complete(Bytes::from_static(b"+x\r\n"), Some(-1));
-        for _ in 0..3 {
-            assert!(matches!(c.read(key.as_bytes(), b"get", TTL, Instant::now()), Read::Hit(_)));
-        }
+        assert!(matches!(lookup(c, key), Read::Hit(_)));
+        assert!(
+            c.memoised(key.as_bytes(), c.hash(key.as_bytes()), Instant::now(), || b"get").is_some(),
+            "not memoised"
+        );
     }
 
     #[test]
@@ -634,7 +657,7 @@ mod tests {
         let c = cache();
         memoised(&c, "k");
         c.invalidate(b"k");
-        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
+        assert!(matches!(lookup(&c, "k"), Read::Miss(_)));
     }
 
     #[test]
@@ -642,24 +665,24 @@ mod tests {
         let c = cache();
         memoised(&c, "k");
         c.clear();
-        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
+        assert!(matches!(lookup(&c, "k"), Read::Miss(_)));
     }
 
     #[test]
     fn a_memo_serves_only_its_own_cache() {
         let (a, b) = (cache(), cache());
         memoised(&a, "k");
-        assert!(matches!(b.read(b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
+        assert!(matches!(lookup(&b, "k"), Read::Miss(_)));
     }
 
     #[test]
     fn a_memoised_entry_still_expires() {
         let c = cache();
         miss(&c, "k").complete(Bytes::from_static(b"+x\r\n"), Some(40));
-        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Hit(_)));
-        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Hit(_)));
+        assert!(matches!(lookup(&c, "k"), Read::Hit(_)));
+        assert!(c.memoised(b"k", c.hash(b"k"), Instant::now(), || b"get").is_some(), "not memoised");
         std::thread::sleep(Duration::from_millis(60));
-        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
+        assert!(matches!(lookup(&c, "k"), Read::Miss(_)));
     }
 
     #[test]

@@ -104,8 +104,19 @@ pub fn plan(
         return CacheRead::Bypass;
     }
     let key_index = scratch.keys[0];
-    let Some((key, ttl)) = args.get(key_index).and_then(|key| Some((key, cache.admit(key, &mut scratch.settings)?)))
-    else {
+    let Some(key) = args.get(key_index) else {
+        return CacheRead::Bypass;
+    };
+    let hash = cache.hash(key);
+    let shape = &mut scratch.shape;
+    let memo = cache.memoised(key, hash, now, || {
+        shape::of(shape, proto, cmd, args, key_index);
+        shape
+    });
+    if let Some(reply) = memo {
+        return CacheRead::Ready(reply);
+    }
+    let Some(ttl) = cache.admit(key, hash, &mut scratch.settings) else {
         return CacheRead::Bypass;
     };
     shape::of(&mut scratch.shape, proto, cmd, args, key_index);
@@ -145,7 +156,12 @@ fn mget(cache: &Arc<NearCache>, args: &Args, proto: Proto, scratch: &mut Scratch
     let mut parts = Vec::with_capacity(args.len() - 1);
     let mut fetch: Vec<(&[u8], Option<FillTicket>)> = Vec::new();
     for key in args.iter().skip(1) {
-        match cache.admit(key, &mut scratch.settings).map(|ttl| cache.read(key, &scratch.shape, ttl, now)) {
+        let hash = cache.hash(key);
+        if let Some(reply) = cache.memoised(key, hash, now, || &scratch.shape) {
+            parts.push(Some(reply));
+            continue;
+        }
+        match cache.admit(key, hash, &mut scratch.settings).map(|ttl| cache.read(key, &scratch.shape, ttl, now)) {
             Some(Read::Hit(reply)) => parts.push(Some(reply)),
             Some(Read::Miss(ticket)) => {
                 parts.push(None);
