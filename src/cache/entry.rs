@@ -1,23 +1,62 @@
 //! One cached Redis key: the replies of every cached shape of it and how
-//! long they live, laid out for the hit path. A hit reads the entry's first
-//! cache line (voided? fresh?) and then one buffer holding the key, the
-//! shapes and the replies back to back, instead of chasing a pointer per
-//! part.
+//! long they live, laid out for the hit path: the key, the shapes and the
+//! replies back to back in one buffer (one or two cache lines, instead of a
+//! pointer to chase per part), which the memo (`front`) shares.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
+/// The key, then (shape, reply) pairs; each part is prefixed with its
+/// length (u32, little-endian).
+#[derive(Debug, Clone)]
+pub(super) struct Parts(Arc<[u8]>);
+
+impl Parts {
+    /// `None` when a part does not fit a u32 length.
+    fn new<'a>(key: &[u8], pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone) -> Option<Parts> {
+        let size = 4 + key.len() + pairs.clone().map(|(s, r)| 8 + s.len() + r.len()).sum::<usize>();
+        let mut parts = Vec::with_capacity(size);
+        for part in std::iter::once(key).chain(pairs.flat_map(|(s, r)| [s, r])) {
+            parts.extend_from_slice(&u32::try_from(part.len()).ok()?.to_le_bytes());
+            parts.extend_from_slice(part);
+        }
+        Some(Parts(parts.into()))
+    }
+
+    pub fn key(&self) -> &[u8] {
+        split(&self.0).map_or(&[], |(key, _)| key)
+    }
+
+    /// The (shape, reply) pairs.
+    pub fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
+        let mut rest = split(&self.0).map_or(&[][..], |(_, rest)| rest);
+        std::iter::from_fn(move || {
+            let (shape, after) = split(rest)?;
+            let (reply, after) = split(after)?;
+            rest = after;
+            Some((shape, reply))
+        })
+    }
+
+    pub fn reply(&self, shape: &[u8]) -> Option<&[u8]> {
+        self.pairs().find(|(s, _)| *s == shape).map(|(_, reply)| reply)
+    }
+
+    /// Key and reply bytes, for the store's byte bound.
+    pub fn weight(&self) -> u32 {
+        u32::try_from(self.0.len()).unwrap_or(u32::MAX)
+    }
+}
+
 #[derive(Debug)]
-#[repr(C, align(64))]
 pub(super) struct KeyEntry {
     /// Set once the entry left the store: memos of it are not served.
     void: AtomicBool,
     /// Until when hits are served: the earliest of the policy TTL and the
     /// key's TTL upstream.
     pub fresh_until: Instant,
-    /// The key, then (shape, reply) pairs; each part is prefixed with its
-    /// length (u32, little-endian).
-    parts: Box<[u8]>,
+    pub parts: Parts,
     /// When the entry goes: `fresh_until`, or later (up to the key's TTL
     /// upstream) when failover may serve stale entries.
     pub expires_at: Instant,
@@ -35,38 +74,8 @@ impl KeyEntry {
         expires_at: Instant,
         upstream_expiry: Option<Instant>,
     ) -> Option<KeyEntry> {
-        let size = 4 + key.len() + pairs.clone().map(|(s, r)| 8 + s.len() + r.len()).sum::<usize>();
-        let mut parts = Vec::with_capacity(size);
-        for part in std::iter::once(key).chain(pairs.flat_map(|(s, r)| [s, r])) {
-            parts.extend_from_slice(&u32::try_from(part.len()).ok()?.to_le_bytes());
-            parts.extend_from_slice(part);
-        }
-        let parts = parts.into_boxed_slice();
+        let parts = Parts::new(key, pairs)?;
         Some(KeyEntry { void: AtomicBool::new(false), fresh_until, parts, expires_at, upstream_expiry })
-    }
-
-    pub fn key(&self) -> &[u8] {
-        split(&self.parts).map_or(&[], |(key, _)| key)
-    }
-
-    /// The cached (shape, reply) pairs.
-    pub fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
-        let mut rest = split(&self.parts).map_or(&[][..], |(_, rest)| rest);
-        std::iter::from_fn(move || {
-            let (shape, after) = split(rest)?;
-            let (reply, after) = split(after)?;
-            rest = after;
-            Some((shape, reply))
-        })
-    }
-
-    pub fn reply(&self, shape: &[u8]) -> Option<&[u8]> {
-        self.pairs().find(|(s, _)| *s == shape).map(|(_, reply)| reply)
-    }
-
-    /// Key and reply bytes, for the store's byte bound.
-    pub fn weight(&self) -> u32 {
-        u32::try_from(self.parts.len()).unwrap_or(u32::MAX)
     }
 
     pub fn void(&self) {
@@ -93,17 +102,11 @@ mod tests {
     fn parts_round_trip() {
         let now = Instant::now();
         let pairs = [(&b"get"[..], &b"$1\r\nv\r\n"[..]), (b"strlen", b":1\r\n"), (b"", b"")];
-        let entry = KeyEntry::new(b"k", pairs.iter().copied(), now, now, None).unwrap();
-        assert_eq!(entry.key(), b"k");
-        assert_eq!(entry.pairs().collect::<Vec<_>>(), pairs);
-        assert_eq!(entry.reply(b"strlen"), Some(&b":1\r\n"[..]));
-        assert_eq!(entry.reply(b"get "), None);
-        assert_eq!(entry.weight(), 4 + 1 + 8 + 3 + 7 + 8 + 6 + 4 + 8);
-    }
-
-    #[test]
-    fn the_hit_path_fields_share_one_cache_line() {
-        assert_eq!(std::mem::align_of::<KeyEntry>(), 64);
-        assert!(std::mem::offset_of!(KeyEntry, parts) + std::mem::size_of::<Box<[u8]>>() <= 64);
+        let parts = Parts::new(b"k", pairs.iter().copied()).unwrap();
+        assert_eq!(parts.key(), b"k");
+        assert_eq!(parts.pairs().collect::<Vec<_>>(), pairs);
+        assert_eq!(parts.reply(b"strlen"), Some(&b":1\r\n"[..]));
+        assert_eq!(parts.reply(b"get "), None);
+        assert_eq!(parts.weight(), 4 + 1 + 8 + 3 + 7 + 8 + 6 + 4 + 8);
     }
 }

@@ -105,8 +105,11 @@ pub struct NearCache {
     doorkeeper: Option<Doorkeeper>,
     hits: AtomicU64,
     misses: AtomicU64,
-    /// Changes with every clear; the front memo's slots are stamped with it.
+    /// Changes with every clear; the memo's slots are stamped with it.
     epoch: AtomicU64,
+    /// Counts invalidations, so a memo slot knows when to check whether
+    /// its entry was voided.
+    invalidations: AtomicU64,
     /// Hashes a key once per read, for the memo and the doorkeeper.
     hasher: KeyHash,
 }
@@ -146,7 +149,7 @@ impl NearCache {
     pub fn new(config: CacheConfig) -> Arc<NearCache> {
         let store = moka::sync::Cache::builder()
             .max_capacity(config.max_bytes)
-            .weigher(|_, entry: &Arc<KeyEntry>| entry.weight())
+            .weigher(|_, entry: &Arc<KeyEntry>| entry.parts.weight())
             .expire_after(EntryExpiry)
             .eviction_listener(|_, entry: Arc<KeyEntry>, cause| {
                 entry.void();
@@ -171,6 +174,7 @@ impl NearCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             epoch: AtomicU64::new(next_epoch()),
+            invalidations: AtomicU64::new(0),
             hasher: KeyHash::default(),
         })
     }
@@ -270,7 +274,7 @@ impl NearCache {
     /// Also tells when the key expires upstream, if it has a TTL there.
     pub fn stale(&self, key: &[u8], shape: &[u8]) -> Option<(Bytes, Option<Instant>)> {
         let entry = self.store.get(key)?;
-        Some((Bytes::copy_from_slice(entry.reply(shape)?), entry.upstream_expiry))
+        Some((Bytes::copy_from_slice(entry.parts.reply(shape)?), entry.upstream_expiry))
     }
 
     /// The current settings, through a session's handle on them.
@@ -330,18 +334,25 @@ impl NearCache {
     /// only when the memo holds the key. `None`: ask [`NearCache::admit`]
     /// and [`NearCache::read`].
     pub fn memoised<'s>(&self, key: &[u8], hash: u64, now: Instant, shape: impl FnOnce() -> &'s [u8]) -> Option<Bytes> {
-        let reply = front::get(hash, self.epoch.load(Ordering::Acquire), key, now, shape)?;
+        let reply = front::get(hash, self.stamp(), key, now, shape)?;
         self.hits.fetch_add(1, Ordering::Relaxed);
         Some(reply)
     }
 
     fn cached(&self, key: &[u8], shape: &[u8], now: Instant) -> Option<Bytes> {
-        // Loaded before the lookup: a clear after it leaves the memo stale.
-        let epoch = self.epoch.load(Ordering::Acquire);
+        // Taken before the lookup: a change after it shows in the memo.
+        let stamp = self.stamp();
         let hash = self.hash(key);
         let entry = self.store.get(key).filter(|e| e.fresh_until > now)?;
-        front::put(hash, epoch, &entry);
-        entry.reply(shape).map(Bytes::copy_from_slice)
+        front::put(hash, stamp, &entry);
+        entry.parts.reply(shape).map(Bytes::copy_from_slice)
+    }
+
+    fn stamp(&self) -> front::Stamp {
+        front::Stamp {
+            epoch: self.epoch.load(Ordering::Acquire),
+            invalidations: self.invalidations.load(Ordering::Acquire),
+        }
     }
 
     /// A client sent a write through the proxy: drop what it touches before
@@ -377,12 +388,18 @@ impl NearCache {
         if let Some(key_flights) = flights.get_mut(key) {
             key_flights.iter_mut().for_each(|f| f.valid = false);
         }
-        // Voided here rather than left to the eviction listener, so no
-        // memo serves the entry once this returns.
+        self.evict(key);
+        observe::cache_invalidation();
+    }
+
+    /// Removes `key`'s entry, voids it and counts the invalidation, in that
+    /// order (not left to the eviction listener): no memo serves the entry
+    /// once this returns.
+    fn evict(&self, key: &[u8]) {
         if let Some(entry) = self.store.remove(key) {
             entry.void();
         }
-        observe::cache_invalidation();
+        self.invalidations.fetch_add(1, Ordering::Release);
     }
 
     /// Drops everything (a flush upstream, or a write whose keys are
@@ -409,7 +426,7 @@ impl NearCache {
             }
         }
         for key in &keys {
-            self.store.invalidate(key.as_ref());
+            self.evict(key);
         }
         keys.len()
     }
@@ -468,7 +485,7 @@ impl NearCache {
         // The entry copies the reply out of the upstream read buffer (it
         // would otherwise pin that whole buffer, memory the byte bound does
         // not see) together with the other shapes already cached.
-        let kept = old.iter().flat_map(|old| old.pairs()).filter(|(s, _)| s != shape);
+        let kept = old.iter().flat_map(|old| old.parts.pairs()).filter(|(s, _)| s != shape);
         let pairs = std::iter::once((&shape[..], &reply[..])).chain(kept);
         if let Some(entry) = KeyEntry::new(key, pairs, fresh_until, expires_at, upstream_expiry) {
             self.store.insert(key.clone(), Arc::new(entry));
@@ -689,10 +706,10 @@ mod tests {
     fn pattern_invalidation() {
         let c = cache();
         for k in ["secrets:1:a", "secrets:2:a", "flow:1"] {
-            miss(&c, k).complete(Bytes::from_static(b"+x\r\n"), Some(-1));
+            memoised(&c, k);
         }
         assert_eq!(c.invalidate_matching(b"secrets:*"), 2);
-        assert!(matches!(c.read(b"flow:1", b"get", TTL, Instant::now()), Read::Hit(_)));
-        assert!(matches!(c.read(b"secrets:1:a", b"get", TTL, Instant::now()), Read::Miss(_)));
+        assert!(matches!(lookup(&c, "flow:1"), Read::Hit(_)));
+        assert!(matches!(lookup(&c, "secrets:1:a"), Read::Miss(_)));
     }
 }
