@@ -100,7 +100,6 @@ mod tests {
 
     #[test]
     fn parts_round_trip() {
-        let now = Instant::now();
         let pairs = [(&b"get"[..], &b"$1\r\nv\r\n"[..]), (b"strlen", b":1\r\n"), (b"", b"")];
         let parts = Parts::new(b"k", pairs.iter().copied()).unwrap();
         assert_eq!(parts.key(), b"k");
