@@ -5,9 +5,12 @@
 //! for its eviction policy (about 900 instructions and several cache lines
 //! per hit). Each worker thread therefore keeps a table of the entries it
 //! found there last (two-way set associative, so two hot keys landing in
-//! one set do not evict each other), and looks there first. A slot is one
-//! cache line holding all a hit checks, and points at the entry's buffer
-//! of key, shapes and replies: a hit reads two cache lines.
+//! one set do not evict each other), and looks there first. The sets' tags
+//! (32 bits of the key's hash per way) are kept apart from their slots in
+//! a table small enough to stay in the CPU's cache, so a key the memo does
+//! not hold costs no memory access; a slot is one cache line holding all a
+//! hit checks, and points at the entry's buffer of key, shapes and
+//! replies.
 //!
 //! The memo never decides what is cached, only where a lookup starts, and
 //! it never serves what a write made stale. Slots are stamped with the
@@ -55,7 +58,6 @@ pub(super) struct Stamp {
 #[derive(Default)]
 #[repr(align(64))]
 struct Slot {
-    hash: u64,
     epoch: u64,
     /// The invalidation count when the entry was last known not void.
     invalidations: u64,
@@ -65,6 +67,8 @@ struct Slot {
 }
 
 struct Front {
+    /// Per set, the tag of each way's key (0 for none).
+    tags: Vec<[u32; WAYS]>,
     sets: Vec<[Slot; WAYS]>,
     replies: BytesMut,
     /// Memo hits since the last one sent through moka.
@@ -73,6 +77,7 @@ struct Front {
 
 thread_local! {
     static FRONT: RefCell<Front> = RefCell::new(Front {
+        tags: vec![[0; WAYS]; SETS],
         sets: (0..SETS).map(|_| Default::default()).collect(),
         replies: BytesMut::new(),
         hits: 0,
@@ -90,8 +95,12 @@ pub(super) fn get<'s>(
     shape: impl FnOnce() -> &'s [u8],
 ) -> Option<Bytes> {
     FRONT.with_borrow_mut(|front| {
-        let set = &mut front.sets[hash as usize & (SETS - 1)];
-        let slot = set.iter_mut().find(|s| s.hash == hash && s.epoch == stamp.epoch)?;
+        let (index, tag) = place(hash);
+        let way = front.tags[index].iter().position(|&t| t == tag)?;
+        let slot = &mut front.sets[index][way];
+        if slot.epoch != stamp.epoch {
+            return None;
+        }
         let (fresh_until, entry, parts) = (slot.fresh_until?, slot.entry.as_ref()?, slot.parts.as_ref()?);
         if fresh_until <= now || parts.key() != key {
             return None;
@@ -122,14 +131,16 @@ pub(super) fn put(hash: u64, stamp: Stamp, entry: &Arc<KeyEntry>) {
         return;
     }
     FRONT.with_borrow_mut(|front| {
-        let set = &mut front.sets[hash as usize & (SETS - 1)];
+        let (index, tag) = place(hash);
+        let (tags, set) = (&mut front.tags[index], &mut front.sets[index]);
         // The key's own slot, or the older way's.
-        let way = set.iter().position(|s| s.hash == hash).unwrap_or_else(|| {
+        let way = tags.iter().position(|&t| t == tag).unwrap_or_else(|| {
+            tags.rotate_right(1);
             set.rotate_right(1);
             0
         });
+        tags[way] = tag;
         set[way] = Slot {
-            hash,
             epoch: stamp.epoch,
             invalidations: stamp.invalidations,
             fresh_until: Some(entry.fresh_until),
@@ -137,6 +148,11 @@ pub(super) fn put(hash: u64, stamp: Stamp, entry: &Arc<KeyEntry>) {
             parts: Some(entry.parts.clone()),
         };
     })
+}
+
+/// A key's set, and its tag within the set.
+fn place(hash: u64) -> (usize, u32) {
+    (hash as usize & (SETS - 1), (hash >> 32) as u32)
 }
 
 #[cfg(test)]
