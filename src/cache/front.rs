@@ -28,7 +28,7 @@
 //!
 //! A slot keeps its entry alive until it is overwritten, so only entries of
 //! at most [`MAX_WEIGHT`] bytes are memoised: what the memo holds beyond
-//! `cache.max_bytes` is at most 4,096 slots × [`MAX_WEIGHT`] per worker.
+//! `cache.max_bytes` is at most `SETS × WAYS` (4,096) entries of [`MAX_WEIGHT`] per worker.
 
 use super::entry::{KeyEntry, Parts};
 use bytes::{Bytes, BytesMut};
@@ -61,9 +61,14 @@ struct Slot {
     epoch: u64,
     /// The invalidation count when the entry was last known not void.
     invalidations: u64,
-    fresh_until: Option<Instant>,
-    entry: Option<Arc<KeyEntry>>,
-    parts: Option<Parts>,
+    memo: Option<Memo>,
+}
+
+/// A memoised entry, with what a hit reads of it at hand.
+struct Memo {
+    fresh_until: Instant,
+    entry: Arc<KeyEntry>,
+    parts: Parts,
 }
 
 struct Front {
@@ -98,15 +103,12 @@ pub(super) fn get<'s>(
         let (index, tag) = place(hash);
         let way = front.tags[index].iter().position(|&t| t == tag)?;
         let slot = &mut front.sets[index][way];
-        if slot.epoch != stamp.epoch {
-            return None;
-        }
-        let (fresh_until, entry, parts) = (slot.fresh_until?, slot.entry.as_ref()?, slot.parts.as_ref()?);
-        if fresh_until <= now || parts.key() != key {
+        let memo = slot.memo.as_ref().filter(|_| slot.epoch == stamp.epoch)?;
+        if memo.fresh_until <= now || memo.parts.key() != key {
             return None;
         }
         if slot.invalidations != stamp.invalidations {
-            if entry.is_void() {
+            if memo.entry.is_void() {
                 return None;
             }
             slot.invalidations = stamp.invalidations;
@@ -116,7 +118,7 @@ pub(super) fn get<'s>(
             front.hits = 0;
             return None;
         }
-        let reply = parts.reply(shape())?;
+        let reply = memo.parts.reply(shape())?;
         if front.replies.capacity() < reply.len() {
             front.replies = BytesMut::with_capacity(ARENA.max(reply.len()));
         }
@@ -143,9 +145,7 @@ pub(super) fn put(hash: u64, stamp: Stamp, entry: &Arc<KeyEntry>) {
         set[way] = Slot {
             epoch: stamp.epoch,
             invalidations: stamp.invalidations,
-            fresh_until: Some(entry.fresh_until),
-            entry: Some(entry.clone()),
-            parts: Some(entry.parts.clone()),
+            memo: Some(Memo { fresh_until: entry.fresh_until, entry: entry.clone(), parts: entry.parts.clone() }),
         };
     })
 }
