@@ -41,6 +41,8 @@ const CACHE_MAX_BYTES: u64 = 16 * 1024 * 1024;
 /// Cold keys per tenant, pre-loaded upstream: about 230 bytes each
 /// (key + 200-byte value), 24 MiB for the default tenant alone.
 const COLD_KEYS: [u64; 2] = [100_000, 20_000];
+/// `cache.admission_window`: more than all cold keys.
+const ADMISSION_WINDOW: u64 = 1 << 20;
 const HOT_KEYS: u64 = 32;
 const WARMUP: Duration = Duration::from_secs(5);
 /// The warm-up goes on until the proxy's memory is in its steady state, at
@@ -647,6 +649,9 @@ level = "warn"
 [cache]
 max_bytes = {CACHE_MAX_BYTES}
 default_ttl = "60s"
+# Remembers the whole cold key space, so its keys are cached from their
+# second read and overflow max_bytes (the default window is 16,384 keys).
+admission_window = {ADMISSION_WINDOW}
 
 [failover]
 max_bytes = 16777216
@@ -883,6 +888,10 @@ fn soak_2000_connections_memory_flat_no_errors() {
     assert_eq!(connected, clients as f64, "the proxy counted {connected} of {clients} clients");
     assert!(drained, "nearcache_client_connections stayed at {left_connected} after every client left");
     assert!(m("nearcache_cache_bytes") <= CACHE_MAX_BYTES as f64, "cache above cache.max_bytes");
+    assert!(
+        m("nearcache_cache_evictions_total{reason=\"size\"}") > 0.0,
+        "no size evictions: the cold key space no longer overflows the cache"
+    );
     assert_eq!(sum("nearcache_upstream_errors_total"), 0.0, "upstream errors");
     assert!(noisy.is_empty(), "the proxy logged errors: {noisy:?}");
     assert!(status.is_some_and(|s| s.success()), "the proxy did not exit cleanly on SIGTERM: {status:?}");
