@@ -302,10 +302,11 @@ impl NearCache {
         Some(ttl)
     }
 
-    /// Looks `shape` of an admitted `key` up; on a miss opens (or joins) a
-    /// flight whose reply will be kept for `ttl`.
-    pub fn read(self: &Arc<Self>, key: &[u8], shape: &[u8], ttl: Duration, now: Instant) -> Read {
-        if let Some(reply) = self.cached(key, shape, now) {
+    /// Looks `shape` of an admitted `key` (whose [`NearCache::hash`] is
+    /// `hash`) up; on a miss opens (or joins) a flight whose reply will be
+    /// kept for `ttl`.
+    pub fn read(self: &Arc<Self>, key: &[u8], hash: u64, shape: &[u8], ttl: Duration, now: Instant) -> Read {
+        if let Some(reply) = self.cached(key, hash, shape, now) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Read::Hit(reply);
         }
@@ -339,10 +340,9 @@ impl NearCache {
         Some(reply)
     }
 
-    fn cached(&self, key: &[u8], shape: &[u8], now: Instant) -> Option<Bytes> {
+    fn cached(&self, key: &[u8], hash: u64, shape: &[u8], now: Instant) -> Option<Bytes> {
         // Taken before the lookup: a change after it shows in the memo.
         let stamp = self.stamp();
-        let hash = self.hash(key);
         let entry = self.store.get(key).filter(|e| e.fresh_until > now)?;
         front::put(hash, stamp, &entry);
         entry.parts.reply(shape).map(Bytes::copy_from_slice)
@@ -565,8 +565,12 @@ mod tests {
 
     const TTL: Duration = Duration::from_secs(60);
 
+    fn read(c: &Arc<NearCache>, key: &[u8], shape: &[u8], ttl: Duration, now: Instant) -> Read {
+        c.read(key, c.hash(key), shape, ttl, now)
+    }
+
     fn miss(c: &Arc<NearCache>, key: &str) -> FillTicket {
-        match c.read(key.as_bytes(), b"get", TTL, Instant::now()) {
+        match read(c, key.as_bytes(), b"get", TTL, Instant::now()) {
             Read::Miss(t) => t,
             _ => panic!("expected a miss"),
         }
@@ -576,8 +580,8 @@ mod tests {
     fn fill_then_hit() {
         let c = cache();
         miss(&c, "k").complete(Bytes::from_static(b"$1\r\nv\r\n"), Some(-1));
-        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Hit(r) if &r[..] == b"$1\r\nv\r\n"));
-        assert!(matches!(c.read(b"k", b"strlen", TTL, Instant::now()), Read::Miss(_)));
+        assert!(matches!(read(&c, b"k", b"get", TTL, Instant::now()), Read::Hit(r) if &r[..] == b"$1\r\nv\r\n"));
+        assert!(matches!(read(&c, b"k", b"strlen", TTL, Instant::now()), Read::Miss(_)));
     }
 
     #[test]
@@ -586,14 +590,14 @@ mod tests {
         let ticket = miss(&c, "k");
         c.invalidate(b"k");
         ticket.complete(Bytes::from_static(b"$3\r\nold\r\n"), Some(-1));
-        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
+        assert!(matches!(read(&c, b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
     }
 
     #[test]
     fn concurrent_misses_share_one_read() {
         let c = cache();
         let ticket = miss(&c, "k");
-        let Read::Join(mut rx) = c.read(b"k", b"get", TTL, Instant::now()) else { panic!("expected to join") };
+        let Read::Join(mut rx) = read(&c, b"k", b"get", TTL, Instant::now()) else { panic!("expected to join") };
         ticket.complete(Bytes::from_static(b"$1\r\nv\r\n"), Some(-1));
         assert_eq!(rx.try_recv().unwrap().unwrap(), Bytes::from_static(b"$1\r\nv\r\n"));
     }
@@ -602,19 +606,19 @@ mod tests {
     fn dropped_ticket_releases_joiners() {
         let c = cache();
         let ticket = miss(&c, "k");
-        let Read::Join(mut rx) = c.read(b"k", b"get", TTL, Instant::now()) else { panic!("expected to join") };
+        let Read::Join(mut rx) = read(&c, b"k", b"get", TTL, Instant::now()) else { panic!("expected to join") };
         drop(ticket);
         assert!(rx.try_recv().unwrap().is_err());
-        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
+        assert!(matches!(read(&c, b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
     }
 
     #[test]
     fn upstream_ttl_caps_the_entry() {
         let c = cache();
         miss(&c, "k").complete(Bytes::from_static(b"+x\r\n"), Some(30));
-        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Hit(_)));
+        assert!(matches!(read(&c, b"k", b"get", TTL, Instant::now()), Read::Hit(_)));
         std::thread::sleep(Duration::from_millis(60));
-        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
+        assert!(matches!(read(&c, b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
     }
 
     #[test]
@@ -623,12 +627,12 @@ mod tests {
         let c = NearCache::new(CacheConfig { admission: Admission::First, stale_for, ..CacheConfig::default() });
         c.tracking_restored(|| false);
         let ttl = Duration::from_millis(30);
-        let Read::Miss(ticket) = c.read(b"k", b"get", ttl, Instant::now()) else { panic!("expected a miss") };
+        let Read::Miss(ticket) = read(&c, b"k", b"get", ttl, Instant::now()) else { panic!("expected a miss") };
         ticket.complete(Bytes::from_static(b"+old\r\n"), Some(-1));
         std::thread::sleep(Duration::from_millis(50));
-        let Read::Miss(ticket) = c.read(b"k", b"get", ttl, Instant::now()) else { panic!("stale: a miss") };
+        let Read::Miss(ticket) = read(&c, b"k", b"get", ttl, Instant::now()) else { panic!("stale: a miss") };
         ticket.complete(Bytes::from_static(b"+new\r\n"), Some(-1));
-        assert!(matches!(c.read(b"k", b"get", ttl, Instant::now()), Read::Hit(r) if &r[..] == b"+new\r\n"));
+        assert!(matches!(read(&c, b"k", b"get", ttl, Instant::now()), Read::Hit(r) if &r[..] == b"+new\r\n"));
     }
 
     #[test]
@@ -638,7 +642,7 @@ mod tests {
         c.tracking_lost(false);
         assert_eq!(c.admit(b"k", c.hash(b"k"), &mut Settings::default()), None);
         c.tracking_restored(|| false);
-        assert!(matches!(c.read(b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
+        assert!(matches!(read(&c, b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
     }
 
     #[test]
@@ -655,7 +659,7 @@ mod tests {
     fn lookup(c: &Arc<NearCache>, key: &str) -> Read {
         let now = Instant::now();
         let memo = c.memoised(key.as_bytes(), c.hash(key.as_bytes()), now, || b"get");
-        memo.map_or_else(|| c.read(key.as_bytes(), b"get", TTL, now), Read::Hit)
+        memo.map_or_else(|| read(c, key.as_bytes(), b"get", TTL, now), Read::Hit)
     }
 
     /// A second read is served by this thread's memo: it must still see

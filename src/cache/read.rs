@@ -108,9 +108,10 @@ pub fn plan(
         return CacheRead::Bypass;
     };
     let hash = cache.hash(key);
-    let shape = &mut scratch.shape;
+    let (shape, mut built) = (&mut scratch.shape, false);
     let memo = cache.memoised(key, hash, now, || {
         shape::of(shape, proto, cmd, args, key_index);
+        built = true;
         shape
     });
     if let Some(reply) = memo {
@@ -119,8 +120,10 @@ pub fn plan(
     let Some(ttl) = cache.admit(key, hash, &mut scratch.settings) else {
         return CacheRead::Bypass;
     };
-    shape::of(&mut scratch.shape, proto, cmd, args, key_index);
-    admitted(cache, key, &scratch.shape, ttl, request, now)
+    if !built {
+        shape::of(&mut scratch.shape, proto, cmd, args, key_index);
+    }
+    admitted(cache, key, hash, &scratch.shape, ttl, request, now)
 }
 
 /// Looks `shape` of an admitted read of `key` up; a miss is sent with the
@@ -130,12 +133,13 @@ pub fn plan(
 fn admitted(
     cache: &Arc<NearCache>,
     key: &[u8],
+    hash: u64,
     shape: &[u8],
     ttl: Duration,
     request: &[u8],
     now: Instant,
 ) -> CacheRead {
-    match cache.read(key, shape, ttl, now) {
+    match cache.read(key, hash, shape, ttl, now) {
         Read::Hit(reply) => CacheRead::Ready(reply),
         Read::Join(rx) => CacheRead::Wait(rx),
         Read::Miss(ticket) => {
@@ -161,7 +165,7 @@ fn mget(cache: &Arc<NearCache>, args: &Args, proto: Proto, scratch: &mut Scratch
             parts.push(Some(reply));
             continue;
         }
-        match cache.admit(key, hash, &mut scratch.settings).map(|ttl| cache.read(key, &scratch.shape, ttl, now)) {
+        match cache.admit(key, hash, &mut scratch.settings).map(|ttl| cache.read(key, hash, &scratch.shape, ttl, now)) {
             Some(Read::Hit(reply)) => parts.push(Some(reply)),
             Some(Read::Miss(ticket)) => {
                 parts.push(None);
