@@ -128,7 +128,21 @@ fn parse_multibulk(buf: &[u8], limits: &Limits, args: &mut Vec<Range<usize>>) ->
 /// Reads a CRLF-terminated decimal length at `pos` in one pass: the value
 /// and the position after the CRLF, `None` while incomplete, `err` when it
 /// is not a length (more than 18 digits is never a valid one).
-fn read_len(buf: &[u8], mut pos: usize, err: ProtocolError) -> Result<Option<(i64, usize)>, ProtocolError> {
+#[inline(always)]
+fn read_len(buf: &[u8], pos: usize, err: ProtocolError) -> Result<Option<(i64, usize)>, ProtocolError> {
+    // Most lengths in requests have one or two digits.
+    match buf.get(pos..) {
+        Some([d @ b'0'..=b'9', b'\r', b'\n', ..]) => Ok(Some((i64::from(d - b'0'), pos + 3))),
+        Some([t @ b'0'..=b'9', d @ b'0'..=b'9', b'\r', b'\n', ..]) => {
+            Ok(Some((i64::from(t - b'0') * 10 + i64::from(d - b'0'), pos + 4)))
+        }
+        _ => read_any_len(buf, pos, err),
+    }
+}
+
+/// [`read_len`] for any length, and for incomplete or invalid ones.
+#[inline(never)]
+fn read_any_len(buf: &[u8], mut pos: usize, err: ProtocolError) -> Result<Option<(i64, usize)>, ProtocolError> {
     let negative = buf.get(pos) == Some(&b'-');
     if negative {
         pos += 1;
@@ -293,6 +307,20 @@ mod tests {
             assert!(matches!(r, Ok(Parsed::Incomplete { .. })), "cut {cut}: {r:?}");
         }
         assert_eq!(parse_all(full).0, Ok(Parsed::Multibulk { len: full.len() }));
+    }
+
+    #[test]
+    fn short_lengths_read_as_any_length() {
+        let alphabet = b"09-\r\nx";
+        let mut inputs = vec![Vec::new()];
+        for _ in 0..5 {
+            let longer = inputs.iter().flat_map(|s: &Vec<u8>| alphabet.iter().map(move |&c| [&s[..], &[c]].concat()));
+            inputs = inputs.iter().cloned().chain(longer.collect::<Vec<_>>()).collect();
+        }
+        for input in &inputs {
+            let fast = read_len(input, 0, ProtocolError::BulkLength);
+            assert_eq!(fast, read_any_len(input, 0, ProtocolError::BulkLength), "{input:?}");
+        }
     }
 
     #[test]
