@@ -40,7 +40,12 @@ impl Parts {
     }
 
     pub fn reply(&self, shape: &[u8]) -> Option<&[u8]> {
-        self.pairs().find(|(s, _)| *s == shape).map(|(_, reply)| reply)
+        self.reply_where(|s| s == shape)
+    }
+
+    /// The reply of the first shape `matches` accepts.
+    pub fn reply_where(&self, matches: impl Fn(&[u8]) -> bool) -> Option<&[u8]> {
+        self.pairs().find(|(s, _)| matches(s)).map(|(_, reply)| reply)
     }
 
     /// Key and reply bytes, for the store's byte bound.
@@ -88,7 +93,7 @@ impl KeyEntry {
 }
 
 /// The first length-prefixed part of `bytes`, and what follows it.
-fn split(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+pub(super) fn split(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let (len, rest) = bytes.split_first_chunk::<4>()?;
     let len = u32::from_le_bytes(*len) as usize;
     (len <= rest.len()).then(|| rest.split_at(len))

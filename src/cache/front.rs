@@ -23,8 +23,10 @@
 //! moka, so its eviction policy keeps seeing which keys are hot.
 //!
 //! A memo hit is looked up before the admission check (a memoised key was
-//! admitted when it was filled) and its reply is copied into a per-thread
-//! buffer handed out in slices, so a hit allocates nothing.
+//! admitted when it was filled). Its reply is copied straight into the
+//! client's output when the caller gives it (no reply is owed before it),
+//! otherwise into a per-thread buffer handed out in slices: a hit allocates
+//! nothing.
 //!
 //! A slot keeps its entry alive until it is overwritten, so only entries of
 //! at most [`MAX_WEIGHT`] bytes are memoised: what the memo holds beyond
@@ -89,16 +91,25 @@ thread_local! {
     });
 }
 
+/// What became of a memo hit's reply.
+pub enum Hit {
+    /// Appended to the output the caller gave.
+    Written,
+    /// No output was given: here it is.
+    Reply(Bytes),
+}
+
 /// The reply for (key, shape) if this thread memoised a live entry of the
-/// key under `stamp`'s epoch; `None` sends the lookup to moka. `shape` is
-/// asked for only once such an entry is found.
-pub(super) fn get<'s>(
+/// key under `stamp`'s epoch, appended to `out` if given; `None` sends the
+/// lookup to moka. The reply is that of the first shape `shape` accepts.
+pub(super) fn get(
     hash: u64,
     stamp: Stamp,
     key: &[u8],
     now: Instant,
-    shape: impl FnOnce() -> &'s [u8],
-) -> Option<Bytes> {
+    shape: impl Fn(&[u8]) -> bool,
+    out: Option<&mut BytesMut>,
+) -> Option<Hit> {
     FRONT.with_borrow_mut(|front| {
         let (index, tag) = place(hash);
         let way = front.tags[index].iter().position(|&t| t == tag)?;
@@ -118,12 +129,16 @@ pub(super) fn get<'s>(
             front.hits = 0;
             return None;
         }
-        let reply = memo.parts.reply(shape())?;
+        let reply = memo.parts.reply_where(shape)?;
+        if let Some(out) = out {
+            out.extend_from_slice(reply);
+            return Some(Hit::Written);
+        }
         if front.replies.capacity() < reply.len() {
             front.replies = BytesMut::with_capacity(ARENA.max(reply.len()));
         }
         front.replies.extend_from_slice(reply);
-        Some(front.replies.split().freeze())
+        Some(Hit::Reply(front.replies.split().freeze()))
     })
 }
 

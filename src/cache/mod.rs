@@ -25,6 +25,7 @@ pub mod read;
 pub mod shape;
 pub mod tracking;
 
+pub use front::Hit;
 pub use policy::{Admission, CacheConfig, Policy};
 
 use doorkeeper::Doorkeeper;
@@ -37,7 +38,7 @@ use crate::protocol::Args;
 use crate::upstream::pool::JobResult;
 use crate::upstream::UpstreamError;
 use arc_swap::ArcSwap;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use moka::notification::RemovalCause;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -331,13 +332,20 @@ impl NearCache {
     }
 
     /// The reply for (key, shape) from this thread's memo of recent hits
-    /// (see `front`), before any admission check; `shape` is asked for
-    /// only when the memo holds the key. `None`: ask [`NearCache::admit`]
-    /// and [`NearCache::read`].
-    pub fn memoised<'s>(&self, key: &[u8], hash: u64, now: Instant, shape: impl FnOnce() -> &'s [u8]) -> Option<Bytes> {
-        let reply = front::get(hash, self.stamp(), key, now, shape)?;
+    /// (see `front`), before any admission check, appended to `out` if
+    /// given: the reply of the first of the key's shapes `shape` accepts.
+    /// `None`: ask [`NearCache::admit`] and [`NearCache::read`].
+    pub fn memoised(
+        &self,
+        key: &[u8],
+        hash: u64,
+        now: Instant,
+        shape: impl Fn(&[u8]) -> bool,
+        out: Option<&mut BytesMut>,
+    ) -> Option<Hit> {
+        let hit = front::get(hash, self.stamp(), key, now, shape, out)?;
         self.hits.fetch_add(1, Ordering::Relaxed);
-        Some(reply)
+        Some(hit)
     }
 
     fn cached(&self, key: &[u8], hash: u64, shape: &[u8], now: Instant) -> Option<Bytes> {
@@ -658,8 +666,11 @@ mod tests {
     /// A read as a session makes it: this thread's memo, then the store.
     fn lookup(c: &Arc<NearCache>, key: &str) -> Read {
         let now = Instant::now();
-        let memo = c.memoised(key.as_bytes(), c.hash(key.as_bytes()), now, || b"get");
-        memo.map_or_else(|| read(c, key.as_bytes(), b"get", TTL, now), Read::Hit)
+        match c.memoised(key.as_bytes(), c.hash(key.as_bytes()), now, |s| s == b"get", None) {
+            Some(Hit::Reply(reply)) => Read::Hit(reply),
+            Some(Hit::Written) => panic!("no output was given"),
+            None => read(c, key.as_bytes(), b"get", TTL, now),
+        }
     }
 
     /// A second read is served by this thread's memo: it must still see
@@ -668,7 +679,7 @@ mod tests {
         miss(c, key).complete(Bytes::from_static(b"+x\r\n"), Some(-1));
         assert!(matches!(lookup(c, key), Read::Hit(_)));
         assert!(
-            c.memoised(key.as_bytes(), c.hash(key.as_bytes()), Instant::now(), || b"get").is_some(),
+            c.memoised(key.as_bytes(), c.hash(key.as_bytes()), Instant::now(), |s| s == b"get", None).is_some(),
             "not memoised"
         );
     }
@@ -701,7 +712,7 @@ mod tests {
         let c = cache();
         miss(&c, "k").complete(Bytes::from_static(b"+x\r\n"), Some(40));
         assert!(matches!(lookup(&c, "k"), Read::Hit(_)));
-        assert!(c.memoised(b"k", c.hash(b"k"), Instant::now(), || b"get").is_some(), "not memoised");
+        assert!(c.memoised(b"k", c.hash(b"k"), Instant::now(), |s| s == b"get", None).is_some(), "not memoised");
         std::thread::sleep(Duration::from_millis(60));
         assert!(matches!(lookup(&c, "k"), Read::Miss(_)));
     }

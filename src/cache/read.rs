@@ -3,7 +3,7 @@
 //! and its reply fills the cache on the way back. MGET is looked up per key:
 //! hits are served from the cache and only the missing keys are fetched.
 
-use super::{shape, FillTicket, NearCache, Read, Scratch};
+use super::{shape, FillTicket, Hit, NearCache, Read, Scratch};
 use crate::commands::{key_indices, Command, Flags};
 use crate::protocol::scan::Frames;
 use crate::protocol::{encode, request::parse_int, Args, Proto};
@@ -18,6 +18,8 @@ use tokio::sync::oneshot;
 pub enum CacheRead {
     /// Answered from the cache.
     Ready(Bytes),
+    /// Answered from the cache, into the output [`plan`] was given.
+    Written,
     /// Send `payload` (producing `replies` replies) upstream; its result
     /// goes through [`Fill::finish`].
     Fetch { payload: BytesMut, replies: usize, fill: Fill },
@@ -84,16 +86,25 @@ pub struct MgetFill {
     tickets: Vec<Option<FillTicket>>,
 }
 
-/// Decides how `args` (a request routed to the shared pool) is served.
+/// A client request routed to the shared pool, as the cache sees it.
+pub struct Request<'a> {
+    pub cmd: &'a Command,
+    pub args: &'a Args<'a>,
+    /// Its bytes as the client sent them, forwarded on a miss.
+    pub bytes: &'a [u8],
+    pub proto: Proto,
+}
+
+/// Decides how `request` is served. A hit may be appended to `out`, when
+/// given (the client is owed nothing before it).
 pub fn plan(
     cache: &Arc<NearCache>,
-    cmd: &Command,
-    args: &Args,
-    request: &[u8],
-    proto: Proto,
+    request: &Request,
     scratch: &mut Scratch,
     now: Instant,
+    out: Option<&mut BytesMut>,
 ) -> CacheRead {
+    let Request { cmd, args, bytes, proto } = *request;
     if !cmd.flags.contains(Flags::CACHEABLE) || !cache.is_active() {
         return CacheRead::Bypass;
     }
@@ -108,22 +119,17 @@ pub fn plan(
         return CacheRead::Bypass;
     };
     let hash = cache.hash(key);
-    let (shape, mut built) = (&mut scratch.shape, false);
-    let memo = cache.memoised(key, hash, now, || {
-        shape::of(shape, proto, cmd, args, key_index);
-        built = true;
-        shape
-    });
-    if let Some(reply) = memo {
-        return CacheRead::Ready(reply);
+    let memo = cache.memoised(key, hash, now, |s| shape::matches(s, proto, cmd, args, key_index), out);
+    match memo {
+        Some(Hit::Written) => return CacheRead::Written,
+        Some(Hit::Reply(reply)) => return CacheRead::Ready(reply),
+        None => {}
     }
     let Some(ttl) = cache.admit(key, hash, &mut scratch.settings) else {
         return CacheRead::Bypass;
     };
-    if !built {
-        shape::of(&mut scratch.shape, proto, cmd, args, key_index);
-    }
-    admitted(cache, key, hash, &scratch.shape, ttl, request, now)
+    shape::of(&mut scratch.shape, proto, cmd, args, key_index);
+    admitted(cache, key, hash, &scratch.shape, ttl, bytes, now)
 }
 
 /// Looks `shape` of an admitted read of `key` up; a miss is sent with the
@@ -161,7 +167,7 @@ fn mget(cache: &Arc<NearCache>, args: &Args, proto: Proto, scratch: &mut Scratch
     let mut fetch: Vec<(&[u8], Option<FillTicket>)> = Vec::new();
     for key in args.iter().skip(1) {
         let hash = cache.hash(key);
-        if let Some(reply) = cache.memoised(key, hash, now, || &scratch.shape) {
+        if let Some(Hit::Reply(reply)) = cache.memoised(key, hash, now, |s| s == scratch.shape, None) {
             parts.push(Some(reply));
             continue;
         }
@@ -271,7 +277,8 @@ mod tests {
     fn run(cache: &Arc<NearCache>, parts: &[&str]) -> CacheRead {
         let (buf, ranges) = crate::protocol::laid_out(parts);
         let (_, cmd) = lookup(parts[0].as_bytes()).unwrap();
-        plan(cache, cmd, &Args::new(&buf, &ranges), b"<request>", Proto::Resp2, &mut Scratch::default(), Instant::now())
+        let request = Request { cmd, args: &Args::new(&buf, &ranges), bytes: b"<request>", proto: Proto::Resp2 };
+        plan(cache, &request, &mut Scratch::default(), Instant::now(), None)
     }
 
     /// An active cache that fills on the first miss.
@@ -290,6 +297,26 @@ mod tests {
         let reply = fill.finish(Ok(Bytes::from_static(b"$1\r\nv\r\n:-1\r\n"))).unwrap();
         assert_eq!(&reply[..], b"$1\r\nv\r\n");
         assert!(matches!(run(&c, &["get", "k"]), CacheRead::Ready(r) if &r[..] == b"$1\r\nv\r\n"));
+    }
+
+    #[test]
+    fn a_memoised_hit_is_written_to_the_output_given() {
+        let c = active();
+        let CacheRead::Fetch { fill, .. } = run(&c, &["GET", "k"]) else { panic!("miss") };
+        fill.finish(Ok(Bytes::from_static(b"$1\r\nv\r\n:-1\r\n"))).unwrap();
+        assert!(matches!(run(&c, &["GET", "k"]), CacheRead::Ready(_)), "first hit: from the store, memoised");
+        let (buf, ranges) = crate::protocol::laid_out(&["GET", "k"]);
+        let (_, cmd) = lookup(b"get").unwrap();
+        let mut request = Request { cmd, args: &Args::new(&buf, &ranges), bytes: b"<request>", proto: Proto::Resp2 };
+        let mut out = BytesMut::from(&b"+earlier\r\n"[..]);
+        let read = plan(&c, &request, &mut Scratch::default(), Instant::now(), Some(&mut out));
+        assert!(matches!(read, CacheRead::Written));
+        assert_eq!(&out[..], b"+earlier\r\n$1\r\nv\r\n");
+        request.proto = Proto::Resp3;
+        let mut resp3 = BytesMut::new();
+        let read = plan(&c, &request, &mut Scratch::default(), Instant::now(), Some(&mut resp3));
+        assert!(matches!(read, CacheRead::Fetch { .. }), "another shape: not served");
+        assert!(resp3.is_empty());
     }
 
     #[test]

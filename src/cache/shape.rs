@@ -2,6 +2,7 @@
 //! the key's value — protocol version, command, the other arguments. Two
 //! reads with the same key and shape get byte-identical replies.
 
+use super::entry::split;
 use crate::commands::Command;
 use crate::protocol::{Args, Proto};
 
@@ -16,6 +17,34 @@ pub fn of(out: &mut Vec<u8>, proto: Proto, cmd: &Command, args: &Args, key_index
             put(out, arg);
         }
     }
+}
+
+/// Whether `shape` is the shape of `args`, compared part by part (a memo hit
+/// does not build the shape it looks for).
+pub fn matches(shape: &[u8], proto: Proto, cmd: &Command, args: &Args, key_index: usize) -> bool {
+    let Some((&number, rest)) = shape.split_first() else {
+        return false;
+    };
+    let Some((name, mut rest)) = split(rest) else {
+        return false;
+    };
+    if number != proto.number() as u8 || !same(name, cmd.name.as_bytes()) {
+        return false;
+    }
+    for arg in (1..args.len()).filter(|&i| i != key_index).filter_map(|i| args.get(i)) {
+        match split(rest) {
+            Some((part, after)) if same(part, arg) => rest = after,
+            _ => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// `a == b`, inlined: the parts compared are short, a `memcmp` call costs
+/// more than the comparison.
+#[inline(always)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Appends one length-prefixed part.
@@ -60,5 +89,32 @@ mod tests {
         let mut get_shape = Vec::new();
         get(&mut get_shape, Proto::Resp3);
         assert_eq!(get_shape, shape(&["GET", "k"], Proto::Resp3));
+    }
+
+    #[test]
+    fn a_shape_matches_exactly_the_reads_it_was_built_from() {
+        let reads: [(&[&str], Proto); 7] = [
+            (&["GET", "k"], Proto::Resp2),
+            (&["GET", "k"], Proto::Resp3),
+            (&["HGET", "k", "a"], Proto::Resp2),
+            (&["HGET", "k", "b"], Proto::Resp2),
+            (&["HGET", "k", "ab"], Proto::Resp2),
+            (&["LRANGE", "k", "0", "-1"], Proto::Resp2),
+            (&["LRANGE", "k", "0", "1"], Proto::Resp2),
+        ];
+        let laid: Vec<_> = reads.iter().map(|(parts, proto)| (crate::protocol::laid_out(parts), *proto)).collect();
+        for ((buf, ranges), proto) in &laid {
+            let args = Args::new(buf, ranges);
+            let (_, cmd) = crate::commands::lookup(args.get(0).unwrap_or_default()).expect("a known command");
+            let mut built = Vec::new();
+            of(&mut built, *proto, cmd, &args, 1);
+            for ((other_buf, other_ranges), other_proto) in &laid {
+                let other = Args::new(other_buf, other_ranges);
+                let (_, other_cmd) = crate::commands::lookup(other.get(0).unwrap_or_default()).expect("known");
+                let mut other_built = Vec::new();
+                of(&mut other_built, *other_proto, other_cmd, &other, 1);
+                assert_eq!(matches(&built, *other_proto, other_cmd, &other, 1), built == other_built);
+            }
+        }
     }
 }

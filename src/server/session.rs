@@ -279,12 +279,17 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             let args = Args::new(request, &self.args);
             let pinned = self.pinned.is_some();
             let proto = self.st.proto;
+            // With no reply owed before this one, a cache hit goes straight
+            // to the write buffer.
+            let owed = !self.pending.is_empty() || !self.batch.is_empty();
+            let out = (!owed).then_some(&mut self.wbuf);
             let (decision, silent, cached) =
-                plan(&mut self.st, &args, request, pinned, &self.shared, &mut self.scratch, now);
+                plan(&mut self.st, &args, request, pinned, &self.shared, &mut self.scratch, now, out);
             if self.st.proto != proto {
                 self.switch_pools(&input, proto, now).await;
             }
             match (decision, cached) {
+                (_, CacheRead::Written) => {}
                 (_, CacheRead::Ready(reply)) => {
                     self.flush_batch(&input, now);
                     self.pending.push_back(Pending::Ready(reply));
@@ -660,7 +665,9 @@ fn is_push(frame: &[u8], event: PubSub) -> bool {
 
 /// Routes one request, applies its effect on the near-cache, and tells
 /// whether its reply is suppressed by CLIENT REPLY. In failover mode,
-/// requests that would go upstream are answered from local memory.
+/// requests that would go upstream are answered from local memory. A cache
+/// hit may be appended to `out`, when given.
+#[allow(clippy::too_many_arguments)]
 fn plan(
     st: &mut ClientState,
     args: &Args,
@@ -669,6 +676,7 @@ fn plan(
     shared: &Shared,
     scratch: &mut Scratch,
     now: Instant,
+    out: Option<&mut BytesMut>,
 ) -> (Decision, bool, CacheRead) {
     let mode_before = st.reply;
     let routed = route(st, args, pinned, &shared.info);
@@ -687,7 +695,10 @@ fn plan(
     };
     shared.cache.note_write(cmd, args, scratch);
     let cached = match routed.decision {
-        Decision::Pool if !silent => cache::read::plan(&shared.cache, cmd, args, request, st.proto, scratch, now),
+        Decision::Pool if !silent => {
+            let request = cache::read::Request { cmd, args, bytes: request, proto: st.proto };
+            cache::read::plan(&shared.cache, &request, scratch, now, out)
+        }
         _ => CacheRead::Bypass,
     };
     (routed.decision, silent, cached)
