@@ -82,13 +82,21 @@ struct Front {
     hits: u32,
 }
 
+impl Front {
+    fn new() -> Front {
+        Front {
+            tags: vec![[0; WAYS]; SETS],
+            sets: (0..SETS).map(|_| Default::default()).collect(),
+            replies: BytesMut::new(),
+            hits: 0,
+        }
+    }
+}
+
 thread_local! {
-    static FRONT: RefCell<Front> = RefCell::new(Front {
-        tags: vec![[0; WAYS]; SETS],
-        sets: (0..SETS).map(|_| Default::default()).collect(),
-        replies: BytesMut::new(),
-        hits: 0,
-    });
+    /// Made on the thread's first fill; constant-initialised, so a lookup
+    /// pays no lazy-initialisation check.
+    static FRONT: RefCell<Option<Front>> = const { RefCell::new(None) };
 }
 
 /// What became of a memo hit's reply.
@@ -111,6 +119,7 @@ pub(super) fn get(
     out: Option<&mut BytesMut>,
 ) -> Option<Hit> {
     FRONT.with_borrow_mut(|front| {
+        let front = front.as_mut()?;
         let (index, tag) = place(hash);
         let way = front.tags[index].iter().position(|&t| t == tag)?;
         let slot = &mut front.sets[index][way];
@@ -148,6 +157,7 @@ pub(super) fn put(hash: u64, stamp: Stamp, entry: &Arc<KeyEntry>) {
         return;
     }
     FRONT.with_borrow_mut(|front| {
+        let front = front.get_or_insert_with(Front::new);
         let (index, tag) = place(hash);
         let (tags, set) = (&mut front.tags[index], &mut front.sets[index]);
         // The key's own slot, or the older way's.

@@ -4,7 +4,7 @@
 //! hits are served from the cache and only the missing keys are fetched.
 
 use super::{shape, FillTicket, Hit, NearCache, Read, Scratch};
-use crate::commands::{key_indices, Command, Flags};
+use crate::commands::{only_key, Command, Flags};
 use crate::protocol::scan::Frames;
 use crate::protocol::{encode, request::parse_int, Args, Proto};
 use crate::upstream::pool::JobResult;
@@ -111,10 +111,9 @@ pub fn plan(
     if cmd.name == "mget" {
         return mget(cache, args, proto, scratch, now);
     }
-    if key_indices(cmd, args, &mut scratch.keys).is_err() || scratch.keys.len() != 1 {
+    let Some(key_index) = only_key(cmd, args, &mut scratch.keys) else {
         return CacheRead::Bypass;
-    }
-    let key_index = scratch.keys[0];
+    };
     let Some(key) = args.get(key_index) else {
         return CacheRead::Bypass;
     };

@@ -41,6 +41,22 @@ pub fn key_indices(cmd: &Command, args: &Args, out: &mut Vec<usize>) -> Result<(
     }
 }
 
+/// The position of the only key of a request; `None` when it has none,
+/// several, or they cannot be located. `scratch` holds the positions of
+/// keys the table does not give as a plain range.
+#[inline]
+pub fn only_key(cmd: &Command, args: &Args, scratch: &mut Vec<usize>) -> Option<usize> {
+    if let Keys::Range { first, last, step } = cmd.keys {
+        let (first, end) = bounds(args.len(), first, last)?;
+        return (first + usize::from(step.max(1)) > end).then_some(first);
+    }
+    key_indices(cmd, args, scratch).ok()?;
+    match scratch[..] {
+        [only] => Some(only),
+        _ => None,
+    }
+}
+
 #[inline(never)]
 fn parsed(cmd: &Command, args: &Args, out: &mut Vec<usize>) -> Result<(), KeyError> {
     match cmd.keys {
@@ -62,27 +78,28 @@ fn parsed(cmd: &Command, args: &Args, out: &mut Vec<usize>) -> Result<(), KeyErr
 /// `first..=last` by `step`, `last` negative counting from the end.
 #[inline]
 fn range(len: usize, first: u8, last: i8, step: u8, out: &mut Vec<usize>) {
-    let first = usize::from(first);
-    let last = if last < 0 {
-        // -1 is the last argument: len - 1.
-        match len.checked_sub(usize::from(last.unsigned_abs())) {
-            Some(last) => last,
-            None => return,
-        }
-    } else {
-        usize::from(last.unsigned_abs())
-    };
-    // A position past the end is not a key.
-    let end = last.min(len.saturating_sub(1));
-    if len == 0 || first > end {
+    let Some((first, end)) = bounds(len, first, last) else {
         return;
-    }
+    };
     let step = usize::from(step.max(1));
     let mut i = first;
     while i <= end {
         out.push(i);
         i += step;
     }
+}
+
+/// The first and last key positions of a range among `len` arguments;
+/// `None` when it holds none.
+#[inline]
+fn bounds(len: usize, first: u8, last: i8) -> Option<(usize, usize)> {
+    let first = usize::from(first);
+    // -1 is the last argument: len - 1.
+    let last =
+        if last < 0 { len.checked_sub(usize::from(last.unsigned_abs()))? } else { usize::from(last.unsigned_abs()) };
+    // A position past the end is not a key.
+    let end = last.min(len.checked_sub(1)?);
+    (first <= end).then_some((first, end))
 }
 
 /// A key count at `numkeys_at` followed by that many keys, plus the fixed
@@ -292,6 +309,23 @@ mod tests {
         assert_eq!(keys("PING"), Ok(vec![]));
         assert_eq!(keys("PUBLISH ch msg"), Ok(vec![]));
         assert_eq!(keys("SPUBLISH ch msg"), Ok(vec![]));
+    }
+
+    #[test]
+    fn only_key_is_the_single_key_position_of_every_command() {
+        for cmd in crate::commands::all() {
+            for argc in 1..8 {
+                let words: Vec<String> =
+                    std::iter::once(cmd.name.to_string()).chain((1..argc).map(|i| i.to_string())).collect();
+                let req = Req::new(&parts(&words.join(" ")));
+                let mut found = Vec::new();
+                let single = match key_indices(cmd, &req.args(), &mut found) {
+                    Ok(()) if found.len() == 1 => Some(found[0]),
+                    _ => None,
+                };
+                assert_eq!(only_key(cmd, &req.args(), &mut Vec::new()), single, "{} with {argc} arguments", cmd.name);
+            }
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 mod keys;
 mod table;
 
-pub use keys::{key_indices, KeyError};
+pub use keys::{key_indices, only_key, KeyError};
 
 use crate::protocol::Args;
 use std::sync::OnceLock;
@@ -183,26 +183,30 @@ impl Command {
     /// BLOCKING commands; for XREAD / XREADGROUP when a `BLOCK` option
     /// comes before `STREAMS` (option values are stepped over, so a group
     /// named "block" is not mistaken for it).
+    #[inline]
     pub fn blocks(&self, args: &Args) -> bool {
         if self.flags.contains(Flags::BLOCKING) {
             return true;
         }
-        if !self.flags.contains(Flags::MAY_BLOCK) {
-            return false;
-        }
-        let mut i = 1;
-        while let Some(arg) = args.get(i) {
-            let skip = match arg.to_ascii_lowercase().as_slice() {
-                b"block" => return true,
-                b"streams" => return false,
-                b"count" => 1,
-                b"group" => 2,
-                _ => 0,
-            };
-            i += 1 + skip;
-        }
-        false
+        self.flags.contains(Flags::MAY_BLOCK) && block_option(args)
     }
+}
+
+/// Whether XREAD / XREADGROUP arguments ask to block (see
+/// [`Command::blocks`]).
+fn block_option(args: &Args) -> bool {
+    let mut i = 1;
+    while let Some(arg) = args.get(i) {
+        let skip = match arg.to_ascii_lowercase().as_slice() {
+            b"block" => return true,
+            b"streams" => return false,
+            b"count" => 1,
+            b"group" => 2,
+            _ => 0,
+        };
+        i += 1 + skip;
+    }
+    false
 }
 
 /// Index of a top-level command in [`all`]; stable for the process' life,

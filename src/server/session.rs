@@ -288,22 +288,22 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             if self.st.proto != proto {
                 self.switch_pools(&input, proto, now).await;
             }
-            match (decision, cached) {
-                (_, CacheRead::Written) => {}
-                (_, CacheRead::Ready(reply)) => {
+            match cached {
+                CacheRead::Written => {}
+                CacheRead::Ready(reply) => {
                     self.flush_batch(&input, now);
                     self.pending.push_back(Pending::Ready(reply));
                 }
-                (_, CacheRead::Wait(rx)) => {
+                CacheRead::Wait(rx) => {
                     self.flush_batch(&input, now);
                     self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
                     self.in_flight += 1;
                 }
-                (_, CacheRead::Fetch { payload, replies, fill }) => {
+                CacheRead::Fetch { payload, replies, fill } => {
                     let slot = Slot::Fill { replies, fill };
                     self.batch_add(&input, Source::Bytes(&payload), replies, slot, silent, now);
                 }
-                (Decision::Pool, CacheRead::Bypass) => {
+                CacheRead::Bypass if matches!(decision, Decision::Pool) => {
                     let source = match &owned {
                         Some(bytes) => Source::Bytes(bytes),
                         None => Source::Input(range),
@@ -311,7 +311,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     let slot = map.map_or(Slot::Plain, Slot::Map);
                     self.batch_add(&input, source, 1, slot, silent, now);
                 }
-                (decision, CacheRead::Bypass) => {
+                CacheRead::Bypass => {
                     self.flush_batch(&input, now);
                     self.apply(decision, request, silent, now, map).await;
                 }
