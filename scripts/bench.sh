@@ -7,6 +7,7 @@
 #   scripts/bench.sh            # full run (-n 200000)
 #   N=50000 ROUNDS=1 scripts/bench.sh
 #   ONLY='^(get|set) P=1$' ROUNDS=10 scripts/bench.sh   # forwarding without pipelining
+#   PIN=1 ONLY='^hot' scripts/bench.sh   # servers on CPU 0, redis-benchmark on CPU 1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-200000}
@@ -15,6 +16,10 @@ SIZE=${SIZE:-64}
 ROUNDS=${ROUNDS:-2}
 # Only the scenarios whose label ("get P=1", "hot get P=16", …) matches.
 ONLY=${ONLY:-.}
+# PIN=1: every server (Redis, the proxies, twemproxy) runs on CPU 0 and
+# redis-benchmark on CPU 1, so the load generator does not take CPU time
+# from the server it measures (as if it ran on another machine).
+PIN=${PIN:-0}
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 trap 'echo "bench.sh failed at line $LINENO" >&2' ERR
@@ -41,9 +46,16 @@ YML
   PORT[twemproxy]=$TWEM
 fi
 
+if [ "$PIN" = 1 ]; then
+  for pid in "${pids[@]}"; do taskset -a -pc 0 "$pid" >/dev/null; done
+  load=(taskset -c 1)
+else
+  load=()
+fi
+
 # One redis-benchmark run: prints "rps p50 p99".
 measure() { # port test pipeline keyspace
-  redis-benchmark -p "$1" -t "$2" -P "$3" -c "$CLIENTS" -n "$N" -d "$SIZE" -r "$4" --csv 2>/dev/null |
+  "${load[@]}" redis-benchmark -p "$1" -t "$2" -P "$3" -c "$CLIENTS" -n "$N" -d "$SIZE" -r "$4" --csv 2>/dev/null |
     tr -d '"' | awk -F, 'NR==2 { print $2, $5, $7 }'
 }
 
@@ -88,7 +100,7 @@ for pipe in 1 16; do
   scenario "cold get P=$pipe" get "$pipe" 10000000 redis nearcache nearcache-admit1 nearcache-nocache
 done
 
-printf '\nredis-benchmark -c %s -n %s -d %s, %s alternating rounds: the best round per target, and the\n' "$CLIENTS" "$N" "$SIZE" "$ROUNDS"
+printf '\nredis-benchmark -c %s -n %s -d %s, %s alternating rounds (PIN=%s): the best round per target, and the\n' "$CLIENTS" "$N" "$SIZE" "$ROUNDS" "$PIN"
 printf 'median over rounds of its requests/s to Redis'"'"' in the same round (steadier than a ratio of bests)\n'
 printf '%-16s %-18s %12s %8s %8s %9s %9s\n' scenario target 'requests/s' 'p50 ms' 'p99 ms' 'vs redis' 'median'
 for key in "${rows[@]}"; do
