@@ -3,7 +3,8 @@
 //! writes, other proxies and expiry, behaviour across upstream restarts and
 //! loss of the invalidation connection, the memory bound, per-protocol
 //! replies, MGET split per key, policies, single flight, client-side
-//! tracking through the proxy, and the admin endpoints and metrics.
+//! tracking through the proxy, reply order in pipelines mixing hits,
+//! misses and writes, and the admin endpoints and metrics.
 //!
 //! Every test starts its own redis-server and proxy. Metrics are
 //! process-global (shared by every proxy of this binary), so assertions use
@@ -130,6 +131,60 @@ fn own_writes_are_read_back_immediately() {
         assert_eq!(get(&mut conn, "rw").as_deref(), Some(value.as_str()), "iteration {i}, second read");
     }
     assert!(stats(&proxy).hits > 0, "{:?}", stats(&proxy));
+}
+
+/// Hits are answered at once (straight into the client's output when no
+/// earlier reply is owed), misses and writes later: in a pipeline mixing
+/// them, every reply must still come in request order, and a read after a
+/// write in the same pipeline must see it.
+#[test]
+fn pipelined_hits_misses_and_writes_keep_their_order() {
+    let (redis, proxy) = setup();
+    let mut direct = redis.direct();
+    for i in 0..8 {
+        set(&mut direct, &format!("hot:{i}"), &format!("hot-{i}"));
+    }
+    std::thread::sleep(SETTLE);
+    let mut conn = proxy.conn();
+    for i in 0..8 {
+        let key = format!("hot:{i}");
+        assert_eq!(get(&mut conn, &key), Some(format!("hot-{i}")));
+        assert_eq!(get(&mut conn, &key), Some(format!("hot-{i}")), "{key} is cached");
+    }
+    let hits = stats(&proxy).hits;
+    for round in 0..100 {
+        let mut pipe = redis::pipe();
+        let mut expected = Vec::new();
+        for step in 0..24usize {
+            // A hit, a miss, a write then a read of what it wrote, varied per round.
+            let hot = format!("hot:{}", (round + step) % 8);
+            match (round * 7 + step * 3) % 5 {
+                0 | 1 => {
+                    pipe.cmd("GET").arg(&hot);
+                    expected.push(Some(format!("hot-{}", (round + step) % 8)));
+                }
+                2 => {
+                    pipe.cmd("GET").arg(format!("cold:{round}:{step}"));
+                    expected.push(None);
+                }
+                3 => {
+                    let key = format!("written:{}", step % 3);
+                    let value = format!("w-{round}-{step}");
+                    pipe.cmd("SET").arg(&key).arg(&value).ignore();
+                    pipe.cmd("GET").arg(&key);
+                    expected.push(Some(value));
+                }
+                _ => {
+                    pipe.cmd("GET").arg(&hot).cmd("GET").arg(&hot);
+                    let value = format!("hot-{}", (round + step) % 8);
+                    expected.extend([Some(value.clone()), Some(value)]);
+                }
+            }
+        }
+        let got: Vec<Option<String>> = pipe.query(&mut conn).expect("pipeline");
+        assert_eq!(got, expected, "round {round}");
+    }
+    assert!(stats(&proxy).hits > hits + 1000, "the hot keys were served as hits: {:?}", stats(&proxy));
 }
 
 // ---------------------------------------------------------------- coherence
