@@ -16,6 +16,7 @@ use super::tenant::{self, Gate};
 use super::{Pools, Shared};
 use crate::cache::read::{CacheRead, ReplyMap, Slot};
 use crate::cache::{self, Scratch};
+use crate::commands::Command;
 use crate::observe;
 use crate::protocol::frame::{pubsub, PubSub};
 use crate::protocol::request::{self, Parsed};
@@ -279,12 +280,19 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             let args = Args::new(request, &self.args);
             let pinned = self.pinned.is_some();
             let proto = self.st.proto;
-            // With no reply owed before this one, a cache hit goes straight
-            // to the write buffer.
-            let owed = !self.pending.is_empty() || !self.batch.is_empty();
-            let out = (!owed).then_some(&mut self.wbuf);
-            let (decision, silent, cached) =
-                plan(&mut self.st, &args, request, pinned, &self.shared, &mut self.scratch, now, out);
+            let Planned { decision, silent, cache_candidate } =
+                plan(&mut self.st, &args, request, pinned, &self.shared, &mut self.scratch);
+            let cached = match cache_candidate {
+                Some(cmd) => {
+                    // With no reply owed before this one, a hit goes
+                    // straight to the write buffer.
+                    let owed = !self.pending.is_empty() || !self.batch.is_empty();
+                    let out = (!owed).then_some(&mut self.wbuf);
+                    let read = cache::read::Request { cmd, args: &args, bytes: request, proto };
+                    cache::read::plan(&self.shared.cache, &read, &mut self.scratch, now, out)
+                }
+                None => CacheRead::Bypass,
+            };
             if self.st.proto != proto {
                 self.switch_pools(&input, proto, now).await;
             }
@@ -663,11 +671,21 @@ fn is_push(frame: &[u8], event: PubSub) -> bool {
     frame.first() == Some(&b'>') && !matches!(event, PubSub::Confirmation { .. })
 }
 
-/// Routes one request, applies its effect on the near-cache, and tells
-/// whether its reply is suppressed by CLIENT REPLY. In failover mode,
-/// requests that would go upstream are answered from local memory. A cache
-/// hit may be appended to `out`, when given.
-#[allow(clippy::too_many_arguments)]
+/// What to do with one request, decided before it is carried out.
+struct Planned {
+    decision: Decision,
+    /// Its reply is suppressed (CLIENT REPLY).
+    silent: bool,
+    /// The command, when the near-cache may answer it (`cache::read::plan`
+    /// decides): bound for the shared pool, its reply wanted, the cache
+    /// active.
+    cache_candidate: Option<&'static Command>,
+}
+
+/// Routes one request, applies its effect on the near-cache (a write
+/// evicts what it touches), and tells whether its reply is suppressed by
+/// CLIENT REPLY. In failover mode, requests that would go upstream are
+/// answered from local memory.
 fn plan(
     st: &mut ClientState,
     args: &Args,
@@ -675,9 +693,7 @@ fn plan(
     pinned: bool,
     shared: &Shared,
     scratch: &mut Scratch,
-    now: Instant,
-    out: Option<&mut BytesMut>,
-) -> (Decision, bool, CacheRead) {
+) -> Planned {
     let mode_before = st.reply;
     let routed = route(st, args, pinned, &shared.info);
     observe::command(routed.index);
@@ -687,21 +703,15 @@ fn plan(
     }
     if !pinned && shared.failover.active() {
         if let Some(decision) = failover(st, &routed, args, request, shared, scratch) {
-            return (decision, silent, CacheRead::Bypass);
+            return Planned { decision, silent, cache_candidate: None };
         }
     }
     let Some(cmd) = routed.cmd.filter(|_| shared.cache.is_active()) else {
-        return (routed.decision, silent, CacheRead::Bypass);
+        return Planned { decision: routed.decision, silent, cache_candidate: None };
     };
     shared.cache.note_write(cmd, args, scratch);
-    let cached = match routed.decision {
-        Decision::Pool if !silent => {
-            let request = cache::read::Request { cmd, args, bytes: request, proto: st.proto };
-            cache::read::plan(&shared.cache, &request, scratch, now, out)
-        }
-        _ => CacheRead::Bypass,
-    };
-    (routed.decision, silent, cached)
+    let cache_candidate = (matches!(routed.decision, Decision::Pool) && !silent).then_some(cmd);
+    Planned { decision: routed.decision, silent, cache_candidate }
 }
 
 /// What failover makes of a request bound upstream: served from local
