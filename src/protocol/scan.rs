@@ -47,6 +47,16 @@ impl Scanner {
     /// Returns its length once complete; the caller then consumes those
     /// bytes and the scanner starts afresh for the next frame.
     pub fn next_frame(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        if self.pos == 0 {
+            if let Some(len) = common_frame(buf) {
+                return Ok(Some(len));
+            }
+        }
+        self.scan(buf)
+    }
+
+    /// [`Scanner::next_frame`] for any frame, header by header.
+    fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
         loop {
             let Some(step) = self.element(buf)? else {
                 return Ok(None);
@@ -123,6 +133,26 @@ impl Scanner {
         };
         Ok(Some(step))
     }
+}
+
+/// The length of the complete frame at the start of `buf` when it is one
+/// of the most common replies: `+OK`, a one-digit integer, a null, or a
+/// bulk string of up to 99 bytes (what a GET of a small value gets).
+/// Anything else, incomplete or malformed is left to the scanner.
+#[inline]
+fn common_frame(buf: &[u8]) -> Option<usize> {
+    let (len, data) = match buf {
+        [b'+', b'O', b'K', b'\r', b'\n', ..] | [b'$', b'-', b'1', b'\r', b'\n', ..] => return Some(5),
+        [b':', b'0'..=b'9', b'\r', b'\n', ..] => return Some(4),
+        [b'_', b'\r', b'\n', ..] => return Some(3),
+        [b'$', d @ b'0'..=b'9', b'\r', b'\n', ..] => (usize::from(d - b'0'), 4),
+        [b'$', t @ b'0'..=b'9', d @ b'0'..=b'9', b'\r', b'\n', ..] => {
+            (usize::from(t - b'0') * 10 + usize::from(d - b'0'), 5)
+        }
+        _ => return None,
+    };
+    let end = data + len;
+    (buf.get(end..end + 2) == Some(b"\r\n")).then_some(end + 2)
 }
 
 enum Step {
@@ -226,6 +256,30 @@ mod tests {
     fn scalars_and_aggregates() {
         let input = b"+OK\r\n-ERR x\r\n:5\r\n$3\r\nabc\r\n$-1\r\n*-1\r\n*2\r\n$1\r\na\r\n*1\r\n:1\r\n*0\r\n";
         assert_eq!(frames(input).unwrap(), vec![5, 8, 4, 9, 5, 5, 19, 4]);
+    }
+
+    #[test]
+    fn common_frames_are_delimited_as_the_scanner_does() {
+        let alphabet = b"$+OK-1:_\r\n";
+        let mut inputs = vec![Vec::new()];
+        for _ in 0..5 {
+            let longer: Vec<Vec<u8>> =
+                inputs.iter().flat_map(|s| alphabet.iter().map(move |&c| [&s[..], &[c]].concat())).collect();
+            inputs.extend(longer);
+        }
+        for n in 0..=100 {
+            for tail in [&b"\r\n"[..], b"\r\n+OK\r\n", b"\rx", b"\r", b""] {
+                inputs.push([format!("${n}\r\n").as_bytes(), &vec![b'x'; n], tail].concat());
+            }
+        }
+        let mut fast = 0;
+        for input in &inputs {
+            if let Some(len) = common_frame(input) {
+                fast += 1;
+                assert_eq!(Scanner::default().scan(input), Ok(Some(len)), "{input:?}");
+            }
+        }
+        assert!(fast > 200, "{fast} inputs took the fast path");
     }
 
     #[test]
