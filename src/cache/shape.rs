@@ -12,11 +12,12 @@ pub fn of(out: &mut Vec<u8>, proto: Proto, cmd: &Command, args: &Args, key_index
     out.clear();
     out.push(proto.number() as u8);
     put(out, cmd.name.as_bytes());
-    for (i, arg) in args.iter().enumerate() {
-        if i != 0 && i != key_index {
-            put(out, arg);
-        }
-    }
+    others(args, key_index).for_each(|arg| put(out, arg));
+}
+
+/// The arguments a shape holds: all but the command's name and the key.
+fn others<'a, 'r>(args: &'r Args<'a>, key_index: usize) -> impl Iterator<Item = &'a [u8]> + 'r {
+    (1..args.len()).filter(move |&i| i != key_index).filter_map(|i| args.get(i))
 }
 
 /// Whether `shape` is the shape of `args`, compared part by part (a memo hit
@@ -31,7 +32,7 @@ pub fn matches(shape: &[u8], proto: Proto, cmd: &Command, args: &Args, key_index
     if number != proto.number() as u8 || !same(name, cmd.name.as_bytes()) {
         return false;
     }
-    for arg in (1..args.len()).filter(|&i| i != key_index).filter_map(|i| args.get(i)) {
+    for arg in others(args, key_index) {
         match split(rest) {
             Some((part, after)) if same(part, arg) => rest = after,
             _ => return false,
