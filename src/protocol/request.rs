@@ -130,13 +130,21 @@ fn parse_multibulk(buf: &[u8], limits: &Limits, args: &mut Vec<Range<usize>>) ->
 /// is not a length (more than 18 digits is never a valid one).
 #[inline(always)]
 fn read_len(buf: &[u8], pos: usize, err: ProtocolError) -> Result<Option<(i64, usize)>, ProtocolError> {
-    // Most lengths in requests have one or two digits.
-    match buf.get(pos..) {
-        Some([d @ b'0'..=b'9', b'\r', b'\n', ..]) => Ok(Some((i64::from(d - b'0'), pos + 3))),
-        Some([t @ b'0'..=b'9', d @ b'0'..=b'9', b'\r', b'\n', ..]) => {
-            Ok(Some((i64::from(t - b'0') * 10 + i64::from(d - b'0'), pos + 4)))
-        }
-        _ => read_any_len(buf, pos, err),
+    match buf.get(pos..).and_then(short_len) {
+        Some((n, used)) => Ok(Some((i64::from(n), pos + used))),
+        None => read_any_len(buf, pos, err),
+    }
+}
+
+/// A decimal of one or two digits and its CRLF at the start of `buf`, as
+/// most lengths in requests and replies are: its value and the bytes it
+/// takes. `None` for anything else, incomplete or invalid.
+#[inline(always)]
+pub(super) fn short_len(buf: &[u8]) -> Option<(u8, usize)> {
+    match buf {
+        [d @ b'0'..=b'9', b'\r', b'\n', ..] => Some((d - b'0', 3)),
+        [t @ b'0'..=b'9', d @ b'0'..=b'9', b'\r', b'\n', ..] => Some(((t - b'0') * 10 + (d - b'0'), 4)),
+        _ => None,
     }
 }
 

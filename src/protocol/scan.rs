@@ -5,7 +5,7 @@
 //! replies cannot overflow the stack, and it resumes where it stopped when a
 //! reply arrives in pieces, so a large reply is walked once, not once per read.
 
-use super::request::{line_end, parse_int};
+use super::request::{line_end, parse_int, short_len};
 use super::ProtocolError;
 use bytes::Bytes;
 
@@ -141,18 +141,17 @@ impl Scanner {
 /// Anything else, incomplete or malformed is left to the scanner.
 #[inline]
 fn common_frame(buf: &[u8]) -> Option<usize> {
-    let (len, data) = match buf {
-        [b'+', b'O', b'K', b'\r', b'\n', ..] | [b'$', b'-', b'1', b'\r', b'\n', ..] => return Some(5),
-        [b':', b'0'..=b'9', b'\r', b'\n', ..] => return Some(4),
-        [b'_', b'\r', b'\n', ..] => return Some(3),
-        [b'$', d @ b'0'..=b'9', b'\r', b'\n', ..] => (usize::from(d - b'0'), 4),
-        [b'$', t @ b'0'..=b'9', d @ b'0'..=b'9', b'\r', b'\n', ..] => {
-            (usize::from(t - b'0') * 10 + usize::from(d - b'0'), 5)
+    match buf {
+        [b'+', b'O', b'K', b'\r', b'\n', ..] | [b'$', b'-', b'1', b'\r', b'\n', ..] => Some(5),
+        [b':', b'0'..=b'9', b'\r', b'\n', ..] => Some(4),
+        [b'_', b'\r', b'\n', ..] => Some(3),
+        [b'$', header @ ..] => {
+            let (len, used) = short_len(header)?;
+            let end = 1 + used + usize::from(len);
+            (buf.get(end..end + 2) == Some(b"\r\n")).then_some(end + 2)
         }
-        _ => return None,
-    };
-    let end = data + len;
-    (buf.get(end..end + 2) == Some(b"\r\n")).then_some(end + 2)
+        _ => None,
+    }
 }
 
 enum Step {
