@@ -92,6 +92,15 @@ fn get(conn: &mut redis::Connection, key: &str) -> Option<String> {
     redis::cmd("GET").arg(key).query(conn).expect("GET")
 }
 
+/// Reads `key` twice through `conn`: both reads get `value` and only the
+/// first reaches Redis (the second is a hit).
+fn assert_cached(direct: &mut redis::Connection, conn: &mut redis::Connection, key: &str, value: &str) {
+    let gets = calls(direct, "get");
+    assert_eq!(get(conn, key).as_deref(), Some(value), "first read of {key}");
+    assert_eq!(get(conn, key).as_deref(), Some(value), "second read of {key}");
+    assert_eq!(calls(direct, "get") - gets, 1, "{key} was not cached");
+}
+
 fn bulk(value: &str) -> String {
     format!("${}\r\n{value}\r\n", value.len())
 }
@@ -306,11 +315,8 @@ fn entries_never_outlive_the_upstream_ttl() {
     let expired_at = Instant::now() + Duration::from_millis(200);
     std::thread::sleep(Duration::from_millis(30));
 
-    let gets = calls(&mut direct, "get");
     let mut conn = proxy.conn();
-    assert_eq!(get(&mut conn, "short").as_deref(), Some("lived"));
-    assert_eq!(get(&mut conn, "short").as_deref(), Some("lived"));
-    assert_eq!(calls(&mut direct, "get") - gets, 1, "the key was not cached");
+    assert_cached(&mut direct, &mut conn, "short", "lived");
 
     std::thread::sleep((expired_at + Duration::from_millis(100)).saturating_duration_since(Instant::now()));
     assert_eq!(get(&mut conn, "short"), None, "served after the key expired upstream");
@@ -325,15 +331,10 @@ fn a_key_read_again_after_its_ttl_is_cached_again() {
     set(&mut direct, "k", "v");
     std::thread::sleep(SETTLE);
     let mut conn = proxy.conn();
-    let gets = calls(&mut direct, "get");
-    assert_eq!(get(&mut conn, "k").as_deref(), Some("v"));
-    assert_eq!(get(&mut conn, "k").as_deref(), Some("v"));
-    assert_eq!(calls(&mut direct, "get") - gets, 1, "the key was not cached");
-
+    assert_cached(&mut direct, &mut conn, "k", "v");
+    // Past its TTL the key is read upstream once and cached again.
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(get(&mut conn, "k").as_deref(), Some("v"));
-    assert_eq!(get(&mut conn, "k").as_deref(), Some("v"));
-    assert_eq!(calls(&mut direct, "get") - gets, 2, "past its TTL the key was read once and cached again");
+    assert_cached(&mut direct, &mut conn, "k", "v");
 }
 
 // ---------------------------------------------------------------- upstream faults
@@ -677,20 +678,14 @@ fn flushall_empties_the_cache() {
     let mut conn = proxy.conn();
 
     // Through the proxy.
-    let gets = calls(&mut direct, "get");
-    assert_eq!(get(&mut conn, "f1").as_deref(), Some("one"));
-    assert_eq!(get(&mut conn, "f1").as_deref(), Some("one"));
-    assert_eq!(calls(&mut direct, "get") - gets, 1, "f1 was not cached");
+    assert_cached(&mut direct, &mut conn, "f1", "one");
     let () = redis::cmd("FLUSHALL").query(&mut conn).expect("FLUSHALL");
     assert_eq!(get(&mut conn, "f1"), None, "served after FLUSHALL through the proxy");
 
     // Directly: only Redis' flush invalidation (a null) tells the proxy.
     set(&mut direct, "f2", "two");
     std::thread::sleep(SETTLE);
-    let gets = calls(&mut direct, "get");
-    assert_eq!(get(&mut conn, "f2").as_deref(), Some("two"));
-    assert_eq!(get(&mut conn, "f2").as_deref(), Some("two"));
-    assert_eq!(calls(&mut direct, "get") - gets, 1, "f2 was not cached");
+    assert_cached(&mut direct, &mut conn, "f2", "two");
     let () = redis::cmd("FLUSHALL").query(&mut direct).expect("direct FLUSHALL");
     let mut last = None;
     let flushed = eventually(Duration::from_secs(1), || {
