@@ -585,6 +585,22 @@ fn mget_fetches_only_the_keys_not_cached() {
 }
 
 #[test]
+fn a_get_after_mget_of_a_non_string_key_is_still_wrongtype() {
+    let (redis, proxy) = setup();
+    let mut direct = redis.direct();
+    let () = redis::cmd("HSET").arg("h").arg("f").arg("1").query(&mut direct).expect("HSET");
+    std::thread::sleep(SETTLE);
+    let mut conn = proxy.raw();
+    for _ in 0..2 {
+        assert_eq!(conn.call(&["MGET", "h", "missing"]), "*2\r\n$-1\r\n$-1\r\n");
+    }
+    let wrongtype = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
+    assert_eq!(conn.call(&["GET", "h"]), wrongtype);
+    assert_eq!(conn.call(&["GET", "h"]), wrongtype);
+    assert_eq!(conn.call(&["GET", "missing"]), "$-1\r\n");
+}
+
+#[test]
 fn policies_decide_what_is_cached() {
     let toml = "[cache]\ndefault_ttl = \"off\"\n[[cache.policy]]\npattern = \"secrets:*\"\nttl = \"10m\"\n\
                 [[cache.policy]]\npattern = \"ratelimit:*\"\ncache = false\n";

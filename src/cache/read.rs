@@ -239,7 +239,11 @@ impl Fill {
                             let reply = fetched.next().ok_or_else(malformed)?;
                             if let Some(Some(ticket)) = tickets.next() {
                                 let ttl = frames.next().and_then(|f| integer(&f));
-                                land(ticket, reply.clone(), ttl);
+                                // MGET answers nil for a key of another type
+                                // too, where GET answers WRONGTYPE: a nil is
+                                // a GET's reply only when the key is missing.
+                                let missing = ttl == Some(-2);
+                                land(ticket, reply.clone(), ttl.filter(|_| missing || !is_nil(&reply)));
                             }
                             reply
                         }
@@ -256,6 +260,10 @@ impl Fill {
 fn land(ticket: FillTicket, reply: Bytes, pttl: Option<i64>) {
     let cacheable = !matches!(reply.first(), Some(b'-') | Some(b'!'));
     ticket.complete(reply, if cacheable { pttl } else { None });
+}
+
+fn is_nil(reply: &[u8]) -> bool {
+    reply == b"$-1\r\n" || reply == b"_\r\n"
 }
 
 fn malformed() -> UpstreamError {
@@ -341,6 +349,17 @@ mod tests {
         assert!(
             matches!(run(&c, &["MGET", "c", "a", "b"]), CacheRead::Ready(r) if &r[..] == b"*3\r\n$-1\r\n$1\r\n1\r\n$1\r\n2\r\n")
         );
+    }
+
+    #[test]
+    fn an_mget_nil_of_an_existing_key_is_not_cached() {
+        let c = active();
+        let CacheRead::Fetch { fill, .. } = run(&c, &["MGET", "hash", "gone"]) else { panic!("miss") };
+        // `hash` exists (PTTL -1) but is no string; `gone` is missing (-2).
+        let upstream = Bytes::from_static(b"*2\r\n$-1\r\n$-1\r\n:-1\r\n:-2\r\n");
+        assert_eq!(&fill.finish(Ok(upstream)).unwrap()[..], b"*2\r\n$-1\r\n$-1\r\n");
+        assert!(matches!(run(&c, &["GET", "hash"]), CacheRead::Fetch { .. }), "GET must see its WRONGTYPE");
+        assert!(matches!(run(&c, &["GET", "gone"]), CacheRead::Ready(r) if &r[..] == b"$-1\r\n"));
     }
 
     #[test]
