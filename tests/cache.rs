@@ -685,6 +685,48 @@ fn client_side_tracking_through_the_proxy() {
 }
 
 #[test]
+fn resp2_tracking_redirects_to_a_subscribed_client() {
+    let (_redis, proxy) = setup();
+    let mut writer = proxy.raw();
+    assert_eq!(writer.call(&["SET", "rk", "1"]), "+OK\r\n");
+
+    let mut listener = proxy.raw();
+    let id = listener.call(&["CLIENT", "ID"]);
+    let id = id.trim_start_matches(':').trim_end().to_string();
+    let subscribed = listener.call(&["SUBSCRIBE", "__redis__:invalidate"]);
+    assert!(subscribed.contains("__redis__:invalidate"), "{subscribed:?}");
+
+    let mut tracked = proxy.raw();
+    let writer_id = writer.call(&["CLIENT", "ID"]);
+    let writer_id = writer_id.trim_start_matches(':').trim_end();
+    let refused = tracked.call(&["CLIENT", "TRACKING", "on", "REDIRECT", writer_id]);
+    assert!(refused.starts_with("-ERR The client ID you want redirect to does not exist"), "{refused:?}");
+    assert_eq!(tracked.call(&["CLIENT", "TRACKING", "on", "REDIRECT", &id]), "+OK\r\n");
+    assert_eq!(tracked.call(&["GET", "rk"]), "$1\r\n1\r\n");
+
+    assert_eq!(writer.call(&["SET", "rk", "2"]), "+OK\r\n");
+    listener.stream.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    let message = listener.try_read_frame().map(|f| String::from_utf8_lossy(&f).into_owned());
+    let message = message.expect("no invalidation message within 2 s");
+    assert!(message.starts_with("*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n"), "{message:?}");
+    assert!(message.contains("$2\r\nrk\r\n"), "{message:?}");
+}
+
+#[test]
+fn tracking_the_proxy_cannot_set_up_ends_the_connection() {
+    for failover in [false, true] {
+        let toml = format!("[upstream]\nconnect_timeout = \"300ms\"\n[failover]\nenabled = {failover}\n");
+        let (mut redis, proxy) = setup_with(&toml);
+        let mut tracked = proxy.raw();
+        assert!(tracked.call(&["HELLO", "3"]).starts_with('%'));
+        redis.kill();
+        let refused = tracked.call(&["CLIENT", "TRACKING", "on"]);
+        assert!(refused.starts_with('-'), "failover {failover}: {refused:?}");
+        assert!(tracked.is_closed(), "failover {failover}: the client was left believing it tracks");
+    }
+}
+
+#[test]
 fn flushall_empties_the_cache() {
     let (redis, proxy) = setup();
     let mut direct = redis.direct();

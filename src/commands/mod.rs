@@ -130,9 +130,13 @@ pub enum State {
     Subscribe(SubKind),
     Unsubscribe(SubKind),
     Monitor,
-    /// State that lasts for the rest of the session (CLIENT TRACKING,
-    /// CLIENT NO-EVICT, READONLY, …).
+    /// State that lasts for the rest of the session (CLIENT NO-EVICT,
+    /// READONLY, …).
     Session,
+    /// CLIENT TRACKING: session state too, whose `REDIRECT` names a client
+    /// by its proxy id, and which a client must not believe it has when
+    /// the proxy could not set it up.
+    Tracking,
 }
 
 /// One entry of the command table.

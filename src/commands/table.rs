@@ -400,7 +400,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 arity: -3,
                 flags: Flags::CONN_STATE,
                 keys: Keys::None,
-                handler: Handler::State(State::Session),
+                handler: Handler::State(State::Tracking),
                 subcommands: &[],
             },
             Command {

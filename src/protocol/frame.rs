@@ -7,28 +7,40 @@ use super::request::{line_end, parse_int};
 use super::Proto;
 use redis_protocol::{resp2, resp3};
 
-/// The `version` field of a HELLO reply, in either protocol.
-pub fn hello_version(proto: Proto, reply: &[u8]) -> Option<String> {
+/// What the proxy reads of a HELLO reply.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Hello {
+    /// The server's version.
+    pub version: Option<String>,
+    /// The connection's client id on the server (what `CLIENT ID` says).
+    pub id: Option<i64>,
+}
+
+/// The fields of a HELLO reply the proxy uses, in either protocol.
+pub fn hello(proto: Proto, reply: &[u8]) -> Hello {
     let pairs: Vec<(Vec<u8>, Vec<u8>)> = match proto {
-        Proto::Resp2 => match resp2::decode::decode(reply).ok()??.0 {
-            resp2::types::OwnedFrame::Array(items) => {
+        Proto::Resp2 => match resp2::decode::decode(reply).ok().flatten().map(|(f, _)| f) {
+            Some(resp2::types::OwnedFrame::Array(items)) => {
                 items.chunks(2).filter_map(|kv| Some((resp2_bytes(kv.first()?)?, resp2_bytes(kv.get(1)?)?))).collect()
             }
-            _ => return None,
+            _ => return Hello::default(),
         },
-        Proto::Resp3 => match resp3::decode::complete::decode(reply).ok()??.0 {
-            resp3::types::OwnedFrame::Map { data, .. } => {
+        Proto::Resp3 => match resp3::decode::complete::decode(reply).ok().flatten().map(|(f, _)| f) {
+            Some(resp3::types::OwnedFrame::Map { data, .. }) => {
                 data.into_iter().filter_map(|(k, v)| Some((resp3_bytes(k)?, resp3_bytes(v)?))).collect()
             }
-            _ => return None,
+            _ => return Hello::default(),
         },
     };
-    pairs.into_iter().find(|(k, _)| k == b"version").and_then(|(_, v)| String::from_utf8(v).ok())
+    let field =
+        |name: &[u8]| pairs.iter().find(|(k, _)| k == name).and_then(|(_, v)| String::from_utf8(v.clone()).ok());
+    Hello { version: field(b"version"), id: field(b"id").and_then(|id| id.parse().ok()) }
 }
 
 fn resp2_bytes(frame: &resp2::types::OwnedFrame) -> Option<Vec<u8>> {
     match frame {
         resp2::types::OwnedFrame::BulkString(b) | resp2::types::OwnedFrame::SimpleString(b) => Some(b.clone()),
+        resp2::types::OwnedFrame::Integer(i) => Some(i.to_string().into_bytes()),
         _ => None,
     }
 }
@@ -38,6 +50,7 @@ fn resp3_bytes(frame: resp3::types::OwnedFrame) -> Option<Vec<u8>> {
         resp3::types::OwnedFrame::BlobString { data, .. } | resp3::types::OwnedFrame::SimpleString { data, .. } => {
             Some(data)
         }
+        resp3::types::OwnedFrame::Number { data, .. } => Some(data.to_string().into_bytes()),
         _ => None,
     }
 }
@@ -158,12 +171,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hello_versions() {
-        let r2 = b"*4\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15\r\n";
-        assert_eq!(hello_version(Proto::Resp2, r2).as_deref(), Some("7.0.15"));
-        let r3 = b"%2\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.2.4\r\n";
-        assert_eq!(hello_version(Proto::Resp3, r3).as_deref(), Some("7.2.4"));
-        assert_eq!(hello_version(Proto::Resp2, b"-ERR unknown\r\n"), None);
+    fn hello_fields() {
+        let r2 = b"*6\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15\r\n$2\r\nid\r\n:42\r\n";
+        assert_eq!(hello(Proto::Resp2, r2), Hello { version: Some("7.0.15".into()), id: Some(42) });
+        let r3 = b"%3\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.2.4\r\n$2\r\nid\r\n:7\r\n";
+        assert_eq!(hello(Proto::Resp3, r3), Hello { version: Some("7.2.4".into()), id: Some(7) });
+        assert_eq!(hello(Proto::Resp2, b"-ERR unknown\r\n"), Hello::default());
     }
 
     #[test]

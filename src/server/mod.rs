@@ -8,6 +8,7 @@ mod activity;
 mod batch;
 mod control;
 mod local;
+mod pins;
 mod route;
 mod session;
 mod shard;
@@ -45,6 +46,8 @@ pub struct Shared {
     pub max_pipeline: usize,
     /// `server.client_output_buffer_limit` (`usize::MAX`: none).
     pub output_limit: usize,
+    /// Clients' pinned upstream connections, for `CLIENT TRACKING … REDIRECT`.
+    pub pins: pins::Pins,
 }
 
 /// One shared pool per protocol version, so replies pass through in the
@@ -210,6 +213,7 @@ impl Server {
             },
             max_pipeline: config.server.max_pipeline,
             output_limit: config.server.client_output_buffer_limit.unwrap_or(usize::MAX),
+            pins: pins::Pins::default(),
         });
         let failover_on = config.failover.enabled;
         let (cache, info) = (shared.cache.clone(), shared.info.clone());
@@ -427,8 +431,9 @@ async fn serve_halves<R, W>(
     }
     observe::client_connections(1.0);
     tracing::debug!(client = id, %peer, "client connected");
-    let result = session::Session::new(shared, pools, reader, writer, id, peer.ip(), activity).run().await;
+    let result = session::Session::new(shared.clone(), pools, reader, writer, id, peer.ip(), activity).run().await;
     clients.deregister(id);
+    shared.pins.forget(id);
     tracing::debug!(client = id, %peer, result = ?result.err(), "client disconnected");
     observe::client_connections(-1.0);
 }

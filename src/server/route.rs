@@ -125,6 +125,11 @@ pub enum Decision {
     PinnedSideEffect(Box<SideEffect>),
     /// Reply, then close the connection (QUIT).
     Close(Bytes),
+    /// CLIENT TRACKING: forward on the pinned connection (this request
+    /// instead, when a `REDIRECT` was translated, see `pins`). If no
+    /// connection can be opened, the error is the last reply: the client
+    /// would otherwise go on caching with nothing to invalidate it.
+    Tracking(Option<Bytes>),
 }
 
 /// A request sent upstream only for its effect, then a local reply.
@@ -315,6 +320,10 @@ fn state_command(st: &mut ClientState, state: State, args: &Args, pinned: bool) 
         State::Session => {
             st.session_pin = true;
             one
+        }
+        State::Tracking => {
+            st.session_pin = true;
+            Decision::Tracking(None)
         }
     }
 }

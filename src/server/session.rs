@@ -10,6 +10,7 @@
 
 use super::activity::Activity;
 use super::batch::{Batch, Source};
+use super::pins;
 use super::route::{route, ClientState, Decision, ReplyMode, Routed, SideEffect};
 use super::socket::ClientWriter;
 use super::tenant::{self, Gate};
@@ -414,6 +415,14 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 let entry = Pending::Pinned { remaining: replies, silent, discard: false, deadline, map };
                 self.send_pinned(request, entry).await;
             }
+            Decision::Tracking(rewritten) => {
+                let deadline = Some(now + self.shared.upstream.request_timeout);
+                let entry = Pending::Pinned { remaining: 1, silent, discard: false, deadline, map };
+                self.send_pinned(rewritten.as_deref().unwrap_or(request), entry).await;
+                if self.pinned.is_none() {
+                    self.closing = true;
+                }
+            }
             Decision::PinnedSideEffect(effect) => {
                 let SideEffect { upstream, reply } = *effect;
                 let deadline = Some(now + self.shared.upstream.request_timeout);
@@ -441,7 +450,12 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 Err(breaker.refusal())
             };
             match opened {
-                Ok(p) => self.pinned = Some(p),
+                Ok(p) => {
+                    if let Some(upstream) = p.upstream_id() {
+                        self.shared.pins.record(self.st.id, upstream);
+                    }
+                    self.pinned = Some(p);
+                }
                 Err(e) => {
                     self.st.clear_upstream_state();
                     if !matches!(entry, Pending::Pinned { silent: true, .. }) {
@@ -706,6 +720,13 @@ fn plan(
             return Planned { decision, silent, cache_candidate: None };
         }
     }
+    if let Decision::Tracking(None) = routed.decision {
+        let decision = match pins::redirect(args, &shared.pins) {
+            Ok(rewritten) => Decision::Tracking(rewritten),
+            Err(refusal) => Decision::Reply(refusal),
+        };
+        return Planned { decision, silent, cache_candidate: None };
+    }
     let Some(cmd) = routed.cmd.filter(|_| shared.cache.is_active()) else {
         return Planned { decision: routed.decision, silent, cache_candidate: None };
     };
@@ -731,6 +752,10 @@ fn failover(
         Decision::Pinned { .. } => {
             st.clear_upstream_state();
             shared.failover.serve(None, args, request, st.proto, scratch).map(Decision::Reply)
+        }
+        Decision::Tracking(_) => {
+            st.clear_upstream_state();
+            shared.failover.serve(None, args, request, st.proto, scratch).map(Decision::Close)
         }
         _ => None,
     }

@@ -30,6 +30,8 @@ pub struct Connected {
     pub stream: Stream,
     /// The server's version from its HELLO reply, when it answered one.
     pub version: Option<String>,
+    /// The connection's client id on the server, from the same reply.
+    pub id: Option<i64>,
 }
 
 /// Connects and handshakes within `connect_timeout`.
@@ -55,19 +57,19 @@ async fn connect_and_handshake(cfg: &UpstreamConfig, proto: Proto) -> Result<Con
     stream.write_all(&request).await.map_err(|_| UpstreamError::ConnectionLost)?;
     stream.flush().await.map_err(|_| UpstreamError::ConnectionLost)?;
     let replies = read_replies(&mut stream, steps.len(), cfg.connect_timeout).await?;
-    let mut version = None;
+    let mut hello = frame::Hello::default();
     for (step, reply) in steps.iter().zip(replies) {
         let failed = scan::kind(&reply) == scan::FrameKind::Error;
         match step {
             Step::Hello if failed && proto == Proto::Resp3 => {
                 return Err(UpstreamError::Handshake(format!("RESP3 not supported: {}", error_text(&reply))));
             }
-            Step::Hello => version = frame::hello_version(proto, &reply),
+            Step::Hello => hello = frame::hello(proto, &reply),
             _ if failed => return Err(UpstreamError::Handshake(error_text(&reply))),
             _ => {}
         }
     }
-    Ok(Connected { stream, version })
+    Ok(Connected { stream, version: hello.version, id: hello.id })
 }
 
 enum Step {

@@ -22,6 +22,8 @@ pub struct Pinned {
     rbuf: BytesMut,
     scanner: scan::Scanner,
     write_timeout: std::time::Duration,
+    /// Its client id on the server, when the handshake told it.
+    id: Option<i64>,
 }
 
 impl Pinned {
@@ -36,7 +38,14 @@ impl Pinned {
             rbuf: BytesMut::with_capacity(4096),
             scanner: scan::Scanner::default(),
             write_timeout: cfg.request_timeout,
+            id: connected.id,
         })
+    }
+
+    /// The connection's client id on the server (what `CLIENT ID` on it
+    /// would answer).
+    pub fn upstream_id(&self) -> Option<i64> {
+        self.id
     }
 
     /// Sends raw request bytes.

@@ -373,9 +373,19 @@ impl Raw {
         String::from_utf8_lossy(&self.read_frame()).into_owned()
     }
 
-    /// True when the server closed the connection (reads EOF).
+    /// True when the server closed the connection (reads EOF, or the
+    /// connection resets) within the read timeout; false if it sent
+    /// something or the read timed out.
     pub fn is_closed(&mut self) -> bool {
-        self.try_read_frame().is_none()
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut byte = [0u8; 1];
+        match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        }
     }
 }
 

@@ -1,0 +1,99 @@
+//! Which upstream connection each client's pinned connection is, so that
+//! `CLIENT TRACKING on REDIRECT <id>` works through the proxy. A client
+//! names the one that should receive its invalidations (subscribed to
+//! `__redis__:invalidate`) by the id `CLIENT ID` gave it, which is the
+//! proxy's own; Redis needs that client's upstream connection's id. The
+//! proxy translates one into the other, or refuses the redirect when the
+//! named client has no upstream connection: forwarding the proxy's id
+//! would name whatever upstream connection happens to carry it, and
+//! acknowledge a redirect that delivers nothing.
+//!
+//! Redis never reuses a client id, so the entry of a client whose pinned
+//! connection has closed only makes a redirect to it fail as Redis would
+//! (no such client); entries go when the client disconnects.
+
+use crate::protocol::{encode, request::parse_int, Args};
+use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+/// Proxy client id → the upstream id of its latest pinned connection.
+#[derive(Default)]
+pub struct Pins(Mutex<HashMap<u64, i64>>);
+
+impl Pins {
+    /// `client` now has the pinned connection whose id upstream is `upstream`.
+    pub fn record(&self, client: u64, upstream: i64) {
+        self.lock().insert(client, upstream);
+    }
+
+    /// `client` disconnected.
+    pub fn forget(&self, client: u64) {
+        self.lock().remove(&client);
+    }
+
+    fn upstream_of(&self, client: u64) -> Option<i64> {
+        self.lock().get(&client).copied()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, i64>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A `CLIENT TRACKING` request as it must reach Redis: `None` when it has
+/// no `REDIRECT <client id>` (sent as it is), otherwise rewritten with the
+/// named client's upstream id; `Err` is the reply when that client has no
+/// upstream connection. A malformed id is left for Redis to refuse.
+pub fn redirect(args: &Args, pins: &Pins) -> Result<Option<Bytes>, Bytes> {
+    let Some(at) = (3..args.len()).find(|&i| args.get(i).is_some_and(|a| a.eq_ignore_ascii_case(b"redirect"))) else {
+        return Ok(None);
+    };
+    let Some(client) = args.get(at + 1).and_then(parse_int).and_then(|id| u64::try_from(id).ok()) else {
+        return Ok(None);
+    };
+    let Some(upstream) = pins.upstream_of(client) else {
+        return Err(encode::error(
+            "ERR The client ID you want redirect to does not exist or has no upstream connection \
+             (through nearcache, SUBSCRIBE it to __redis__:invalidate first)",
+        ));
+    };
+    let upstream = upstream.to_string();
+    let mut out = BytesMut::new();
+    let parts: Vec<&[u8]> =
+        args.iter().enumerate().map(|(i, a)| if i == at + 1 { upstream.as_bytes() } else { a }).collect();
+    encode::command(&mut out, parts.into_iter());
+    Ok(Some(out.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::laid_out;
+
+    fn translated(parts: &[&str], pins: &Pins) -> Result<Option<Bytes>, Bytes> {
+        let (buf, ranges) = laid_out(parts);
+        redirect(&Args::new(&buf, &ranges), pins)
+    }
+
+    #[test]
+    fn a_redirect_names_the_clients_upstream_connection() {
+        let pins = Pins::default();
+        pins.record(4, 1017);
+        let sent = translated(&["CLIENT", "TRACKING", "on", "redirect", "4", "BCAST"], &pins);
+        let expected =
+            "*6\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\non\r\n$8\r\nredirect\r\n$4\r\n1017\r\n$5\r\nBCAST\r\n";
+        assert_eq!(sent, Ok(Some(Bytes::from(expected))));
+        assert_eq!(translated(&["CLIENT", "TRACKING", "on", "OPTIN"], &pins), Ok(None));
+        assert_eq!(translated(&["CLIENT", "TRACKING", "on", "REDIRECT", "x"], &pins), Ok(None));
+    }
+
+    #[test]
+    fn a_client_without_an_upstream_connection_is_refused() {
+        let pins = Pins::default();
+        pins.record(4, 1017);
+        pins.forget(4);
+        let refused = translated(&["CLIENT", "TRACKING", "on", "REDIRECT", "4"], &pins);
+        assert!(refused.is_err_and(|e| e.starts_with(b"-ERR The client ID you want redirect to does not exist")));
+    }
+}
