@@ -406,6 +406,33 @@ fn other_clients_unaffected_by_garbage() {
     assert_eq!(proxy.raw().call(&["GET", "g"]), "$1\r\n4\r\n");
 }
 
+/// Lengths Redis refuses (a leading zero, `-0`, a `+`) are refused by the
+/// proxy with Redis' own error, never forwarded: Redis would close the
+/// shared upstream connection they arrived on, failing every client's
+/// requests on it and tripping failover.
+#[test]
+fn lengths_redis_refuses_never_reach_it() {
+    let (redis, proxy) = setup();
+    let mut good = proxy.raw();
+    assert_eq!(good.call(&["SET", "g", "real"]), "+OK\r\n");
+    let lengths: [&[u8]; 5] =
+        [b"*1\r\n$04\r\nPING\r\n", b"*01\r\n$4\r\nPING\r\n", b"*1\r\n$-0\r\n", b"*-0\r\n", b"*1\r\n$+4\r\nPING\r\n"];
+    for bytes in lengths {
+        let mut bad = proxy.raw();
+        bad.send(bytes);
+        let ours = text(bad.read_frame());
+        assert!(ours.starts_with("-ERR Protocol error: invalid"), "{bytes:?} -> {ours:?}");
+        assert!(bad.is_closed(), "{bytes:?}");
+        let mut direct = direct_raw(&redis);
+        direct.send(bytes);
+        assert_eq!(text(direct.read_frame()), ours, "{bytes:?}: Redis says otherwise");
+        assert_eq!(good.call(&["GET", "g"]), "$4\r\nreal\r\n", "{bytes:?} disturbed another client");
+    }
+    let metrics = proxy.admin_get("/metrics").1;
+    let errors: Vec<&str> = metrics.lines().filter(|l| l.starts_with("nearcache_upstream_errors_total")).collect();
+    assert!(errors.is_empty(), "an upstream connection failed: {errors:?}");
+}
+
 /// Hostile framing, each on its own connection, while another client keeps
 /// working: negative and huge lengths, frames cut off mid-way, RESP3
 /// aggregates and arrays nested 10,000 deep where a command is expected.

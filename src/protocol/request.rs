@@ -143,12 +143,16 @@ fn read_len(buf: &[u8], pos: usize, err: ProtocolError) -> Result<Option<(i64, u
 pub(super) fn short_len(buf: &[u8]) -> Option<(u8, usize)> {
     match buf {
         [d @ b'0'..=b'9', b'\r', b'\n', ..] => Some((d - b'0', 3)),
-        [t @ b'0'..=b'9', d @ b'0'..=b'9', b'\r', b'\n', ..] => Some(((t - b'0') * 10 + (d - b'0'), 4)),
+        [t @ b'1'..=b'9', d @ b'0'..=b'9', b'\r', b'\n', ..] => Some(((t - b'0') * 10 + (d - b'0'), 4)),
         _ => None,
     }
 }
 
-/// [`read_len`] for any length, and for incomplete or invalid ones.
+/// [`read_len`] for any length, and for incomplete or invalid ones. Only
+/// what Redis itself reads as a length is one: no sign but `-`, no leading
+/// zero, no `-0`. A request passes upstream as the client wrote it, and a
+/// length Redis refuses would make it close a connection shared by every
+/// client.
 #[inline(never)]
 fn read_any_len(buf: &[u8], mut pos: usize, err: ProtocolError) -> Result<Option<(i64, usize)>, ProtocolError> {
     let negative = buf.get(pos) == Some(&b'-');
@@ -160,6 +164,8 @@ fn read_any_len(buf: &[u8], mut pos: usize, err: ProtocolError) -> Result<Option
     loop {
         match buf.get(pos) {
             None => return Ok(None),
+            Some(d) if d.is_ascii_digit() && pos == digits + 1 && n == 0 => return Err(err),
+            Some(b'0') if pos == digits && negative => return Err(err),
             Some(&d) if d.is_ascii_digit() && pos - digits < 18 => {
                 n = n * 10 + i64::from(d - b'0');
                 pos += 1;
@@ -335,6 +341,18 @@ mod tests {
     fn bulk_hint_allows_reserving() {
         let (r, _) = parse_all(b"*1\r\n$100\r\nabc");
         assert_eq!(r, Ok(Parsed::Incomplete { hint: 4 + 6 + 102 }));
+    }
+
+    #[test]
+    fn lengths_redis_refuses_are_refused() {
+        for bad in ["*01\r\n$4\r\nPING\r\n", "*-0\r\n", "*+1\r\n$4\r\nPING\r\n", "*00\r\n"] {
+            assert_eq!(parse_all(bad.as_bytes()).0, Err(ProtocolError::MultibulkLength), "{bad:?}");
+        }
+        for bad in ["*1\r\n$04\r\nPING\r\n", "*1\r\n$00\r\n\r\n", "*1\r\n$-0\r\n", "*1\r\n$0100\r\n"] {
+            assert_eq!(parse_all(bad.as_bytes()).0, Err(ProtocolError::BulkLength), "{bad:?}");
+        }
+        assert!(parse_all(b"*1\r\n$0\r\n\r\n").0.is_ok());
+        assert!(parse_all(b"*1\r\n$10\r\n0123456789\r\n").0.is_ok());
     }
 
     #[test]
