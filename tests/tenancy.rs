@@ -192,6 +192,10 @@ fn dangerous_commands_are_refused() {
     assert!(reply.starts_with("-NOPERM CLIENT TRACKING with BCAST"), "{reply}");
     let reply = acme.call(&["SORT", "k", "BY", "nosort", "GET", "*"]);
     assert!(reply.starts_with("-NOPERM SORT with BY or GET"), "{reply}");
+    assert_eq!(acme.call(&["SET", "x", "1"]), "+OK\r\n");
+    let reply = acme.call(&["COPY", "x", "x", "DB", "5", "REPLACE"]);
+    assert!(reply.starts_with("-NOPERM COPY with DB"), "{reply}");
+    assert_eq!(acme.call(&["COPY", "x", "y"]), ":1\r\n");
     assert_eq!(acme.call(&["RPUSH", "l", "2", "1"]), ":2\r\n");
     assert_eq!(acme.call(&["SORT", "l"]), format!("*2\r\n{}{}", bulk("1"), bulk("2")));
 }

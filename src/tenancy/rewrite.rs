@@ -126,6 +126,9 @@ pub fn request(
     if cmd.name == "tracking" && forms::tracking_beyond_own_keys(args) {
         return Err(Refusal::Form("CLIENT TRACKING with BCAST, PREFIX or REDIRECT is not allowed for tenants"));
     }
+    if cmd.name == "copy" && forms::copy_to_another_database(args) {
+        return Err(Refusal::Form("COPY with DB is not allowed for tenants (a tenant has one database)"));
+    }
     keyed(prefix, cmd, args, fix_for(parent))
 }
 

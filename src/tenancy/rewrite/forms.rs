@@ -101,6 +101,12 @@ pub(super) fn tracking_beyond_own_keys(args: &Args) -> bool {
     })
 }
 
+/// `COPY src dst DB n`: a tenant has one database (SELECT, MOVE and
+/// SWAPDB are refused), so its keys may not be written into another.
+pub(super) fn copy_to_another_database(args: &Args) -> bool {
+    args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"db"))
+}
+
 /// Pub/sub: channels prefixed, patterns given the escaped prefix as a
 /// literal head. PUBSUB NUMPAT (it counts every tenant's patterns) and
 /// anything unknown are refused.

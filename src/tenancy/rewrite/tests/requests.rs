@@ -34,7 +34,7 @@ fn plain_keys_are_prefixed() {
     assert_eq!(ok("LMOVE a b LEFT RIGHT", none), "LMOVE acme:a acme:b LEFT RIGHT");
     assert_eq!(ok("BLMOVE a b LEFT RIGHT 0", none), "BLMOVE acme:a acme:b LEFT RIGHT 0");
     assert_eq!(ok("RPOPLPUSH a b", none), "RPOPLPUSH acme:a acme:b");
-    assert_eq!(ok("COPY a b DB 0 REPLACE", none), "COPY acme:a acme:b DB 0 REPLACE");
+    assert_eq!(ok("COPY a b REPLACE", none), "COPY acme:a acme:b REPLACE");
     assert_eq!(ok("HSET h f v", none), "HSET acme:h f v");
     assert_eq!(ok("ZUNIONSTORE dst 2 a b WEIGHTS 1 2", none), "ZUNIONSTORE acme:dst 2 acme:a acme:b WEIGHTS 1 2");
     assert_eq!(ok("ZINTER 2 a b WITHSCORES", none), "ZINTER 2 acme:a acme:b WITHSCORES");
@@ -333,6 +333,14 @@ fn client_subcommands_follow_their_own_flags() {
     let beyond = Refusal::Form("CLIENT TRACKING with BCAST, PREFIX or REDIRECT is not allowed for tenants");
     for line in ["CLIENT TRACKING ON BCAST", "CLIENT TRACKING ON PREFIX x BCAST", "client tracking on redirect 5"] {
         assert_eq!(rw(line), Err(beyond.clone()), "{line}");
+    }
+}
+
+#[test]
+fn copy_stays_in_the_tenants_database() {
+    let other = Refusal::Form("COPY with DB is not allowed for tenants (a tenant has one database)");
+    for line in ["COPY a b DB 5", "copy a b replace db 1", "COPY a b db 0"] {
+        assert_eq!(rw(line), Err(other.clone()), "{line}");
     }
 }
 
