@@ -985,3 +985,38 @@ fn clients_that_do_not_read_are_cut_at_the_output_limit() {
     let cut = metric(&body, "nearcache_clients_output_limit_closed_total");
     assert!(cut.is_some_and(|n| n >= 2.0), "{body}");
 }
+
+/// The limit is soft up to four times its size: a client reading a reply
+/// bigger than it gets all of it; one leaving more than it unread (but
+/// less than four times) is cut after 10 s of that. (16 MiB, so what the
+/// sockets' buffers hold, a few MB on loopback, stays small beside it.)
+#[test]
+fn the_output_limit_is_soft_below_four_times_its_size() {
+    let redis = RedisServer::start();
+    let proxy = start_with(&redis, "[server]\nclient_output_buffer_limit = 16777216\n");
+    let big = "v".repeat(20 << 20);
+    let mut reader = proxy.raw();
+    assert_eq!(reader.call(&["SET", "big", &big]), "+OK\r\n");
+    reader.cmd(&["GET", "big"]);
+    // Starts reading once the proxy holds most of the reply.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(reader.read_frame().len(), big.len() + 13, "a reply bigger than the limit was cut");
+
+    let mut subscriber = proxy.raw();
+    assert!(subscriber.call(&["SUBSCRIBE", "slow"]).contains("subscribe"));
+    let mut publisher = redis.direct();
+    let chunk = "x".repeat(1 << 20);
+    for _ in 0..40 {
+        let _: i64 = redis::cmd("PUBLISH").arg("slow").arg(&chunk).query(&mut publisher).expect("publish");
+    }
+    let subscribed = |publisher: &mut redis::Connection| {
+        let _: i64 = redis::cmd("PUBLISH").arg("slow").arg("tick").query(publisher).expect("publish");
+        redis::cmd("PUBSUB").arg("NUMSUB").arg("slow").query::<(String, i64)>(publisher).expect("numsub").1 == 1
+    };
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(subscribed(&mut publisher), "cut before its grace: under the hard limit");
+    let cut = eventually(Duration::from_secs(20), || !subscribed(&mut publisher));
+    assert!(cut, "a subscriber past the limit was never cut");
+    assert!(started.elapsed() >= Duration::from_secs(9), "cut after {:?}, before its grace", started.elapsed());
+}

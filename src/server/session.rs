@@ -30,7 +30,7 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::oneshot;
 
@@ -72,9 +72,17 @@ enum Pending {
 const COPY_LIMIT: usize = 16 * 1024;
 
 /// Unwritten output past which the client's requests are not read until it
-/// catches up (replies to requests cannot then pile up; pushed messages
-/// still can, up to the output buffer limit).
+/// catches up (no more requests are sent upstream for it; replies already
+/// on their way, and pushed messages, still arrive, up to the output
+/// buffer limit).
 const READ_PAUSE: usize = 1024 * 1024;
+
+/// How long a client may stay past `client_output_buffer_limit` (a soft
+/// limit, so a client reading a reply larger than it is not cut off)…
+const OUTPUT_GRACE: Duration = Duration::from_secs(10);
+/// … and how many times the limit it may never pass (the hard limit), as
+/// in Redis' defaults for pub/sub clients (8 MB for 60 s, 32 MB).
+const OUTPUT_HARD_FACTOR: usize = 4;
 
 pub struct Session<R, W> {
     shared: Arc<Shared>,
@@ -103,6 +111,8 @@ pub struct Session<R, W> {
     /// Complete requests were left in the read buffer because too many
     /// replies were owed.
     stalled: bool,
+    /// Since when more than the output limit has been unwritten.
+    past_limit_since: Option<Instant>,
     /// Last input, and whether idling is allowed (for the idle timeout).
     activity: Arc<Activity>,
     /// The client's tenant, when tenancy is on.
@@ -145,6 +155,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             pinned_entries: 0,
             closing: false,
             stalled: false,
+            past_limit_since: None,
             activity,
             tenant,
         }
@@ -156,7 +167,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         loop {
             self.drain_completed();
             let unwritten = self.write_ready()?;
-            if unwritten > self.shared.output_limit {
+            if self.past_output_limit(unwritten) {
                 observe::client_output_limit();
                 tracing::warn!(
                     client = self.st.id,
@@ -210,6 +221,19 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 Wake::Read(_) => self.handle_input().await,
             }
         }
+    }
+
+    /// True when the client has left more than the output limit unread for
+    /// [`OUTPUT_GRACE`] in a row, or more than [`OUTPUT_HARD_FACTOR`] times
+    /// it: it is to be disconnected.
+    fn past_output_limit(&mut self, unwritten: usize) -> bool {
+        let limit = self.shared.output_limit;
+        if unwritten <= limit {
+            self.past_limit_since = None;
+            return false;
+        }
+        let since = *self.past_limit_since.get_or_insert_with(Instant::now);
+        unwritten > limit.saturating_mul(OUTPUT_HARD_FACTOR) || since.elapsed() >= OUTPUT_GRACE
     }
 
     /// True when what is owed may never come (a blocked command,
