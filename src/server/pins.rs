@@ -12,7 +12,8 @@
 //! connection has closed only makes a redirect to it fail as Redis would
 //! (no such client); entries go when the client disconnects.
 
-use crate::protocol::{encode, request::parse_int, Args};
+use crate::protocol::request::{self, parse_int, Limits};
+use crate::protocol::{encode, Args};
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -41,11 +42,18 @@ impl Pins {
     }
 }
 
-/// A `CLIENT TRACKING` request as it must reach Redis: `None` when it has
-/// no `REDIRECT <client id>` (sent as it is), otherwise rewritten with the
-/// named client's upstream id; `Err` is the reply when that client has no
-/// upstream connection. A malformed id is left for Redis to refuse.
-pub fn redirect(args: &Args, pins: &Pins) -> Result<Option<Bytes>, Bytes> {
+/// A `CLIENT TRACKING` request (a complete multibulk) as it must reach
+/// Redis: `None` when it has no `REDIRECT <client id>` (sent as it is),
+/// otherwise rewritten with the named client's upstream id; `Err` is the
+/// reply when that client has no upstream connection. A malformed id is
+/// left for Redis to refuse. (Parsed again here, so requests that are not
+/// CLIENT TRACKING carry nothing for it.)
+pub fn redirect(request: &[u8], pins: &Pins) -> Result<Option<Bytes>, Bytes> {
+    let (mut ranges, mut inline) = (Vec::new(), Vec::new());
+    if request::parse(request, &Limits::default(), &mut ranges, &mut inline).is_err() {
+        return Ok(None);
+    }
+    let args = Args::new(request, &ranges);
     let Some(at) = (3..args.len()).find(|&i| args.get(i).is_some_and(|a| a.eq_ignore_ascii_case(b"redirect"))) else {
         return Ok(None);
     };
@@ -69,11 +77,11 @@ pub fn redirect(args: &Args, pins: &Pins) -> Result<Option<Bytes>, Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::laid_out;
 
     fn translated(parts: &[&str], pins: &Pins) -> Result<Option<Bytes>, Bytes> {
-        let (buf, ranges) = laid_out(parts);
-        redirect(&Args::new(&buf, &ranges), pins)
+        let mut request = BytesMut::new();
+        encode::command(&mut request, parts.iter().map(|p| p.as_bytes()));
+        redirect(&request, pins)
     }
 
     #[test]

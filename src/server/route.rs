@@ -125,11 +125,11 @@ pub enum Decision {
     PinnedSideEffect(Box<SideEffect>),
     /// Reply, then close the connection (QUIT).
     Close(Bytes),
-    /// CLIENT TRACKING: forward on the pinned connection (this request
-    /// instead, when a `REDIRECT` was translated, see `pins`). If no
-    /// connection can be opened, the error is the last reply: the client
-    /// would otherwise go on caching with nothing to invalidate it.
-    Tracking(Option<Bytes>),
+    /// CLIENT TRACKING: forward on the pinned connection, a `REDIRECT`'s
+    /// client id translated (see `pins`). If no connection can be opened,
+    /// the error is the last reply: the client would otherwise go on
+    /// caching with nothing to invalidate it.
+    Tracking,
 }
 
 /// A request sent upstream only for its effect, then a local reply.
@@ -323,7 +323,7 @@ fn state_command(st: &mut ClientState, state: State, args: &Args, pinned: bool) 
         }
         State::Tracking => {
             st.session_pin = true;
-            Decision::Tracking(None)
+            Decision::Tracking
         }
     }
 }

@@ -439,7 +439,16 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 let entry = Pending::Pinned { remaining: replies, silent, discard: false, deadline, map };
                 self.send_pinned(request, entry).await;
             }
-            Decision::Tracking(rewritten) => {
+            Decision::Tracking => {
+                let rewritten = match pins::redirect(request, &self.shared.pins) {
+                    Ok(rewritten) => rewritten,
+                    Err(refusal) => {
+                        if !silent {
+                            self.pending.push_back(Pending::Ready(refusal));
+                        }
+                        return;
+                    }
+                };
                 let deadline = Some(now + self.shared.upstream.request_timeout);
                 let entry = Pending::Pinned { remaining: 1, silent, discard: false, deadline, map };
                 self.send_pinned(rewritten.as_deref().unwrap_or(request), entry).await;
@@ -744,13 +753,6 @@ fn plan(
             return Planned { decision, silent, cache_candidate: None };
         }
     }
-    if let Decision::Tracking(None) = routed.decision {
-        let decision = match pins::redirect(args, &shared.pins) {
-            Ok(rewritten) => Decision::Tracking(rewritten),
-            Err(refusal) => Decision::Reply(refusal),
-        };
-        return Planned { decision, silent, cache_candidate: None };
-    }
     let Some(cmd) = routed.cmd.filter(|_| shared.cache.is_active()) else {
         return Planned { decision: routed.decision, silent, cache_candidate: None };
     };
@@ -777,7 +779,7 @@ fn failover(
             st.clear_upstream_state();
             shared.failover.serve(None, args, request, st.proto, scratch).map(Decision::Reply)
         }
-        Decision::Tracking(_) => {
+        Decision::Tracking => {
             st.clear_upstream_state();
             shared.failover.serve(None, args, request, st.proto, scratch).map(Decision::Close)
         }
