@@ -50,6 +50,20 @@ pub struct Shared {
     pub pins: pins::Pins,
 }
 
+/// How many times `client_output_buffer_limit` a client may never pass (the
+/// hard limit; the limit itself is soft), as in Redis' defaults for pub/sub
+/// clients (8 MB for 60 s, 32 MB).
+const OUTPUT_HARD_FACTOR: usize = 4;
+
+impl Shared {
+    /// Unwritten output past which a client is disconnected at once. A pool
+    /// batch whose replies pass it is dropped as it arrives: holding it
+    /// would only end in that disconnection.
+    pub fn hard_output_limit(&self) -> usize {
+        self.output_limit.saturating_mul(OUTPUT_HARD_FACTOR)
+    }
+}
+
 /// One shared pool per protocol version, so replies pass through in the
 /// client's protocol untouched. The RESP3 pool starts on first use. Each
 /// worker thread ([`shard`]) has its own.
@@ -58,18 +72,23 @@ pub struct Pools {
     info: Arc<UpstreamInfo>,
     resp2: Pool,
     resp3: OnceLock<Pool>,
+    max_batch_reply: usize,
 }
 
 impl Pools {
-    fn start(cfg: Arc<UpstreamConfig>, info: Arc<UpstreamInfo>) -> Pools {
-        let resp2 = Pool::start(cfg.clone(), Proto::Resp2, info.clone());
-        Pools { cfg, info, resp2, resp3: OnceLock::new() }
+    /// A batch's replies past `max_batch_reply` bytes are dropped (see
+    /// [`Shared::hard_output_limit`]).
+    fn start(cfg: Arc<UpstreamConfig>, info: Arc<UpstreamInfo>, max_batch_reply: usize) -> Pools {
+        let resp2 = Pool::start(cfg.clone(), Proto::Resp2, info.clone(), max_batch_reply);
+        Pools { cfg, info, resp2, resp3: OnceLock::new(), max_batch_reply }
     }
 
     pub fn get(&self, proto: Proto) -> &Pool {
         match proto {
             Proto::Resp2 => &self.resp2,
-            Proto::Resp3 => self.resp3.get_or_init(|| Pool::start(self.cfg.clone(), Proto::Resp3, self.info.clone())),
+            Proto::Resp3 => self
+                .resp3
+                .get_or_init(|| Pool::start(self.cfg.clone(), Proto::Resp3, self.info.clone(), self.max_batch_reply)),
         }
     }
 }

@@ -78,11 +78,8 @@ const COPY_LIMIT: usize = 16 * 1024;
 const READ_PAUSE: usize = 1024 * 1024;
 
 /// How long a client may stay past `client_output_buffer_limit` (a soft
-/// limit, so a client reading a reply larger than it is not cut off)…
+/// limit, so a client reading a reply larger than it is not cut off).
 const OUTPUT_GRACE: Duration = Duration::from_secs(10);
-/// … and how many times the limit it may never pass (the hard limit), as
-/// in Redis' defaults for pub/sub clients (8 MB for 60 s, 32 MB).
-const OUTPUT_HARD_FACTOR: usize = 4;
 
 pub struct Session<R, W> {
     shared: Arc<Shared>,
@@ -113,6 +110,8 @@ pub struct Session<R, W> {
     stalled: bool,
     /// Since when more than the output limit has been unwritten.
     past_limit_since: Option<Instant>,
+    /// A batch's replies outgrew the hard output limit and were dropped.
+    replies_dropped: bool,
     /// Last input, and whether idling is allowed (for the idle timeout).
     activity: Arc<Activity>,
     /// The client's tenant, when tenancy is on.
@@ -156,6 +155,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             closing: false,
             stalled: false,
             past_limit_since: None,
+            replies_dropped: false,
             activity,
             tenant,
         }
@@ -224,16 +224,18 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     }
 
     /// True when the client has left more than the output limit unread for
-    /// [`OUTPUT_GRACE`] in a row, or more than [`OUTPUT_HARD_FACTOR`] times
-    /// it: it is to be disconnected.
+    /// [`OUTPUT_GRACE`] in a row, or more than the hard limit, or a batch's
+    /// replies were dropped for outgrowing it: it is to be disconnected.
     fn past_output_limit(&mut self, unwritten: usize) -> bool {
-        let limit = self.shared.output_limit;
-        if unwritten <= limit {
+        if self.replies_dropped {
+            return true;
+        }
+        if unwritten <= self.shared.output_limit {
             self.past_limit_since = None;
             return false;
         }
         let since = *self.past_limit_since.get_or_insert_with(Instant::now);
-        unwritten > limit.saturating_mul(OUTPUT_HARD_FACTOR) || since.elapsed() >= OUTPUT_GRACE
+        unwritten > self.shared.hard_output_limit() || since.elapsed() >= OUTPUT_GRACE
     }
 
     /// True when what is owed may never come (a blocked command,
@@ -591,6 +593,10 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             return;
         };
         self.in_flight -= count;
+        if let Err(UpstreamError::RepliesTooLarge) = result {
+            self.replies_dropped = true;
+            return;
+        }
         let replies = pool_replies(result, count, silent, started, slots);
         if !replies.is_empty() {
             self.emit(replies);

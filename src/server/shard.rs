@@ -92,7 +92,8 @@ struct Shard {
 
 impl Shard {
     async fn run(self, mut inbox: mpsc::UnboundedReceiver<Accepted>) {
-        let pools = Arc::new(Pools::start(self.shared.upstream.clone(), self.shared.info.clone()));
+        let hard_limit = self.shared.hard_output_limit();
+        let pools = Arc::new(Pools::start(self.shared.upstream.clone(), self.shared.info.clone(), hard_limit));
         let mut sessions = JoinSet::new();
         loop {
             tokio::select! {

@@ -32,6 +32,10 @@ pub enum UpstreamError {
     Handshake(String),
     #[error("upstream TLS handshake failed: {0}")]
     Tls(String),
+    /// A batch's replies outgrew what its client may hold unread; they
+    /// were dropped as they came (the client is disconnected).
+    #[error("replies larger than the client output buffer limit")]
+    RepliesTooLarge,
 }
 
 impl UpstreamError {
@@ -45,6 +49,7 @@ impl UpstreamError {
             UpstreamError::Protocol(_) => "protocol",
             UpstreamError::Handshake(_) => "handshake",
             UpstreamError::Tls(_) => "tls",
+            UpstreamError::RepliesTooLarge => "replies_too_large",
         }
     }
 

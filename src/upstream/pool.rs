@@ -26,7 +26,7 @@ use super::UpstreamError;
 use crate::config::UpstreamConfig;
 use crate::observe;
 use crate::protocol::{scan, Proto};
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -70,7 +70,11 @@ pub struct Pool {
 impl Pool {
     /// Starts `cfg.pool_size` connections; they connect in the background
     /// and keep reconnecting for the life of the process.
-    pub fn start(cfg: Arc<UpstreamConfig>, proto: Proto, info: Arc<UpstreamInfo>) -> Pool {
+    /// A pool of `cfg.pool_size` connections; a batch whose replies come to
+    /// more than `max_batch_reply` bytes fails with
+    /// [`UpstreamError::RepliesTooLarge`], its replies dropped as they
+    /// arrive instead of held.
+    pub fn start(cfg: Arc<UpstreamConfig>, proto: Proto, info: Arc<UpstreamInfo>, max_batch_reply: usize) -> Pool {
         if let Some(tls) = &cfg.tls {
             tls.warn_if_insecure();
         }
@@ -78,7 +82,15 @@ impl Pool {
             .map(|slot| {
                 let conn = Arc::new(PoolConn::new());
                 tokio::spawn(
-                    Maintainer { cfg: cfg.clone(), proto, info: info.clone(), slot, conn: conn.clone() }.run(),
+                    Maintainer {
+                        cfg: cfg.clone(),
+                        proto,
+                        info: info.clone(),
+                        slot,
+                        conn: conn.clone(),
+                        max_batch_reply,
+                    }
+                    .run(),
                 );
                 conn
             })
@@ -192,6 +204,7 @@ struct Maintainer {
     info: Arc<UpstreamInfo>,
     slot: usize,
     conn: Arc<PoolConn>,
+    max_batch_reply: usize,
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
@@ -245,12 +258,12 @@ impl Maintainer {
             Stream::Tcp(tcp) => {
                 let (reader, writer) = tcp.into_split();
                 self.up(FlushWriter::Tcp(writer), generation);
-                Reader::new(reader).run(&self.conn, self.cfg.request_timeout).await
+                Reader::new(reader, self.max_batch_reply).run(&self.conn, self.cfg.request_timeout).await
             }
             Stream::Tls(tls) => {
                 let (reader, writer) = tokio::io::split(*tls);
                 self.up(FlushWriter::Tls(writer), generation);
-                Reader::new(reader).run(&self.conn, self.cfg.request_timeout).await
+                Reader::new(reader, self.max_batch_reply).run(&self.conn, self.cfg.request_timeout).await
             }
         };
         // Wake the flush task so it sees the generation change and exits.
@@ -326,17 +339,23 @@ struct Reader<R> {
     scanned: usize,
     /// Replies of the front batch already delimited.
     frames: usize,
-    done: Vec<(oneshot::Sender<JobResult>, Bytes)>,
+    /// Bytes past which a batch's replies are dropped, and whether the
+    /// front batch's were.
+    max_batch_reply: usize,
+    dropping: bool,
+    done: Vec<(oneshot::Sender<JobResult>, JobResult)>,
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
-    fn new(stream: R) -> Reader<R> {
+    fn new(stream: R, max_batch_reply: usize) -> Reader<R> {
         Reader {
             stream,
             rbuf: BytesMut::with_capacity(16 * 1024),
             scanner: scan::Scanner::default(),
             scanned: 0,
             frames: 0,
+            max_batch_reply,
+            dropping: false,
             done: Vec::new(),
         }
     }
@@ -369,8 +388,8 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     /// session.
     fn deliver(&mut self, conn: &PoolConn) -> Result<(), UpstreamError> {
         let result = self.split_complete(&mut conn.lock().inflight);
-        for (reply, bytes) in self.done.drain(..) {
-            let _ = reply.send(Ok(bytes));
+        for (reply, result) in self.done.drain(..) {
+            let _ = reply.send(result);
         }
         result
     }
@@ -389,12 +408,19 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             }
             self.scanned += len;
             self.frames += 1;
+            if self.scanned > self.max_batch_reply {
+                self.rbuf.advance(self.scanned);
+                self.scanned = 0;
+                self.dropping = true;
+            }
             if self.frames == front.count {
                 let replies = self.rbuf.split_to(self.scanned).freeze();
                 self.scanned = 0;
                 self.frames = 0;
+                let result =
+                    if std::mem::take(&mut self.dropping) { Err(UpstreamError::RepliesTooLarge) } else { Ok(replies) };
                 if let Some(job) = inflight.pop_front() {
-                    self.done.push((job.reply, replies));
+                    self.done.push((job.reply, result));
                 }
             }
         }
