@@ -33,6 +33,11 @@ pub struct ClientState {
     pub monitor: bool,
     /// State that only ends with the session (CLIENT TRACKING, …).
     pub session_pin: bool,
+    /// The request being routed is CLIENT TRACKING: set by routing, taken
+    /// when it is applied (a `REDIRECT` to translate, and the connection
+    /// to close if tracking cannot be set up). Not a [`Decision`] of its
+    /// own, which every request would pay for.
+    pub tracking_asked: bool,
     /// Subscriptions asked for, to know how many confirmations an
     /// argument-less unsubscribe produces.
     pub channels: HashSet<Bytes>,
@@ -56,6 +61,7 @@ impl ClientState {
             watching: false,
             monitor: false,
             session_pin: false,
+            tracking_asked: false,
             channels: HashSet::new(),
             patterns: HashSet::new(),
             shard_channels: HashSet::new(),
@@ -125,11 +131,6 @@ pub enum Decision {
     PinnedSideEffect(Box<SideEffect>),
     /// Reply, then close the connection (QUIT).
     Close(Bytes),
-    /// CLIENT TRACKING: forward on the pinned connection, a `REDIRECT`'s
-    /// client id translated (see `pins`). If no connection can be opened,
-    /// the error is the last reply: the client would otherwise go on
-    /// caching with nothing to invalidate it.
-    Tracking,
 }
 
 /// A request sent upstream only for its effect, then a local reply.
@@ -323,7 +324,8 @@ fn state_command(st: &mut ClientState, state: State, args: &Args, pinned: bool) 
         }
         State::Tracking => {
             st.session_pin = true;
-            Decision::Tracking
+            st.tracking_asked = true;
+            one
         }
     }
 }

@@ -226,16 +226,21 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// True when the client has left more than the output limit unread for
     /// [`OUTPUT_GRACE`] in a row, or more than the hard limit, or a batch's
     /// replies were dropped for outgrowing it: it is to be disconnected.
+    #[inline]
     fn past_output_limit(&mut self, unwritten: usize) -> bool {
-        if self.replies_dropped {
-            return true;
-        }
-        if unwritten <= self.shared.output_limit {
-            self.past_limit_since = None;
+        if unwritten <= self.shared.output_limit && !self.replies_dropped {
+            if self.past_limit_since.is_some() {
+                self.past_limit_since = None;
+            }
             return false;
         }
+        self.past_output_limit_now(unwritten)
+    }
+
+    #[cold]
+    fn past_output_limit_now(&mut self, unwritten: usize) -> bool {
         let since = *self.past_limit_since.get_or_insert_with(Instant::now);
-        unwritten > self.shared.hard_output_limit() || since.elapsed() >= OUTPUT_GRACE
+        self.replies_dropped || unwritten > self.shared.hard_output_limit() || since.elapsed() >= OUTPUT_GRACE
     }
 
     /// True when what is owed may never come (a blocked command,
@@ -436,27 +441,13 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 self.batch_add(&[], Source::Bytes(request), 1, map.map_or(Slot::Plain, Slot::Map), silent, now);
                 self.flush_batch(&[], now);
             }
+            Decision::Pinned { .. } if std::mem::take(&mut self.st.tracking_asked) => {
+                self.send_tracking(request, silent, now, map).await;
+            }
             Decision::Pinned { replies, blocking } => {
                 let deadline = (!blocking).then(|| now + self.shared.upstream.request_timeout);
                 let entry = Pending::Pinned { remaining: replies, silent, discard: false, deadline, map };
                 self.send_pinned(request, entry).await;
-            }
-            Decision::Tracking => {
-                let rewritten = match pins::redirect(request, &self.shared.pins) {
-                    Ok(rewritten) => rewritten,
-                    Err(refusal) => {
-                        if !silent {
-                            self.pending.push_back(Pending::Ready(refusal));
-                        }
-                        return;
-                    }
-                };
-                let deadline = Some(now + self.shared.upstream.request_timeout);
-                let entry = Pending::Pinned { remaining: 1, silent, discard: false, deadline, map };
-                self.send_pinned(rewritten.as_deref().unwrap_or(request), entry).await;
-                if self.pinned.is_none() {
-                    self.closing = true;
-                }
             }
             Decision::PinnedSideEffect(effect) => {
                 let SideEffect { upstream, reply } = *effect;
@@ -467,6 +458,28 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     self.pending.push_back(Pending::Ready(reply));
                 }
             }
+        }
+    }
+
+    /// CLIENT TRACKING: sent on the pinned connection, a `REDIRECT`'s
+    /// client id translated (see `pins`). If no connection can be opened,
+    /// the error is the last reply: the client would otherwise go on
+    /// caching with nothing to invalidate it.
+    async fn send_tracking(&mut self, request: &[u8], silent: bool, now: Instant, map: Option<ReplyMap>) {
+        let rewritten = match pins::redirect(request, &self.shared.pins) {
+            Ok(rewritten) => rewritten,
+            Err(refusal) => {
+                if !silent {
+                    self.pending.push_back(Pending::Ready(refusal));
+                }
+                return;
+            }
+        };
+        let deadline = Some(now + self.shared.upstream.request_timeout);
+        let entry = Pending::Pinned { remaining: 1, silent, discard: false, deadline, map };
+        self.send_pinned(rewritten.as_deref().unwrap_or(request), entry).await;
+        if self.pinned.is_none() {
+            self.closing = true;
         }
     }
 
@@ -782,12 +795,12 @@ fn failover(
     match routed.decision {
         Decision::Pool => shared.failover.serve(routed.cmd, args, request, st.proto, scratch).map(Decision::Reply),
         Decision::Pinned { .. } => {
+            // Tracking that cannot be set up ends the connection (see
+            // `send_tracking`).
+            let close = std::mem::take(&mut st.tracking_asked);
             st.clear_upstream_state();
-            shared.failover.serve(None, args, request, st.proto, scratch).map(Decision::Reply)
-        }
-        Decision::Tracking => {
-            st.clear_upstream_state();
-            shared.failover.serve(None, args, request, st.proto, scratch).map(Decision::Close)
+            let reply = shared.failover.serve(None, args, request, st.proto, scratch);
+            reply.map(if close { Decision::Close } else { Decision::Reply })
         }
         _ => None,
     }

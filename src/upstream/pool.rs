@@ -343,7 +343,7 @@ struct Reader<R> {
     /// front batch's were.
     max_batch_reply: usize,
     dropping: bool,
-    done: Vec<(oneshot::Sender<JobResult>, JobResult)>,
+    done: Vec<(oneshot::Sender<JobResult>, Bytes)>,
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
@@ -388,8 +388,8 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     /// session.
     fn deliver(&mut self, conn: &PoolConn) -> Result<(), UpstreamError> {
         let result = self.split_complete(&mut conn.lock().inflight);
-        for (reply, result) in self.done.drain(..) {
-            let _ = reply.send(result);
+        for (reply, bytes) in self.done.drain(..) {
+            let _ = reply.send(Ok(bytes));
         }
         result
     }
@@ -417,10 +417,13 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 let replies = self.rbuf.split_to(self.scanned).freeze();
                 self.scanned = 0;
                 self.frames = 0;
-                let result =
-                    if std::mem::take(&mut self.dropping) { Err(UpstreamError::RepliesTooLarge) } else { Ok(replies) };
                 if let Some(job) = inflight.pop_front() {
-                    self.done.push((job.reply, result));
+                    if std::mem::take(&mut self.dropping) {
+                        // Rare: answered at once, the lock held.
+                        let _ = job.reply.send(Err(UpstreamError::RepliesTooLarge));
+                    } else {
+                        self.done.push((job.reply, replies));
+                    }
                 }
             }
         }
