@@ -447,6 +447,34 @@ fn clients_spread_over_worker_threads_are_all_served_and_drained_on_shutdown() {
     assert!(open.iter_mut().all(|c| redis::cmd("PING").query::<String>(c).is_err()));
 }
 
+/// As in Redis, a SUBSCRIBE queued in a transaction subscribes at EXEC (in
+/// both protocols); one queued and discarded does not.
+#[test]
+fn subscribe_inside_multi_takes_effect_at_exec() {
+    let (redis, proxy) = setup();
+    let mut publisher = redis.direct();
+    for (hello, exec) in [
+        ("2", "*1\r\n*3\r\n$9\r\nsubscribe\r\n$2\r\nms\r\n:1\r\n"),
+        ("3", "*1\r\n>3\r\n$9\r\nsubscribe\r\n$2\r\nms\r\n:1\r\n"),
+    ] {
+        let mut discarded = proxy.raw();
+        assert_eq!(discarded.call(&["MULTI"]), "+OK\r\n");
+        assert_eq!(discarded.call(&["SUBSCRIBE", "gone"]), "+QUEUED\r\n");
+        assert_eq!(discarded.call(&["DISCARD"]), "+OK\r\n");
+        assert_eq!(discarded.call(&["GET", "x"]), "$-1\r\n");
+
+        let mut raw = proxy.raw();
+        assert!(raw.call(&["HELLO", hello]).len() > 10);
+        assert_eq!(raw.call(&["MULTI"]), "+OK\r\n");
+        assert_eq!(raw.call(&["SUBSCRIBE", "ms"]), "+QUEUED\r\n");
+        assert_eq!(raw.call(&["EXEC"]), exec, "RESP{hello}");
+        assert_eq!(q::<i64>(&mut publisher, &["PUBLISH", "ms", "hi"]), 1, "RESP{hello}: not subscribed after EXEC");
+        let message = String::from_utf8_lossy(&raw.read_frame()).into_owned();
+        assert!(message.ends_with("$7\r\nmessage\r\n$2\r\nms\r\n$2\r\nhi\r\n"), "{message:?}");
+        assert_eq!(q::<i64>(&mut publisher, &["PUBLISH", "gone", "x"]), 0, "a discarded SUBSCRIBE took effect");
+    }
+}
+
 #[test]
 fn multi_exec_and_discard() {
     let (redis, proxy) = setup();

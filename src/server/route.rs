@@ -46,6 +46,8 @@ pub struct ClientState {
     /// The pinned connection is in RESP2 subscribed mode: from the first
     /// subscribe sent until a confirmation reports no subscription left.
     pub pubsub_mode: bool,
+    /// Subscriptions queued inside MULTI: they take effect at EXEC.
+    pub queued_subscriptions: Vec<(SubKind, Bytes)>,
 }
 
 impl ClientState {
@@ -66,6 +68,7 @@ impl ClientState {
             patterns: HashSet::new(),
             shard_channels: HashSet::new(),
             pubsub_mode: false,
+            queued_subscriptions: Vec::new(),
         }
     }
 
@@ -103,6 +106,7 @@ impl ClientState {
         self.patterns.clear();
         self.shard_channels.clear();
         self.pubsub_mode = false;
+        self.queued_subscriptions.clear();
     }
 
     fn subs_mut(&mut self, kind: SubKind) -> &mut HashSet<Bytes> {
@@ -199,9 +203,23 @@ fn route_known(
 /// transaction, a queued SELECT moves the connection when EXEC runs it.
 fn after_multi_command(st: &mut ClientState, cmd: &Command, args: &Args) -> Decision {
     match cmd.handler {
-        Handler::State(State::Exec) | Handler::State(State::Discard) => {
+        Handler::State(State::Exec) => {
             st.multi = false;
             st.watching = false;
+            // As in Redis, the client is subscribed after EXEC (whose reply
+            // holds the confirmations): the connection must stay.
+            for (kind, channel) in std::mem::take(&mut st.queued_subscriptions) {
+                st.pubsub_mode = true;
+                st.subs_mut(kind).insert(channel);
+            }
+        }
+        Handler::State(State::Discard) => {
+            st.multi = false;
+            st.watching = false;
+            st.queued_subscriptions.clear();
+        }
+        Handler::State(State::Subscribe(kind)) if cmd.arity_ok(args.len()) => {
+            st.queued_subscriptions.extend(args.iter().skip(1).map(|c| (kind, Bytes::copy_from_slice(c))));
         }
         Handler::Local(Local::Select) if cmd.arity_ok(args.len()) => {
             if let Some(db) = args.get(1).and_then(parse_int) {
