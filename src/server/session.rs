@@ -531,6 +531,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 let (count, silent, started, slots) = (*count, *silent, *started, slots.take());
                 let result = rx.await.unwrap_or(Err(UpstreamError::ConnectionLost));
                 self.in_flight -= count;
+                self.replies_dropped |= matches!(result, Err(UpstreamError::RepliesTooLarge));
                 self.pending[i] = Pending::Ready(pool_replies(result, count, silent, started, slots));
             }
         }
@@ -723,7 +724,11 @@ fn pool_replies(result: JobResult, count: usize, silent: bool, started: Instant,
         _ if silent => Bytes::new(),
         Ok(replies) => replies,
         Err(e) => {
-            observe::upstream_error(&e);
+            // Replies dropped for a client's output limit are the client's
+            // doing (counted when it is disconnected), not Redis'.
+            if !matches!(e, UpstreamError::RepliesTooLarge) {
+                observe::upstream_error(&e);
+            }
             let reply = e.reply();
             let mut all = BytesMut::with_capacity(reply.len() * count);
             (0..count).for_each(|_| all.extend_from_slice(&reply));
