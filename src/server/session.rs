@@ -530,9 +530,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             if let Some(Pending::Pool { rx, count, silent, started, slots }) = self.pending.get_mut(i) {
                 let (count, silent, started, slots) = (*count, *silent, *started, slots.take());
                 let result = rx.await.unwrap_or(Err(UpstreamError::ConnectionLost));
-                self.in_flight -= count;
-                self.replies_dropped |= matches!(result, Err(UpstreamError::RepliesTooLarge));
-                self.pending[i] = Pending::Ready(pool_replies(result, count, silent, started, slots));
+                self.pending[i] = Pending::Ready(self.pool_result(result, count, silent, started, slots));
             }
         }
     }
@@ -606,15 +604,29 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         let Some(Pending::Pool { count, silent, started, slots, .. }) = self.pending.pop_front() else {
             return;
         };
-        self.in_flight -= count;
-        if let Err(UpstreamError::RepliesTooLarge) = result {
-            self.replies_dropped = true;
-            return;
-        }
-        let replies = pool_replies(result, count, silent, started, slots);
+        let replies = self.pool_result(result, count, silent, started, slots);
         if !replies.is_empty() {
             self.emit(replies);
         }
+    }
+
+    /// The client's replies for a pool batch of `count` requests now
+    /// answered; none when they were dropped for the client's output limit
+    /// (it is then disconnected, see [`Session::past_output_limit`]).
+    fn pool_result(
+        &mut self,
+        result: JobResult,
+        count: usize,
+        silent: bool,
+        started: Instant,
+        slots: Option<Vec<Slot>>,
+    ) -> Bytes {
+        self.in_flight -= count;
+        if let Err(UpstreamError::RepliesTooLarge) = result {
+            self.replies_dropped = true;
+            return Bytes::new();
+        }
+        pool_replies(result, count, silent, started, slots)
     }
 
     /// A frame from the pinned connection: the next owed reply, or pushed
@@ -724,11 +736,7 @@ fn pool_replies(result: JobResult, count: usize, silent: bool, started: Instant,
         _ if silent => Bytes::new(),
         Ok(replies) => replies,
         Err(e) => {
-            // Replies dropped for a client's output limit are the client's
-            // doing (counted when it is disconnected), not Redis'.
-            if !matches!(e, UpstreamError::RepliesTooLarge) {
-                observe::upstream_error(&e);
-            }
+            observe::upstream_error(&e);
             let reply = e.reply();
             let mut all = BytesMut::with_capacity(reply.len() * count);
             (0..count).for_each(|_| all.extend_from_slice(&reply));

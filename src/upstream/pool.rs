@@ -69,9 +69,8 @@ pub struct Pool {
 
 impl Pool {
     /// Starts `cfg.pool_size` connections; they connect in the background
-    /// and keep reconnecting for the life of the process.
-    /// A pool of `cfg.pool_size` connections; a batch whose replies come to
-    /// more than `max_batch_reply` bytes fails with
+    /// and keep reconnecting for the life of the process. A batch whose
+    /// replies come to more than `max_batch_reply` bytes fails with
     /// [`UpstreamError::RepliesTooLarge`], its replies dropped as they
     /// arrive instead of held.
     pub fn start(cfg: Arc<UpstreamConfig>, proto: Proto, info: Arc<UpstreamInfo>, max_batch_reply: usize) -> Pool {
