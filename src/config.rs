@@ -210,11 +210,18 @@ struct RawBreaker {
     window: String,
     open_for: String,
     success_threshold: u64,
+    stall_after: String,
 }
 
 impl Default for RawBreaker {
     fn default() -> Self {
-        RawBreaker { failure_threshold: 5, window: "10s".into(), open_for: "2s".into(), success_threshold: 2 }
+        RawBreaker {
+            failure_threshold: 5,
+            window: "10s".into(),
+            open_for: "2s".into(),
+            success_threshold: 2,
+            stall_after: "500ms".into(),
+        }
     }
 }
 
@@ -418,6 +425,7 @@ impl Validator<'_> {
                 window: self.duration("breaker.window", &raw.breaker.window)?,
                 open_for: self.duration("breaker.open_for", &raw.breaker.open_for)?,
                 success_threshold: self.count("breaker.success_threshold", raw.breaker.success_threshold)?,
+                stall_after: self.duration("breaker.stall_after", &raw.breaker.stall_after)?,
                 failover: failover.enabled,
             },
             failover: self.failover(failover)?,

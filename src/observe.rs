@@ -22,6 +22,9 @@ const CLIENTS_REFUSED: &str = "nearcache_clients_refused_total";
 const CLIENTS_IDLE_CLOSED: &str = "nearcache_clients_idle_closed_total";
 const UPSTREAM_ERRORS: &str = "nearcache_upstream_errors_total";
 const UPSTREAM_CONNECTIONS: &str = "nearcache_upstream_connections";
+const UPSTREAM_RECONNECTS: &str = "nearcache_upstream_reconnects_total";
+const UPSTREAM_RESENT: &str = "nearcache_upstream_resent_total";
+const UPSTREAM_STALLS: &str = "nearcache_upstream_stalls_total";
 const DEDICATED_CONNECTIONS: &str = "nearcache_dedicated_connections";
 const PROTOCOL_ERRORS: &str = "nearcache_client_protocol_errors_total";
 const BREAKER_STATE: &str = "nearcache_breaker_state";
@@ -80,6 +83,18 @@ fn describe() {
     metrics::describe_counter!(CLIENTS_IDLE_CLOSED, "Clients closed after client_idle_timeout without input");
     metrics::describe_counter!(UPSTREAM_ERRORS, "Upstream failures, by kind");
     metrics::describe_gauge!(UPSTREAM_CONNECTIONS, "Open shared-pool connections to the upstream");
+    metrics::describe_counter!(
+        UPSTREAM_RECONNECTS,
+        "Shared-pool connections lost (idle timeout, CLIENT KILL, restart) and reconnected at once; not an outage"
+    );
+    metrics::describe_counter!(
+        UPSTREAM_RESENT,
+        "Requests not yet written to a lost pool connection, sent again on its replacement"
+    );
+    metrics::describe_counter!(
+        UPSTREAM_STALLS,
+        "Times the upstream made no progress for breaker.stall_after with requests outstanding (circuit opened)"
+    );
     metrics::describe_gauge!(
         DEDICATED_CONNECTIONS,
         "Dedicated upstream connections, by role: client (pinned while a client holds state) or tracking (invalidations)"
@@ -122,9 +137,17 @@ fn describe() {
 /// Labelled series whose label values belong to other modules appear with
 /// their first event.
 fn zero() {
-    for counter in
-        [AUTH_FAILURES, CLIENTS_REFUSED, CLIENTS_IDLE_CLOSED, OUTPUT_LIMIT_CLOSED, PROTOCOL_ERRORS, TRACKING_LOSSES]
-    {
+    for counter in [
+        AUTH_FAILURES,
+        CLIENTS_REFUSED,
+        CLIENTS_IDLE_CLOSED,
+        OUTPUT_LIMIT_CLOSED,
+        PROTOCOL_ERRORS,
+        TRACKING_LOSSES,
+        UPSTREAM_RECONNECTS,
+        UPSTREAM_RESENT,
+        UPSTREAM_STALLS,
+    ] {
         metrics::counter!(counter).absolute(0);
     }
     for result in ["ok", "error"] {
@@ -240,6 +263,17 @@ pub fn dedicated_connections(role: &'static str, delta: f64) {
 
 pub fn upstream_error(e: &UpstreamError) {
     metrics::counter!(UPSTREAM_ERRORS, "kind" => e.kind()).increment(1);
+}
+
+/// A pool connection was lost and is being replaced; `resent` requests
+/// not yet written go out on the new one.
+pub fn upstream_reconnect(resent: usize) {
+    metrics::counter!(UPSTREAM_RECONNECTS).increment(1);
+    metrics::counter!(UPSTREAM_RESENT).increment(resent as u64);
+}
+
+pub fn upstream_stall() {
+    metrics::counter!(UPSTREAM_STALLS).increment(1);
 }
 
 pub fn protocol_error() {

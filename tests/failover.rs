@@ -77,6 +77,10 @@ fn starts_without_an_upstream_and_replays_when_one_appears() {
 #[derive(Default, Debug)]
 struct Tally {
     hot_reads: u64,
+    /// A wrong value for a hot key: never allowed.
+    hot_wrong: Vec<String>,
+    /// Hot reads that got an error (one in flight on a connection when
+    /// Redis died, before failover began).
     hot_errors: Vec<String>,
     incr_ok: i64,
     incr_err: i64,
@@ -100,7 +104,8 @@ fn load_client(proxy_url: String, id: usize, stop: Arc<AtomicBool>, killed: Arc<
         let key = format!("hot:{}", n % 10);
         match c.get::<_, String>(&key) {
             Ok(v) if v == format!("value-{}", n % 10) => t.hot_reads += 1,
-            other => t.hot_errors.push(format!("{key}: {other:?}")),
+            Ok(v) => t.hot_wrong.push(format!("{key}: {v:?}")),
+            Err(e) => t.hot_errors.push(format!("{key}: {e}")),
         }
         let sent = Instant::now();
         match c.incr::<_, _, i64>(format!("ctr:{id}"), 1) {
@@ -162,7 +167,16 @@ fn killing_the_upstream_under_load_loses_no_acknowledged_write() {
     let mut d = redis.direct();
     let mut writes = 0;
     for (id, t) in tallies.iter().enumerate() {
-        assert!(t.hot_errors.is_empty(), "client {id}: cached keys must keep being served: {:?}", t.hot_errors);
+        assert!(t.hot_wrong.is_empty(), "client {id}: wrong values for cached keys: {:?}", t.hot_wrong);
+        // Losing the invalidation connection stops hits at once (writes
+        // could go unnoticed): a read sent upstream just before the pool
+        // saw Redis die gets the honest error, then failover serves.
+        assert!(t.hot_errors.len() <= 1, "client {id}: cached keys must keep being served: {:?}", t.hot_errors);
+        assert!(
+            t.hot_errors.iter().all(|e| e.contains("upstream connection lost") || e.contains("upstream unavailable")),
+            "client {id}: {:?}",
+            t.hot_errors
+        );
         assert!(t.slowest < Duration::from_secs(2), "client {id}: a request took {:?}", t.slowest);
         let ctr: i64 = d.get(format!("ctr:{id}")).expect("counter");
         // A write in flight when Redis died may or may not have been
@@ -278,11 +292,19 @@ fn writes_the_upstream_cannot_take_yet_stay_journaled() {
     assert_eq!(raw.call(&["SET", "kept", "1"]), "+OK\r\n");
     assert_eq!(raw.call(&["INCR", "kept-counter"]), ":1\r\n");
     redis.resume();
-    // Probes answer, every replay is refused: still failover, nothing lost
-    // and nothing dead-lettered.
-    std::thread::sleep(Duration::from_millis(1500));
-    let status = mode(&proxy);
-    assert!(status.contains("\"mode\":\"failover\",\"journal_entries\":2,\"dead_letters\":0"), "{status}");
+    // Probes answer, every replay is refused: nothing lost, nothing
+    // dead-lettered, and while Redis is reachable nothing is answered from
+    // local memory (it could contradict Redis): every request gets why.
+    wait_mode(&proxy, "\"mode\":\"replay_refused\",\"journal_entries\":2,\"dead_letters\":0", Duration::from_secs(5));
+    let (status, body) = ready(&proxy);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"refused\":\"replay refused: OOM command not allowed"), "{body}");
+    let refused = "-TRYAGAIN upstream refuses the failover journal's replay (replay refused: OOM command not allowed";
+    for cmd in [&["GET", "kept"][..], &["GET", "anything"], &["DEL", "kept"], &["SET", "x", "1"]] {
+        let reply = raw.call(cmd);
+        assert!(reply.starts_with(refused), "{cmd:?}: {reply:?}");
+    }
+    assert!(mode(&proxy).contains("\"journal_entries\":2"), "refused requests are not journaled: {}", mode(&proxy));
     let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(0).query(&mut d).expect("maxmemory");
     wait_mode(&proxy, "\"mode\":\"normal\",\"journal_entries\":0", Duration::from_secs(10));
     assert_eq!(d.get::<_, String>("kept").expect("get"), "1");
@@ -343,7 +365,7 @@ fn commands_the_store_cannot_serve_get_tryagain() {
     let mut raw = proxy.raw();
     for (cmd, name) in [
         (&["XADD", "s", "*", "f", "v"][..], "XADD"),
-        (&["MULTI"][..], "MULTI"),
+        (&["WATCH", "k"][..], "WATCH"),
         (&["BLPOP", "q", "0"][..], "BLPOP"),
         (&["SUBSCRIBE", "ch"][..], "SUBSCRIBE"),
         (&["NOSUCHCOMMAND"][..], "NOSUCHCOMMAND"),
@@ -351,7 +373,7 @@ fn commands_the_store_cannot_serve_get_tryagain() {
         let reply = raw.call(cmd);
         assert_eq!(reply, format!("-TRYAGAIN upstream unavailable, {name} not available in failover mode\r\n"));
     }
-    // The refused MULTI left no transaction behind.
+    // The refused WATCH left nothing behind.
     assert_eq!(raw.call(&["SET", "k", "v", "EX", "100"]), "+OK\r\n");
     let ttl = raw.call(&["TTL", "k"]);
     assert!(ttl == ":100\r\n" || ttl == ":99\r\n", "{ttl:?}");
@@ -359,6 +381,57 @@ fn commands_the_store_cannot_serve_get_tryagain() {
     let body = proxy.admin_get("/metrics").1;
     assert!(metric(&body, "nearcache_failover_commands_total{result=\"refused\"}").is_some_and(|n| n >= 5.0));
     assert!(metric(&body, "nearcache_failover_active").is_some(), "{body}");
+}
+
+/// A transaction in failover is refused whole, as Redis refuses one with
+/// a command it rejected: nothing applied, nothing journaled, whether it
+/// is sent command by command or pipelined.
+#[test]
+fn a_transaction_in_failover_is_refused_whole_never_split() {
+    let proxy = Proxy::start_with(free_port(), FAST);
+    wait_mode(&proxy, "\"mode\":\"failover\"", Duration::from_secs(5));
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["SET", "bal", "100"]), "+OK\r\n");
+    let refused = "-TRYAGAIN upstream unavailable, transaction refused in failover mode\r\n";
+    let abort = "-EXECABORT Transaction discarded because of previous errors.\r\n";
+    assert_eq!(raw.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(raw.call(&["DECRBY", "bal", "30"]), refused);
+    assert_eq!(raw.call(&["INCRBY", "other", "30"]), refused);
+    assert_eq!(raw.call(&["EXEC"]), abort);
+    // Pipelined, as issue #15 found it split.
+    raw.send(b"*1\r\n$5\r\nMULTI\r\n*3\r\n$6\r\nDECRBY\r\n$3\r\nbal\r\n$2\r\n30\r\n*3\r\n$6\r\nINCRBY\r\n$5\r\nother\r\n$2\r\n30\r\n*1\r\n$4\r\nEXEC\r\n");
+    let replies: Vec<String> = (0..4).map(|_| String::from_utf8_lossy(&raw.read_frame()).into_owned()).collect();
+    assert_eq!(replies, ["+OK\r\n", refused, refused, abort]);
+    // DISCARD ends one too; the connection is a plain one afterwards.
+    assert_eq!(raw.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(raw.call(&["SET", "bal", "0"]), refused);
+    assert_eq!(raw.call(&["DISCARD"]), "+OK\r\n");
+    assert_eq!(raw.call(&["EXEC"]), "-ERR EXEC without MULTI\r\n");
+    assert_eq!(raw.call(&["GET", "bal"]), "$3\r\n100\r\n");
+    assert_eq!(raw.call(&["GET", "other"]), "$-1\r\n");
+    assert!(mode(&proxy).contains("\"journal_entries\":1,"), "only the SET is journaled: {}", mode(&proxy));
+}
+
+/// A transaction begun in failover stays refused when Redis comes back
+/// before its EXEC: its commands were never queued anywhere.
+#[test]
+fn a_transaction_begun_in_failover_is_not_finished_upstream() {
+    let port = free_port();
+    let proxy = Proxy::start_with(port, FAST);
+    wait_mode(&proxy, "\"mode\":\"failover\"", Duration::from_secs(5));
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["MULTI"]), "+OK\r\n");
+    assert!(raw.call(&["SET", "t", "1"]).starts_with("-TRYAGAIN"));
+    let redis = RedisServer::start_on(port);
+    wait_mode(&proxy, "\"mode\":\"normal\"", Duration::from_secs(10));
+    assert!(raw.call(&["SET", "t", "2"]).starts_with("-TRYAGAIN"), "still inside the refused transaction");
+    assert_eq!(raw.call(&["EXEC"]), "-EXECABORT Transaction discarded because of previous errors.\r\n");
+    assert!(!redis.direct().exists::<_, bool>("t").expect("exists"));
+    // Now upstream, a transaction is Redis' own.
+    assert_eq!(raw.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(raw.call(&["SET", "t", "3"]), "+QUEUED\r\n");
+    assert_eq!(raw.call(&["EXEC"]), "*1\r\n+OK\r\n");
+    assert_eq!(redis.direct().get::<_, String>("t").expect("get"), "3");
 }
 
 #[test]

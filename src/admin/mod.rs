@@ -197,17 +197,26 @@ fn quote(s: &str) -> String {
 }
 
 /// 200 while requests are answered, from upstream or from failover; 503
-/// only when the upstream is down and failover is off.
+/// when the upstream is down and failover is off, or when the upstream
+/// answers but refuses the journal's replay (mode `replay_refused`:
+/// requests get an error until it accepts it).
 fn ready(failover: &Failover) -> Response {
     let s = failover.status();
+    let mode = match (&s.replay_refused, s.failover) {
+        (Some(_), true) => "replay_refused",
+        (_, true) => "failover",
+        (_, false) => "normal",
+    };
     let body = format!(
-        "{{\"upstream\":\"{}\",\"mode\":\"{}\",\"journal_entries\":{},\"dead_letters\":{}}}\n",
+        "{{\"upstream\":\"{}\",\"mode\":\"{}\",\"journal_entries\":{},\"dead_letters\":{}{}}}\n",
         if s.upstream_up { "up" } else { "down" },
-        if s.failover { "failover" } else { "normal" },
+        mode,
         s.journal_entries,
-        s.dead_letters
+        s.dead_letters,
+        s.replay_refused.as_deref().map(|r| format!(",\"refused\":{}", quote(r))).unwrap_or_default()
     );
-    let status = if s.upstream_up || s.enabled { "200 OK" } else { "503 Service Unavailable" };
+    let answering = s.upstream_up || (s.enabled && s.replay_refused.is_none());
+    let status = if answering { "200 OK" } else { "503 Service Unavailable" };
     Response { status, content_type: "application/json", body }
 }
 

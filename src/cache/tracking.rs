@@ -4,11 +4,14 @@
 //! prefixes (and a null on FLUSHALL/FLUSHDB); each push evicts.
 //!
 //! The cache serves only while this connection is healthy: when it is lost
-//! (disconnect, upstream restart, no PONG within the request timeout) the
-//! cache is bypassed until tracking is re-established, since writes made
-//! meanwhile would go unnoticed, and cleared before it serves again. With
-//! failover on, the entries are kept meanwhile for failover to serve, and a
-//! lost connection opens the circuit like a lost pool connection does.
+//! (disconnect, `CLIENT KILL`, upstream restart, no PONG within the request
+//! timeout) the cache is bypassed until tracking is re-established (a new
+//! connection is opened at once), since writes made meanwhile would go
+//! unnoticed, and cleared before it serves again: a restarted or different
+//! Redis behind the address is never answered for from the old entries.
+//! With failover on, the entries are kept meanwhile for failover to serve
+//! should the upstream turn out to be down. Losing this connection is not
+//! an outage: it never opens the circuit.
 
 use super::NearCache;
 use crate::config::UpstreamConfig;
@@ -22,8 +25,9 @@ use bytes::BytesMut;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How often the channel is checked with a PING.
-const PING_EVERY: Duration = Duration::from_secs(1);
+/// How often the channel is checked with a PING: also often enough that
+/// Redis' idle `timeout` (1 s at least) never closes it.
+const PING_EVERY: Duration = Duration::from_millis(500);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Keeps the invalidation channel up for the life of the process.
@@ -49,11 +53,8 @@ pub async fn run(cache: Arc<NearCache>, upstream: Arc<UpstreamConfig>, info: Arc
                         tracing::info!("tracked prefixes changed by a reload: re-subscribing to invalidations");
                     }
                     Ended::Failed(err) => {
-                        // Circuit first: reads then go to failover, never
-                        // upstream with the cache off.
-                        if err == UpstreamError::ConnectionLost {
-                            info.breaker.lost();
-                        }
+                        // Not an outage: only the cache stops serving
+                        // until the connection is replaced (at once).
                         cache.tracking_lost(failover);
                         observe::tracking_lost();
                         tracing::warn!(error = %err, kept_for_failover = failover, "invalidation connection lost: near-cache bypassed until it is back");
@@ -61,6 +62,10 @@ pub async fn run(cache: Arc<NearCache>, upstream: Arc<UpstreamConfig>, info: Arc
                 }
             }
             Err(e) => {
+                if let Subscribe::Connect(e) = &e {
+                    // A fresh connection cannot be established: an outage.
+                    info.breaker.connect_failed(e);
+                }
                 failures += 1;
                 if failures == 1 {
                     tracing::warn!(error = %e, "cannot subscribe to invalidations: near-cache bypassed, retrying");
@@ -74,9 +79,20 @@ pub async fn run(cache: Arc<NearCache>, upstream: Arc<UpstreamConfig>, info: Arc
     }
 }
 
+/// Why [`subscribe`] failed.
+#[derive(Debug, thiserror::Error)]
+enum Subscribe {
+    /// No connection could be opened.
+    #[error("{0}")]
+    Connect(UpstreamError),
+    /// The connection was opened but tracking could not be turned on.
+    #[error("{0}")]
+    Tracking(#[from] UpstreamError),
+}
+
 /// Opens the connection and turns tracking on.
-async fn subscribe(cache: &NearCache, upstream: &UpstreamConfig) -> Result<Pinned, UpstreamError> {
-    let mut conn = Pinned::open(upstream, Proto::Resp3, "tracking").await?;
+async fn subscribe(cache: &NearCache, upstream: &UpstreamConfig) -> Result<Pinned, Subscribe> {
+    let mut conn = Pinned::open(upstream, Proto::Resp3, "tracking").await.map_err(Subscribe::Connect)?;
     let mut args: Vec<&[u8]> = vec![b"CLIENT", b"TRACKING", b"on", b"BCAST"];
     let prefixes = cache.config().tracking_prefixes();
     for prefix in prefixes.iter().filter(|p| !p.is_empty()) {
@@ -90,7 +106,7 @@ async fn subscribe(cache: &NearCache, upstream: &UpstreamConfig) -> Result<Pinne
         .map_err(|_| UpstreamError::Timeout)??;
     if reply.first() != Some(&b'+') {
         let text = String::from_utf8_lossy(&reply).trim_end().to_string();
-        return Err(UpstreamError::Handshake(format!("CLIENT TRACKING refused: {text}")));
+        return Err(UpstreamError::Handshake(format!("CLIENT TRACKING refused: {text}")).into());
     }
     Ok(conn)
 }

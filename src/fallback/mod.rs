@@ -5,7 +5,10 @@
 //! in order, before the breaker closes and traffic goes upstream again.
 //!
 //! Which commands failover serves is the command table's FALLBACK flag;
-//! anything else gets `-TRYAGAIN`. One lock covers the store and the
+//! anything else gets `-TRYAGAIN`. While Redis answers but refuses the
+//! replay (OOM, READONLY, …: the breaker keeps the reason), everything gets
+//! `-TRYAGAIN` with that reason instead: local memory never answers for a
+//! reachable Redis. One lock covers the store and the
 //! journal, and the breaker closes under it, so a write is either journaled
 //! before the last replay round or sent upstream after it — never stranded.
 //!
@@ -91,13 +94,15 @@ impl Default for FailoverConfig {
 }
 
 /// What `/ready` reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     pub upstream_up: bool,
     pub failover: bool,
     pub enabled: bool,
     pub journal_entries: usize,
     pub dead_letters: usize,
+    /// The upstream answers but refuses the journal's replay: why.
+    pub replay_refused: Option<String>,
 }
 
 pub struct Failover {
@@ -185,6 +190,7 @@ impl Failover {
             enabled: self.config.enabled,
             journal_entries: local.journal.len(),
             dead_letters: local.journal.dead_letters(),
+            replay_refused: self.info.breaker.refusal_reason(),
         }
     }
 
@@ -206,6 +212,14 @@ impl Failover {
         let mut local = self.lock();
         if !self.active() {
             return None;
+        }
+        if let Some(reason) = self.info.breaker.refusal_reason() {
+            // Redis is reachable: a local answer could contradict it.
+            observe::failover_command("refused");
+            return Some(encode::error(&format!(
+                "TRYAGAIN upstream refuses the failover journal's replay ({reason}), {} journaled writes wait",
+                local.journal.len()
+            )));
         }
         observe::failover_command("served");
         if key_indices(cmd, args, &mut scratch.keys).is_err() {

@@ -179,10 +179,10 @@ fn settle(local: &mut Local, round: &[Bytes], outcome: Outcome, tally: &mut Tall
                 (0..queued.len()).filter(|&i| scan::kind(&queued[i]) == scan::FrameKind::Error).collect();
             if let Some(&i) = refused.iter().find(|&&i| is_transient(&queued[i])) {
                 // The server cannot take writes now: they stay journaled.
-                return Err(UpstreamError::Unavailable(format!("replay refused: {}", error_text(&queued[i]))));
+                return Err(UpstreamError::Refused(format!("replay refused: {}", error_text(&queued[i]))));
             }
             if refused.is_empty() {
-                return Err(UpstreamError::Unavailable(format!(
+                return Err(UpstreamError::Refused(format!(
                     "replay transaction aborted: {} (the upstream user needs WATCH, MULTI, EXEC, GET, SET and DEL on \
                      __nearcache__:replay:*)",
                     error_text(&reason)
@@ -206,7 +206,7 @@ async fn applied_up_to(stream: &mut Stream, marker: &[u8], idle: Duration) -> Re
     send(stream, &out, idle).await?;
     let replies = conn::read_replies(stream, 2, idle).await?;
     if let Some(e) = replies.iter().find(|r| scan::kind(r) == scan::FrameKind::Error) {
-        return Err(UpstreamError::Unavailable(error_text(e)));
+        return Err(UpstreamError::Refused(error_text(e)));
     }
     let value = &replies[1];
     if value.starts_with(b"$-1") {
@@ -236,7 +236,7 @@ async fn transaction(
     let mut replies = conn::read_replies(stream, round.len() + 3, idle).await?;
     let exec = replies.pop().unwrap_or_default();
     if scan::kind(&replies[0]) == scan::FrameKind::Error {
-        return Err(UpstreamError::Protocol(format!("MULTI: {}", error_text(&replies[0]))));
+        return Err(UpstreamError::Refused(format!("MULTI: {}", error_text(&replies[0]))));
     }
     if scan::kind(&exec) == scan::FrameKind::Error {
         let marker_queued = replies.pop().unwrap_or_default();
@@ -361,7 +361,7 @@ mod tests {
         let (mut local, round) = journal_of(&["a", "b"]);
         let queued = replies(&["-OOM command not allowed\r\n", "-OOM command not allowed\r\n"]);
         let err = settle(&mut local, &round, Outcome::Aborted(queued, Bytes::from("-EXECABORT\r\n")), &mut tally());
-        assert!(matches!(err, Err(UpstreamError::Unavailable(e)) if e.contains("OOM")));
+        assert!(matches!(err, Err(UpstreamError::Refused(e)) if e.contains("OOM")));
         assert_eq!((local.journal.len(), local.journal.dead_letters()), (2, 0));
     }
 
@@ -370,7 +370,7 @@ mod tests {
         let (mut local, round) = journal_of(&["a"]);
         let reason = Bytes::from("-NOPERM No permissions to access a key\r\n");
         let err = settle(&mut local, &round, Outcome::Aborted(replies(&["+QUEUED\r\n"]), reason), &mut tally());
-        assert!(matches!(err, Err(UpstreamError::Unavailable(e)) if e.contains("NOPERM")));
+        assert!(matches!(err, Err(UpstreamError::Refused(e)) if e.contains("NOPERM")));
         assert_eq!(local.journal.len(), 1);
     }
 

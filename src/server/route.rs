@@ -29,6 +29,10 @@ pub struct ClientState {
     pub db: i64,
     pub default_db: i64,
     pub multi: bool,
+    /// The transaction was opened in failover mode: it is refused whole
+    /// (its commands get an error, EXEC `-EXECABORT`), and nothing of it
+    /// goes upstream or to local memory, whatever the mode meanwhile.
+    pub multi_refused: bool,
     pub watching: bool,
     pub monitor: bool,
     /// State that only ends with the session (CLIENT TRACKING, …).
@@ -60,6 +64,7 @@ impl ClientState {
             db: default_db,
             default_db,
             multi: false,
+            multi_refused: false,
             watching: false,
             monitor: false,
             session_pin: false,
@@ -98,6 +103,7 @@ impl ClientState {
     /// Forgets all upstream state: the pinned connection is gone.
     pub fn clear_upstream_state(&mut self) {
         self.multi = false;
+        self.multi_refused = false;
         self.watching = false;
         self.monitor = false;
         self.session_pin = false;

@@ -17,7 +17,7 @@ use super::tenant::{self, Gate};
 use super::{Pools, Shared};
 use crate::cache::read::{CacheRead, ReplyMap, Slot};
 use crate::cache::{self, Scratch};
-use crate::commands::Command;
+use crate::commands::{Command, Handler, State};
 use crate::observe;
 use crate::protocol::frame::{pubsub, PubSub};
 use crate::protocol::request::{self, Parsed};
@@ -780,6 +780,13 @@ fn plan(
     if silent && mode_before == ReplyMode::Skip {
         st.reply = ReplyMode::On;
     }
+    if st.multi_refused && matches!(routed.decision, Decision::Pinned { .. }) {
+        return Planned {
+            decision: Decision::Reply(refused_in_transaction(st, routed.cmd)),
+            silent,
+            cache_candidate: None,
+        };
+    }
     if !pinned && shared.failover.active() {
         if let Some(decision) = failover(st, &routed, args, request, shared, scratch) {
             return Planned { decision, silent, cache_candidate: None };
@@ -795,8 +802,10 @@ fn plan(
 
 /// What failover makes of a request bound upstream: served from local
 /// memory, or refused if it needs a dedicated connection (upstream state
-/// the routing just recorded is forgotten). `None`: not bound upstream, or
-/// failover just ended.
+/// the routing just recorded is forgotten). A MULTI is acknowledged and
+/// its transaction refused whole (see [`refused_in_transaction`]), as
+/// Redis does a transaction with a command it refused: never split between
+/// failover and Redis. `None`: not bound upstream, or failover just ended.
 fn failover(
     st: &mut ClientState,
     routed: &Routed,
@@ -807,6 +816,13 @@ fn failover(
 ) -> Option<Decision> {
     match routed.decision {
         Decision::Pool => shared.failover.serve(routed.cmd, args, request, st.proto, scratch).map(Decision::Reply),
+        Decision::Pinned { .. }
+            if st.multi && routed.cmd.is_some_and(|c| c.handler == Handler::State(State::Multi)) =>
+        {
+            observe::failover_command("refused");
+            st.multi_refused = true;
+            Some(Decision::Reply(Bytes::from_static(encode::OK)))
+        }
         Decision::Pinned { .. } => {
             // Tracking that cannot be set up ends the connection (see
             // `send_tracking`).
@@ -816,6 +832,22 @@ fn failover(
             reply.map(if close { Decision::Close } else { Decision::Reply })
         }
         _ => None,
+    }
+}
+
+/// The reply to a command of a transaction refused in failover: EXEC
+/// aborts it (as Redis does after a command it refused), DISCARD drops it,
+/// anything else is refused.
+fn refused_in_transaction(st: &mut ClientState, cmd: Option<&Command>) -> Bytes {
+    if st.multi {
+        return encode::error("TRYAGAIN upstream unavailable, transaction refused in failover mode");
+    }
+    st.multi_refused = false;
+    match cmd.map(|c| c.handler) {
+        Some(Handler::State(State::Exec)) => {
+            encode::error("EXECABORT Transaction discarded because of previous errors.")
+        }
+        _ => Bytes::from_static(encode::OK),
     }
 }
 

@@ -1,18 +1,28 @@
 //! The circuit breaker of the upstream: **closed** (requests flow; failures
-//! are counted in a sliding window) → **open** after `failure_threshold`
-//! failures within `window` (requests fail at once, nothing is sent) →
-//! **half-open** after `open_for` (a prober sends PINGs on fresh
-//! connections; client requests still fail fast) → **closed** after
-//! `success_threshold` answered PINGs, or open again on a failure.
+//! are counted in a sliding window) → **open** (requests fail at once, or
+//! failover serves them; nothing is sent) → **half-open** (a prober sends
+//! PINGs on fresh connections; client requests are still not sent) →
+//! **closed** after `success_threshold` answered PINGs, or open again on a
+//! failure.
 //!
-//! Failures are what the pool and pinned connections see: request timeouts
-//! and protocol errors count towards the threshold; a connection that cannot
-//! be established opens the circuit at once, and so does a lost one when
-//! failover is on (the upstream is presumed down: failover serves from local
-//! memory instead of failing requests one by one). Before closing, the
-//! prober runs the recovery step it is given (failover replays its journal
-//! there, and closes the circuit itself). Every transition is logged and
-//! exported.
+//! The circuit opens only when the upstream cannot be reached or makes no
+//! progress, never because one connection closed (Redis' idle `timeout`,
+//! `CLIENT KILL`, a restart: the pool reconnects at once):
+//! - a fresh connection cannot be established ([`Breaker::connect_failed`]);
+//! - a **stall**: requests have been outstanding for `stall_after` while no
+//!   pool connection read anything ([`Breaker::stalled`]);
+//! - `failure_threshold` request timeouts or protocol errors within
+//!   `window` ([`Breaker::failure`]).
+//!
+//! It leaves open as soon as the upstream answers again (a reconnect
+//! succeeds, a stalled connection reads): [`Breaker::answered`] starts the
+//! probes at once instead of waiting out `open_for`, which only paces the
+//! probes of an upstream that does not answer. Before closing, the prober
+//! runs the recovery step it is given (failover replays its journal there,
+//! and closes the circuit itself); when the upstream answers but refuses
+//! that step (OOM, READONLY, …) the refusal is kept
+//! ([`Breaker::refused`]) so failover can stop answering from local memory
+//! while Redis is reachable. Every transition is logged and exported.
 
 use super::{conn, UpstreamError};
 use crate::config::UpstreamConfig;
@@ -33,7 +43,10 @@ pub struct BreakerConfig {
     pub window: Duration,
     pub open_for: Duration,
     pub success_threshold: u32,
-    /// Failover is on: a lost connection opens the circuit at once.
+    /// No reply on any pool connection for this long, with requests
+    /// outstanding: the upstream is stalled (hung, paused, busy).
+    pub stall_after: Duration,
+    /// Failover is on (for the logs of transitions).
     pub failover: bool,
 }
 
@@ -44,6 +57,7 @@ impl Default for BreakerConfig {
             window: Duration::from_secs(10),
             open_for: Duration::from_secs(2),
             success_threshold: 2,
+            stall_after: Duration::from_millis(500),
             failover: false,
         }
     }
@@ -95,6 +109,8 @@ struct Inner {
     successes: u32,
     /// Why the last connection attempt failed, until one succeeds.
     last_connect_error: Option<String>,
+    /// The upstream answers but refused the recovery step: why.
+    refused: Option<String>,
 }
 
 impl Breaker {
@@ -109,6 +125,7 @@ impl Breaker {
                 opened_at: Instant::now(),
                 successes: 0,
                 last_connect_error: None,
+                refused: None,
             }),
             probing: Notify::new(),
         }
@@ -129,6 +146,12 @@ impl Breaker {
 
     pub fn state(&self) -> State {
         State::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// How long the upstream may make no progress, with requests
+    /// outstanding, before it counts as stalled.
+    pub fn stall_after(&self) -> Duration {
+        self.config.load().stall_after
     }
 
     /// True when requests may go upstream.
@@ -153,7 +176,11 @@ impl Breaker {
         let now = Instant::now();
         match self.state() {
             State::Open => {}
-            State::HalfOpen => self.go(&mut inner, State::Open, now),
+            State::HalfOpen => {
+                // A failed probe: the upstream is unreachable again.
+                inner.refused = None;
+                self.go(&mut inner, State::Open, now)
+            }
             State::Closed => {
                 inner.failures.push_back(now);
                 while inner.failures.front().is_some_and(|t| now.duration_since(*t) > self.config.load().window) {
@@ -176,17 +203,51 @@ impl Breaker {
 
     /// An upstream connection could not be established.
     pub fn connect_failed(&self, e: &UpstreamError) {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).last_connect_error = Some(e.to_string());
-        self.trip();
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.last_connect_error = Some(e.to_string());
+        inner.refused = None;
+        if self.state() != State::Open {
+            self.go(&mut inner, State::Open, Instant::now());
+        }
     }
 
-    /// An established upstream connection was lost.
-    pub fn lost(&self) {
-        if self.config.load().failover {
-            self.trip();
-        } else {
-            self.failure();
+    /// The pool made no progress for `stall_after` with requests
+    /// outstanding.
+    pub fn stalled(&self, silent_for: Duration) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.state() == State::Closed {
+            observe::upstream_stall();
+            tracing::warn!(upstream = %self.upstream, silent_for = ?silent_for, "upstream stalled: no reply with requests outstanding");
+            self.go(&mut inner, State::Open, Instant::now());
         }
+    }
+
+    /// The upstream answered (a connection was established, or a stalled
+    /// one read a reply): while open, probing starts now — unless it
+    /// refused the recovery step, which is tried again after `open_for`.
+    pub fn answered(&self) {
+        if self.state() != State::Open {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.state() == State::Open && inner.refused.is_none() {
+            self.go(&mut inner, State::HalfOpen, Instant::now());
+        }
+    }
+
+    /// The upstream answered the probes but refused the recovery step.
+    pub fn refused(&self, reason: String) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.refused = Some(reason);
+        if self.state() != State::Open {
+            self.go(&mut inner, State::Open, Instant::now());
+        }
+    }
+
+    /// Why the upstream, reachable, refused the last recovery step; `None`
+    /// once it is unreachable again, or recovered.
+    pub fn refusal_reason(&self) -> Option<String> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).refused.clone()
     }
 
     /// Half-open → closed: the recovery step is done.
@@ -224,6 +285,7 @@ impl Breaker {
         inner.successes = 0;
         if to == State::Closed {
             inner.last_connect_error = None;
+            inner.refused = None;
         }
         if to == State::Open {
             inner.opened_at = now;
@@ -251,9 +313,10 @@ impl Breaker {
         }
     }
 
-    /// Keeps probing while the circuit is not closed: after `open_for`,
-    /// PING on fresh connections until enough answer, then `recover`, which
-    /// must [`Breaker::close`] the circuit when it succeeds.
+    /// Keeps probing while the circuit is not closed: once half-open (after
+    /// `open_for`, or at once when the upstream answered), PINGs on fresh
+    /// connections until enough answer, then `recover`, which must
+    /// [`Breaker::close`] the circuit when it succeeds.
     pub async fn run_prober<F, Fut>(&self, upstream: &UpstreamConfig, recover: F)
     where
         F: Fn() -> Fut,
@@ -261,23 +324,44 @@ impl Breaker {
     {
         let tick = (self.config.load().open_for / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
         loop {
-            tokio::time::sleep(tick).await;
-            if self.allows() || !self.try_half_open() {
+            tokio::select! {
+                () = tokio::time::sleep(tick) => {}
+                () = self.probing.notified() => {}
+            }
+            if !self.allows() && self.try_half_open() {
+                self.probe(upstream, &recover).await;
+            }
+        }
+    }
+
+    /// PINGs in a row until `success_threshold` answer (then the recovery
+    /// step) or one fails.
+    async fn probe<F, Fut>(&self, upstream: &UpstreamConfig, recover: &F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), UpstreamError>>,
+    {
+        while self.state() == State::HalfOpen {
+            if let Err(e) = ping(upstream).await {
+                tracing::debug!(error = %e, "probe failed");
+                self.failure();
+                return;
+            }
+            if !self.probe_succeeded() {
                 continue;
             }
-            match ping(upstream).await {
-                Ok(()) if self.probe_succeeded() => {
-                    if let Err(e) = recover().await {
-                        tracing::warn!(error = %e, "recovery failed: circuit open again");
-                        self.failure();
-                    }
-                }
+            match recover().await {
                 Ok(()) => {}
+                Err(UpstreamError::Refused(reason)) => {
+                    tracing::warn!(reason = %reason, "upstream answers but refused recovery: failover keeps the journal and answers with an error until it is accepted");
+                    self.refused(reason);
+                }
                 Err(e) => {
-                    tracing::debug!(error = %e, "probe failed");
+                    tracing::warn!(error = %e, "recovery failed: circuit open again");
                     self.failure();
                 }
             }
+            return;
         }
     }
 }
@@ -345,18 +429,41 @@ mod tests {
     }
 
     #[test]
-    fn unreachable_upstream_opens_at_once_and_a_loss_does_with_failover() {
+    fn unreachable_upstream_opens_at_once() {
         let b = breaker(5);
         b.connect_failed(&UpstreamError::ConnectTimeout);
         assert_eq!(b.state(), State::Open);
         assert_eq!(b.refusal().to_string(), "upstream unavailable: circuit open (upstream connect timeout)");
+    }
+
+    #[test]
+    fn a_stall_opens_and_an_answer_probes_at_once() {
         let b = breaker(5);
-        b.lost();
-        assert!(b.allows(), "without failover a loss is one failure");
-        let config = BreakerConfig { failover: true, ..Default::default() };
-        let b = Breaker::new(config, "test".into());
-        b.lost();
+        b.stalled(Duration::from_millis(600));
         assert_eq!(b.state(), State::Open);
+        assert!(!b.try_half_open(), "open_for has not passed");
+        b.answered();
+        assert_eq!(b.state(), State::HalfOpen, "the upstream answered: probe now");
+        b.answered();
+        assert_eq!(b.state(), State::HalfOpen);
+    }
+
+    #[test]
+    fn a_refused_recovery_waits_open_for_and_ends_when_unreachable() {
+        let b = breaker(5);
+        b.stalled(Duration::from_millis(600));
+        b.answered();
+        b.refused("OOM".into());
+        assert_eq!((b.state(), b.refusal_reason()), (State::Open, Some("OOM".to_string())));
+        b.answered();
+        assert_eq!(b.state(), State::Open, "a refused recovery is not retried at every answer");
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(b.try_half_open());
+        b.failure();
+        assert_eq!((b.state(), b.refusal_reason()), (State::Open, None), "a failed probe: unreachable again");
+        b.refused("OOM".into());
+        b.connect_failed(&UpstreamError::ConnectTimeout);
+        assert_eq!(b.refusal_reason(), None);
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub enum UpstreamError {
     Unavailable(String),
     #[error("upstream connect timeout")]
     ConnectTimeout,
-    #[error("upstream timeout")]
+    #[error("upstream timeout, the command may or may not have been applied")]
     Timeout,
     #[error("upstream connection lost, the command may or may not have been applied")]
     ConnectionLost,
@@ -32,6 +32,10 @@ pub enum UpstreamError {
     Handshake(String),
     #[error("upstream TLS handshake failed: {0}")]
     Tls(String),
+    /// The upstream answers but refused what the proxy needs of it (the
+    /// failover journal's replay: OOM, READONLY, missing ACL rights, …).
+    #[error("upstream refused: {0}")]
+    Refused(String),
     /// A batch's replies outgrew what its client may hold unread; they
     /// were dropped as they came (the client is disconnected).
     #[error("replies larger than the client output buffer limit")]
@@ -49,6 +53,7 @@ impl UpstreamError {
             UpstreamError::Protocol(_) => "protocol",
             UpstreamError::Handshake(_) => "handshake",
             UpstreamError::Tls(_) => "tls",
+            UpstreamError::Refused(_) => "refused",
             UpstreamError::RepliesTooLarge => "replies_too_large",
         }
     }

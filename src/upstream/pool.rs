@@ -16,9 +16,19 @@
 //! system calls and is what lets it keep up with twemproxy. The same path
 //! serves TLS (`rediss://`), where the flush task owns the write half.
 //!
-//! A connection that fails or times out fails every request in flight on it
-//! and reconnects in the background with exponential backoff; while it is
-//! down, requests fail at once with the reason.
+//! A lost connection is not an outage (Redis' idle `timeout`, `CLIENT
+//! KILL`, a restart close connections all the time): it is replaced at
+//! once. Requests not yet written to it are sent again on the new one;
+//! those written and unanswered fail with an error that says they may or
+//! may not have been applied. Only when a new connection cannot be
+//! established does the circuit open, and while reconnecting fails (with
+//! exponential backoff) requests fail at once with the reason.
+//!
+//! The reader also watches the upstream's progress: a request unanswered
+//! for `request_timeout` fails its connection; requests outstanding for
+//! `breaker.stall_after` while no pool connection has read anything tell
+//! the breaker the upstream is stalled. An idle connection sends a PING
+//! now and then, so Redis' idle `timeout` never closes it under a request.
 
 use super::breaker::Breaker;
 use super::conn::{self, Stream, TlsStream};
@@ -28,6 +38,7 @@ use crate::observe;
 use crate::protocol::{scan, Proto};
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, WriteHalf};
@@ -37,16 +48,17 @@ use tokio::sync::{oneshot, Notify};
 /// The replies of a batch of requests, or why there are none.
 pub type JobResult = Result<Bytes, UpstreamError>;
 
-/// What the connections learn about the upstream server: its version and
-/// its health (the circuit breaker).
+/// What the connections learn about the upstream server: its version, its
+/// health (the circuit breaker) and when a pool connection last read.
 pub struct UpstreamInfo {
     version: Mutex<Option<String>>,
     pub breaker: Breaker,
+    progress: Progress,
 }
 
 impl UpstreamInfo {
     pub fn new(breaker: Breaker) -> UpstreamInfo {
-        UpstreamInfo { version: Mutex::new(None), breaker }
+        UpstreamInfo { version: Mutex::new(None), breaker, progress: Progress::new() }
     }
 
     /// The upstream's version, once a handshake reported it.
@@ -60,6 +72,37 @@ impl UpstreamInfo {
         }
     }
 }
+
+/// When a pool connection (of any worker thread) last read from the
+/// upstream, to the granularity of a reader's tick: readers note that they
+/// read, and publish it on their next tick, so the read path pays nothing.
+struct Progress {
+    epoch: Instant,
+    /// Milliseconds since `epoch`.
+    last_read: AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress { epoch: Instant::now(), last_read: AtomicU64::new(0) }
+    }
+
+    fn millis(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn touch(&self, now: Instant) {
+        self.last_read.fetch_max(self.millis(now), Ordering::Relaxed);
+    }
+
+    fn silent_for(&self, now: Instant) -> Duration {
+        Duration::from_millis(self.millis(now).saturating_sub(self.last_read.load(Ordering::Relaxed)))
+    }
+}
+
+/// How long a pool connection may idle before it sends a PING: under the
+/// smallest idle `timeout` Redis accepts (1 s).
+const KEEPALIVE: Duration = Duration::from_millis(500);
 
 /// A fixed set of multiplexed connections speaking one protocol version.
 pub struct Pool {
@@ -129,6 +172,11 @@ struct ConnState {
     inflight: VecDeque<InFlight>,
     /// Bytes accepted but not yet handed to the flush task.
     backlog: BytesMut,
+    /// The last requests in flight, whose bytes are all in the backlog:
+    /// never written, so safe to send again if the connection is lost.
+    unflushed: usize,
+    /// When the last request was accepted (for the keepalive).
+    last_sent: Instant,
     /// The flush task has been woken for the backlog and not yet found it
     /// empty: it may hold bytes it has not written. While set, new requests
     /// queue in the backlog so the write order never changes. Set whenever
@@ -137,8 +185,9 @@ struct ConnState {
 }
 
 enum Link {
-    /// The first connection attempt is under way: requests queue in the
-    /// backlog and are written once it succeeds (or fail with it).
+    /// A connection attempt is under way (the first, or the replacement of
+    /// a lost connection): requests queue in the backlog and are written
+    /// once it succeeds (or fail with it).
     Connecting,
     /// Requests fail at once with the reason, until a reconnect succeeds.
     Down(UpstreamError),
@@ -154,6 +203,8 @@ impl PoolConn {
                 link: Link::Connecting,
                 inflight: VecDeque::new(),
                 backlog: BytesMut::new(),
+                unflushed: 0,
+                last_sent: Instant::now(),
                 flushing: false,
             }),
             flush: Notify::new(),
@@ -172,7 +223,9 @@ impl PoolConn {
             let _ = job.reply.send(Err(e));
             return;
         }
+        st.last_sent = job.sent_at;
         st.inflight.push_back(job);
+        st.unflushed += 1;
         st.backlog.extend_from_slice(payload);
         if matches!(st.link, Link::Up { .. }) && !st.flushing {
             st.flushing = true;
@@ -186,11 +239,48 @@ impl PoolConn {
             let mut st = self.lock();
             st.link = Link::Down(err.clone());
             st.backlog.clear();
+            st.unflushed = 0;
             st.flushing = false;
             st.inflight.drain(..).collect()
         };
         for job in orphans {
             let _ = job.reply.send(Err(err.clone()));
+        }
+    }
+
+    /// The live connection failed with `err`: requests written to it fail
+    /// with `err`; those never written stay queued for its replacement.
+    /// Returns how many stay.
+    fn lost(&self, err: &UpstreamError) -> usize {
+        let (written, kept): (Vec<InFlight>, usize) = {
+            let mut st = self.lock();
+            st.link = Link::Connecting;
+            st.flushing = false;
+            let written = st.inflight.len().saturating_sub(st.unflushed);
+            (st.inflight.drain(..written).collect(), st.unflushed)
+        };
+        for job in written {
+            let _ = job.reply.send(Err(err.clone()));
+        }
+        kept
+    }
+
+    /// Queues a PING if nothing was sent for [`KEEPALIVE`] and nothing is
+    /// in flight.
+    fn keepalive(&self, now: Instant) {
+        let mut st = self.lock();
+        if !st.inflight.is_empty() || now.saturating_duration_since(st.last_sent) < KEEPALIVE {
+            return;
+        }
+        // Nobody waits for the PONG: the reader delivers it to no one.
+        let (reply, _) = oneshot::channel();
+        st.last_sent = now;
+        st.inflight.push_back(InFlight { count: 1, reply, sent_at: now });
+        st.unflushed += 1;
+        st.backlog.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+        if matches!(st.link, Link::Up { .. }) && !st.flushing {
+            st.flushing = true;
+            self.flush.notify_one();
         }
     }
 }
@@ -208,6 +298,10 @@ struct Maintainer {
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 
+/// Bounds of a reader's tick (a quarter of `stall_after`).
+const TICK_MIN: Duration = Duration::from_millis(10);
+const TICK_MAX: Duration = Duration::from_millis(100);
+
 impl Maintainer {
     async fn run(self) {
         let mut backoff = MIN_BACKOFF;
@@ -216,8 +310,11 @@ impl Maintainer {
         loop {
             match conn::open(&self.cfg, self.proto).await {
                 Ok(connected) => {
-                    tracing::info!(upstream = %self.cfg.url, slot = self.slot, proto = ?self.proto, "upstream connected");
+                    if generation == 0 || failures > 0 {
+                        tracing::info!(upstream = %self.cfg.url, slot = self.slot, proto = ?self.proto, "upstream connected");
+                    }
                     self.info.set_version(connected.version);
+                    self.info.breaker.answered();
                     backoff = MIN_BACKOFF;
                     failures = 0;
                     generation += 1;
@@ -225,11 +322,13 @@ impl Maintainer {
                     let err = self.serve(connected.stream, generation).await;
                     observe::upstream_connected(-1.0);
                     observe::upstream_error(&err);
-                    match err {
-                        UpstreamError::ConnectionLost => self.info.breaker.lost(),
-                        _ => self.info.breaker.failure(),
+                    if err != UpstreamError::ConnectionLost {
+                        // A lost connection is replaced at once, not counted.
+                        self.info.breaker.failure();
                     }
-                    tracing::warn!(upstream = %self.cfg.url, slot = self.slot, error = %err, "upstream connection failed");
+                    let resent = self.conn.lost(&err);
+                    observe::upstream_reconnect(resent);
+                    tracing::info!(upstream = %self.cfg.url, slot = self.slot, error = %err, resent, "upstream connection lost: reconnecting");
                 }
                 Err(err) => {
                     observe::upstream_error(&err);
@@ -257,16 +356,16 @@ impl Maintainer {
             Stream::Tcp(tcp) => {
                 let (reader, writer) = tcp.into_split();
                 self.up(FlushWriter::Tcp(writer), generation);
-                Reader::new(reader, self.max_batch_reply).run(&self.conn, self.cfg.request_timeout).await
+                Reader::new(reader, self.max_batch_reply).run(&self.conn, &self.cfg, &self.info).await
             }
             Stream::Tls(tls) => {
                 let (reader, writer) = tokio::io::split(*tls);
                 self.up(FlushWriter::Tls(writer), generation);
-                Reader::new(reader, self.max_batch_reply).run(&self.conn, self.cfg.request_timeout).await
+                Reader::new(reader, self.max_batch_reply).run(&self.conn, &self.cfg, &self.info).await
             }
         };
         // Wake the flush task so it sees the generation change and exits.
-        self.conn.fail(err.clone());
+        self.conn.lock().link = Link::Connecting;
         self.conn.flush.notify_one();
         err
     }
@@ -320,6 +419,7 @@ async fn flush(conn: Arc<PoolConn>, mut writer: FlushWriter, generation: u64) {
                     st.flushing = false;
                     break;
                 }
+                st.unflushed = 0;
                 st.backlog.split().freeze()
             };
             if writer.write_all(&chunk).await.is_err() {
@@ -343,6 +443,8 @@ struct Reader<R> {
     max_batch_reply: usize,
     dropping: bool,
     done: Vec<(oneshot::Sender<JobResult>, Bytes)>,
+    /// Something was read since the last tick (published then).
+    progressed: bool,
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
@@ -356,11 +458,13 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             max_batch_reply,
             dropping: false,
             done: Vec::new(),
+            progressed: false,
         }
     }
 
-    async fn run(&mut self, conn: &PoolConn, request_timeout: Duration) -> UpstreamError {
-        let mut tick = tokio::time::interval(request_timeout.min(Duration::from_millis(100)));
+    async fn run(&mut self, conn: &PoolConn, cfg: &UpstreamConfig, info: &UpstreamInfo) -> UpstreamError {
+        let every = (info.breaker.stall_after() / 4).min(cfg.request_timeout).clamp(TICK_MIN, TICK_MAX);
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -368,19 +472,46 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 read = self.stream.read_buf(&mut self.rbuf) => match read {
                     Ok(0) | Err(_) => return UpstreamError::ConnectionLost,
                     Ok(_) => {
+                        self.progressed = true;
                         if let Err(e) = self.deliver(conn) {
                             return e;
                         }
                     }
                 },
                 _ = tick.tick() => {
-                    let st = conn.lock();
-                    if st.inflight.front().is_some_and(|f| f.sent_at.elapsed() > request_timeout) {
-                        return UpstreamError::Timeout;
+                    if let Err(e) = self.check(conn, cfg.request_timeout, info) {
+                        return e;
                     }
                 }
             }
         }
+    }
+
+    /// The reader's tick: publishes progress (a stalled upstream answering
+    /// again ends the stall), fails the connection when its oldest request
+    /// is past `request_timeout`, reports a stall, or sends a keepalive.
+    fn check(&mut self, conn: &PoolConn, request_timeout: Duration, info: &UpstreamInfo) -> Result<(), UpstreamError> {
+        let now = Instant::now();
+        if std::mem::take(&mut self.progressed) {
+            info.progress.touch(now);
+            info.breaker.answered();
+        }
+        let oldest = conn.lock().inflight.front().map(|f| now.saturating_duration_since(f.sent_at));
+        let Some(waited) = oldest else {
+            conn.keepalive(now);
+            return Ok(());
+        };
+        if waited > request_timeout {
+            return Err(UpstreamError::Timeout);
+        }
+        let stall_after = info.breaker.stall_after();
+        if waited > stall_after && info.breaker.allows() {
+            let silent = info.progress.silent_for(now);
+            if silent > stall_after {
+                info.breaker.stalled(silent.min(waited));
+            }
+        }
+        Ok(())
     }
 
     /// Hands every batch whose replies are all in the buffer back to its

@@ -1,0 +1,284 @@
+//! Faults of a **healthy** Redis, as production sees them every week: an
+//! operator's `CLIENT KILL` of each kind of proxy connection, Redis' idle
+//! `timeout`, `CLIENT PAUSE`, SIGSTOP, a slow command, a restart that
+//! comes back empty. A lost connection is not an outage: every reply is
+//! exactly what Redis gives, and what is in Redis afterwards is checked
+//! directly. Where Redis really stops answering, failover starts within
+//! `stall_after` and ends as soon as Redis answers again.
+//!
+//! Metrics are process-global (every proxy of this binary adds to them):
+//! assertions use each proxy's own `/ready` and `/cache/stats`, or Redis'.
+mod common;
+
+use common::{direct_raw, eventually, json_number, wait_active, wait_ready, Proxy, Raw, RedisServer};
+use redis::Commands;
+use std::time::{Duration, Instant};
+
+/// Failover on (the default), quick timeouts, a cache that fills on the
+/// first read.
+const CONFIG: &str = "[upstream]\nrequest_timeout = \"2s\"\nconnect_timeout = \"300ms\"\n\
+                      reconnect_max_backoff = \"200ms\"\n[breaker]\nopen_for = \"2s\"\nstall_after = \"300ms\"\n\
+                      [cache]\nadmission = \"first\"\n";
+
+fn start(redis: &RedisServer, toml: &str) -> Proxy {
+    let proxy = Proxy::start_with(redis.port, toml);
+    wait_ready(&proxy);
+    wait_active(&proxy);
+    proxy
+}
+
+fn mode(proxy: &Proxy) -> String {
+    proxy.admin_get("/ready").1
+}
+
+/// Redis' `CLIENT LIST`, one line a client, seen from `direct`.
+fn client_list(direct: &mut redis::Connection) -> Vec<String> {
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(direct).expect("CLIENT LIST");
+    list.lines().map(str::to_string).collect()
+}
+
+fn field<'a>(client: &'a str, name: &str) -> &'a str {
+    client.split(' ').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')).unwrap_or_default()
+}
+
+/// Ids of the proxy's connections of one kind: the tracking connection
+/// (flags `t`), or the others (pool and pinned); never `direct`'s own.
+fn proxy_connections(direct: &mut redis::Connection, tracking: bool) -> Vec<String> {
+    let own: i64 = redis::cmd("CLIENT").arg("ID").query(direct).expect("CLIENT ID");
+    client_list(direct)
+        .iter()
+        .filter(|c| field(c, "id") != own.to_string())
+        .filter(|c| field(c, "flags").contains('t') == tracking)
+        .map(|c| field(c, "id").to_string())
+        .collect()
+}
+
+/// A fault done through a direct connection to Redis.
+type Fault = fn(&mut redis::Connection);
+
+fn kill_ids(direct: &mut redis::Connection, ids: &[String]) {
+    for id in ids {
+        let _: redis::RedisResult<()> = redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id).query(direct);
+    }
+}
+
+/// What Redis holds before each fault: a counter, a string, a list.
+fn seed(direct: &mut redis::Connection) {
+    let _: () = direct.set("ctr", 100).expect("seed");
+    let _: () = direct.set("k", "v").expect("seed");
+    let _: () = direct.set("s", "a string").expect("seed");
+}
+
+/// Right after a fault: uncached reads, writes and a transaction get
+/// exactly Redis' replies (failover would answer nil, 0, 1…).
+fn assert_exact_replies(raw: &mut Raw, direct: &mut redis::Connection, fault: &str) {
+    assert_eq!(raw.call(&["GET", "k"]), "$1\r\nv\r\n", "{fault}: GET of an existing key");
+    assert_eq!(raw.call(&["EXISTS", "k"]), ":1\r\n", "{fault}: EXISTS");
+    assert_eq!(raw.call(&["INCR", "ctr"]), ":101\r\n", "{fault}: INCR of a counter at 100");
+    let wrongtype = raw.call(&["LPUSH", "s", "x"]);
+    assert!(wrongtype.starts_with("-WRONGTYPE"), "{fault}: LPUSH on a string: {wrongtype:?}");
+    raw.send(b"*1\r\n$5\r\nMULTI\r\n*2\r\n$4\r\nINCR\r\n$3\r\nctr\r\n*1\r\n$4\r\nEXEC\r\n");
+    let replies: Vec<String> = (0..3).map(|_| String::from_utf8_lossy(&raw.read_frame()).into_owned()).collect();
+    assert_eq!(replies, ["+OK\r\n", "+QUEUED\r\n", "*1\r\n:102\r\n"], "{fault}: a transaction");
+    assert_eq!(direct.get::<_, i64>("ctr").expect("get"), 102, "{fault}: in Redis");
+    assert_eq!(direct.get::<_, String>("s").expect("get"), "a string", "{fault}: in Redis");
+}
+
+#[test]
+fn client_kill_of_each_proxy_connection_kind_is_not_an_outage() {
+    let redis = RedisServer::start();
+    let proxy = start(&redis, CONFIG);
+    let mut d = redis.direct();
+    let mut raw = proxy.raw();
+    let kinds: [(&str, Fault); 3] = [
+        ("CLIENT KILL TYPE normal", |d| {
+            let _: redis::RedisResult<()> = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").query(d);
+        }),
+        ("CLIENT KILL of the tracking connection", |d| {
+            let ids = proxy_connections(d, true);
+            assert_eq!(ids.len(), 1, "one tracking connection: {:?}", client_list(d));
+            kill_ids(d, &ids);
+        }),
+        ("CLIENT KILL of every pool connection", |d| {
+            let ids = proxy_connections(d, false);
+            assert!(!ids.is_empty(), "pool connections: {:?}", client_list(d));
+            kill_ids(d, &ids);
+        }),
+    ];
+    for (fault, kill) in kinds {
+        seed(&mut d);
+        // The raw connection's own pool connection is live before the kill.
+        assert_eq!(raw.call(&["PING"]), "+PONG\r\n");
+        kill(&mut d);
+        assert_exact_replies(&mut raw, &mut d, fault);
+        assert!(mode(&proxy).contains("\"mode\":\"normal\""), "{fault}: {}", mode(&proxy));
+    }
+    let metrics = proxy.admin_get("/metrics").1;
+    assert!(common::metric(&metrics, "nearcache_upstream_reconnects_total").is_some_and(|n| n >= 2.0), "{metrics}");
+}
+
+#[test]
+fn a_killed_tracking_connection_only_pauses_the_cache_and_it_comes_back_empty() {
+    let redis = RedisServer::start();
+    let proxy = start(&redis, CONFIG);
+    let mut d = redis.direct();
+    let mut raw = proxy.raw();
+    let _: () = d.set("cached", "old").expect("set");
+    common::wait_cached(&proxy, &mut raw, &["GET", "cached"]);
+    let tracking = proxy_connections(&mut d, true);
+    kill_ids(&mut d, &tracking);
+    // Written while no invalidation could arrive: never served stale.
+    let _: () = d.set("cached", "new").expect("set");
+    for _ in 0..50 {
+        let reply = raw.call(&["GET", "cached"]);
+        assert_ne!(reply, "$3\r\nold\r\n", "a stale hit after the invalidation connection was lost");
+    }
+    wait_active(&proxy);
+    assert_eq!(raw.call(&["GET", "cached"]), "$3\r\nnew\r\n");
+    assert!(mode(&proxy).contains("\"mode\":\"normal\""), "{}", mode(&proxy));
+}
+
+#[test]
+fn a_killed_pinned_connection_ends_its_client_as_redis_would_and_no_one_else() {
+    let redis = RedisServer::start();
+    let proxy = start(&redis, CONFIG);
+    let mut d = redis.direct();
+    let mut tx = proxy.raw();
+    assert_eq!(tx.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(tx.call(&["SET", "t", "1"]), "+QUEUED\r\n");
+    let pinned: Vec<String> = client_list(&mut d)
+        .iter()
+        .filter(|c| field(c, "flags").contains('x'))
+        .map(|c| field(c, "id").to_string())
+        .collect();
+    assert_eq!(pinned.len(), 1, "{:?}", client_list(&mut d));
+    kill_ids(&mut d, &pinned);
+    let exec = tx.call(&["EXEC"]);
+    assert!(exec.starts_with("-ERR upstream connection lost"), "{exec:?}");
+    assert!(tx.is_closed(), "the client's transaction is gone: its connection closes");
+    assert!(!d.exists::<_, bool>("t").expect("exists"), "the transaction was not applied");
+    let mut other = proxy.raw();
+    assert_eq!(other.call(&["SET", "t", "2"]), "+OK\r\n");
+    assert!(mode(&proxy).contains("\"mode\":\"normal\""), "{}", mode(&proxy));
+}
+
+#[test]
+fn redis_idle_timeout_closing_connections_is_invisible() {
+    let redis = RedisServer::start();
+    let proxy = start(&redis, CONFIG);
+    let mut d = redis.direct();
+    seed(&mut d);
+    let mut raw = proxy.raw();
+    let _: () = d.set("cached", "c").expect("set");
+    common::wait_cached(&proxy, &mut raw, &["GET", "cached"]);
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("timeout").arg(1).query(&mut d).expect("timeout");
+    let before = common::json_number(&proxy.admin_get("/cache/stats").1, "hits");
+    // Idle well past Redis' timeout (the direct connection too).
+    std::thread::sleep(Duration::from_millis(3500));
+    let mut d = redis.direct();
+    assert_exact_replies(&mut raw, &mut d, "idle timeout");
+    // The invalidation connection stayed: the entry is still a hit.
+    assert_eq!(raw.call(&["GET", "cached"]), "$1\r\nc\r\n");
+    assert_eq!(json_number(&proxy.admin_get("/cache/stats").1, "hits"), before + 1.0);
+    assert!(mode(&proxy).contains("\"mode\":\"normal\""), "{}", mode(&proxy));
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("timeout").arg(0).query(&mut d).expect("timeout");
+}
+
+/// A stalled Redis (SIGSTOP, `CLIENT PAUSE`): a write sent 1 s into the
+/// stall is acknowledged by failover at once; one written to Redis before
+/// the stall is never answered from failover, it gets an error saying it
+/// may or may not have been applied; failover ends as soon as Redis
+/// answers, and the journal lands in Redis.
+fn stall_then_resume(stall: impl FnOnce(&RedisServer), resume: impl FnOnce(&RedisServer), name: &str) {
+    let redis = RedisServer::start();
+    let proxy = start(&redis, CONFIG);
+    let mut d = redis.direct();
+    let mut before = proxy.raw();
+    let mut during = proxy.raw();
+    assert_eq!(during.call(&["PING"]), "+PONG\r\n");
+    stall(&redis);
+    let stalled = Instant::now();
+    before.cmd(&["INCR", "written-before"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let sent = Instant::now();
+    assert_eq!(during.call(&["INCRBY", "written-during", "5"]), ":5\r\n", "{name}: served by failover");
+    let waited = sent.elapsed();
+    assert!(waited < Duration::from_millis(500), "{name}: a write 1 s into the stall took {waited:?}");
+    let reply = String::from_utf8_lossy(&before.read_frame()).into_owned();
+    assert_eq!(reply, "-ERR upstream timeout, the command may or may not have been applied\r\n", "{name}");
+    resume(&redis);
+    let resumed = Instant::now();
+    let normal =
+        eventually(Duration::from_secs(5), || mode(&proxy).contains("\"mode\":\"normal\",\"journal_entries\":0"));
+    assert!(normal, "{name}: failover never ended: {}", mode(&proxy));
+    println!("{name}: stalled {:?}, back to normal {:?} after Redis resumed", resumed - stalled, resumed.elapsed());
+    assert!(
+        resumed.elapsed() < Duration::from_secs(1),
+        "{name}: failover lasted {:?} after Redis resumed",
+        resumed.elapsed()
+    );
+    assert_eq!(d.get::<_, i64>("written-during").expect("get"), 5, "{name}: the journal was replayed");
+    assert_eq!(during.call(&["GET", "written-during"]), "$1\r\n5\r\n");
+}
+
+#[test]
+fn sigstop_fails_over_after_stall_after_and_recovers_when_redis_resumes() {
+    stall_then_resume(RedisServer::pause, RedisServer::resume, "SIGSTOP");
+}
+
+#[test]
+fn client_pause_fails_over_after_stall_after_and_recovers_when_it_ends() {
+    stall_then_resume(
+        |redis| {
+            let mut d = redis.direct();
+            let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(2500).arg("ALL").query(&mut d).expect("pause");
+        },
+        |_| {},
+        "CLIENT PAUSE",
+    );
+}
+
+/// With `stall_after` above the slowest command, a slow command delays
+/// the others on its connection (Redis runs one command at a time) but no
+/// one gets an error or a failover answer.
+#[test]
+fn a_slow_command_within_stall_after_is_waited_for() {
+    let redis = RedisServer::start();
+    let config = CONFIG.replace("stall_after = \"300ms\"", "stall_after = \"1500ms\"");
+    let proxy = start(&redis, &config);
+    let mut d = redis.direct();
+    seed(&mut d);
+    let mut slow = proxy.raw();
+    let mut other = proxy.raw();
+    slow.cmd(&["DEBUG", "SLEEP", "0.8"]);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(other.call(&["INCR", "ctr"]), ":101\r\n");
+    assert_eq!(slow.read_frame(), b"+OK\r\n");
+    assert!(mode(&proxy).contains("\"mode\":\"normal\""), "{}", mode(&proxy));
+}
+
+/// Redis killed and restarted empty: once it answers, failover ends at
+/// once and nothing deleted by the restart is served, from the cache or
+/// from local memory.
+#[test]
+fn a_restart_that_comes_back_empty_is_served_at_once_and_never_stale() {
+    let mut redis = RedisServer::start();
+    let proxy = start(&redis, CONFIG);
+    let mut raw = proxy.raw();
+    let mut d = redis.direct();
+    let _: () = d.set("gone", "before").expect("set");
+    common::wait_cached(&proxy, &mut raw, &["GET", "gone"]);
+    redis.kill();
+    let failed_over = eventually(Duration::from_secs(5), || mode(&proxy).contains("\"mode\":\"failover\""));
+    assert!(failed_over, "{}", mode(&proxy));
+    assert_eq!(raw.call(&["GET", "gone"]), "$6\r\nbefore\r\n", "failover serves the cached value meanwhile");
+    redis.restart();
+    let back = Instant::now();
+    let normal = eventually(Duration::from_secs(5), || mode(&proxy).contains("\"mode\":\"normal\""));
+    assert!(normal, "{}", mode(&proxy));
+    println!("back to normal {:?} after Redis answered again", back.elapsed());
+    assert!(back.elapsed() < Duration::from_secs(1), "failover lasted {:?} after the restart", back.elapsed());
+    assert_eq!(raw.call(&["GET", "gone"]), "$-1\r\n", "the empty Redis' answer");
+    let mut direct = direct_raw(&redis);
+    assert_eq!(direct.call(&["EXISTS", "gone"]), ":0\r\n");
+}
