@@ -72,6 +72,7 @@ fn seed(direct: &mut redis::Connection) {
 /// Right after a fault: uncached reads, writes and a transaction get
 /// exactly Redis' replies (failover would answer nil, 0, 1…).
 fn assert_exact_replies(raw: &mut Raw, direct: &mut redis::Connection, fault: &str) {
+    seed(direct);
     assert_eq!(raw.call(&["GET", "k"]), "$1\r\nv\r\n", "{fault}: GET of an existing key");
     assert_eq!(raw.call(&["EXISTS", "k"]), ":1\r\n", "{fault}: EXISTS");
     assert_eq!(raw.call(&["INCR", "ctr"]), ":101\r\n", "{fault}: INCR of a counter at 100");
@@ -281,4 +282,30 @@ fn a_restart_that_comes_back_empty_is_served_at_once_and_never_stale() {
     assert_eq!(raw.call(&["GET", "gone"]), "$-1\r\n", "the empty Redis' answer");
     let mut direct = direct_raw(&redis);
     assert_eq!(direct.call(&["EXISTS", "gone"]), ":0\r\n");
+}
+
+/// A reply nested ~8,000 deep (a Lua table that contains itself) passes
+/// through byte for byte, as many times as it is asked for, and costs
+/// neither the shared connection nor anyone's request on it.
+#[test]
+fn any_reply_shape_passes_through_and_costs_no_one_their_connection() {
+    let redis = RedisServer::start();
+    let proxy = start(&redis, CONFIG);
+    let mut d = redis.direct();
+    seed(&mut d);
+    let deep = ["EVAL", "local a={}; local b={a}; a[1]=b; return a", "0"];
+    let want = direct_raw(&redis).call(&deep);
+    assert!(want.matches("*1\r\n").count() > 5_000, "Redis' reply is not deep: {}", &want[..want.len().min(80)]);
+    let mut raw = proxy.raw();
+    for n in 1..=5 {
+        // Another request rides the same pipeline, before and after it.
+        raw.send(b"*2\r\n$4\r\nINCR\r\n$3\r\nctr\r\n");
+        raw.cmd(&deep);
+        raw.send(b"*2\r\n$4\r\nINCR\r\n$3\r\nctr\r\n");
+        assert_eq!(String::from_utf8_lossy(&raw.read_frame()), format!(":{}\r\n", 100 + 2 * n - 1));
+        assert!(String::from_utf8_lossy(&raw.read_frame()) == want, "the deep reply, byte for byte");
+        assert_eq!(String::from_utf8_lossy(&raw.read_frame()), format!(":{}\r\n", 100 + 2 * n));
+    }
+    assert_exact_replies(&mut raw, &mut d, "deep replies");
+    assert!(mode(&proxy).contains("\"mode\":\"normal\""), "{}", mode(&proxy));
 }

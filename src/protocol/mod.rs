@@ -53,8 +53,6 @@ pub enum ProtocolError {
     Header,
     #[error("missing CRLF after bulk data")]
     MissingCrlf,
-    #[error("frame nested deeper than {0} levels")]
-    TooDeep(usize),
     #[error("streamed RESP3 frames are not supported")]
     Streamed,
 }
