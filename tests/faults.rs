@@ -309,3 +309,36 @@ fn any_reply_shape_passes_through_and_costs_no_one_their_connection() {
     assert_exact_replies(&mut raw, &mut d, "deep replies");
     assert!(mode(&proxy).contains("\"mode\":\"normal\""), "{}", mode(&proxy));
 }
+
+/// A script that never ends keeps Redis busy for everyone; `SCRIPT KILL`
+/// and `FUNCTION KILL` are what Redis still serves then, so they go out of
+/// band (a connection of their own) instead of queueing behind it — even
+/// while the busy Redis has the circuit open.
+#[test]
+fn script_kill_and_function_kill_reach_a_busy_redis() {
+    let redis = RedisServer::start();
+    let proxy = start(&redis, CONFIG);
+    let mut d = redis.direct();
+    seed(&mut d);
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("busy-reply-threshold").arg(100).query(&mut d).expect("config");
+    let library = "#!lua name=spin\nredis.register_function('spin', function() while true do end end)";
+    let _: String = redis::cmd("FUNCTION").arg("LOAD").arg(library).query(&mut d).expect("function load");
+    let busy: [(&[&str], &str, &str); 2] = [
+        (&["EVAL", "while true do end", "0"], "SCRIPT", "Script killed by user"),
+        (&["FCALL", "spin", "0"], "FUNCTION", "Script killed by user"),
+    ];
+    for (script, kind, killed) in busy {
+        let mut runner = proxy.raw();
+        runner.cmd(script);
+        std::thread::sleep(Duration::from_millis(600));
+        let mut killer = proxy.raw();
+        let started = Instant::now();
+        assert_eq!(killer.call(&[kind, "KILL"]), "+OK\r\n", "{kind} KILL");
+        assert!(started.elapsed() < Duration::from_secs(1), "{kind} KILL took {:?}", started.elapsed());
+        let reply = String::from_utf8_lossy(&runner.read_frame()).into_owned();
+        assert!(reply.contains(killed), "{kind}: {reply:?}");
+        let normal = eventually(Duration::from_secs(3), || mode(&proxy).contains("\"mode\":\"normal\""));
+        assert!(normal, "{}", mode(&proxy));
+        assert_exact_replies(&mut killer, &mut d, kind);
+    }
+}

@@ -46,6 +46,10 @@ impl Flags {
     /// The local fallback store serves it while the upstream is down
     /// (`fallback::Store`); other commands are refused in failover mode.
     pub const FALLBACK: Flags = Flags(1 << 10);
+    /// Redis serves it while busy with a script (`SCRIPT KILL`, `FUNCTION
+    /// KILL`, `SHUTDOWN`): sent out of band, on a connection of its own,
+    /// never queued behind other requests, even while the circuit is open.
+    pub const OUT_OF_BAND: Flags = Flags(1 << 11);
 
     /// Both sets combined.
     pub const fn with(self, other: Flags) -> Flags {

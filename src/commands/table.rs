@@ -1121,7 +1121,7 @@ pub(super) static COMMANDS: &[Command] = &[
             Command {
                 name: "kill",
                 arity: 2,
-                flags: Flags::DANGEROUS,
+                flags: Flags::DANGEROUS.with(Flags::OUT_OF_BAND),
                 keys: Keys::None,
                 handler: Handler::Forward,
                 subcommands: &[],
@@ -2255,7 +2255,7 @@ pub(super) static COMMANDS: &[Command] = &[
             Command {
                 name: "kill",
                 arity: 2,
-                flags: Flags::DANGEROUS,
+                flags: Flags::DANGEROUS.with(Flags::OUT_OF_BAND),
                 keys: Keys::None,
                 handler: Handler::Forward,
                 subcommands: &[],
@@ -2337,7 +2337,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "shutdown",
         arity: -1,
-        flags: Flags::ADMIN.with(Flags::DANGEROUS),
+        flags: Flags::ADMIN.with(Flags::DANGEROUS).with(Flags::OUT_OF_BAND),
         keys: Keys::None,
         handler: Handler::Forward,
         subcommands: &[],

@@ -4,7 +4,7 @@
 //! decisions depend on and change.
 
 use super::local;
-use crate::commands::{self, Command, CommandIndex, Handler, Local, State, SubKind};
+use crate::commands::{self, Command, CommandIndex, Flags, Handler, Local, State, SubKind};
 use crate::protocol::{encode, request::parse_int, Args, Proto};
 use crate::upstream::pool::UpstreamInfo;
 use bytes::Bytes;
@@ -141,6 +141,11 @@ pub enum Decision {
     PinnedSideEffect(Box<SideEffect>),
     /// Reply, then close the connection (QUIT).
     Close(Bytes),
+    /// Send on a fresh connection of its own, past anything queued or
+    /// running upstream (see [`Flags::OUT_OF_BAND`]).
+    ///
+    /// [`Flags::OUT_OF_BAND`]: crate::commands::Flags::OUT_OF_BAND
+    OutOfBand,
 }
 
 /// A request sent upstream only for its effect, then a local reply.
@@ -196,6 +201,7 @@ fn route_known(
     }
     match cmd.handler {
         Handler::Forward if cmd.blocks(args) => Decision::Pinned { replies: 1, blocking: true },
+        Handler::Forward if cmd.flags.contains(Flags::OUT_OF_BAND) => Decision::OutOfBand,
         Handler::Forward => forward(pinned),
         Handler::Local(local) => local_command(st, local, args, pinned, info),
         Handler::State(state) => state_command(st, state, args, pinned),

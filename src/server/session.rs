@@ -22,6 +22,7 @@ use crate::observe;
 use crate::protocol::frame::{pubsub, PubSub};
 use crate::protocol::request::{self, Parsed};
 use crate::protocol::{encode, Args, Proto, ProtocolError};
+use crate::upstream::out_of_band;
 use crate::upstream::pinned::Pinned;
 use crate::upstream::pool::JobResult;
 use crate::upstream::UpstreamError;
@@ -448,6 +449,12 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 let deadline = (!blocking).then(|| now + self.shared.upstream.request_timeout);
                 let entry = Pending::Pinned { remaining: replies, silent, discard: false, deadline, map };
                 self.send_pinned(request, entry).await;
+            }
+            Decision::OutOfBand => {
+                let rx =
+                    out_of_band::send(self.shared.upstream.clone(), self.st.proto, Bytes::copy_from_slice(request));
+                self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
+                self.in_flight += 1;
             }
             Decision::PinnedSideEffect(effect) => {
                 let SideEffect { upstream, reply } = *effect;

@@ -1,11 +1,13 @@
 //! Everything that talks to the upstream Redis: the address and credentials
 //! ([`url`]), TLS for `rediss://` ([`tls`]), opening and handshaking a
 //! connection ([`conn`]), the shared pool of multiplexed pipelined
-//! connections for stateless commands ([`pool`]) and dedicated connections
-//! pinned to one client ([`pinned`]).
+//! connections for stateless commands ([`pool`]), dedicated connections
+//! pinned to one client ([`pinned`]) and one-request connections for what
+//! must not wait behind others ([`out_of_band`]).
 
 pub mod breaker;
 pub mod conn;
+pub mod out_of_band;
 pub mod pinned;
 pub mod pool;
 pub mod tls;
