@@ -39,8 +39,12 @@ fn opens_when_the_upstream_dies_and_closes_when_it_returns() {
     let reply = raw.call(&["GET", "k"]);
     assert!(reply.starts_with("-ERR upstream unavailable: circuit open"), "{reply:?}");
     assert!(started.elapsed() < Duration::from_millis(100), "fail-fast took {:?}", started.elapsed());
-    let reply = raw.call(&["MULTI"]);
+    // A transaction that cannot begin ends its connection (what it
+    // pipelined next must not run outside the transaction).
+    let mut tx = proxy.raw();
+    let reply = tx.call(&["MULTI"]);
     assert!(reply.starts_with("-ERR upstream unavailable: circuit open"), "{reply:?}");
+    assert!(tx.is_closed());
     let (status, body) = proxy.admin_get("/ready");
     assert_eq!(status, 503, "failover off and the upstream down: not ready ({body})");
     assert!(body.contains("\"upstream\":\"down\",\"mode\":\"normal\""), "{body}");

@@ -705,13 +705,18 @@ fn upstream_down_fails_fast_and_recovers() {
         assert!(is_upstream_error(&reply), "{reply:?}");
         assert!(took < Duration::from_millis(1200), "error after {took:?}");
     }
-    // Pinned commands fail fast too.
-    let started = Instant::now();
-    let reply = raw.call(&["MULTI"]);
-    assert!(is_upstream_error(&reply), "{reply:?}");
-    assert!(started.elapsed() < Duration::from_millis(1200), "error after {:?}", started.elapsed());
+    // Pinned commands fail fast too: a blocking one leaves the connection
+    // usable, a MULTI that cannot begin ends it (what it pipelined next
+    // must not run outside the transaction).
     let reply = raw.call(&["BLPOP", "q", "1"]);
     assert!(is_upstream_error(&reply), "{reply:?}");
+    let mut tx = proxy.raw();
+    let started = Instant::now();
+    tx.send(b"*1\r\n$5\r\nMULTI\r\n*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n*1\r\n$4\r\nEXEC\r\n");
+    let reply = String::from_utf8_lossy(&tx.read_frame()).into_owned();
+    assert!(is_upstream_error(&reply), "{reply:?}");
+    assert!(started.elapsed() < Duration::from_millis(1200), "error after {:?}", started.elapsed());
+    assert!(tx.is_closed(), "nothing after the failed MULTI is run");
 
     redis.restart();
     let mut last = String::new();
@@ -722,7 +727,7 @@ fn upstream_down_fails_fast_and_recovers() {
     assert!(recovered, "the same client connection never recovered: last reply {last:?}");
     assert_eq!(raw.call(&["SET", "k", "again"]), "+OK\r\n");
     assert_eq!(raw.call(&["GET", "k"]), "$5\r\nagain\r\n");
-    // A transaction works again (the earlier failed MULTI left no state).
+    // A transaction works again; the failed one's INCR never ran.
     assert_eq!(raw.call(&["MULTI"]), "+OK\r\n");
     assert_eq!(raw.call(&["INCR", "n"]), "+QUEUED\r\n");
     assert_eq!(raw.call(&["EXEC"]), "*1\r\n:1\r\n");

@@ -512,6 +512,14 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     self.pinned = Some(p);
                 }
                 Err(e) => {
+                    if self.st.needs_pin() {
+                        // The state the client asked for (a transaction, a
+                        // database, subscriptions) does not exist: what it
+                        // pipelined after must not run without it (a MULTI's
+                        // commands one by one, a SET in the wrong database).
+                        // It ends as if Redis had dropped the connection.
+                        self.closing = true;
+                    }
                     self.st.clear_upstream_state();
                     if !matches!(entry, Pending::Pinned { silent: true, .. }) {
                         self.pending.push_back(Pending::Ready(e.reply()));

@@ -34,9 +34,18 @@ pub struct Connected {
     pub id: Option<i64>,
 }
 
-/// Connects and handshakes within `connect_timeout`.
+/// Connects and handshakes within `connect_timeout`. A connection closed
+/// in the middle of its handshake (`CLIENT KILL TYPE normal` catches
+/// connections being opened too) is tried once more at once: only a
+/// connection that cannot be established says the upstream is down.
 pub async fn open(cfg: &UpstreamConfig, proto: Proto) -> Result<Connected, UpstreamError> {
-    match timeout(cfg.connect_timeout, connect_and_handshake(cfg, proto)).await {
+    let attempts = async {
+        match connect_and_handshake(cfg, proto).await {
+            Err(UpstreamError::ConnectionLost) => connect_and_handshake(cfg, proto).await,
+            result => result,
+        }
+    };
+    match timeout(cfg.connect_timeout, attempts).await {
         Ok(result) => result,
         Err(_) => Err(UpstreamError::ConnectTimeout),
     }
