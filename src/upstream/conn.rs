@@ -65,7 +65,11 @@ async fn connect_and_handshake(cfg: &UpstreamConfig, proto: Proto) -> Result<Con
     let (request, steps) = handshake(cfg, proto);
     stream.write_all(&request).await.map_err(|_| UpstreamError::ConnectionLost)?;
     stream.flush().await.map_err(|_| UpstreamError::ConnectionLost)?;
-    let replies = read_replies(&mut stream, steps.len(), cfg.connect_timeout).await?;
+    let replies = match read_replies(&mut stream, steps.len(), cfg.connect_timeout).await {
+        // Nothing was asked of Redis yet: a connect timeout, not a request's.
+        Err(UpstreamError::Timeout) => return Err(UpstreamError::ConnectTimeout),
+        replies => replies?,
+    };
     let mut hello = frame::Hello::default();
     for (step, reply) in steps.iter().zip(replies) {
         let failed = scan::kind(&reply) == scan::FrameKind::Error;
