@@ -150,6 +150,68 @@ fn guessing_passwords_is_braked_per_address() {
     assert!(braked.starts_with("-ERR too many failed authentication attempts"), "{braked}");
 }
 
+/// Guessing one tenant's password (or names) from an address does not lock
+/// the other tenants out of it; trying many names meets a ceiling.
+#[test]
+fn the_password_brake_is_per_tenant_with_a_ceiling_per_address() {
+    let (_redis, proxy) = start("[tenancy]\nauth_failures_per_minute = 3\n");
+    let mut raw = proxy.raw();
+    for _ in 0..3 {
+        assert!(raw.call(&["AUTH", "nobody", "x"]).starts_with("-WRONGPASS"));
+    }
+    assert!(raw.call(&["AUTH", "nobody", "x"]).starts_with("-ERR too many failed authentication attempts"));
+    assert_eq!(raw.call(&["AUTH", "globex", "globex-pw"]), "+OK\r\n");
+    let mut other = proxy.raw();
+    for i in 0..30 {
+        let _ = other.call(&["AUTH", &format!("name{i}"), "x"]);
+    }
+    let braked = other.call(&["AUTH", "acme", "acme-pw"]);
+    assert!(braked.starts_with("-ERR too many failed authentication attempts"), "{braked}");
+}
+
+/// Before AUTH, frames are as small as Redis allows unauthenticated
+/// clients: a huge bulk is refused at its header, before a byte of it is
+/// buffered, and the connection closed.
+#[test]
+fn unauthenticated_clients_cannot_make_the_proxy_buffer() {
+    let (_redis, proxy) = start("");
+    let mut raw = proxy.raw();
+    raw.send(b"*2\r\n$4\r\nAUTH\r\n$419430400\r\n");
+    assert_eq!(raw.read_frame(), b"-ERR Protocol error: unauthenticated bulk length\r\n");
+    assert!(raw.is_closed());
+    let mut raw = proxy.raw();
+    raw.send(b"*11\r\n");
+    assert_eq!(raw.read_frame(), b"-ERR Protocol error: unauthenticated multibulk length\r\n");
+    assert!(raw.is_closed());
+    // Authenticated, the configured limits apply again.
+    let mut acme = login(&proxy, "acme");
+    let value = "x".repeat(100_000);
+    assert_eq!(acme.call(&["SET", "big", &value]), "+OK\r\n");
+}
+
+/// A connection holding a tenant's state upstream cannot become another
+/// tenant: its subscriptions would keep delivering the first tenant's
+/// messages to the second.
+#[test]
+fn switching_tenant_is_refused_while_the_connection_holds_state() {
+    let (_redis, proxy) = start("");
+    let mut sub = login(&proxy, "globex");
+    sub.cmd(&["SUBSCRIBE", "news"]);
+    assert!(String::from_utf8_lossy(&sub.read_frame()).contains("subscribe"));
+    let refused = sub.call(&["AUTH", "acme", "acme-pw"]);
+    assert!(refused.starts_with("-ERR this connection holds subscriptions"), "{refused}");
+    let mut globex = login(&proxy, "globex");
+    assert_eq!(globex.call(&["PUBLISH", "news", "hi"]), ":1\r\n");
+    let message = String::from_utf8_lossy(&sub.read_frame()).into_owned();
+    assert!(message.contains("$4\r\nnews\r\n$2\r\nhi\r\n"), "still globex's, unprefixed: {message}");
+    sub.cmd(&["UNSUBSCRIBE"]);
+    assert!(String::from_utf8_lossy(&sub.read_frame()).contains("unsubscribe"));
+    assert_eq!(sub.call(&["AUTH", "acme", "acme-pw"]), "+OK\r\n");
+    let mut tx = login(&proxy, "globex");
+    assert_eq!(tx.call(&["MULTI"]), "+OK\r\n");
+    assert!(tx.call(&["AUTH", "acme", "acme-pw"]).starts_with("-ERR this connection holds"));
+}
+
 #[test]
 fn a_default_tenant_binds_unauthenticated_clients() {
     let (redis, proxy) = start("[tenancy]\ndefault_tenant = \"globex\"\n");
@@ -180,6 +242,10 @@ fn dangerous_commands_are_refused() {
         &["FUNCTION", "LIST"],
         &["MIGRATE", "127.0.0.1", "1", "k", "0", "100"],
         &["PUBSUB", "NUMPAT"],
+        &["RESTORE", "k", "0", "payload"],
+        &["RESTORE-ASKING", "k", "0", "payload"],
+        &["SCRIPT", "DEBUG", "YES"],
+        &["MODULE", "LIST"],
         &["NOSUCHCOMMAND"],
     ] {
         let reply = acme.call(cmd);

@@ -2128,7 +2128,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "restore",
         arity: -4,
-        flags: Flags::WRITE,
+        flags: Flags::WRITE.with(Flags::DANGEROUS),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         subcommands: &[],

@@ -41,6 +41,10 @@ pub enum ProtocolError {
     MultibulkLength,
     #[error("invalid bulk length")]
     BulkLength,
+    #[error("unauthenticated multibulk length")]
+    UnauthenticatedMultibulk,
+    #[error("unauthenticated bulk length")]
+    UnauthenticatedBulk,
     #[error("expected '$', got '{0}'")]
     ExpectedBulk(char),
     #[error("too big inline request")]

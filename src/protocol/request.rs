@@ -16,11 +16,27 @@ pub struct Limits {
     pub max_multibulk_len: usize,
     /// Longest inline command line.
     pub max_inline_len: usize,
+    /// The client has not authenticated: the limits are Redis' own for
+    /// such clients, and so are the errors.
+    pub unauthenticated: bool,
+}
+
+impl Limits {
+    /// What a client that has not authenticated may send, as in Redis 7:
+    /// at most 10 arguments of at most 16 KiB each, so that whatever such
+    /// clients send, the proxy buffers little for them.
+    pub const UNAUTHENTICATED: Limits =
+        Limits { max_bulk_len: 16 * 1024, max_multibulk_len: 10, max_inline_len: 16 * 1024, unauthenticated: true };
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_bulk_len: 512 * 1024 * 1024, max_multibulk_len: 1024 * 1024, max_inline_len: 64 * 1024 }
+        Limits {
+            max_bulk_len: 512 * 1024 * 1024,
+            max_multibulk_len: 1024 * 1024,
+            max_inline_len: 64 * 1024,
+            unauthenticated: false,
+        }
     }
 }
 
@@ -94,7 +110,11 @@ fn parse_multibulk(buf: &[u8], limits: &Limits, args: &mut Vec<Range<usize>>) ->
         return Ok(Parsed::Incomplete { hint: 0 });
     };
     if count > limits.max_multibulk_len as i64 {
-        return Err(ProtocolError::MultibulkLength);
+        return Err(if limits.unauthenticated {
+            ProtocolError::UnauthenticatedMultibulk
+        } else {
+            ProtocolError::MultibulkLength
+        });
     }
     if count <= 0 {
         return Ok(Parsed::Empty { len: pos });
@@ -110,7 +130,11 @@ fn parse_multibulk(buf: &[u8], limits: &Limits, args: &mut Vec<Range<usize>>) ->
             return Ok(Parsed::Incomplete { hint: 0 });
         };
         if len < 0 || len as u64 > limits.max_bulk_len as u64 {
-            return Err(ProtocolError::BulkLength);
+            return Err(if limits.unauthenticated && len >= 0 {
+                ProtocolError::UnauthenticatedBulk
+            } else {
+                ProtocolError::BulkLength
+            });
         }
         let end = start + len as usize;
         if buf.len() < end + 2 {
@@ -369,11 +393,22 @@ mod tests {
 
     #[test]
     fn limits_refuse_before_buffering() {
-        let limits = Limits { max_bulk_len: 10, max_multibulk_len: 3, max_inline_len: 8 };
+        let limits = Limits { max_bulk_len: 10, max_multibulk_len: 3, max_inline_len: 8, unauthenticated: false };
         let (mut a, mut i) = (Vec::new(), Vec::new());
         assert_eq!(parse(b"*1\r\n$11\r\n", &limits, &mut a, &mut i), Err(ProtocolError::BulkLength));
         assert_eq!(parse(b"*4\r\n", &limits, &mut a, &mut i), Err(ProtocolError::MultibulkLength));
         assert_eq!(parse(b"PING PING PING", &limits, &mut a, &mut i), Err(ProtocolError::InlineTooBig));
+    }
+
+    #[test]
+    fn unauthenticated_clients_get_redis_limits_and_errors() {
+        let limits = &Limits::UNAUTHENTICATED;
+        let (mut a, mut i) = (Vec::new(), Vec::new());
+        let big = b"*2\r\n$4\r\nAUTH\r\n$419430400\r\n";
+        assert_eq!(parse(big, limits, &mut a, &mut i), Err(ProtocolError::UnauthenticatedBulk));
+        assert_eq!(parse(b"*11\r\n", limits, &mut a, &mut i), Err(ProtocolError::UnauthenticatedMultibulk));
+        let fits = b"*3\r\n$4\r\nAUTH\r\n$4\r\nacme\r\n$6\r\nsecret\r\n";
+        assert_eq!(parse(fits, limits, &mut a, &mut i), Ok(Parsed::Multibulk { len: fits.len() }));
     }
 
     #[test]

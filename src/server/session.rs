@@ -20,7 +20,7 @@ use crate::cache::{self, Scratch};
 use crate::commands::{Command, Handler, State};
 use crate::observe;
 use crate::protocol::frame::{pubsub, PubSub};
-use crate::protocol::request::{self, Parsed};
+use crate::protocol::request::{self, Limits, Parsed};
 use crate::protocol::{encode, Args, Proto, ProtocolError};
 use crate::upstream::out_of_band;
 use crate::upstream::pinned::Pinned;
@@ -263,7 +263,12 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         let mut consumed = 0;
         let mut fatal = None;
         while !self.closing && self.in_flight < self.shared.max_pipeline {
-            let parsed = request::parse(&input[consumed..], &self.shared.limits, &mut self.args, &mut self.inline);
+            let limits = if self.shared.tenancy.enabled() && !self.tenant.authenticated() {
+                &Limits::UNAUTHENTICATED
+            } else {
+                &self.shared.limits
+            };
+            let parsed = request::parse(&input[consumed..], limits, &mut self.args, &mut self.inline);
             let (len, owned) = match parsed {
                 Err(e) => {
                     fatal = Some(e);
@@ -287,7 +292,8 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             if self.shared.tenancy.enabled() {
                 let request = owned.as_deref().unwrap_or(&input[range.clone()]);
                 let args = Args::new(request, &self.args);
-                match tenant::gate(&self.shared, &mut self.tenant, &args, self.st.proto, self.st.multi) {
+                let held = tenant::Held { multi: self.st.multi, state: self.st.needs_pin() };
+                match tenant::gate(&self.shared, &mut self.tenant, &args, self.st.proto, held) {
                     Gate::Pass => {}
                     Gate::Reply(reply) => {
                         // Answered by the gate (AUTH, a refusal): counted

@@ -77,6 +77,11 @@ impl Client {
         self.seat = seat;
     }
 
+    /// True once the client has a tenant (by AUTH, or the default one).
+    pub fn authenticated(&self) -> bool {
+        self.seat.is_some()
+    }
+
     /// Strips the tenant's prefix from a frame pushed on a subscribed
     /// connection.
     pub fn pushed(&self, frame: Bytes) -> Bytes {
@@ -145,24 +150,33 @@ const NOAUTH: &str = "NOAUTH Authentication required.";
 const REVOKED: &str = "NOAUTH the tenant was removed or its credentials changed: authenticate again";
 const DISCARD: &[u8] = b"*1\r\n$7\r\nDISCARD\r\n";
 
-/// Decides what happens to one request of the client; `in_multi` while it
-/// is queueing a transaction.
-pub fn gate(shared: &Shared, client: &mut Client, args: &Args, proto: Proto, in_multi: bool) -> Gate {
+/// What the connection holds upstream when a request arrives.
+#[derive(Clone, Copy)]
+pub struct Held {
+    /// It is queueing a transaction.
+    pub multi: bool,
+    /// It holds state a tenant owns (subscriptions, a transaction, WATCH,
+    /// tracking…): it may not switch to another tenant.
+    pub state: bool,
+}
+
+/// Decides what happens to one request of the client.
+pub fn gate(shared: &Shared, client: &mut Client, args: &Args, proto: Proto, held: Held) -> Gate {
     let parent = args.get(0).and_then(commands::lookup).map(|(_, cmd)| cmd);
     let step = match parent {
-        Some(parent) => decide(shared, client, parent, args),
+        Some(parent) => decide(shared, client, parent, args, held.state),
         None => refuse_unknown(client, args),
     };
-    let step = if in_multi { client.transaction.follow(parent, step) } else { step };
+    let step = if held.multi { client.transaction.follow(parent, step) } else { step };
     client.finish(step, proto)
 }
 
-fn decide(shared: &Shared, client: &mut Client, parent: &'static Command, args: &Args) -> Step {
+fn decide(shared: &Shared, client: &mut Client, parent: &'static Command, args: &Args, holds_state: bool) -> Step {
     let cmd = parent.resolve(args);
     match parent.handler {
-        Handler::Local(Local::Auth) => return auth(shared, client, args),
+        Handler::Local(Local::Auth) => return auth(shared, client, args, holds_state),
         Handler::Local(Local::Hello) => {
-            if let Some(refused) = hello_auth(shared, client, args) {
+            if let Some(refused) = hello_auth(shared, client, args, holds_state) {
                 return Step::Reply(refused);
             }
         }
@@ -221,13 +235,13 @@ fn refuse_unknown(client: &Client, args: &Args) -> Step {
 
 /// `AUTH tenant password` (or `AUTH password`, for a tenant named
 /// `default`).
-fn auth(shared: &Shared, client: &mut Client, args: &Args) -> Step {
+fn auth(shared: &Shared, client: &mut Client, args: &Args, holds_state: bool) -> Step {
     let (name, password) = match (args.len(), args.get(1), args.get(2)) {
         (2, Some(password), None) => (&b"default"[..], password),
         (3, Some(name), Some(password)) => (name, password),
         _ => return Step::Reply(encode::error("ERR wrong number of arguments for 'auth' command")),
     };
-    match login(shared, client, name, password) {
+    match login(shared, client, name, password, holds_state) {
         None => Step::Reply(Bytes::from_static(encode::OK)),
         Some(refused) => Step::Reply(refused),
     }
@@ -235,14 +249,24 @@ fn auth(shared: &Shared, client: &mut Client, args: &Args) -> Step {
 
 /// `HELLO ver AUTH name password …`: the error when the credentials are
 /// refused; `None` when there are none or they are good.
-fn hello_auth(shared: &Shared, client: &mut Client, args: &Args) -> Option<Bytes> {
+fn hello_auth(shared: &Shared, client: &mut Client, args: &Args, holds_state: bool) -> Option<Bytes> {
     let at = (2..args.len()).find(|&i| args.get(i).is_some_and(|a| a.eq_ignore_ascii_case(b"auth")))?;
     let (name, password) = (args.get(at + 1)?, args.get(at + 2)?);
-    login(shared, client, name, password)
+    login(shared, client, name, password, holds_state)
 }
 
-fn login(shared: &Shared, client: &mut Client, name: &[u8], password: &[u8]) -> Option<Bytes> {
+/// Authenticates the client as tenant `name`. A connection holding state
+/// upstream (subscriptions, a transaction, WATCH, tracking) may not switch
+/// to another tenant: that state is the first tenant's, and its messages
+/// and replies would reach the second one.
+fn login(shared: &Shared, client: &mut Client, name: &[u8], password: &[u8], holds_state: bool) -> Option<Bytes> {
     match shared.tenancy.authenticate(name, password, client.peer) {
+        Ok(seat) if holds_state && client.seat.as_ref().is_some_and(|s| s.tenant().name() != seat.tenant().name()) => {
+            Some(encode::error(
+                "ERR this connection holds subscriptions, a transaction, WATCH or tracking of its tenant: RESET \
+                 or reconnect before authenticating as another tenant",
+            ))
+        }
         Ok(seat) => {
             tracing::debug!(tenant = seat.tenant().name(), peer = %client.peer, "tenant authenticated");
             client.set_seat(Some(seat));

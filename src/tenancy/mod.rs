@@ -211,8 +211,16 @@ pub struct Tenancy {
     /// Fixed at start: turning tenancy on or off needs a restart.
     enabled: bool,
     registry: RwLock<Registry>,
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    failures: Mutex<Failures>,
 }
+
+/// Failed AUTHs in the current minute, per (address, tenant name hash) and
+/// per address (`None`), with when that minute began.
+type Failures = HashMap<(IpAddr, Option<u64>), (u32, Instant)>;
+
+/// An address may fail this many times the per-tenant limit, over all the
+/// names it tries, before every AUTH from it fails.
+const ADDRESS_FACTOR: u32 = 10;
 
 /// What a reload replaces.
 struct Registry {
@@ -313,10 +321,16 @@ impl Tenancy {
     }
 
     /// Checks `name`/`password` for a client at `peer`: the tenant's seat,
-    /// or why not. Failures are counted per address; past the limit every
-    /// attempt fails for the rest of the minute, right or wrong.
+    /// or why not. Failures are counted per address and tenant name: past
+    /// the limit every attempt at that name from that address fails for the
+    /// rest of the minute, right or wrong, and past ten times the limit
+    /// over all names, every attempt from that address. So guessing one
+    /// tenant's password does not lock the other tenants out of a shared
+    /// address (a NAT, a proxy), and trying many names does not escape the
+    /// brake.
     pub fn authenticate(&self, name: &[u8], password: &[u8], peer: IpAddr) -> Result<Seat, AuthError> {
-        if self.blocked(peer) {
+        let name_key = name_hash(name);
+        if self.blocked(peer, name_key) {
             observe::auth_failure();
             return Err(AuthError::TooManyFailures);
         }
@@ -326,7 +340,7 @@ impl Tenancy {
         // Compared even for an unknown name, so timing tells nothing.
         let expected = tenant.map_or([0xff; 32], |t| t.config.load().password_sha256);
         if tenant.is_none() || !constant_time_eq(&given, &expected) {
-            self.note_failure(peer);
+            self.note_failure(peer, name_key);
             observe::auth_failure();
             tracing::info!(%peer, tenant = %String::from_utf8_lossy(name), "authentication failed");
             return Err(AuthError::WrongPass);
@@ -334,24 +348,35 @@ impl Tenancy {
         tenant.map_or(Err(AuthError::WrongPass), seat)
     }
 
-    fn blocked(&self, peer: IpAddr) -> bool {
+    fn blocked(&self, peer: IpAddr, name: u64) -> bool {
+        let limit = self.registry().failures_per_minute;
         let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        failures.get(&peer).is_some_and(|(n, since)| {
-            *n >= self.registry().failures_per_minute && since.elapsed() < Duration::from_secs(60)
-        })
+        let over = |key, limit: u32| {
+            failures.get(&key).is_some_and(|(n, since)| *n >= limit && since.elapsed() < Duration::from_secs(60))
+        };
+        over((peer, Some(name)), limit) || over((peer, None), limit.saturating_mul(ADDRESS_FACTOR))
     }
 
-    fn note_failure(&self, peer: IpAddr) {
+    fn note_failure(&self, peer: IpAddr, name: u64) {
         let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         if failures.len() > 100_000 {
             failures.retain(|_, (_, since)| since.elapsed() < Duration::from_secs(60));
         }
-        let entry = failures.entry(peer).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= Duration::from_secs(60) {
-            *entry = (0, Instant::now());
+        for key in [(peer, Some(name)), (peer, None)] {
+            let entry = failures.entry(key).or_insert((0, Instant::now()));
+            if entry.1.elapsed() >= Duration::from_secs(60) {
+                *entry = (0, Instant::now());
+            }
+            entry.0 += 1;
         }
-        entry.0 += 1;
     }
+}
+
+/// A tenant name as the brake counts it (any name an attacker sends costs
+/// the same few bytes).
+fn name_hash(name: &[u8]) -> u64 {
+    let digest = Sha256::digest(name);
+    u64::from_le_bytes([digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7]])
 }
 
 fn seat(tenant: &Arc<Tenant>) -> Result<Seat, AuthError> {
@@ -415,12 +440,31 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(t.authenticate(b"acme", b"s3cret", PEER).expect("auth").tenant().name(), "acme");
-        assert_eq!(t.authenticate(b"acme", b"wrong", PEER).err(), Some(AuthError::WrongPass));
-        assert_eq!(t.authenticate(b"nobody", b"s3cret", PEER).err(), Some(AuthError::WrongPass));
-        assert_eq!(t.authenticate(b"acme", b"", PEER).err(), Some(AuthError::WrongPass));
+        for _ in 0..3 {
+            assert_eq!(t.authenticate(b"acme", b"wrong", PEER).err(), Some(AuthError::WrongPass));
+        }
         assert_eq!(t.authenticate(b"acme", b"s3cret", PEER).err(), Some(AuthError::TooManyFailures));
         let other = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
         assert!(t.authenticate(b"acme", b"s3cret", other).is_ok(), "other addresses are not braked");
+    }
+
+    #[test]
+    fn the_brake_is_per_tenant_name_with_a_ceiling_per_address() {
+        let t = Tenancy::new(&TenancyConfig {
+            tenants: vec![tenant("acme", "a"), tenant("globex", "g")],
+            auth_failures_per_minute: 3,
+            ..Default::default()
+        });
+        for _ in 0..3 {
+            assert_eq!(t.authenticate(b"nobody", b"x", PEER).err(), Some(AuthError::WrongPass));
+        }
+        assert_eq!(t.authenticate(b"nobody", b"x", PEER).err(), Some(AuthError::TooManyFailures));
+        assert!(t.authenticate(b"globex", b"g", PEER).is_ok(), "another tenant is not locked out");
+        // Many names: the address' ceiling is ten times the limit.
+        for i in 0..27 {
+            assert_eq!(t.authenticate(format!("n{i}").as_bytes(), b"x", PEER).err(), Some(AuthError::WrongPass));
+        }
+        assert_eq!(t.authenticate(b"acme", b"a", PEER).err(), Some(AuthError::TooManyFailures));
     }
 
     #[test]
