@@ -1077,3 +1077,31 @@ fn monitor_streams_commands_until_the_client_leaves() {
     let v: String = redis::cmd("GET").arg("watched-key").query(&mut con).unwrap();
     assert_eq!(v, "v");
 }
+
+/// Subscription confirmations are pushes in Redis, sent whatever `CLIENT
+/// REPLY` says: through the proxy too, byte for byte as Redis sends them,
+/// in RESP2 and RESP3 (a client waiting for one would otherwise hang).
+#[test]
+fn subscribe_confirmations_pass_client_reply_off_and_skip() {
+    let (redis, proxy) = setup();
+    for resp3 in [false, true] {
+        let mut seen = Vec::new();
+        for mut raw in [common::direct_raw(&redis), proxy.raw()] {
+            if resp3 {
+                raw.read_frame_after(&["HELLO", "3"]);
+            }
+            let mut frames = Vec::new();
+            raw.cmd(&["CLIENT", "REPLY", "OFF"]);
+            raw.cmd(&["SUBSCRIBE", "a", "b"]);
+            frames.extend((0..2).map(|_| raw.read_frame()));
+            raw.cmd(&["UNSUBSCRIBE", "a"]);
+            frames.push(raw.read_frame());
+            let mut skip = if resp3 { raw } else { common::Raw::connect(raw.stream.peer_addr().expect("addr")) };
+            skip.cmd(&["CLIENT", "REPLY", "SKIP"]);
+            skip.cmd(&["PSUBSCRIBE", "p*"]);
+            frames.push(skip.read_frame());
+            seen.push(frames);
+        }
+        assert_eq!(seen[1], seen[0], "resp3 {resp3}: the proxy's frames vs Redis'");
+    }
+}

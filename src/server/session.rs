@@ -672,7 +672,10 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             return;
         };
         *remaining -= 1;
-        let (done, show) = (*remaining == 0, !*silent && !*discard);
+        // A subscription confirmation is a push in Redis, not a reply: it
+        // is sent whatever CLIENT REPLY says.
+        let confirmation = matches!(event, PubSub::Confirmation { .. });
+        let (done, show) = (*remaining == 0, (!*silent || confirmation) && !*discard);
         let frame = match map.take() {
             Some(map) => map(frame),
             None if matches!(event, PubSub::Confirmation { .. }) => self.tenant.pushed(frame),

@@ -367,6 +367,12 @@ impl Raw {
         }
     }
 
+    /// Sends a command and reads (and drops) its reply.
+    pub fn read_frame_after(&mut self, args: &[&str]) -> Vec<u8> {
+        self.cmd(args);
+        self.read_frame()
+    }
+
     /// Sends a command and returns its reply as text.
     pub fn call(&mut self, args: &[&str]) -> String {
         self.cmd(args);
