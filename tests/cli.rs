@@ -113,7 +113,7 @@ fn starts_without_upstream_then_picks_it_up() {
     // The upstream appears (with the password the URL carries).
     let dir = std::env::temp_dir().join(format!("nearcache-cli-redis-{upstream}"));
     std::fs::create_dir_all(&dir).expect("dir");
-    let mut redis = Command::new("redis-server")
+    let mut redis = Command::new(common::server_binary())
         .args(["--port", &upstream.to_string(), "--bind", "127.0.0.1", "--save", "", "--requirepass", "s3cret"])
         .args(["--user", "user", "on", ">s3cret", "~*", "&*", "+@all"])
         .arg("--dir")

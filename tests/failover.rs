@@ -255,7 +255,9 @@ fn pause_into_failover(redis: &RedisServer, proxy: &Proxy) -> common::Raw {
 fn a_round_applied_after_its_timeout_is_not_replayed_twice() {
     let redis = RedisServer::start();
     let mut d = redis.direct();
-    // A set whose deletion keeps Redis busier than the request timeout.
+    // A set whose deletion keeps Redis busier than the request timeout
+    // (not deleted in the background, as Valkey does by default).
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("lazyfree-lazy-user-del").arg("no").query(&mut d).expect("config");
     let mut pipe = redis::pipe();
     for chunk in 0..200 {
         pipe.cmd("SADD").arg("big").arg((0..10_000).map(|i| chunk * 10_000 + i).collect::<Vec<i64>>()).ignore();

@@ -625,6 +625,33 @@ HGETALL sh
 
 /// Collections past Redis' small encodings (listpack, intset), where
 /// hashes and sets lose any defined order: compared sorted.
+/// Scores of every magnitude (random bit patterns, and random decimals of
+/// up to 17 digits), each added then read back: the store must print every
+/// double as the server does (`%.17g` before Redis 7.2, fpconv's Grisu2
+/// after, and in Valkey).
+fn random_scores() -> String {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut lines = Vec::new();
+    for i in 0..400 {
+        let x = if i % 2 == 0 {
+            f64::from_bits(next() & !(0x7ff << 52) | ((next() % 0x7fe) << 52))
+        } else {
+            let digits = next() % 100_000_000_000_000_000;
+            let exp = (next() % 40) as i32 - 20;
+            format!("{digits}e{exp}").parse().unwrap_or(1.0)
+        };
+        lines.push(format!("ZADD rnd {x:e} m{i}"));
+        lines.push(format!("ZSCORE rnd m{i}"));
+    }
+    lines.join("\n")
+}
+
 fn large_collections() -> String {
     let numbers = |n: usize| (0..n).map(|i| (i * 7 % 1000).to_string()).collect::<Vec<_>>().join(" ");
     let pairs = |n: usize, prefix: &str| (0..n).map(|i| format!("{prefix}{i} {i}")).collect::<Vec<_>>().join(" ");
@@ -683,12 +710,16 @@ struct Diff {
 impl Diff {
     fn new(server: &RedisServer, proto: Proto) -> Diff {
         let mut redis = direct_raw(server);
+        let hello = nearcache::protocol::frame::hello(Proto::Resp2, &redis.read_frame_after(&["HELLO", "2"]));
         if proto == Proto::Resp3 {
-            redis.cmd(&["HELLO", "3"]);
-            redis.read_frame();
+            redis.read_frame_after(&["HELLO", "3"]);
         }
         assert_eq!(redis.call(&["FLUSHALL"]), "+OK\r\n");
-        Diff { redis, store: Store::new(1 << 30), proto, now: unix_ms(), compared: 0, failures: Vec::new() }
+        // Doubles are printed as this server prints them (Redis 7.2 and
+        // Valkey differ from 7.0).
+        let mut store = Store::new(1 << 30);
+        store.print_doubles_like(hello.server.as_deref(), hello.version.as_deref());
+        Diff { redis, store, proto, now: unix_ms(), compared: 0, failures: Vec::new() }
     }
 
     /// Runs every line of `script` on both sides.
@@ -823,6 +854,10 @@ fn replies_match_redis_byte_for_byte() {
             compared += diff.compared;
             failures.append(&mut diff.failures);
         }
+        let mut diff = Diff::new(&server, proto);
+        diff.script("random scores", &random_scores());
+        compared += diff.compared;
+        failures.append(&mut diff.failures);
         let mut diff = Diff::new(&server, proto);
         diff.script("large", &large_collections());
         compared += diff.compared;

@@ -222,6 +222,8 @@ impl Failover {
             )));
         }
         observe::failover_command("served");
+        let server = self.info.identity();
+        local.store.print_doubles_like(server.name.as_deref(), server.version.as_deref());
         if key_indices(cmd, args, &mut scratch.keys).is_err() {
             scratch.keys.clear();
         }

@@ -15,6 +15,7 @@
 mod big;
 mod data;
 mod float;
+mod grisu;
 mod hashes;
 mod keyspace;
 mod lists;
@@ -107,13 +108,48 @@ pub struct Store {
     entries: Map<Bytes, Entry>,
     used: u64,
     max: u64,
+    /// How double replies are printed: as the upstream server does.
+    doubles: Doubles,
     last_sweep: Option<i64>,
+}
+
+/// How a server prints doubles in replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Doubles {
+    /// `%.17g`: Redis before 7.2.
+    Printf,
+    /// Integers as such, else fpconv's Grisu2 digits: Redis 7.2 on, Valkey.
+    Grisu,
+}
+
+impl Doubles {
+    /// The format of the server a HELLO reply named.
+    pub fn of(name: Option<&str>, version: Option<&str>) -> Doubles {
+        if name == Some("valkey") {
+            return Doubles::Grisu;
+        }
+        let mut parts = version.unwrap_or_default().split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        match (parts.next(), parts.next()) {
+            (Some(major), Some(minor)) if (major, minor) >= (7, 2) => Doubles::Grisu,
+            _ => Doubles::Printf,
+        }
+    }
+
+    /// `x` as this server prints it (`inf` / `-inf` spelt out).
+    fn format(self, x: f64) -> String {
+        match self {
+            _ if x.is_infinite() => if x > 0.0 { "inf" } else { "-inf" }.to_string(),
+            Doubles::Printf => float::format_double(x),
+            Doubles::Grisu => grisu::format(x),
+        }
+    }
 }
 
 /// One command being run: its arguments, the client's protocol and the time.
 struct Ctx<'a> {
     args: Args<'a>,
     proto: Proto,
+    doubles: Doubles,
     now: i64,
     /// The table's lower-case name, for error texts.
     name: &'a str,
@@ -234,7 +270,13 @@ type Snapshot = Vec<(Bytes, Option<Entry>)>;
 impl Store {
     /// An empty store that holds at most about `max_bytes`.
     pub fn new(max_bytes: u64) -> Store {
-        Store { entries: Map::default(), used: 0, max: max_bytes, last_sweep: None }
+        Store { entries: Map::default(), used: 0, max: max_bytes, doubles: Doubles::Printf, last_sweep: None }
+    }
+
+    /// Prints doubles as the server named by `name` and `version` does
+    /// (Redis' format until the upstream has answered once).
+    pub fn print_doubles_like(&mut self, name: Option<&str>, version: Option<&str>) {
+        self.doubles = Doubles::of(name, version);
     }
 
     /// Runs one command. `name` is the command table's lower-case name
@@ -255,7 +297,7 @@ impl Store {
         let mut keys: Vec<&[u8]> = positions.iter().filter_map(|&i| args.get(i)).collect();
         keys.sort_unstable();
         keys.dedup();
-        let ctx = Ctx { args: *args, proto, now: now_ms, name };
+        let ctx = Ctx { args: *args, proto, doubles: self.doubles, now: now_ms, name };
         let reply = match self.run(spec, &ctx, &keys) {
             Err(OutOfMemory) if self.sweep_expired(now_ms) => self.run(spec, &ctx, &keys),
             done => done,

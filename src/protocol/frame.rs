@@ -10,6 +10,8 @@ use redis_protocol::{resp2, resp3};
 /// What the proxy reads of a HELLO reply.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Hello {
+    /// The server's name (`redis`, `valkey`).
+    pub server: Option<String>,
     /// The server's version.
     pub version: Option<String>,
     /// The connection's client id on the server (what `CLIENT ID` says).
@@ -34,7 +36,7 @@ pub fn hello(proto: Proto, reply: &[u8]) -> Hello {
     };
     let field =
         |name: &[u8]| pairs.iter().find(|(k, _)| k == name).and_then(|(_, v)| String::from_utf8(v.clone()).ok());
-    Hello { version: field(b"version"), id: field(b"id").and_then(|id| id.parse().ok()) }
+    Hello { server: field(b"server"), version: field(b"version"), id: field(b"id").and_then(|id| id.parse().ok()) }
 }
 
 fn resp2_bytes(frame: &resp2::types::OwnedFrame) -> Option<Vec<u8>> {
@@ -173,9 +175,11 @@ mod tests {
     #[test]
     fn hello_fields() {
         let r2 = b"*6\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15\r\n$2\r\nid\r\n:42\r\n";
-        assert_eq!(hello(Proto::Resp2, r2), Hello { version: Some("7.0.15".into()), id: Some(42) });
-        let r3 = b"%3\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.2.4\r\n$2\r\nid\r\n:7\r\n";
-        assert_eq!(hello(Proto::Resp3, r3), Hello { version: Some("7.2.4".into()), id: Some(7) });
+        let want = Hello { server: Some("redis".into()), version: Some("7.0.15".into()), id: Some(42) };
+        assert_eq!(hello(Proto::Resp2, r2), want);
+        let r3 = b"%3\r\n$6\r\nserver\r\n$6\r\nvalkey\r\n$7\r\nversion\r\n$5\r\n8.0.1\r\n$2\r\nid\r\n:7\r\n";
+        let want = Hello { server: Some("valkey".into()), version: Some("8.0.1".into()), id: Some(7) };
+        assert_eq!(hello(Proto::Resp3, r3), want);
         assert_eq!(hello(Proto::Resp2, b"-ERR unknown\r\n"), Hello::default());
     }
 

@@ -70,8 +70,10 @@ pub fn hello(st: &mut ClientState, args: &Args, pinned: bool, info: &UpstreamInf
     }
     let switched = proto != st.proto;
     st.proto = proto;
-    let version = info.version().unwrap_or_else(|| DEFAULT_VERSION.to_string());
-    let reply = hello_reply(st, &version);
+    let server = info.identity();
+    let version = server.version.as_deref().unwrap_or(DEFAULT_VERSION);
+    let name = server.name.as_deref().unwrap_or("redis");
+    let reply = hello_reply(st, name, version);
     if pinned && switched {
         let mut upstream = BytesMut::new();
         let n = itoa::Buffer::new().format(proto.number()).to_owned();
@@ -81,10 +83,12 @@ pub fn hello(st: &mut ClientState, args: &Args, pinned: bool, info: &UpstreamInf
     Decision::Reply(reply)
 }
 
-fn hello_reply(st: &ClientState, version: &str) -> Bytes {
+/// HELLO's reply, naming the upstream server (`redis`, `valkey`) and its
+/// version as it does.
+fn hello_reply(st: &ClientState, server: &str, version: &str) -> Bytes {
     let mut out = BytesMut::with_capacity(128);
     encode::map_header(&mut out, st.proto, 7);
-    for (key, value) in [(&b"server"[..], &b"redis"[..]), (b"version", version.as_bytes())] {
+    for (key, value) in [(&b"server"[..], server.as_bytes()), (b"version", version.as_bytes())] {
         encode::bulk(&mut out, key);
         encode::bulk(&mut out, value);
     }

@@ -28,7 +28,9 @@ pub enum Stream {
 /// A connection that passed its handshake.
 pub struct Connected {
     pub stream: Stream,
-    /// The server's version from its HELLO reply, when it answered one.
+    /// The server's name and version from its HELLO reply, when it
+    /// answered one.
+    pub server: Option<String>,
     pub version: Option<String>,
     /// The connection's client id on the server, from the same reply.
     pub id: Option<i64>,
@@ -82,7 +84,7 @@ async fn connect_and_handshake(cfg: &UpstreamConfig, proto: Proto) -> Result<Con
             _ => {}
         }
     }
-    Ok(Connected { stream, version: hello.version, id: hello.id })
+    Ok(Connected { stream, server: hello.server, version: hello.version, id: hello.id })
 }
 
 enum Step {

@@ -36,6 +36,7 @@ use super::UpstreamError;
 use crate::config::UpstreamConfig;
 use crate::observe;
 use crate::protocol::{scan, Proto};
+use arc_swap::ArcSwap;
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,27 +49,42 @@ use tokio::sync::{oneshot, Notify};
 /// The replies of a batch of requests, or why there are none.
 pub type JobResult = Result<Bytes, UpstreamError>;
 
-/// What the connections learn about the upstream server: its version, its
-/// health (the circuit breaker) and when a pool connection last read.
+/// What the connections learn about the upstream server: its name and
+/// version, its health (the circuit breaker) and when a pool connection
+/// last read.
 pub struct UpstreamInfo {
-    version: Mutex<Option<String>>,
+    identity: ArcSwap<Identity>,
     pub breaker: Breaker,
     progress: Progress,
 }
 
+/// The upstream server as its HELLO reply names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// `redis`, `valkey`…
+    pub name: Option<String>,
+    pub version: Option<String>,
+}
+
 impl UpstreamInfo {
     pub fn new(breaker: Breaker) -> UpstreamInfo {
-        UpstreamInfo { version: Mutex::new(None), breaker, progress: Progress::new() }
+        UpstreamInfo { identity: ArcSwap::from_pointee(Identity::default()), breaker, progress: Progress::new() }
+    }
+
+    /// The upstream's name and version, once a handshake reported them.
+    pub fn identity(&self) -> Arc<Identity> {
+        self.identity.load_full()
     }
 
     /// The upstream's version, once a handshake reported it.
     pub fn version(&self) -> Option<String> {
-        self.version.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.identity().version.clone()
     }
 
-    fn set_version(&self, v: Option<String>) {
-        if v.is_some() {
-            *self.version.lock().unwrap_or_else(PoisonError::into_inner) = v;
+    fn set_identity(&self, name: Option<String>, version: Option<String>) {
+        let identity = Identity { name, version };
+        if identity.version.is_some() && **self.identity.load() != identity {
+            self.identity.store(Arc::new(identity));
         }
     }
 }
@@ -313,7 +329,7 @@ impl Maintainer {
                     if generation == 0 || failures > 0 {
                         tracing::info!(upstream = %self.cfg.url, slot = self.slot, proto = ?self.proto, "upstream connected");
                     }
-                    self.info.set_version(connected.version);
+                    self.info.set_identity(connected.server, connected.version);
                     self.info.breaker.answered();
                     backoff = MIN_BACKOFF;
                     failures = 0;

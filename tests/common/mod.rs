@@ -10,6 +10,14 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The server binary the tests run: `NEARCACHE_TEST_SERVER` (a path, e.g.
+/// what `shared/vendor/build-server.sh valkey-8.0.1` prints), or Debian's
+/// `redis-server`. TLS tests always use the latter (the vendored builds
+/// have no TLS).
+pub fn server_binary() -> String {
+    std::env::var("NEARCACHE_TEST_SERVER").unwrap_or_else(|_| "redis-server".to_string())
+}
+
 /// A port nothing listens on right now (never 6379).
 pub fn free_port() -> u16 {
     loop {
@@ -65,7 +73,7 @@ impl RedisServer {
     /// Starts the child; true once *it* (not another process that took the
     /// port) answers on the port.
     fn spawn(&mut self) -> bool {
-        let child = Command::new("redis-server")
+        let child = Command::new(server_binary())
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(if self.persistent {
                 ["--appendonly", "yes", "--appendfsync", "always"]
@@ -78,7 +86,7 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server must be installed (scripts/test-deps.sh)");
+            .unwrap_or_else(|e| panic!("{} (scripts/test-deps.sh installs redis-server): {e}", server_binary()));
         let pid = child.id();
         self.child = Some(child);
         let start = Instant::now();

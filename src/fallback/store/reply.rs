@@ -1,7 +1,7 @@
 //! Encoding the store's replies exactly as Redis 7.0 writes them, in RESP2
 //! and RESP3, and the error texts it uses.
 
-use super::float;
+use super::Doubles;
 use crate::protocol::encode;
 use crate::protocol::Proto;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -95,10 +95,10 @@ pub(super) fn empty_array() -> Bytes {
     Bytes::from_static(b"*0\r\n")
 }
 
-/// A double reply.
-pub(super) fn double(proto: Proto, x: f64) -> Bytes {
+/// A double reply, printed as the server does.
+pub(super) fn double(proto: Proto, doubles: Doubles, x: f64) -> Bytes {
     let mut out = Out::new(proto);
-    out.double(x);
+    out.double(doubles, x);
     out.finish()
 }
 
@@ -142,9 +142,10 @@ impl Out {
         self
     }
 
-    /// A double: `,x` in RESP3, a bulk string in RESP2, formatted `%.17g`.
-    pub(super) fn double(&mut self, x: f64) -> &mut Out {
-        let text = float::format_double(x);
+    /// A double: `,x` in RESP3, a bulk string in RESP2, printed as the
+    /// server does.
+    pub(super) fn double(&mut self, doubles: Doubles, x: f64) -> &mut Out {
+        let text = doubles.format(x);
         match self.proto {
             Proto::Resp2 => encode::bulk(&mut self.buf, text.as_bytes()),
             Proto::Resp3 => {
@@ -173,7 +174,9 @@ mod tests {
 
     #[test]
     fn doubles_per_protocol() {
-        assert_eq!(&double(Proto::Resp2, 1.5)[..], b"$3\r\n1.5\r\n");
-        assert_eq!(&double(Proto::Resp3, f64::INFINITY)[..], b",inf\r\n");
+        assert_eq!(&double(Proto::Resp2, Doubles::Printf, 1.5)[..], b"$3\r\n1.5\r\n");
+        assert_eq!(&double(Proto::Resp3, Doubles::Grisu, f64::INFINITY)[..], b",inf\r\n");
+        assert_eq!(&double(Proto::Resp3, Doubles::Printf, 0.1)[..], b",0.10000000000000001\r\n");
+        assert_eq!(&double(Proto::Resp3, Doubles::Grisu, 0.1)[..], b",0.1\r\n");
     }
 }

@@ -89,7 +89,7 @@ fn zadd_generic(s: &mut Store, c: &Ctx, incr: bool) -> Reply {
     let scores = scores(c, &o, first)?;
     let (mut added, mut changed, mut last) = (0, 0, None);
     if o.xx && s.get::<ZSet>(c.key(), c.now)?.is_none() {
-        return Ok(add_reply(c.proto, &o, 0, last));
+        return Ok(add_reply(c, &o, 0, last));
     }
     let zset = s.get_or_create::<ZSet>(c.key(), c.now)?;
     for (j, &score) in scores.iter().enumerate() {
@@ -101,15 +101,15 @@ fn zadd_generic(s: &mut Store, c: &Ctx, incr: bool) -> Reply {
             Added::Nan => return fail("ERR resulting score is not a number (NaN)"),
         }
     }
-    Ok(add_reply(c.proto, &o, if o.ch { added + changed } else { added }, last))
+    Ok(add_reply(c, &o, if o.ch { added + changed } else { added }, last))
 }
 
 /// ZADD's count, or with INCR the new score (null when nothing was done).
-fn add_reply(proto: Proto, o: &AddOptions, count: i64, last: Option<f64>) -> Bytes {
+fn add_reply(c: &Ctx, o: &AddOptions, count: i64, last: Option<f64>) -> Bytes {
     match (o.incr, last) {
         (false, _) => reply::int(count),
-        (true, Some(score)) => reply::double(proto, score),
-        (true, None) => reply::null(proto),
+        (true, Some(score)) => reply::double(c.proto, c.doubles, score),
+        (true, None) => reply::null(c.proto),
     }
 }
 
@@ -145,7 +145,7 @@ pub(super) fn zrem(s: &mut Store, c: &Ctx) -> Reply {
 
 pub(super) fn zscore(s: &mut Store, c: &Ctx) -> Reply {
     let score = s.get::<ZSet>(c.key(), c.now)?.and_then(|z| z.score(c.arg(2)));
-    Ok(score.map_or_else(|| reply::null(c.proto), |x| reply::double(c.proto, x)))
+    Ok(score.map_or_else(|| reply::null(c.proto), |x| reply::double(c.proto, c.doubles, x)))
 }
 
 pub(super) fn zcard(s: &mut Store, c: &Ctx) -> Reply {
@@ -309,7 +309,7 @@ pub(super) fn zrange(s: &mut Store, c: &Ctx) -> Reply {
         }
         out.bulk(member);
         if o.withscores {
-            out.double(score);
+            out.double(c.doubles, score);
         }
     }
     Ok(out.finish())

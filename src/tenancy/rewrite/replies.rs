@@ -185,9 +185,11 @@ fn numsub(prefix: &[u8], buf: &[u8], top: &Elem, out: &mut BytesMut) -> Option<(
 }
 
 /// The INFO fields a tenant may see: what clients read to learn the
-/// server's version and mode. Everything else (clients, memory, keyspace,
-/// replication, the host) describes the shared server.
-const INFO_FIELDS: &[&[u8]] = &[b"redis_version:", b"redis_mode:"];
+/// server's name, version and mode (Valkey adds `server_name`,
+/// `valkey_version` and `server_mode`). Everything else (clients, memory,
+/// keyspace, replication, the host) describes the shared server.
+const INFO_FIELDS: &[&[u8]] =
+    &[b"redis_version:", b"redis_mode:", b"server_name:", b"valkey_version:", b"server_mode:"];
 
 /// INFO: a bulk (RESP2) or verbatim `txt:` string (RESP3) of lines; the
 /// `# Server` heading and the fields in [`INFO_FIELDS`] are kept.
