@@ -1112,3 +1112,49 @@ fn subscribe_confirmations_pass_client_reply_off_and_skip() {
         assert_eq!(seen[1], seen[0], "resp3 {resp3}: the proxy's frames vs Redis'");
     }
 }
+
+/// CLIENT KILL and CLIENT UNBLOCK name clients by the ids CLIENT ID gave
+/// them, the proxy's: they act on those clients (a blocked BLPOP returns,
+/// as from Redis), never on an upstream connection that happens to carry
+/// the same id.
+#[test]
+fn client_kill_and_unblock_act_on_the_proxys_clients() {
+    let (redis, proxy) = setup();
+    let id_of = |raw: &mut common::Raw| {
+        let reply = raw.call(&["CLIENT", "ID"]);
+        reply.trim_start_matches(':').trim_end().to_string()
+    };
+    for (how, want) in [("TIMEOUT", "*-1\r\n"), ("ERROR", "-UNBLOCKED")] {
+        let mut blocked = proxy.raw();
+        let id = id_of(&mut blocked);
+        blocked.cmd(&["BLPOP", "never", "0"]);
+        let mut other = proxy.raw();
+        let unblocked =
+            common::eventually(Duration::from_secs(5), || other.call(&["CLIENT", "UNBLOCK", &id, how]) == ":1\r\n");
+        assert!(unblocked, "CLIENT UNBLOCK {id} {how}");
+        let reply = String::from_utf8_lossy(&blocked.read_frame()).into_owned();
+        assert!(reply.starts_with(want), "{how}: {reply:?}");
+        assert_eq!(blocked.call(&["PING"]), "+PONG\r\n", "the unblocked client carries on");
+        assert_eq!(other.call(&["CLIENT", "UNBLOCK", &id]), ":0\r\n", "no longer blocked");
+    }
+    let mut victim = proxy.raw();
+    let victim_id = id_of(&mut victim);
+    let mut killer = proxy.raw();
+    let killer_id = id_of(&mut killer);
+    // Upstream connections carry small ids too: none of them is touched.
+    let upstream_before: String = redis::cmd("CLIENT").arg("LIST").query(&mut redis.direct()).expect("CLIENT LIST");
+    assert_eq!(killer.call(&["CLIENT", "KILL", "ID", &victim_id]), ":1\r\n");
+    assert!(victim.is_closed(), "the killed client's connection closes");
+    assert_eq!(killer.call(&["CLIENT", "KILL", "ID", &victim_id]), ":0\r\n");
+    assert_eq!(killer.call(&["CLIENT", "KILL", "ID", &killer_id]), ":0\r\n", "SKIPME yes by default");
+    let refused = killer.call(&["CLIENT", "KILL", "ADDR", "127.0.0.1:1"]);
+    assert!(refused.starts_with("-ERR CLIENT KILL through nearcache takes ID"), "{refused}");
+    let upstream_after: String = redis::cmd("CLIENT").arg("LIST").query(&mut redis.direct()).expect("CLIENT LIST");
+    let ids = |list: &str| -> Vec<String> {
+        let others = list.lines().filter(|l| !l.contains("cmd=client|list"));
+        others.filter_map(|l| l.split(' ').next().map(str::to_string)).collect()
+    };
+    assert_eq!(ids(&upstream_after), ids(&upstream_before), "the upstream connections are all still there");
+    assert_eq!(killer.call(&["CLIENT", "KILL", "ID", &killer_id, "SKIPME", "no"]), ":1\r\n");
+    assert!(killer.is_closed());
+}

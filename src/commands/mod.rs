@@ -121,6 +121,11 @@ pub enum Local {
     ClientSetName,
     ClientSetInfo,
     ClientReply,
+    /// CLIENT KILL and CLIENT UNBLOCK name clients by the ids the proxy
+    /// gave them: they act on the proxy's clients, not on whatever
+    /// upstream connection carries the same id.
+    ClientKill,
+    ClientUnblock,
 }
 
 /// Commands that create or end per-connection upstream state.

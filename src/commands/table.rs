@@ -334,7 +334,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 arity: -3,
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
-                handler: Handler::Forward,
+                handler: Handler::Local(Local::ClientKill),
                 subcommands: &[],
             },
             Command {
@@ -416,7 +416,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 arity: -3,
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
-                handler: Handler::Forward,
+                handler: Handler::Local(Local::ClientUnblock),
                 subcommands: &[],
             },
             Command {

@@ -46,8 +46,11 @@ pub struct Shared {
     pub max_pipeline: usize,
     /// `server.client_output_buffer_limit` (`usize::MAX`: none).
     pub output_limit: usize,
-    /// Clients' pinned upstream connections, for `CLIENT TRACKING … REDIRECT`.
+    /// Clients' pinned upstream connections, for `CLIENT TRACKING … REDIRECT`
+    /// and `CLIENT UNBLOCK`.
     pub pins: pins::Pins,
+    /// The connected clients, for `CLIENT KILL`.
+    clients: Arc<Clients>,
 }
 
 /// How many times `client_output_buffer_limit` a client may never pass (the
@@ -144,6 +147,17 @@ impl Clients {
         closed
     }
 
+    /// Closes client `id` (CLIENT KILL); false when there is none.
+    fn kill(&self, id: u64) -> bool {
+        let sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((socket, _)) = sockets.get(&id) else {
+            return false;
+        };
+        tracing::info!(client = id, "client killed by CLIENT KILL");
+        socket.shutdown(std::net::Shutdown::Both);
+        true
+    }
+
     /// Connected clients.
     fn count(&self) -> usize {
         self.sockets.lock().unwrap_or_else(PoisonError::into_inner).len()
@@ -219,6 +233,7 @@ impl Server {
         let info = Arc::new(UpstreamInfo::new(breaker));
         let cache = NearCache::new(config.cache.clone());
         let failover = Arc::new(Failover::new(config.failover.clone(), info.clone(), cache.clone())?);
+        let clients: Arc<Clients> = Arc::default();
         let shared = Arc::new(Shared {
             cache,
             failover,
@@ -233,6 +248,7 @@ impl Server {
             max_pipeline: config.server.max_pipeline,
             output_limit: config.server.client_output_buffer_limit.unwrap_or(usize::MAX),
             pins: pins::Pins::default(),
+            clients: clients.clone(),
         });
         let failover_on = config.failover.enabled;
         let (cache, info) = (shared.cache.clone(), shared.info.clone());
@@ -261,7 +277,6 @@ impl Server {
             }
             None => None,
         };
-        let clients = Arc::default();
         let shards =
             shard::Shards::start(config.server.worker_threads, &shared, &clients, config.server.shutdown_timeout)
                 .map_err(StartError::Workers)?;

@@ -33,7 +33,8 @@ impl Pins {
         self.lock().remove(&client);
     }
 
-    fn upstream_of(&self, client: u64) -> Option<i64> {
+    /// The upstream id of `client`'s latest pinned connection.
+    pub fn upstream_of(&self, client: u64) -> Option<i64> {
         self.lock().get(&client).copied()
     }
 

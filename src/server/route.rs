@@ -141,11 +141,23 @@ pub enum Decision {
     PinnedSideEffect(Box<SideEffect>),
     /// Reply, then close the connection (QUIT).
     Close(Bytes),
+    /// Act on another client of the proxy (CLIENT KILL, CLIENT UNBLOCK).
+    Clients(ClientsOp),
     /// Send on a fresh connection of its own, past anything queued or
     /// running upstream (see [`Flags::OUT_OF_BAND`]).
     ///
     /// [`Flags::OUT_OF_BAND`]: crate::commands::Flags::OUT_OF_BAND
     OutOfBand,
+}
+
+/// CLIENT KILL / CLIENT UNBLOCK of a client by its proxy id.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientsOp {
+    /// Close it (unless it is the caller and `skip_me`).
+    Kill { id: u64, skip_me: bool },
+    /// Unblock its blocked command, as a timeout or (`error`) with
+    /// `-UNBLOCKED`.
+    Unblock { id: u64, error: bool },
 }
 
 /// A request sent upstream only for its effect, then a local reply.
@@ -273,6 +285,57 @@ fn local_command(st: &mut ClientState, local: Local, args: &Args, pinned: bool, 
         },
         Local::ClientSetInfo => Decision::Reply(Bytes::from_static(encode::OK)),
         Local::ClientReply => client_reply(st, args.get(2).unwrap_or_default()),
+        Local::ClientKill => client_kill(args),
+        Local::ClientUnblock => client_unblock(args),
+    }
+}
+
+/// `CLIENT KILL ID <id> [SKIPME yes|no]`: the filters that name a client by
+/// the id the proxy gave it. The others (ADDR, LADDR, USER, TYPE, MAXAGE,
+/// the old `ip:port` form) would name upstream connections, shared by
+/// every client: refused.
+fn client_kill(args: &Args) -> Decision {
+    let (mut id, mut skip_me) = (None, true);
+    let mut i = 2;
+    while let (Some(filter), Some(value)) = (args.get(i), args.get(i + 1)) {
+        match filter.to_ascii_lowercase().as_slice() {
+            b"id" => match parse_int(value).and_then(|v| u64::try_from(v).ok()).filter(|&v| v > 0) {
+                Some(v) => id = Some(v),
+                None => return Decision::Reply(encode::error("ERR client-id should be greater than 0")),
+            },
+            b"skipme" => match value.to_ascii_lowercase().as_slice() {
+                b"yes" => skip_me = true,
+                b"no" => skip_me = false,
+                _ => return Decision::Reply(encode::error("ERR syntax error")),
+            },
+            _ => return Decision::Reply(encode::error(KILL_FILTERS)),
+        }
+        i += 2;
+    }
+    match id {
+        Some(id) if i == args.len() => Decision::Clients(ClientsOp::Kill { id, skip_me }),
+        _ => Decision::Reply(encode::error(KILL_FILTERS)),
+    }
+}
+
+const KILL_FILTERS: &str =
+    "ERR CLIENT KILL through nearcache takes ID <client id> [SKIPME yes|no]: other filters would name upstream \
+     connections shared by every client";
+
+/// `CLIENT UNBLOCK <id> [TIMEOUT|ERROR]`, the id the proxy gave the client.
+fn client_unblock(args: &Args) -> Decision {
+    let Some(id) = args.get(2).and_then(parse_int) else {
+        return Decision::Reply(encode::error("ERR value is not an integer or out of range"));
+    };
+    let error = match args.get(3).map(<[u8]>::to_ascii_lowercase).as_deref() {
+        None | Some(b"timeout") => false,
+        Some(b"error") => true,
+        Some(_) => return Decision::Reply(encode::error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")),
+    };
+    match u64::try_from(id) {
+        Ok(id) if args.len() <= 4 => Decision::Clients(ClientsOp::Unblock { id, error }),
+        Ok(_) => Decision::Reply(encode::error("ERR syntax error")),
+        Err(_) => Decision::Reply(local::integer(0)),
     }
 }
 

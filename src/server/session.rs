@@ -10,8 +10,9 @@
 
 use super::activity::Activity;
 use super::batch::{Batch, Source};
+use super::local;
 use super::pins;
-use super::route::{route, ClientState, Decision, ReplyMode, Routed, SideEffect};
+use super::route::{route, ClientState, ClientsOp, Decision, ReplyMode, Routed, SideEffect};
 use super::socket::ClientWriter;
 use super::tenant::{self, Gate};
 use super::{Pools, Shared};
@@ -456,6 +457,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 let entry = Pending::Pinned { remaining: replies, silent, discard: false, deadline, map };
                 self.send_pinned(request, entry).await;
             }
+            Decision::Clients(op) => self.clients(op, silent, now),
             Decision::OutOfBand => {
                 let rx =
                     out_of_band::send(self.shared.upstream.clone(), self.st.proto, Bytes::copy_from_slice(request));
@@ -471,6 +473,37 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     self.pending.push_back(Pending::Ready(reply));
                 }
             }
+        }
+    }
+
+    /// CLIENT KILL and CLIENT UNBLOCK of a client by its proxy id. A blocked
+    /// client waits on its pinned connection: Redis unblocks that one
+    /// (named by its upstream id, sent out of band), and the client gets
+    /// the reply as if it had talked to Redis directly.
+    fn clients(&mut self, op: ClientsOp, silent: bool, now: Instant) {
+        let reply = match op {
+            ClientsOp::Kill { id, skip_me: true } if id == self.st.id => local::integer(0),
+            ClientsOp::Kill { id, .. } if id == self.st.id => {
+                self.closing = true;
+                local::integer(1)
+            }
+            ClientsOp::Kill { id, .. } => local::integer(i64::from(self.shared.clients.kill(id))),
+            ClientsOp::Unblock { id, error } => match self.shared.pins.upstream_of(id) {
+                None => local::integer(0),
+                Some(upstream) => {
+                    let upstream = upstream.to_string();
+                    let how: &[u8] = if error { b"ERROR" } else { b"TIMEOUT" };
+                    let mut request = BytesMut::new();
+                    encode::command(&mut request, [&b"CLIENT"[..], b"UNBLOCK", upstream.as_bytes(), how].into_iter());
+                    let rx = out_of_band::send(self.shared.upstream.clone(), self.st.proto, request.freeze());
+                    self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
+                    self.in_flight += 1;
+                    return;
+                }
+            },
+        };
+        if !silent {
+            self.pending.push_back(Pending::Ready(reply));
         }
     }
 
