@@ -16,6 +16,11 @@
 //! system calls and is what lets it keep up with twemproxy. The same path
 //! serves TLS (`rediss://`), where the flush task owns the write half.
 //!
+//! A request that finds its TCP connection idle (nothing in flight, nothing
+//! queued) has no one to share a write with: the session writes it to the
+//! socket itself, without waking the flush task. A lone client's request
+//! then crosses one task hop less; busy connections keep batching.
+//!
 //! A lost connection is not an outage (Redis' idle `timeout`, `CLIENT
 //! KILL`, a restart close connections all the time): it is replaced at
 //! once. Requests not yet written to it are sent again on the new one;
@@ -193,6 +198,10 @@ struct ConnState {
     unflushed: usize,
     /// When the last request was accepted (for the keepalive).
     last_sent: Instant,
+    /// The last read answered at most one batch: one client at a time uses
+    /// the connection, so an idle one is written to directly (several
+    /// clients share a write instead).
+    solo: bool,
     /// The flush task has been woken for the backlog and not yet found it
     /// empty: it may hold bytes it has not written. While set, new requests
     /// queue in the backlog so the write order never changes. Set whenever
@@ -209,6 +218,10 @@ enum Link {
     Down(UpstreamError),
     Up {
         generation: u64,
+        /// The TCP write half, shared with the flush task, for requests
+        /// written directly (none over TLS). Only one of them writes at a
+        /// time: sessions only while `flushing` is unset, under the lock.
+        direct: Option<Arc<OwnedWriteHalf>>,
     },
 }
 
@@ -221,6 +234,7 @@ impl PoolConn {
                 backlog: BytesMut::new(),
                 unflushed: 0,
                 last_sent: Instant::now(),
+                solo: true,
                 flushing: false,
             }),
             flush: Notify::new(),
@@ -240,7 +254,24 @@ impl PoolConn {
             return;
         }
         st.last_sent = job.sent_at;
+        let idle = st.inflight.is_empty() && !st.flushing && st.solo;
         st.inflight.push_back(job);
+        if let (true, Link::Up { direct: Some(socket), .. }) = (idle, &st.link) {
+            match socket.try_write(payload) {
+                Ok(n) if n == payload.len() => return,
+                // Part of it is on the wire: it can no longer be sent again
+                // whole, so it does not count as unflushed.
+                Ok(n) if n > 0 => {
+                    st.backlog.extend_from_slice(&payload[n..]);
+                    st.flushing = true;
+                    self.flush.notify_one();
+                    return;
+                }
+                // Nothing written (the socket would block, or failed: its
+                // reader will see that): queued like any other request.
+                _ => {}
+            }
+        }
         st.unflushed += 1;
         st.backlog.extend_from_slice(payload);
         if matches!(st.link, Link::Up { .. }) && !st.flushing {
@@ -371,7 +402,7 @@ impl Maintainer {
         let err = match stream {
             Stream::Tcp(tcp) => {
                 let (reader, writer) = tcp.into_split();
-                self.up(FlushWriter::Tcp(writer), generation);
+                self.up(FlushWriter::Tcp(Arc::new(writer)), generation);
                 Reader::new(reader, self.max_batch_reply).run(&self.conn, &self.cfg, &self.info).await
             }
             Stream::Tls(tls) => {
@@ -390,7 +421,11 @@ impl Maintainer {
     fn up(&self, writer: FlushWriter, generation: u64) {
         {
             let mut st = self.conn.lock();
-            st.link = Link::Up { generation };
+            let direct = match &writer {
+                FlushWriter::Tcp(socket) => Some(socket.clone()),
+                FlushWriter::Tls(_) => None,
+            };
+            st.link = Link::Up { generation, direct };
             if !st.backlog.is_empty() {
                 // Requests that waited for the first connection.
                 st.flushing = true;
@@ -403,14 +438,25 @@ impl Maintainer {
 
 /// The flush task's side of the socket.
 enum FlushWriter {
-    Tcp(OwnedWriteHalf),
+    /// Shared with sessions writing directly (see [`Link::Up`]).
+    Tcp(Arc<OwnedWriteHalf>),
     Tls(WriteHalf<TlsStream>),
 }
 
 impl FlushWriter {
-    async fn write_all(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+    async fn write_all(&mut self, mut chunk: &[u8]) -> std::io::Result<()> {
         match self {
-            FlushWriter::Tcp(writer) => writer.write_all(chunk).await,
+            FlushWriter::Tcp(writer) => {
+                while !chunk.is_empty() {
+                    writer.writable().await?;
+                    match writer.try_write(chunk) {
+                        Ok(n) => chunk = &chunk[n..],
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
             FlushWriter::Tls(writer) => {
                 writer.write_all(chunk).await?;
                 writer.flush().await
@@ -533,7 +579,13 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     /// Hands every batch whose replies are all in the buffer back to its
     /// session.
     fn deliver(&mut self, conn: &PoolConn) -> Result<(), UpstreamError> {
-        let result = self.split_complete(&mut conn.lock().inflight);
+        let result = {
+            let mut st = conn.lock();
+            let result = self.split_complete(&mut st.inflight);
+            // One batch answered by this read: one client at a time.
+            st.solo = self.done.len() <= 1;
+            result
+        };
         for (reply, bytes) in self.done.drain(..) {
             let _ = reply.send(Ok(bytes));
         }
