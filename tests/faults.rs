@@ -342,3 +342,24 @@ fn script_kill_and_function_kill_reach_a_busy_redis() {
         assert_exact_replies(&mut killer, &mut d, kind);
     }
 }
+
+/// A transaction takes a dedicated connection opened ahead of need (no
+/// connection set-up on its path), kept alive across Redis' idle timeout.
+#[test]
+fn a_transaction_takes_a_connection_opened_ahead() {
+    let redis = RedisServer::start();
+    let proxy = start(&redis, CONFIG);
+    let mut d = redis.direct();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("timeout").arg(1).query(&mut d).expect("timeout");
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut tx = proxy.raw();
+    assert_eq!(tx.call(&["MULTI"]), "+OK\r\n");
+    let mut d = redis.direct();
+    let in_multi: Vec<String> = client_list(&mut d).into_iter().filter(|c| field(c, "flags").contains('x')).collect();
+    assert_eq!(in_multi.len(), 1, "{in_multi:?}");
+    let age: u64 = field(&in_multi[0], "age").parse().expect("age");
+    assert!(age >= 2, "the transaction's connection was opened {age} s before it: {}", in_multi[0]);
+    assert_eq!(tx.call(&["INCR", "n"]), "+QUEUED\r\n");
+    assert_eq!(tx.call(&["EXEC"]), "*1\r\n:1\r\n");
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("timeout").arg(0).query(&mut d).expect("timeout");
+}

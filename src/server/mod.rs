@@ -27,6 +27,7 @@ use crate::observe;
 use crate::protocol::{request::Limits, Proto};
 use crate::upstream::breaker::Breaker;
 use crate::upstream::pool::{Pool, UpstreamInfo};
+use crate::upstream::spares::Spares;
 use activity::Activity;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -51,6 +52,8 @@ pub struct Shared {
     pub pins: pins::Pins,
     /// The connected clients, for `CLIENT KILL`.
     clients: Arc<Clients>,
+    /// Dedicated connections opened ahead of need.
+    pub spares: Arc<Spares>,
 }
 
 /// How many times `client_output_buffer_limit` a client may never pass (the
@@ -234,6 +237,7 @@ impl Server {
         let cache = NearCache::new(config.cache.clone());
         let failover = Arc::new(Failover::new(config.failover.clone(), info.clone(), cache.clone())?);
         let clients: Arc<Clients> = Arc::default();
+        let spares = Arc::new(Spares::new(upstream.clone(), info.clone()));
         let shared = Arc::new(Shared {
             cache,
             failover,
@@ -249,7 +253,9 @@ impl Server {
             output_limit: config.server.client_output_buffer_limit.unwrap_or(usize::MAX),
             pins: pins::Pins::default(),
             clients: clients.clone(),
+            spares: spares.clone(),
         });
+        tokio::spawn(async move { spares.run().await });
         let failover_on = config.failover.enabled;
         let (cache, info) = (shared.cache.clone(), shared.info.clone());
         tokio::spawn(crate::cache::tracking::run(cache, shared.upstream.clone(), info, failover_on));

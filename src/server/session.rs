@@ -536,7 +536,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         if self.pinned.is_none() {
             let breaker = &self.shared.info.breaker;
             let opened = if breaker.allows() {
-                Pinned::open(&self.shared.upstream, self.st.proto, "client").await.inspect_err(|e| {
+                self.shared.spares.take(self.st.proto).await.inspect_err(|e| {
                     observe::upstream_error(e);
                     breaker.connect_failed(e);
                 })

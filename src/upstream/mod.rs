@@ -2,14 +2,16 @@
 //! ([`url`]), TLS for `rediss://` ([`tls`]), opening and handshaking a
 //! connection ([`conn`]), the shared pool of multiplexed pipelined
 //! connections for stateless commands ([`pool`]), dedicated connections
-//! pinned to one client ([`pinned`]) and one-request connections for what
-//! must not wait behind others ([`out_of_band`]).
+//! pinned to one client ([`pinned`]), opened ahead of need ([`spares`]),
+//! and one-request connections for what must not wait behind others
+//! ([`out_of_band`]).
 
 pub mod breaker;
 pub mod conn;
 pub mod out_of_band;
 pub mod pinned;
 pub mod pool;
+pub mod spares;
 pub mod tls;
 mod url;
 

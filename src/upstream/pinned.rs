@@ -42,6 +42,25 @@ impl Pinned {
         })
     }
 
+    /// Counts it under another role from now on (a spare taken by a client).
+    pub fn retag(&mut self, role: &'static str) {
+        observe::dedicated_connections(self.role, -1.0);
+        observe::dedicated_connections(role, 1.0);
+        self.role = role;
+    }
+
+    /// True unless the server has closed it or sent something unasked (a
+    /// spare's only sign of life). Plain TCP only: a TLS stream cannot be
+    /// peeked at without reading a record.
+    pub fn is_idle_and_open(&self) -> bool {
+        match &self.stream {
+            Stream::Tcp(tcp) => {
+                matches!(tcp.try_read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            }
+            Stream::Tls(_) => false,
+        }
+    }
+
     /// The connection's client id on the server (what `CLIENT ID` on it
     /// would answer).
     pub fn upstream_id(&self) -> Option<i64> {
