@@ -72,14 +72,17 @@ CONF
   done
   return 1
 }
-for attempt in 1 2 3 4 5; do
-  try_redis && break
-  if [ "$attempt" = 5 ]; then
-    echo "redis-server did not start; the end of its log:" >&2
-    tail -n 20 "$work/redis.log" >&2 || true
-    exit 1
-  fi
-done
+# Runs $3 (a try_* function, on fresh ports each time) until it succeeds,
+# five times at most; then says why $1 did not start (the end of log $2).
+start_or_die() {
+  for _ in 1 2 3 4 5; do
+    "$3" && return 0
+  done
+  echo "$1 did not start; the end of its log:" >&2
+  tail -n 20 "$2" >&2 || true
+  exit 1
+}
+start_or_die redis-server "$work/redis.log" try_redis
 
 stall_line=""
 if [ -n "$STALL_AFTER" ]; then stall_line="stall_after = \"$STALL_AFTER\""; fi
@@ -127,14 +130,7 @@ try_proxy() { # true once the proxy answers on a fresh $PROXY
   proxy_pid=""
   return 1
 }
-for attempt in 1 2 3 4 5; do
-  try_proxy && break
-  if [ "$attempt" = 5 ]; then
-    echo "nearcache did not start; the end of its log:" >&2
-    tail -n 20 "$work/proxy.log" >&2 || true
-    exit 1
-  fi
-done
+start_or_die nearcache "$work/proxy.log" try_proxy
 
 echo "redis 127.0.0.1:$REDIS (pid $(cat "$work/redis.pid")), nearcache 127.0.0.1:$PROXY (admin $ADMIN), config:"
 grep -v '^$' "$work/proxy.toml" | sed 's/^/  /'

@@ -31,6 +31,22 @@ fn mode(proxy: &Proxy) -> String {
     proxy.admin_get("/ready").1
 }
 
+/// Not in failover: every reply came from Redis.
+fn assert_normal(proxy: &Proxy) {
+    let mode = mode(proxy);
+    assert!(mode.contains("\"mode\":\"normal\""), "{mode}");
+}
+
+/// Redis with the seeded keys, the proxy in front of it, a direct
+/// connection.
+fn setup(toml: &str) -> (RedisServer, Proxy, redis::Connection) {
+    let redis = RedisServer::start();
+    let proxy = start(&redis, toml);
+    let mut direct = redis.direct();
+    seed(&mut direct);
+    (redis, proxy, direct)
+}
+
 /// Redis' `CLIENT LIST`, one line a client, seen from `direct`.
 fn client_list(direct: &mut redis::Connection) -> Vec<String> {
     let list: String = redis::cmd("CLIENT").arg("LIST").query(direct).expect("CLIENT LIST");
@@ -112,7 +128,7 @@ fn client_kill_of_each_proxy_connection_kind_is_not_an_outage() {
         assert_eq!(raw.call(&["PING"]), "+PONG\r\n");
         kill(&mut d);
         assert_exact_replies(&mut raw, &mut d, fault);
-        assert!(mode(&proxy).contains("\"mode\":\"normal\""), "{fault}: {}", mode(&proxy));
+        assert_normal(&proxy);
     }
     let metrics = proxy.admin_get("/metrics").1;
     assert!(common::metric(&metrics, "nearcache_upstream_reconnects_total").is_some_and(|n| n >= 2.0), "{metrics}");
@@ -136,7 +152,7 @@ fn a_killed_tracking_connection_only_pauses_the_cache_and_it_comes_back_empty() 
     }
     wait_active(&proxy);
     assert_eq!(raw.call(&["GET", "cached"]), "$3\r\nnew\r\n");
-    assert!(mode(&proxy).contains("\"mode\":\"normal\""), "{}", mode(&proxy));
+    assert_normal(&proxy);
 }
 
 #[test]
@@ -160,15 +176,12 @@ fn a_killed_pinned_connection_ends_its_client_as_redis_would_and_no_one_else() {
     assert!(!d.exists::<_, bool>("t").expect("exists"), "the transaction was not applied");
     let mut other = proxy.raw();
     assert_eq!(other.call(&["SET", "t", "2"]), "+OK\r\n");
-    assert!(mode(&proxy).contains("\"mode\":\"normal\""), "{}", mode(&proxy));
+    assert_normal(&proxy);
 }
 
 #[test]
 fn redis_idle_timeout_closing_connections_is_invisible() {
-    let redis = RedisServer::start();
-    let proxy = start(&redis, CONFIG);
-    let mut d = redis.direct();
-    seed(&mut d);
+    let (redis, proxy, mut d) = setup(CONFIG);
     let mut raw = proxy.raw();
     let _: () = d.set("cached", "c").expect("set");
     common::wait_cached(&proxy, &mut raw, &["GET", "cached"]);
@@ -181,7 +194,7 @@ fn redis_idle_timeout_closing_connections_is_invisible() {
     // The invalidation connection stayed: the entry is still a hit.
     assert_eq!(raw.call(&["GET", "cached"]), "$1\r\nc\r\n");
     assert_eq!(json_number(&proxy.admin_get("/cache/stats").1, "hits"), before + 1.0);
-    assert!(mode(&proxy).contains("\"mode\":\"normal\""), "{}", mode(&proxy));
+    assert_normal(&proxy);
     let _: () = redis::cmd("CONFIG").arg("SET").arg("timeout").arg(0).query(&mut d).expect("timeout");
 }
 
@@ -244,18 +257,15 @@ fn client_pause_fails_over_after_stall_after_and_recovers_when_it_ends() {
 /// one gets an error or a failover answer.
 #[test]
 fn a_slow_command_within_stall_after_is_waited_for() {
-    let redis = RedisServer::start();
     let config = CONFIG.replace("stall_after = \"300ms\"", "stall_after = \"1500ms\"");
-    let proxy = start(&redis, &config);
-    let mut d = redis.direct();
-    seed(&mut d);
+    let (_redis, proxy, _direct) = setup(&config);
     let mut slow = proxy.raw();
     let mut other = proxy.raw();
     slow.cmd(&["DEBUG", "SLEEP", "0.8"]);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(other.call(&["INCR", "ctr"]), ":101\r\n");
     assert_eq!(slow.read_frame(), b"+OK\r\n");
-    assert!(mode(&proxy).contains("\"mode\":\"normal\""), "{}", mode(&proxy));
+    assert_normal(&proxy);
 }
 
 /// Redis killed and restarted empty: once it answers, failover ends at
@@ -289,10 +299,7 @@ fn a_restart_that_comes_back_empty_is_served_at_once_and_never_stale() {
 /// neither the shared connection nor anyone's request on it.
 #[test]
 fn any_reply_shape_passes_through_and_costs_no_one_their_connection() {
-    let redis = RedisServer::start();
-    let proxy = start(&redis, CONFIG);
-    let mut d = redis.direct();
-    seed(&mut d);
+    let (redis, proxy, mut d) = setup(CONFIG);
     let deep = ["EVAL", "local a={}; local b={a}; a[1]=b; return a", "0"];
     let want = direct_raw(&redis).call(&deep);
     assert!(want.matches("*1\r\n").count() > 5_000, "Redis' reply is not deep: {}", &want[..want.len().min(80)]);
@@ -307,7 +314,7 @@ fn any_reply_shape_passes_through_and_costs_no_one_their_connection() {
         assert_eq!(String::from_utf8_lossy(&raw.read_frame()), format!(":{}\r\n", 100 + 2 * n));
     }
     assert_exact_replies(&mut raw, &mut d, "deep replies");
-    assert!(mode(&proxy).contains("\"mode\":\"normal\""), "{}", mode(&proxy));
+    assert_normal(&proxy);
 }
 
 /// A script that never ends keeps Redis busy for everyone; `SCRIPT KILL`
@@ -316,10 +323,7 @@ fn any_reply_shape_passes_through_and_costs_no_one_their_connection() {
 /// while the busy Redis has the circuit open.
 #[test]
 fn script_kill_and_function_kill_reach_a_busy_redis() {
-    let redis = RedisServer::start();
-    let proxy = start(&redis, CONFIG);
-    let mut d = redis.direct();
-    seed(&mut d);
+    let (_redis, proxy, mut d) = setup(CONFIG);
     let _: () = redis::cmd("CONFIG").arg("SET").arg("busy-reply-threshold").arg(100).query(&mut d).expect("config");
     let library = "#!lua name=spin\nredis.register_function('spin', function() while true do end end)";
     let _: String = redis::cmd("FUNCTION").arg("LOAD").arg(library).query(&mut d).expect("function load");
