@@ -7,7 +7,7 @@
 //! replies of every cached command *shape* on it (`GET k`, `HGET k f`, …,
 //! per protocol version), so an invalidation of the key drops them all at
 //! once. Coherence with other writers comes from server-assisted
-//! invalidation (`upstream::tracking` calls [`NearCache::invalidate`]);
+//! invalidation ([`tracking`] calls [`NearCache::invalidate`]);
 //! writes through the proxy invalidate locally before they are forwarded.
 //!
 //! **Fill race.** A miss opens a *flight* for (key, shape) before the read

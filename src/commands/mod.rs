@@ -5,8 +5,10 @@
 //! how the proxy must handle it (forward on the shared pool, answer locally,
 //! or pin a dedicated upstream connection), whether the near-cache may keep
 //! its reply and whether the failover store serves it. Routing, metrics
-//! labels, caching and failover — and later tenancy — all read this table;
-//! no other module keeps a list of command names.
+//! labels, caching, failover and tenancy all read this table. The one
+//! other list of command names is the failover store's table of the
+//! handlers it implements (`fallback::store`), kept in step with the
+//! FALLBACK flag by a test.
 
 mod keys;
 mod table;
