@@ -145,11 +145,12 @@ struct RawConfig {
 struct RawTenancy {
     default_tenant: Option<String>,
     auth_failures_per_minute: u64,
+    max_unauthenticated_per_address: u64,
 }
 
 impl Default for RawTenancy {
     fn default() -> Self {
-        RawTenancy { default_tenant: None, auth_failures_per_minute: 10 }
+        RawTenancy { default_tenant: None, auth_failures_per_minute: 10, max_unauthenticated_per_address: 256 }
     }
 }
 
@@ -560,7 +561,9 @@ impl Validator<'_> {
             }
         }
         let auth_failures_per_minute = self.count("tenancy.auth_failures_per_minute", raw.auth_failures_per_minute)?;
-        Ok(TenancyConfig { tenants: out, default_tenant, auth_failures_per_minute })
+        let max_unauthenticated_per_address =
+            self.count("tenancy.max_unauthenticated_per_address", raw.max_unauthenticated_per_address)?;
+        Ok(TenancyConfig { tenants: out, default_tenant, auth_failures_per_minute, max_unauthenticated_per_address })
     }
 
     fn tenant(&self, t: RawTenant) -> Result<TenantConfig, ConfigError> {

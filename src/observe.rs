@@ -19,6 +19,7 @@ const COMMANDS_TOTAL: &str = "nearcache_commands_total";
 const COMMAND_DURATION: &str = "nearcache_command_duration_seconds";
 const CLIENT_CONNECTIONS: &str = "nearcache_client_connections";
 const CLIENTS_REFUSED: &str = "nearcache_clients_refused_total";
+const UNAUTHENTICATED_REFUSED: &str = "nearcache_unauthenticated_refused_total";
 const CLIENTS_IDLE_CLOSED: &str = "nearcache_clients_idle_closed_total";
 const UPSTREAM_ERRORS: &str = "nearcache_upstream_errors_total";
 const UPSTREAM_CONNECTIONS: &str = "nearcache_upstream_connections";
@@ -80,6 +81,10 @@ fn describe() {
     );
     metrics::describe_gauge!(CLIENT_CONNECTIONS, "Connected clients");
     metrics::describe_counter!(CLIENTS_REFUSED, "Connections refused because max_clients was reached");
+    metrics::describe_counter!(
+        UNAUTHENTICATED_REFUSED,
+        "Connections refused because their address had tenancy.max_unauthenticated_per_address unauthenticated ones"
+    );
     metrics::describe_counter!(CLIENTS_IDLE_CLOSED, "Clients closed after client_idle_timeout without input");
     metrics::describe_counter!(UPSTREAM_ERRORS, "Upstream failures, by kind");
     metrics::describe_gauge!(UPSTREAM_CONNECTIONS, "Open shared-pool connections to the upstream");
@@ -140,6 +145,7 @@ fn zero() {
     for counter in [
         AUTH_FAILURES,
         CLIENTS_REFUSED,
+        UNAUTHENTICATED_REFUSED,
         CLIENTS_IDLE_CLOSED,
         OUTPUT_LIMIT_CLOSED,
         PROTOCOL_ERRORS,
@@ -274,6 +280,10 @@ pub fn upstream_reconnect(resent: usize) {
 
 pub fn upstream_stall() {
     metrics::counter!(UPSTREAM_STALLS).increment(1);
+}
+
+pub fn unauthenticated_refused() {
+    metrics::counter!(UNAUTHENTICATED_REFUSED).increment(1);
 }
 
 pub fn protocol_error() {

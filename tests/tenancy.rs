@@ -558,3 +558,26 @@ fn escape_attempts_never_reach_the_other_tenant() {
     assert!(stray.is_empty(), "keys outside both prefixes: {stray:?}");
     assert!(eventually(Duration::from_secs(1), || globex.call(&["GET", "secret"]) == bulk("GLOBEX-SECRET-VALUE")));
 }
+
+/// An address may hold only so many connections that have not
+/// authenticated (each can keep a few hundred KiB of unfinished requests);
+/// one that authenticates frees its place.
+#[test]
+fn unauthenticated_connections_are_capped_per_address() {
+    let (_redis, proxy) = start("[tenancy]\nmax_unauthenticated_per_address = 2\n");
+    let mut first = proxy.raw();
+    let mut second = proxy.raw();
+    assert_eq!(first.call(&["PING"]), "+PONG\r\n");
+    assert_eq!(second.call(&["PING"]), "+PONG\r\n");
+    let mut third = proxy.raw();
+    assert_eq!(third.read_frame(), b"-ERR too many unauthenticated connections from this address\r\n");
+    assert!(third.is_closed());
+    assert_eq!(first.call(&["AUTH", "acme", "acme-pw"]), "+OK\r\n");
+    let mut fourth = proxy.raw();
+    assert_eq!(fourth.call(&["PING"]), "+PONG\r\n", "the authenticated one freed its place");
+    drop(second);
+    let freed = eventually(Duration::from_secs(5), || proxy.raw().call(&["PING"]) == "+PONG\r\n");
+    assert!(freed, "a closed one frees its place too");
+    let body = proxy.admin_get("/metrics").1;
+    assert!(metric(&body, "nearcache_unauthenticated_refused_total").is_some_and(|n| n >= 1.0), "{body}");
+}

@@ -134,7 +134,8 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         activity: Arc<Activity>,
     ) -> Session<R, W> {
         let default_db = shared.upstream.url.db;
-        let tenant = tenant::Client::new(shared.tenancy.default_seat(), peer, activity.clone());
+        let tenant = tenant::Client::new(&shared.tenancy, peer, activity.clone());
+        let refusal = tenant.refusal(&shared.tenancy);
         Session {
             shared,
             pools,
@@ -149,12 +150,12 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             reserve: 0,
             scratch: Scratch::default(),
             batch: Batch::default(),
-            pending: VecDeque::new(),
+            pending: refusal.clone().map(Pending::Ready).into_iter().collect(),
             in_flight: 0,
             pinned: None,
             pinned_out: BytesMut::new(),
             pinned_entries: 0,
-            closing: false,
+            closing: refusal.is_some(),
             stalled: false,
             past_limit_since: None,
             replies_dropped: false,

@@ -11,7 +11,7 @@ use crate::commands::{self, Command, Handler, Local, State};
 use crate::observe;
 use crate::protocol::{encode, Args, Proto};
 use crate::tenancy::rewrite::{self, Allowances, Refusal, ReplyFix};
-use crate::tenancy::{AuthError, Seat};
+use crate::tenancy::{AuthError, Seat, Tenancy, Unauthenticated};
 use bytes::Bytes;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -50,6 +50,9 @@ enum Fix {
 /// brake on password guessing, and the transaction it is queueing.
 pub struct Client {
     seat: Option<Seat>,
+    /// Until it authenticates: its place among its address' unauthenticated
+    /// connections (`None` when the address had none left).
+    unauthenticated: Option<Unauthenticated>,
     peer: IpAddr,
     transaction: Transaction,
     /// Where the client registry sees the tenant (to close its clients when
@@ -66,14 +69,35 @@ struct Transaction {
 }
 
 impl Client {
-    pub fn new(seat: Option<Seat>, peer: IpAddr, activity: Arc<Activity>) -> Client {
-        let mut client = Client { seat: None, peer, transaction: Transaction::default(), activity };
+    /// A new connection from `peer`: the default tenant's, if one is
+    /// configured, otherwise unauthenticated.
+    pub fn new(tenancy: &Tenancy, peer: IpAddr, activity: Arc<Activity>) -> Client {
+        let seat = tenancy.default_seat();
+        let unauthenticated = match &seat {
+            None if tenancy.enabled() => tenancy.unauthenticated(peer),
+            _ => None,
+        };
+        let mut client = Client { seat: None, unauthenticated, peer, transaction: Transaction::default(), activity };
         client.set_seat(seat);
         client
     }
 
+    /// The refusal of a connection its address may not open: it already
+    /// has `max_unauthenticated_per_address` that have not authenticated.
+    pub fn refusal(&self, tenancy: &Tenancy) -> Option<Bytes> {
+        if !tenancy.enabled() || self.seat.is_some() || self.unauthenticated.is_some() {
+            return None;
+        }
+        observe::unauthenticated_refused();
+        tracing::warn!(peer = %self.peer, "too many unauthenticated connections from one address, connection refused");
+        Some(encode::error("ERR too many unauthenticated connections from this address"))
+    }
+
     fn set_seat(&mut self, seat: Option<Seat>) {
         self.activity.set_tenant(seat.as_ref().map(|s| s.tenant().clone()));
+        if seat.is_some() {
+            self.unauthenticated = None;
+        }
         self.seat = seat;
     }
 

@@ -46,6 +46,8 @@ pub struct TenancyConfig {
     pub default_tenant: Option<String>,
     /// Failed AUTHs allowed per client address per minute.
     pub auth_failures_per_minute: u32,
+    /// Connections not yet authenticated allowed per client address.
+    pub max_unauthenticated_per_address: u32,
 }
 
 /// An allow/deny entry: a command name (`get`, `client|kill`) or a category
@@ -212,6 +214,27 @@ pub struct Tenancy {
     enabled: bool,
     registry: RwLock<Registry>,
     failures: Mutex<Failures>,
+    /// Connections not yet authenticated, per address.
+    unauthenticated: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One unauthenticated connection of an address, counted until dropped
+/// (when the client authenticates or disconnects).
+pub struct Unauthenticated {
+    peer: IpAddr,
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for Unauthenticated {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.peer);
+            }
+        }
+    }
 }
 
 /// Failed AUTHs in the current minute, per (address, tenant name hash) and
@@ -227,6 +250,7 @@ struct Registry {
     tenants: HashMap<String, Arc<Tenant>>,
     default: Option<Arc<Tenant>>,
     failures_per_minute: u32,
+    unauthenticated_per_address: u32,
 }
 
 /// What a reload of the tenants did.
@@ -248,7 +272,12 @@ impl Registry {
             .map(|t| (t.name.clone(), existing(t).unwrap_or_else(|| Arc::new(Tenant::new(t.clone())))))
             .collect();
         let default = config.default_tenant.as_ref().and_then(|name| tenants.get(name).cloned());
-        Registry { tenants, default, failures_per_minute: config.auth_failures_per_minute }
+        Registry {
+            tenants,
+            default,
+            failures_per_minute: config.auth_failures_per_minute,
+            unauthenticated_per_address: config.max_unauthenticated_per_address,
+        }
     }
 }
 
@@ -258,7 +287,23 @@ impl Tenancy {
             enabled: !config.tenants.is_empty(),
             registry: RwLock::new(Registry::new(config, |_| None)),
             failures: Mutex::new(HashMap::new()),
+            unauthenticated: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// A connection from `peer` that has not authenticated: its place
+    /// among that address' unauthenticated connections, or `None` when the
+    /// address already has `max_unauthenticated_per_address` of them (each
+    /// may hold up to ~200 KiB of unfinished requests).
+    pub fn unauthenticated(&self, peer: IpAddr) -> Option<Unauthenticated> {
+        let limit = self.registry().unauthenticated_per_address as usize;
+        let mut counts = self.unauthenticated.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(peer).or_insert(0);
+        if limit > 0 && *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(Unauthenticated { peer, counts: self.unauthenticated.clone() })
     }
 
     /// True when tenants are configured: tenancy is enforced.
