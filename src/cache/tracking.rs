@@ -18,6 +18,7 @@ use crate::config::UpstreamConfig;
 use crate::observe;
 use crate::protocol::frame::{invalidation, Invalidation};
 use crate::protocol::{encode, Proto};
+use crate::upstream::backoff::Backoff;
 use crate::upstream::pinned::Pinned;
 use crate::upstream::pool::UpstreamInfo;
 use crate::upstream::UpstreamError;
@@ -28,7 +29,6 @@ use std::time::{Duration, Instant};
 /// How often the channel is checked with a PING: also often enough that
 /// Redis' idle `timeout` (1 s at least) never closes it.
 const PING_EVERY: Duration = Duration::from_millis(500);
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Keeps the invalidation channel up for the life of the process.
 /// With `failover`, entries outlive a loss of the channel (see the module
@@ -37,15 +37,13 @@ pub async fn run(cache: Arc<NearCache>, upstream: Arc<UpstreamConfig>, info: Arc
     if !cache.config().enabled {
         return;
     }
-    let mut backoff = MIN_BACKOFF;
-    let mut failures = 0u32;
+    let mut backoff = Backoff::new(upstream.reconnect_max_backoff);
     loop {
         match subscribe(&cache, &upstream).await {
             Ok(mut conn) => {
                 cache.tracking_restored(|| !info.breaker.allows());
                 tracing::info!(upstream = %upstream.url, "near-cache receiving invalidations");
-                backoff = MIN_BACKOFF;
-                failures = 0;
+                backoff.succeeded();
                 match listen(&mut conn, &cache, upstream.request_timeout).await {
                     Ended::Retrack => {
                         // Keys under the new prefixes were not tracked: bypass until re-subscribed.
@@ -66,14 +64,13 @@ pub async fn run(cache: Arc<NearCache>, upstream: Arc<UpstreamConfig>, info: Arc
                     // A fresh connection cannot be established: an outage.
                     info.breaker.connect_failed(e);
                 }
-                failures += 1;
+                let (failures, wait) = backoff.failed();
                 if failures == 1 {
                     tracing::warn!(error = %e, "cannot subscribe to invalidations: near-cache bypassed, retrying");
                 } else {
                     tracing::debug!(error = %e, failures, "still cannot subscribe to invalidations");
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(upstream.reconnect_max_backoff);
+                tokio::time::sleep(wait).await;
             }
         }
     }

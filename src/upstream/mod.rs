@@ -6,6 +6,7 @@
 //! and one-request connections for what must not wait behind others
 //! ([`out_of_band`]).
 
+pub mod backoff;
 pub mod breaker;
 pub mod conn;
 pub mod out_of_band;

@@ -35,6 +35,7 @@
 //! the breaker the upstream is stalled. An idle connection sends a PING
 //! now and then, so Redis' idle `timeout` never closes it under a request.
 
+use super::backoff::Backoff;
 use super::breaker::Breaker;
 use super::conn::{self, Stream, TlsStream};
 use super::UpstreamError;
@@ -343,27 +344,22 @@ struct Maintainer {
     max_batch_reply: usize,
 }
 
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
-
 /// Bounds of a reader's tick (a quarter of `stall_after`).
 const TICK_MIN: Duration = Duration::from_millis(10);
 const TICK_MAX: Duration = Duration::from_millis(100);
 
 impl Maintainer {
     async fn run(self) {
-        let mut backoff = MIN_BACKOFF;
-        let mut failures = 0u32;
+        let mut backoff = Backoff::new(self.cfg.reconnect_max_backoff);
         let mut generation = 0u64;
         loop {
             match conn::open(&self.cfg, self.proto).await {
                 Ok(connected) => {
-                    if generation == 0 || failures > 0 {
+                    if backoff.succeeded() || generation == 0 {
                         tracing::info!(upstream = %self.cfg.url, slot = self.slot, proto = ?self.proto, "upstream connected");
                     }
                     self.info.set_identity(connected.server, connected.version);
                     self.info.breaker.answered();
-                    backoff = MIN_BACKOFF;
-                    failures = 0;
                     generation += 1;
                     observe::upstream_connected(1.0);
                     let err = self.serve(connected.stream, generation).await;
@@ -380,7 +376,7 @@ impl Maintainer {
                 Err(err) => {
                     observe::upstream_error(&err);
                     self.info.breaker.connect_failed(&err);
-                    failures += 1;
+                    let (failures, wait) = backoff.failed();
                     if failures == 1 {
                         tracing::warn!(upstream = %self.cfg.url, slot = self.slot, error = %err, "upstream unreachable, retrying in the background");
                     } else {
@@ -388,10 +384,9 @@ impl Maintainer {
                     }
                     self.conn.fail(err);
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(wait) => {}
                         _ = self.info.breaker.probing.notified() => {}
                     }
-                    backoff = (backoff * 2).min(self.cfg.reconnect_max_backoff);
                 }
             }
         }
