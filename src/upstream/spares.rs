@@ -2,11 +2,13 @@
 //! transaction, a blocking command or a subscription needs a connection of
 //! its own; opening one costs a TCP handshake and the Redis handshake (a
 //! few round trips: across a network that is milliseconds, and a blocking
-//! command sent late can be overtaken by another client's write). A couple
-//! of spares per protocol wait ready instead, are kept alive with a PING
-//! every [`KEEPALIVE`] (so Redis' idle `timeout` never closes one) and are
-//! checked again when taken (a `CLIENT KILL` may have closed one); a
-//! client that finds none opens its own, as before.
+//! command sent late can be overtaken by another client's write). A few
+//! spares per protocol wait ready instead, opened in parallel as they are
+//! taken, pinged once unused for [`KEEPALIVE`] (so Redis' idle `timeout`
+//! never closes one) and checked again when taken (a `CLIENT KILL` may
+//! have closed one); a client that finds none opens its own, as before.
+//! A connection a client used is closed, never made a spare: whatever
+//! state it held upstream goes with it.
 //!
 //! Spares are plain TCP only (a TLS stream cannot be checked without
 //! reading it), and are not opened while the circuit is open.
@@ -17,23 +19,31 @@ use super::UpstreamError;
 use crate::config::UpstreamConfig;
 use crate::protocol::Proto;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-/// Spares kept per protocol.
-const KEEP: usize = 2;
+/// Spares kept per protocol: enough that one client running transactions
+/// back to back (each takes one; they are never reused) finds one while
+/// the next are being opened.
+const KEEP: usize = 4;
 
-/// How often spares are pinged: under the smallest idle `timeout` Redis
-/// accepts (1 s).
+/// How long a spare may sit unused before it is pinged: under the smallest
+/// idle `timeout` Redis accepts (1 s).
 const KEEPALIVE: Duration = Duration::from_millis(500);
+
+/// A spare and when it last answered (opened or pinged).
+struct Spare {
+    conn: Pinned,
+    checked: Instant,
+}
 
 /// The spares of both protocol versions.
 pub struct Spares {
     cfg: Arc<UpstreamConfig>,
     info: Arc<UpstreamInfo>,
     /// RESP2, RESP3.
-    ready: [Mutex<Vec<Pinned>>; 2],
+    ready: [Mutex<Vec<Spare>>; 2],
     /// A client of that protocol has asked for one (RESP3 spares are only
     /// kept once one has).
     wanted: [AtomicBool; 2],
@@ -51,18 +61,21 @@ impl Spares {
         }
     }
 
+    fn ready(&self, proto: Proto) -> MutexGuard<'_, Vec<Spare>> {
+        self.ready[index(proto)].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// A dedicated connection for a client speaking `proto`: a spare that
     /// is still open, or a new one.
     pub async fn take(&self, proto: Proto) -> Result<Pinned, UpstreamError> {
-        let i = index(proto);
-        self.wanted[i].store(true, Ordering::Relaxed);
+        self.wanted[index(proto)].store(true, Ordering::Relaxed);
         loop {
-            let spare = self.ready[i].lock().unwrap_or_else(PoisonError::into_inner).pop();
+            let spare = self.ready(proto).pop();
             let Some(mut spare) = spare else { break };
-            if spare.is_idle_and_open() {
-                spare.retag("client");
+            if spare.conn.is_idle_and_open() {
+                spare.conn.retag("client");
                 self.refill.notify_one();
-                return Ok(spare);
+                return Ok(spare.conn);
             }
         }
         self.refill.notify_one();
@@ -81,33 +94,49 @@ impl Spares {
             }
             for proto in [Proto::Resp2, Proto::Resp3] {
                 if self.wanted[index(proto)].load(Ordering::Relaxed) {
-                    self.tend(proto).await;
+                    self.keep_alive(proto).await;
+                    self.top_up(proto).await;
                 }
             }
         }
     }
 
-    /// Pings the spares of `proto` (dropping those that do not answer), then
-    /// opens new ones up to [`KEEP`] while the circuit is closed.
-    async fn tend(&self, proto: Proto) {
-        let ready = &self.ready[index(proto)];
-        let mut spares = std::mem::take(&mut *ready.lock().unwrap_or_else(PoisonError::into_inner));
-        let mut alive = Vec::with_capacity(KEEP);
-        for mut spare in spares.drain(..) {
-            if ping(&mut spare, self.cfg.request_timeout).await {
-                alive.push(spare);
+    /// Pings the spares unused for [`KEEPALIVE`], one at a time (the others
+    /// stay available meanwhile); drops those that do not answer.
+    async fn keep_alive(&self, proto: Proto) {
+        loop {
+            let stale = {
+                let mut ready = self.ready(proto);
+                let at = ready.iter().position(|s| s.checked.elapsed() >= KEEPALIVE);
+                at.map(|i| ready.swap_remove(i))
+            };
+            let Some(mut spare) = stale else { return };
+            if ping(&mut spare.conn, self.cfg.request_timeout).await {
+                spare.checked = Instant::now();
+                self.ready(proto).push(spare);
             }
         }
-        while alive.len() < KEEP && self.info.breaker.allows() {
-            match Pinned::open(&self.cfg, proto, "spare").await {
-                Ok(spare) => alive.push(spare),
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot open a spare dedicated connection");
-                    break;
-                }
+    }
+
+    /// Opens the missing spares, all at once, while the circuit is closed;
+    /// each is ready as soon as it is open.
+    async fn top_up(&self, proto: Proto) {
+        let missing = KEEP.saturating_sub(self.ready(proto).len());
+        if missing == 0 || !self.info.breaker.allows() {
+            return;
+        }
+        let mut opening = tokio::task::JoinSet::new();
+        for _ in 0..missing {
+            let cfg = self.cfg.clone();
+            opening.spawn(async move { Pinned::open(&cfg, proto, "spare").await });
+        }
+        while let Some(opened) = opening.join_next().await {
+            match opened {
+                Ok(Ok(conn)) => self.ready(proto).push(Spare { conn, checked: Instant::now() }),
+                Ok(Err(e)) => tracing::debug!(error = %e, "cannot open a spare dedicated connection"),
+                Err(e) => tracing::debug!(error = %e, "opening a spare dedicated connection failed"),
             }
         }
-        ready.lock().unwrap_or_else(PoisonError::into_inner).extend(alive);
     }
 }
 

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# nearcache where it is meant to run: Redis across a network, the proxy next
+# to the application. Without netem, the network is examples/relay.rs, a
+# loopback TCP relay delaying each direction by RTT/2 (throughput unlimited,
+# pipelining kept). Per RTT (env RTTS, in ms):
+#
+#   redis-benchmark -> relay -> Redis             "direct": the client across
+#                                                 the network from Redis
+#   redis-benchmark -> nearcache -> relay -> Redis  the client next to its
+#                                                 proxy, the proxy paying the RTT
+#
+# Both relays have the same RTT, and make a new connection's first bytes
+# wait one more RTT (its TCP handshake across the network). nearcache runs
+# with [cache] admission = "first" (a key is cached on its first miss);
+# nearcache-nocache (cache off, in the cold GET rows only) is plain
+# forwarding. Scenarios, each with 1 and 50 clients, direct first, then
+# through nearcache:
+#
+#   hot GET     1,000 keys (-d 64) preloaded and read once through the proxy,
+#               so cached, then read at random
+#   cold GET    -r 100000000: keys never repeated (mostly missing)
+#   SET         -r 100000, -d 64
+#   MULTI       MULTI; INCR counter; EXEC, sent in one write (as client
+#               libraries pipeline a transaction) by a small Python client:
+#               redis-benchmark cannot send a transaction as one request
+#   BLPOP       BLPOP blist 0 on a list filled beforehand (never blocks)
+#
+# Printed per row: requests/s, p50 and p99 latency in ms, and the ratio of
+# nearcache's requests/s to direct's (>1: the proxy is faster). Above the
+# table, the RTT each relay actually adds (PING p50, 1 client, against the
+# loopback PING to Redis). One round, no pinning: on a small noisy machine,
+# read ratios far from 1, not the second digit. TLS (rediss://) to Redis is
+# not covered.
+#
+#   bash scripts/bench-remote.sh
+#   RTTS="0.5 2 5" N50=50000 bash scripts/bench-remote.sh
+#   ONLY='^hot' bash scripts/bench-remote.sh   # scenarios whose label matches
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RTTS=${RTTS:-0.5 2}
+# Requests per 1-client run: ~2.5 s at that RTT (5000 at 0.5 ms, 1250 at 2 ms).
+N1_MS=${N1_MS:-2500}
+# Requests per 50-client run.
+N50=${N50:-25000}
+ONLY=${ONLY:-.}
+SIZE=64
+HOT_KEYS=1000
+
+bash scripts/test-deps.sh
+cargo build --release --bin nearcache --example relay
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+trap 'echo "bench-remote.sh failed at line $LINENO" >&2' ERR
+
+# Starts a relay as target $1 with RTT $2 ms in front of Redis; its port and
+# pid go to PORT[$1] and PID[$1], like lib.sh's proxy().
+relay() { # target rtt
+  local p; p=$(port)
+  ./target/release/examples/relay --listen "127.0.0.1:$p" --to "127.0.0.1:$REDIS" --rtt-ms "$2" 2>"$work/$1.log" &
+  pids+=($!)
+  PID[$1]=$!
+  wait_port "$p"
+  PORT[$1]=$p
+}
+
+# One redis-benchmark run: prints "rps p50 p99" (ms).
+bench() { # port clients requests redis-benchmark-args…
+  timeout 120 redis-benchmark -p "$1" -c "$2" -n "$3" --csv "${@:4}" 2>/dev/null |
+    tr -d '"' | awk -F, 'NR==2 { print $2, $5, $7 }' || true
+}
+
+# MULTI; INCR counter; EXEC over raw RESP: prints "rps p50 p99" (ms).
+cat >"$work/multi.py" <<'PY'
+import os, socket, sys, threading, time
+port, clients, total = (int(a) for a in sys.argv[1:4])
+REQUEST = b"*1\r\n$5\r\nMULTI\r\n*2\r\n$4\r\nINCR\r\n$7\r\ncounter\r\n*1\r\n$4\r\nEXEC\r\n"
+EXPECTED = b"+OK\r\n+QUEUED\r\n*1\r\n:"
+latencies, start = [], threading.Barrier(clients + 1)
+
+def client(count):
+    try:
+        run(count)
+    except BaseException as e:
+        print(f"multi.py: {e!r}", file=sys.stderr, flush=True)
+        os._exit(1)
+
+def run(count):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    mine = []
+    start.wait()
+    for _ in range(count):
+        t, buf = time.perf_counter(), b""
+        s.sendall(REQUEST)
+        while buf.count(b"\r\n") < 4:
+            data = s.recv(4096)
+            if not data:
+                raise ConnectionError("connection closed")
+            buf += data
+        mine.append(time.perf_counter() - t)
+        if not buf.startswith(EXPECTED):
+            raise ValueError(f"unexpected reply {buf!r}")
+    latencies.extend(mine)
+
+threads = [threading.Thread(target=client, args=(total // clients,)) for _ in range(clients)]
+for t in threads:
+    t.start()
+start.wait()
+t0 = time.perf_counter()
+for t in threads:
+    t.join()
+elapsed = time.perf_counter() - t0
+latencies.sort()
+if len(latencies) == total - total % clients:
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+    print(f"{len(latencies) / elapsed:.2f} {pick(0.5):.3f} {pick(0.99):.3f}")
+PY
+multi() { # port clients requests
+  timeout 120 python3 "$work/multi.py" "$@" || true
+}
+
+# Fills blist (directly in Redis) with enough elements for $1 BLPOPs.
+fill_list() {
+  redis-cli -p "$REDIS" del blist >/dev/null
+  redis-benchmark -p "$REDIS" -c 10 -P 100 -n "$(($1 + 1000))" -q LPUSH blist x >/dev/null
+}
+
+rows=()
+declare -A result
+# scenario label clients requests kind args…: runs every target of this RTT
+# (direct first), kind "rb" (redis-benchmark args) or "multi".
+scenario() {
+  local label=$1 clients=$2 n=$3 kind=$4; shift 4
+  [[ $label =~ $ONLY ]] || return 0
+  local targets=(direct nearcache)
+  if [[ $label == cold* ]]; then targets+=(nearcache-nocache); fi
+  for target in "${targets[@]}"; do
+    local port=${PORT[$target-$rtt]}
+    if [[ $label == BLPOP* ]]; then fill_list "$n"; fi
+    local r
+    if [ "$kind" = multi ]; then r=$(multi "$port" "$clients" "$n"); else r=$(bench "$port" "$clients" "$n" "$@"); fi
+    if [ -z "$r" ]; then echo "no result: $label c=$clients $target (RTT $rtt ms)" >&2; r="- - -"; fi
+    local key="$rtt|$label|$clients|$target"
+    result[$key]=$r
+    rows+=("$key")
+  done
+}
+
+rtt_notes=()
+base_ping=$(bench "$REDIS" 1 2000 PING | awk '{ print $2 }')
+for rtt in $RTTS; do
+  n1=$(awk -v r="$rtt" -v t="$N1_MS" 'BEGIN { printf "%d", t / r }')
+  relay "direct-$rtt" "$rtt"
+  relay "upstream-$rtt" "$rtt"
+  # The proxies' upstream is the relay: lib.sh's proxy() forwards to $REDIS.
+  REDIS=${PORT[upstream-$rtt]} proxy "nearcache-$rtt" $'[cache]\nadmission = "first"'
+  REDIS=${PORT[upstream-$rtt]} proxy "nearcache-nocache-$rtt" $'[cache]\nenabled = false'
+  ping=$(bench "${PORT[direct-$rtt]}" 1 1000 PING | awk '{ print $2 }')
+  rtt_notes+=("RTT $rtt ms: PING p50 through the relay ${ping:-?} ms, straight to Redis ${base_ping:-?} ms")
+  echo "RTT $rtt ms: ${n1} requests per 1-client run, $N50 per 50-client run" >&2
+
+  redis-cli -p "$REDIS" flushall >/dev/null
+  redis-benchmark -p "$REDIS" -t set -r "$HOT_KEYS" -n $((HOT_KEYS * 20)) -d "$SIZE" -q >/dev/null
+  # Every hot key read once through the proxy: cached from then on.
+  redis-benchmark -p "${PORT[nearcache-$rtt]}" -t get -r "$HOT_KEYS" -n $((HOT_KEYS * 20)) -c 50 -P 16 -q >/dev/null
+  for c in 1 50; do
+    n=$n1; if [ "$c" = 50 ]; then n=$N50; fi
+    scenario "hot GET" "$c" "$n" rb -t get -r "$HOT_KEYS"
+    scenario "cold GET" "$c" "$n" rb -t get -r 100000000
+    scenario "SET" "$c" "$n" rb -t set -r 100000 -d "$SIZE"
+    # Python is slower than redis-benchmark: fewer transactions with 50.
+    m=$n; if [ "$c" = 50 ]; then m=$((N50 / 3)); fi
+    scenario "MULTI INCR EXEC" "$c" "$m" multi
+    scenario "BLPOP" "$c" "$n" rb BLPOP blist 0
+  done
+  for target in direct upstream nearcache nearcache-nocache; do
+    kill "${PID[$target-$rtt]}" 2>/dev/null || true
+  done
+done
+
+printf '\n'
+printf '%s\n' "${rtt_notes[@]}"
+printf 'nearcache: [cache] admission = "first"; MULTI rows from a Python client (1 write per transaction); TLS not covered\n'
+printf '%-7s %-16s %7s %-18s %12s %8s %8s %10s\n' 'RTT ms' scenario clients target 'requests/s' 'p50 ms' 'p99 ms' 'vs direct'
+for key in "${rows[@]}"; do
+  IFS='|' read -r rtt label clients target <<<"$key"
+  read -r r a b <<<"${result[$key]}"
+  read -r base _ <<<"${result["$rtt|$label|$clients|direct"]}"
+  ratio=-
+  if [ "$target" != direct ] && [ "$r" != - ] && [ "$base" != - ]; then
+    ratio=$(awk -v r="$r" -v d="$base" 'BEGIN { printf "%.2fx", r / d }')
+  fi
+  printf '%-7s %-16s %7s %-18s %12s %8s %8s %10s\n' "$rtt" "$label" "$clients" "$target" "$r" "$a" "$b" "$ratio"
+done
+echo "bench-remote.sh: ${SECONDS}s"
