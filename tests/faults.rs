@@ -103,9 +103,7 @@ fn assert_exact_replies(raw: &mut Raw, direct: &mut redis::Connection, fault: &s
 
 #[test]
 fn client_kill_of_each_proxy_connection_kind_is_not_an_outage() {
-    let redis = RedisServer::start();
-    let proxy = start(&redis, CONFIG);
-    let mut d = redis.direct();
+    let (_redis, proxy, mut d) = setup(CONFIG);
     let mut raw = proxy.raw();
     let kinds: [(&str, Fault); 3] = [
         ("CLIENT KILL TYPE normal", |d| {
@@ -136,9 +134,7 @@ fn client_kill_of_each_proxy_connection_kind_is_not_an_outage() {
 
 #[test]
 fn a_killed_tracking_connection_only_pauses_the_cache_and_it_comes_back_empty() {
-    let redis = RedisServer::start();
-    let proxy = start(&redis, CONFIG);
-    let mut d = redis.direct();
+    let (_redis, proxy, mut d) = setup(CONFIG);
     let mut raw = proxy.raw();
     let _: () = d.set("cached", "old").expect("set");
     common::wait_cached(&proxy, &mut raw, &["GET", "cached"]);
@@ -157,9 +153,7 @@ fn a_killed_tracking_connection_only_pauses_the_cache_and_it_comes_back_empty() 
 
 #[test]
 fn a_killed_pinned_connection_ends_its_client_as_redis_would_and_no_one_else() {
-    let redis = RedisServer::start();
-    let proxy = start(&redis, CONFIG);
-    let mut d = redis.direct();
+    let (_redis, proxy, mut d) = setup(CONFIG);
     let mut tx = proxy.raw();
     assert_eq!(tx.call(&["MULTI"]), "+OK\r\n");
     assert_eq!(tx.call(&["SET", "t", "1"]), "+QUEUED\r\n");
@@ -204,9 +198,7 @@ fn redis_idle_timeout_closing_connections_is_invisible() {
 /// may or may not have been applied; failover ends as soon as Redis
 /// answers, and the journal lands in Redis.
 fn stall_then_resume(stall: impl FnOnce(&RedisServer), resume: impl FnOnce(&RedisServer), name: &str) {
-    let redis = RedisServer::start();
-    let proxy = start(&redis, CONFIG);
-    let mut d = redis.direct();
+    let (redis, proxy, mut d) = setup(CONFIG);
     let mut before = proxy.raw();
     let mut during = proxy.raw();
     assert_eq!(during.call(&["PING"]), "+PONG\r\n");
@@ -351,9 +343,7 @@ fn script_kill_and_function_kill_reach_a_busy_redis() {
 /// connection set-up on its path), kept alive across Redis' idle timeout.
 #[test]
 fn a_transaction_takes_a_connection_opened_ahead() {
-    let redis = RedisServer::start();
-    let proxy = start(&redis, CONFIG);
-    let mut d = redis.direct();
+    let (redis, proxy, mut d) = setup(CONFIG);
     let _: () = redis::cmd("CONFIG").arg("SET").arg("timeout").arg(1).query(&mut d).expect("timeout");
     std::thread::sleep(Duration::from_millis(2500));
     let mut tx = proxy.raw();

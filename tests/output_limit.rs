@@ -3,17 +3,10 @@
 //! Its own test binary, so the process' peak memory is this proxy's.
 mod common;
 
-use common::{eventually, wait_ready, Proxy, RedisServer};
+use common::{eventually, peak_kib, wait_ready, Proxy, RedisServer};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
-
-/// Peak resident memory of this process, in KiB.
-fn peak_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("status");
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
-    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("a number")
-}
 
 #[test]
 fn replies_past_the_hard_limit_are_dropped_as_they_come() {

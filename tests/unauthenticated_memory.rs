@@ -5,17 +5,10 @@
 //! peak memory is this proxy's.
 mod common;
 
-use common::{Proxy, RedisServer};
+use common::{peak_kib, Proxy, RedisServer};
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
-
-/// Peak resident memory of this process, in KiB.
-fn peak_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("status");
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
-    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("a number")
-}
 
 #[test]
 fn unauthenticated_clients_cannot_grow_the_proxy() {
