@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often the channel is checked with a PING: also often enough that
-/// Redis' idle `timeout` (1 s at least) never closes it.
-const PING_EVERY: Duration = Duration::from_millis(500);
+/// Redis' idle `timeout` never closes it.
+const PING_EVERY: Duration = crate::upstream::KEEPALIVE;
 
 /// Keeps the invalidation channel up for the life of the process.
 /// With `failover`, entries outlive a loss of the channel (see the module

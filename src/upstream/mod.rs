@@ -17,6 +17,12 @@ pub mod tls;
 mod url;
 
 pub use tls::{Tls, TlsError};
+
+/// How long an upstream connection kept open for later (a pool connection,
+/// a spare, the invalidation connection) may stay silent before it sends a
+/// PING: under the smallest idle `timeout` Redis accepts (1 s), so Redis
+/// never closes one under a request.
+pub const KEEPALIVE: std::time::Duration = std::time::Duration::from_millis(500);
 pub use url::{UpstreamUrl, UrlError};
 
 /// Why an upstream request could not be answered. Cloned to every request

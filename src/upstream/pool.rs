@@ -38,7 +38,7 @@
 use super::backoff::Backoff;
 use super::breaker::Breaker;
 use super::conn::{self, Stream, TlsStream};
-use super::UpstreamError;
+use super::{UpstreamError, KEEPALIVE};
 use crate::config::UpstreamConfig;
 use crate::observe;
 use crate::protocol::{scan, Proto};
@@ -121,10 +121,6 @@ impl Progress {
         Duration::from_millis(self.millis(now).saturating_sub(self.last_read.load(Ordering::Relaxed)))
     }
 }
-
-/// How long a pool connection may idle before it sends a PING: under the
-/// smallest idle `timeout` Redis accepts (1 s).
-const KEEPALIVE: Duration = Duration::from_millis(500);
 
 /// A fixed set of multiplexed connections speaking one protocol version.
 pub struct Pool {

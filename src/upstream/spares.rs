@@ -15,7 +15,7 @@
 
 use super::pinned::Pinned;
 use super::pool::UpstreamInfo;
-use super::UpstreamError;
+use super::{UpstreamError, KEEPALIVE};
 use crate::config::UpstreamConfig;
 use crate::protocol::Proto;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,10 +27,6 @@ use tokio::sync::Notify;
 /// back to back (each takes one; they are never reused) finds one while
 /// the next are being opened.
 const KEEP: usize = 4;
-
-/// How long a spare may sit unused before it is pinged: under the smallest
-/// idle `timeout` Redis accepts (1 s).
-const KEEPALIVE: Duration = Duration::from_millis(500);
 
 /// A spare and when it last answered (opened or pinged).
 struct Spare {
