@@ -717,6 +717,26 @@ fn resp2_tracking_redirects_to_a_subscribed_client() {
     assert!(message.starts_with("*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n"), "{message:?}");
 }
 
+/// A RESP3 client gets invalidations redirected to it as pushes, whatever
+/// else it is doing: one that holds a dedicated connection for another
+/// reason (here `SELECT 1`) and only listens gets them at once, not with
+/// its next reply.
+#[test]
+fn resp3_redirected_invalidations_reach_an_idle_client_at_once() {
+    let (_redis, proxy) = setup();
+    let mut writer = proxy.raw();
+    assert_eq!(writer.call(&["SET", "r3", "1"]), "+OK\r\n");
+    let mut listener = proxy.raw();
+    assert!(listener.call(&["HELLO", "3"]).starts_with('%'));
+    assert_eq!(listener.call(&["SELECT", "1"]), "+OK\r\n");
+    let id = client_id(&mut listener);
+    let mut tracked = proxy.raw();
+    assert_eq!(tracked.call(&["CLIENT", "TRACKING", "on", "REDIRECT", &id]), "+OK\r\n");
+    assert_eq!(tracked.call(&["GET", "r3"]), "$1\r\n1\r\n");
+    let push = invalidation_after_write(&mut writer, &mut listener, "r3");
+    assert!(push.starts_with(">2\r\n$10\r\ninvalidate\r\n"), "{push:?}");
+}
+
 #[test]
 fn tracking_the_proxy_cannot_set_up_ends_the_connection() {
     for failover in [false, true] {

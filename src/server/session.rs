@@ -192,7 +192,10 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             // A client that does not read its replies is not read from
             // either; pushed messages keep coming until the output limit.
             let can_read = reading;
-            let waiting = !self.pending.is_empty() || (self.pinned.is_some() && self.st.expects_pushes());
+            // A RESP3 connection may be sent pushes at any time (redirected
+            // invalidations): its pinned connection is always listened to.
+            let listening = self.st.expects_pushes() || self.st.proto == Proto::Resp3;
+            let waiting = !self.pending.is_empty() || (self.pinned.is_some() && listening);
             // Two forms, so the common case (everything written) does not
             // pay for a writability future it never polls.
             let wake = if unwritten == 0 {
