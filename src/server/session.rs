@@ -462,12 +462,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 self.send_pinned(request, entry).await;
             }
             Decision::Clients(op) => self.clients(op, silent, now),
-            Decision::OutOfBand => {
-                let rx =
-                    out_of_band::send(self.shared.upstream.clone(), self.st.proto, Bytes::copy_from_slice(request));
-                self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
-                self.in_flight += 1;
-            }
+            Decision::OutOfBand => self.send_out_of_band(Bytes::copy_from_slice(request), silent, now),
             Decision::PinnedSideEffect(effect) => {
                 let SideEffect { upstream, reply } = *effect;
                 let deadline = Some(now + self.shared.upstream.request_timeout);
@@ -499,9 +494,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     let how: &[u8] = if error { b"ERROR" } else { b"TIMEOUT" };
                     let mut request = BytesMut::new();
                     encode::command(&mut request, [&b"CLIENT"[..], b"UNBLOCK", upstream.as_bytes(), how].into_iter());
-                    let rx = out_of_band::send(self.shared.upstream.clone(), self.st.proto, request.freeze());
-                    self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
-                    self.in_flight += 1;
+                    self.send_out_of_band(request.freeze(), silent, now);
                     return;
                 }
             },
@@ -509,6 +502,14 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         if !silent {
             self.pending.push_back(Pending::Ready(reply));
         }
+    }
+
+    /// Sends one request on a connection of its own (see `out_of_band`);
+    /// its reply takes its place among those owed.
+    fn send_out_of_band(&mut self, request: Bytes, silent: bool, now: Instant) {
+        let rx = out_of_band::send(self.shared.upstream.clone(), self.st.proto, request);
+        self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
+        self.in_flight += 1;
     }
 
     /// CLIENT TRACKING: sent on the pinned connection, a `REDIRECT`'s
@@ -715,7 +716,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         let (done, show) = (*remaining == 0, (!*silent || confirmation) && !*discard);
         let frame = match map.take() {
             Some(map) => map(frame),
-            None if matches!(event, PubSub::Confirmation { .. }) => self.tenant.pushed(frame),
+            None if confirmation => self.tenant.pushed(frame),
             None => frame,
         };
         if show {
