@@ -140,8 +140,16 @@ fn a_killed_tracking_connection_only_pauses_the_cache_and_it_comes_back_empty() 
     common::wait_cached(&proxy, &mut raw, &["GET", "cached"]);
     let tracking = proxy_connections(&mut d, true);
     kill_ids(&mut d, &tracking);
-    // Written while no invalidation could arrive: never served stale.
+    // Written while no invalidation could arrive. Until the proxy sees its
+    // connection closed it cannot know (the same window as an invalidation
+    // in flight); from then on, never served stale: the cache is bypassed,
+    // then cleared when tracking is back.
     let _: () = d.set("cached", "new").expect("set");
+    let noticed = eventually(Duration::from_secs(5), || {
+        let stats = proxy.admin_get("/cache/stats").1;
+        stats.contains("\"active\":false") || json_number(&stats, "entries") == 0.0
+    });
+    assert!(noticed, "the proxy never noticed its invalidation connection was killed");
     for _ in 0..50 {
         let reply = raw.call(&["GET", "cached"]);
         assert_ne!(reply, "$3\r\nold\r\n", "a stale hit after the invalidation connection was lost");
