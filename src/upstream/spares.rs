@@ -28,6 +28,10 @@ use tokio::sync::Notify;
 /// the next are being opened.
 const KEEP: usize = 4;
 
+/// A spare unused for this long is pinged, and they are looked at this
+/// often: none stays silent much past [`KEEPALIVE`].
+const PING_AFTER: Duration = Duration::from_millis(KEEPALIVE.as_millis() as u64 / 2);
+
 /// A spare and when it last answered (opened or pinged).
 struct Spare {
     conn: Pinned,
@@ -86,7 +90,7 @@ impl Spares {
         loop {
             tokio::select! {
                 () = self.refill.notified() => {}
-                () = tokio::time::sleep(KEEPALIVE) => {}
+                () = tokio::time::sleep(PING_AFTER) => {}
             }
             for proto in [Proto::Resp2, Proto::Resp3] {
                 if self.wanted[index(proto)].load(Ordering::Relaxed) {
@@ -97,13 +101,13 @@ impl Spares {
         }
     }
 
-    /// Pings the spares unused for [`KEEPALIVE`], one at a time (the others
-    /// stay available meanwhile); drops those that do not answer.
+    /// Pings the spares unused for [`PING_AFTER`], one at a time (the
+    /// others stay available meanwhile); drops those that do not answer.
     async fn keep_alive(&self, proto: Proto) {
         loop {
             let stale = {
                 let mut ready = self.ready(proto);
-                let at = ready.iter().position(|s| s.checked.elapsed() >= KEEPALIVE);
+                let at = ready.iter().position(|s| s.checked.elapsed() >= PING_AFTER);
                 at.map(|i| ready.swap_remove(i))
             };
             let Some(mut spare) = stale else { return };
