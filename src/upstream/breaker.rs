@@ -195,9 +195,13 @@ impl Breaker {
 
     /// Opens the circuit now: the upstream cannot be reached.
     pub fn trip(&self) {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        self.open(&mut self.inner.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// Opens the circuit unless it is open already (its `opened_at` kept).
+    fn open(&self, inner: &mut Inner) {
         if self.state() != State::Open {
-            self.go(&mut inner, State::Open, Instant::now());
+            self.go(inner, State::Open, Instant::now());
         }
     }
 
@@ -206,9 +210,7 @@ impl Breaker {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         inner.last_connect_error = Some(e.to_string());
         inner.refused = None;
-        if self.state() != State::Open {
-            self.go(&mut inner, State::Open, Instant::now());
-        }
+        self.open(&mut inner);
     }
 
     /// The pool made no progress for `stall_after` with requests
@@ -239,9 +241,7 @@ impl Breaker {
     pub fn refused(&self, reason: String) {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         inner.refused = Some(reason);
-        if self.state() != State::Open {
-            self.go(&mut inner, State::Open, Instant::now());
-        }
+        self.open(&mut inner);
     }
 
     /// Why the upstream, reachable, refused the last recovery step; `None`
