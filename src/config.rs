@@ -172,6 +172,28 @@ struct RawTenant {
     max_connections: u64,
     #[serde(default)]
     allow_scripts: bool,
+    #[serde(default)]
+    max_keys_per_sec: u64,
+    #[serde(default)]
+    max_bytes_per_sec: u64,
+    #[serde(default = "default_max_in_flight")]
+    max_in_flight: u64,
+    #[serde(default = "default_max_dedicated")]
+    max_dedicated: u64,
+    #[serde(default = "default_max_request_bytes")]
+    max_request_bytes: u64,
+}
+
+fn default_max_in_flight() -> u64 {
+    TenantConfig::DEFAULT_MAX_IN_FLIGHT as u64
+}
+
+fn default_max_dedicated() -> u64 {
+    TenantConfig::DEFAULT_MAX_DEDICATED as u64
+}
+
+fn default_max_request_bytes() -> u64 {
+    TenantConfig::DEFAULT_MAX_REQUEST_BYTES as u64
 }
 
 #[derive(Deserialize)]
@@ -597,6 +619,23 @@ impl Validator<'_> {
             max_connections: usize::try_from(t.max_connections)
                 .map_err(|_| self.invalid("tenant.max_connections", "a connection count", t.max_connections))?,
             allow_scripts: t.allow_scripts,
+            max_keys_per_sec: u32::try_from(t.max_keys_per_sec)
+                .map_err(|_| self.invalid("tenant.max_keys_per_sec", "a key rate", t.max_keys_per_sec))?,
+            max_bytes_per_sec: t.max_bytes_per_sec,
+            max_in_flight: usize::try_from(t.max_in_flight)
+                .map_err(|_| self.invalid("tenant.max_in_flight", "a request count", t.max_in_flight))?,
+            max_dedicated: usize::try_from(t.max_dedicated)
+                .map_err(|_| self.invalid("tenant.max_dedicated", "a connection count", t.max_dedicated))?,
+            max_request_bytes: match usize::try_from(t.max_request_bytes) {
+                Ok(n) if n >= 1024 => n,
+                _ => {
+                    return Err(self.invalid(
+                        "tenant.max_request_bytes",
+                        "a size of at least 1024",
+                        t.max_request_bytes,
+                    ))
+                }
+            },
             password_sha256: hash,
             prefix: prefix.into_bytes(),
             name: t.name,

@@ -132,7 +132,8 @@ fn describe() {
     metrics::describe_counter!(TENANT_COMMANDS, "Commands run by tenants, by tenant");
     metrics::describe_counter!(
         TENANT_REFUSALS,
-        "Tenant commands refused, by tenant and reason: not_allowed, form, rate_limit, max_connections"
+        "Tenant commands refused (or, for max_in_flight, clients held back), by tenant and reason: not_allowed, form, \
+         rate_limit, max_connections, max_dedicated, max_in_flight"
     );
     metrics::describe_counter!(AUTH_FAILURES, "Failed AUTH / HELLO AUTH attempts");
 }

@@ -59,4 +59,6 @@ pub enum ProtocolError {
     MissingCrlf,
     #[error("streamed RESP3 frames are not supported")]
     Streamed,
+    #[error("request larger than the tenant's max_request_bytes")]
+    RequestTooLarge,
 }

@@ -16,6 +16,8 @@ pub struct Limits {
     pub max_multibulk_len: usize,
     /// Longest inline command line.
     pub max_inline_len: usize,
+    /// Largest multibulk request, in bytes (a tenant's `max_request_bytes`).
+    pub max_request_len: usize,
     /// The client has not authenticated: the limits are Redis' own for
     /// such clients, and so are the errors.
     pub unauthenticated: bool,
@@ -25,8 +27,13 @@ impl Limits {
     /// What a client that has not authenticated may send, as in Redis 7:
     /// at most 10 arguments of at most 16 KiB each, so that whatever such
     /// clients send, the proxy buffers little for them.
-    pub const UNAUTHENTICATED: Limits =
-        Limits { max_bulk_len: 16 * 1024, max_multibulk_len: 10, max_inline_len: 16 * 1024, unauthenticated: true };
+    pub const UNAUTHENTICATED: Limits = Limits {
+        max_bulk_len: 16 * 1024,
+        max_multibulk_len: 10,
+        max_inline_len: 16 * 1024,
+        max_request_len: usize::MAX,
+        unauthenticated: true,
+    };
 }
 
 impl Default for Limits {
@@ -35,6 +42,7 @@ impl Default for Limits {
             max_bulk_len: 512 * 1024 * 1024,
             max_multibulk_len: 1024 * 1024,
             max_inline_len: 64 * 1024,
+            max_request_len: usize::MAX,
             unauthenticated: false,
         }
     }
@@ -137,6 +145,9 @@ fn parse_multibulk(buf: &[u8], limits: &Limits, args: &mut Vec<Range<usize>>) ->
             });
         }
         let end = start + len as usize;
+        if end + 2 > limits.max_request_len {
+            return Err(ProtocolError::RequestTooLarge);
+        }
         if buf.len() < end + 2 {
             return Ok(Parsed::Incomplete { hint: end + 2 });
         }
@@ -393,11 +404,21 @@ mod tests {
 
     #[test]
     fn limits_refuse_before_buffering() {
-        let limits = Limits { max_bulk_len: 10, max_multibulk_len: 3, max_inline_len: 8, unauthenticated: false };
+        let limits = Limits {
+            max_bulk_len: 10,
+            max_multibulk_len: 3,
+            max_inline_len: 8,
+            max_request_len: usize::MAX,
+            unauthenticated: false,
+        };
         let (mut a, mut i) = (Vec::new(), Vec::new());
         assert_eq!(parse(b"*1\r\n$11\r\n", &limits, &mut a, &mut i), Err(ProtocolError::BulkLength));
         assert_eq!(parse(b"*4\r\n", &limits, &mut a, &mut i), Err(ProtocolError::MultibulkLength));
         assert_eq!(parse(b"PING PING PING", &limits, &mut a, &mut i), Err(ProtocolError::InlineTooBig));
+        let whole = Limits { max_request_len: 30, ..limits };
+        assert!(parse(b"*2\r\n$3\r\nGET\r\n$5\r\nhello\r\n", &whole, &mut a, &mut i).is_ok());
+        let refused = parse(b"*3\r\n$3\r\nSET\r\n$5\r\nhello\r\n$10\r\n", &whole, &mut a, &mut i);
+        assert_eq!(refused, Err(ProtocolError::RequestTooLarge), "known from the header, before the data");
     }
 
     #[test]

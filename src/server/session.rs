@@ -21,7 +21,7 @@ use crate::cache::{self, Scratch};
 use crate::commands::{Command, Handler, State};
 use crate::observe;
 use crate::protocol::frame::{pubsub, PubSub};
-use crate::protocol::request::{self, Limits, Parsed};
+use crate::protocol::request::{self, Parsed};
 use crate::protocol::{encode, Args, Proto, ProtocolError};
 use crate::upstream::out_of_band;
 use crate::upstream::pinned::Pinned;
@@ -78,6 +78,10 @@ const COPY_LIMIT: usize = 16 * 1024;
 /// on their way, and pushed messages, still arrive, up to the output
 /// buffer limit).
 const READ_PAUSE: usize = 1024 * 1024;
+
+/// How often a client held back by its tenant's `max_in_flight` looks
+/// whether the tenant is below it again.
+const HOLD_BACK: Duration = Duration::from_millis(2);
 
 /// How long a client may stay past `client_output_buffer_limit` (a soft
 /// limit, so a client reading a reply larger than it is not cut off).
@@ -183,7 +187,11 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             if self.closing && self.pending.is_empty() && unwritten == 0 {
                 return Ok(());
             }
-            let reading = !self.closing && self.in_flight < self.shared.max_pipeline && unwritten < READ_PAUSE;
+            // A tenant with `max_in_flight` requests on the pool waits for
+            // replies (its own clients', looked at again every HOLD_BACK).
+            let held_back = !self.closing && self.tenant.held_back();
+            let reading =
+                !self.closing && self.in_flight < self.shared.max_pipeline && unwritten < READ_PAUSE && !held_back;
             if self.stalled && reading {
                 self.handle_input().await;
                 continue;
@@ -203,6 +211,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     biased;
                     event = next_event(&mut self.pending, &mut self.pinned), if waiting => Wake::Event(event),
                     read = self.reader.read_buf(&mut self.rbuf), if can_read => Wake::Read(read?),
+                    _ = tokio::time::sleep(HOLD_BACK), if held_back => Wake::Writable,
                     // Nothing owed and nothing to read: only reachable if
                     // the bookkeeping is wrong; end the session rather than
                     // spin.
@@ -217,6 +226,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     }
                     event = next_event(&mut self.pending, &mut self.pinned), if waiting => Wake::Event(event),
                     read = self.reader.read_buf(&mut self.rbuf), if can_read => Wake::Read(read?),
+                    _ = tokio::time::sleep(HOLD_BACK), if held_back => Wake::Writable,
                 }
             };
             match wake {
@@ -267,13 +277,9 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         self.activity.touch();
         let mut consumed = 0;
         let mut fatal = None;
-        while !self.closing && self.in_flight < self.shared.max_pipeline {
-            let limits = if self.shared.tenancy.enabled() && !self.tenant.authenticated() {
-                &Limits::UNAUTHENTICATED
-            } else {
-                &self.shared.limits
-            };
-            let parsed = request::parse(&input[consumed..], limits, &mut self.args, &mut self.inline);
+        while !self.closing && self.in_flight < self.shared.max_pipeline && !self.tenant.held_back() {
+            let limits = self.tenant.limits(&self.shared.tenancy, &self.shared.limits);
+            let parsed = request::parse(&input[consumed..], &limits, &mut self.args, &mut self.inline);
             let (len, owned) = match parsed {
                 Err(e) => {
                     fatal = Some(e);
@@ -371,7 +377,11 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         }
         self.flush_batch(&input, now);
         self.flush_pinned().await;
-        self.stalled = self.in_flight >= self.shared.max_pipeline;
+        let held_back = self.tenant.held_back();
+        if held_back && !self.stalled {
+            self.tenant.note_held_back();
+        }
+        self.stalled = self.in_flight >= self.shared.max_pipeline || held_back;
         self.rbuf = input;
         self.rbuf.advance(consumed);
         self.rbuf.reserve(std::mem::take(&mut self.reserve));
@@ -430,6 +440,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         let slots = self.batch.finish();
         self.pending.push_back(Pending::Pool { rx, count, silent, started, slots });
         self.in_flight += count;
+        self.tenant.sent(count);
     }
 
     /// The client just switched protocols (HELLO, RESET): each protocol has
@@ -540,13 +551,14 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         self.settle_pool().await;
         if self.pinned.is_none() {
             let breaker = &self.shared.info.breaker;
-            let opened = if breaker.allows() {
-                self.shared.spares.take(self.st.proto).await.inspect_err(|e| {
-                    observe::upstream_error(e);
-                    breaker.connect_failed(e);
-                })
-            } else {
-                Err(breaker.refusal())
+            let opened = match self.tenant.open_dedicated() {
+                Err(refusal) => Err(refusal),
+                Ok(()) if breaker.allows() => self.shared.spares.take(self.st.proto).await.map_err(|e| {
+                    observe::upstream_error(&e);
+                    breaker.connect_failed(&e);
+                    e.reply()
+                }),
+                Ok(()) => Err(breaker.refusal().reply()),
             };
             match opened {
                 Ok(p) => {
@@ -555,7 +567,8 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     }
                     self.pinned = Some(p);
                 }
-                Err(e) => {
+                Err(reply) => {
+                    self.tenant.closed_dedicated();
                     if self.st.needs_pin() {
                         // The state the client asked for (a transaction, a
                         // database, subscriptions) does not exist: what it
@@ -566,7 +579,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     }
                     self.st.clear_upstream_state();
                     if !matches!(entry, Pending::Pinned { silent: true, .. }) {
-                        self.pending.push_back(Pending::Ready(e.reply()));
+                        self.pending.push_back(Pending::Ready(reply));
                     }
                     return;
                 }
@@ -626,6 +639,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             }
         }
         self.pinned = None;
+        self.tenant.closed_dedicated();
         self.pinned_entries = 0;
         self.st.clear_upstream_state();
         self.closing = true;
@@ -681,6 +695,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         slots: Option<Vec<Slot>>,
     ) -> Bytes {
         self.in_flight -= count;
+        self.tenant.answered(count);
         if let Err(UpstreamError::RepliesTooLarge) = result {
             self.replies_dropped = true;
             return Bytes::new();
@@ -734,6 +749,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// client holds no server-side state.
     fn release_pinned_if_idle(&mut self) {
         if self.pinned_entries == 0 && !self.st.needs_pin() && self.pinned.take().is_some() {
+            self.tenant.closed_dedicated();
             tracing::trace!(client = self.st.id, "released pinned upstream connection");
         }
     }

@@ -9,10 +9,11 @@ use super::Shared;
 use crate::cache::read::ReplyMap;
 use crate::commands::{self, Command, Handler, Local, State};
 use crate::observe;
+use crate::protocol::request::Limits;
 use crate::protocol::{encode, Args, Proto};
 use crate::tenancy::rewrite::{self, Allowances, Refusal, ReplyFix};
-use crate::tenancy::{AuthError, Seat, Tenancy, Unauthenticated};
-use bytes::Bytes;
+use crate::tenancy::{AuthError, Dedicated, InFlight, Seat, Tenancy, Unauthenticated};
+use bytes::{Bytes, BytesMut};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -58,6 +59,12 @@ pub struct Client {
     /// Where the client registry sees the tenant (to close its clients when
     /// a reload revokes it).
     activity: Arc<Activity>,
+    /// Its requests on the shared pool, counted against `max_in_flight`.
+    in_flight: InFlight,
+    /// Its dedicated upstream connection, counted against `max_dedicated`.
+    dedicated: Option<Dedicated>,
+    /// Key positions, when the tenant's rate counts keys.
+    keys: Vec<usize>,
 }
 
 /// Inside MULTI: the reply fixes of the commands queued upstream, in order,
@@ -77,7 +84,16 @@ impl Client {
             None if tenancy.enabled() => tenancy.unauthenticated(peer),
             _ => None,
         };
-        let mut client = Client { seat: None, unauthenticated, peer, transaction: Transaction::default(), activity };
+        let mut client = Client {
+            seat: None,
+            unauthenticated,
+            peer,
+            transaction: Transaction::default(),
+            activity,
+            in_flight: InFlight::default(),
+            dedicated: None,
+            keys: Vec::new(),
+        };
         client.set_seat(seat);
         client
     }
@@ -101,9 +117,73 @@ impl Client {
         self.seat = seat;
     }
 
-    /// True once the client has a tenant (by AUTH, or the default one).
-    pub fn authenticated(&self) -> bool {
-        self.seat.is_some()
+    /// What the client may send: Redis' limits for a client that has not
+    /// authenticated, its tenant's `max_request_bytes` once it has.
+    pub fn limits(&self, tenancy: &Tenancy, proxy: &Limits) -> Limits {
+        match &self.seat {
+            _ if !tenancy.enabled() => *proxy,
+            None => Limits::UNAUTHENTICATED,
+            Some(seat) => {
+                let max = seat.tenant().config().max_request_bytes;
+                Limits { max_request_len: max.min(proxy.max_request_len), ..*proxy }
+            }
+        }
+    }
+
+    /// True when the client's tenant has `max_in_flight` requests on the
+    /// shared pool: the client is not read until some are answered.
+    pub fn held_back(&self) -> bool {
+        self.seat.as_ref().is_some_and(|s| s.tenant().over_in_flight())
+    }
+
+    /// Counts that the client stopped being read for its tenant's
+    /// `max_in_flight`.
+    pub fn note_held_back(&self) {
+        if let Some(seat) = &self.seat {
+            observe::tenant_refusal(seat.tenant().name(), "max_in_flight");
+        }
+    }
+
+    /// `count` requests went to the shared pool.
+    pub fn sent(&mut self, count: usize) {
+        if let Some(seat) = &self.seat {
+            self.in_flight.sent(seat.tenant(), count);
+        }
+    }
+
+    /// `count` requests on the shared pool were answered.
+    pub fn answered(&mut self, count: usize) {
+        self.in_flight.answered(count);
+    }
+
+    /// Counts the dedicated upstream connection the client is about to
+    /// open against its tenant's `max_dedicated`; the refusal when the
+    /// tenant holds them all.
+    pub fn open_dedicated(&mut self) -> Result<(), Bytes> {
+        let Some(seat) = &self.seat else {
+            return Ok(());
+        };
+        let tenant = seat.tenant();
+        match tenant.dedicated() {
+            Some(d) => {
+                self.dedicated = Some(d);
+                Ok(())
+            }
+            None => {
+                observe::tenant_refusal(tenant.name(), "max_dedicated");
+                tracing::debug!(tenant = tenant.name(), "tenant holds max_dedicated upstream connections: refused");
+                Err(encode::error(&format!(
+                    "BUSY tenant {} holds its max_dedicated upstream connections (transactions, blocking \
+                     commands, subscriptions): retry later",
+                    tenant.name()
+                )))
+            }
+        }
+    }
+
+    /// The client's dedicated upstream connection was closed.
+    pub fn closed_dedicated(&mut self) {
+        self.dedicated = None;
     }
 
     /// Strips the tenant's prefix from a frame pushed on a subscribed
@@ -212,17 +292,26 @@ fn decide(shared: &Shared, client: &mut Client, parent: &'static Command, args: 
         return Step::Reply(encode::error(REVOKED));
     }
     let Some(seat) = &client.seat else {
+        if parent.name == "ping" {
+            return Step::Reply(unauthenticated_ping(args));
+        }
         let open = matches!(parent.handler, Handler::Local(Local::Quit | Local::Hello | Local::Reset));
-        return if open || parent.name == "ping" { Step::Pass } else { Step::Reply(encode::error(NOAUTH)) };
+        return if open { Step::Pass } else { Step::Reply(encode::error(NOAUTH)) };
     };
     let tenant = seat.tenant();
     tenant.count_command();
     if !tenant.permits(parent, cmd) {
         return not_allowed(tenant.name(), args);
     }
-    if !tenant.take_op() {
+    let keys = match tenant.counts_keys() {
+        true => commands::key_indices(cmd, args, &mut client.keys).map_or(0, |()| client.keys.len()),
+        false => 0,
+    };
+    let bytes = args.range(args.len().saturating_sub(1)).map_or(0, |r| r.end + 2);
+    if let Some(limit) = tenant.take(keys, bytes) {
         observe::tenant_refusal(tenant.name(), "rate_limit");
-        return Step::Reply(encode::error(&format!("BUSY rate limit exceeded for tenant {}", tenant.name())));
+        let name = tenant.name();
+        return Step::Reply(encode::error(&format!("BUSY rate limit exceeded for tenant {name} ({limit})")));
     }
     match parent.handler {
         Handler::Local(Local::Select) => not_allowed(tenant.name(), args),
@@ -247,6 +336,21 @@ fn not_allowed(tenant: &str, args: &Args) -> Step {
     let name = String::from_utf8_lossy(args.get(0).unwrap_or_default()).to_lowercase();
     tracing::debug!(tenant, command = %name, "command refused for tenant");
     Step::Reply(encode::error(&format!("NOPERM this command is not allowed for tenant {tenant}")))
+}
+
+/// `PING [message]` of a client that has not authenticated, answered by
+/// the proxy: health checks work before AUTH without reaching Redis (an
+/// unauthenticated client sends nothing upstream at all).
+fn unauthenticated_ping(args: &Args) -> Bytes {
+    match (args.len(), args.get(1)) {
+        (1, _) => Bytes::from_static(b"+PONG\r\n"),
+        (2, Some(message)) => {
+            let mut out = BytesMut::new();
+            encode::bulk(&mut out, message);
+            out.freeze()
+        }
+        _ => encode::error("ERR wrong number of arguments for 'ping' command"),
+    }
 }
 
 /// Commands not in the table: refused (fail closed).

@@ -36,6 +36,29 @@ pub struct TenantConfig {
     /// 0: unlimited.
     pub max_connections: usize,
     pub allow_scripts: bool,
+    /// Keys named per second, over all commands (an `MSET` of 1,000 keys
+    /// costs 1,000). 0: unlimited.
+    pub max_keys_per_sec: u32,
+    /// Request bytes per second. 0: unlimited.
+    pub max_bytes_per_sec: u64,
+    /// Requests of the tenant waiting for Redis on the shared pool at once,
+    /// over all its connections; past it its clients are not read until
+    /// replies come back. 0: unlimited.
+    pub max_in_flight: usize,
+    /// Dedicated upstream connections (transactions, blocking commands,
+    /// subscriptions, SELECT…) held by the tenant's clients at once.
+    /// 0: unlimited.
+    pub max_dedicated: usize,
+    /// Largest request, in bytes (a client sending more is disconnected
+    /// with a protocol error, as Redis does past `proto-max-bulk-len`).
+    pub max_request_bytes: usize,
+}
+
+impl TenantConfig {
+    /// Defaults of the limits that are not unlimited by default.
+    pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
+    pub const DEFAULT_MAX_DEDICATED: usize = 64;
+    pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 }
 
 /// `[tenancy]` and the tenants.
@@ -103,19 +126,28 @@ pub struct Tenant {
     /// Set when a reload removed the tenant or changed its credentials:
     /// its sessions are closed.
     revoked: AtomicBool,
-    bucket: Mutex<Bucket>,
+    /// Token buckets of `max_ops_per_sec`, `max_keys_per_sec` and
+    /// `max_bytes_per_sec`.
+    buckets: Mutex<[Bucket; 3]>,
     connections: AtomicUsize,
+    /// Requests on the shared pool (see `max_in_flight`).
+    in_flight: AtomicUsize,
+    /// Dedicated upstream connections held (see `max_dedicated`).
+    dedicated: AtomicUsize,
     commands: metrics::Counter,
 }
 
 impl Tenant {
     fn new(config: TenantConfig) -> Tenant {
-        let rate = f64::from(config.max_ops_per_sec);
+        let now = Instant::now();
+        let rates = [config.max_ops_per_sec.into(), config.max_keys_per_sec.into(), config.max_bytes_per_sec as f64];
         Tenant {
             name: config.name.clone(),
             prefix: Bytes::copy_from_slice(&config.prefix),
-            bucket: Mutex::new(Bucket { tokens: rate, at: Instant::now() }),
+            buckets: Mutex::new(rates.map(|rate| Bucket { tokens: rate, at: now })),
             connections: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            dedicated: AtomicUsize::new(0),
             commands: observe::tenant_commands(&config.name),
             revoked: AtomicBool::new(false),
             config: ArcSwap::from_pointee(config),
@@ -154,23 +186,118 @@ impl Tenant {
         self.commands.increment(1);
     }
 
-    /// Takes one operation from the tenant's budget (a token bucket holding
-    /// at most one second of operations); false when over the rate.
-    pub fn take_op(&self) -> bool {
-        let rate = f64::from(self.config.load().max_ops_per_sec);
-        if rate == 0.0 {
-            return true;
+    /// Takes a request's cost from the tenant's budgets (token buckets
+    /// holding one second of each rate): one operation, `keys` keys and
+    /// `bytes` bytes. A request is let through while every bucket it draws
+    /// from has something left, and may take it into debt (an `MSET` of
+    /// 100,000 keys costs 100,000 whatever the rate), so a costly request
+    /// is paid for by the time it takes to refill. `None` when allowed,
+    /// otherwise the name of the limit it is over.
+    pub fn take(&self, keys: usize, bytes: usize) -> Option<&'static str> {
+        let c = self.config.load();
+        let rates = [f64::from(c.max_ops_per_sec), f64::from(c.max_keys_per_sec), c.max_bytes_per_sec as f64];
+        if rates.iter().all(|&r| r == 0.0) {
+            return None;
         }
-        let mut b = self.bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        let costs = [1.0, keys as f64, bytes as f64];
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(rate);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
+        for (b, rate) in buckets.iter_mut().zip(rates) {
+            b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(rate);
+            b.at = now;
         }
+        let over = (0..3).find(|&i| rates[i] > 0.0 && costs[i] > 0.0 && buckets[i].tokens < 1.0);
+        if let Some(i) = over {
+            return Some(["max_ops_per_sec", "max_keys_per_sec", "max_bytes_per_sec"][i]);
+        }
+        for (i, b) in buckets.iter_mut().enumerate() {
+            if rates[i] > 0.0 {
+                b.tokens -= costs[i];
+            }
+        }
+        None
+    }
+
+    /// True when the tenant's limits count the keys of a request.
+    pub fn counts_keys(&self) -> bool {
+        self.config.load().max_keys_per_sec > 0
+    }
+
+    /// True when the tenant has `max_in_flight` requests on the shared
+    /// pool: its clients wait before sending more.
+    pub fn over_in_flight(&self) -> bool {
+        let max = self.config.load().max_in_flight;
+        max > 0 && self.in_flight.load(Ordering::Relaxed) >= max
+    }
+
+    /// Requests of the tenant on the shared pool now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// A dedicated upstream connection for one of the tenant's clients,
+    /// counted until dropped; `None` when the tenant holds `max_dedicated`.
+    pub fn dedicated(self: &Arc<Self>) -> Option<Dedicated> {
+        let max = self.config.load().max_dedicated;
+        let taken = self.dedicated.fetch_add(1, Ordering::AcqRel);
+        if max > 0 && taken >= max {
+            self.dedicated.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Dedicated(self.clone()))
+    }
+}
+
+/// Requests a client has on the shared pool, counted against its tenant's
+/// `max_in_flight` (to the tenant it had when it sent them, even if it
+/// authenticates as another meanwhile) until answered or dropped.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    charged: Option<(Arc<Tenant>, usize)>,
+}
+
+impl InFlight {
+    /// `count` requests of `tenant`'s client went to the pool.
+    pub fn sent(&mut self, tenant: &Arc<Tenant>, count: usize) {
+        match &mut self.charged {
+            Some((_, n)) => *n += count,
+            None => self.charged = Some((tenant.clone(), count)),
+        }
+        if let Some((t, _)) = &self.charged {
+            t.in_flight.fetch_add(count, Ordering::Relaxed);
+        }
+    }
+
+    /// `count` of them were answered.
+    pub fn answered(&mut self, count: usize) {
+        let Some((tenant, n)) = &mut self.charged else {
+            return;
+        };
+        let count = count.min(*n);
+        tenant.in_flight.fetch_sub(count, Ordering::Relaxed);
+        *n -= count;
+        if *n == 0 {
+            self.charged = None;
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some((tenant, n)) = self.charged.take() {
+            tenant.in_flight.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A dedicated upstream connection counted against its tenant's
+/// `max_dedicated`, released when dropped.
+#[derive(Debug)]
+pub struct Dedicated(Arc<Tenant>);
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        self.0.dedicated.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -472,6 +599,11 @@ mod tests {
             max_ops_per_sec: 0,
             max_connections: 0,
             allow_scripts: false,
+            max_keys_per_sec: 0,
+            max_bytes_per_sec: 0,
+            max_in_flight: 0,
+            max_dedicated: 0,
+            max_request_bytes: TenantConfig::DEFAULT_MAX_REQUEST_BYTES,
         }
     }
 
@@ -543,11 +675,53 @@ mod tests {
         let mut config = tenant("acme", "pw");
         config.max_ops_per_sec = 10;
         let t = Tenant::new(config);
-        let granted = (0..50).filter(|_| t.take_op()).count();
+        let granted = (0..50).filter(|_| t.take(1, 10).is_none()).count();
         assert_eq!(granted, 10, "one second of burst");
         std::thread::sleep(Duration::from_millis(250));
-        let granted = (0..50).filter(|_| t.take_op()).count();
+        let granted = (0..50).filter(|_| t.take(1, 10).is_none()).count();
         assert!((2..=3).contains(&granted), "refilled at the rate: {granted}");
+    }
+
+    #[test]
+    fn costly_requests_go_into_debt() {
+        let mut config = tenant("acme", "pw");
+        config.max_keys_per_sec = 100;
+        config.max_bytes_per_sec = 1_000_000;
+        let t = Tenant::new(config);
+        assert_eq!(t.take(1_000, 20), None, "one request may cost more than a second's budget");
+        assert_eq!(t.take(1, 20), Some("max_keys_per_sec"), "then it is paid back first");
+        assert_eq!(t.take(0, 20), None, "a request naming no key does not draw on the key budget");
+        assert_eq!(t.take(0, 2_000_000), None);
+        assert_eq!(t.take(0, 1), Some("max_bytes_per_sec"));
+    }
+
+    #[test]
+    fn in_flight_is_charged_to_the_tenant_that_sent() {
+        let mut config = tenant("acme", "pw");
+        config.max_in_flight = 3;
+        let acme = Arc::new(Tenant::new(config));
+        let globex = Arc::new(Tenant::new(tenant("globex", "pw")));
+        let mut a = InFlight::default();
+        a.sent(&acme, 2);
+        assert!(!acme.over_in_flight());
+        a.sent(&globex, 1);
+        assert!(acme.over_in_flight(), "still charged to the tenant of the first requests");
+        assert_eq!(globex.in_flight(), 0);
+        a.answered(2);
+        assert!(!acme.over_in_flight());
+        drop(a);
+        assert_eq!(acme.in_flight(), 0, "released by a client that went away");
+    }
+
+    #[test]
+    fn dedicated_connections_are_capped_and_released() {
+        let mut config = tenant("acme", "pw");
+        config.max_dedicated = 1;
+        let acme = Arc::new(Tenant::new(config));
+        let first = acme.dedicated().expect("first");
+        assert!(acme.dedicated().is_none());
+        drop(first);
+        assert!(acme.dedicated().is_some());
     }
 
     #[test]
