@@ -61,6 +61,21 @@ pub struct ServerConfig {
     pub worker_threads: usize,
     /// A second listener for TLS clients.
     pub tls: Option<ClientTlsConfig>,
+    /// Who checks a client's `AUTH` (`server.auth`).
+    pub auth: AuthMode,
+}
+
+/// `server.auth`: who checks a client's `AUTH user password`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// The proxy: against its tenants, or (with none) `AUTH` is accepted
+    /// and every client acts as the upstream URL's user.
+    #[default]
+    Proxy,
+    /// Redis: a client's `AUTH` is verified by Redis and its commands run
+    /// on a dedicated connection authenticated as its user, so Redis' ACLs
+    /// hold per user.
+    Upstream,
 }
 
 /// `server.tls_listen`, `server.tls_cert_file`, `server.tls_key_file`.
@@ -172,6 +187,8 @@ struct RawTenant {
     max_connections: u64,
     #[serde(default)]
     allow_scripts: bool,
+    #[serde(default)]
+    allow_restore: bool,
     #[serde(default)]
     max_keys_per_sec: u64,
     #[serde(default)]
@@ -300,6 +317,7 @@ struct RawServer {
     tls_listen: Option<String>,
     tls_cert_file: Option<String>,
     tls_key_file: Option<String>,
+    auth: String,
 }
 
 impl Default for RawServer {
@@ -315,6 +333,7 @@ impl Default for RawServer {
             client_idle_timeout: "0s".into(),
             shutdown_timeout: "5s".into(),
             worker_threads: 1,
+            auth: "proxy".into(),
             tls_listen: None,
             tls_cert_file: None,
             tls_key_file: None,
@@ -432,6 +451,14 @@ impl Validator<'_> {
                     })?,
                 },
                 tls: self.client_tls(raw.server.tls_listen, raw.server.tls_cert_file, raw.server.tls_key_file)?,
+                auth: match raw.server.auth.as_str() {
+                    "proxy" => AuthMode::Proxy,
+                    "upstream" if raw.tenant.is_empty() => AuthMode::Upstream,
+                    "upstream" => {
+                        return Err(self.invalid("server.auth", "\"proxy\" when tenants are configured", "upstream"))
+                    }
+                    other => return Err(self.invalid("server.auth", "\"proxy\" or \"upstream\"", other)),
+                },
             },
             upstream: self.upstream(raw.upstream, o.upstream.as_deref())?,
             admin: AdminConfig {
@@ -619,6 +646,7 @@ impl Validator<'_> {
             max_connections: usize::try_from(t.max_connections)
                 .map_err(|_| self.invalid("tenant.max_connections", "a connection count", t.max_connections))?,
             allow_scripts: t.allow_scripts,
+            allow_restore: t.allow_restore,
             max_keys_per_sec: u32::try_from(t.max_keys_per_sec)
                 .map_err(|_| self.invalid("tenant.max_keys_per_sec", "a key rate", t.max_keys_per_sec))?,
             max_bytes_per_sec: t.max_bytes_per_sec,
@@ -821,10 +849,11 @@ mod tests {
         let hash = crate::tenancy::hash_password(b"pw");
         let c = from_str(&format!(
             "[tenancy]\ndefault_tenant = \"acme\"\n[[tenant]]\nname = \"acme\"\npassword_sha256 = \"{hash}\"\n\
-             allow = [\"@read\"]\nmax_ops_per_sec = 100\n"
+             allow = [\"@read\"]\nmax_ops_per_sec = 100\nallow_restore = true\n"
         ))
         .expect("valid");
         assert_eq!(c.tenancy.tenants[0].prefix, b"acme:");
+        assert!(c.tenancy.tenants[0].allow_restore && !c.tenancy.tenants[0].allow_scripts);
         assert_eq!(c.tenancy.default_tenant.as_deref(), Some("acme"));
         let err = |text: &str| from_str(text).expect_err("invalid").to_string();
         assert!(err("[[tenant]]\nname = \"a\"\npassword = \"x\"\n").contains("`tenant.password`"));

@@ -711,6 +711,9 @@ fn resp2_tracking_redirects_to_a_subscribed_client() {
     let refused = tracked.call(&["CLIENT", "TRACKING", "on", "REDIRECT", &client_id(&mut writer)]);
     assert!(refused.starts_with("-ERR The client ID you want redirect to does not exist"), "{refused:?}");
     assert_eq!(tracked.call(&["CLIENT", "TRACKING", "on", "REDIRECT", &id]), "+OK\r\n");
+    assert_eq!(tracked.call(&["CLIENT", "GETREDIR"]), format!(":{id}\r\n"), "the proxy's id, not Redis'");
+    let info = tracked.call(&["CLIENT", "TRACKINGINFO"]);
+    assert!(info.contains(&format!("$8\r\nredirect\r\n:{id}\r\n")), "{info:?}");
     assert_eq!(tracked.call(&["GET", "rk"]), "$1\r\n1\r\n");
 
     let message = invalidation_after_write(&mut writer, &mut listener, "rk");

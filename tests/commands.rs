@@ -1147,8 +1147,8 @@ fn client_kill_and_unblock_act_on_the_proxys_clients() {
     assert!(victim.is_closed(), "the killed client's connection closes");
     assert_eq!(killer.call(&["CLIENT", "KILL", "ID", &victim_id]), ":0\r\n");
     assert_eq!(killer.call(&["CLIENT", "KILL", "ID", &killer_id]), ":0\r\n", "SKIPME yes by default");
-    let refused = killer.call(&["CLIENT", "KILL", "ADDR", "127.0.0.1:1"]);
-    assert!(refused.starts_with("-ERR CLIENT KILL through nearcache takes ID"), "{refused}");
+    assert_eq!(killer.call(&["CLIENT", "KILL", "ADDR", "127.0.0.1:1"]), ":0\r\n");
+    assert_eq!(killer.call(&["CLIENT", "KILL", "127.0.0.1:1"]), "-ERR No such client\r\n");
     let upstream_after: String = redis::cmd("CLIENT").arg("LIST").query(&mut redis.direct()).expect("CLIENT LIST");
     let ids = |list: &str| -> Vec<String> {
         let others = list.lines().filter(|l| !l.contains("cmd=client|list"));
@@ -1157,4 +1157,91 @@ fn client_kill_and_unblock_act_on_the_proxys_clients() {
     assert_eq!(ids(&upstream_after), ids(&upstream_before), "the upstream connections are all still there");
     assert_eq!(killer.call(&["CLIENT", "KILL", "ID", &killer_id, "SKIPME", "no"]), ":1\r\n");
     assert!(killer.is_closed());
+}
+
+/// CLIENT LIST and CLIENT INFO show the proxy's clients in Redis' format
+/// (their own ids, addresses, names, library, database, subscriptions,
+/// transaction and last command), not the upstream connections they
+/// share; CLIENT KILL's filters (ADDR, LADDR, USER, TYPE, MAXAGE, the old
+/// `ip:port` form) select among them.
+#[test]
+fn client_list_and_info_describe_the_proxys_clients() {
+    let (redis, proxy) = setup();
+    let field = |line: &str, name: &str| -> String {
+        let prefix = format!("{name}=");
+        line.split(' ').find_map(|kv| kv.strip_prefix(prefix.as_str())).unwrap_or("?").to_string()
+    };
+    let mut app = proxy.raw();
+    let id = app.call(&["CLIENT", "ID"]).trim_start_matches(':').trim_end().to_string();
+    assert_eq!(app.call(&["CLIENT", "SETNAME", "web-1"]), "+OK\r\n");
+    assert_eq!(app.call(&["CLIENT", "SETINFO", "LIB-NAME", "redis-py"]), "+OK\r\n");
+    assert_eq!(app.call(&["CLIENT", "SETINFO", "lib-ver", "5.2.1"]), "+OK\r\n");
+    let refused = app.call(&["CLIENT", "SETINFO", "lib-name", "a b"]);
+    assert_eq!(refused, "-ERR lib-name cannot contain spaces, newlines or special characters.\r\n");
+    assert_eq!(app.call(&["CLIENT", "SETINFO", "colour", "x"]), "-ERR Unrecognized option 'colour'\r\n");
+    assert_eq!(app.call(&["SELECT", "2"]), "+OK\r\n");
+    assert_eq!(app.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(app.call(&["SET", "k", "v"]), "+QUEUED\r\n");
+    let info = String::from_utf8(app.read_frame_after(&["CLIENT", "INFO"])).expect("utf8");
+    assert_eq!(info, "+QUEUED\r\n", "queued inside MULTI, as in Redis");
+    assert_eq!(app.call(&["DISCARD"]), "+OK\r\n");
+    let info = app.call(&["CLIENT", "INFO"]);
+    let line = info.lines().nth(1).expect("a line");
+    let local = app.stream.local_addr().expect("addr").to_string();
+    let peer = app.stream.peer_addr().expect("addr").to_string();
+    for (name, want) in [
+        ("id", id.as_str()),
+        ("addr", local.as_str()),
+        ("laddr", peer.as_str()),
+        ("name", "web-1"),
+        ("db", "2"),
+        ("multi", "-1"),
+        ("cmd", "client|info"),
+        ("user", "default"),
+        ("resp", "2"),
+        ("lib-name", "redis-py"),
+        ("lib-ver", "5.2.1"),
+        ("flags", "N"),
+    ] {
+        assert_eq!(field(line, name), want, "{name} in {line}");
+    }
+
+    let mut sub = proxy.raw();
+    let sub_id = sub.call(&["CLIENT", "ID"]).trim_start_matches(':').trim_end().to_string();
+    sub.cmd(&["SUBSCRIBE", "a", "b"]);
+    sub.read_frame();
+    sub.read_frame();
+    let list = app.call(&["CLIENT", "LIST"]);
+    let lines: Vec<&str> = list.lines().skip(1).filter(|l| l.starts_with("id=")).collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    let sub_line = lines.iter().find(|l| field(l, "id") == sub_id).expect("the subscriber");
+    assert_eq!((field(sub_line, "sub"), field(sub_line, "flags")), ("2".to_string(), "P".to_string()));
+    assert_eq!(field(sub_line, "cmd"), "subscribe");
+    let pubsub = app.call(&["CLIENT", "LIST", "TYPE", "pubsub"]);
+    assert!(pubsub.contains(&format!("id={sub_id} ")) && !pubsub.contains(&format!("id={id} ")), "{pubsub}");
+    let by_id = app.call(&["CLIENT", "LIST", "ID", &id, "999999"]);
+    assert!(by_id.contains(&format!("id={id} ")) && !by_id.contains(&format!("id={sub_id} ")), "{by_id}");
+    assert_eq!(app.call(&["CLIENT", "LIST", "TYPE", "nope"]), "-ERR Unknown client type 'nope'\r\n");
+    assert_eq!(app.call(&["CLIENT", "LIST", "ID", "x"]), "-ERR Invalid client ID\r\n");
+    let upstream: String = redis::cmd("CLIENT").arg("LIST").query(&mut redis.direct()).expect("CLIENT LIST");
+    assert!(!upstream.contains("web-1"), "Redis sees the proxy's connections, not its clients");
+
+    // KILL by filters.
+    assert_eq!(app.call(&["CLIENT", "KILL", "USER", "nobody"]), "-ERR No such user 'nobody'\r\n");
+    assert_eq!(app.call(&["CLIENT", "KILL", "TYPE", "master"]), ":0\r\n");
+    assert_eq!(app.call(&["CLIENT", "KILL", "MAXAGE", "3600"]), ":0\r\n");
+    let sub_addr = sub.stream.local_addr().expect("addr").to_string();
+    assert_eq!(app.call(&["CLIENT", "KILL", "ADDR", &sub_addr, "TYPE", "normal"]), ":0\r\n");
+    assert_eq!(app.call(&["CLIENT", "KILL", "ADDR", &sub_addr, "TYPE", "pubsub"]), ":1\r\n");
+    assert!(sub.is_closed());
+    let mut third = proxy.raw();
+    assert_eq!(third.call(&["PING"]), "+PONG\r\n");
+    let third_addr = third.stream.local_addr().expect("addr").to_string();
+    assert_eq!(app.call(&["CLIENT", "KILL", &third_addr]), "+OK\r\n");
+    assert!(third.is_closed());
+    let mut fourth = proxy.raw();
+    assert_eq!(fourth.call(&["PING"]), "+PONG\r\n");
+    assert_eq!(app.call(&["CLIENT", "KILL", "LADDR", &peer, "USER", "default"]), ":1\r\n", "all but the caller");
+    assert!(fourth.is_closed());
+    assert_eq!(app.call(&["PING"]), "+PONG\r\n");
 }

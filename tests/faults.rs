@@ -365,3 +365,35 @@ fn a_transaction_takes_a_connection_opened_ahead() {
     assert_eq!(tx.call(&["EXEC"]), "*1\r\n:1\r\n");
     let _: () = redis::cmd("CONFIG").arg("SET").arg("timeout").arg(0).query(&mut d).expect("timeout");
 }
+
+/// `CLIENT PAUSE` sent through the proxy is held at the proxy: its clients
+/// wait as Redis' own would (writes only with `WRITE`), while its
+/// connections keep talking to Redis, so nothing is mistaken for an outage
+/// and nothing held back lands in the failover journal.
+#[test]
+fn client_pause_through_the_proxy_holds_its_clients_not_its_connections() {
+    let (_redis, proxy, mut d) = setup(CONFIG);
+    let (mut admin, mut reader, mut writer) = (proxy.raw(), proxy.raw(), proxy.raw());
+    assert_eq!(admin.call(&["CLIENT", "PAUSE", "x"]), "-ERR timeout is not an integer or out of range\r\n");
+    assert_eq!(admin.call(&["CLIENT", "PAUSE", "-1"]), "-ERR timeout is negative\r\n");
+    assert_eq!(admin.call(&["CLIENT", "PAUSE", "10", "SOME"]), "-ERR syntax error\r\n");
+    assert_eq!(admin.call(&["CLIENT", "PAUSE", "20000", "WRITE"]), "+OK\r\n");
+    assert_eq!(reader.call(&["GET", "k"]), "$1\r\nv\r\n", "reads go on under a WRITE pause");
+    writer.cmd(&["SET", "k", "held"]);
+    writer.stream.set_read_timeout(Some(Duration::from_millis(1000))).expect("timeout");
+    assert_eq!(writer.try_read_frame(), None, "the write waits");
+    assert_eq!(d.get::<_, String>("k").expect("get"), "v", "not in Redis yet");
+    assert_normal(&proxy);
+    assert_eq!(admin.call(&["CLIENT", "UNPAUSE"]), "+OK\r\n");
+    writer.stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    assert_eq!(writer.read_frame(), b"+OK\r\n");
+    assert_eq!(d.get::<_, String>("k").expect("get"), "held", "written to Redis once unpaused");
+
+    assert_eq!(admin.call(&["CLIENT", "PAUSE", "400"]), "+OK\r\n");
+    let started = Instant::now();
+    assert_eq!(reader.call(&["GET", "k"]), "$4\r\nheld\r\n");
+    assert!(started.elapsed() >= Duration::from_millis(300), "ALL holds reads too: {:?}", started.elapsed());
+    assert_normal(&proxy);
+    let paused: String = redis::cmd("INFO").arg("clients").query(&mut d).expect("info");
+    assert!(!paused.contains("paused_reason:") || paused.contains("paused_reason:none"), "{paused}");
+}

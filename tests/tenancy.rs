@@ -236,8 +236,6 @@ fn dangerous_commands_are_refused() {
         &["FLUSHDB"],
         &["DBSIZE"],
         &["ACL", "LIST"],
-        &["CLIENT", "LIST"],
-        &["CLIENT", "KILL", "ID", "1"],
         &["SCRIPT", "FLUSH"],
         &["EVAL", "return 1", "0"],
         &["FUNCTION", "LIST"],
@@ -580,4 +578,33 @@ fn unauthenticated_connections_are_capped_per_address() {
     assert!(freed, "a closed one frees its place too");
     let body = proxy.admin_get("/metrics").1;
     assert!(metric(&body, "nearcache_unauthenticated_refused_total").is_some_and(|n| n >= 1.0), "{body}");
+}
+
+/// CLIENT LIST, CLIENT KILL and CLIENT UNBLOCK are answered by the proxy
+/// for the tenant's own clients: another tenant's clients are neither
+/// listed nor killed nor unblocked.
+#[test]
+fn tenants_see_and_kill_only_their_own_clients() {
+    let (_redis, proxy) = start("");
+    let mut acme = login(&proxy, "acme");
+    let mut acme2 = login(&proxy, "acme");
+    let mut globex = login(&proxy, "globex");
+    assert_eq!(globex.call(&["CLIENT", "SETNAME", "globex-secret-name"]), "+OK\r\n");
+    let globex_id = globex.call(&["CLIENT", "ID"]).trim_start_matches(':').trim_end().to_string();
+    globex.cmd(&["BLPOP", "q", "0"]);
+    let list = acme.call(&["CLIENT", "LIST"]);
+    assert_eq!(list.lines().filter(|l| l.contains("id=")).count(), 2, "{list}");
+    assert!(list.lines().filter(|l| l.contains("id=")).all(|l| l.contains(" user=acme ")), "{list}");
+    assert!(!list.contains("globex"), "{list}");
+    assert_eq!(acme.call(&["CLIENT", "LIST", "ID", &globex_id]), "$0\r\n\r\n");
+    assert_eq!(acme.call(&["CLIENT", "KILL", "ID", &globex_id]), ":0\r\n");
+    assert_eq!(acme.call(&["CLIENT", "KILL", "USER", "globex"]), ":0\r\n");
+    assert_eq!(acme.call(&["CLIENT", "UNBLOCK", &globex_id]), ":0\r\n");
+    assert_eq!(acme.call(&["CLIENT", "KILL", "USER", "acme"]), ":1\r\n", "its other client");
+    assert!(acme2.is_closed());
+    assert_eq!(acme.call(&["RPUSH", "q", "x"]), ":1\r\n", "acme's q, not globex's");
+    assert_eq!(globex.try_read_frame(), None, "globex still blocked, on its own q");
+    let mut globex2 = login(&proxy, "globex");
+    assert_eq!(globex2.call(&["RPUSH", "q", "y"]), ":1\r\n");
+    assert_eq!(globex.read_frame(), b"*2\r\n$1\r\nq\r\n$1\r\ny\r\n");
 }

@@ -128,7 +128,7 @@ fuzz_target!(|data: &[u8]| {
         None => (rest, &[][..]),
     };
     let prefix: &[u8] = if prefix.is_empty() { b"acme:" } else { prefix };
-    let allow = Allowances { scripts: control & 4 != 0 };
+    let allow = Allowances { scripts: control & 4 != 0, restore: control & 4 != 0 };
     let proto = if control & 8 != 0 { Proto::Resp3 } else { Proto::Resp2 };
     let fix = ReplyFix::ALL[usize::from(control >> 4) % ReplyFix::ALL.len()];
     match control & 3 {

@@ -598,7 +598,9 @@ mod tests {
         assert_eq!(sub("client", "id").handler, Handler::Local(Local::ClientId));
         assert_eq!(sub("client", "setinfo").handler, Handler::Local(Local::ClientSetInfo));
         assert_eq!(sub("client", "no-touch").handler, Handler::State(State::Session));
-        assert_eq!(sub("client", "list").handler, Handler::Forward);
+        assert_eq!(sub("client", "list").handler, Handler::Local(Local::ClientList));
+        assert_eq!(sub("client", "pause").handler, Handler::Local(Local::ClientPause));
+        assert_eq!(sub("client", "trackinginfo").handler, Handler::Forward);
         assert_eq!(get("readonly").handler, Handler::State(State::Session));
         assert_eq!(get("ssubscribe").handler, Handler::State(State::Subscribe(SubKind::Shard)));
         assert_eq!(get("punsubscribe").handler, Handler::State(State::Unsubscribe(SubKind::Pattern)));

@@ -128,6 +128,14 @@ pub enum Local {
     /// upstream connection carries the same id.
     ClientKill,
     ClientUnblock,
+    /// CLIENT LIST and CLIENT INFO: the proxy's clients (a tenant sees its
+    /// own), not the upstream connections they share.
+    ClientList,
+    ClientInfo,
+    /// CLIENT PAUSE and UNPAUSE: the proxy's clients wait, not its
+    /// upstream connections (`server::pause`).
+    ClientPause,
+    ClientUnpause,
 }
 
 /// Commands that create or end per-connection upstream state.

@@ -326,7 +326,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 arity: 2,
                 flags: Flags::NONE,
                 keys: Keys::None,
-                handler: Handler::Forward,
+                handler: Handler::Local(Local::ClientInfo),
                 subcommands: &[],
             },
             Command {
@@ -342,7 +342,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 arity: -2,
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
-                handler: Handler::Forward,
+                handler: Handler::Local(Local::ClientList),
                 subcommands: &[],
             },
             Command {
@@ -367,7 +367,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 arity: -3,
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
-                handler: Handler::Forward,
+                handler: Handler::Local(Local::ClientPause),
                 subcommands: &[],
             },
             Command {
@@ -424,7 +424,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 arity: 2,
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
-                handler: Handler::Forward,
+                handler: Handler::Local(Local::ClientUnpause),
                 subcommands: &[],
             },
         ],

@@ -1,12 +1,19 @@
 //! What the client registry knows of a session: when it last exchanged
-//! something and whether it may idle (for the idle-timeout reaper), and its
-//! tenant (for closing a revoked tenant's clients). Sessions write the time
-//! at almost no cost: relaxed atomic stores of a coarse clock the reaper
-//! itself advances, no clock read per request.
+//! something and whether it may idle (for the idle-timeout reaper), its
+//! tenant (for closing a revoked tenant's clients), and what `CLIENT LIST`
+//! shows of it (addresses, name, library, database, subscriptions, last
+//! command). Sessions write the time and the last command at almost no
+//! cost: relaxed atomic stores (of a coarse clock the reaper itself
+//! advances: no clock read per request); the rest only when a command
+//! changes the connection's state.
 
+use super::route::ClientState;
+use crate::commands::{self, Command, CommandIndex};
 use crate::tenancy::Tenant;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The process' time origin, so instants fit in an atomic.
@@ -33,20 +40,112 @@ pub struct Activity {
     exempt: AtomicBool,
     /// Set on AUTH and RESET, not per request.
     tenant: Mutex<Option<Arc<Tenant>>>,
+    /// The client's address and the proxy's address it connected to.
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    created: Instant,
+    /// The last command: its table index + 1 in the high bits, its
+    /// subcommand's index + 1 in the low byte (0: none yet).
+    last_command: AtomicU32,
+    profile: Mutex<Profile>,
 }
 
-impl Default for Activity {
-    fn default() -> Self {
-        tick();
-        Activity {
-            last_ms: AtomicU64::new(NOW_MS.load(Ordering::Relaxed)),
-            exempt: AtomicBool::new(false),
-            tenant: Mutex::new(None),
+/// The connection state `CLIENT LIST` shows, copied from the session when
+/// a command changes it.
+#[derive(Debug, Clone, Default)]
+pub struct Profile {
+    pub name: Option<Bytes>,
+    pub lib_name: Option<Bytes>,
+    pub lib_ver: Option<Bytes>,
+    pub db: i64,
+    pub resp: i64,
+    pub sub: usize,
+    pub psub: usize,
+    pub ssub: usize,
+    /// Commands queued in MULTI, -1 outside one.
+    pub multi: i64,
+    pub tracking: bool,
+}
+
+impl Profile {
+    fn of(st: &ClientState) -> Profile {
+        Profile {
+            name: st.name.clone(),
+            lib_name: st.lib_name.clone(),
+            lib_ver: st.lib_ver.clone(),
+            db: st.db,
+            resp: st.proto.number(),
+            sub: st.channels.len(),
+            psub: st.patterns.len(),
+            ssub: st.shard_channels.len(),
+            multi: if st.multi { st.queued } else { -1 },
+            tracking: st.session_pin,
         }
     }
 }
 
 impl Activity {
+    pub fn new(peer: SocketAddr, local: SocketAddr) -> Activity {
+        tick();
+        Activity {
+            last_ms: AtomicU64::new(NOW_MS.load(Ordering::Relaxed)),
+            exempt: AtomicBool::new(false),
+            tenant: Mutex::new(None),
+            peer,
+            local,
+            created: Instant::now(),
+            last_command: AtomicU32::new(0),
+            profile: Mutex::new(Profile { resp: 2, multi: -1, ..Profile::default() }),
+        }
+    }
+
+    /// The client ran `cmd` (`index` in the table; `cmd` resolved to its
+    /// subcommand).
+    pub fn note_command(&self, index: Option<CommandIndex>, cmd: Option<&'static Command>) {
+        let (Some(index), Some(cmd)) = (index, cmd) else {
+            return;
+        };
+        let parent = &commands::all()[index];
+        let sub = match parent.subcommands.is_empty() {
+            true => 0,
+            false => parent.subcommands.iter().position(|s| std::ptr::eq(s, cmd)).map_or(0, |i| i + 1),
+        };
+        let packed = u32::try_from(index + 1).unwrap_or(0) << 8 | u32::try_from(sub.min(255)).unwrap_or(0);
+        self.last_command.store(packed, Ordering::Relaxed);
+    }
+
+    /// The last command's name as `CLIENT LIST` shows it (`get`,
+    /// `client|list`; `NULL` before any).
+    pub fn last_command(&self) -> String {
+        let packed = self.last_command.load(Ordering::Relaxed) as usize;
+        let Some(parent) = (packed >> 8).checked_sub(1).and_then(|i| commands::all().get(i)) else {
+            return "NULL".to_string();
+        };
+        match (packed & 0xff).checked_sub(1).and_then(|i| parent.subcommands.get(i)) {
+            Some(sub) => format!("{}|{}", parent.name, sub.name),
+            None => parent.name.to_string(),
+        }
+    }
+
+    /// The session's connection state changed: copied for `CLIENT LIST`.
+    pub fn refresh(&self, st: &ClientState) {
+        *self.profile() = Profile::of(st);
+    }
+
+    pub fn profile(&self) -> MutexGuard<'_, Profile> {
+        self.profile.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How long the client has been connected.
+    pub fn age(&self) -> Duration {
+        self.created.elapsed()
+    }
+
+    /// The client's tenant, if any.
+    pub fn tenant(&self) -> Option<Arc<Tenant>> {
+        self.tenant.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// The client sent or received something just now.
     pub fn touch(&self) {
         self.last_ms.store(NOW_MS.load(Ordering::Relaxed), Ordering::Relaxed);

@@ -8,7 +8,8 @@
 //! (listen addresses, the upstream, failover, …) are reported, not applied.
 //! An invalid file is rejected whole and the running configuration kept.
 
-use super::{Clients, Shared};
+use super::registry::Clients;
+use super::Shared;
 use crate::config::{Config, ConfigError, Overrides, UpstreamConfig};
 use crate::observe;
 use std::path::PathBuf;

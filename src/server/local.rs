@@ -1,8 +1,8 @@
 //! Replies the proxy produces itself, in the client's protocol: HELLO,
-//! CLIENT GETNAME/ID/SETNAME, and unsubscribe confirmations for a client
+//! CLIENT GETNAME/ID/SETNAME/SETINFO, and unsubscribe confirmations for a client
 //! that has no subscriptions.
 
-use super::route::{ClientState, Decision, SideEffect};
+use super::route::{ClientState, Decision, Login, SideEffect};
 use crate::commands::SubKind;
 use crate::protocol::{encode, request::parse_int, Args, Proto};
 use crate::upstream::pool::UpstreamInfo;
@@ -29,10 +29,32 @@ pub fn name(st: &ClientState) -> Bytes {
 
 /// CLIENT SETNAME, with Redis' validation (an empty name clears it).
 pub fn set_name(st: &mut ClientState, name: &[u8]) -> Result<(), Bytes> {
-    if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
-        return Err(encode::error("ERR Client names cannot contain spaces, newlines or special characters."));
-    }
+    check_name(name)?;
     st.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
+    Ok(())
+}
+
+fn check_name(name: &[u8]) -> Result<(), Bytes> {
+    match name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+        true => Err(encode::error("ERR Client names cannot contain spaces, newlines or special characters.")),
+        false => Ok(()),
+    }
+}
+
+/// CLIENT SETINFO LIB-NAME|LIB-VER value, with Redis' validation (an empty
+/// value clears it).
+pub fn set_info(st: &mut ClientState, args: &Args) -> Result<(), Bytes> {
+    let (attr, value) = (args.get(2).unwrap_or_default(), args.get(3).unwrap_or_default());
+    let name = String::from_utf8_lossy(attr);
+    let slot = match attr.to_ascii_lowercase().as_slice() {
+        b"lib-name" => &mut st.lib_name,
+        b"lib-ver" => &mut st.lib_ver,
+        _ => return Err(encode::error(&format!("ERR Unrecognized option '{name}'"))),
+    };
+    if value.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+        return Err(encode::error(&format!("ERR {name} cannot contain spaces, newlines or special characters.")));
+    }
+    *slot = (!value.is_empty()).then(|| Bytes::copy_from_slice(value));
     Ok(())
 }
 
@@ -49,10 +71,14 @@ pub fn hello(st: &mut ClientState, args: &Args, pinned: bool, info: &UpstreamInf
     };
     let mut i = 2;
     let mut new_name = None;
+    let mut credentials = None;
     while let Some(opt) = args.get(i) {
         let lower = opt.to_ascii_lowercase();
         match lower.as_slice() {
-            b"auth" if args.len() > i + 2 => i += 3,
+            b"auth" if args.len() > i + 2 => {
+                credentials = args.get(i + 1).zip(args.get(i + 2));
+                i += 3;
+            }
             b"setname" if args.len() > i + 1 => {
                 new_name = args.get(i + 1);
                 i += 2;
@@ -63,17 +89,23 @@ pub fn hello(st: &mut ClientState, args: &Args, pinned: bool, info: &UpstreamInf
             }
         }
     }
-    if let Some(name) = new_name {
-        if let Err(err) = set_name(st, name) {
-            return Decision::Reply(err);
+    if let Some(err) = new_name.and_then(|name| check_name(name).err()) {
+        return Decision::Reply(err);
+    }
+    if let (true, Some((user, password))) = (st.auth_upstream, credentials) {
+        if pinned {
+            return Decision::Reply(encode::error(HELLO_AUTH_PINNED));
         }
+        let hello = Some((proto, new_name.map(Bytes::copy_from_slice)));
+        let (user, password) = (Some(Bytes::copy_from_slice(user)), Bytes::copy_from_slice(password));
+        return Decision::Authenticate(Box::new(Login { user, password, hello }));
+    }
+    if let Some(name) = new_name {
+        st.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
     }
     let switched = proto != st.proto;
     st.proto = proto;
-    let server = info.identity();
-    let version = server.version.as_deref().unwrap_or(DEFAULT_VERSION);
-    let name = server.name.as_deref().unwrap_or("redis");
-    let reply = hello_reply(st, name, version);
+    let reply = hello_now(st, info);
     if pinned && switched {
         let mut upstream = BytesMut::new();
         let n = itoa::Buffer::new().format(proto.number()).to_owned();
@@ -82,6 +114,16 @@ pub fn hello(st: &mut ClientState, args: &Args, pinned: bool, info: &UpstreamInf
     }
     Decision::Reply(reply)
 }
+
+/// HELLO's reply for the client as it is now.
+pub fn hello_now(st: &ClientState, info: &UpstreamInfo) -> Bytes {
+    let server = info.identity();
+    let version = server.version.as_deref().unwrap_or(DEFAULT_VERSION);
+    hello_reply(st, server.name.as_deref().unwrap_or("redis"), version)
+}
+
+const HELLO_AUTH_PINNED: &str = "ERR with server.auth = \"upstream\", authenticate with AUTH on a connection holding \
+                                 state (a transaction, subscriptions, SELECT…): HELLO AUTH is not supported there";
 
 /// HELLO's reply, naming the upstream server (`redis`, `valkey`) and its
 /// version as it does.

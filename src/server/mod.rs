@@ -8,7 +8,9 @@ mod activity;
 mod batch;
 mod control;
 mod local;
+mod pause;
 mod pins;
+mod registry;
 mod route;
 mod session;
 mod shard;
@@ -17,7 +19,7 @@ mod tenant;
 mod tls;
 
 pub use control::{ConfigSource, Control, Report};
-use socket::{ClientWriter, Closable};
+use socket::ClientWriter;
 pub use tls::{ServerTls, ServerTlsError};
 
 use crate::cache::NearCache;
@@ -29,10 +31,10 @@ use crate::upstream::breaker::Breaker;
 use crate::upstream::pool::{Pool, UpstreamInfo};
 use crate::upstream::spares::Spares;
 use activity::Activity;
-use std::collections::HashMap;
+use registry::Clients;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -52,6 +54,10 @@ pub struct Shared {
     pub pins: pins::Pins,
     /// The connected clients, for `CLIENT KILL`.
     clients: Arc<Clients>,
+    /// `CLIENT PAUSE`, held at the proxy.
+    pub pause: pause::Pause,
+    /// `server.auth = "upstream"`: clients' AUTH is checked by Redis.
+    pub auth_upstream: bool,
     /// Dedicated connections opened ahead of need.
     pub spares: Arc<Spares>,
 }
@@ -95,88 +101,6 @@ impl Pools {
             Proto::Resp3 => self
                 .resp3
                 .get_or_init(|| Pool::start(self.cfg.clone(), Proto::Resp3, self.info.clone(), self.max_batch_reply)),
-        }
-    }
-}
-
-/// Write halves of the connected clients' sockets, so shutdown can end
-/// every session's input at once without each session polling a signal.
-/// A connected client as the registry sees it.
-type Registered = (Arc<dyn Closable>, Arc<Activity>);
-
-#[derive(Default)]
-struct Clients {
-    sockets: Mutex<HashMap<u64, Registered>>,
-    closing: AtomicBool,
-    /// Sessions accepted and not yet ended (for `max_clients`).
-    live: AtomicUsize,
-}
-
-impl Clients {
-    /// False once shutdown has begun: the client is not served.
-    fn register(&self, id: u64, socket: Arc<dyn Closable>, activity: Arc<Activity>) -> bool {
-        let mut sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.closing.load(Ordering::Acquire) {
-            return false;
-        }
-        sockets.insert(id, (socket, activity));
-        true
-    }
-
-    /// Closes clients idle for longer than `limit` (those holding upstream
-    /// state, e.g. subscribed or blocked, are exempt, as in Redis).
-    fn close_idle(&self, limit: Duration) {
-        let sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
-        for (id, (socket, activity)) in sockets.iter() {
-            if activity.idle_for() > limit && !activity.is_exempt() {
-                observe::client_idle_closed();
-                tracing::info!(client = id, idle = ?activity.idle_for(), "closing idle client");
-                socket.shutdown(std::net::Shutdown::Both);
-            }
-        }
-    }
-
-    /// Closes the clients of tenants a reload revoked; returns how many.
-    fn close_revoked(&self) -> usize {
-        let sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut closed = 0;
-        for (id, (socket, activity)) in sockets.iter() {
-            if let Some(tenant) = activity.revoked_tenant() {
-                tracing::info!(client = id, tenant, "closing a client of a revoked tenant");
-                socket.shutdown(std::net::Shutdown::Both);
-                closed += 1;
-            }
-        }
-        closed
-    }
-
-    /// Closes client `id` (CLIENT KILL); false when there is none.
-    fn kill(&self, id: u64) -> bool {
-        let sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some((socket, _)) = sockets.get(&id) else {
-            return false;
-        };
-        tracing::info!(client = id, "client killed by CLIENT KILL");
-        socket.shutdown(std::net::Shutdown::Both);
-        true
-    }
-
-    /// Connected clients.
-    fn count(&self) -> usize {
-        self.sockets.lock().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    fn deregister(&self, id: u64) {
-        self.sockets.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
-    }
-
-    /// Shuts down the read side of every client socket: each session sees
-    /// end-of-input, finishes the replies it owes and closes.
-    fn end_input(&self) {
-        let sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
-        self.closing.store(true, Ordering::Release);
-        for (socket, _) in sockets.values() {
-            socket.shutdown(std::net::Shutdown::Read);
         }
     }
 }
@@ -253,6 +177,8 @@ impl Server {
             output_limit: config.server.client_output_buffer_limit.unwrap_or(usize::MAX),
             pins: pins::Pins::default(),
             clients: clients.clone(),
+            pause: pause::Pause::default(),
+            auth_upstream: config.server.auth == crate::config::AuthMode::Upstream,
             spares: spares.clone(),
         });
         tokio::spawn(async move { spares.run().await });
@@ -439,15 +365,17 @@ async fn serve(shared: Arc<Shared>, pools: Arc<Pools>, clients: Arc<Clients>, ac
             return;
         }
     };
+    let local = stream.local_addr().unwrap_or(peer);
+    let activity = Arc::new(Activity::new(peer, local));
     match tls {
         None => {
             let (reader, writer) = stream.into_split();
-            serve_halves(shared, pools, clients, reader, Arc::new(writer), peer, id).await;
+            serve_halves(shared, pools, clients, reader, Arc::new(writer), activity, id).await;
         }
         Some(tls) => {
             if let Some(plain) = tls.accept(stream, peer).await {
                 let (reader, writer) = plain.into_split();
-                serve_halves(shared, pools, clients, reader, Arc::new(writer), peer, id).await;
+                serve_halves(shared, pools, clients, reader, Arc::new(writer), activity, id).await;
             }
         }
     }
@@ -459,13 +387,13 @@ async fn serve_halves<R, W>(
     clients: Arc<Clients>,
     reader: R,
     writer: Arc<W>,
-    peer: SocketAddr,
+    activity: Arc<Activity>,
     id: u64,
 ) where
     R: tokio::io::AsyncRead + Unpin,
     W: ClientWriter,
 {
-    let activity = Arc::new(Activity::default());
+    let peer = activity.peer;
     if !clients.register(id, writer.clone(), activity.clone()) {
         return;
     }

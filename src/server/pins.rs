@@ -8,6 +8,9 @@
 //! would name whatever upstream connection happens to carry it, and
 //! acknowledge a redirect that delivers nothing.
 //!
+//! Replies that name a redirect target (`CLIENT GETREDIR`, `CLIENT
+//! TRACKINGINFO`) are translated back the other way.
+//!
 //! Redis never reuses a client id, so the entry of a client whose pinned
 //! connection has closed only makes a redirect to it fail as Redis would
 //! (no such client); entries go when the client disconnects.
@@ -36,6 +39,39 @@ impl Pins {
     /// The upstream id of `client`'s latest pinned connection.
     pub fn upstream_of(&self, client: u64) -> Option<i64> {
         self.lock().get(&client).copied()
+    }
+
+    /// The client whose pinned connection is `upstream` upstream.
+    fn client_of(&self, upstream: i64) -> Option<u64> {
+        self.lock().iter().find_map(|(&client, &u)| (u == upstream).then_some(client))
+    }
+
+    /// The reply of `CLIENT GETREDIR` (an integer) or `CLIENT TRACKINGINFO`
+    /// (its `redirect` field) with the redirect target named by the proxy
+    /// id `CLIENT ID` gave it instead of its upstream connection's id.
+    /// -1 and 0 (no tracking, no redirect) and ids of no known client are
+    /// left as they are.
+    pub fn name_redirect(&self, reply: &[u8]) -> Bytes {
+        const FIELD: &[u8] = b"$8\r\nredirect\r\n:";
+        let at = match reply.first() {
+            Some(b':') => 1,
+            _ => match reply.windows(FIELD.len()).position(|w| w.eq_ignore_ascii_case(FIELD)) {
+                Some(i) => i + FIELD.len(),
+                None => return Bytes::copy_from_slice(reply),
+            },
+        };
+        let Some(end) = reply[at..].iter().position(|&b| b == b'\r').map(|n| at + n) else {
+            return Bytes::copy_from_slice(reply);
+        };
+        let client = parse_int(&reply[at..end]).filter(|&id| id > 0).and_then(|id| self.client_of(id));
+        let Some(client) = client else {
+            return Bytes::copy_from_slice(reply);
+        };
+        let mut out = BytesMut::with_capacity(reply.len() + 8);
+        out.extend_from_slice(&reply[..at]);
+        out.extend_from_slice(itoa::Buffer::new().format(client).as_bytes());
+        out.extend_from_slice(&reply[end..]);
+        out.freeze()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, i64>> {
@@ -95,6 +131,18 @@ mod tests {
         assert_eq!(sent, Ok(Some(Bytes::from(expected))));
         assert_eq!(translated(&["CLIENT", "TRACKING", "on", "OPTIN"], &pins), Ok(None));
         assert_eq!(translated(&["CLIENT", "TRACKING", "on", "REDIRECT", "x"], &pins), Ok(None));
+    }
+
+    #[test]
+    fn redirect_targets_are_named_by_proxy_ids() {
+        let pins = Pins::default();
+        pins.record(4, 1017);
+        assert_eq!(pins.name_redirect(b":1017\r\n"), Bytes::from_static(b":4\r\n"));
+        assert_eq!(pins.name_redirect(b":-1\r\n"), Bytes::from_static(b":-1\r\n"));
+        assert_eq!(pins.name_redirect(b":0\r\n"), Bytes::from_static(b":0\r\n"));
+        let info = b"%3\r\n$5\r\nflags\r\n~1\r\n$2\r\non\r\n$8\r\nredirect\r\n:1017\r\n$8\r\nprefixes\r\n~0\r\n";
+        let named = pins.name_redirect(info);
+        assert!(named.ends_with(b"$8\r\nredirect\r\n:4\r\n$8\r\nprefixes\r\n~0\r\n"), "{named:?}");
     }
 
     #[test]

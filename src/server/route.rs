@@ -3,7 +3,7 @@
 //! per-client state (protocol, database, transaction, subscriptions) those
 //! decisions depend on and change.
 
-use super::local;
+use super::{local, registry};
 use crate::commands::{self, Command, CommandIndex, Flags, Handler, Local, State, SubKind};
 use crate::protocol::{encode, request::parse_int, Args, Proto};
 use crate::upstream::pool::UpstreamInfo;
@@ -24,11 +24,21 @@ pub struct ClientState {
     pub id: u64,
     pub proto: Proto,
     pub name: Option<Bytes>,
+    /// CLIENT SETINFO LIB-NAME / LIB-VER.
+    pub lib_name: Option<Bytes>,
+    pub lib_ver: Option<Bytes>,
     pub reply: ReplyMode,
     /// Database of the client's upstream state (the URL's by default).
     pub db: i64,
     pub default_db: i64,
     pub multi: bool,
+    /// Commands queued in the transaction (for CLIENT LIST).
+    pub queued: i64,
+    /// `server.auth = "upstream"`: AUTH is checked by Redis.
+    pub auth_upstream: bool,
+    /// Authenticated to Redis as its own user: every command goes on its
+    /// dedicated connection, authenticated as that user.
+    pub upstream_user: bool,
     /// The transaction was opened in failover mode: it is refused whole
     /// (its commands get an error, EXEC `-EXECABORT`), and nothing of it
     /// goes upstream or to local memory, whatever the mode meanwhile.
@@ -60,10 +70,15 @@ impl ClientState {
             id,
             proto: Proto::Resp2,
             name: None,
+            lib_name: None,
+            lib_ver: None,
             reply: ReplyMode::On,
             db: default_db,
             default_db,
             multi: false,
+            queued: 0,
+            auth_upstream: false,
+            upstream_user: false,
             multi_refused: false,
             watching: false,
             monitor: false,
@@ -92,6 +107,7 @@ impl ClientState {
             || self.pubsub_mode
             || self.subscribed()
             || self.db != self.default_db
+            || self.upstream_user
     }
 
     /// Frames from the pinned connection may arrive unasked (messages,
@@ -107,6 +123,7 @@ impl ClientState {
         self.watching = false;
         self.monitor = false;
         self.session_pin = false;
+        self.upstream_user = false;
         self.db = self.default_db;
         self.channels.clear();
         self.patterns.clear();
@@ -143,6 +160,9 @@ pub enum Decision {
     Close(Bytes),
     /// Act on another client of the proxy (CLIENT KILL, CLIENT UNBLOCK).
     Clients(ClientsOp),
+    /// Have Redis check these credentials by opening the client's
+    /// dedicated connection as that user (`server.auth = "upstream"`).
+    Authenticate(Box<Login>),
     /// Send on a fresh connection of its own, past anything queued or
     /// running upstream (see [`Flags::OUT_OF_BAND`]).
     ///
@@ -150,14 +170,39 @@ pub enum Decision {
     OutOfBand,
 }
 
-/// CLIENT KILL / CLIENT UNBLOCK of a client by its proxy id.
+/// The CLIENT commands that name the proxy's clients, answered from its
+/// registry ([`registry`]).
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientsOp {
-    /// Close it (unless it is the caller and `skip_me`).
-    Kill { id: u64, skip_me: bool },
+    /// CLIENT KILL: close the clients the filter matches.
+    Kill(registry::KillFilter),
+    /// CLIENT LIST.
+    List(registry::ListFilter),
+    /// CLIENT INFO: the caller's own line.
+    Info,
+    /// CLIENT PAUSE for `timeout`, of every command or only writes.
+    Pause {
+        timeout: std::time::Duration,
+        writes_only: bool,
+    },
+    Unpause,
     /// Unblock its blocked command, as a timeout or (`error`) with
     /// `-UNBLOCKED`.
-    Unblock { id: u64, error: bool },
+    Unblock {
+        id: u64,
+        error: bool,
+    },
+}
+
+/// A client's credentials, to be checked by Redis (`server.auth =
+/// "upstream"`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Login {
+    /// `None`: Redis' `default` user (`AUTH password`).
+    pub user: Option<Bytes>,
+    pub password: Bytes,
+    /// HELLO's protocol and SETNAME, applied once Redis accepts them.
+    pub hello: Option<(Proto, Option<Bytes>)>,
 }
 
 /// A request sent upstream only for its effect, then a local reply.
@@ -229,6 +274,7 @@ fn after_multi_command(st: &mut ClientState, cmd: &Command, args: &Args) -> Deci
     match cmd.handler {
         Handler::State(State::Exec) => {
             st.multi = false;
+            st.queued = 0;
             st.watching = false;
             // As in Redis, the client is subscribed after EXEC (whose reply
             // holds the confirmations): the connection must stay.
@@ -239,6 +285,7 @@ fn after_multi_command(st: &mut ClientState, cmd: &Command, args: &Args) -> Deci
         }
         Handler::State(State::Discard) => {
             st.multi = false;
+            st.queued = 0;
             st.watching = false;
             st.queued_subscriptions.clear();
         }
@@ -251,6 +298,9 @@ fn after_multi_command(st: &mut ClientState, cmd: &Command, args: &Args) -> Deci
             }
         }
         _ => {}
+    }
+    if st.multi {
+        st.queued += 1;
     }
     Decision::Pinned { replies: 1, blocking: false }
 }
@@ -275,6 +325,7 @@ fn local_command(st: &mut ClientState, local: Local, args: &Args, pinned: bool, 
             reset(st);
             Decision::Reply(Bytes::from_static(encode::RESET))
         }
+        Local::Auth if st.auth_upstream => upstream_auth(st, args, pinned),
         Local::Auth => Decision::Reply(Bytes::from_static(encode::OK)),
         Local::Select => select(st, args, pinned),
         Local::ClientId => Decision::Reply(local::integer(st.id as i64)),
@@ -283,44 +334,41 @@ fn local_command(st: &mut ClientState, local: Local, args: &Args, pinned: bool, 
             Ok(()) => Decision::Reply(Bytes::from_static(encode::OK)),
             Err(err) => Decision::Reply(err),
         },
-        Local::ClientSetInfo => Decision::Reply(Bytes::from_static(encode::OK)),
+        Local::ClientSetInfo => match local::set_info(st, args) {
+            Ok(()) => Decision::Reply(Bytes::from_static(encode::OK)),
+            Err(err) => Decision::Reply(err),
+        },
         Local::ClientReply => client_reply(st, args.get(2).unwrap_or_default()),
-        Local::ClientKill => client_kill(args),
+        Local::ClientKill => match registry::KillFilter::parse(args) {
+            Ok(filter) => Decision::Clients(ClientsOp::Kill(filter)),
+            Err(err) => Decision::Reply(err),
+        },
         Local::ClientUnblock => client_unblock(args),
+        Local::ClientList => match registry::ListFilter::parse(args) {
+            Ok(filter) => Decision::Clients(ClientsOp::List(filter)),
+            Err(err) => Decision::Reply(err),
+        },
+        Local::ClientInfo => Decision::Clients(ClientsOp::Info),
+        Local::ClientPause => client_pause(args),
+        Local::ClientUnpause => Decision::Clients(ClientsOp::Unpause),
     }
 }
 
-/// `CLIENT KILL ID <id> [SKIPME yes|no]`: the filters that name a client by
-/// the id the proxy gave it. The others (ADDR, LADDR, USER, TYPE, MAXAGE,
-/// the old `ip:port` form) would name upstream connections, shared by
-/// every client: refused.
-fn client_kill(args: &Args) -> Decision {
-    let (mut id, mut skip_me) = (None, true);
-    let mut i = 2;
-    while let (Some(filter), Some(value)) = (args.get(i), args.get(i + 1)) {
-        match filter.to_ascii_lowercase().as_slice() {
-            b"id" => match parse_int(value).and_then(|v| u64::try_from(v).ok()).filter(|&v| v > 0) {
-                Some(v) => id = Some(v),
-                None => return Decision::Reply(encode::error("ERR client-id should be greater than 0")),
-            },
-            b"skipme" => match value.to_ascii_lowercase().as_slice() {
-                b"yes" => skip_me = true,
-                b"no" => skip_me = false,
-                _ => return Decision::Reply(encode::error("ERR syntax error")),
-            },
-            _ => return Decision::Reply(encode::error(KILL_FILTERS)),
-        }
-        i += 2;
-    }
-    match id {
-        Some(id) if i == args.len() => Decision::Clients(ClientsOp::Kill { id, skip_me }),
-        _ => Decision::Reply(encode::error(KILL_FILTERS)),
-    }
+/// `CLIENT PAUSE <milliseconds> [WRITE|ALL]`, with Redis' errors.
+fn client_pause(args: &Args) -> Decision {
+    let Some(ms) = args.get(2).and_then(parse_int) else {
+        return Decision::Reply(encode::error("ERR timeout is not an integer or out of range"));
+    };
+    let Ok(ms) = u64::try_from(ms) else {
+        return Decision::Reply(encode::error("ERR timeout is negative"));
+    };
+    let writes_only = match (args.len(), args.get(3).map(<[u8]>::to_ascii_lowercase).as_deref()) {
+        (3, _) | (4, Some(b"all")) => false,
+        (4, Some(b"write")) => true,
+        _ => return Decision::Reply(encode::error("ERR syntax error")),
+    };
+    Decision::Clients(ClientsOp::Pause { timeout: std::time::Duration::from_millis(ms), writes_only })
 }
-
-const KILL_FILTERS: &str =
-    "ERR CLIENT KILL through nearcache takes ID <client id> [SKIPME yes|no]: other filters would name upstream \
-     connections shared by every client";
 
 /// `CLIENT UNBLOCK <id> [TIMEOUT|ERROR]`, the id the proxy gave the client.
 fn client_unblock(args: &Args) -> Decision {
@@ -339,11 +387,29 @@ fn client_unblock(args: &Args) -> Decision {
     }
 }
 
+/// `AUTH [user] password` checked by Redis (`server.auth = "upstream"`):
+/// on the client's dedicated connection when it has one (Redis switches
+/// that connection's user, or keeps the previous one if it refuses),
+/// otherwise by opening one authenticated as the user.
+fn upstream_auth(st: &mut ClientState, args: &Args, pinned: bool) -> Decision {
+    let (user, password) = match (args.len(), args.get(1), args.get(2)) {
+        (2, Some(password), None) => (None, password),
+        (3, Some(user), Some(password)) => (Some(Bytes::copy_from_slice(user)), password),
+        _ => return Decision::Reply(encode::error("ERR syntax error")),
+    };
+    if pinned {
+        st.upstream_user = true;
+        return Decision::Pinned { replies: 1, blocking: false };
+    }
+    Decision::Authenticate(Box::new(Login { user, password: Bytes::copy_from_slice(password), hello: None }))
+}
+
 /// RESET: back to a fresh connection's state (upstream state is reset by
 /// forwarding RESET on the pinned connection, if any).
 fn reset(st: &mut ClientState) {
-    let (id, default_db) = (st.id, st.default_db);
+    let (id, default_db, auth_upstream) = (st.id, st.default_db, st.auth_upstream);
     *st = ClientState::new(id, default_db);
+    st.auth_upstream = auth_upstream;
 }
 
 fn select(st: &mut ClientState, args: &Args, pinned: bool) -> Decision {

@@ -12,13 +12,14 @@ use super::activity::Activity;
 use super::batch::{Batch, Source};
 use super::local;
 use super::pins;
-use super::route::{route, ClientState, ClientsOp, Decision, ReplyMode, Routed, SideEffect};
+use super::registry::{self, Caller};
+use super::route::{route, ClientState, ClientsOp, Decision, Login, ReplyMode, Routed, SideEffect};
 use super::socket::ClientWriter;
 use super::tenant::{self, Gate};
 use super::{Pools, Shared};
 use crate::cache::read::{CacheRead, ReplyMap, Slot};
 use crate::cache::{self, Scratch};
-use crate::commands::{Command, Handler, State};
+use crate::commands::{Command, Flags, Handler, State};
 use crate::observe;
 use crate::protocol::frame::{pubsub, PubSub};
 use crate::protocol::request::{self, Parsed};
@@ -137,13 +138,13 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         peer: IpAddr,
         activity: Arc<Activity>,
     ) -> Session<R, W> {
-        let default_db = shared.upstream.url.db;
+        let (default_db, auth_upstream) = (shared.upstream.url.db, shared.auth_upstream);
         let tenant = tenant::Client::new(&shared.tenancy, peer, activity.clone());
         let refusal = tenant.refusal(&shared.tenancy);
         Session {
             shared,
             pools,
-            st: ClientState::new(id, default_db),
+            st: ClientState { auth_upstream, ..ClientState::new(id, default_db) },
             reader,
             writer,
             rbuf: BytesMut::with_capacity(16 * 1024),
@@ -320,6 +321,16 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     }
                 }
             }
+            if self.shared.pause.active() {
+                // CLIENT PAUSE: what the pause holds waits here, after what
+                // the client sent before it has gone out.
+                let args = Args::new(owned.as_deref().unwrap_or(&input[range.clone()]), &self.args);
+                let cmd = args.get(0).and_then(crate::commands::lookup).map(|(_, parent)| parent.resolve(&args));
+                if cmd.is_some_and(|cmd| self.shared.pause.holds(cmd)) {
+                    self.flush_batch(&input, now);
+                    self.shared.pause.wait().await;
+                }
+            }
             if self.shared.failover.draining() {
                 // The journal's last round is being replayed: wait for it,
                 // so the journal stops growing and the circuit can close.
@@ -330,8 +341,12 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             let args = Args::new(request, &self.args);
             let pinned = self.pinned.is_some();
             let proto = self.st.proto;
-            let Planned { decision, silent, cache_candidate } =
-                plan(&mut self.st, &args, request, pinned, &self.shared, &mut self.scratch);
+            let Planned { decision, silent, cache_candidate, names_redirect } =
+                plan(&mut self.st, &args, request, pinned, &self.shared, &mut self.scratch, &self.activity);
+            if names_redirect && map.is_none() {
+                let shared = self.shared.clone();
+                map = Some(Box::new(move |reply: Bytes| shared.pins.name_redirect(&reply)));
+            }
             let cached = match cache_candidate {
                 Some(cmd) => {
                     // With no reply owed before this one, a hit goes
@@ -473,6 +488,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 self.send_pinned(request, entry).await;
             }
             Decision::Clients(op) => self.clients(op, silent, now),
+            Decision::Authenticate(login) => self.authenticate(*login, silent).await,
             Decision::OutOfBand => self.send_out_of_band(Bytes::copy_from_slice(request), silent, now),
             Decision::PinnedSideEffect(effect) => {
                 let SideEffect { upstream, reply } = *effect;
@@ -486,18 +502,40 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         }
     }
 
-    /// CLIENT KILL and CLIENT UNBLOCK of a client by its proxy id. A blocked
-    /// client waits on its pinned connection: Redis unblocks that one
-    /// (named by its upstream id, sent out of band), and the client gets
-    /// the reply as if it had talked to Redis directly.
+    /// The CLIENT commands that name the proxy's clients (LIST, INFO, KILL,
+    /// UNBLOCK), answered from the registry. A blocked client waits on its
+    /// pinned connection: Redis unblocks that one (named by its upstream
+    /// id, sent out of band), and the client gets the reply as if it had
+    /// talked to Redis directly.
     fn clients(&mut self, op: ClientsOp, silent: bool, now: Instant) {
+        self.activity.refresh(&self.st);
+        let registry = &self.shared.clients;
+        let caller = Caller { id: self.st.id, tenant: self.tenant.tenant(), tenancy: self.shared.tenancy.enabled() };
         let reply = match op {
-            ClientsOp::Kill { id, skip_me: true } if id == self.st.id => local::integer(0),
-            ClientsOp::Kill { id, .. } if id == self.st.id => {
-                self.closing = true;
-                local::integer(1)
+            ClientsOp::Info => registry::text_reply(&registry.info(self.st.id), self.st.proto),
+            ClientsOp::Pause { timeout, writes_only } => {
+                self.shared.pause.pause(timeout, writes_only);
+                Bytes::from_static(encode::OK)
             }
-            ClientsOp::Kill { id, .. } => local::integer(i64::from(self.shared.clients.kill(id))),
+            ClientsOp::Unpause => {
+                self.shared.pause.unpause();
+                Bytes::from_static(encode::OK)
+            }
+            ClientsOp::List(filter) => registry::text_reply(&registry.list(&filter, &caller), self.st.proto),
+            ClientsOp::Kill(filter) if filter.user().is_some_and(|u| !caller.tenancy && u != "default") => {
+                let user = filter.user().unwrap_or_default();
+                encode::error(&format!("ERR No such user '{user}'"))
+            }
+            ClientsOp::Kill(filter) => {
+                let (killed, itself) = registry.kill(&filter, &caller);
+                self.closing |= itself;
+                match (filter.old_form, killed) {
+                    (true, 0) => encode::error("ERR No such client"),
+                    (true, _) => Bytes::from_static(encode::OK),
+                    (false, n) => local::integer(i64::try_from(n).unwrap_or(i64::MAX)),
+                }
+            }
+            ClientsOp::Unblock { id, .. } if !registry.sees(id, &caller) => local::integer(0),
             ClientsOp::Unblock { id, error } => match self.shared.pins.upstream_of(id) {
                 None => local::integer(0),
                 Some(upstream) => {
@@ -510,6 +548,44 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 }
             },
         };
+        if !silent {
+            self.pending.push_back(Pending::Ready(reply));
+        }
+    }
+
+    /// `AUTH` / `HELLO … AUTH` checked by Redis (`server.auth =
+    /// "upstream"`): a dedicated connection opened as the user carries
+    /// every command of the client from then on, so Redis' ACLs apply to
+    /// it as to a direct client. Refused credentials get Redis' error and
+    /// change nothing.
+    async fn authenticate(&mut self, login: Login, silent: bool) {
+        self.settle_pool().await;
+        let mut cfg = (*self.shared.upstream).clone();
+        cfg.url.username = login.user.as_deref().map(|u| String::from_utf8_lossy(u).into_owned());
+        cfg.url.password = Some(String::from_utf8_lossy(&login.password).into_owned());
+        let proto = login.hello.as_ref().map_or(self.st.proto, |(proto, _)| *proto);
+        let reply = match Pinned::open(&cfg, proto, "client").await {
+            Ok(pinned) => {
+                if let Some(upstream) = pinned.upstream_id() {
+                    self.shared.pins.record(self.st.id, upstream);
+                }
+                self.pinned = Some(pinned);
+                self.st.upstream_user = true;
+                match login.hello {
+                    Some((proto, name)) => {
+                        self.st.proto = proto;
+                        if let Some(name) = name {
+                            self.st.name = (!name.is_empty()).then_some(name);
+                        }
+                        local::hello_now(&self.st, &self.shared.info)
+                    }
+                    None => Bytes::from_static(encode::OK),
+                }
+            }
+            Err(UpstreamError::Handshake(refused)) => encode::error(&refused),
+            Err(e) => e.reply(),
+        };
+        self.activity.refresh(&self.st);
         if !silent {
             self.pending.push_back(Pending::Ready(reply));
         }
@@ -837,6 +913,9 @@ struct Planned {
     /// decides): bound for the shared pool, its reply wanted, the cache
     /// active.
     cache_candidate: Option<&'static Command>,
+    /// Its reply names a client by its upstream id (CLIENT GETREDIR,
+    /// TRACKINGINFO): translated to the proxy's id on the way back.
+    names_redirect: bool,
 }
 
 /// Routes one request, applies its effect on the near-cache (a write
@@ -850,10 +929,15 @@ fn plan(
     pinned: bool,
     shared: &Shared,
     scratch: &mut Scratch,
+    activity: &Activity,
 ) -> Planned {
     let mode_before = st.reply;
     let routed = route(st, args, pinned, &shared.info);
     observe::command(routed.index);
+    activity.note_command(routed.index, routed.cmd);
+    if routed.cmd.is_some_and(|cmd| changes_profile(cmd, st)) {
+        activity.refresh(st);
+    }
     let silent = mode_before != ReplyMode::On && st.reply == mode_before;
     if silent && mode_before == ReplyMode::Skip {
         st.reply = ReplyMode::On;
@@ -863,19 +947,29 @@ fn plan(
             decision: Decision::Reply(refused_in_transaction(st, routed.cmd)),
             silent,
             cache_candidate: None,
+            names_redirect: false,
         };
     }
     if !pinned && shared.failover.active() {
         if let Some(decision) = failover(st, &routed, args, request, shared, scratch) {
-            return Planned { decision, silent, cache_candidate: None };
+            return Planned { decision, silent, cache_candidate: None, names_redirect: false };
         }
     }
     let Some(cmd) = routed.cmd.filter(|_| shared.cache.is_active()) else {
-        return Planned { decision: routed.decision, silent, cache_candidate: None };
+        let names_redirect = routed.cmd.is_some_and(|cmd| matches!(cmd.name, "getredir" | "trackinginfo"));
+        return Planned { decision: routed.decision, silent, cache_candidate: None, names_redirect };
     };
     shared.cache.note_write(cmd, args, scratch);
     let cache_candidate = (matches!(routed.decision, Decision::Pool) && !silent).then_some(cmd);
-    Planned { decision: routed.decision, silent, cache_candidate }
+    let names_redirect = matches!(cmd.name, "getredir" | "trackinginfo");
+    Planned { decision: routed.decision, silent, cache_candidate, names_redirect }
+}
+
+/// True when `cmd` may change what CLIENT LIST shows of the client (its
+/// name, database, subscriptions, transaction…): plain forwarded commands,
+/// nearly every request, do not.
+fn changes_profile(cmd: &Command, st: &ClientState) -> bool {
+    st.multi || !matches!(cmd.handler, Handler::Forward) || cmd.flags.contains(Flags::PUBSUB)
 }
 
 /// What failover makes of a request bound upstream: served from local

@@ -117,6 +117,11 @@ impl Client {
         self.seat = seat;
     }
 
+    /// The client's tenant, once it has one.
+    pub fn tenant(&self) -> Option<&Arc<crate::tenancy::Tenant>> {
+        self.seat.as_ref().map(Seat::tenant)
+    }
+
     /// What the client may send: Redis' limits for a client that has not
     /// authenticated, its tenant's `max_request_bytes` once it has.
     pub fn limits(&self, tenancy: &Tenancy, proxy: &Limits) -> Limits {
@@ -316,17 +321,21 @@ fn decide(shared: &Shared, client: &mut Client, parent: &'static Command, args: 
     match parent.handler {
         Handler::Local(Local::Select) => not_allowed(tenant.name(), args),
         Handler::Local(_) => Step::Pass,
-        _ => rewritten(tenant.name(), &tenant.prefix, parent, cmd, args, tenant.config().allow_scripts),
+        _ => rewritten(tenant.name(), &tenant.prefix, parent, cmd, args, tenant.config().allowances()),
     }
 }
 
-fn rewritten(name: &str, prefix: &[u8], parent: &Command, cmd: &Command, args: &Args, scripts: bool) -> Step {
-    match rewrite::request(prefix, parent, cmd, args, Allowances { scripts }) {
+fn rewritten(name: &str, prefix: &[u8], parent: &Command, cmd: &Command, args: &Args, allow: Allowances) -> Step {
+    match rewrite::request(prefix, parent, cmd, args, allow) {
         Ok(rw) => Step::Rewrite(rw.request, Fix::Reply(rw.fix)),
         Err(Refusal::NotAllowed) => not_allowed(name, args),
         Err(Refusal::Form(why)) => {
             observe::tenant_refusal(name, "form");
             Step::Reply(encode::error(&format!("NOPERM {why}")))
+        }
+        Err(Refusal::Payload(why)) => {
+            observe::tenant_refusal(name, "payload");
+            Step::Reply(encode::error(&format!("ERR DUMP payload refused: {why}")))
         }
     }
 }

@@ -9,6 +9,7 @@
 //! guessing (failures per client address). With no tenants configured the
 //! proxy is an open proxy and none of this applies.
 
+pub mod dump;
 pub mod rewrite;
 
 use crate::commands::{Command, Flags};
@@ -36,6 +37,8 @@ pub struct TenantConfig {
     /// 0: unlimited.
     pub max_connections: usize,
     pub allow_scripts: bool,
+    /// RESTORE may run, its DUMP payload validated by [`dump`] first.
+    pub allow_restore: bool,
     /// Keys named per second, over all commands (an `MSET` of 1,000 keys
     /// costs 1,000). 0: unlimited.
     pub max_keys_per_sec: u32,
@@ -59,6 +62,11 @@ impl TenantConfig {
     pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
     pub const DEFAULT_MAX_DEDICATED: usize = 64;
     pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+    /// What the tenant's options allow that tenants are otherwise refused.
+    pub fn allowances(&self) -> rewrite::Allowances {
+        rewrite::Allowances { scripts: self.allow_scripts, restore: self.allow_restore }
+    }
 }
 
 /// `[tenancy]` and the tenants.
@@ -599,6 +607,7 @@ mod tests {
             max_ops_per_sec: 0,
             max_connections: 0,
             allow_scripts: false,
+            allow_restore: false,
             max_keys_per_sec: 0,
             max_bytes_per_sec: 0,
             max_in_flight: 0,

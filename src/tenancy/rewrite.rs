@@ -28,6 +28,7 @@ mod tests;
 
 use crate::commands::{key_indices, Command, Flags};
 use crate::protocol::{Args, Proto};
+use crate::tenancy::dump::DumpError;
 use bytes::Bytes;
 use outgoing::Outgoing;
 
@@ -78,6 +79,8 @@ pub enum Refusal {
     NotAllowed,
     /// Allowed but this form is not (e.g. SORT … BY/GET, KEYS in a script) — message explains.
     Form(&'static str),
+    /// RESTORE with a DUMP payload the proxy does not accept (reply: -ERR DUMP payload refused: <why>).
+    Payload(DumpError),
 }
 
 /// A request rewritten into the tenant's namespace.
@@ -95,6 +98,9 @@ pub struct Allowances {
     /// EVAL*, EVALSHA* and FCALL* may run (their declared keys are
     /// prefixed; what the script itself touches is not checked).
     pub scripts: bool,
+    /// RESTORE may run: its key is prefixed and its payload validated in
+    /// full by [`crate::tenancy::dump`] before it is forwarded.
+    pub restore: bool,
 }
 
 /// Refusal for a request whose keys cannot be located.

@@ -1,11 +1,16 @@
 //! Command-specific rewrites: the DANGEROUS commands made safe for tenants
-//! (KEYS, SCAN, RANDOMKEY, SORT, OBJECT, MEMORY, scripts) and pub/sub, whose
+//! (KEYS, SCAN, RANDOMKEY, SORT, OBJECT, MEMORY, scripts, RESTORE, the CLIENT
+//! commands the proxy answers for the tenant's own clients) and pub/sub, whose
 //! channels and patterns are not keys in the command table.
 
 use super::outgoing::Outgoing;
 use super::{escape_glob, keyed, Allowances, Refusal, ReplyFix, Rewritten};
 use crate::commands::Command;
 use crate::protocol::Args;
+use crate::tenancy::dump;
+
+/// RESTORE options Redis knows, checked before the payload.
+const RESTORE_OPTIONS: &str = "RESTORE options are REPLACE, ABSTTL, IDLETIME seconds and FREQ frequency";
 
 /// SORT options that read other keys by pattern.
 const SORT_PATTERNS: &str = "SORT with BY or GET patterns is not allowed for tenants";
@@ -36,6 +41,9 @@ pub(super) fn dangerous(
         ("scan", _) => Ok(scan(prefix, args)),
         ("randomkey", _) => Ok(Outgoing::new(&[b"EVAL_RO", RANDOM_KEY_SCRIPT, b"0", prefix]).done(ReplyFix::RandomKey)),
         ("info", _) => Ok(Outgoing::new(&[b"INFO", b"server"]).done(ReplyFix::Info)),
+        // Answered by the proxy from its registry, where a tenant sees and
+        // acts on its own clients only.
+        ("client", "list" | "kill" | "unblock") => Ok(Outgoing::from_args(args, |_| None).done(ReplyFix::None)),
         ("sort" | "sort_ro", _) if sort_has_patterns(args) => Err(Refusal::Form(SORT_PATTERNS)),
         ("sort" | "sort_ro", _) => keyed(prefix, cmd, args, ReplyFix::None),
         ("object", "encoding" | "freq" | "idletime" | "refcount" | "help") => keyed(prefix, cmd, args, ReplyFix::None),
@@ -43,6 +51,7 @@ pub(super) fn dangerous(
         ("eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro", _) if allow.scripts => {
             keyed(prefix, cmd, args, ReplyFix::None)
         }
+        ("restore", _) if allow.restore => restore(prefix, cmd, args),
         _ => Err(Refusal::NotAllowed),
     }
 }
@@ -70,6 +79,35 @@ fn scan(prefix: &[u8], args: &Args) -> Rewritten {
         out.push(&escaped, b"*");
     }
     out.done(ReplyFix::Scan)
+}
+
+/// `RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f]`: the
+/// key prefixed, the options only those Redis knows, and the payload
+/// validated in full ([`dump`]): Redis itself restores it unchecked unless
+/// configured with `sanitize-dump-payload yes`, and a corrupt one can crash
+/// it. (RESTORE-ASKING, for cluster migrations, stays refused.)
+fn restore(prefix: &[u8], cmd: &Command, args: &Args) -> Result<Rewritten, Refusal> {
+    if !restore_options_known(args) {
+        return Err(Refusal::Form(RESTORE_OPTIONS));
+    }
+    dump::validate(args.get(3).unwrap_or_default()).map_err(Refusal::Payload)?;
+    keyed(prefix, cmd, args, ReplyFix::None)
+}
+
+/// True when every RESTORE option is one Redis knows, with its value where
+/// it takes one.
+fn restore_options_known(args: &Args) -> bool {
+    let mut i = 4;
+    while let Some(word) = args.get(i) {
+        let takes_value = word.eq_ignore_ascii_case(b"idletime") || word.eq_ignore_ascii_case(b"freq");
+        if takes_value && i + 1 < args.len() {
+            i += 1;
+        } else if !(word.eq_ignore_ascii_case(b"replace") || word.eq_ignore_ascii_case(b"absttl")) {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// True when a SORT request has a BY or GET option. The options are walked

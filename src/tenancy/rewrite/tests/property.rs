@@ -236,7 +236,7 @@ fn nothing_escapes_the_prefix_for_any_command() {
                 for _ in 0..rng.below(8) {
                     parts.push(argument(&mut rng));
                 }
-                let allow = Allowances { scripts: rng.below(2) == 0 };
+                let allow = Allowances { scripts: rng.below(2) == 0, restore: rng.below(2) == 0 };
                 let (p, c) = resolve(&parts);
                 let req = Req::new(&parts);
                 tried += 1;

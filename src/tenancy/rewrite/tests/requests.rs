@@ -4,7 +4,7 @@ use super::support::{ok, resolve, rewrite_parts, rw, rw_with, Req};
 use crate::commands::{all, Command, Flags};
 use crate::tenancy::rewrite::{escape_glob, request, Allowances, Refusal, ReplyFix};
 
-const SCRIPTS: Allowances = Allowances { scripts: true };
+const SCRIPTS: Allowances = Allowances { scripts: true, restore: false };
 const NO_KEYS: Refusal = Refusal::Form("cannot find the keys of this command");
 const SORT_PATTERNS: Refusal = Refusal::Form("SORT with BY or GET patterns is not allowed for tenants");
 
@@ -246,12 +246,9 @@ fn dangerous_commands_are_refused() {
         "FLUSHDB",
         "FLUSHALL ASYNC",
         "DBSIZE",
-        "CLIENT KILL ID 1",
-        "CLIENT LIST",
         "CLIENT PAUSE 10",
         "CLIENT UNPAUSE",
         "CLIENT NO-EVICT on",
-        "CLIENT UNBLOCK 1",
         "SCRIPT EXISTS x",
         "FUNCTION DELETE lib",
         "FUNCTION FLUSH",
@@ -278,7 +275,10 @@ fn dangerous_commands_are_refused() {
 /// whatever its arguments.
 #[test]
 fn every_other_dangerous_entry_is_refused() {
-    const SAFE: [&str; 17] = [
+    const SAFE: [&str; 20] = [
+        "client list",
+        "client kill",
+        "client unblock",
         "keys",
         "info",
         "scan",
@@ -324,6 +324,10 @@ fn every_other_dangerous_entry_is_refused() {
 #[test]
 fn client_subcommands_follow_their_own_flags() {
     let none = ReplyFix::None;
+    // Answered by the proxy for the tenant's own clients.
+    assert_eq!(ok("CLIENT LIST", none), "CLIENT LIST");
+    assert_eq!(ok("CLIENT KILL ID 1", none), "CLIENT KILL ID 1");
+    assert_eq!(ok("CLIENT UNBLOCK 1", none), "CLIENT UNBLOCK 1");
     assert_eq!(ok("CLIENT ID", none), "CLIENT ID");
     assert_eq!(ok("CLIENT SETNAME app", none), "CLIENT SETNAME app");
     assert_eq!(ok("CLIENT SETINFO lib-name redis-py", none), "CLIENT SETINFO lib-name redis-py");
@@ -377,4 +381,39 @@ fn pubsub_introspection() {
     assert_eq!(rw("PUBSUB"), Err(Refusal::NotAllowed));
     let (out, _) = rw_with("a?", "PUBSUB CHANNELS", Allowances::default()).expect("ok");
     assert_eq!(out, "PUBSUB CHANNELS a\\?*");
+}
+
+/// RESTORE, for a tenant allowed it: the key prefixed, the options known,
+/// the payload validated in full. RESTORE-ASKING, MIGRATE, DEBUG and MODULE
+/// stay refused.
+#[test]
+fn restore_when_allowed_prefixes_the_key_and_checks_the_payload() {
+    use crate::tenancy::dump::{crc64, DumpError};
+    const RESTORE: Allowances = Allowances { scripts: false, restore: true };
+    let mut payload = vec![0, 1, b'v', 11, 0];
+    payload.extend_from_slice(&crc64(&payload).to_le_bytes());
+    let request = |payload: &[u8], options: &[&str]| {
+        let mut parts = vec![b"RESTORE".to_vec(), b"k".to_vec(), b"0".to_vec(), payload.to_vec()];
+        parts.extend(options.iter().map(|o| o.as_bytes().to_vec()));
+        rewrite_parts(b"acme:", &parts, RESTORE)
+    };
+    let (out, fix) = request(&payload, &["REPLACE", "absttl", "IDLETIME", "5"]).expect("allowed");
+    assert_eq!(out[..4], [&b"RESTORE"[..], b"acme:k", b"0", &payload]);
+    assert_eq!(fix, ReplyFix::None);
+    assert!(request(&payload, &["FREQ", "3"]).is_ok());
+    let parts = [&b"RESTORE"[..], b"k", b"0", &payload];
+    assert_eq!(rewrite_parts(b"acme:", &parts, Allowances::default()), Err(Refusal::NotAllowed));
+    assert_eq!(rewrite_parts(b"acme:", &parts, SCRIPTS), Err(Refusal::NotAllowed));
+
+    let mut corrupt = payload.clone();
+    corrupt[2] = b'w';
+    assert_eq!(request(&corrupt, &[]), Err(Refusal::Payload(DumpError::Checksum)));
+    assert_eq!(request(b"x", &[]), Err(Refusal::Payload(DumpError::TooShort)));
+    let options = Refusal::Form("RESTORE options are REPLACE, ABSTTL, IDLETIME seconds and FREQ frequency");
+    assert_eq!(request(&payload, &["BOGUS"]), Err(options.clone()));
+    assert_eq!(request(&payload, &["REPLACE", "IDLETIME"]), Err(options));
+
+    for line in ["RESTORE-ASKING k 0 x", "MIGRATE h 1 k 0 1", "DEBUG RELOAD", "MODULE LIST", "FUNCTION RESTORE x"] {
+        assert_eq!(rw_with("acme:", line, RESTORE), Err(Refusal::NotAllowed), "{line}");
+    }
 }
