@@ -373,8 +373,9 @@ impl Drop for Unauthenticated {
 }
 
 /// Failed AUTHs in the current minute, per (address, tenant name hash) and
-/// per address (`None`), with when that minute began.
-type Failures = HashMap<(IpAddr, Option<u64>), (u32, Instant)>;
+/// per address (`None`), with when that minute began and the last wrong
+/// password's digest (a repeat of it is not counted again).
+type Failures = HashMap<(IpAddr, Option<u64>), (u32, Instant, u64)>;
 
 /// An address may fail this many times the per-tenant limit, over all the
 /// names it tries, before every AUTH from it fails.
@@ -520,7 +521,7 @@ impl Tenancy {
         // Compared even for an unknown name, so timing tells nothing.
         let expected = tenant.map_or([0xff; 32], |t| t.config.load().password_sha256);
         if tenant.is_none() || !constant_time_eq(&given, &expected) {
-            self.note_failure(peer, name_key);
+            self.note_failure(peer, name_key, name_hash(&given));
             observe::auth_failure();
             tracing::info!(%peer, tenant = %String::from_utf8_lossy(name), "authentication failed");
             return Err(AuthError::WrongPass);
@@ -532,22 +533,30 @@ impl Tenancy {
         let limit = self.registry().failures_per_minute;
         let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         let over = |key, limit: u32| {
-            failures.get(&key).is_some_and(|(n, since)| *n >= limit && since.elapsed() < Duration::from_secs(60))
+            failures.get(&key).is_some_and(|(n, since, _)| *n >= limit && since.elapsed() < Duration::from_secs(60))
         };
         over((peer, Some(name)), limit) || over((peer, None), limit.saturating_mul(ADDRESS_FACTOR))
     }
 
-    fn note_failure(&self, peer: IpAddr, name: u64) {
+    /// Counts a failed AUTH of `name` from `peer`, unless it repeats the
+    /// last wrong password tried for that name: a client library retrying
+    /// a mistyped password (redis-py 8 tries 11 times) guesses nothing new
+    /// and must not lock the tenant out of the address.
+    fn note_failure(&self, peer: IpAddr, name: u64, password: u64) {
         let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         if failures.len() > 100_000 {
-            failures.retain(|_, (_, since)| since.elapsed() < Duration::from_secs(60));
+            failures.retain(|_, (_, since, _)| since.elapsed() < Duration::from_secs(60));
         }
         for key in [(peer, Some(name)), (peer, None)] {
-            let entry = failures.entry(key).or_insert((0, Instant::now()));
+            let entry = failures.entry(key).or_insert((0, Instant::now(), 0));
             if entry.1.elapsed() >= Duration::from_secs(60) {
-                *entry = (0, Instant::now());
+                *entry = (0, Instant::now(), 0);
+            }
+            if key.1.is_some() && entry.0 > 0 && entry.2 == password {
+                return;
             }
             entry.0 += 1;
+            entry.2 = password;
         }
     }
 }
@@ -626,8 +635,12 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(t.authenticate(b"acme", b"s3cret", PEER).expect("auth").tenant().name(), "acme");
-        for _ in 0..3 {
-            assert_eq!(t.authenticate(b"acme", b"wrong", PEER).err(), Some(AuthError::WrongPass));
+        for _ in 0..10 {
+            assert_eq!(t.authenticate(b"acme", b"retried", PEER).err(), Some(AuthError::WrongPass));
+        }
+        assert!(t.authenticate(b"acme", b"s3cret", PEER).is_ok(), "a retried wrong password counts once");
+        for wrong in ["w1", "w2"] {
+            assert_eq!(t.authenticate(b"acme", wrong.as_bytes(), PEER).err(), Some(AuthError::WrongPass));
         }
         assert_eq!(t.authenticate(b"acme", b"s3cret", PEER).err(), Some(AuthError::TooManyFailures));
         let other = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
@@ -641,10 +654,10 @@ mod tests {
             auth_failures_per_minute: 3,
             ..Default::default()
         });
-        for _ in 0..3 {
-            assert_eq!(t.authenticate(b"nobody", b"x", PEER).err(), Some(AuthError::WrongPass));
+        for i in 0..3 {
+            assert_eq!(t.authenticate(b"nobody", format!("x{i}").as_bytes(), PEER).err(), Some(AuthError::WrongPass));
         }
-        assert_eq!(t.authenticate(b"nobody", b"x", PEER).err(), Some(AuthError::TooManyFailures));
+        assert_eq!(t.authenticate(b"nobody", b"x3", PEER).err(), Some(AuthError::TooManyFailures));
         assert!(t.authenticate(b"globex", b"g", PEER).is_ok(), "another tenant is not locked out");
         // Many names: the address' ceiling is ten times the limit.
         for i in 0..27 {
