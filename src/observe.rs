@@ -133,7 +133,7 @@ fn describe() {
     metrics::describe_counter!(
         TENANT_REFUSALS,
         "Tenant commands refused (or, for max_in_flight, clients held back), by tenant and reason: not_allowed, form, \
-         rate_limit, max_connections, max_dedicated, max_in_flight"
+         rate_limit, max_connections, max_dedicated, max_in_flight, payload"
     );
     metrics::describe_counter!(AUTH_FAILURES, "Failed AUTH / HELLO AUTH attempts");
 }

@@ -19,13 +19,21 @@
 //! encodings (ziplist, zipmap, quicklist 1), streams and module values are
 //! refused: a value dumped by a modern server never uses them.
 //!
-//! Work and memory are linear in the payload's size: every length is checked
-//! against the bytes left before anything is read, nothing is allocated from
-//! a declared size, and a compressed string expands at most 88 times (LZF's
-//! longest back reference writes 264 bytes for 3).
+//! Work is linear in the payload's size and memory bounded whatever it
+//! holds: every length is checked against the bytes left before anything
+//! is read, nothing is allocated from a declared size, a compressed string
+//! whose content is checked (a member, a field, a listpack) is decompressed
+//! only up to [`MAX_INSPECTED`] (LZF expands up to 88 times), one at a time,
+//! and members are told apart by 128-bit keyed hashes, not kept.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
+
+/// Largest decompressed member, field or listpack checked (far above what
+/// Redis encodes as one: listpacks are a few KiB by default); a compressed
+/// one declaring more is refused.
+const MAX_INSPECTED: usize = 16 * 1024 * 1024;
 
 /// Newest RDB version accepted: 10 is Redis 7.0's, 11 Redis 7.2's and
 /// Valkey 8's.
@@ -263,6 +271,9 @@ fn string<'a>(r: &mut Reader<'a>) -> Result<Cow<'a, [u8]>> {
         Length::Plain(n) => Ok(Cow::Borrowed(r.take(size(n)?, "string")?)),
         Length::Special(ENCODING_LZF) => {
             let (packed, len) = compressed(r)?;
+            if len > MAX_INSPECTED {
+                return Err(DumpError::Compressed("a member, field or listpack over 16 MiB decompressed"));
+            }
             let mut out = Vec::new();
             lzf(packed, len, Some(&mut out))?;
             Ok(Cow::Owned(out))
@@ -362,19 +373,23 @@ fn copy_back(out: &mut Vec<u8>, distance: usize, n: usize) {
     }
 }
 
-/// Members seen so far in a collection, to refuse a second equal one.
-struct Distinct<'a> {
-    seen: HashSet<Cow<'a, [u8]>>,
+/// Members seen so far in a collection, to refuse a second equal one: kept
+/// as two independent keyed hashes (128 bits; the keys are random, so no
+/// payload can be crafted to collide), whatever the members' sizes.
+struct Distinct {
+    seen: HashSet<u128>,
+    keys: (RandomState, RandomState),
     what: &'static str,
 }
 
-impl<'a> Distinct<'a> {
-    fn new(what: &'static str) -> Distinct<'a> {
-        Distinct { seen: HashSet::new(), what }
+impl Distinct {
+    fn new(what: &'static str) -> Distinct {
+        Distinct { seen: HashSet::new(), keys: (RandomState::new(), RandomState::new()), what }
     }
 
-    fn insert(&mut self, member: Cow<'a, [u8]>) -> Result<()> {
-        match self.seen.insert(member) {
+    fn insert(&mut self, member: Cow<'_, [u8]>) -> Result<()> {
+        let digest = u128::from(self.keys.0.hash_one(&*member)) << 64 | u128::from(self.keys.1.hash_one(&*member));
+        match self.seen.insert(digest) {
             true => Ok(()),
             false => Err(DumpError::Duplicate(self.what)),
         }

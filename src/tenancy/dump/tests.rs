@@ -269,6 +269,9 @@ fn compressed_strings_decompress_like_lzf() {
     assert_eq!(out, b"abc".repeat(10));
     let value = typed(SET, &[len(2), lzf_string(&ABC_STREAM, 30), raw(&b"abc".repeat(10))]);
     assert_eq!(refused(&value), DumpError::Duplicate("set member"), "members compare decompressed");
+    let huge = typed(SET, &[len(1), lzf_string(&ABC_STREAM, 17 * 1024 * 1024)]);
+    let over = DumpError::Compressed("a member, field or listpack over 16 MiB decompressed");
+    assert_eq!(refused(&huge), over, "refused before decompressing anything");
 }
 
 #[test]
