@@ -1182,9 +1182,11 @@ fn client_list_and_info_describe_the_proxys_clients() {
     assert_eq!(app.call(&["SELECT", "2"]), "+OK\r\n");
     assert_eq!(app.call(&["MULTI"]), "+OK\r\n");
     assert_eq!(app.call(&["SET", "k", "v"]), "+QUEUED\r\n");
-    let info = String::from_utf8(app.read_frame_after(&["CLIENT", "INFO"])).expect("utf8");
-    assert_eq!(info, "+QUEUED\r\n", "queued inside MULTI, as in Redis");
-    assert_eq!(app.call(&["DISCARD"]), "+OK\r\n");
+    let refused = app.call(&["CLIENT", "INFO"]);
+    assert!(refused.starts_with("-ERR CLIENT INFO inside MULTI is not supported"), "{refused:?}");
+    let aborted = app.call(&["EXEC"]);
+    assert!(aborted.starts_with("-EXECABORT"), "refused while queueing, as Redis does: {aborted:?}");
+    assert_eq!(app.call(&["EXISTS", "k"]), ":0\r\n");
     let info = app.call(&["CLIENT", "INFO"]);
     let line = info.lines().nth(1).expect("a line");
     let local = app.stream.local_addr().expect("addr").to_string();

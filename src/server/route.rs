@@ -297,12 +297,35 @@ fn after_multi_command(st: &mut ClientState, cmd: &Command, args: &Args) -> Deci
                 st.db = db;
             }
         }
+        Handler::Local(
+            Local::ClientList
+            | Local::ClientInfo
+            | Local::ClientKill
+            | Local::ClientUnblock
+            | Local::ClientPause
+            | Local::ClientUnpause,
+        ) => return registry_in_multi(cmd),
         _ => {}
     }
     if st.multi {
         st.queued += 1;
     }
     Decision::Pinned { replies: 1, blocking: false }
+}
+
+/// A CLIENT command the proxy answers from its registry, inside MULTI: its
+/// answer cannot be one of EXEC's, and Redis' own would describe the
+/// transaction's upstream connection. Refused as Redis refuses a command
+/// while queueing: an unknown command goes upstream so Redis marks the
+/// transaction and EXEC answers `-EXECABORT`; the client gets the reason.
+fn registry_in_multi(cmd: &Command) -> Decision {
+    let reply = encode::error(&format!(
+        "ERR CLIENT {} inside MULTI is not supported through nearcache (it is answered by the proxy): the \
+         transaction will abort",
+        cmd.name.to_uppercase()
+    ));
+    let upstream = Bytes::from_static(b"*1\r\n$32\r\nNEARCACHE.REFUSED-IN-TRANSACTION\r\n");
+    Decision::PinnedSideEffect(Box::new(SideEffect { upstream, reply }))
 }
 
 fn forward(pinned: bool) -> Decision {
