@@ -8,6 +8,7 @@ use crate::cache::{Admission, CacheConfig, Policy};
 use crate::fallback::{FailoverConfig, Fsync, OnRecover};
 use crate::tenancy::{parse_sha256, Rule, TenancyConfig, TenantConfig};
 use crate::upstream::breaker::BreakerConfig;
+pub use crate::upstream::UpstreamConfig;
 use crate::upstream::{Tls, TlsError, UpstreamUrl};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -86,7 +87,7 @@ pub struct ClientTlsConfig {
     pub key_file: std::path::PathBuf,
     /// Built once here from the two files, so a bad certificate or key
     /// stops the proxy before it starts.
-    pub acceptor: crate::server::ServerTls,
+    pub acceptor: crate::client_tls::ServerTls,
 }
 
 /// Compared by what it was built from (the files' paths).
@@ -97,17 +98,6 @@ impl PartialEq for ClientTlsConfig {
 }
 
 impl Eq for ClientTlsConfig {}
-
-#[derive(Debug, Clone)]
-pub struct UpstreamConfig {
-    pub url: UpstreamUrl,
-    pub pool_size: usize,
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
-    pub reconnect_max_backoff: Duration,
-    /// Built once here for a `rediss://` URL, shared by every connection.
-    pub tls: Option<Tls>,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
@@ -706,11 +696,11 @@ impl Validator<'_> {
             (_, None, _) => return Err(self.invalid("server.tls_cert_file", "a PEM certificate chain file", "none")),
             (_, _, None) => return Err(self.invalid("server.tls_key_file", "a PEM private key file", "none")),
         };
-        let acceptor = crate::server::ServerTls::load(&cert, &key).map_err(|e| match e {
-            crate::server::ServerTlsError::Cert { .. } => {
+        let acceptor = crate::client_tls::ServerTls::load(&cert, &key).map_err(|e| match e {
+            crate::client_tls::ServerTlsError::Cert { .. } => {
                 self.invalid("server.tls_cert_file", "a readable PEM certificate chain", e)
             }
-            crate::server::ServerTlsError::Key { .. } => {
+            crate::client_tls::ServerTlsError::Key { .. } => {
                 self.invalid("server.tls_key_file", "a readable PEM private key matching the certificate", e)
             }
         })?;

@@ -8,7 +8,6 @@
 //! histograms buffer every sample until the next scrape.
 
 use crate::commands::{self, CommandIndex};
-use crate::upstream::UpstreamError;
 use metrics::Counter;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::fmt::Write;
@@ -268,8 +267,9 @@ pub fn dedicated_connections(role: &'static str, delta: f64) {
     metrics::gauge!(DEDICATED_CONNECTIONS, "role" => role).increment(delta);
 }
 
-pub fn upstream_error(e: &UpstreamError) {
-    metrics::counter!(UPSTREAM_ERRORS, "kind" => e.kind()).increment(1);
+/// An upstream error, by `UpstreamError::kind`.
+pub fn upstream_error(kind: &'static str) {
+    metrics::counter!(UPSTREAM_ERRORS, "kind" => kind).increment(1);
 }
 
 /// A pool connection was lost and is being replaced; `resent` requests

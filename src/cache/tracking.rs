@@ -14,13 +14,13 @@
 //! an outage: it never opens the circuit.
 
 use super::NearCache;
-use crate::config::UpstreamConfig;
 use crate::observe;
 use crate::protocol::frame::{invalidation, Invalidation};
 use crate::protocol::{encode, Proto};
 use crate::upstream::backoff::Backoff;
 use crate::upstream::pinned::Pinned;
 use crate::upstream::pool::UpstreamInfo;
+use crate::upstream::UpstreamConfig;
 use crate::upstream::UpstreamError;
 use bytes::BytesMut;
 use std::sync::Arc;

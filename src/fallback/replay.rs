@@ -26,12 +26,12 @@
 //! journaled and is tried again with the next probe.
 
 use super::{Failover, Local, OnRecover};
-use crate::config::UpstreamConfig;
 use crate::observe;
 use crate::protocol::request::parse_int;
 use crate::protocol::scan::{self, Frames};
 use crate::protocol::{encode, Proto};
 use crate::upstream::conn::{self, error_text, Stream};
+use crate::upstream::UpstreamConfig;
 use crate::upstream::UpstreamError;
 use bytes::{Bytes, BytesMut};
 use std::sync::atomic::Ordering;

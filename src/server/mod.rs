@@ -16,11 +16,10 @@ mod session;
 mod shard;
 mod socket;
 mod tenant;
-mod tls;
 
+pub use crate::client_tls::{ServerTls, ServerTlsError};
 pub use control::{ConfigSource, Control, Report};
 use socket::ClientWriter;
-pub use tls::{ServerTls, ServerTlsError};
 
 use crate::cache::NearCache;
 use crate::config::{Config, UpstreamConfig};

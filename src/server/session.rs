@@ -630,7 +630,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             let opened = match self.tenant.open_dedicated() {
                 Err(refusal) => Err(refusal),
                 Ok(()) if breaker.allows() => self.shared.spares.take(self.st.proto).await.map_err(|e| {
-                    observe::upstream_error(&e);
+                    observe::upstream_error(e.kind());
                     breaker.connect_failed(&e);
                     e.reply()
                 }),
@@ -701,7 +701,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// an error, and because the client's server-side state is gone, the
     /// session closes once those errors are written.
     fn pinned_failed(&mut self, e: UpstreamError) {
-        observe::upstream_error(&e);
+        observe::upstream_error(e.kind());
         tracing::debug!(client = self.st.id, error = %e, "pinned upstream connection failed");
         for entry in self.pending.iter_mut() {
             if let Pending::Pinned { remaining, silent, discard, .. } = entry {
@@ -890,7 +890,7 @@ fn pool_replies(result: JobResult, count: usize, silent: bool, started: Instant,
         _ if silent => Bytes::new(),
         Ok(replies) => replies,
         Err(e) => {
-            observe::upstream_error(&e);
+            observe::upstream_error(e.kind());
             let reply = e.reply();
             let mut all = BytesMut::with_capacity(reply.len() * count);
             (0..count).for_each(|_| all.extend_from_slice(&reply));

@@ -24,8 +24,8 @@
 //! ([`Breaker::refused`]) so failover can stop answering from local memory
 //! while Redis is reachable. Every transition is logged and exported.
 
+use super::UpstreamConfig;
 use super::{conn, UpstreamError};
-use crate::config::UpstreamConfig;
 use crate::observe;
 use crate::protocol::{scan, Proto};
 use arc_swap::ArcSwap;

@@ -3,8 +3,8 @@
 //! the proxy's own credentials, HELLO for the protocol version, SELECT of the
 //! configured database).
 
+use super::UpstreamConfig;
 use super::UpstreamError;
-use crate::config::UpstreamConfig;
 use crate::protocol::{encode, frame, scan, Proto};
 use bytes::{Bytes, BytesMut};
 use std::io;

@@ -18,6 +18,19 @@ mod url;
 
 pub use tls::{Tls, TlsError};
 
+/// `[upstream]`, validated (by `config`, which composes every module's
+/// settings).
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub url: UpstreamUrl,
+    pub pool_size: usize,
+    pub connect_timeout: std::time::Duration,
+    pub request_timeout: std::time::Duration,
+    pub reconnect_max_backoff: std::time::Duration,
+    /// Built once here for a `rediss://` URL, shared by every connection.
+    pub tls: Option<Tls>,
+}
+
 /// How long an upstream connection kept open for later (a pool connection,
 /// a spare, the invalidation connection) may stay silent before it sends a
 /// PING: under the smallest idle `timeout` Redis accepts (1 s), so Redis

@@ -7,8 +7,8 @@
 
 use super::conn;
 use super::pool::JobResult;
+use super::UpstreamConfig;
 use super::UpstreamError;
-use crate::config::UpstreamConfig;
 use crate::protocol::Proto;
 use bytes::Bytes;
 use std::sync::Arc;

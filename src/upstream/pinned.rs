@@ -7,8 +7,8 @@
 //! transaction, watch or subscription can leak to another client.
 
 use super::conn::{self, Stream};
+use super::UpstreamConfig;
 use super::UpstreamError;
-use crate::config::UpstreamConfig;
 use crate::observe;
 use crate::protocol::{scan, Proto};
 use bytes::{Bytes, BytesMut};

@@ -38,8 +38,8 @@
 use super::backoff::Backoff;
 use super::breaker::Breaker;
 use super::conn::{self, Stream, TlsStream};
+use super::UpstreamConfig;
 use super::{UpstreamError, KEEPALIVE};
-use crate::config::UpstreamConfig;
 use crate::observe;
 use crate::protocol::{scan, Proto};
 use arc_swap::ArcSwap;
@@ -360,7 +360,7 @@ impl Maintainer {
                     observe::upstream_connected(1.0);
                     let err = self.serve(connected.stream, generation).await;
                     observe::upstream_connected(-1.0);
-                    observe::upstream_error(&err);
+                    observe::upstream_error(err.kind());
                     if err != UpstreamError::ConnectionLost {
                         // A lost connection is replaced at once, not counted.
                         self.info.breaker.failure();
@@ -370,7 +370,7 @@ impl Maintainer {
                     tracing::info!(upstream = %self.cfg.url, slot = self.slot, error = %err, resent, "upstream connection lost: reconnecting");
                 }
                 Err(err) => {
-                    observe::upstream_error(&err);
+                    observe::upstream_error(err.kind());
                     self.info.breaker.connect_failed(&err);
                     let (failures, wait) = backoff.failed();
                     if failures == 1 {

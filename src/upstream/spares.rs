@@ -15,8 +15,8 @@
 
 use super::pinned::Pinned;
 use super::pool::UpstreamInfo;
+use super::UpstreamConfig;
 use super::{UpstreamError, KEEPALIVE};
-use crate::config::UpstreamConfig;
 use crate::protocol::Proto;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -1,4 +1,7 @@
 //! TLS for clients: an optional second listener (`server.tls_listen`).
+//! Its certificate and key are loaded when the configuration is validated
+//! (so a bad one stops the proxy before it starts, naming the file); the
+//! server accepts on it.
 //!
 //! A TLS client's connection is decrypted here and relayed, in process,
 //! over a Unix socket pair to an ordinary session, which then serves it
