@@ -122,6 +122,9 @@ fn init_logging(config: &Config) {
 
 async fn run(config: Config, source: server::ConfigSource) -> Result<(), String> {
     let metrics = observe::install();
+    // Before anything listens: a SIGHUP sent once the ports answer must
+    // find its handler (the default action ends the process).
+    let hangups = hangups();
     let admin = admin::bind(config.admin.listen)
         .await
         .map_err(|e| format!("cannot listen on {} (admin.listen): {e}", config.admin.listen))?;
@@ -137,29 +140,37 @@ async fn run(config: Config, source: server::ConfigSource) -> Result<(), String>
         "nearcache started"
     );
     let state = admin::Admin::new(metrics, &server, source, config.admin.token.clone());
-    tokio::spawn(reload_on_hangup(state.control()));
+    tokio::spawn(reload_on_hangup(hangups, state.control()));
     tokio::spawn(admin::serve(admin, std::sync::Arc::new(state)));
     server.run(shutdown_signal()).await;
     tracing::info!("nearcache stopped");
     Ok(())
 }
 
-/// Reloads the configuration on every SIGHUP (the outcome is logged).
-async fn reload_on_hangup(control: std::sync::Arc<server::Control>) {
-    #[cfg(unix)]
-    {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP: reload with POST /config/reload");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the configuration");
-            let _ = control.reload();
-        }
-    }
-    #[cfg(not(unix))]
-    drop(control);
+/// The stream of SIGHUPs, if they can be listened for.
+#[cfg(unix)]
+fn hangups() -> Option<tokio::signal::unix::Signal> {
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    hup.inspect_err(|_| tracing::warn!("cannot listen for SIGHUP: reload with POST /config/reload")).ok()
 }
+
+#[cfg(not(unix))]
+fn hangups() -> Option<()> {
+    None
+}
+
+/// Reloads the configuration on every SIGHUP (the outcome is logged).
+#[cfg(unix)]
+async fn reload_on_hangup(hangups: Option<tokio::signal::unix::Signal>, control: std::sync::Arc<server::Control>) {
+    let Some(mut hup) = hangups else { return };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        let _ = control.reload();
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_hangup(_: Option<()>, _: std::sync::Arc<server::Control>) {}
 
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {

@@ -762,8 +762,9 @@ impl Diff {
             ranges.push(buf.len()..buf.len() + arg.len());
             buf.extend_from_slice(arg.as_bytes());
         }
-        let name = args[0].to_ascii_lowercase();
-        let reply = self.store.execute(&name, &Args::new(&buf, &ranges), self.proto, self.now);
+        let name = &args[0];
+        let (_, cmd) = nearcache::commands::lookup(name.as_bytes()).unwrap_or_else(|| panic!("unknown command {name}"));
+        let reply = self.store.execute(cmd, &Args::new(&buf, &ranges), self.proto, self.now);
         reply.unwrap_or_else(|| panic!("the store does not serve {name}")).to_vec()
     }
 

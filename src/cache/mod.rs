@@ -150,7 +150,7 @@ impl NearCache {
     pub fn new(config: CacheConfig) -> Arc<NearCache> {
         let store = moka::sync::Cache::builder()
             .max_capacity(config.max_bytes)
-            .weigher(|_, entry: &Arc<KeyEntry>| entry.parts.weight())
+            .weigher(|_, entry: &Arc<KeyEntry>| entry.charge())
             .expire_after(EntryExpiry)
             .eviction_listener(|_, entry: Arc<KeyEntry>, cause| {
                 entry.void();

@@ -27,7 +27,8 @@ pub enum Admission {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheConfig {
     pub enabled: bool,
-    /// Bound on the total weight of entries (key + reply bytes).
+    /// Bound on the total weight of entries (key and reply bytes plus each
+    /// entry's bookkeeping: `KeyEntry::charge`).
     pub max_bytes: u64,
     /// TTL of keys that match no policy (`None`: such keys are not cached).
     pub default_ttl: Option<Duration>,

@@ -4,11 +4,10 @@
 //! For each command it records arity, behaviour flags, where its keys are and
 //! how the proxy must handle it (forward on the shared pool, answer locally,
 //! or pin a dedicated upstream connection), whether the near-cache may keep
-//! its reply and whether the failover store serves it. Routing, metrics
-//! labels, caching, failover and tenancy all read this table. The one
-//! other list of command names is the failover store's table of the
-//! handlers it implements (`fallback::store`), kept in step with the
-//! FALLBACK flag by a test.
+//! its reply and which handler of the failover store serves it, if any.
+//! Routing, metrics labels, caching, failover and tenancy all read this
+//! table, from the one entry a request's lookup finds: no other list of
+//! command names exists.
 
 mod keys;
 mod table;
@@ -45,13 +44,10 @@ impl Flags {
     /// A read whose reply depends only on its one key's value and its
     /// arguments: the near-cache may keep it (MGET is kept per key).
     pub const CACHEABLE: Flags = Flags(1 << 9);
-    /// The local fallback store serves it while the upstream is down
-    /// (`fallback::Store`); other commands are refused in failover mode.
-    pub const FALLBACK: Flags = Flags(1 << 10);
     /// Redis serves it while busy with a script (`SCRIPT KILL`, `FUNCTION
     /// KILL`, `SHUTDOWN`): sent out of band, on a connection of its own,
     /// never queued behind other requests, even while the circuit is open.
-    pub const OUT_OF_BAND: Flags = Flags(1 << 11);
+    pub const OUT_OF_BAND: Flags = Flags(1 << 10);
 
     /// Both sets combined.
     pub const fn with(self, other: Flags) -> Flags {
@@ -158,6 +154,69 @@ pub enum State {
     Tracking,
 }
 
+/// The failover store's handler of a command (`fallback::store`), one per
+/// command it serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreOp {
+    Append,
+    Decr,
+    DecrBy,
+    Del,
+    Echo,
+    Exists,
+    Expire,
+    ExpireAt,
+    Get,
+    GetDel,
+    GetSet,
+    HDel,
+    HExists,
+    HGet,
+    HGetAll,
+    HIncrBy,
+    HKeys,
+    HLen,
+    HMGet,
+    HMSet,
+    HSet,
+    HVals,
+    Incr,
+    IncrBy,
+    IncrByFloat,
+    LLen,
+    LPop,
+    LPush,
+    LRange,
+    MGet,
+    MSet,
+    Persist,
+    PExpire,
+    PExpireAt,
+    Ping,
+    PSetEx,
+    PTtl,
+    RPop,
+    RPush,
+    SAdd,
+    SCard,
+    Set,
+    SetEx,
+    SetNx,
+    SIsMember,
+    SMembers,
+    SRem,
+    StrLen,
+    Ttl,
+    Type,
+    Unlink,
+    ZAdd,
+    ZCard,
+    ZIncrBy,
+    ZRange,
+    ZRem,
+    ZScore,
+}
+
 /// One entry of the command table.
 #[derive(Debug)]
 pub struct Command {
@@ -169,6 +228,10 @@ pub struct Command {
     pub flags: Flags,
     pub keys: Keys,
     pub handler: Handler,
+    /// The failover store's handler: `Some` when the local store serves the
+    /// command while the upstream is down; other commands are refused in
+    /// failover mode.
+    pub store: Option<StoreOp>,
     /// Subcommands (CLIENT, CONFIG, OBJECT, …); empty for plain commands.
     /// A subcommand's key positions count from the parent's name.
     pub subcommands: &'static [Command],

@@ -1,5 +1,6 @@
 //! The command table itself: every command of Redis 7.0/7.2 with its arity,
-//! behaviour flags, key positions, proxy handler and subcommands.
+//! behaviour flags, key positions, proxy handler, failover store handler and
+//! subcommands.
 //!
 //! Arity and key positions follow Redis' own command table (`COMMAND INFO`);
 //! commands whose keys Redis finds by parsing the arguments use the special
@@ -13,7 +14,7 @@
 //! DANGEROUS, except CLIENT's, where only the ones acting on other
 //! connections or the server (KILL, LIST, PAUSE, …) are.
 
-use super::{Command, Flags, Handler, Keys, Local, State, SubKind};
+use super::{Command, Flags, Handler, Keys, Local, State, StoreOp, SubKind};
 
 /// Every top-level command, sorted by name.
 pub(super) static COMMANDS: &[Command] = &[
@@ -23,6 +24,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::ADMIN.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[
             Command {
                 name: "cat",
@@ -30,6 +32,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -38,6 +41,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -46,6 +50,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -54,6 +59,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -62,6 +68,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -70,6 +77,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -78,6 +86,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -86,6 +95,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -94,6 +104,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -102,6 +113,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -110,6 +122,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -118,6 +131,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -126,6 +140,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
         ],
@@ -133,9 +148,10 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "append",
         arity: 3,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::Append),
         subcommands: &[],
     },
     Command {
@@ -144,6 +160,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::CONN_STATE,
         keys: Keys::None,
         handler: Handler::State(State::Session),
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -152,6 +169,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::CONN_STATE,
         keys: Keys::None,
         handler: Handler::Local(Local::Auth),
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -160,6 +178,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::ADMIN.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -168,6 +187,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::ADMIN.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -176,6 +196,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -184,6 +205,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -192,6 +214,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -200,6 +223,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 2, last: -1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -208,6 +232,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -216,6 +241,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::BLOCKING),
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -224,6 +250,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::BLOCKING),
         keys: Keys::NumKeys { numkeys_at: 2, fixed: None },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -232,6 +259,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::BLOCKING),
         keys: Keys::Range { first: 1, last: -2, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -240,6 +268,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::BLOCKING),
         keys: Keys::Range { first: 1, last: -2, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -248,6 +277,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::BLOCKING),
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -256,6 +286,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::BLOCKING),
         keys: Keys::NumKeys { numkeys_at: 2, fixed: None },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -264,6 +295,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::BLOCKING),
         keys: Keys::Range { first: 1, last: -2, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -272,6 +304,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::BLOCKING),
         keys: Keys::Range { first: 1, last: -2, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -280,6 +313,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::DANGEROUS,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[
             Command {
                 name: "caching",
@@ -287,6 +321,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::CONN_STATE,
                 keys: Keys::None,
                 handler: Handler::State(State::Session),
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -295,6 +330,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::NONE,
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientGetName),
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -303,6 +339,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::NONE,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -311,6 +348,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::NONE,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -319,6 +357,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::NONE,
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientId),
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -327,6 +366,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::NONE,
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientInfo),
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -335,6 +375,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientKill),
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -343,6 +384,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientList),
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -351,6 +393,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::CONN_STATE).with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::State(State::Session),
+                store: None,
                 subcommands: &[],
             },
             // Redis 7.2.
@@ -360,6 +403,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::CONN_STATE,
                 keys: Keys::None,
                 handler: Handler::State(State::Session),
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -368,6 +412,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientPause),
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -376,6 +421,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::CONN_STATE,
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientReply),
+                store: None,
                 subcommands: &[],
             },
             // Redis 7.2.
@@ -385,6 +431,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::CONN_STATE,
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientSetInfo),
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -393,6 +440,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::CONN_STATE,
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientSetName),
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -401,6 +449,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::CONN_STATE,
                 keys: Keys::None,
                 handler: Handler::State(State::Tracking),
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -409,6 +458,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::NONE,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -417,6 +467,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientUnblock),
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -425,6 +476,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientUnpause),
+                store: None,
                 subcommands: &[],
             },
         ],
@@ -435,6 +487,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::DANGEROUS,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[
             Command {
                 name: "addslots",
@@ -442,6 +495,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -450,6 +504,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -458,6 +513,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -466,6 +522,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -474,6 +531,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -482,6 +540,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -490,6 +549,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -498,6 +558,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -506,6 +567,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -514,6 +576,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -522,6 +585,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -530,6 +594,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -538,6 +603,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -546,6 +612,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -554,6 +621,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -562,6 +630,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -570,6 +639,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             // Redis 7.2.
@@ -579,6 +649,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -587,6 +658,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -595,6 +667,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -603,6 +676,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -611,6 +685,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -619,6 +694,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -627,6 +703,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -635,6 +712,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -643,6 +721,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -651,6 +730,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -659,6 +739,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
         ],
@@ -670,6 +751,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::NONE,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[
             Command {
                 name: "count",
@@ -677,6 +759,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::NONE,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -685,6 +768,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::NONE,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -693,6 +777,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::NONE,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -701,6 +786,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::NONE,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -709,6 +795,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::NONE,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -717,6 +804,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::NONE,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -725,6 +813,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::NONE,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
         ],
@@ -735,6 +824,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::ADMIN.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[
             Command {
                 name: "get",
@@ -742,6 +832,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -750,6 +841,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -758,6 +850,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -766,6 +859,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -774,6 +868,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
         ],
@@ -784,6 +879,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -792,6 +888,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     // Redis keeps no subcommand table for DEBUG; these are the common ones.
@@ -801,6 +898,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::ADMIN.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[
             Command {
                 name: "change-repl-id",
@@ -808,6 +906,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -816,6 +915,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -824,6 +924,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::Range { first: 2, last: -1, step: 1 },
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -832,6 +933,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -840,6 +942,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -848,6 +951,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -856,6 +960,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -864,6 +969,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -872,6 +978,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -880,6 +987,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -888,6 +996,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -896,6 +1005,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -904,6 +1014,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -912,6 +1023,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
         ],
@@ -919,25 +1031,28 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "decr",
         arity: 2,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::Decr),
         subcommands: &[],
     },
     Command {
         name: "decrby",
         arity: 3,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::DecrBy),
         subcommands: &[],
     },
     Command {
         name: "del",
         arity: -2,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::Del),
         subcommands: &[],
     },
     Command {
@@ -946,6 +1061,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::CONN_STATE,
         keys: Keys::None,
         handler: Handler::State(State::Discard),
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -954,14 +1070,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "echo",
         arity: 2,
-        flags: Flags::NONE.with(Flags::FALLBACK),
+        flags: Flags::NONE,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: Some(StoreOp::Echo),
         subcommands: &[],
     },
     // WRITE: the script may write the keys it declares.
@@ -971,6 +1089,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::DANGEROUS).with(Flags::SCRIPT),
         keys: Keys::NumKeys { numkeys_at: 2, fixed: None },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -979,6 +1098,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ.with(Flags::DANGEROUS).with(Flags::SCRIPT),
         keys: Keys::NumKeys { numkeys_at: 2, fixed: None },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     // WRITE: the script may write the keys it declares.
@@ -988,6 +1108,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::DANGEROUS).with(Flags::SCRIPT),
         keys: Keys::NumKeys { numkeys_at: 2, fixed: None },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -996,6 +1117,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ.with(Flags::DANGEROUS).with(Flags::SCRIPT),
         keys: Keys::NumKeys { numkeys_at: 2, fixed: None },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1004,30 +1126,34 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::CONN_STATE,
         keys: Keys::None,
         handler: Handler::State(State::Exec),
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "exists",
         arity: -2,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::Exists),
         subcommands: &[],
     },
     Command {
         name: "expire",
         arity: -3,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::Expire),
         subcommands: &[],
     },
     Command {
         name: "expireat",
         arity: -3,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::ExpireAt),
         subcommands: &[],
     },
     Command {
@@ -1036,6 +1162,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1044,6 +1171,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::ADMIN.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     // WRITE: the function may write the keys it declares.
@@ -1053,6 +1181,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::DANGEROUS).with(Flags::SCRIPT),
         keys: Keys::NumKeys { numkeys_at: 2, fixed: None },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1061,6 +1190,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ.with(Flags::DANGEROUS).with(Flags::SCRIPT),
         keys: Keys::NumKeys { numkeys_at: 2, fixed: None },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1069,6 +1199,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::ADMIN).with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1077,6 +1208,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1085,6 +1217,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::DANGEROUS,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[
             Command {
                 name: "delete",
@@ -1092,6 +1225,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::WRITE.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1100,6 +1234,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1108,6 +1243,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::WRITE.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1116,6 +1252,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1124,6 +1261,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS.with(Flags::OUT_OF_BAND),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1132,6 +1270,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1140,6 +1279,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::WRITE.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1148,6 +1288,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::WRITE.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1156,6 +1297,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
         ],
@@ -1166,6 +1308,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1174,6 +1317,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1182,6 +1326,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1190,6 +1335,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1198,6 +1344,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::GeoRadius,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1206,6 +1353,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1214,6 +1362,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::GeoRadius,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1222,6 +1371,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1230,6 +1380,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1238,14 +1389,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "get",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::Get),
         subcommands: &[],
     },
     Command {
@@ -1254,14 +1407,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "getdel",
         arity: 2,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::GetDel),
         subcommands: &[],
     },
     Command {
@@ -1270,6 +1425,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1278,22 +1434,25 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "getset",
         arity: 3,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::GetSet),
         subcommands: &[],
     },
     Command {
         name: "hdel",
         arity: -3,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::HDel),
         subcommands: &[],
     },
     Command {
@@ -1302,38 +1461,43 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::CONN_STATE,
         keys: Keys::None,
         handler: Handler::Local(Local::Hello),
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "hexists",
         arity: 3,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::HExists),
         subcommands: &[],
     },
     Command {
         name: "hget",
         arity: 3,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::HGet),
         subcommands: &[],
     },
     Command {
         name: "hgetall",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::HGetAll),
         subcommands: &[],
     },
     Command {
         name: "hincrby",
         arity: 4,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::HIncrBy),
         subcommands: &[],
     },
     Command {
@@ -1342,38 +1506,43 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "hkeys",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::HKeys),
         subcommands: &[],
     },
     Command {
         name: "hlen",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::HLen),
         subcommands: &[],
     },
     Command {
         name: "hmget",
         arity: -3,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::HMGet),
         subcommands: &[],
     },
     Command {
         name: "hmset",
         arity: -4,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::HMSet),
         subcommands: &[],
     },
     Command {
@@ -1382,6 +1551,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1390,14 +1560,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "hset",
         arity: -4,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::HSet),
         subcommands: &[],
     },
     Command {
@@ -1406,6 +1578,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1414,38 +1587,43 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "hvals",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::HVals),
         subcommands: &[],
     },
     Command {
         name: "incr",
         arity: 2,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::Incr),
         subcommands: &[],
     },
     Command {
         name: "incrby",
         arity: 3,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::IncrBy),
         subcommands: &[],
     },
     Command {
         name: "incrbyfloat",
         arity: 3,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::IncrByFloat),
         subcommands: &[],
     },
     Command {
@@ -1454,6 +1632,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::DANGEROUS,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1462,6 +1641,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1470,6 +1650,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::DANGEROUS,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1478,6 +1659,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::ADMIN.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[
             Command {
                 name: "doctor",
@@ -1485,6 +1667,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1493,6 +1676,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1501,6 +1685,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1509,6 +1694,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1517,6 +1703,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1525,6 +1712,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1533,6 +1721,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
         ],
@@ -1543,6 +1732,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1551,6 +1741,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1559,14 +1750,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "llen",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::LLen),
         subcommands: &[],
     },
     Command {
@@ -1575,6 +1768,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1583,6 +1777,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::NumKeys { numkeys_at: 1, fixed: None },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1591,14 +1786,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "lpop",
         arity: -2,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::LPop),
         subcommands: &[],
     },
     Command {
@@ -1607,14 +1804,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "lpush",
         arity: -3,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::LPush),
         subcommands: &[],
     },
     Command {
@@ -1623,14 +1822,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "lrange",
         arity: 4,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::LRange),
         subcommands: &[],
     },
     Command {
@@ -1639,6 +1840,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1647,6 +1849,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1655,6 +1858,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1663,6 +1867,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::DANGEROUS,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[
             Command {
                 name: "doctor",
@@ -1670,6 +1875,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1678,6 +1884,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1686,6 +1893,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1694,6 +1902,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1702,6 +1911,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1710,6 +1920,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::READ.with(Flags::DANGEROUS),
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
         ],
@@ -1717,9 +1928,10 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "mget",
         arity: -2,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::MGet),
         subcommands: &[],
     },
     Command {
@@ -1728,6 +1940,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::DANGEROUS),
         keys: Keys::Migrate,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1736,6 +1949,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::ADMIN.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[
             Command {
                 name: "help",
@@ -1743,6 +1957,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1751,6 +1966,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1759,6 +1975,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1767,6 +1984,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1775,6 +1993,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
         ],
@@ -1785,6 +2004,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::ADMIN.with(Flags::CONN_STATE).with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::State(State::Monitor),
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1793,14 +2013,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::DANGEROUS),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "mset",
         arity: -3,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: -1, step: 2 },
         handler: Handler::Forward,
+        store: Some(StoreOp::MSet),
         subcommands: &[],
     },
     Command {
@@ -1809,6 +2031,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: -1, step: 2 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1817,6 +2040,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::CONN_STATE,
         keys: Keys::None,
         handler: Handler::State(State::Multi),
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1825,6 +2049,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::DANGEROUS,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[
             Command {
                 name: "encoding",
@@ -1832,6 +2057,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::READ.with(Flags::DANGEROUS),
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1840,6 +2066,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::READ.with(Flags::DANGEROUS),
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1848,6 +2075,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1856,6 +2084,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::READ.with(Flags::DANGEROUS),
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -1864,6 +2093,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::READ.with(Flags::DANGEROUS),
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
         ],
@@ -1871,25 +2101,28 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "persist",
         arity: 2,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::Persist),
         subcommands: &[],
     },
     Command {
         name: "pexpire",
         arity: -3,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::PExpire),
         subcommands: &[],
     },
     Command {
         name: "pexpireat",
         arity: -3,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::PExpireAt),
         subcommands: &[],
     },
     Command {
@@ -1898,6 +2131,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1906,6 +2140,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1914,6 +2149,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1922,6 +2158,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::ADMIN).with(Flags::DANGEROUS),
         keys: Keys::Range { first: 2, last: 2, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1930,6 +2167,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1938,22 +2176,25 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::ADMIN.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "ping",
         arity: -1,
-        flags: Flags::NONE.with(Flags::FALLBACK),
+        flags: Flags::NONE,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: Some(StoreOp::Ping),
         subcommands: &[],
     },
     Command {
         name: "psetex",
         arity: 4,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::PSetEx),
         subcommands: &[],
     },
     Command {
@@ -1962,6 +2203,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::PUBSUB.with(Flags::CONN_STATE),
         keys: Keys::None,
         handler: Handler::State(State::Subscribe(SubKind::Pattern)),
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1970,14 +2212,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::ADMIN.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Unsupported,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "pttl",
         arity: 2,
-        flags: Flags::READ.with(Flags::FALLBACK),
+        flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::PTtl),
         subcommands: &[],
     },
     Command {
@@ -1986,6 +2230,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::PUBSUB,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -1994,6 +2239,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::PUBSUB,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[
             Command {
                 name: "channels",
@@ -2001,6 +2247,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::PUBSUB,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2009,6 +2256,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::NONE,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2017,6 +2265,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::PUBSUB,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2025,6 +2274,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::PUBSUB,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2033,6 +2283,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::PUBSUB,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2041,6 +2292,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::PUBSUB,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
         ],
@@ -2051,6 +2303,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::PUBSUB.with(Flags::CONN_STATE),
         keys: Keys::None,
         handler: Handler::State(State::Unsubscribe(SubKind::Pattern)),
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2059,6 +2312,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::CONN_STATE,
         keys: Keys::None,
         handler: Handler::Local(Local::Quit),
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2067,6 +2321,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2075,6 +2330,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::CONN_STATE,
         keys: Keys::None,
         handler: Handler::State(State::Session),
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2083,6 +2339,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::CONN_STATE,
         keys: Keys::None,
         handler: Handler::State(State::Session),
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2091,6 +2348,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2099,6 +2357,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2107,6 +2366,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::ADMIN.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Unsupported,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2115,6 +2375,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::ADMIN.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2123,6 +2384,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::CONN_STATE,
         keys: Keys::None,
         handler: Handler::Local(Local::Reset),
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2131,6 +2393,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::DANGEROUS),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2139,6 +2402,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::DANGEROUS),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2147,14 +2411,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::DANGEROUS,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "rpop",
         arity: -2,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::RPop),
         subcommands: &[],
     },
     Command {
@@ -2163,14 +2429,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "rpush",
         arity: -3,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::RPush),
         subcommands: &[],
     },
     Command {
@@ -2179,14 +2447,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "sadd",
         arity: -3,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::SAdd),
         subcommands: &[],
     },
     Command {
@@ -2195,6 +2465,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::ADMIN.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2203,14 +2474,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "scard",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::SCard),
         subcommands: &[],
     },
     Command {
@@ -2219,6 +2492,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::DANGEROUS,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[
             Command {
                 name: "debug",
@@ -2226,6 +2500,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2234,6 +2509,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2242,6 +2518,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2250,6 +2527,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2258,6 +2536,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS.with(Flags::OUT_OF_BAND),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2266,6 +2545,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
         ],
@@ -2276,6 +2556,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2284,6 +2565,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2292,14 +2574,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::CONN_STATE.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Local(Local::Select),
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "set",
         arity: -3,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::Set),
         subcommands: &[],
     },
     Command {
@@ -2308,22 +2592,25 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "setex",
         arity: 4,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::SetEx),
         subcommands: &[],
     },
     Command {
         name: "setnx",
         arity: 3,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::SetNx),
         subcommands: &[],
     },
     Command {
@@ -2332,6 +2619,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2340,6 +2628,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::ADMIN.with(Flags::DANGEROUS).with(Flags::OUT_OF_BAND),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2348,6 +2637,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2356,6 +2646,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::NumKeys { numkeys_at: 1, fixed: None },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2364,14 +2655,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "sismember",
         arity: 3,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::SIsMember),
         subcommands: &[],
     },
     Command {
@@ -2380,6 +2673,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::ADMIN.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2388,6 +2682,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::ADMIN.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[
             Command {
                 name: "get",
@@ -2395,6 +2690,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2403,6 +2699,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2411,6 +2708,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2419,6 +2717,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::ADMIN.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
         ],
@@ -2426,9 +2725,10 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "smembers",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::SMembers),
         subcommands: &[],
     },
     Command {
@@ -2437,6 +2737,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2445,6 +2746,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2453,6 +2755,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::DANGEROUS),
         keys: Keys::Sort,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2461,6 +2764,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ.with(Flags::DANGEROUS),
         keys: Keys::Sort,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2469,6 +2773,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     // Shard channels are channels, not keys.
@@ -2478,6 +2783,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::PUBSUB,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2486,14 +2792,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "srem",
         arity: -3,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::SRem),
         subcommands: &[],
     },
     Command {
@@ -2502,6 +2810,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     // Shard channels are channels, not keys.
@@ -2511,14 +2820,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::PUBSUB.with(Flags::CONN_STATE),
         keys: Keys::None,
         handler: Handler::State(State::Subscribe(SubKind::Shard)),
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "strlen",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::StrLen),
         subcommands: &[],
     },
     Command {
@@ -2527,6 +2838,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::PUBSUB.with(Flags::CONN_STATE),
         keys: Keys::None,
         handler: Handler::State(State::Subscribe(SubKind::Channel)),
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2535,6 +2847,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2543,6 +2856,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2551,6 +2865,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     // Shard channels are channels, not keys.
@@ -2560,6 +2875,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::PUBSUB.with(Flags::CONN_STATE),
         keys: Keys::None,
         handler: Handler::State(State::Unsubscribe(SubKind::Shard)),
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2568,6 +2884,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::ADMIN).with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2576,6 +2893,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::ADMIN.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Unsupported,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2584,6 +2902,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::NONE,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2592,30 +2911,34 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "ttl",
         arity: 2,
-        flags: Flags::READ.with(Flags::FALLBACK),
+        flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::Ttl),
         subcommands: &[],
     },
     Command {
         name: "type",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::Type),
         subcommands: &[],
     },
     Command {
         name: "unlink",
         arity: -2,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::Unlink),
         subcommands: &[],
     },
     Command {
@@ -2624,6 +2947,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::PUBSUB.with(Flags::CONN_STATE),
         keys: Keys::None,
         handler: Handler::State(State::Unsubscribe(SubKind::Channel)),
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2632,6 +2956,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::CONN_STATE,
         keys: Keys::None,
         handler: Handler::State(State::Unwatch),
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2640,6 +2965,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::BLOCKING,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     // Redis 7.2.
@@ -2649,6 +2975,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::BLOCKING,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2657,6 +2984,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::CONN_STATE,
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::State(State::Watch),
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2665,6 +2993,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2673,6 +3002,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2681,6 +3011,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2689,6 +3020,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2697,6 +3029,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2705,6 +3038,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::NONE,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[
             Command {
                 name: "create",
@@ -2712,6 +3046,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::WRITE,
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2720,6 +3055,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::WRITE,
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2728,6 +3064,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::WRITE,
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2736,6 +3073,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::WRITE,
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2744,6 +3082,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::NONE,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2752,6 +3091,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::WRITE,
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
         ],
@@ -2762,6 +3102,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::NONE,
         keys: Keys::None,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[
             Command {
                 name: "consumers",
@@ -2769,6 +3110,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::READ,
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2777,6 +3119,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::READ,
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2785,6 +3128,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::NONE,
                 keys: Keys::None,
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
             Command {
@@ -2793,6 +3137,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 flags: Flags::READ,
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
+                store: None,
                 subcommands: &[],
             },
         ],
@@ -2803,6 +3148,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2811,6 +3157,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2819,6 +3166,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2827,6 +3175,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ.with(Flags::MAY_BLOCK),
         keys: Keys::Streams,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2835,6 +3184,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE.with(Flags::MAY_BLOCK),
         keys: Keys::Streams,
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2843,6 +3193,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2851,6 +3202,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2859,22 +3211,25 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "zadd",
         arity: -4,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::ZAdd),
         subcommands: &[],
     },
     Command {
         name: "zcard",
         arity: 2,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::ZCard),
         subcommands: &[],
     },
     Command {
@@ -2883,6 +3238,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2891,6 +3247,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::NumKeys { numkeys_at: 1, fixed: None },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2899,14 +3256,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::NumKeys { numkeys_at: 2, fixed: Some(1) },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "zincrby",
         arity: 4,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::ZIncrBy),
         subcommands: &[],
     },
     Command {
@@ -2915,6 +3274,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::NumKeys { numkeys_at: 1, fixed: None },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2923,6 +3283,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::NumKeys { numkeys_at: 1, fixed: None },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2931,6 +3292,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::NumKeys { numkeys_at: 2, fixed: Some(1) },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2939,6 +3301,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2947,6 +3310,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::NumKeys { numkeys_at: 1, fixed: None },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2955,6 +3319,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2963,6 +3328,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2971,6 +3337,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -2979,14 +3346,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "zrange",
         arity: -4,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::ZRange),
         subcommands: &[],
     },
     Command {
@@ -2995,6 +3364,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -3003,6 +3373,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -3011,6 +3382,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     // Arity -3 since Redis 7.2 (WITHSCORE).
@@ -3020,14 +3392,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "zrem",
         arity: -3,
-        flags: Flags::WRITE.with(Flags::FALLBACK),
+        flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::ZRem),
         subcommands: &[],
     },
     Command {
@@ -3036,6 +3410,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -3044,6 +3419,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -3052,6 +3428,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -3060,6 +3437,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -3068,6 +3446,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -3076,6 +3455,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     // Arity -3 since Redis 7.2 (WITHSCORE).
@@ -3085,6 +3465,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -3093,14 +3474,16 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
         name: "zscore",
         arity: 3,
-        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::FALLBACK),
+        flags: Flags::READ.with(Flags::CACHEABLE),
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
+        store: Some(StoreOp::ZScore),
         subcommands: &[],
     },
     Command {
@@ -3109,6 +3492,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::READ,
         keys: Keys::NumKeys { numkeys_at: 1, fixed: None },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
     Command {
@@ -3117,6 +3501,7 @@ pub(super) static COMMANDS: &[Command] = &[
         flags: Flags::WRITE,
         keys: Keys::NumKeys { numkeys_at: 2, fixed: Some(1) },
         handler: Handler::Forward,
+        store: None,
         subcommands: &[],
     },
 ];

@@ -4,11 +4,11 @@
 //! [`journal`]; on recovery the journal is replayed upstream ([`replay`]),
 //! in order, before the breaker closes and traffic goes upstream again.
 //!
-//! Which commands failover serves is the command table's FALLBACK flag;
-//! anything else gets `-TRYAGAIN`. While Redis answers but refuses the
-//! replay (OOM, READONLY, …: the breaker keeps the reason), everything gets
-//! `-TRYAGAIN` with that reason instead: local memory never answers for a
-//! reachable Redis. One lock covers the store and the
+//! Failover serves the commands the command table gives a store handler
+//! (`Command::store`); anything else gets `-TRYAGAIN`. While Redis answers
+//! but refuses the replay (OOM, READONLY, …: the breaker keeps the reason),
+//! everything gets `-TRYAGAIN` with that reason instead: local memory never
+//! answers for a reachable Redis. One lock covers the store and the
 //! journal, and the breaker closes under it, so a write is either journaled
 //! before the last replay round or sent upstream after it — never stranded.
 //!
@@ -204,7 +204,7 @@ impl Failover {
         proto: Proto,
         scratch: &mut Scratch,
     ) -> Option<Bytes> {
-        let Some(cmd) = cmd.filter(|c| c.flags.contains(Flags::FALLBACK)) else {
+        let Some(cmd) = cmd.filter(|c| c.store.is_some()) else {
             observe::failover_command("refused");
             return Some(unavailable(args));
         };
@@ -236,7 +236,7 @@ impl Failover {
             seed::from_cache(&self.cache, &mut local.store, key, now_ms, &mut scratch.shape);
         }
         if !cmd.flags.contains(Flags::WRITE) {
-            return local.store.execute(cmd.name, args, proto, now_ms);
+            return local.store.execute(cmd, args, proto, now_ms);
         }
         if !local.journal.has_room(request.len()) {
             return Some(encode::error(
@@ -246,7 +246,7 @@ impl Failover {
         for key in scratch.keys.iter().filter_map(|&i| args.get(i)) {
             self.cache.invalidate(key);
         }
-        let reply = local.store.execute(cmd.name, args, proto, now_ms)?;
+        let reply = local.store.execute(cmd, args, proto, now_ms)?;
         if !reply.starts_with(b"-") {
             // A file error is logged by the journal; the entry is in memory.
             let _ = local.journal.append(Bytes::copy_from_slice(request));
@@ -255,7 +255,8 @@ impl Failover {
     }
 
     /// A single-key read the near-cache answers exactly, when the store
-    /// has not taken the key over.
+    /// has not taken the key over. (A one-key MGET finds no reply of its
+    /// shape: the near-cache keeps MGET per key, as GETs.)
     fn cached(
         &self,
         local: &Local,
@@ -265,7 +266,7 @@ impl Failover {
         now_ms: i64,
         scratch: &mut Scratch,
     ) -> Option<Bytes> {
-        if !cmd.flags.contains(Flags::CACHEABLE) || cmd.name == "mget" || scratch.keys.len() != 1 {
+        if !cmd.flags.contains(Flags::CACHEABLE) || scratch.keys.len() != 1 {
             return None;
         }
         let key_index = scratch.keys[0];
@@ -295,7 +296,7 @@ fn rebuild(store: &mut Store, entries: &[Bytes]) {
         }
         let args = Args::new(entry, &args);
         if let Some((_, cmd)) = args.get(0).and_then(crate::commands::lookup) {
-            let _ = store.execute(cmd.name, &args, Proto::Resp2, now_ms);
+            let _ = store.execute(cmd, &args, Proto::Resp2, now_ms);
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The local store: answers the commands the table marks FALLBACK from
-//! process memory while the upstream Redis is unreachable.
+//! The local store: answers the commands the table gives a store handler
+//! ([`StoreOp`]) from process memory while the upstream Redis is
+//! unreachable.
 //!
 //! Clients must not be able to tell it from Redis 7.0, so every reply —
 //! errors included — is byte-identical to Redis' for the same data, in RESP2
@@ -25,7 +26,7 @@ mod sets;
 mod strings;
 mod zsets;
 
-use crate::commands;
+use crate::commands::{self, Command, StoreOp};
 use crate::protocol::{Args, Proto};
 use bytes::Bytes;
 use data::{Data, Kind, Map, ELEMENT_OVERHEAD, ENTRY_OVERHEAD};
@@ -188,78 +189,69 @@ impl<'a> Ctx<'a> {
 
 type Handler = fn(&mut Store, &Ctx) -> Reply;
 
-/// A command the store serves.
-struct Spec {
-    name: &'static str,
-    run: Handler,
-    /// May add bytes (a write that is not a pure delete).
-    grows: bool,
+/// The handler of `op`, and whether it may add bytes (a write that is not
+/// a pure delete).
+fn handler_of(op: StoreOp) -> (Handler, bool) {
+    match op {
+        StoreOp::Append => (strings::append, true),
+        StoreOp::Decr => (strings::decr, true),
+        StoreOp::DecrBy => (strings::decrby, true),
+        StoreOp::Del => (keyspace::del, false),
+        StoreOp::Echo => (keyspace::echo, false),
+        StoreOp::Exists => (keyspace::exists, false),
+        StoreOp::Expire => (keyspace::expire, false),
+        StoreOp::ExpireAt => (keyspace::expireat, false),
+        StoreOp::Get => (strings::get, false),
+        StoreOp::GetDel => (strings::getdel, false),
+        StoreOp::GetSet => (strings::getset, true),
+        StoreOp::HDel => (hashes::hdel, false),
+        StoreOp::HExists => (hashes::hexists, false),
+        StoreOp::HGet => (hashes::hget, false),
+        StoreOp::HGetAll => (hashes::hgetall, false),
+        StoreOp::HIncrBy => (hashes::hincrby, true),
+        StoreOp::HKeys => (hashes::hkeys, false),
+        StoreOp::HLen => (hashes::hlen, false),
+        StoreOp::HMGet => (hashes::hmget, false),
+        StoreOp::HMSet => (hashes::hmset, true),
+        StoreOp::HSet => (hashes::hset, true),
+        StoreOp::HVals => (hashes::hvals, false),
+        StoreOp::Incr => (strings::incr, true),
+        StoreOp::IncrBy => (strings::incrby, true),
+        StoreOp::IncrByFloat => (strings::incrbyfloat, true),
+        StoreOp::LLen => (lists::llen, false),
+        StoreOp::LPop => (lists::lpop, false),
+        StoreOp::LPush => (lists::lpush, true),
+        StoreOp::LRange => (lists::lrange, false),
+        StoreOp::MGet => (strings::mget, false),
+        StoreOp::MSet => (strings::mset, true),
+        StoreOp::Persist => (keyspace::persist, false),
+        StoreOp::PExpire => (keyspace::pexpire, false),
+        StoreOp::PExpireAt => (keyspace::pexpireat, false),
+        StoreOp::Ping => (keyspace::ping, false),
+        StoreOp::PSetEx => (strings::psetex, true),
+        StoreOp::PTtl => (keyspace::pttl, false),
+        StoreOp::RPop => (lists::rpop, false),
+        StoreOp::RPush => (lists::rpush, true),
+        StoreOp::SAdd => (sets::sadd, true),
+        StoreOp::SCard => (sets::scard, false),
+        StoreOp::Set => (strings::set, true),
+        StoreOp::SetEx => (strings::setex, true),
+        StoreOp::SetNx => (strings::setnx, true),
+        StoreOp::SIsMember => (sets::sismember, false),
+        StoreOp::SMembers => (sets::smembers, false),
+        StoreOp::SRem => (sets::srem, false),
+        StoreOp::StrLen => (strings::strlen, false),
+        StoreOp::Ttl => (keyspace::ttl, false),
+        StoreOp::Type => (keyspace::type_of, false),
+        StoreOp::Unlink => (keyspace::del, false),
+        StoreOp::ZAdd => (zsets::zadd, true),
+        StoreOp::ZCard => (zsets::zcard, false),
+        StoreOp::ZIncrBy => (zsets::zincrby, true),
+        StoreOp::ZRange => (zsets::zrange, false),
+        StoreOp::ZRem => (zsets::zrem, false),
+        StoreOp::ZScore => (zsets::zscore, false),
+    }
 }
-
-const fn spec(name: &'static str, run: Handler, grows: bool) -> Spec {
-    Spec { name, run, grows }
-}
-
-/// Every command served, sorted by name (binary-searched).
-const COMMANDS: &[Spec] = &[
-    spec("append", strings::append, true),
-    spec("decr", strings::decr, true),
-    spec("decrby", strings::decrby, true),
-    spec("del", keyspace::del, false),
-    spec("echo", keyspace::echo, false),
-    spec("exists", keyspace::exists, false),
-    spec("expire", keyspace::expire, false),
-    spec("expireat", keyspace::expireat, false),
-    spec("get", strings::get, false),
-    spec("getdel", strings::getdel, false),
-    spec("getset", strings::getset, true),
-    spec("hdel", hashes::hdel, false),
-    spec("hexists", hashes::hexists, false),
-    spec("hget", hashes::hget, false),
-    spec("hgetall", hashes::hgetall, false),
-    spec("hincrby", hashes::hincrby, true),
-    spec("hkeys", hashes::hkeys, false),
-    spec("hlen", hashes::hlen, false),
-    spec("hmget", hashes::hmget, false),
-    spec("hmset", hashes::hset, true),
-    spec("hset", hashes::hset, true),
-    spec("hvals", hashes::hvals, false),
-    spec("incr", strings::incr, true),
-    spec("incrby", strings::incrby, true),
-    spec("incrbyfloat", strings::incrbyfloat, true),
-    spec("llen", lists::llen, false),
-    spec("lpop", lists::lpop, false),
-    spec("lpush", lists::lpush, true),
-    spec("lrange", lists::lrange, false),
-    spec("mget", strings::mget, false),
-    spec("mset", strings::mset, true),
-    spec("persist", keyspace::persist, false),
-    spec("pexpire", keyspace::pexpire, false),
-    spec("pexpireat", keyspace::pexpireat, false),
-    spec("ping", keyspace::ping, false),
-    spec("psetex", strings::psetex, true),
-    spec("pttl", keyspace::pttl, false),
-    spec("rpop", lists::rpop, false),
-    spec("rpush", lists::rpush, true),
-    spec("sadd", sets::sadd, true),
-    spec("scard", sets::scard, false),
-    spec("set", strings::set, true),
-    spec("setex", strings::setex, true),
-    spec("setnx", strings::setnx, true),
-    spec("sismember", sets::sismember, false),
-    spec("smembers", sets::smembers, false),
-    spec("srem", sets::srem, false),
-    spec("strlen", strings::strlen, false),
-    spec("ttl", keyspace::ttl, false),
-    spec("type", keyspace::type_of, false),
-    spec("unlink", keyspace::del, false),
-    spec("zadd", zsets::zadd, true),
-    spec("zcard", zsets::zcard, false),
-    spec("zincrby", zsets::zincrby, true),
-    spec("zrange", zsets::zrange, false),
-    spec("zrem", zsets::zrem, false),
-    spec("zscore", zsets::zscore, false),
-];
 
 /// A write was refused: it would have taken the store over its budget.
 struct OutOfMemory;
@@ -279,16 +271,15 @@ impl Store {
         self.doubles = Doubles::of(name, version);
     }
 
-    /// Runs one command. `name` is the command table's lower-case name
-    /// ("get", "zadd", …) and `args` the whole request (`args.get(0)` is the
-    /// command name as the client spelled it). `now_ms` is unix time in
-    /// milliseconds. Returns the encoded RESP reply for `proto`, or `None`
-    /// when the store does not implement `name`.
-    pub fn execute(&mut self, name: &str, args: &Args, proto: Proto, now_ms: i64) -> Option<Bytes> {
-        let spec = COMMANDS.binary_search_by(|s| s.name.cmp(name)).ok().and_then(|i| COMMANDS.get(i))?;
-        let (_, cmd) = commands::lookup(name.as_bytes())?;
+    /// Runs one command. `cmd` is the request's command table entry and
+    /// `args` the whole request (`args.get(0)` is the command name as the
+    /// client spelled it). `now_ms` is unix time in milliseconds. Returns the
+    /// encoded RESP reply for `proto`, or `None` when the store does not
+    /// serve `cmd` (it has no [`StoreOp`]).
+    pub fn execute(&mut self, cmd: &Command, args: &Args, proto: Proto, now_ms: i64) -> Option<Bytes> {
+        let op = cmd.store?;
         if !cmd.arity_ok(args.len()) {
-            return Some(reply::arity_error(name));
+            return Some(reply::arity_error(cmd.name));
         }
         let mut positions = Vec::new();
         if commands::key_indices(cmd, args, &mut positions).is_err() {
@@ -297,9 +288,9 @@ impl Store {
         let mut keys: Vec<&[u8]> = positions.iter().filter_map(|&i| args.get(i)).collect();
         keys.sort_unstable();
         keys.dedup();
-        let ctx = Ctx { args: *args, proto, doubles: self.doubles, now: now_ms, name };
-        let reply = match self.run(spec, &ctx, &keys) {
-            Err(OutOfMemory) if self.sweep_expired(now_ms) => self.run(spec, &ctx, &keys),
+        let ctx = Ctx { args: *args, proto, doubles: self.doubles, now: now_ms, name: cmd.name };
+        let reply = match self.run(op, &ctx, &keys) {
+            Err(OutOfMemory) if self.sweep_expired(now_ms) => self.run(op, &ctx, &keys),
             done => done,
         };
         Some(reply.unwrap_or_else(|OutOfMemory| reply::error(reply::OOM)))
@@ -351,13 +342,14 @@ impl Store {
         self.used
     }
 
-    /// Runs `spec` with the accounting of the keys it touches; undoes it and
+    /// Runs `op` with the accounting of the keys it touches; undoes it and
     /// reports `OutOfMemory` if it took the store over budget.
-    fn run(&mut self, spec: &Spec, ctx: &Ctx, keys: &[&[u8]]) -> Result<Bytes, OutOfMemory> {
+    fn run(&mut self, op: StoreOp, ctx: &Ctx, keys: &[&[u8]]) -> Result<Bytes, OutOfMemory> {
+        let (handler, grows) = handler_of(op);
         let used_before = self.used;
         let before = self.size_of(keys);
-        let snapshot = (spec.grows && self.may_exceed(ctx, keys.len())).then(|| self.snapshot(keys));
-        let reply = (spec.run)(self, ctx).unwrap_or_else(|error| error);
+        let snapshot = (grows && self.may_exceed(ctx, keys.len())).then(|| self.snapshot(keys));
+        let reply = handler(self, ctx).unwrap_or_else(|error| error);
         for key in keys {
             if self.entries.get(*key).is_some_and(|e| e.data.is_empty_collection()) {
                 self.entries.remove(*key);
@@ -484,7 +476,6 @@ fn index_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::Flags;
 
     const NOW: i64 = 1_700_000_000_000;
 
@@ -494,8 +485,8 @@ mod tests {
 
     fn run_proto(store: &mut Store, parts: &[&str], now: i64, proto: Proto) -> String {
         let (buf, ranges) = crate::protocol::laid_out(parts);
-        let name = parts[0].to_ascii_lowercase();
-        let reply = store.execute(&name, &Args::new(&buf, &ranges), proto, now).expect("served");
+        let (_, cmd) = commands::lookup(parts[0].as_bytes()).expect("known");
+        let reply = store.execute(cmd, &Args::new(&buf, &ranges), proto, now).expect("served");
         String::from_utf8_lossy(&reply).into_owned()
     }
 
@@ -504,14 +495,16 @@ mod tests {
     }
 
     #[test]
-    fn serves_exactly_the_commands_the_table_marks_fallback() {
-        assert!(COMMANDS.windows(2).all(|w| w[0].name < w[1].name), "COMMANDS must stay sorted");
-        let marked: Vec<&str> =
-            commands::all().iter().filter(|c| c.flags.contains(Flags::FALLBACK)).map(|c| c.name).collect();
-        let served: Vec<&str> = COMMANDS.iter().map(|s| s.name).collect();
-        assert_eq!(marked, served);
+    fn each_command_with_a_store_op_has_the_one_named_after_it() {
+        for cmd in commands::all() {
+            if let Some(op) = cmd.store {
+                assert_eq!(format!("{op:?}").to_ascii_lowercase(), cmd.name);
+            }
+            assert!(cmd.subcommands.iter().all(|sub| sub.store.is_none()), "{}", cmd.name);
+        }
         let (buf, ranges) = crate::protocol::laid_out(&["SCAN", "0"]);
-        assert_eq!(Store::new(1000).execute("scan", &Args::new(&buf, &ranges), Proto::Resp2, NOW), None);
+        let (_, scan) = commands::lookup(b"scan").expect("known");
+        assert_eq!(Store::new(1000).execute(scan, &Args::new(&buf, &ranges), Proto::Resp2, NOW), None);
     }
 
     #[test]

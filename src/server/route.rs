@@ -212,9 +212,6 @@ pub struct SideEffect {
     pub reply: Bytes,
 }
 
-/// Decides what to do with `args` and applies its effect on `st`.
-/// `pinned` tells whether the session currently has a pinned connection;
-/// `info` supplies the upstream's version for HELLO replies.
 /// The outcome of routing one request.
 pub struct Routed {
     /// Position in the command table (for metrics); `None` if unknown.
@@ -224,6 +221,9 @@ pub struct Routed {
     pub decision: Decision,
 }
 
+/// Decides what to do with `args` and applies its effect on `st`.
+/// `pinned` tells whether the session currently has a pinned connection;
+/// `info` supplies the upstream's version for HELLO replies.
 pub fn route(st: &mut ClientState, args: &Args, pinned: bool, info: &UpstreamInfo) -> Routed {
     let Some(name) = args.get(0) else {
         return Routed { index: None, cmd: None, decision: Decision::Silent };

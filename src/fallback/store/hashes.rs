@@ -5,9 +5,22 @@ use super::data::Hash;
 use super::num;
 use super::reply::{self, fail, Out, Reply};
 use super::{Ctx, Store};
+use bytes::Bytes;
 
-/// HSET replies with the number of new fields, HMSET with OK.
+/// HSET replies with the number of new fields.
 pub(super) fn hset(s: &mut Store, c: &Ctx) -> Reply {
+    Ok(reply::int(set_fields(s, c)?))
+}
+
+/// HMSET replies with OK.
+pub(super) fn hmset(s: &mut Store, c: &Ctx) -> Reply {
+    set_fields(s, c)?;
+    Ok(reply::ok())
+}
+
+/// Sets the field / value pairs from the third argument on; returns how
+/// many fields are new.
+fn set_fields(s: &mut Store, c: &Ctx) -> Result<i64, Bytes> {
     if c.argc() % 2 == 1 {
         return Err(reply::arity_error(c.name));
     }
@@ -16,7 +29,7 @@ pub(super) fn hset(s: &mut Store, c: &Ctx) -> Reply {
     for i in (2..c.argc()).step_by(2) {
         created += i64::from(hash.insert(c.owned(i), c.owned(i + 1)));
     }
-    Ok(if c.name == "hmset" { reply::ok() } else { reply::int(created) })
+    Ok(created)
 }
 
 pub(super) fn hget(s: &mut Store, c: &Ctx) -> Reply {
