@@ -29,47 +29,6 @@ pub enum CacheRead {
     Bypass,
 }
 
-/// Turns one reply into what the client gets (a tenant's key names
-/// stripped of the prefix).
-pub type ReplyMap = Box<dyn FnOnce(Bytes) -> Bytes + Send>;
-
-/// The replies of one client command within a pool job.
-pub enum Slot {
-    /// One reply, passed on as it is.
-    Plain,
-    /// One reply, passed through a map.
-    Map(ReplyMap),
-    /// A near-cache read: `replies` upstream replies become the client's one.
-    Fill { replies: usize, fill: Fill },
-}
-
-/// The client's replies for a job whose commands are described by `slots`:
-/// plain replies pass through, cache reads are completed (and cached).
-pub fn complete(result: JobResult, slots: Vec<Slot>) -> Bytes {
-    let mut out = BytesMut::new();
-    let mut frames = match result {
-        Ok(replies) => Ok(Frames::new(replies)),
-        Err(e) => Err(e),
-    };
-    for slot in slots {
-        let part = match (&mut frames, slot) {
-            (Ok(frames), Slot::Plain) => frames.take(1).ok_or_else(malformed),
-            (Ok(frames), Slot::Map(map)) => frames.take(1).map(map).ok_or_else(malformed),
-            (Ok(frames), Slot::Fill { replies, fill }) => match frames.take(replies) {
-                Some(part) => fill.finish(Ok(part)),
-                None => fill.finish(Err(malformed())),
-            },
-            (Err(e), Slot::Plain | Slot::Map(_)) => Err(e.clone()),
-            (Err(e), Slot::Fill { fill, .. }) => fill.finish(Err(e.clone())),
-        };
-        match part {
-            Ok(bytes) => out.extend_from_slice(&bytes),
-            Err(e) => out.extend_from_slice(&e.reply()),
-        }
-    }
-    out.freeze()
-}
-
 /// How to turn an upstream result into the client's reply, filling the
 /// cache on the way.
 pub enum Fill {
@@ -266,7 +225,8 @@ fn is_nil(reply: &[u8]) -> bool {
     reply == b"$-1\r\n" || reply == b"_\r\n"
 }
 
-fn malformed() -> UpstreamError {
+/// A reply that is not what a cached read expects.
+pub(crate) fn malformed() -> UpstreamError {
     UpstreamError::Protocol("unexpected reply shape for a cached read".into())
 }
 

@@ -4,7 +4,7 @@
 //! once they are not (a near-cache read adds its PTTL, an inline command
 //! was re-encoded).
 
-use crate::cache::read::Slot;
+use super::reply::Slot;
 use bytes::BytesMut;
 use std::ops::Range;
 

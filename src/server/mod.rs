@@ -7,10 +7,12 @@
 mod activity;
 mod batch;
 mod control;
+mod dispatch;
 mod local;
 mod pause;
 mod pins;
 mod registry;
+mod reply;
 mod route;
 mod session;
 mod shard;

@@ -5,8 +5,8 @@
 //! tenant's namespace (`tenancy::rewrite`), with the fix its reply needs.
 
 use super::activity::Activity;
+use super::reply::ReplyMap;
 use super::Shared;
-use crate::cache::read::ReplyMap;
 use crate::commands::{self, Command, Handler, Local, State};
 use crate::observe;
 use crate::protocol::request::Limits;
