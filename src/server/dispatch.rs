@@ -1,23 +1,152 @@
-//! The fate of one request, decided in one place before the session
-//! carries it out: routing (what the command does to the connection's
-//! state, and where it goes: the shared pool, the client's dedicated
-//! connection, the proxy itself), its effect on the near-cache (a write
-//! evicts what it touches), whether `CLIENT REPLY` suppresses its reply,
-//! and, while Redis is away, what failover serves from local memory
-//! instead. The session keeps the socket loop, reply ordering, batching,
-//! dedicated-connection I/O and output limits.
+//! The fate of one request, decided top to bottom in one place before the
+//! session carries it out ([`decide`]): the tenancy gate (authentication,
+//! refusals, the rewrite into the tenant's namespace), routing (what the
+//! command does to the connection's state, and where it goes: the shared
+//! pool, the client's dedicated connection, the proxy itself), its effect
+//! on the near-cache (a write evicts what it touches; a read may be
+//! answered from it), whether `CLIENT REPLY` suppresses its reply, and,
+//! while Redis is away, what failover serves from local memory instead.
+//! The result says what is owed to the client ([`Fate`]); the reply
+//! handlers it carries complete themselves (a cache fill fills the cache,
+//! a tenant's reply map strips its prefix). The session keeps the socket
+//! loop, reply ordering, batching, dedicated-connection I/O and output
+//! limits.
 
 use super::activity::Activity;
+use super::reply::{ReplyMap, Slot};
 use super::route::{route, ClientState, Decision, ReplyMode, Routed};
+use super::tenant::{self, Gate};
 use super::Shared;
+use crate::cache::read::{self, CacheRead};
 use crate::cache::Scratch;
-use crate::commands::{Command, Flags, Handler, State};
+use crate::commands::{self, Command, Flags, Handler, State};
 use crate::observe;
-use crate::protocol::{encode, Args};
-use bytes::Bytes;
+use crate::protocol::request::{self, Limits};
+use crate::protocol::{encode, Args, Proto};
+use crate::upstream::pool::JobResult;
+use bytes::{Bytes, BytesMut};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
 
-/// What to do with one request, decided before it is carried out.
-pub struct Planned {
+/// What the client is owed for one request.
+pub enum Fate {
+    /// Nothing more: a cache hit already written to the client's output.
+    Written,
+    /// This reply, in its place.
+    Ready(Bytes),
+    /// The reply to another client's identical read, in flight.
+    Wait(oneshot::Receiver<JobResult>),
+    /// Send on the shared pool: `bytes` (`None`: the request as the client
+    /// sent it), producing `replies` upstream replies, owed through `slot`.
+    Pool { bytes: Option<Bytes>, replies: usize, slot: Slot },
+    /// Carried out by the session: a dedicated connection, the proxy's own
+    /// state, a connection of its own…; its reply goes through `map`.
+    Apply { decision: Decision, map: Option<ReplyMap> },
+}
+
+/// A request's fate and how it is to be carried out.
+pub struct Dispatched {
+    pub fate: Fate,
+    /// Its reply is suppressed (CLIENT REPLY).
+    pub silent: bool,
+    /// The request as it goes upstream when the proxy rewrote it (a
+    /// tenant's namespace); `None`: as the client sent it.
+    pub rewritten: Option<Bytes>,
+    /// The protocol the client spoke before this request, if it switched
+    /// (HELLO, RESET): what it sent before must be answered first.
+    pub switched_from: Option<Proto>,
+}
+
+/// What [`decide`] works on: the session's state for this request.
+pub struct Ctx<'a> {
+    pub shared: &'a Arc<Shared>,
+    pub st: &'a mut ClientState,
+    pub tenant: &'a mut tenant::Client,
+    pub activity: &'a Activity,
+    pub scratch: &'a mut Scratch,
+    /// The request's argument ranges (re-parsed when the gate rewrites it).
+    pub ranges: &'a mut Vec<Range<usize>>,
+    /// The session holds a dedicated connection.
+    pub pinned: bool,
+    /// The client's output, when no reply is owed before this request: a
+    /// cache hit is written straight there.
+    pub out: Option<&'a mut BytesMut>,
+    pub now: Instant,
+}
+
+/// Decides the fate of `request` (one complete request, as the client sent
+/// it or re-encoded from an inline command).
+pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
+    let Ctx { shared, st, tenant, activity, scratch, ranges, pinned, out, now } = ctx;
+    let (mut rewritten, mut map) = (owned, None);
+    if shared.tenancy.enabled() {
+        let args = Args::new(rewritten.as_deref().unwrap_or(request), ranges);
+        let held = tenant::Held { multi: st.multi, state: st.needs_pin() };
+        match tenant::gate(shared, tenant, &args, st.proto, held) {
+            Gate::Pass => {}
+            Gate::Reply(reply) => {
+                // Answered by the gate (AUTH, a refusal): counted like any
+                // command.
+                observe::command(args.get(0).and_then(commands::lookup).map(|(index, _)| index));
+                return Dispatched { fate: Fate::Ready(reply), silent: false, rewritten, switched_from: None };
+            }
+            Gate::Rewrite(request, reply_map) => {
+                rewritten = Some(reparse(request, ranges));
+                map = reply_map;
+            }
+        }
+    }
+    let bytes = rewritten.as_deref().unwrap_or(request);
+    let args = Args::new(bytes, ranges);
+    let proto = st.proto;
+    let Planned { decision, silent, cache_candidate, names_redirect } =
+        plan(st, &args, bytes, pinned, shared, scratch, activity);
+    if names_redirect && map.is_none() {
+        let shared = shared.clone();
+        map = Some(Box::new(move |reply: Bytes| shared.pins.name_redirect(&reply)));
+    }
+    let cached = match cache_candidate {
+        Some(cmd) => read::plan(&shared.cache, &read::Request { cmd, args: &args, bytes, proto }, scratch, now, out),
+        None => CacheRead::Bypass,
+    };
+    let fate = match cached {
+        CacheRead::Written => Fate::Written,
+        CacheRead::Ready(reply) => Fate::Ready(reply),
+        CacheRead::Wait(rx) => Fate::Wait(rx),
+        CacheRead::Fetch { payload, replies, fill } => {
+            Fate::Pool { bytes: Some(payload.freeze()), replies, slot: Slot::Fill { replies, fill } }
+        }
+        CacheRead::Bypass if matches!(decision, Decision::Pool) => {
+            Fate::Pool { bytes: rewritten.clone(), replies: 1, slot: map.map_or(Slot::Plain, Slot::Map) }
+        }
+        CacheRead::Bypass => Fate::Apply { decision, map },
+    };
+    let switched_from = (st.proto != proto).then_some(proto);
+    Dispatched { fate, silent, rewritten, switched_from }
+}
+
+/// Makes `request` (a multibulk the proxy encoded) the one whose argument
+/// ranges are in `ranges`.
+pub fn reparse(request: Bytes, ranges: &mut Vec<Range<usize>>) -> Bytes {
+    /// The proxy's own encoding of a request it accepted: no limit applies.
+    const UNLIMITED: Limits = Limits {
+        max_bulk_len: usize::MAX,
+        // Compared as an i64.
+        max_multibulk_len: i64::MAX as usize,
+        max_inline_len: usize::MAX,
+        max_request_len: usize::MAX,
+        unauthenticated: false,
+    };
+    let mut unused = Vec::new();
+    // Our own encoding always parses.
+    let _ = request::parse(&request, &UNLIMITED, ranges, &mut unused);
+    request
+}
+
+/// What routing made of one request.
+struct Planned {
     pub decision: Decision,
     /// Its reply is suppressed (CLIENT REPLY).
     pub silent: bool,
@@ -34,7 +163,7 @@ pub struct Planned {
 /// evicts what it touches), and tells whether its reply is suppressed by
 /// CLIENT REPLY. In failover mode, requests that would go upstream are
 /// answered from local memory.
-pub fn plan(
+fn plan(
     st: &mut ClientState,
     args: &Args,
     request: &[u8],

@@ -10,17 +10,16 @@
 
 use super::activity::Activity;
 use super::batch::{Batch, Source};
-use super::dispatch::{plan, Planned};
+use super::dispatch::{self, Ctx, Dispatched, Fate};
 use super::local;
 use super::pins;
 use super::registry::{self, Caller};
 use super::reply::{pool_replies, ReplyMap, Slot};
 use super::route::{ClientState, ClientsOp, Decision, Login, SideEffect};
 use super::socket::ClientWriter;
-use super::tenant::{self, Gate};
+use super::tenant;
 use super::{Pools, Shared};
-use crate::cache::read::CacheRead;
-use crate::cache::{self, Scratch};
+use crate::cache::Scratch;
 use crate::observe;
 use crate::protocol::frame::{pubsub, PubSub};
 use crate::protocol::request::{self, Parsed};
@@ -300,93 +299,50 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             };
             let range = consumed..consumed + len;
             consumed += len;
-            let mut owned = owned;
-            let mut map = None;
-            if self.shared.tenancy.enabled() {
-                let request = owned.as_deref().unwrap_or(&input[range.clone()]);
-                let args = Args::new(request, &self.args);
-                let held = tenant::Held { multi: self.st.multi, state: self.st.needs_pin() };
-                match tenant::gate(&self.shared, &mut self.tenant, &args, self.st.proto, held) {
-                    Gate::Pass => {}
-                    Gate::Reply(reply) => {
-                        // Answered by the gate (AUTH, a refusal): counted
-                        // like any command.
-                        observe::command(args.get(0).and_then(crate::commands::lookup).map(|(index, _)| index));
-                        self.flush_batch(&input, now);
-                        self.pending.push_back(Pending::Ready(reply));
-                        continue;
-                    }
-                    Gate::Rewrite(rewritten, reply_map) => {
-                        owned = Some(self.reparse(rewritten));
-                        map = reply_map;
-                    }
-                }
-            }
-            if self.shared.pause.active() {
-                // CLIENT PAUSE: what the pause holds waits here, after what
-                // the client sent before it has gone out.
-                let args = Args::new(owned.as_deref().unwrap_or(&input[range.clone()]), &self.args);
-                let cmd = args.get(0).and_then(crate::commands::lookup).map(|(_, parent)| parent.resolve(&args));
-                if cmd.is_some_and(|cmd| self.shared.pause.holds(cmd)) {
-                    self.flush_batch(&input, now);
-                    self.shared.pause.wait().await;
-                }
-            }
-            if self.shared.failover.draining() {
-                // The journal's last round is being replayed: wait for it,
-                // so the journal stops growing and the circuit can close.
-                self.flush_batch(&input, now);
-                self.shared.failover.wait_drained(self.shared.upstream.request_timeout).await;
-            }
             let request = owned.as_deref().unwrap_or(&input[range.clone()]);
-            let args = Args::new(request, &self.args);
-            let pinned = self.pinned.is_some();
-            let proto = self.st.proto;
-            let Planned { decision, silent, cache_candidate, names_redirect } =
-                plan(&mut self.st, &args, request, pinned, &self.shared, &mut self.scratch, &self.activity);
-            if names_redirect && map.is_none() {
-                let shared = self.shared.clone();
-                map = Some(Box::new(move |reply: Bytes| shared.pins.name_redirect(&reply)));
-            }
-            let cached = match cache_candidate {
-                Some(cmd) => {
-                    // With no reply owed before this one, a hit goes
-                    // straight to the write buffer.
-                    let owed = !self.pending.is_empty() || !self.batch.is_empty();
-                    let out = (!owed).then_some(&mut self.wbuf);
-                    let read = cache::read::Request { cmd, args: &args, bytes: request, proto };
-                    cache::read::plan(&self.shared.cache, &read, &mut self.scratch, now, out)
-                }
-                None => CacheRead::Bypass,
+            self.wait_for_pause_and_drain(&input, request, now).await;
+            // With no reply owed before this one, a hit goes straight to
+            // the write buffer.
+            let owed = !self.pending.is_empty() || !self.batch.is_empty();
+            let ctx = Ctx {
+                shared: &self.shared,
+                st: &mut self.st,
+                tenant: &mut self.tenant,
+                activity: &self.activity,
+                scratch: &mut self.scratch,
+                ranges: &mut self.args,
+                pinned: self.pinned.is_some(),
+                out: (!owed).then_some(&mut self.wbuf),
+                now,
             };
-            if self.st.proto != proto {
-                self.switch_pools(&input, proto, now).await;
+            let input_request = if owned.is_some() { &[][..] } else { &input[range.clone()] };
+            let Dispatched { fate, silent, rewritten, switched_from } = dispatch::decide(ctx, input_request, owned);
+            if let Some(old) = switched_from {
+                self.switch_pools(&input, old, now).await;
             }
-            match cached {
-                CacheRead::Written => {}
-                CacheRead::Ready(reply) => {
+            match fate {
+                Fate::Written => {}
+                Fate::Ready(reply) => {
                     self.flush_batch(&input, now);
-                    self.pending.push_back(Pending::Ready(reply));
+                    if !silent {
+                        self.pending.push_back(Pending::Ready(reply));
+                    }
                 }
-                CacheRead::Wait(rx) => {
+                Fate::Wait(rx) => {
                     self.flush_batch(&input, now);
                     self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
                     self.in_flight += 1;
                 }
-                CacheRead::Fetch { payload, replies, fill } => {
-                    let slot = Slot::Fill { replies, fill };
-                    self.batch_add(&input, Source::Bytes(&payload), replies, slot, silent, now);
-                }
-                CacheRead::Bypass if matches!(decision, Decision::Pool) => {
-                    let source = match &owned {
+                Fate::Pool { bytes, replies, slot } => {
+                    let source = match &bytes {
                         Some(bytes) => Source::Bytes(bytes),
                         None => Source::Input(range),
                     };
-                    let slot = map.map_or(Slot::Plain, Slot::Map);
-                    self.batch_add(&input, source, 1, slot, silent, now);
+                    self.batch_add(&input, source, replies, slot, silent, now);
                 }
-                CacheRead::Bypass => {
+                Fate::Apply { decision, map } => {
                     self.flush_batch(&input, now);
+                    let request = rewritten.as_deref().unwrap_or(&input[range]);
                     self.apply(decision, request, silent, now, map).await;
                 }
             }
@@ -411,16 +367,26 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     fn reencode_inline(&mut self) -> Bytes {
         let mut buf = BytesMut::new();
         encode::command(&mut buf, self.inline.iter().map(Vec::as_slice));
-        self.reparse(buf.freeze())
+        dispatch::reparse(buf.freeze(), &mut self.args)
     }
 
-    /// Makes `request` (a multibulk the proxy encoded) the one being
-    /// handled.
-    fn reparse(&mut self, request: Bytes) -> Bytes {
-        let mut unused = Vec::new();
-        // Our own encoding always parses.
-        let _ = request::parse(&request, &self.shared.limits, &mut self.args, &mut unused);
-        request
+    /// CLIENT PAUSE and the failover journal's last round hold requests
+    /// back: what the client sent before goes out, then the request waits.
+    async fn wait_for_pause_and_drain(&mut self, input: &[u8], request: &[u8], now: Instant) {
+        if self.shared.pause.active() {
+            let args = Args::new(request, &self.args);
+            let cmd = args.get(0).and_then(crate::commands::lookup).map(|(_, parent)| parent.resolve(&args));
+            if cmd.is_some_and(|cmd| self.shared.pause.holds(cmd)) {
+                self.flush_batch(input, now);
+                self.shared.pause.wait().await;
+            }
+        }
+        if self.shared.failover.draining() {
+            // The journal's last round is being replayed: wait for it, so
+            // the journal stops growing and the circuit can close.
+            self.flush_batch(input, now);
+            self.shared.failover.wait_drained(self.shared.upstream.request_timeout).await;
+        }
     }
 
     fn protocol_error(&mut self, e: ProtocolError) {
