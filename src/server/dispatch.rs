@@ -78,6 +78,7 @@ pub struct Ctx<'a> {
 
 /// Decides the fate of `request` (one complete request, as the client sent
 /// it or re-encoded from an inline command).
+#[inline(always)]
 pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
     let Ctx { shared, st, tenant, activity, scratch, ranges, pinned, out, now } = ctx;
     let (mut rewritten, mut map) = (owned, None);
@@ -163,6 +164,7 @@ struct Planned {
 /// evicts what it touches), and tells whether its reply is suppressed by
 /// CLIENT REPLY. In failover mode, requests that would go upstream are
 /// answered from local memory.
+#[inline(always)]
 fn plan(
     st: &mut ClientState,
     args: &Args,

@@ -159,7 +159,7 @@ pub enum Decision {
     /// Reply, then close the connection (QUIT).
     Close(Bytes),
     /// Act on another client of the proxy (CLIENT KILL, CLIENT UNBLOCK).
-    Clients(ClientsOp),
+    Clients(Box<ClientsOp>),
     /// Have Redis check these credentials by opening the client's
     /// dedicated connection as that user (`server.auth = "upstream"`).
     Authenticate(Box<Login>),
@@ -363,17 +363,17 @@ fn local_command(st: &mut ClientState, local: Local, args: &Args, pinned: bool, 
         },
         Local::ClientReply => client_reply(st, args.get(2).unwrap_or_default()),
         Local::ClientKill => match registry::KillFilter::parse(args) {
-            Ok(filter) => Decision::Clients(ClientsOp::Kill(filter)),
+            Ok(filter) => Decision::Clients(Box::new(ClientsOp::Kill(filter))),
             Err(err) => Decision::Reply(err),
         },
         Local::ClientUnblock => client_unblock(args),
         Local::ClientList => match registry::ListFilter::parse(args) {
-            Ok(filter) => Decision::Clients(ClientsOp::List(filter)),
+            Ok(filter) => Decision::Clients(Box::new(ClientsOp::List(filter))),
             Err(err) => Decision::Reply(err),
         },
-        Local::ClientInfo => Decision::Clients(ClientsOp::Info),
+        Local::ClientInfo => Decision::Clients(Box::new(ClientsOp::Info)),
         Local::ClientPause => client_pause(args),
-        Local::ClientUnpause => Decision::Clients(ClientsOp::Unpause),
+        Local::ClientUnpause => Decision::Clients(Box::new(ClientsOp::Unpause)),
     }
 }
 
@@ -390,7 +390,7 @@ fn client_pause(args: &Args) -> Decision {
         (4, Some(b"write")) => true,
         _ => return Decision::Reply(encode::error("ERR syntax error")),
     };
-    Decision::Clients(ClientsOp::Pause { timeout: std::time::Duration::from_millis(ms), writes_only })
+    Decision::Clients(Box::new(ClientsOp::Pause { timeout: std::time::Duration::from_millis(ms), writes_only }))
 }
 
 /// `CLIENT UNBLOCK <id> [TIMEOUT|ERROR]`, the id the proxy gave the client.
@@ -404,7 +404,7 @@ fn client_unblock(args: &Args) -> Decision {
         Some(_) => return Decision::Reply(encode::error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")),
     };
     match u64::try_from(id) {
-        Ok(id) if args.len() <= 4 => Decision::Clients(ClientsOp::Unblock { id, error }),
+        Ok(id) if args.len() <= 4 => Decision::Clients(Box::new(ClientsOp::Unblock { id, error })),
         Ok(_) => Decision::Reply(encode::error("ERR syntax error")),
         Err(_) => Decision::Reply(local::integer(0)),
     }

@@ -299,8 +299,10 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             };
             let range = consumed..consumed + len;
             consumed += len;
-            let request = owned.as_deref().unwrap_or(&input[range.clone()]);
-            self.wait_for_pause_and_drain(&input, request, now).await;
+            if self.shared.pause.active() || self.shared.failover.draining() {
+                let request = owned.as_deref().unwrap_or(&input[range.clone()]);
+                self.wait_for_pause_and_drain(&input, request, now).await;
+            }
             // With no reply owed before this one, a hit goes straight to
             // the write buffer.
             let owed = !self.pending.is_empty() || !self.batch.is_empty();
@@ -454,7 +456,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 let entry = Pending::Pinned { remaining: replies, silent, discard: false, deadline, map };
                 self.send_pinned(request, entry).await;
             }
-            Decision::Clients(op) => self.clients(op, silent, now),
+            Decision::Clients(op) => self.clients(*op, silent, now),
             Decision::Authenticate(login) => self.authenticate(*login, silent).await,
             Decision::OutOfBand => self.send_out_of_band(Bytes::copy_from_slice(request), silent, now),
             Decision::PinnedSideEffect(effect) => {
