@@ -126,3 +126,75 @@ fn cache_policies_and_breaker_settings_apply_live() {
         proxy.reload("[[cache.policy]]\npattern = \"session:*\"\ncache = false\n[breaker]\nfailure_threshold = 9\n");
     assert!(again.contains("\"applied\":[]"), "reloading the same file changes nothing: {again}");
 }
+
+/// The raw response to a request with the token: status line and headers
+/// (names lowercased) and body.
+fn admin_raw(proxy: &Proxy, method: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(proxy.admin).expect("admin connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).expect("write");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    format!("{}\r\n\r\n{body}", head.to_ascii_lowercase())
+}
+
+#[test]
+fn admin_answers_401_404_and_405_and_sends_json() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start_with(redis.port, &format!("[admin]\ntoken = \"{TOKEN}\"\n"));
+    // Without the token nothing is learnt, not even which paths exist.
+    for (method, path) in
+        [("GET", "/nope"), ("GET", "/config/reload"), ("DELETE", "/metrics"), ("POST", "/cache/invalidate")]
+    {
+        for headers in ["", "Authorization: Bearer not-the-token-at-all\r\n", "Authorization: Basic dG9rZW4=\r\n"] {
+            let (status, body) = http_with(proxy.admin, method, path, headers);
+            assert_eq!(status, 401, "{method} {path} {headers:?}: {body}");
+            let body: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+            assert_eq!(body["error"], "Authorization: Bearer <admin.token> required");
+        }
+    }
+    assert_eq!(common::http(proxy.admin, "POST", "/health"), (405, "method not allowed\n".to_string()));
+    assert_eq!(admin(&proxy, "GET", "/nope"), (404, "not found\n".to_string()));
+    assert_eq!(admin(&proxy, "GET", "/metrics/"), (404, "not found\n".to_string()));
+    for (method, path) in
+        [("GET", "/config/reload"), ("POST", "/metrics"), ("PUT", "/clients"), ("GET", "/cache/invalidate")]
+    {
+        assert_eq!(admin(&proxy, method, path), (405, "method not allowed\n".to_string()), "{method} {path}");
+    }
+    let (status, body) = admin(&proxy, "POST", "/cache/invalidate?other=1");
+    assert_eq!((status, body.as_str()), (400, "{\"error\":\"pattern query parameter required\"}\n"));
+    let (status, body) = admin(&proxy, "POST", "/cache/invalidate?pattern=bin%FF*");
+    assert_eq!((status, body.as_str()), (400, "{\"error\":\"pattern must be UTF-8 once percent-decoded\"}\n"));
+    let (status, body) = admin(&proxy, "POST", "/cache/invalidate?pattern=%22no%5C*%22+such");
+    assert_eq!((status, body.as_str()), (200, "{\"invalidated\":0}\n"));
+
+    let clients = admin_raw(&proxy, "GET", "/clients");
+    assert!(clients.starts_with("http/1.1 200 ok\r\n"), "{clients}");
+    assert!(clients.contains("\r\ncontent-type: application/json\r\n"), "{clients}");
+    let metrics = admin_raw(&proxy, "GET", "/metrics");
+    assert!(metrics.contains("\r\ncontent-type: text/plain; version=0.0.4\r\n"), "{metrics}");
+    let missing = admin_raw(&proxy, "GET", "/nope");
+    assert!(missing.starts_with("http/1.1 404 not found\r\n"), "{missing}");
+    assert!(missing.contains("\r\ncontent-type: text/plain; charset=utf-8\r\n"), "{missing}");
+}
+
+/// A reload error quotes the offending line (quotes, a backslash, newlines):
+/// the body stays one JSON object with the message intact.
+#[test]
+fn reload_errors_are_escaped_json() {
+    let redis = RedisServer::start();
+    let good = format!("[admin]\ntoken = \"{TOKEN}\"\n");
+    let proxy = Proxy::start_with(redis.port, &good);
+    let (status, body) = reload(&proxy, &format!("{good}[breaker]\nfailure_threshold = 'say \"hi\" \\ bye'\n"));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.ends_with("}\n") && body.matches('\n').count() == 1, "{body:?}");
+    let parsed: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+    assert_eq!(parsed["result"], "error", "{body}");
+    let error = parsed["error"].as_str().expect("an error message");
+    assert!(error.contains("failure_threshold") && error.contains("\"hi\"") && error.contains('\\'), "{error}");
+    assert_eq!(parsed.as_object().map(|o| o.len()), Some(2), "{body}");
+}

@@ -398,7 +398,10 @@ mod tests {
         assert_eq!(loaded, vec![cmd(&["INCR", "c"]), cmd(&["LPUSH", "l", "a b"])]);
         assert_eq!(j.len(), 2);
         assert_eq!(j.marker(), marker, "entries left to replay keep their journal's id");
-        assert_eq!(std::fs::metadata(&path).expect("meta").len() as usize, loaded.iter().map(Bytes::len).sum());
+        assert_eq!(
+            std::fs::metadata(&path).expect("meta").len() as usize,
+            loaded.iter().map(Bytes::len).sum::<usize>()
+        );
     }
 
     #[test]
