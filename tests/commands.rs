@@ -1228,6 +1228,19 @@ fn client_list_and_info_describe_the_proxys_clients() {
     let upstream: String = redis::cmd("CLIENT").arg("LIST").query(&mut redis.direct()).expect("CLIENT LIST");
     assert!(!upstream.contains("web-1"), "Redis sees the proxy's connections, not its clients");
 
+    // `t` for a tracking client only, not for other state held for the
+    // whole session (CLIENT NO-EVICT).
+    let mut tracked = proxy.raw();
+    assert_eq!(tracked.call(&["CLIENT", "TRACKING", "on"]), "+OK\r\n");
+    let flags = tracked.call(&["CLIENT", "INFO"]);
+    assert_eq!(field(flags.lines().nth(1).expect("a line"), "flags"), "t", "{flags}");
+    assert_eq!(tracked.call(&["CLIENT", "TRACKING", "off"]), "+OK\r\n");
+    let flags = tracked.call(&["CLIENT", "INFO"]);
+    assert_eq!(field(flags.lines().nth(1).expect("a line"), "flags"), "N", "{flags}");
+    assert_eq!(tracked.call(&["CLIENT", "NO-EVICT", "on"]), "+OK\r\n");
+    let flags = tracked.call(&["CLIENT", "INFO"]);
+    assert_eq!(field(flags.lines().nth(1).expect("a line"), "flags"), "N", "{flags}");
+
     // KILL by filters.
     assert_eq!(app.call(&["CLIENT", "KILL", "USER", "nobody"]), "-ERR No such user 'nobody'\r\n");
     assert_eq!(app.call(&["CLIENT", "KILL", "TYPE", "master"]), ":0\r\n");
@@ -1243,7 +1256,7 @@ fn client_list_and_info_describe_the_proxys_clients() {
     assert!(third.is_closed());
     let mut fourth = proxy.raw();
     assert_eq!(fourth.call(&["PING"]), "+PONG\r\n");
-    assert_eq!(app.call(&["CLIENT", "KILL", "LADDR", &peer, "USER", "default"]), ":1\r\n", "all but the caller");
-    assert!(fourth.is_closed());
+    assert_eq!(app.call(&["CLIENT", "KILL", "LADDR", &peer, "USER", "default"]), ":2\r\n", "all but the caller");
+    assert!(fourth.is_closed() && tracked.is_closed());
     assert_eq!(app.call(&["PING"]), "+PONG\r\n");
 }

@@ -79,7 +79,7 @@ impl Profile {
             psub: st.patterns.len(),
             ssub: st.shard_channels.len(),
             multi: if st.multi { st.queued } else { -1 },
-            tracking: st.session_pin,
+            tracking: st.tracking,
         }
     }
 }

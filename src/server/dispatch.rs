@@ -102,9 +102,8 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
     let bytes = rewritten.as_deref().unwrap_or(request);
     let args = Args::new(bytes, ranges);
     let proto = st.proto;
-    let Planned { decision, silent, cache_candidate, names_redirect } =
-        plan(st, &args, bytes, pinned, shared, scratch, activity);
-    if names_redirect && map.is_none() {
+    let Planned { decision, silent, cache_candidate, cmd } = plan(st, &args, bytes, pinned, shared, scratch, activity);
+    if map.is_none() && cmd.is_some_and(names_redirect) {
         let shared = shared.clone();
         map = Some(Box::new(move |reply: Bytes| shared.pins.name_redirect(&reply)));
     }
@@ -155,9 +154,8 @@ struct Planned {
     /// decides): bound for the shared pool, its reply wanted, the cache
     /// active.
     pub cache_candidate: Option<&'static Command>,
-    /// Its reply names a client by its upstream id (CLIENT GETREDIR,
-    /// TRACKINGINFO): translated to the proxy's id on the way back.
-    pub names_redirect: bool,
+    /// The command, its subcommand resolved; `None` if unknown.
+    pub cmd: Option<&'static Command>,
 }
 
 /// Routes one request, applies its effect on the near-cache (a write
@@ -190,22 +188,26 @@ fn plan(
             decision: Decision::Reply(refused_in_transaction(st, routed.cmd)),
             silent,
             cache_candidate: None,
-            names_redirect: false,
+            cmd: routed.cmd,
         };
     }
     if !pinned && shared.failover.active() {
         if let Some(decision) = failover(st, &routed, args, request, shared, scratch) {
-            return Planned { decision, silent, cache_candidate: None, names_redirect: false };
+            return Planned { decision, silent, cache_candidate: None, cmd: routed.cmd };
         }
     }
     let Some(cmd) = routed.cmd.filter(|_| shared.cache.is_active()) else {
-        let names_redirect = routed.cmd.is_some_and(|cmd| matches!(cmd.name, "getredir" | "trackinginfo"));
-        return Planned { decision: routed.decision, silent, cache_candidate: None, names_redirect };
+        return Planned { decision: routed.decision, silent, cache_candidate: None, cmd: routed.cmd };
     };
     shared.cache.note_write(cmd, args, scratch);
     let cache_candidate = (matches!(routed.decision, Decision::Pool) && !silent).then_some(cmd);
-    let names_redirect = matches!(cmd.name, "getredir" | "trackinginfo");
-    Planned { decision: routed.decision, silent, cache_candidate, names_redirect }
+    Planned { decision: routed.decision, silent, cache_candidate, cmd: Some(cmd) }
+}
+
+/// True when the reply of `cmd` names a client by its upstream id (CLIENT
+/// GETREDIR, TRACKINGINFO): translated to the proxy's id on the way back.
+fn names_redirect(cmd: &'static Command) -> bool {
+    matches!(cmd.name, "getredir" | "trackinginfo")
 }
 
 /// True when `cmd` may change what CLIENT LIST shows of the client (its

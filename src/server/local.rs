@@ -101,7 +101,8 @@ pub fn hello(st: &mut ClientState, args: &Args, pinned: bool, info: &UpstreamInf
         return Decision::Authenticate(Box::new(Login { user, password, hello }));
     }
     if let Some(name) = new_name {
-        st.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
+        // Checked above, before anything changed.
+        set_name(st, name).ok();
     }
     let switched = proto != st.proto;
     st.proto = proto;

@@ -47,6 +47,8 @@ pub struct ClientState {
     pub monitor: bool,
     /// State that only ends with the session (CLIENT TRACKING, …).
     pub session_pin: bool,
+    /// CLIENT TRACKING is on (for CLIENT LIST's `t` flag).
+    pub tracking: bool,
     /// The request being routed is CLIENT TRACKING: set by routing, taken
     /// when it is applied (a `REDIRECT` to translate, and the connection
     /// to close if tracking cannot be set up). Not a [`Decision`] of its
@@ -83,6 +85,7 @@ impl ClientState {
             watching: false,
             monitor: false,
             session_pin: false,
+            tracking: false,
             tracking_asked: false,
             channels: HashSet::new(),
             patterns: HashSet::new(),
@@ -123,6 +126,7 @@ impl ClientState {
         self.watching = false;
         self.monitor = false;
         self.session_pin = false;
+        self.tracking = false;
         self.upstream_user = false;
         self.db = self.default_db;
         self.channels.clear();
@@ -506,6 +510,7 @@ fn state_command(st: &mut ClientState, state: State, args: &Args, pinned: bool) 
         }
         State::Tracking => {
             st.session_pin = true;
+            st.tracking = args.get(2).is_some_and(|on| on.eq_ignore_ascii_case(b"on"));
             st.tracking_asked = true;
             one
         }

@@ -544,7 +544,8 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     Some((proto, name)) => {
                         self.st.proto = proto;
                         if let Some(name) = name {
-                            self.st.name = (!name.is_empty()).then_some(name);
+                            // Checked when HELLO was routed.
+                            local::set_name(&mut self.st, &name).ok();
                         }
                         local::hello_now(&self.st, &self.shared.info)
                     }
