@@ -402,3 +402,27 @@ fn client_pause_through_the_proxy_holds_its_clients_not_its_connections() {
     let paused: String = redis::cmd("INFO").arg("clients").query(&mut d).expect("info");
     assert!(!paused.contains("paused_reason:") || paused.contains("paused_reason:none"), "{paused}");
 }
+
+/// A connection whose setup is slow (a loaded or distant Redis) but within
+/// `connect_timeout` is not a stall: the requests that waited for it are
+/// answered by Redis, in RESP2 and RESP3, and the proxy never fails over.
+#[test]
+fn a_slow_connection_setup_within_connect_timeout_is_not_a_stall() {
+    let redis = RedisServer::start();
+    let mut direct = redis.direct();
+    let _: () = direct.set("slow-setup", "v").expect("set");
+    redis.pause();
+    let config = CONFIG.replace("connect_timeout = \"300ms\"", "connect_timeout = \"3s\"");
+    let proxy = Proxy::start_with(redis.port, &config);
+    let mut resp2 = proxy.raw();
+    let mut resp3 = proxy.raw();
+    resp2.cmd(&["GET", "slow-setup"]);
+    assert!(resp3.call(&["HELLO", "3"]).starts_with('%'));
+    resp3.cmd(&["GET", "slow-setup"]);
+    std::thread::sleep(Duration::from_millis(900));
+    redis.resume();
+    assert_eq!(resp2.read_frame(), b"$1\r\nv\r\n");
+    assert_eq!(resp3.read_frame(), b"$1\r\nv\r\n");
+    let ready = mode(&proxy);
+    assert!(ready.contains("\"mode\":\"normal\"") && ready.contains("\"circuit_opened\":0"), "{ready}");
+}

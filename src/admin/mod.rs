@@ -189,6 +189,8 @@ struct Ready<'a> {
     mode: &'static str,
     journal_entries: usize,
     dead_letters: usize,
+    /// How many times the circuit opened (failover started) since start.
+    circuit_opened: u64,
     /// Why the upstream refuses the journal's replay.
     #[serde(skip_serializing_if = "Option::is_none")]
     refused: Option<&'a str>,
@@ -210,6 +212,7 @@ async fn ready(State(admin): State<Arc<Admin>>) -> Response {
         mode,
         journal_entries: s.journal_entries,
         dead_letters: s.dead_letters,
+        circuit_opened: s.circuit_opened,
         refused: s.replay_refused.as_deref(),
     };
     let answering = s.upstream_up || (s.enabled && s.replay_refused.is_none());
@@ -331,10 +334,20 @@ mod tests {
 
     #[test]
     fn bodies_keep_their_field_names_and_order() {
-        let ready = Ready { upstream: "down", mode: "normal", journal_entries: 3, dead_letters: 0, refused: None };
-        assert_eq!(to_json(&ready), r#"{"upstream":"down","mode":"normal","journal_entries":3,"dead_letters":0}"#);
+        let ready = Ready {
+            upstream: "down",
+            mode: "normal",
+            journal_entries: 3,
+            dead_letters: 0,
+            circuit_opened: 1,
+            refused: None,
+        };
+        assert_eq!(
+            to_json(&ready),
+            r#"{"upstream":"down","mode":"normal","journal_entries":3,"dead_letters":0,"circuit_opened":1}"#
+        );
         let refused = Ready { refused: Some("NOPERM"), mode: "replay_refused", ..ready };
-        assert!(to_json(&refused).ends_with(r#""dead_letters":0,"refused":"NOPERM"}"#));
+        assert!(to_json(&refused).ends_with(r#""circuit_opened":1,"refused":"NOPERM"}"#));
         let stats =
             CacheStats { entries: 1, bytes: 2, max_bytes: 3, hits: 2, misses: 1, hit_rate: 0.6667, active: true };
         assert_eq!(
@@ -379,6 +392,7 @@ mod tests {
             mode: "replay_refused",
             journal_entries: 0,
             dead_letters: 0,
+            circuit_opened: 0,
             refused: Some(hostile),
         };
         let parsed: serde_json::Value = serde_json::from_str(&to_json(&ready)).expect("valid JSON");

@@ -103,6 +103,8 @@ pub struct Status {
     pub dead_letters: usize,
     /// The upstream answers but refuses the journal's replay: why.
     pub replay_refused: Option<String>,
+    /// How many times the circuit opened since start.
+    pub circuit_opened: u64,
 }
 
 pub struct Failover {
@@ -191,6 +193,7 @@ impl Failover {
             journal_entries: local.journal.len(),
             dead_letters: local.journal.dead_letters(),
             replay_refused: self.info.breaker.refusal_reason(),
+            circuit_opened: self.info.breaker.times_opened(),
         }
     }
 

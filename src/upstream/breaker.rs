@@ -30,7 +30,7 @@ use crate::observe;
 use crate::protocol::{scan, Proto};
 use arc_swap::ArcSwap;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -95,6 +95,8 @@ pub struct Breaker {
     /// The upstream it guards, for logs and metric labels.
     upstream: String,
     state: AtomicU8,
+    /// How many times the circuit opened since start.
+    opened: AtomicU64,
     inner: Mutex<Inner>,
     /// Notified on entering half-open: reconnect loops retry at once, so
     /// the pool is up by the time the circuit closes.
@@ -120,6 +122,7 @@ impl Breaker {
             config: ArcSwap::from_pointee(config),
             upstream,
             state: AtomicU8::new(State::Closed as u8),
+            opened: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 failures: VecDeque::new(),
                 opened_at: Instant::now(),
@@ -168,6 +171,11 @@ impl Breaker {
             Some(e) => UpstreamError::Unavailable(format!("circuit open ({e})")),
             None => UpstreamError::Unavailable("circuit open".into()),
         }
+    }
+
+    /// How many times the circuit opened since start (`/ready`).
+    pub fn times_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
     }
 
     /// An upstream failure.
@@ -289,6 +297,7 @@ impl Breaker {
         }
         if to == State::Open {
             inner.opened_at = now;
+            self.opened.fetch_add(1, Ordering::Relaxed);
         }
         observe::breaker_state(&self.upstream, to as u8);
         observe::breaker_transition(to.name());

@@ -355,6 +355,9 @@ impl Maintainer {
                         tracing::info!(upstream = %self.cfg.url, slot = self.slot, proto = ?self.proto, "upstream connected");
                     }
                     self.info.set_identity(connected.server, connected.version);
+                    // The handshake was answered: progress, and the
+                    // connect time is `connect_timeout`'s, not a stall.
+                    self.info.progress.touch(Instant::now());
                     self.info.breaker.answered();
                     generation += 1;
                     observe::upstream_connected(1.0);
@@ -417,6 +420,10 @@ impl Maintainer {
                 FlushWriter::Tls(_) => None,
             };
             st.link = Link::Up { generation, direct };
+            // Requests that waited for the connection are timed (request
+            // timeout, stall) from now, when they can be written.
+            let now = Instant::now();
+            st.inflight.iter_mut().for_each(|f| f.sent_at = now);
             if !st.backlog.is_empty() {
                 // Requests that waited for the first connection.
                 st.flushing = true;
