@@ -5,7 +5,7 @@
 //! values; every error names the file, the key and what was expected.
 
 use crate::cache::{Admission, CacheConfig, Policy};
-use crate::fallback::{FailoverConfig, Fsync, OnRecover};
+use crate::failover::{FailoverConfig, Fsync, OnRecover};
 use crate::tenancy::{parse_sha256, Rule, TenancyConfig, TenantConfig};
 use crate::upstream::breaker::BreakerConfig;
 pub use crate::upstream::UpstreamConfig;

@@ -1,7 +1,7 @@
 //! nearcache: a Redis-protocol caching proxy.
 //!
 //! A request travels `server` (session per client) → `protocol` (framing)
-//! → `commands` (the command table) → `upstream` (shared pool or a pinned
+//! → `commands` (the command table) → `upstream` (shared pool or a dedicated
 //! connection). `config` loads `proxy.toml`, `observe` owns the metrics and
 //! `admin` serves them over HTTP.
 //!
@@ -14,7 +14,7 @@ pub mod cache;
 pub mod client_tls;
 pub mod commands;
 pub mod config;
-pub mod fallback;
+pub mod failover;
 pub mod glob;
 pub mod observe;
 pub mod protocol;

@@ -101,7 +101,7 @@ fn describe() {
     );
     metrics::describe_gauge!(
         DEDICATED_CONNECTIONS,
-        "Dedicated upstream connections, by role: client (pinned while a client holds state) or tracking (invalidations)"
+        "DedicatedLease upstream connections, by role: client (dedicated while a client holds state) or tracking (invalidations)"
     );
     metrics::describe_counter!(PROTOCOL_ERRORS, "Client connections closed for a protocol error");
     metrics::describe_gauge!(BREAKER_STATE, "Circuit breaker per upstream: 0 closed, 1 half-open, 2 open");

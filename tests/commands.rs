@@ -429,7 +429,7 @@ fn clients_spread_over_worker_threads_are_all_served_and_drained_on_shutdown() {
                     assert_eq!(got, n, "{key}: a read after its own write");
                     let _: i64 = redis::cmd("INCR").arg("across-workers").query(&mut c).unwrap();
                 }
-                // State on a pinned connection works on every worker.
+                // State on a dedicated connection works on every worker.
                 let (a, b): (i64, i64) = redis::pipe().atomic().incr(&key, 1).incr(&key, 1).query(&mut c).unwrap();
                 assert_eq!((a, b), (100, 101));
                 c
@@ -949,7 +949,7 @@ fn select_inside_multi_changes_database() {
 #[test]
 fn pipelined_write_then_transaction_keeps_order() {
     // One client pipelines a write (shared pool) and a transaction that
-    // reads it (pinned connection). Redis runs one connection's commands in
+    // reads it (dedicated connection). Redis runs one connection's commands in
     // order, so the transaction must see the write. CLIENT PAUSE WRITE holds
     // the write back for a moment (as a busy server would) to make any
     // reordering between the two upstream connections visible.

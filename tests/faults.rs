@@ -58,7 +58,7 @@ fn field<'a>(client: &'a str, name: &str) -> &'a str {
 }
 
 /// Ids of the proxy's connections of one kind: the tracking connection
-/// (flags `t`), or the others (pool and pinned); never `direct`'s own.
+/// (flags `t`), or the others (pool and dedicated); never `direct`'s own.
 fn proxy_connections(direct: &mut redis::Connection, tracking: bool) -> Vec<String> {
     let own: i64 = redis::cmd("CLIENT").arg("ID").query(direct).expect("CLIENT ID");
     client_list(direct)
@@ -165,13 +165,13 @@ fn a_killed_pinned_connection_ends_its_client_as_redis_would_and_no_one_else() {
     let mut tx = proxy.raw();
     assert_eq!(tx.call(&["MULTI"]), "+OK\r\n");
     assert_eq!(tx.call(&["SET", "t", "1"]), "+QUEUED\r\n");
-    let pinned: Vec<String> = client_list(&mut d)
+    let dedicated: Vec<String> = client_list(&mut d)
         .iter()
         .filter(|c| field(c, "flags").contains('x'))
         .map(|c| field(c, "id").to_string())
         .collect();
-    assert_eq!(pinned.len(), 1, "{:?}", client_list(&mut d));
-    kill_ids(&mut d, &pinned);
+    assert_eq!(dedicated.len(), 1, "{:?}", client_list(&mut d));
+    kill_ids(&mut d, &dedicated);
     let exec = tx.call(&["EXEC"]);
     assert!(exec.starts_with("-ERR upstream connection lost"), "{exec:?}");
     assert!(tx.is_closed(), "the client's transaction is gone: its connection closes");

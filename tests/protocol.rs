@@ -170,7 +170,7 @@ fn resp3_replies_and_switching_back() {
 fn resp3_on_a_pinned_connection() {
     let (redis, proxy) = setup();
     let mut raw = proxy.raw();
-    // SELECT pins a connection; HELLO 3 must then switch that one too.
+    // SELECT redirects a connection; HELLO 3 must then switch that one too.
     assert_eq!(raw.call(&["SELECT", "2"]), "+OK\r\n");
     assert_eq!(raw.call(&["HSET", "h", "f", "v"]), ":1\r\n");
     assert!(raw.call(&["HELLO", "3"]).starts_with("%7\r\n"));
@@ -711,7 +711,7 @@ fn upstream_down_fails_fast_and_recovers() {
         assert!(is_upstream_error(&reply), "{reply:?}");
         assert!(took < Duration::from_millis(1200), "error after {took:?}");
     }
-    // Pinned commands fail fast too: a blocking one leaves the connection
+    // DedicatedConn commands fail fast too: a blocking one leaves the connection
     // usable, a MULTI that cannot begin ends it (what it pipelined next
     // must not run outside the transaction).
     let reply = raw.call(&["BLPOP", "q", "1"]);
@@ -823,7 +823,7 @@ fn paused_upstream_times_out_and_recovers() {
     let reply = raw.call(&["GET", "k"]);
     assert!(is_upstream_error(&reply) && reply.contains("timeout"), "{reply:?}");
     assert!(started.elapsed() < Duration::from_millis(1500), "after {:?}", started.elapsed());
-    // A pinned request too.
+    // A dedicated request too.
     let started = Instant::now();
     let mut other = proxy.raw();
     let reply = other.call(&["MULTI"]);

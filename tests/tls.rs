@@ -170,14 +170,14 @@ fn verified_tls_serves_commands_pipelines_transactions_and_blocking() {
         t.join().expect("client thread");
     }
 
-    // MULTI/EXEC on a pinned TLS connection.
+    // MULTI/EXEC on a dedicated TLS connection.
     assert_eq!(raw.call(&["MULTI"]), "+OK\r\n");
     assert_eq!(raw.call(&["INCR", "tls:n"]), "+QUEUED\r\n");
     assert_eq!(raw.call(&["INCR", "tls:n"]), "+QUEUED\r\n");
     assert_eq!(raw.call(&["EXEC"]), "*2\r\n:1\r\n:2\r\n");
     assert_eq!(raw.call(&["GET", "tls:n"]), "$1\r\n2\r\n");
 
-    // BLPOP waits on a pinned TLS connection until another client pushes.
+    // BLPOP waits on a dedicated TLS connection until another client pushes.
     let mut waiter = proxy.raw();
     waiter.cmd(&["BLPOP", "tls:q", "5"]);
     std::thread::sleep(Duration::from_millis(200));
@@ -200,7 +200,7 @@ fn unknown_ca_or_wrong_name_fails_with_an_error_reply() {
     let start = Instant::now();
     let reply = raw.call(&["GET", "tls:k"]);
     assert!(reply.contains("TLS handshake failed") && reply.contains("certificate"), "{reply}");
-    // Pinned connections fail the same way (the circuit is open by now,
+    // DedicatedConn connections fail the same way (the circuit is open by now,
     // and the error says why).
     let reply = raw.call(&["BLPOP", "tls:q", "1"]);
     assert!(reply.starts_with("-ERR upstream") && reply.contains("TLS handshake failed"), "{reply}");

@@ -17,7 +17,7 @@
 //! hide.
 
 use crate::cache::NearCache;
-use crate::fallback::Failover;
+use crate::failover::Failover;
 use crate::server::{ConfigSource, Control, Report, Server};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};

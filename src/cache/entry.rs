@@ -1,7 +1,7 @@
 //! One cached Redis key: the replies of every cached shape of it and how
 //! long they live, laid out for the hit path: the key, the shapes and the
 //! replies back to back in one buffer (one or two cache lines, instead of a
-//! pointer to chase per part), which the memo (`front`) shares.
+//! pointer to chase per part), which the memo (`memo`) shares.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

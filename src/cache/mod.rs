@@ -19,13 +19,13 @@
 
 mod doorkeeper;
 mod entry;
-mod front;
+mod memo;
 mod policy;
 pub mod read;
 pub mod shape;
 pub mod tracking;
 
-pub use front::Hit;
+pub use memo::Hit;
 pub use policy::{Admission, CacheConfig, Policy};
 
 use doorkeeper::Doorkeeper;
@@ -343,7 +343,7 @@ impl NearCache {
         shape: impl Fn(&[u8]) -> bool,
         out: Option<&mut BytesMut>,
     ) -> Option<Hit> {
-        let hit = front::get(hash, self.stamp(), key, now, shape, out)?;
+        let hit = memo::get(hash, self.stamp(), key, now, shape, out)?;
         self.hits.fetch_add(1, Ordering::Relaxed);
         Some(hit)
     }
@@ -352,12 +352,12 @@ impl NearCache {
         // Taken before the lookup: a change after it shows in the memo.
         let stamp = self.stamp();
         let entry = self.store.get(key).filter(|e| e.fresh_until > now)?;
-        front::put(hash, stamp, &entry);
+        memo::put(hash, stamp, &entry);
         entry.parts.reply(shape).map(Bytes::copy_from_slice)
     }
 
-    fn stamp(&self) -> front::Stamp {
-        front::Stamp {
+    fn stamp(&self) -> memo::Stamp {
+        memo::Stamp {
             epoch: self.epoch.load(Ordering::Acquire),
             invalidations: self.invalidations.load(Ordering::Acquire),
         }

@@ -18,7 +18,7 @@ use crate::observe;
 use crate::protocol::frame::{invalidation, Invalidation};
 use crate::protocol::{encode, Proto};
 use crate::upstream::backoff::Backoff;
-use crate::upstream::pinned::Pinned;
+use crate::upstream::dedicated::DedicatedConn;
 use crate::upstream::pool::UpstreamInfo;
 use crate::upstream::UpstreamConfig;
 use crate::upstream::UpstreamError;
@@ -88,8 +88,8 @@ enum Subscribe {
 }
 
 /// Opens the connection and turns tracking on.
-async fn subscribe(cache: &NearCache, upstream: &UpstreamConfig) -> Result<Pinned, Subscribe> {
-    let mut conn = Pinned::open(upstream, Proto::Resp3, "tracking").await.map_err(Subscribe::Connect)?;
+async fn subscribe(cache: &NearCache, upstream: &UpstreamConfig) -> Result<DedicatedConn, Subscribe> {
+    let mut conn = DedicatedConn::open(upstream, Proto::Resp3, "tracking").await.map_err(Subscribe::Connect)?;
     let mut args: Vec<&[u8]> = vec![b"CLIENT", b"TRACKING", b"on", b"BCAST"];
     let prefixes = cache.config().tracking_prefixes();
     for prefix in prefixes.iter().filter(|p| !p.is_empty()) {
@@ -118,7 +118,7 @@ enum Ended {
 
 /// Applies invalidations until the connection fails or stops answering, or
 /// the tracked prefixes change.
-async fn listen(conn: &mut Pinned, cache: &NearCache, deadline: Duration) -> Ended {
+async fn listen(conn: &mut DedicatedConn, cache: &NearCache, deadline: Duration) -> Ended {
     let mut tick = tokio::time::interval(PING_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ping_sent: Option<Instant> = None;

@@ -95,12 +95,12 @@ pub enum SubKind {
 /// How the proxy handles a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Handler {
-    /// Forwarded: on the shared pool, or on the pinned connection while the
+    /// Forwarded: on the shared pool, or on the dedicated connection while the
     /// session has one. Blocking commands pin for their duration.
     Forward,
     /// Answered by the proxy.
     Local(Local),
-    /// Changes connection state: pins a dedicated upstream connection.
+    /// Changes connection state: redirects a dedicated upstream connection.
     State(State),
     /// Cannot work through a proxy; refused with an error.
     Unsupported,
@@ -154,7 +154,7 @@ pub enum State {
     Tracking,
 }
 
-/// The failover store's handler of a command (`fallback::store`), one per
+/// The failover store's handler of a command (`failover::store`), one per
 /// command it serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreOp {

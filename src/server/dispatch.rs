@@ -69,7 +69,7 @@ pub struct Ctx<'a> {
     /// The request's argument ranges (re-parsed when the gate rewrites it).
     pub ranges: &'a mut Vec<Range<usize>>,
     /// The session holds a dedicated connection.
-    pub pinned: bool,
+    pub dedicated: bool,
     /// The client's output, when no reply is owed before this request: a
     /// cache hit is written straight there.
     pub out: Option<&'a mut BytesMut>,
@@ -80,11 +80,11 @@ pub struct Ctx<'a> {
 /// it or re-encoded from an inline command).
 #[inline(always)]
 pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
-    let Ctx { shared, st, tenant, activity, scratch, ranges, pinned, out, now } = ctx;
+    let Ctx { shared, st, tenant, activity, scratch, ranges, dedicated, out, now } = ctx;
     let (mut rewritten, mut map) = (owned, None);
     if shared.tenancy.enabled() {
         let args = Args::new(rewritten.as_deref().unwrap_or(request), ranges);
-        let held = tenant::Held { multi: st.multi, state: st.needs_pin() };
+        let held = tenant::Held { multi: st.multi, state: st.needs_dedicated() };
         match tenant::gate(shared, tenant, &args, st.proto, held) {
             Gate::Pass => {}
             Gate::Reply(reply) => {
@@ -102,10 +102,11 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
     let bytes = rewritten.as_deref().unwrap_or(request);
     let args = Args::new(bytes, ranges);
     let proto = st.proto;
-    let Planned { decision, silent, cache_candidate, cmd } = plan(st, &args, bytes, pinned, shared, scratch, activity);
+    let Planned { decision, silent, cache_candidate, cmd } =
+        plan(st, &args, bytes, dedicated, shared, scratch, activity);
     if map.is_none() && cmd.is_some_and(names_redirect) {
         let shared = shared.clone();
-        map = Some(Box::new(move |reply: Bytes| shared.pins.name_redirect(&reply)));
+        map = Some(Box::new(move |reply: Bytes| shared.redirects.name_redirect(&reply)));
     }
     let cached = match cache_candidate {
         Some(cmd) => read::plan(&shared.cache, &read::Request { cmd, args: &args, bytes, proto }, scratch, now, out),
@@ -167,13 +168,13 @@ fn plan(
     st: &mut ClientState,
     args: &Args,
     request: &[u8],
-    pinned: bool,
+    dedicated: bool,
     shared: &Shared,
     scratch: &mut Scratch,
     activity: &Activity,
 ) -> Planned {
     let mode_before = st.reply;
-    let routed = route(st, args, pinned, &shared.info);
+    let routed = route(st, args, dedicated, &shared.info);
     observe::command(routed.index);
     activity.note_command(routed.index, routed.cmd);
     if routed.cmd.is_some_and(|cmd| changes_profile(cmd, st)) {
@@ -183,7 +184,7 @@ fn plan(
     if silent && mode_before == ReplyMode::Skip {
         st.reply = ReplyMode::On;
     }
-    if st.multi_refused && matches!(routed.decision, Decision::Pinned { .. }) {
+    if st.multi_refused && matches!(routed.decision, Decision::Dedicated { .. }) {
         return Planned {
             decision: Decision::Reply(refused_in_transaction(st, routed.cmd)),
             silent,
@@ -191,7 +192,7 @@ fn plan(
             cmd: routed.cmd,
         };
     }
-    if !pinned && shared.failover.active() {
+    if !dedicated && shared.failover.active() {
         if let Some(decision) = failover(st, &routed, args, request, shared, scratch) {
             return Planned { decision, silent, cache_candidate: None, cmd: routed.cmd };
         }
@@ -233,14 +234,14 @@ fn failover(
 ) -> Option<Decision> {
     match routed.decision {
         Decision::Pool => shared.failover.serve(routed.cmd, args, request, st.proto, scratch).map(Decision::Reply),
-        Decision::Pinned { .. }
+        Decision::Dedicated { .. }
             if st.multi && routed.cmd.is_some_and(|c| c.handler == Handler::State(State::Multi)) =>
         {
             observe::failover_command("refused");
             st.multi_refused = true;
             Some(Decision::Reply(Bytes::from_static(encode::OK)))
         }
-        Decision::Pinned { .. } => {
+        Decision::Dedicated { .. } => {
             // Tracking that cannot be set up ends the connection (see
             // `send_tracking`).
             let close = std::mem::take(&mut st.tracking_asked);

@@ -5,12 +5,12 @@
 //! the proxy gives itself.
 
 mod activity;
+mod answer;
 mod batch;
 mod control;
 mod dispatch;
-mod local;
 mod pause;
-mod pins;
+mod redirects;
 mod registry;
 mod reply;
 mod route;
@@ -25,7 +25,7 @@ use socket::ClientWriter;
 
 use crate::cache::NearCache;
 use crate::config::{Config, UpstreamConfig};
-use crate::fallback::Failover;
+use crate::failover::Failover;
 use crate::observe;
 use crate::protocol::{request::Limits, Proto};
 use crate::upstream::breaker::Breaker;
@@ -50,16 +50,16 @@ pub struct Shared {
     pub max_pipeline: usize,
     /// `server.client_output_buffer_limit` (`usize::MAX`: none).
     pub output_limit: usize,
-    /// Clients' pinned upstream connections, for `CLIENT TRACKING … REDIRECT`
+    /// Clients' dedicated upstream connections, for `CLIENT TRACKING … REDIRECT`
     /// and `CLIENT UNBLOCK`.
-    pub pins: pins::Pins,
+    pub redirects: redirects::Redirects,
     /// The connected clients, for `CLIENT KILL`.
     clients: Arc<Clients>,
     /// `CLIENT PAUSE`, held at the proxy.
     pub pause: pause::Pause,
     /// `server.auth = "upstream"`: clients' AUTH is checked by Redis.
     pub auth_upstream: bool,
-    /// Dedicated connections opened ahead of need.
+    /// DedicatedLease connections opened ahead of need.
     pub spares: Arc<Spares>,
 }
 
@@ -128,7 +128,7 @@ pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("failover journal: {0}")]
-    Journal(#[from] crate::fallback::journal::JournalError),
+    Journal(#[from] crate::failover::journal::JournalError),
     #[error("cannot start the worker threads: {0}")]
     Workers(std::io::Error),
 }
@@ -176,7 +176,7 @@ impl Server {
             },
             max_pipeline: config.server.max_pipeline,
             output_limit: config.server.client_output_buffer_limit.unwrap_or(usize::MAX),
-            pins: pins::Pins::default(),
+            redirects: redirects::Redirects::default(),
             clients: clients.clone(),
             pause: pause::Pause::default(),
             auth_upstream: config.server.auth == crate::config::AuthMode::Upstream,
@@ -189,7 +189,7 @@ impl Server {
         let recovery = shared.clone();
         tokio::spawn(async move {
             let (upstream, failover) = (&recovery.upstream, &recovery.failover);
-            recovery.info.breaker.run_prober(upstream, || crate::fallback::recover(failover, upstream)).await
+            recovery.info.breaker.run_prober(upstream, || crate::failover::recover(failover, upstream)).await
         });
         if shared.failover.config().journal_path.is_some() {
             let failover = shared.failover.clone();
@@ -402,7 +402,7 @@ async fn serve_halves<R, W>(
     tracing::debug!(client = id, %peer, "client connected");
     let result = session::Session::new(shared.clone(), pools, reader, writer, id, peer.ip(), activity).run().await;
     clients.deregister(id);
-    shared.pins.forget(id);
+    shared.redirects.forget(id);
     tracing::debug!(client = id, %peer, result = ?result.err(), "client disconnected");
     observe::client_connections(-1.0);
 }

@@ -1,9 +1,9 @@
 //! Deciding what happens to one request: answered locally, forwarded on the
-//! shared pool, or forwarded on the session's pinned connection — and the
+//! shared pool, or forwarded on the session's dedicated connection — and the
 //! per-client state (protocol, database, transaction, subscriptions) those
 //! decisions depend on and change.
 
-use super::{local, registry};
+use super::{answer, registry};
 use crate::commands::{self, Command, CommandIndex, Flags, Handler, Local, State, SubKind};
 use crate::protocol::{encode, request::parse_int, Args, Proto};
 use crate::upstream::pool::UpstreamInfo;
@@ -46,7 +46,7 @@ pub struct ClientState {
     pub watching: bool,
     pub monitor: bool,
     /// State that only ends with the session (CLIENT TRACKING, …).
-    pub session_pin: bool,
+    pub session_bound: bool,
     /// CLIENT TRACKING is on (for CLIENT LIST's `t` flag).
     pub tracking: bool,
     /// The request being routed is CLIENT TRACKING: set by routing, taken
@@ -59,7 +59,7 @@ pub struct ClientState {
     pub channels: HashSet<Bytes>,
     pub patterns: HashSet<Bytes>,
     pub shard_channels: HashSet<Bytes>,
-    /// The pinned connection is in RESP2 subscribed mode: from the first
+    /// The dedicated connection is in RESP2 subscribed mode: from the first
     /// subscribe sent until a confirmation reports no subscription left.
     pub pubsub_mode: bool,
     /// Subscriptions queued inside MULTI: they take effect at EXEC.
@@ -84,7 +84,7 @@ impl ClientState {
             multi_refused: false,
             watching: false,
             monitor: false,
-            session_pin: false,
+            session_bound: false,
             tracking: false,
             tracking_asked: false,
             channels: HashSet::new(),
@@ -100,32 +100,32 @@ impl ClientState {
         !(self.channels.is_empty() && self.patterns.is_empty() && self.shard_channels.is_empty())
     }
 
-    /// True while upstream holds state for this client, so its pinned
+    /// True while upstream holds state for this client, so its dedicated
     /// connection must be kept.
-    pub fn needs_pin(&self) -> bool {
+    pub fn needs_dedicated(&self) -> bool {
         self.multi
             || self.watching
             || self.monitor
-            || self.session_pin
+            || self.session_bound
             || self.pubsub_mode
             || self.subscribed()
             || self.db != self.default_db
             || self.upstream_user
     }
 
-    /// Frames from the pinned connection may arrive unasked (messages,
+    /// Frames from the dedicated connection may arrive unasked (messages,
     /// MONITOR lines, invalidations).
     pub fn expects_pushes(&self) -> bool {
-        self.monitor || self.session_pin || self.pubsub_mode || self.subscribed()
+        self.monitor || self.session_bound || self.pubsub_mode || self.subscribed()
     }
 
-    /// Forgets all upstream state: the pinned connection is gone.
+    /// Forgets all upstream state: the dedicated connection is gone.
     pub fn clear_upstream_state(&mut self) {
         self.multi = false;
         self.multi_refused = false;
         self.watching = false;
         self.monitor = false;
-        self.session_pin = false;
+        self.session_bound = false;
         self.tracking = false;
         self.upstream_user = false;
         self.db = self.default_db;
@@ -154,12 +154,12 @@ pub enum Decision {
     Silent,
     /// Forward on the shared pool.
     Pool,
-    /// Forward on the pinned connection (opened if needed), which answers
+    /// Forward on the dedicated connection (opened if needed), which answers
     /// with `replies` frames; blocking commands wait without a timeout.
-    Pinned { replies: usize, blocking: bool },
-    /// Send `upstream` on the pinned connection and drop its one reply, then
-    /// reply `reply` locally (HELLO while pinned).
-    PinnedSideEffect(Box<SideEffect>),
+    Dedicated { replies: usize, blocking: bool },
+    /// Send `upstream` on the dedicated connection and drop its one reply, then
+    /// reply `reply` locally (HELLO while dedicated).
+    DedicatedSideEffect(Box<SideEffect>),
     /// Reply, then close the connection (QUIT).
     Close(Bytes),
     /// Act on another client of the proxy (CLIENT KILL, CLIENT UNBLOCK).
@@ -226,24 +226,24 @@ pub struct Routed {
 }
 
 /// Decides what to do with `args` and applies its effect on `st`.
-/// `pinned` tells whether the session currently has a pinned connection;
+/// `dedicated` tells whether the session currently has a dedicated connection;
 /// `info` supplies the upstream's version for HELLO replies.
-pub fn route(st: &mut ClientState, args: &Args, pinned: bool, info: &UpstreamInfo) -> Routed {
+pub fn route(st: &mut ClientState, args: &Args, dedicated: bool, info: &UpstreamInfo) -> Routed {
     let Some(name) = args.get(0) else {
         return Routed { index: None, cmd: None, decision: Decision::Silent };
     };
     let Some((index, cmd)) = commands::lookup(name) else {
-        return Routed { index: None, cmd: None, decision: forward(pinned) };
+        return Routed { index: None, cmd: None, decision: forward(dedicated) };
     };
     let cmd = cmd.resolve(args);
-    Routed { index: Some(index), cmd: Some(cmd), decision: route_known(st, cmd, args, pinned, info) }
+    Routed { index: Some(index), cmd: Some(cmd), decision: route_known(st, cmd, args, dedicated, info) }
 }
 
 fn route_known(
     st: &mut ClientState,
     cmd: &'static Command,
     args: &Args,
-    pinned: bool,
+    dedicated: bool,
     info: &UpstreamInfo,
 ) -> Decision {
     // Inside MULTI everything but the connection's own lifecycle is queued
@@ -261,11 +261,11 @@ fn route_known(
         }));
     }
     match cmd.handler {
-        Handler::Forward if cmd.blocks(args) => Decision::Pinned { replies: 1, blocking: true },
+        Handler::Forward if cmd.blocks(args) => Decision::Dedicated { replies: 1, blocking: true },
         Handler::Forward if cmd.flags.contains(Flags::OUT_OF_BAND) => Decision::OutOfBand,
-        Handler::Forward => forward(pinned),
-        Handler::Local(local) => local_command(st, local, args, pinned, info),
-        Handler::State(state) => state_command(st, state, args, pinned),
+        Handler::Forward => forward(dedicated),
+        Handler::Local(local) => local_command(st, local, args, dedicated, info),
+        Handler::State(state) => state_command(st, state, args, dedicated),
         Handler::Unsupported => {
             Decision::Reply(encode::error(&format!("ERR '{}' is not supported through nearcache", cmd.name)))
         }
@@ -314,7 +314,7 @@ fn after_multi_command(st: &mut ClientState, cmd: &Command, args: &Args) -> Deci
     if st.multi {
         st.queued += 1;
     }
-    Decision::Pinned { replies: 1, blocking: false }
+    Decision::Dedicated { replies: 1, blocking: false }
 }
 
 /// A CLIENT command the proxy answers from its registry, inside MULTI: its
@@ -329,39 +329,39 @@ fn registry_in_multi(cmd: &Command) -> Decision {
         cmd.name.to_uppercase()
     ));
     let upstream = Bytes::from_static(b"*1\r\n$32\r\nNEARCACHE.REFUSED-IN-TRANSACTION\r\n");
-    Decision::PinnedSideEffect(Box::new(SideEffect { upstream, reply }))
+    Decision::DedicatedSideEffect(Box::new(SideEffect { upstream, reply }))
 }
 
-fn forward(pinned: bool) -> Decision {
-    if pinned {
-        Decision::Pinned { replies: 1, blocking: false }
+fn forward(dedicated: bool) -> Decision {
+    if dedicated {
+        Decision::Dedicated { replies: 1, blocking: false }
     } else {
         Decision::Pool
     }
 }
 
-fn local_command(st: &mut ClientState, local: Local, args: &Args, pinned: bool, info: &UpstreamInfo) -> Decision {
+fn local_command(st: &mut ClientState, local: Local, args: &Args, dedicated: bool, info: &UpstreamInfo) -> Decision {
     match local {
         Local::Quit => Decision::Close(Bytes::from_static(encode::OK)),
-        Local::Hello => local::hello(st, args, pinned, info),
-        Local::Reset if pinned => {
+        Local::Hello => answer::hello(st, args, dedicated, info),
+        Local::Reset if dedicated => {
             reset(st);
-            Decision::Pinned { replies: 1, blocking: false }
+            Decision::Dedicated { replies: 1, blocking: false }
         }
         Local::Reset => {
             reset(st);
             Decision::Reply(Bytes::from_static(encode::RESET))
         }
-        Local::Auth if st.auth_upstream => upstream_auth(st, args, pinned),
+        Local::Auth if st.auth_upstream => upstream_auth(st, args, dedicated),
         Local::Auth => Decision::Reply(Bytes::from_static(encode::OK)),
-        Local::Select => select(st, args, pinned),
-        Local::ClientId => Decision::Reply(local::integer(st.id as i64)),
-        Local::ClientGetName => Decision::Reply(local::name(st)),
-        Local::ClientSetName => match local::set_name(st, args.get(2).unwrap_or_default()) {
+        Local::Select => select(st, args, dedicated),
+        Local::ClientId => Decision::Reply(answer::integer(st.id as i64)),
+        Local::ClientGetName => Decision::Reply(answer::name(st)),
+        Local::ClientSetName => match answer::set_name(st, args.get(2).unwrap_or_default()) {
             Ok(()) => Decision::Reply(Bytes::from_static(encode::OK)),
             Err(err) => Decision::Reply(err),
         },
-        Local::ClientSetInfo => match local::set_info(st, args) {
+        Local::ClientSetInfo => match answer::set_info(st, args) {
             Ok(()) => Decision::Reply(Bytes::from_static(encode::OK)),
             Err(err) => Decision::Reply(err),
         },
@@ -410,7 +410,7 @@ fn client_unblock(args: &Args) -> Decision {
     match u64::try_from(id) {
         Ok(id) if args.len() <= 4 => Decision::Clients(Box::new(ClientsOp::Unblock { id, error })),
         Ok(_) => Decision::Reply(encode::error("ERR syntax error")),
-        Err(_) => Decision::Reply(local::integer(0)),
+        Err(_) => Decision::Reply(answer::integer(0)),
     }
 }
 
@@ -418,36 +418,36 @@ fn client_unblock(args: &Args) -> Decision {
 /// on the client's dedicated connection when it has one (Redis switches
 /// that connection's user, or keeps the previous one if it refuses),
 /// otherwise by opening one authenticated as the user.
-fn upstream_auth(st: &mut ClientState, args: &Args, pinned: bool) -> Decision {
+fn upstream_auth(st: &mut ClientState, args: &Args, dedicated: bool) -> Decision {
     let (user, password) = match (args.len(), args.get(1), args.get(2)) {
         (2, Some(password), None) => (None, password),
         (3, Some(user), Some(password)) => (Some(Bytes::copy_from_slice(user)), password),
         _ => return Decision::Reply(encode::error("ERR syntax error")),
     };
-    if pinned {
+    if dedicated {
         st.upstream_user = true;
-        return Decision::Pinned { replies: 1, blocking: false };
+        return Decision::Dedicated { replies: 1, blocking: false };
     }
     Decision::Authenticate(Box::new(Login { user, password: Bytes::copy_from_slice(password), hello: None }))
 }
 
 /// RESET: back to a fresh connection's state (upstream state is reset by
-/// forwarding RESET on the pinned connection, if any).
+/// forwarding RESET on the dedicated connection, if any).
 fn reset(st: &mut ClientState) {
     let (id, default_db, auth_upstream) = (st.id, st.default_db, st.auth_upstream);
     *st = ClientState::new(id, default_db);
     st.auth_upstream = auth_upstream;
 }
 
-fn select(st: &mut ClientState, args: &Args, pinned: bool) -> Decision {
+fn select(st: &mut ClientState, args: &Args, dedicated: bool) -> Decision {
     let Some(db) = args.get(1).and_then(parse_int) else {
         return Decision::Reply(encode::error("ERR value is not an integer or out of range"));
     };
-    if !pinned && db == st.default_db {
+    if !dedicated && db == st.default_db {
         return Decision::Reply(Bytes::from_static(encode::OK));
     }
     st.db = db;
-    Decision::Pinned { replies: 1, blocking: false }
+    Decision::Dedicated { replies: 1, blocking: false }
 }
 
 fn client_reply(st: &mut ClientState, mode: &[u8]) -> Decision {
@@ -471,14 +471,14 @@ fn client_reply(st: &mut ClientState, mode: &[u8]) -> Decision {
     }
 }
 
-fn state_command(st: &mut ClientState, state: State, args: &Args, pinned: bool) -> Decision {
-    let one = Decision::Pinned { replies: 1, blocking: false };
+fn state_command(st: &mut ClientState, state: State, args: &Args, dedicated: bool) -> Decision {
+    let one = Decision::Dedicated { replies: 1, blocking: false };
     match state {
         State::Multi => {
             st.multi = true;
             one
         }
-        State::Exec | State::Discard if !pinned => {
+        State::Exec | State::Discard if !dedicated => {
             let name = if state == State::Exec { "EXEC" } else { "DISCARD" };
             Decision::Reply(encode::error(&format!("ERR {name} without MULTI")))
         }
@@ -488,7 +488,7 @@ fn state_command(st: &mut ClientState, state: State, args: &Args, pinned: bool) 
             st.watching = true;
             one
         }
-        State::Unwatch if !pinned => Decision::Reply(Bytes::from_static(encode::OK)),
+        State::Unwatch if !dedicated => Decision::Reply(Bytes::from_static(encode::OK)),
         State::Unwatch => {
             st.watching = false;
             one
@@ -497,19 +497,19 @@ fn state_command(st: &mut ClientState, state: State, args: &Args, pinned: bool) 
             st.pubsub_mode = true;
             let set = st.subs_mut(kind);
             set.extend(args.iter().skip(1).map(Bytes::copy_from_slice));
-            Decision::Pinned { replies: args.len() - 1, blocking: false }
+            Decision::Dedicated { replies: args.len() - 1, blocking: false }
         }
-        State::Unsubscribe(kind) => unsubscribe(st, kind, args, pinned),
+        State::Unsubscribe(kind) => unsubscribe(st, kind, args, dedicated),
         State::Monitor => {
             st.monitor = true;
             one
         }
         State::Session => {
-            st.session_pin = true;
+            st.session_bound = true;
             one
         }
         State::Tracking => {
-            st.session_pin = true;
+            st.session_bound = true;
             st.tracking = args.get(2).is_some_and(|on| on.eq_ignore_ascii_case(b"on"));
             st.tracking_asked = true;
             one
@@ -517,9 +517,9 @@ fn state_command(st: &mut ClientState, state: State, args: &Args, pinned: bool) 
     }
 }
 
-fn unsubscribe(st: &mut ClientState, kind: SubKind, args: &Args, pinned: bool) -> Decision {
-    if !pinned {
-        return Decision::Reply(local::unsubscribed(st.proto, kind, args));
+fn unsubscribe(st: &mut ClientState, kind: SubKind, args: &Args, dedicated: bool) -> Decision {
+    if !dedicated {
+        return Decision::Reply(answer::unsubscribed(st.proto, kind, args));
     }
     let set = st.subs_mut(kind);
     let replies = if args.len() > 1 {
@@ -532,5 +532,5 @@ fn unsubscribe(st: &mut ClientState, kind: SubKind, args: &Args, pinned: bool) -
         set.clear();
         n
     };
-    Decision::Pinned { replies, blocking: false }
+    Decision::Dedicated { replies, blocking: false }
 }

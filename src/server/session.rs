@@ -2,17 +2,17 @@
 //! writes every reply back in request order.
 //!
 //! Replies are owed in a queue ([`Pending`]): locally produced bytes, a job
-//! on the shared pool, or frames still to come from the session's pinned
+//! on the shared pool, or frames still to come from the session's dedicated
 //! connection. The session waits only on the head of the queue, so order is
-//! kept whatever mix of destinations a pipeline has, and a pinned
+//! kept whatever mix of destinations a pipeline has, and a dedicated
 //! connection's unsolicited frames (pub/sub messages, MONITOR lines) are read
 //! only when nothing earlier is still owed.
 
 use super::activity::Activity;
+use super::answer;
 use super::batch::{Batch, Source};
 use super::dispatch::{self, Ctx, Dispatched, Fate};
-use super::local;
-use super::pins;
+use super::redirects;
 use super::registry::{self, Caller};
 use super::reply::{pool_replies, ReplyMap, Slot};
 use super::route::{ClientState, ClientsOp, Decision, Login, SideEffect};
@@ -24,8 +24,8 @@ use crate::observe;
 use crate::protocol::frame::{pubsub, PubSub};
 use crate::protocol::request::{self, Parsed};
 use crate::protocol::{encode, Args, Proto, ProtocolError};
+use crate::upstream::dedicated::DedicatedConn;
 use crate::upstream::out_of_band;
-use crate::upstream::pinned::Pinned;
 use crate::upstream::pool::JobResult;
 use crate::upstream::UpstreamError;
 use bytes::{Buf, Bytes, BytesMut};
@@ -60,7 +60,7 @@ enum Pending {
         /// to complete (and cache) on the way; `None`: plain pass-through.
         slots: Option<Vec<Slot>>,
     },
-    Pinned {
+    Dedicated {
         remaining: usize,
         silent: bool,
         discard: bool,
@@ -107,7 +107,7 @@ pub struct Session<R, W> {
     pending: VecDeque<Pending>,
     /// Commands whose replies are still owed (backpressure).
     in_flight: usize,
-    pinned: Option<Pinned>,
+    dedicated: Option<DedicatedConn>,
     pinned_out: BytesMut,
     pinned_entries: usize,
     /// No more requests are read; the session ends once nothing is owed.
@@ -157,7 +157,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             batch: Batch::default(),
             pending: refusal.clone().map(Pending::Ready).into_iter().collect(),
             in_flight: 0,
-            pinned: None,
+            dedicated: None,
             pinned_out: BytesMut::new(),
             pinned_entries: 0,
             closing: refusal.is_some(),
@@ -197,20 +197,20 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 self.handle_input().await;
                 continue;
             }
-            self.activity.set_exempt(self.pinned.is_some() || !self.pending.is_empty());
+            self.activity.set_exempt(self.dedicated.is_some() || !self.pending.is_empty());
             // A client that does not read its replies is not read from
             // either; pushed messages keep coming until the output limit.
             let can_read = reading;
             // A RESP3 connection may be sent pushes at any time (redirected
-            // invalidations): its pinned connection is always listened to.
+            // invalidations): its dedicated connection is always listened to.
             let listening = self.st.expects_pushes() || self.st.proto == Proto::Resp3;
-            let waiting = !self.pending.is_empty() || (self.pinned.is_some() && listening);
+            let waiting = !self.pending.is_empty() || (self.dedicated.is_some() && listening);
             // Two forms, so the common case (everything written) does not
             // pay for a writability future it never polls.
             let wake = if unwritten == 0 {
                 tokio::select! {
                     biased;
-                    event = next_event(&mut self.pending, &mut self.pinned), if waiting => Wake::Event(event),
+                    event = next_event(&mut self.pending, &mut self.dedicated), if waiting => Wake::Event(event),
                     read = self.reader.read_buf(&mut self.rbuf), if can_read => Wake::Read(read?),
                     _ = tokio::time::sleep(HOLD_BACK), if held_back => Wake::Writable,
                     // Nothing owed and nothing to read: only reachable if
@@ -225,7 +225,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                         writable?;
                         Wake::Writable
                     }
-                    event = next_event(&mut self.pending, &mut self.pinned), if waiting => Wake::Event(event),
+                    event = next_event(&mut self.pending, &mut self.dedicated), if waiting => Wake::Event(event),
                     read = self.reader.read_buf(&mut self.rbuf), if can_read => Wake::Read(read?),
                     _ = tokio::time::sleep(HOLD_BACK), if held_back => Wake::Writable,
                 }
@@ -263,13 +263,13 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// True when what is owed may never come (a blocked command,
     /// subscriptions): the session ends without waiting for it.
     fn must_stop_now(&self) -> bool {
-        let blocked = self.pending.iter().any(|p| matches!(p, Pending::Pinned { deadline: None, .. }));
+        let blocked = self.pending.iter().any(|p| matches!(p, Pending::Dedicated { deadline: None, .. }));
         blocked || self.st.expects_pushes()
     }
 
     /// Parses every complete request in the read buffer and carries each
     /// one out: consecutive pool requests from one read go upstream as one
-    /// write, pinned requests are batched into one write.
+    /// write, dedicated requests are batched into one write.
     async fn handle_input(&mut self) {
         // Lend the read buffer out while requests refer to it; the consumed
         // bytes are dropped afterwards (no copy, no allocation).
@@ -313,7 +313,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 activity: &self.activity,
                 scratch: &mut self.scratch,
                 ranges: &mut self.args,
-                pinned: self.pinned.is_some(),
+                dedicated: self.dedicated.is_some(),
                 out: (!owed).then_some(&mut self.wbuf),
                 now,
             };
@@ -448,21 +448,21 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 self.batch_add(&[], Source::Bytes(request), 1, map.map_or(Slot::Plain, Slot::Map), silent, now);
                 self.flush_batch(&[], now);
             }
-            Decision::Pinned { .. } if std::mem::take(&mut self.st.tracking_asked) => {
+            Decision::Dedicated { .. } if std::mem::take(&mut self.st.tracking_asked) => {
                 self.send_tracking(request, silent, now, map).await;
             }
-            Decision::Pinned { replies, blocking } => {
+            Decision::Dedicated { replies, blocking } => {
                 let deadline = (!blocking).then(|| now + self.shared.upstream.request_timeout);
-                let entry = Pending::Pinned { remaining: replies, silent, discard: false, deadline, map };
+                let entry = Pending::Dedicated { remaining: replies, silent, discard: false, deadline, map };
                 self.send_pinned(request, entry).await;
             }
             Decision::Clients(op) => self.clients(*op, silent, now),
             Decision::Authenticate(login) => self.authenticate(*login, silent).await,
             Decision::OutOfBand => self.send_out_of_band(Bytes::copy_from_slice(request), silent, now),
-            Decision::PinnedSideEffect(effect) => {
+            Decision::DedicatedSideEffect(effect) => {
                 let SideEffect { upstream, reply } = *effect;
                 let deadline = Some(now + self.shared.upstream.request_timeout);
-                let entry = Pending::Pinned { remaining: 1, silent: true, discard: true, deadline, map: None };
+                let entry = Pending::Dedicated { remaining: 1, silent: true, discard: true, deadline, map: None };
                 self.send_pinned(&upstream, entry).await;
                 if !silent {
                     self.pending.push_back(Pending::Ready(reply));
@@ -473,7 +473,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
 
     /// The CLIENT commands that name the proxy's clients (LIST, INFO, KILL,
     /// UNBLOCK), answered from the registry. A blocked client waits on its
-    /// pinned connection: Redis unblocks that one (named by its upstream
+    /// dedicated connection: Redis unblocks that one (named by its upstream
     /// id, sent out of band), and the client gets the reply as if it had
     /// talked to Redis directly.
     fn clients(&mut self, op: ClientsOp, silent: bool, now: Instant) {
@@ -501,12 +501,12 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 match (filter.old_form, killed) {
                     (true, 0) => encode::error("ERR No such client"),
                     (true, _) => Bytes::from_static(encode::OK),
-                    (false, n) => local::integer(i64::try_from(n).unwrap_or(i64::MAX)),
+                    (false, n) => answer::integer(i64::try_from(n).unwrap_or(i64::MAX)),
                 }
             }
-            ClientsOp::Unblock { id, .. } if !registry.sees(id, &caller) => local::integer(0),
-            ClientsOp::Unblock { id, error } => match self.shared.pins.upstream_of(id) {
-                None => local::integer(0),
+            ClientsOp::Unblock { id, .. } if !registry.sees(id, &caller) => answer::integer(0),
+            ClientsOp::Unblock { id, error } => match self.shared.redirects.upstream_of(id) {
+                None => answer::integer(0),
                 Some(upstream) => {
                     let upstream = upstream.to_string();
                     let how: &[u8] = if error { b"ERROR" } else { b"TIMEOUT" };
@@ -533,21 +533,21 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         cfg.url.username = login.user.as_deref().map(|u| String::from_utf8_lossy(u).into_owned());
         cfg.url.password = Some(String::from_utf8_lossy(&login.password).into_owned());
         let proto = login.hello.as_ref().map_or(self.st.proto, |(proto, _)| *proto);
-        let reply = match Pinned::open(&cfg, proto, "client").await {
-            Ok(pinned) => {
-                if let Some(upstream) = pinned.upstream_id() {
-                    self.shared.pins.record(self.st.id, upstream);
+        let reply = match DedicatedConn::open(&cfg, proto, "client").await {
+            Ok(dedicated) => {
+                if let Some(upstream) = dedicated.upstream_id() {
+                    self.shared.redirects.record(self.st.id, upstream);
                 }
-                self.pinned = Some(pinned);
+                self.dedicated = Some(dedicated);
                 self.st.upstream_user = true;
                 match login.hello {
                     Some((proto, name)) => {
                         self.st.proto = proto;
                         if let Some(name) = name {
                             // Checked when HELLO was routed.
-                            local::set_name(&mut self.st, &name).ok();
+                            answer::set_name(&mut self.st, &name).ok();
                         }
-                        local::hello_now(&self.st, &self.shared.info)
+                        answer::hello_now(&self.st, &self.shared.info)
                     }
                     None => Bytes::from_static(encode::OK),
                 }
@@ -569,12 +569,12 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         self.in_flight += 1;
     }
 
-    /// CLIENT TRACKING: sent on the pinned connection, a `REDIRECT`'s
-    /// client id translated (see `pins`). If no connection can be opened,
+    /// CLIENT TRACKING: sent on the dedicated connection, a `REDIRECT`'s
+    /// client id translated (see `redirects`). If no connection can be opened,
     /// the error is the last reply: the client would otherwise go on
     /// caching with nothing to invalidate it.
     async fn send_tracking(&mut self, request: &[u8], silent: bool, now: Instant, map: Option<ReplyMap>) {
-        let rewritten = match pins::redirect(request, &self.shared.pins) {
+        let rewritten = match redirects::redirect(request, &self.shared.redirects) {
             Ok(rewritten) => rewritten,
             Err(refusal) => {
                 if !silent {
@@ -584,18 +584,18 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             }
         };
         let deadline = Some(now + self.shared.upstream.request_timeout);
-        let entry = Pending::Pinned { remaining: 1, silent, discard: false, deadline, map };
+        let entry = Pending::Dedicated { remaining: 1, silent, discard: false, deadline, map };
         self.send_pinned(rewritten.as_deref().unwrap_or(request), entry).await;
-        if self.pinned.is_none() {
+        if self.dedicated.is_none() {
             self.closing = true;
         }
     }
 
-    /// Queues `request` for the pinned connection, opening it first if the
+    /// Queues `request` for the dedicated connection, opening it first if the
     /// session has none.
     async fn send_pinned(&mut self, request: &[u8], entry: Pending) {
         self.settle_pool().await;
-        if self.pinned.is_none() {
+        if self.dedicated.is_none() {
             let breaker = &self.shared.info.breaker;
             let opened = match self.tenant.open_dedicated() {
                 Err(refusal) => Err(refusal),
@@ -609,13 +609,13 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             match opened {
                 Ok(p) => {
                     if let Some(upstream) = p.upstream_id() {
-                        self.shared.pins.record(self.st.id, upstream);
+                        self.shared.redirects.record(self.st.id, upstream);
                     }
-                    self.pinned = Some(p);
+                    self.dedicated = Some(p);
                 }
                 Err(reply) => {
                     self.tenant.closed_dedicated();
-                    if self.st.needs_pin() {
+                    if self.st.needs_dedicated() {
                         // The state the client asked for (a transaction, a
                         // database, subscriptions) does not exist: what it
                         // pipelined after must not run without it (a MULTI's
@@ -624,14 +624,14 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                         self.closing = true;
                     }
                     self.st.clear_upstream_state();
-                    if !matches!(entry, Pending::Pinned { silent: true, .. }) {
+                    if !matches!(entry, Pending::Dedicated { silent: true, .. }) {
                         self.pending.push_back(Pending::Ready(reply));
                     }
                     return;
                 }
             }
         }
-        if let Pending::Pinned { remaining: 0, .. } = entry {
+        if let Pending::Dedicated { remaining: 0, .. } = entry {
             return;
         }
         self.pinned_out.extend_from_slice(request);
@@ -642,7 +642,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
 
     /// Waits until every request this session sent on the shared pool has
     /// been answered, keeping the replies in their places. Requests sent on
-    /// the pinned connection after this cannot overtake them upstream.
+    /// the dedicated connection after this cannot overtake them upstream.
     async fn settle_pool(&mut self) {
         for i in 0..self.pending.len() {
             if let Some(Pending::Pool { rx, count, silent, started, slots }) = self.pending.get_mut(i) {
@@ -658,7 +658,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             return;
         }
         let out = self.pinned_out.split();
-        let sent = match self.pinned.as_mut() {
+        let sent = match self.dedicated.as_mut() {
             Some(p) => p.send(&out).await,
             None => Err(UpstreamError::ConnectionLost),
         };
@@ -667,14 +667,14 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         }
     }
 
-    /// The pinned connection failed: everything still owed from it becomes
+    /// The dedicated connection failed: everything still owed from it becomes
     /// an error, and because the client's server-side state is gone, the
     /// session closes once those errors are written.
     fn pinned_failed(&mut self, e: UpstreamError) {
         observe::upstream_error(e.kind());
-        tracing::debug!(client = self.st.id, error = %e, "pinned upstream connection failed");
+        tracing::debug!(client = self.st.id, error = %e, "dedicated upstream connection failed");
         for entry in self.pending.iter_mut() {
-            if let Pending::Pinned { remaining, silent, discard, .. } = entry {
+            if let Pending::Dedicated { remaining, silent, discard, .. } = entry {
                 let (remaining, silent, discard) = (*remaining, *silent, *discard);
                 let mut errors = BytesMut::new();
                 if !silent && !discard {
@@ -684,7 +684,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 *entry = Pending::Ready(errors.freeze());
             }
         }
-        self.pinned = None;
+        self.dedicated = None;
         self.tenant.closed_dedicated();
         self.pinned_entries = 0;
         self.st.clear_upstream_state();
@@ -742,17 +742,17 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     ) -> Bytes {
         self.in_flight -= count;
         self.tenant.answered(count);
-        if let Err(UpstreamError::RepliesTooLarge) = result {
+        if let Err(UpstreamError::OutputLimit) = result {
             self.replies_dropped = true;
             return Bytes::new();
         }
         pool_replies(result, count, silent, started, slots)
     }
 
-    /// A frame from the pinned connection: the next owed reply, or pushed
+    /// A frame from the dedicated connection: the next owed reply, or pushed
     /// data (pub/sub message, MONITOR line, invalidation) passed straight on.
     fn pinned_frame(&mut self, frame: Bytes) {
-        let front_is_pinned = matches!(self.pending.front(), Some(Pending::Pinned { .. }));
+        let front_is_pinned = matches!(self.pending.front(), Some(Pending::Dedicated { .. }));
         let event = match frame.first() {
             Some(b'>') => pubsub(&frame),
             Some(b'*') if self.st.proto == Proto::Resp2 && self.st.pubsub_mode => pubsub(&frame),
@@ -767,7 +767,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             self.emit(frame);
             return;
         }
-        let Some(Pending::Pinned { remaining, silent, discard, map, .. }) = self.pending.front_mut() else {
+        let Some(Pending::Dedicated { remaining, silent, discard, map, .. }) = self.pending.front_mut() else {
             return;
         };
         *remaining -= 1;
@@ -791,12 +791,12 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         }
     }
 
-    /// Drops the pinned connection once nothing is owed from it and the
+    /// Drops the dedicated connection once nothing is owed from it and the
     /// client holds no server-side state.
     fn release_pinned_if_idle(&mut self) {
-        if self.pinned_entries == 0 && !self.st.needs_pin() && self.pinned.take().is_some() {
+        if self.pinned_entries == 0 && !self.st.needs_dedicated() && self.dedicated.take().is_some() {
             self.tenant.closed_dedicated();
-            tracing::trace!(client = self.st.id, "released pinned upstream connection");
+            tracing::trace!(client = self.st.id, "released dedicated upstream connection");
         }
     }
 
@@ -859,16 +859,16 @@ enum Event {
 }
 
 /// Waits for whatever the head of the queue is waiting on; with nothing
-/// owed, for pushed frames from the pinned connection.
-async fn next_event(pending: &mut VecDeque<Pending>, pinned: &mut Option<Pinned>) -> Event {
+/// owed, for pushed frames from the dedicated connection.
+async fn next_event(pending: &mut VecDeque<Pending>, dedicated: &mut Option<DedicatedConn>) -> Event {
     let deadline = match pending.front_mut() {
         Some(Pending::Pool { rx, .. }) => {
             return Event::Pool(rx.await.unwrap_or(Err(UpstreamError::ConnectionLost)));
         }
-        Some(Pending::Pinned { deadline, .. }) => *deadline,
+        Some(Pending::Dedicated { deadline, .. }) => *deadline,
         Some(Pending::Ready(_)) | None => None,
     };
-    let Some(conn) = pinned.as_mut() else {
+    let Some(conn) = dedicated.as_mut() else {
         return Event::Frame(Err(UpstreamError::ConnectionLost));
     };
     match deadline {

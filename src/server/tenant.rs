@@ -12,7 +12,7 @@ use crate::observe;
 use crate::protocol::request::Limits;
 use crate::protocol::{encode, Args, Proto};
 use crate::tenancy::rewrite::{self, Allowances, Refusal, ReplyFix};
-use crate::tenancy::{AuthError, Dedicated, InFlight, Seat, Tenancy, Unauthenticated};
+use crate::tenancy::{AuthError, DedicatedLease, InFlight, Seat, Tenancy, Unauthenticated};
 use bytes::{Bytes, BytesMut};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -62,7 +62,7 @@ pub struct Client {
     /// Its requests on the shared pool, counted against `max_in_flight`.
     in_flight: InFlight,
     /// Its dedicated upstream connection, counted against `max_dedicated`.
-    dedicated: Option<Dedicated>,
+    dedicated: Option<DedicatedLease>,
     /// Key positions, when the tenant's rate counts keys.
     keys: Vec<usize>,
 }

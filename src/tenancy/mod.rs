@@ -48,7 +48,7 @@ pub struct TenantConfig {
     /// over all its connections; past it its clients are not read until
     /// replies come back. 0: unlimited.
     pub max_in_flight: usize,
-    /// Dedicated upstream connections (transactions, blocking commands,
+    /// DedicatedLease upstream connections (transactions, blocking commands,
     /// subscriptions, SELECT…) held by the tenant's clients at once.
     /// 0: unlimited.
     pub max_dedicated: usize,
@@ -140,7 +140,7 @@ pub struct Tenant {
     connections: AtomicUsize,
     /// Requests on the shared pool (see `max_in_flight`).
     in_flight: AtomicUsize,
-    /// Dedicated upstream connections held (see `max_dedicated`).
+    /// DedicatedLease upstream connections held (see `max_dedicated`).
     dedicated: AtomicUsize,
     commands: metrics::Counter,
 }
@@ -245,14 +245,14 @@ impl Tenant {
 
     /// A dedicated upstream connection for one of the tenant's clients,
     /// counted until dropped; `None` when the tenant holds `max_dedicated`.
-    pub fn dedicated(self: &Arc<Self>) -> Option<Dedicated> {
+    pub fn dedicated(self: &Arc<Self>) -> Option<DedicatedLease> {
         let max = self.config.load().max_dedicated;
         let taken = self.dedicated.fetch_add(1, Ordering::AcqRel);
         if max > 0 && taken >= max {
             self.dedicated.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        Some(Dedicated(self.clone()))
+        Some(DedicatedLease(self.clone()))
     }
 }
 
@@ -301,9 +301,9 @@ impl Drop for InFlight {
 /// A dedicated upstream connection counted against its tenant's
 /// `max_dedicated`, released when dropped.
 #[derive(Debug)]
-pub struct Dedicated(Arc<Tenant>);
+pub struct DedicatedLease(Arc<Tenant>);
 
-impl Drop for Dedicated {
+impl Drop for DedicatedLease {
     fn drop(&mut self) {
         self.0.dedicated.fetch_sub(1, Ordering::AcqRel);
     }

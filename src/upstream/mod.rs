@@ -2,15 +2,15 @@
 //! ([`url`]), TLS for `rediss://` ([`tls`]), opening and handshaking a
 //! connection ([`conn`]), the shared pool of multiplexed pipelined
 //! connections for stateless commands ([`pool`]), dedicated connections
-//! pinned to one client ([`pinned`]), opened ahead of need ([`spares`]),
+//! dedicated to one client ([`dedicated`]), opened ahead of need ([`spares`]),
 //! and one-request connections for what must not wait behind others
 //! ([`out_of_band`]).
 
 pub mod backoff;
 pub mod breaker;
 pub mod conn;
+pub mod dedicated;
 pub mod out_of_band;
-pub mod pinned;
 pub mod pool;
 pub mod spares;
 pub mod tls;
@@ -63,7 +63,7 @@ pub enum UpstreamError {
     /// A batch's replies outgrew what its client may hold unread; they
     /// were dropped as they came (the client is disconnected).
     #[error("replies larger than the client output buffer limit")]
-    RepliesTooLarge,
+    OutputLimit,
 }
 
 impl UpstreamError {
@@ -78,7 +78,7 @@ impl UpstreamError {
             UpstreamError::Handshake(_) => "handshake",
             UpstreamError::Tls(_) => "tls",
             UpstreamError::Refused(_) => "refused",
-            UpstreamError::RepliesTooLarge => "replies_too_large",
+            UpstreamError::OutputLimit => "output_limit",
         }
     }
 

@@ -132,7 +132,7 @@ impl Pool {
     /// Starts `cfg.pool_size` connections; they connect in the background
     /// and keep reconnecting for the life of the process. A batch whose
     /// replies come to more than `max_batch_reply` bytes fails with
-    /// [`UpstreamError::RepliesTooLarge`], its replies dropped as they
+    /// [`UpstreamError::OutputLimit`], its replies dropped as they
     /// arrive instead of held.
     pub fn start(cfg: Arc<UpstreamConfig>, proto: Proto, info: Arc<UpstreamInfo>, max_batch_reply: usize) -> Pool {
         if let Some(tls) = &cfg.tls {
@@ -616,7 +616,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 if let Some(job) = inflight.pop_front() {
                     if std::mem::take(&mut self.dropping) {
                         // Rare: answered at once, the lock held.
-                        let _ = job.reply.send(Err(UpstreamError::RepliesTooLarge));
+                        let _ = job.reply.send(Err(UpstreamError::OutputLimit));
                     } else {
                         self.done.push((job.reply, replies));
                     }

@@ -1,4 +1,4 @@
-//! Dedicated connections opened ahead of need. A client beginning a
+//! DedicatedLease connections opened ahead of need. A client beginning a
 //! transaction, a blocking command or a subscription needs a connection of
 //! its own; opening one costs a TCP handshake and the Redis handshake (a
 //! few round trips: across a network that is milliseconds, and a blocking
@@ -13,7 +13,7 @@
 //! Spares are plain TCP only (a TLS stream cannot be checked without
 //! reading it), and are not opened while the circuit is open.
 
-use super::pinned::Pinned;
+use super::dedicated::DedicatedConn;
 use super::pool::UpstreamInfo;
 use super::UpstreamConfig;
 use super::{UpstreamError, KEEPALIVE};
@@ -34,7 +34,7 @@ const PING_AFTER: Duration = Duration::from_millis(KEEPALIVE.as_millis() as u64 
 
 /// A spare and when it last answered (opened or pinged).
 struct Spare {
-    conn: Pinned,
+    conn: DedicatedConn,
     checked: Instant,
 }
 
@@ -67,7 +67,7 @@ impl Spares {
 
     /// A dedicated connection for a client speaking `proto`: a spare that
     /// is still open, or a new one.
-    pub async fn take(&self, proto: Proto) -> Result<Pinned, UpstreamError> {
+    pub async fn take(&self, proto: Proto) -> Result<DedicatedConn, UpstreamError> {
         self.wanted[index(proto)].store(true, Ordering::Relaxed);
         loop {
             let spare = self.ready(proto).pop();
@@ -79,7 +79,7 @@ impl Spares {
             }
         }
         self.refill.notify_one();
-        Pinned::open(&self.cfg, proto, "client").await
+        DedicatedConn::open(&self.cfg, proto, "client").await
     }
 
     /// Keeps the spares alive and topped up, for the life of the process.
@@ -128,7 +128,7 @@ impl Spares {
         let mut opening = tokio::task::JoinSet::new();
         for _ in 0..missing {
             let cfg = self.cfg.clone();
-            opening.spawn(async move { Pinned::open(&cfg, proto, "spare").await });
+            opening.spawn(async move { DedicatedConn::open(&cfg, proto, "spare").await });
         }
         while let Some(opened) = opening.join_next().await {
             match opened {
@@ -141,7 +141,7 @@ impl Spares {
 }
 
 /// True when `spare` answers a PING within `limit`.
-async fn ping(spare: &mut Pinned, limit: Duration) -> bool {
+async fn ping(spare: &mut DedicatedConn, limit: Duration) -> bool {
     let exchange = async {
         spare.send(b"*1\r\n$4\r\nPING\r\n").await?;
         spare.next_frame().await

@@ -111,7 +111,7 @@ pub struct Failover {
     config: FailoverConfig,
     info: Arc<UpstreamInfo>,
     cache: Arc<NearCache>,
-    local: Mutex<Local>,
+    local: Mutex<Memory>,
     /// Set while the last replay round is in flight.
     draining: AtomicBool,
     /// Notified when it is done (or failed).
@@ -119,7 +119,7 @@ pub struct Failover {
 }
 
 /// The store and the journal, under one lock.
-struct Local {
+struct Memory {
     store: Store,
     journal: Journal,
 }
@@ -147,7 +147,7 @@ impl Failover {
             config,
             info,
             cache,
-            local: Mutex::new(Local { store, journal }),
+            local: Mutex::new(Memory { store, journal }),
             draining: AtomicBool::new(false),
             drained: Notify::new(),
         })
@@ -180,7 +180,7 @@ impl Failover {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Local> {
+    fn lock(&self) -> MutexGuard<'_, Memory> {
         self.local.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -262,7 +262,7 @@ impl Failover {
     /// shape: the near-cache keeps MGET per key, as GETs.)
     fn cached(
         &self,
-        local: &Local,
+        local: &Memory,
         cmd: &Command,
         args: &Args,
         proto: Proto,

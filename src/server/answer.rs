@@ -59,7 +59,7 @@ pub fn set_info(st: &mut ClientState, args: &Args) -> Result<(), Bytes> {
 }
 
 /// HELLO [protover [AUTH user pass] [SETNAME name]].
-pub fn hello(st: &mut ClientState, args: &Args, pinned: bool, info: &UpstreamInfo) -> Decision {
+pub fn hello(st: &mut ClientState, args: &Args, dedicated: bool, info: &UpstreamInfo) -> Decision {
     let proto = match args.get(1) {
         None => st.proto,
         Some(v) => match parse_int(v) {
@@ -93,7 +93,7 @@ pub fn hello(st: &mut ClientState, args: &Args, pinned: bool, info: &UpstreamInf
         return Decision::Reply(err);
     }
     if let (true, Some((user, password))) = (st.auth_upstream, credentials) {
-        if pinned {
+        if dedicated {
             return Decision::Reply(encode::error(HELLO_AUTH_PINNED));
         }
         let hello = Some((proto, new_name.map(Bytes::copy_from_slice)));
@@ -107,11 +107,11 @@ pub fn hello(st: &mut ClientState, args: &Args, pinned: bool, info: &UpstreamInf
     let switched = proto != st.proto;
     st.proto = proto;
     let reply = hello_now(st, info);
-    if pinned && switched {
+    if dedicated && switched {
         let mut upstream = BytesMut::new();
         let n = itoa::Buffer::new().format(proto.number()).to_owned();
         encode::command(&mut upstream, [&b"HELLO"[..], n.as_bytes()].into_iter());
-        return Decision::PinnedSideEffect(Box::new(SideEffect { upstream: upstream.freeze(), reply }));
+        return Decision::DedicatedSideEffect(Box::new(SideEffect { upstream: upstream.freeze(), reply }));
     }
     Decision::Reply(reply)
 }

@@ -25,7 +25,7 @@
 //! (OOM, READONLY, LOADING, …) fails the recovery instead: everything stays
 //! journaled and is tried again with the next probe.
 
-use super::{Failover, Local, OnRecover};
+use super::{Failover, Memory, OnRecover};
 use crate::observe;
 use crate::protocol::request::parse_int;
 use crate::protocol::scan::{self, Frames};
@@ -160,7 +160,7 @@ enum Outcome {
 }
 
 /// Takes a round's entries out of the journal as its outcome says.
-fn settle(local: &mut Local, round: &[Bytes], outcome: Outcome, tally: &mut Tally) -> Result<(), UpstreamError> {
+fn settle(local: &mut Memory, round: &[Bytes], outcome: Outcome, tally: &mut Tally) -> Result<(), UpstreamError> {
     match outcome {
         Outcome::Applied(replies) => {
             let mut failed = 0;
@@ -304,7 +304,7 @@ fn bulk_number(frame: &[u8]) -> Option<u64> {
 impl Failover {
     /// The journal is empty: traffic goes upstream again. Runs under the
     /// failover lock, so no write can be journaled after this.
-    fn close(&self, local: &mut Local) {
+    fn close(&self, local: &mut Memory) {
         local.store.clear();
         if let Err(e) = local.journal.clear() {
             tracing::error!(error = %e, "cannot truncate the journal file: its entries were replayed and may replay again after a restart");
@@ -317,15 +317,15 @@ impl Failover {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fallback::journal::Journal;
-    use crate::fallback::store::Store;
-    use crate::fallback::FailoverConfig;
+    use crate::failover::journal::Journal;
+    use crate::failover::store::Store;
+    use crate::failover::FailoverConfig;
 
-    fn journal_of(entries: &[&str]) -> (Local, Vec<Bytes>) {
+    fn journal_of(entries: &[&str]) -> (Memory, Vec<Bytes>) {
         let (mut journal, _) = Journal::open(&FailoverConfig::default()).expect("in-memory journal");
         let round: Vec<Bytes> = entries.iter().map(|e| Bytes::from(e.to_string())).collect();
         round.iter().for_each(|e| journal.append(e.clone()).expect("append"));
-        (Local { store: Store::new(1 << 20), journal }, round)
+        (Memory { store: Store::new(1 << 20), journal }, round)
     }
 
     fn tally() -> Tally {

@@ -1,4 +1,4 @@
-//! Which upstream connection each client's pinned connection is, so that
+//! Which upstream connection each client's dedicated connection is, so that
 //! `CLIENT TRACKING on REDIRECT <id>` works through the proxy. A client
 //! names the one that should receive its invalidations (subscribed to
 //! `__redis__:invalidate`) by the id `CLIENT ID` gave it, which is the
@@ -11,7 +11,7 @@
 //! Replies that name a redirect target (`CLIENT GETREDIR`, `CLIENT
 //! TRACKINGINFO`) are translated back the other way.
 //!
-//! Redis never reuses a client id, so the entry of a client whose pinned
+//! Redis never reuses a client id, so the entry of a client whose dedicated
 //! connection has closed only makes a redirect to it fail as Redis would
 //! (no such client); entries go when the client disconnects.
 
@@ -21,12 +21,12 @@ use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-/// Proxy client id → the upstream id of its latest pinned connection.
+/// Proxy client id → the upstream id of its latest dedicated connection.
 #[derive(Default)]
-pub struct Pins(Mutex<HashMap<u64, i64>>);
+pub struct Redirects(Mutex<HashMap<u64, i64>>);
 
-impl Pins {
-    /// `client` now has the pinned connection whose id upstream is `upstream`.
+impl Redirects {
+    /// `client` now has the dedicated connection whose id upstream is `upstream`.
     pub fn record(&self, client: u64, upstream: i64) {
         self.lock().insert(client, upstream);
     }
@@ -36,12 +36,12 @@ impl Pins {
         self.lock().remove(&client);
     }
 
-    /// The upstream id of `client`'s latest pinned connection.
+    /// The upstream id of `client`'s latest dedicated connection.
     pub fn upstream_of(&self, client: u64) -> Option<i64> {
         self.lock().get(&client).copied()
     }
 
-    /// The client whose pinned connection is `upstream` upstream.
+    /// The client whose dedicated connection is `upstream` upstream.
     fn client_of(&self, upstream: i64) -> Option<u64> {
         self.lock().iter().find_map(|(&client, &u)| (u == upstream).then_some(client))
     }
@@ -85,7 +85,7 @@ impl Pins {
 /// reply when that client has no upstream connection. A malformed id is
 /// left for Redis to refuse. (Parsed again here, so requests that are not
 /// CLIENT TRACKING carry nothing for it.)
-pub fn redirect(request: &[u8], pins: &Pins) -> Result<Option<Bytes>, Bytes> {
+pub fn redirect(request: &[u8], redirects: &Redirects) -> Result<Option<Bytes>, Bytes> {
     let (mut ranges, mut inline) = (Vec::new(), Vec::new());
     if request::parse(request, &Limits::default(), &mut ranges, &mut inline).is_err() {
         return Ok(None);
@@ -97,7 +97,7 @@ pub fn redirect(request: &[u8], pins: &Pins) -> Result<Option<Bytes>, Bytes> {
     let Some(client) = args.get(at + 1).and_then(parse_int).and_then(|id| u64::try_from(id).ok()) else {
         return Ok(None);
     };
-    let Some(upstream) = pins.upstream_of(client) else {
+    let Some(upstream) = redirects.upstream_of(client) else {
         return Err(encode::error(
             "ERR The client ID you want redirect to does not exist or has no upstream connection \
              (through nearcache, SUBSCRIBE it to __redis__:invalidate first)",
@@ -115,42 +115,42 @@ pub fn redirect(request: &[u8], pins: &Pins) -> Result<Option<Bytes>, Bytes> {
 mod tests {
     use super::*;
 
-    fn translated(parts: &[&str], pins: &Pins) -> Result<Option<Bytes>, Bytes> {
+    fn translated(parts: &[&str], redirects: &Redirects) -> Result<Option<Bytes>, Bytes> {
         let mut request = BytesMut::new();
         encode::command(&mut request, parts.iter().map(|p| p.as_bytes()));
-        redirect(&request, pins)
+        redirect(&request, redirects)
     }
 
     #[test]
     fn a_redirect_names_the_clients_upstream_connection() {
-        let pins = Pins::default();
-        pins.record(4, 1017);
-        let sent = translated(&["CLIENT", "TRACKING", "on", "redirect", "4", "BCAST"], &pins);
+        let redirects = Redirects::default();
+        redirects.record(4, 1017);
+        let sent = translated(&["CLIENT", "TRACKING", "on", "redirect", "4", "BCAST"], &redirects);
         let expected =
             "*6\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\non\r\n$8\r\nredirect\r\n$4\r\n1017\r\n$5\r\nBCAST\r\n";
         assert_eq!(sent, Ok(Some(Bytes::from(expected))));
-        assert_eq!(translated(&["CLIENT", "TRACKING", "on", "OPTIN"], &pins), Ok(None));
-        assert_eq!(translated(&["CLIENT", "TRACKING", "on", "REDIRECT", "x"], &pins), Ok(None));
+        assert_eq!(translated(&["CLIENT", "TRACKING", "on", "OPTIN"], &redirects), Ok(None));
+        assert_eq!(translated(&["CLIENT", "TRACKING", "on", "REDIRECT", "x"], &redirects), Ok(None));
     }
 
     #[test]
     fn redirect_targets_are_named_by_proxy_ids() {
-        let pins = Pins::default();
-        pins.record(4, 1017);
-        assert_eq!(pins.name_redirect(b":1017\r\n"), Bytes::from_static(b":4\r\n"));
-        assert_eq!(pins.name_redirect(b":-1\r\n"), Bytes::from_static(b":-1\r\n"));
-        assert_eq!(pins.name_redirect(b":0\r\n"), Bytes::from_static(b":0\r\n"));
+        let redirects = Redirects::default();
+        redirects.record(4, 1017);
+        assert_eq!(redirects.name_redirect(b":1017\r\n"), Bytes::from_static(b":4\r\n"));
+        assert_eq!(redirects.name_redirect(b":-1\r\n"), Bytes::from_static(b":-1\r\n"));
+        assert_eq!(redirects.name_redirect(b":0\r\n"), Bytes::from_static(b":0\r\n"));
         let info = b"%3\r\n$5\r\nflags\r\n~1\r\n$2\r\non\r\n$8\r\nredirect\r\n:1017\r\n$8\r\nprefixes\r\n~0\r\n";
-        let named = pins.name_redirect(info);
+        let named = redirects.name_redirect(info);
         assert!(named.ends_with(b"$8\r\nredirect\r\n:4\r\n$8\r\nprefixes\r\n~0\r\n"), "{named:?}");
     }
 
     #[test]
     fn a_client_without_an_upstream_connection_is_refused() {
-        let pins = Pins::default();
-        pins.record(4, 1017);
-        pins.forget(4);
-        let refused = translated(&["CLIENT", "TRACKING", "on", "REDIRECT", "4"], &pins);
+        let redirects = Redirects::default();
+        redirects.record(4, 1017);
+        redirects.forget(4);
+        let refused = translated(&["CLIENT", "TRACKING", "on", "REDIRECT", "4"], &redirects);
         assert!(refused.is_err_and(|e| e.starts_with(b"-ERR The client ID you want redirect to does not exist")));
     }
 }

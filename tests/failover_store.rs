@@ -12,7 +12,7 @@
 mod common;
 
 use common::{direct_raw, Raw, RedisServer};
-use nearcache::fallback::store::{Store, Value};
+use nearcache::failover::store::{Store, Value};
 use nearcache::protocol::scan::Scanner;
 use nearcache::protocol::{Args, Proto};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,4 +1,4 @@
-//! A dedicated upstream connection: pinned to one client session while that
+//! A dedicated upstream connection: dedicated to one client session while that
 //! client holds server-side state (MULTI, WATCH, a blocking command,
 //! subscriptions, MONITOR, a non-default database, tracking), or carrying
 //! the near-cache's invalidations.
@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Plain TCP or TLS, as the upstream URL says.
-pub struct Pinned {
+pub struct DedicatedConn {
     /// `nearcache_dedicated_connections{role}` label.
     role: &'static str,
     stream: Stream,
@@ -26,13 +26,13 @@ pub struct Pinned {
     id: Option<i64>,
 }
 
-impl Pinned {
+impl DedicatedConn {
     /// Opens and handshakes a new dedicated connection for `role`
     /// (`"client"` or `"tracking"`).
-    pub async fn open(cfg: &UpstreamConfig, proto: Proto, role: &'static str) -> Result<Pinned, UpstreamError> {
+    pub async fn open(cfg: &UpstreamConfig, proto: Proto, role: &'static str) -> Result<DedicatedConn, UpstreamError> {
         let connected = conn::open(cfg, proto).await?;
         observe::dedicated_connections(role, 1.0);
-        Ok(Pinned {
+        Ok(DedicatedConn {
             role,
             stream: connected.stream,
             rbuf: BytesMut::with_capacity(4096),
@@ -97,7 +97,7 @@ impl Pinned {
     }
 }
 
-impl Drop for Pinned {
+impl Drop for DedicatedConn {
     fn drop(&mut self) {
         observe::dedicated_connections(self.role, -1.0);
     }
