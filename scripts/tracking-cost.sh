@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What keeping the near-cache coherent costs, for the two ways CLIENT
-# TRACKING can do it (README, Near-cache, "Why BCAST"), on a write-heavy
+# TRACKING can do it (docs/near-cache.md, "Why BCAST"), on a write-heavy
 # load: N SETs over KEYS keys (-P 16, 50 clients) straight to Redis while
 # one connection tracks.
 #

@@ -1,7 +1,8 @@
 //! nearcache: a Redis-protocol caching proxy.
 //!
-//! A request travels `server` (session per client) → `protocol` (framing)
-//! → `commands` (the command table) → `upstream` (shared pool or a dedicated
+//! A request travels `server` (session per client; `server::dispatch`
+//! decides its fate, reading `protocol`'s framing and `commands`' table) →
+//! `router` (which upstream node) → `upstream` (shared pool or a dedicated
 //! connection). `config` loads `proxy.toml`, `observe` owns the metrics and
 //! `admin` serves them over HTTP.
 //!
@@ -18,6 +19,7 @@ pub mod failover;
 pub mod glob;
 pub mod observe;
 pub mod protocol;
+pub mod router;
 pub mod server;
 pub mod tenancy;
 pub mod upstream;

@@ -67,7 +67,7 @@ pub fn plan(
     if !cmd.flags.contains(Flags::CACHEABLE) || !cache.is_active() {
         return CacheRead::Bypass;
     }
-    if cmd.name == "mget" {
+    if cmd.cached_per_key() {
         return mget(cache, args, proto, scratch, now);
     }
     let Some(key_index) = only_key(cmd, args, &mut scratch.keys) else {

@@ -42,12 +42,22 @@ impl Flags {
     /// Runs a script or function.
     pub const SCRIPT: Flags = Flags(1 << 8);
     /// A read whose reply depends only on its one key's value and its
-    /// arguments: the near-cache may keep it (MGET is kept per key).
+    /// arguments: the near-cache may keep it (MGET is kept per key, see
+    /// [`Flags::PER_KEY`]).
     pub const CACHEABLE: Flags = Flags(1 << 9);
     /// Redis serves it while busy with a script (`SCRIPT KILL`, `FUNCTION
     /// KILL`, `SHUTDOWN`): sent out of band, on a connection of its own,
     /// never queued behind other requests, even while the circuit is open.
     pub const OUT_OF_BAND: Flags = Flags(1 << 10);
+    /// Its reply names clients by id (`CLIENT GETREDIR`, `TRACKINGINFO`):
+    /// upstream ids are translated to the proxy's on the way back.
+    pub const NAMES_CLIENT: Flags = Flags(1 << 11);
+    /// Redis' `may-replicate`: may change data without being a write
+    /// (`PUBLISH`, `SPUBLISH`, `EXEC`), so `CLIENT PAUSE WRITE` holds it.
+    pub const MAY_REPLICATE: Flags = Flags(1 << 12);
+    /// A cacheable read of any number of keys answering one value per key
+    /// (MGET): the near-cache keeps and serves each key on its own.
+    pub const PER_KEY: Flags = Flags(1 << 13);
 
     /// Both sets combined.
     pub const fn with(self, other: Flags) -> Flags {
@@ -249,6 +259,13 @@ impl Command {
         }
     }
 
+    /// A cacheable read the near-cache serves key by key (see
+    /// [`Flags::PER_KEY`]).
+    #[inline]
+    pub fn cached_per_key(&self) -> bool {
+        self.flags.contains(Flags::CACHEABLE.with(Flags::PER_KEY))
+    }
+
     /// Looks up a subcommand by name, ignoring ASCII case.
     pub fn subcommand(&self, name: &[u8]) -> Option<&'static Command> {
         self.subcommands.iter().find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
@@ -411,6 +428,24 @@ mod tests {
             }
         }
         assert_eq!(lookup(b"gEt").map(|(_, c)| c.name), Some("get"));
+    }
+
+    /// The flags that replaced name tests elsewhere mark exactly these.
+    #[test]
+    fn flag_driven_behaviour_covers_the_commands_meant() {
+        let named = |pred: fn(&Command) -> bool| {
+            let mut names: Vec<String> = Vec::new();
+            for cmd in all() {
+                if pred(cmd) {
+                    names.push(cmd.name.into());
+                }
+                names.extend(cmd.subcommands.iter().filter(|s| pred(s)).map(|s| format!("{}|{}", cmd.name, s.name)));
+            }
+            names
+        };
+        assert_eq!(named(Command::cached_per_key), ["mget"]);
+        assert_eq!(named(|c| c.flags.contains(Flags::NAMES_CLIENT)), ["client|getredir", "client|trackinginfo"]);
+        assert_eq!(named(|c| c.flags.contains(Flags::MAY_REPLICATE)), ["exec", "publish", "spublish"]);
     }
 
     #[test]

@@ -336,7 +336,7 @@ pub(super) static COMMANDS: &[Command] = &[
             Command {
                 name: "getredir",
                 arity: 2,
-                flags: Flags::NONE,
+                flags: Flags::NAMES_CLIENT,
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
@@ -455,7 +455,7 @@ pub(super) static COMMANDS: &[Command] = &[
             Command {
                 name: "trackinginfo",
                 arity: 2,
-                flags: Flags::NONE,
+                flags: Flags::NAMES_CLIENT,
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
@@ -1123,7 +1123,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "exec",
         arity: 1,
-        flags: Flags::CONN_STATE,
+        flags: Flags::CONN_STATE.with(Flags::MAY_REPLICATE),
         keys: Keys::None,
         handler: Handler::State(State::Exec),
         store: None,
@@ -1928,7 +1928,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "mget",
         arity: -2,
-        flags: Flags::READ.with(Flags::CACHEABLE),
+        flags: Flags::READ.with(Flags::CACHEABLE).with(Flags::PER_KEY),
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::MGet),
@@ -2227,7 +2227,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "publish",
         arity: 3,
-        flags: Flags::PUBSUB,
+        flags: Flags::PUBSUB.with(Flags::MAY_REPLICATE),
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
@@ -2780,7 +2780,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "spublish",
         arity: 3,
-        flags: Flags::PUBSUB,
+        flags: Flags::PUBSUB.with(Flags::MAY_REPLICATE),
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,

@@ -5,6 +5,7 @@
 //! was re-encoded).
 
 use super::reply::Slot;
+use crate::router::NodeId;
 use bytes::BytesMut;
 use std::ops::Range;
 
@@ -28,6 +29,8 @@ pub struct Batch {
     /// Client commands it answers.
     pub commands: usize,
     pub silent: bool,
+    /// The upstream node it goes to.
+    pub node: NodeId,
     /// Plain commands before the first near-cache read: slots are only
     /// materialized once there is one, so plain batches allocate nothing.
     plain: usize,
@@ -39,8 +42,9 @@ impl Batch {
         self.commands == 0
     }
 
-    pub fn add(&mut self, input: &[u8], source: Source, replies: usize, slot: Slot, silent: bool) {
+    pub fn add(&mut self, input: &[u8], source: Source, replies: usize, slot: Slot, silent: bool, node: NodeId) {
         self.silent = silent;
+        self.node = node;
         match source {
             Source::Input(r) if !self.owned && (self.commands == 0 || self.run.end == r.start) => {
                 if self.commands == 0 {

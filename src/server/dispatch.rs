@@ -19,10 +19,11 @@ use super::tenant::{self, Gate};
 use super::Shared;
 use crate::cache::read::{self, CacheRead};
 use crate::cache::Scratch;
-use crate::commands::{self, Command, Flags, Handler, State};
+use crate::commands::{self, Command, CommandIndex, Flags, Handler, State};
 use crate::observe;
 use crate::protocol::request::{self, Limits};
 use crate::protocol::{encode, Args, Proto};
+use crate::router::NodeId;
 use crate::upstream::pool::JobResult;
 use bytes::{Bytes, BytesMut};
 use std::ops::Range;
@@ -38,9 +39,10 @@ pub enum Fate {
     Ready(Bytes),
     /// The reply to another client's identical read, in flight.
     Wait(oneshot::Receiver<JobResult>),
-    /// Send on the shared pool: `bytes` (`None`: the request as the client
-    /// sent it), producing `replies` upstream replies, owed through `slot`.
-    Pool { bytes: Option<Bytes>, replies: usize, slot: Slot },
+    /// Send on the shared pool of upstream `node`: `bytes` (`None`: the
+    /// request as the client sent it), producing `replies` upstream
+    /// replies, owed through `slot`.
+    Pool { node: NodeId, bytes: Option<Bytes>, replies: usize, slot: Slot },
     /// Carried out by the session: a dedicated connection, the proxy's own
     /// state, a connection of its own…; its reply goes through `map`.
     Apply { decision: Decision, map: Option<ReplyMap> },
@@ -82,19 +84,28 @@ pub struct Ctx<'a> {
 pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
     let Ctx { shared, st, tenant, activity, scratch, ranges, dedicated, out, now } = ctx;
     let (mut rewritten, mut map) = (owned, None);
+    // One lookup serves the gate and routing, unless the gate rewrote the
+    // request into another command.
+    let mut found = Args::new(rewritten.as_deref().unwrap_or(request), ranges).get(0).and_then(commands::lookup);
     if shared.tenancy.enabled() {
         let args = Args::new(rewritten.as_deref().unwrap_or(request), ranges);
         let held = tenant::Held { multi: st.multi, state: st.needs_dedicated() };
-        match tenant::gate(shared, tenant, &args, st.proto, held) {
+        match tenant::gate(shared, tenant, found.map(|(_, cmd)| cmd), &args, st.proto, held) {
             Gate::Pass => {}
             Gate::Reply(reply) => {
                 // Answered by the gate (AUTH, a refusal): counted like any
                 // command.
-                observe::command(args.get(0).and_then(commands::lookup).map(|(index, _)| index));
+                observe::command(found.map(|(index, _)| index));
                 return Dispatched { fate: Fate::Ready(reply), silent: false, rewritten, switched_from: None };
             }
             Gate::Rewrite(request, reply_map) => {
-                rewritten = Some(reparse(request, ranges));
+                let request = reparse(request, ranges);
+                let name = Args::new(&request, ranges).get(0);
+                if !name.zip(found).is_some_and(|(name, (_, cmd))| name.eq_ignore_ascii_case(cmd.name.as_bytes())) {
+                    // RANDOMKEY runs as a script.
+                    found = name.and_then(commands::lookup);
+                }
+                rewritten = Some(request);
                 map = reply_map;
             }
         }
@@ -102,8 +113,8 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
     let bytes = rewritten.as_deref().unwrap_or(request);
     let args = Args::new(bytes, ranges);
     let proto = st.proto;
-    let Planned { decision, silent, cache_candidate, cmd } =
-        plan(st, &args, bytes, dedicated, shared, scratch, activity);
+    let incoming = Incoming { args, bytes, found };
+    let Planned { decision, silent, cache_candidate, cmd } = plan(st, &incoming, dedicated, shared, scratch, activity);
     if map.is_none() && cmd.is_some_and(names_redirect) {
         let shared = shared.clone();
         map = Some(Box::new(move |reply: Bytes| shared.redirects.name_redirect(&reply)));
@@ -116,12 +127,18 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
         CacheRead::Written => Fate::Written,
         CacheRead::Ready(reply) => Fate::Ready(reply),
         CacheRead::Wait(rx) => Fate::Wait(rx),
-        CacheRead::Fetch { payload, replies, fill } => {
-            Fate::Pool { bytes: Some(payload.freeze()), replies, slot: Slot::Fill { replies, fill } }
-        }
-        CacheRead::Bypass if matches!(decision, Decision::Pool) => {
-            Fate::Pool { bytes: rewritten.clone(), replies: 1, slot: map.map_or(Slot::Plain, Slot::Map) }
-        }
+        CacheRead::Fetch { payload, replies, fill } => Fate::Pool {
+            node: shared.router.route(cmd, &args),
+            bytes: Some(payload.freeze()),
+            replies,
+            slot: Slot::Fill { replies, fill },
+        },
+        CacheRead::Bypass if matches!(decision, Decision::Pool) => Fate::Pool {
+            node: shared.router.route(cmd, &args),
+            bytes: rewritten.clone(),
+            replies: 1,
+            slot: map.map_or(Slot::Plain, Slot::Map),
+        },
         CacheRead::Bypass => Fate::Apply { decision, map },
     };
     let switched_from = (st.proto != proto).then_some(proto);
@@ -146,6 +163,16 @@ pub fn reparse(request: Bytes, ranges: &mut Vec<Range<usize>>) -> Bytes {
     request
 }
 
+/// One request as routing sees it.
+#[derive(Clone, Copy)]
+struct Incoming<'a> {
+    args: Args<'a>,
+    /// Its bytes (what failover journals).
+    bytes: &'a [u8],
+    /// Its command in the table, looked up once per request.
+    found: Option<(CommandIndex, &'static Command)>,
+}
+
 /// What routing made of one request.
 struct Planned {
     pub decision: Decision,
@@ -166,15 +193,16 @@ struct Planned {
 #[inline(always)]
 fn plan(
     st: &mut ClientState,
-    args: &Args,
-    request: &[u8],
+    incoming: &Incoming,
     dedicated: bool,
     shared: &Shared,
     scratch: &mut Scratch,
     activity: &Activity,
 ) -> Planned {
+    let Incoming { args, bytes: request, found } = *incoming;
+    let args = &args;
     let mode_before = st.reply;
-    let routed = route(st, args, dedicated, &shared.info);
+    let routed = route(st, args, found, dedicated, &shared.router.default_node().health);
     observe::command(routed.index);
     activity.note_command(routed.index, routed.cmd);
     if routed.cmd.is_some_and(|cmd| changes_profile(cmd, st)) {
@@ -208,7 +236,7 @@ fn plan(
 /// True when the reply of `cmd` names a client by its upstream id (CLIENT
 /// GETREDIR, TRACKINGINFO): translated to the proxy's id on the way back.
 fn names_redirect(cmd: &'static Command) -> bool {
-    matches!(cmd.name, "getredir" | "trackinginfo")
+    cmd.flags.contains(Flags::NAMES_CLIENT)
 }
 
 /// True when `cmd` may change what CLIENT LIST shows of the client (its

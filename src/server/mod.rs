@@ -1,8 +1,9 @@
 //! The client-facing side: the listener, the [`shard`] threads serving
 //! clients, one [`session::Session`] task per client, and graceful shutdown.
 //!
-//! [`route`] decides where each request goes, [`local`] builds the replies
-//! the proxy gives itself.
+//! [`dispatch`] decides each request's fate ([`route`]: what it does to the
+//! client's connection), `crate::router` names the upstream node, and
+//! [`answer`] builds the replies the proxy gives itself.
 
 mod activity;
 mod answer;
@@ -24,12 +25,13 @@ pub use control::{ConfigSource, Control, Report};
 use socket::ClientWriter;
 
 use crate::cache::NearCache;
-use crate::config::{Config, UpstreamConfig};
+use crate::config::Config;
 use crate::failover::Failover;
 use crate::observe;
 use crate::protocol::{request::Limits, Proto};
+use crate::router::{Node, NodeId, Router};
 use crate::upstream::breaker::Breaker;
-use crate::upstream::pool::{Pool, UpstreamInfo};
+use crate::upstream::pool::Pool;
 use crate::upstream::spares::Spares;
 use activity::Activity;
 use registry::Clients;
@@ -41,11 +43,11 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// What every session shares.
 pub struct Shared {
-    pub upstream: Arc<UpstreamConfig>,
+    /// The upstream nodes, and which serves a request.
+    pub router: Router,
     pub cache: Arc<NearCache>,
     pub failover: Arc<Failover>,
     pub tenancy: crate::tenancy::Tenancy,
-    pub info: Arc<UpstreamInfo>,
     pub limits: Limits,
     pub max_pipeline: usize,
     /// `server.client_output_buffer_limit` (`usize::MAX`: none).
@@ -59,7 +61,7 @@ pub struct Shared {
     pub pause: pause::Pause,
     /// `server.auth = "upstream"`: clients' AUTH is checked by Redis.
     pub auth_upstream: bool,
-    /// DedicatedLease connections opened ahead of need.
+    /// Dedicated connections opened ahead of need.
     pub spares: Arc<Spares>,
 }
 
@@ -77,31 +79,45 @@ impl Shared {
     }
 }
 
-/// One shared pool per protocol version, so replies pass through in the
-/// client's protocol untouched. The RESP3 pool starts on first use. Each
-/// worker thread ([`shard`]) has its own.
-pub struct Pools {
-    cfg: Arc<UpstreamConfig>,
-    info: Arc<UpstreamInfo>,
+/// A worker thread's ([`shard`]) shared pools: per upstream node, one per
+/// protocol version, so replies pass through in the client's protocol
+/// untouched.
+pub struct Pools(Vec<NodePools>);
+
+impl Pools {
+    /// A batch's replies past `max_batch_reply` bytes are dropped (see
+    /// [`Shared::hard_output_limit`]).
+    fn start(router: &Router, max_batch_reply: usize) -> Pools {
+        Pools(router.nodes().map(|node| NodePools::start(node, max_batch_reply)).collect())
+    }
+
+    /// The pool of `node` speaking `proto`.
+    pub fn get(&self, node: NodeId, proto: Proto) -> &Pool {
+        self.0[node].get(proto)
+    }
+}
+
+/// One node's pools. The RESP3 pool starts on first use.
+struct NodePools {
+    node: Node,
     resp2: Pool,
     resp3: OnceLock<Pool>,
     max_batch_reply: usize,
 }
 
-impl Pools {
-    /// A batch's replies past `max_batch_reply` bytes are dropped (see
-    /// [`Shared::hard_output_limit`]).
-    fn start(cfg: Arc<UpstreamConfig>, info: Arc<UpstreamInfo>, max_batch_reply: usize) -> Pools {
-        let resp2 = Pool::start(cfg.clone(), Proto::Resp2, info.clone(), max_batch_reply);
-        Pools { cfg, info, resp2, resp3: OnceLock::new(), max_batch_reply }
+impl NodePools {
+    fn start(node: &Node, max_batch_reply: usize) -> NodePools {
+        let node = node.clone();
+        let resp2 = Pool::start(node.config.clone(), Proto::Resp2, node.health.clone(), max_batch_reply);
+        NodePools { node, resp2, resp3: OnceLock::new(), max_batch_reply }
     }
 
-    pub fn get(&self, proto: Proto) -> &Pool {
+    fn get(&self, proto: Proto) -> &Pool {
         match proto {
             Proto::Resp2 => &self.resp2,
-            Proto::Resp3 => self
-                .resp3
-                .get_or_init(|| Pool::start(self.cfg.clone(), Proto::Resp3, self.info.clone(), self.max_batch_reply)),
+            Proto::Resp3 => self.resp3.get_or_init(|| {
+                Pool::start(self.node.config.clone(), Proto::Resp3, self.node.health.clone(), self.max_batch_reply)
+            }),
         }
     }
 }
@@ -156,19 +172,18 @@ impl Server {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.server.listen, source })?;
-        let upstream = Arc::new(config.upstream.clone());
         let breaker = Breaker::new(config.breaker.clone(), config.upstream.url.to_string());
-        let info = Arc::new(UpstreamInfo::new(breaker));
+        let router = Router::single(config.upstream.clone(), breaker);
+        let home = router.default_node();
         let cache = NearCache::new(config.cache.clone());
-        let failover = Arc::new(Failover::new(config.failover.clone(), info.clone(), cache.clone())?);
+        let failover = Arc::new(Failover::new(config.failover.clone(), home.health.clone(), cache.clone())?);
         let clients: Arc<Clients> = Arc::default();
-        let spares = Arc::new(Spares::new(upstream.clone(), info.clone()));
+        let spares = Arc::new(Spares::new(home.config.clone(), home.health.clone()));
         let shared = Arc::new(Shared {
             cache,
             failover,
             tenancy: crate::tenancy::Tenancy::new(&config.tenancy),
-            upstream,
-            info,
+            router,
             limits: Limits {
                 max_bulk_len: config.server.proto_max_bulk_len,
                 max_multibulk_len: config.server.max_multibulk_len,
@@ -184,12 +199,14 @@ impl Server {
         });
         tokio::spawn(async move { spares.run().await });
         let failover_on = config.failover.enabled;
-        let (cache, info) = (shared.cache.clone(), shared.info.clone());
-        tokio::spawn(crate::cache::tracking::run(cache, shared.upstream.clone(), info, failover_on));
+        for node in shared.router.nodes() {
+            let (cache, upstream, health) = (shared.cache.clone(), node.config.clone(), node.health.clone());
+            tokio::spawn(crate::cache::tracking::run(cache, upstream, health, failover_on));
+        }
         let recovery = shared.clone();
         tokio::spawn(async move {
-            let (upstream, failover) = (&recovery.upstream, &recovery.failover);
-            recovery.info.breaker.run_prober(upstream, || crate::failover::recover(failover, upstream)).await
+            let (home, failover) = (recovery.router.default_node(), &recovery.failover);
+            home.health.breaker.run_prober(&home.config, || crate::failover::recover(failover, &home.config)).await
         });
         if shared.failover.config().journal_path.is_some() {
             let failover = shared.failover.clone();

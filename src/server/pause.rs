@@ -6,7 +6,7 @@
 //! proxy's clients wait, as Redis' own would, while its connections stay
 //! healthy: the pause an operator takes before switching Redis over.
 
-use crate::commands::{Command, Flags};
+use crate::commands::{Command, Flags, Handler, Local};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -66,13 +66,13 @@ impl Pause {
     /// wait (the pause can always be ended); in `WRITE` mode, what may
     /// write waits: writes, scripts, PUBLISH, EXEC.
     pub fn holds(&self, cmd: &Command) -> bool {
-        if !self.active() || matches!(cmd.name, "pause" | "unpause") {
+        if !self.active() || matches!(cmd.handler, Handler::Local(Local::ClientPause | Local::ClientUnpause)) {
             return false;
         }
         !self.writes_only.load(Ordering::Acquire)
             || cmd.flags.contains(Flags::WRITE)
             || cmd.flags.contains(Flags::SCRIPT)
-            || matches!(cmd.name, "publish" | "spublish" | "exec")
+            || cmd.flags.contains(Flags::MAY_REPLICATE)
     }
 
     /// Waits until the pause ends (expires or is lifted).

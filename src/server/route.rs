@@ -4,7 +4,7 @@
 //! decisions depend on and change.
 
 use super::{answer, registry};
-use crate::commands::{self, Command, CommandIndex, Flags, Handler, Local, State, SubKind};
+use crate::commands::{Command, CommandIndex, Flags, Handler, Local, State, SubKind};
 use crate::protocol::{encode, request::parse_int, Args, Proto};
 use crate::upstream::pool::UpstreamInfo;
 use bytes::Bytes;
@@ -225,14 +225,21 @@ pub struct Routed {
     pub decision: Decision,
 }
 
-/// Decides what to do with `args` and applies its effect on `st`.
+/// Decides what to do with `args` (its command `found` in the table, as
+/// [`crate::commands::lookup`] gave it) and applies its effect on `st`.
 /// `dedicated` tells whether the session currently has a dedicated connection;
 /// `info` supplies the upstream's version for HELLO replies.
-pub fn route(st: &mut ClientState, args: &Args, dedicated: bool, info: &UpstreamInfo) -> Routed {
-    let Some(name) = args.get(0) else {
+pub fn route(
+    st: &mut ClientState,
+    args: &Args,
+    found: Option<(CommandIndex, &'static Command)>,
+    dedicated: bool,
+    info: &UpstreamInfo,
+) -> Routed {
+    if args.is_empty() {
         return Routed { index: None, cmd: None, decision: Decision::Silent };
-    };
-    let Some((index, cmd)) = commands::lookup(name) else {
+    }
+    let Some((index, cmd)) = found else {
         return Routed { index: None, cmd: None, decision: forward(dedicated) };
     };
     let cmd = cmd.resolve(args);

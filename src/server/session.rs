@@ -24,6 +24,7 @@ use crate::observe;
 use crate::protocol::frame::{pubsub, PubSub};
 use crate::protocol::request::{self, Parsed};
 use crate::protocol::{encode, Args, Proto, ProtocolError};
+use crate::router::{NodeId, DEFAULT_NODE};
 use crate::upstream::dedicated::DedicatedConn;
 use crate::upstream::out_of_band;
 use crate::upstream::pool::JobResult;
@@ -48,6 +49,14 @@ enum Wake {
 }
 
 /// A reply owed to the client, in request order.
+/// Where a pool request goes, and whether its reply is suppressed: a batch
+/// holds requests of one kind only.
+#[derive(Clone, Copy)]
+struct Target {
+    node: NodeId,
+    silent: bool,
+}
+
 enum Pending {
     Ready(Bytes),
     Pool {
@@ -138,7 +147,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         peer: IpAddr,
         activity: Arc<Activity>,
     ) -> Session<R, W> {
-        let (default_db, auth_upstream) = (shared.upstream.url.db, shared.auth_upstream);
+        let (default_db, auth_upstream) = (shared.router.default_node().config.url.db, shared.auth_upstream);
         let tenant = tenant::Client::new(&shared.tenancy, peer, activity.clone());
         let refusal = tenant.refusal(&shared.tenancy);
         Session {
@@ -335,12 +344,13 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
                     self.in_flight += 1;
                 }
-                Fate::Pool { bytes, replies, slot } => {
+                Fate::Pool { node, bytes, replies, slot } => {
                     let source = match &bytes {
                         Some(bytes) => Source::Bytes(bytes),
                         None => Source::Input(range),
                     };
-                    self.batch_add(&input, source, replies, slot, silent, now);
+                    let to = Target { node, silent };
+                    self.batch_add(&input, source, replies, slot, to, now);
                 }
                 Fate::Apply { decision, map } => {
                     self.flush_batch(&input, now);
@@ -387,7 +397,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             // The journal's last round is being replayed: wait for it, so
             // the journal stops growing and the circuit can close.
             self.flush_batch(input, now);
-            self.shared.failover.wait_drained(self.shared.upstream.request_timeout).await;
+            self.shared.failover.wait_drained(self.shared.router.default_node().config.request_timeout).await;
         }
     }
 
@@ -399,12 +409,12 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     }
 
     /// Adds one request (`replies` upstream replies) to the batch for the
-    /// shared pool.
-    fn batch_add(&mut self, input: &[u8], source: Source, replies: usize, slot: Slot, silent: bool, now: Instant) {
-        if !self.batch.is_empty() && self.batch.silent != silent {
+    /// shared pool of `to.node`.
+    fn batch_add(&mut self, input: &[u8], source: Source, replies: usize, slot: Slot, to: Target, now: Instant) {
+        if !self.batch.is_empty() && (self.batch.silent != to.silent || self.batch.node != to.node) {
             self.flush_batch(input, now);
         }
-        self.batch.add(input, source, replies, slot, silent);
+        self.batch.add(input, source, replies, slot, to.silent, to.node);
     }
 
     /// Sends the batch on the session's pool connection.
@@ -418,7 +428,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         if self.batch.is_empty() {
             return;
         }
-        let pool = self.pools.get(proto);
+        let pool = self.pools.get(self.batch.node, proto);
         let rx = pool.send(self.st.id as usize, self.batch.payload(input), self.batch.replies, started);
         let (count, silent) = (self.batch.commands, self.batch.silent);
         let slots = self.batch.finish();
@@ -445,25 +455,28 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             Decision::Reply(reply) if !silent => self.pending.push_back(Pending::Ready(reply)),
             Decision::Reply(_) | Decision::Silent => {}
             Decision::Pool => {
-                self.batch_add(&[], Source::Bytes(request), 1, map.map_or(Slot::Plain, Slot::Map), silent, now);
+                // `dispatch` makes these a `Fate::Pool` with their node;
+                // one reaching here goes where what names no key goes.
+                let to = Target { node: DEFAULT_NODE, silent };
+                self.batch_add(&[], Source::Bytes(request), 1, map.map_or(Slot::Plain, Slot::Map), to, now);
                 self.flush_batch(&[], now);
             }
             Decision::Dedicated { .. } if std::mem::take(&mut self.st.tracking_asked) => {
                 self.send_tracking(request, silent, now, map).await;
             }
             Decision::Dedicated { replies, blocking } => {
-                let deadline = (!blocking).then(|| now + self.shared.upstream.request_timeout);
+                let deadline = (!blocking).then(|| now + self.shared.router.default_node().config.request_timeout);
                 let entry = Pending::Dedicated { remaining: replies, silent, discard: false, deadline, map };
-                self.send_pinned(request, entry).await;
+                self.send_dedicated(request, entry).await;
             }
             Decision::Clients(op) => self.clients(*op, silent, now),
             Decision::Authenticate(login) => self.authenticate(*login, silent).await,
             Decision::OutOfBand => self.send_out_of_band(Bytes::copy_from_slice(request), silent, now),
             Decision::DedicatedSideEffect(effect) => {
                 let SideEffect { upstream, reply } = *effect;
-                let deadline = Some(now + self.shared.upstream.request_timeout);
+                let deadline = Some(now + self.shared.router.default_node().config.request_timeout);
                 let entry = Pending::Dedicated { remaining: 1, silent: true, discard: true, deadline, map: None };
-                self.send_pinned(&upstream, entry).await;
+                self.send_dedicated(&upstream, entry).await;
                 if !silent {
                     self.pending.push_back(Pending::Ready(reply));
                 }
@@ -529,7 +542,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// change nothing.
     async fn authenticate(&mut self, login: Login, silent: bool) {
         self.settle_pool().await;
-        let mut cfg = (*self.shared.upstream).clone();
+        let mut cfg = (*self.shared.router.default_node().config).clone();
         cfg.url.username = login.user.as_deref().map(|u| String::from_utf8_lossy(u).into_owned());
         cfg.url.password = Some(String::from_utf8_lossy(&login.password).into_owned());
         let proto = login.hello.as_ref().map_or(self.st.proto, |(proto, _)| *proto);
@@ -547,7 +560,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                             // Checked when HELLO was routed.
                             answer::set_name(&mut self.st, &name).ok();
                         }
-                        answer::hello_now(&self.st, &self.shared.info)
+                        answer::hello_now(&self.st, &self.shared.router.default_node().health)
                     }
                     None => Bytes::from_static(encode::OK),
                 }
@@ -564,7 +577,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// Sends one request on a connection of its own (see `out_of_band`);
     /// its reply takes its place among those owed.
     fn send_out_of_band(&mut self, request: Bytes, silent: bool, now: Instant) {
-        let rx = out_of_band::send(self.shared.upstream.clone(), self.st.proto, request);
+        let rx = out_of_band::send(self.shared.router.default_node().config.clone(), self.st.proto, request);
         self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
         self.in_flight += 1;
     }
@@ -583,9 +596,9 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 return;
             }
         };
-        let deadline = Some(now + self.shared.upstream.request_timeout);
+        let deadline = Some(now + self.shared.router.default_node().config.request_timeout);
         let entry = Pending::Dedicated { remaining: 1, silent, discard: false, deadline, map };
-        self.send_pinned(rewritten.as_deref().unwrap_or(request), entry).await;
+        self.send_dedicated(rewritten.as_deref().unwrap_or(request), entry).await;
         if self.dedicated.is_none() {
             self.closing = true;
         }
@@ -593,10 +606,10 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
 
     /// Queues `request` for the dedicated connection, opening it first if the
     /// session has none.
-    async fn send_pinned(&mut self, request: &[u8], entry: Pending) {
+    async fn send_dedicated(&mut self, request: &[u8], entry: Pending) {
         self.settle_pool().await;
         if self.dedicated.is_none() {
-            let breaker = &self.shared.info.breaker;
+            let breaker = &self.shared.router.default_node().health.breaker;
             let opened = match self.tenant.open_dedicated() {
                 Err(refusal) => Err(refusal),
                 Ok(()) if breaker.allows() => self.shared.spares.take(self.st.proto).await.map_err(|e| {

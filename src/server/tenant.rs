@@ -269,9 +269,16 @@ pub struct Held {
     pub state: bool,
 }
 
-/// Decides what happens to one request of the client.
-pub fn gate(shared: &Shared, client: &mut Client, args: &Args, proto: Proto, held: Held) -> Gate {
-    let parent = args.get(0).and_then(commands::lookup).map(|(_, cmd)| cmd);
+/// Decides what happens to one request of the client (`parent`: its
+/// command in the table, `None` when unknown).
+pub fn gate(
+    shared: &Shared,
+    client: &mut Client,
+    parent: Option<&'static Command>,
+    args: &Args,
+    proto: Proto,
+    held: Held,
+) -> Gate {
     let step = match parent {
         Some(parent) => decide(shared, client, parent, args, held.state),
         None => refuse_unknown(client, args),
