@@ -17,9 +17,9 @@ use super::NearCache;
 use crate::observe;
 use crate::protocol::frame::{invalidation, Invalidation};
 use crate::protocol::{encode, Proto};
-use crate::upstream::backoff::Backoff;
 use crate::upstream::dedicated::DedicatedConn;
 use crate::upstream::pool::UpstreamInfo;
+use crate::upstream::reconnect::{AttemptError, Reconnect};
 use crate::upstream::UpstreamConfig;
 use crate::upstream::UpstreamError;
 use bytes::BytesMut;
@@ -37,43 +37,39 @@ pub async fn run(cache: Arc<NearCache>, upstream: Arc<UpstreamConfig>, info: Arc
     if !cache.config().enabled {
         return;
     }
-    let mut backoff = Backoff::new(upstream.reconnect_max_backoff);
-    loop {
-        match subscribe(&cache, &upstream).await {
-            Ok(mut conn) => {
-                cache.tracking_restored(|| !info.breaker.allows());
-                tracing::info!(upstream = %upstream.url, "near-cache receiving invalidations");
-                backoff.succeeded();
-                match listen(&mut conn, &cache, upstream.request_timeout).await {
-                    Ended::Retrack => {
-                        // Keys under the new prefixes were not tracked: bypass until re-subscribed.
-                        cache.tracking_lost(false);
-                        tracing::info!("tracked prefixes changed by a reload: re-subscribing to invalidations");
-                    }
-                    Ended::Failed(err) => {
-                        // Not an outage: only the cache stops serving
-                        // until the connection is replaced (at once).
-                        cache.tracking_lost(failover);
-                        observe::tracking_lost();
-                        tracing::warn!(error = %err, kept_for_failover = failover, "invalidation connection lost: near-cache bypassed until it is back");
-                    }
-                }
-            }
-            Err(e) => {
-                if let Subscribe::Connect(e) = &e {
-                    // A fresh connection cannot be established: an outage.
-                    info.breaker.connect_failed(e);
-                }
-                let (failures, wait) = backoff.failed();
-                if failures == 1 {
-                    tracing::warn!(error = %e, "cannot subscribe to invalidations: near-cache bypassed, retrying");
-                } else {
-                    tracing::debug!(error = %e, failures, "still cannot subscribe to invalidations");
-                }
-                tokio::time::sleep(wait).await;
-            }
-        }
+    // Shared with each connection's serve step.
+    let (cache, upstream, info) = (&cache, &upstream, &info);
+    Reconnect {
+        max_backoff: upstream.reconnect_max_backoff,
+        breaker: &info.breaker,
+        unreachable: "cannot subscribe to invalidations: near-cache bypassed, retrying",
+        still_unreachable: "still cannot subscribe to invalidations",
+        upstream: Some(&upstream.url),
+        slot: None,
     }
+    .run(
+        || subscribe(cache, upstream),
+        |mut conn, _| async move {
+            cache.tracking_restored(|| !info.breaker.allows());
+            tracing::info!(upstream = %upstream.url, "near-cache receiving invalidations");
+            match listen(&mut conn, cache, upstream.request_timeout).await {
+                Ended::Retrack => {
+                    // Keys under the new prefixes were not tracked: bypass until re-subscribed.
+                    cache.tracking_lost(false);
+                    tracing::info!("tracked prefixes changed by a reload: re-subscribing to invalidations");
+                }
+                Ended::Failed(err) => {
+                    // Not an outage: only the cache stops serving
+                    // until the connection is replaced (at once).
+                    cache.tracking_lost(failover);
+                    observe::tracking_lost();
+                    tracing::warn!(error = %err, kept_for_failover = failover, "invalidation connection lost: near-cache bypassed until it is back");
+                }
+            }
+        },
+        drop,
+    )
+    .await;
 }
 
 /// Why [`subscribe`] failed.
@@ -85,6 +81,16 @@ enum Subscribe {
     /// The connection was opened but tracking could not be turned on.
     #[error("{0}")]
     Tracking(#[from] UpstreamError),
+}
+
+impl AttemptError for Subscribe {
+    /// Only a fresh connection that cannot be established is an outage.
+    fn connect_failure(&self) -> Option<&UpstreamError> {
+        match self {
+            Subscribe::Connect(e) => Some(e),
+            Subscribe::Tracking(_) => None,
+        }
+    }
 }
 
 /// Opens the connection and turns tracking on.

@@ -117,8 +117,8 @@ pub struct Session<R, W> {
     /// Commands whose replies are still owed (backpressure).
     in_flight: usize,
     dedicated: Option<DedicatedConn>,
-    pinned_out: BytesMut,
-    pinned_entries: usize,
+    dedicated_out: BytesMut,
+    dedicated_entries: usize,
     /// No more requests are read; the session ends once nothing is owed.
     closing: bool,
     /// Complete requests were left in the read buffer because too many
@@ -167,8 +167,8 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             pending: refusal.clone().map(Pending::Ready).into_iter().collect(),
             in_flight: 0,
             dedicated: None,
-            pinned_out: BytesMut::new(),
-            pinned_entries: 0,
+            dedicated_out: BytesMut::new(),
+            dedicated_entries: 0,
             closing: refusal.is_some(),
             stalled: false,
             past_limit_since: None,
@@ -360,7 +360,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             }
         }
         self.flush_batch(&input, now);
-        self.flush_pinned().await;
+        self.flush_dedicated().await;
         let held_back = self.tenant.held_back();
         if held_back && !self.stalled {
             self.tenant.note_held_back();
@@ -647,9 +647,9 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         if let Pending::Dedicated { remaining: 0, .. } = entry {
             return;
         }
-        self.pinned_out.extend_from_slice(request);
+        self.dedicated_out.extend_from_slice(request);
         self.pending.push_back(entry);
-        self.pinned_entries += 1;
+        self.dedicated_entries += 1;
         self.in_flight += 1;
     }
 
@@ -666,24 +666,24 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         }
     }
 
-    async fn flush_pinned(&mut self) {
-        if self.pinned_out.is_empty() {
+    async fn flush_dedicated(&mut self) {
+        if self.dedicated_out.is_empty() {
             return;
         }
-        let out = self.pinned_out.split();
+        let out = self.dedicated_out.split();
         let sent = match self.dedicated.as_mut() {
             Some(p) => p.send(&out).await,
             None => Err(UpstreamError::ConnectionLost),
         };
         if let Err(e) = sent {
-            self.pinned_failed(e);
+            self.dedicated_failed(e);
         }
     }
 
     /// The dedicated connection failed: everything still owed from it becomes
     /// an error, and because the client's server-side state is gone, the
     /// session closes once those errors are written.
-    fn pinned_failed(&mut self, e: UpstreamError) {
+    fn dedicated_failed(&mut self, e: UpstreamError) {
         observe::upstream_error(e.kind());
         tracing::debug!(client = self.st.id, error = %e, "dedicated upstream connection failed");
         for entry in self.pending.iter_mut() {
@@ -699,7 +699,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         }
         self.dedicated = None;
         self.tenant.closed_dedicated();
-        self.pinned_entries = 0;
+        self.dedicated_entries = 0;
         self.st.clear_upstream_state();
         self.closing = true;
     }
@@ -707,8 +707,8 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     fn on_event(&mut self, event: Event) {
         match event {
             Event::Pool(result) => self.pool_done(result),
-            Event::Frame(Ok(frame)) => self.pinned_frame(frame),
-            Event::Frame(Err(e)) => self.pinned_failed(e),
+            Event::Frame(Ok(frame)) => self.dedicated_frame(frame),
+            Event::Frame(Err(e)) => self.dedicated_failed(e),
         }
     }
 
@@ -764,8 +764,8 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
 
     /// A frame from the dedicated connection: the next owed reply, or pushed
     /// data (pub/sub message, MONITOR line, invalidation) passed straight on.
-    fn pinned_frame(&mut self, frame: Bytes) {
-        let front_is_pinned = matches!(self.pending.front(), Some(Pending::Dedicated { .. }));
+    fn dedicated_frame(&mut self, frame: Bytes) {
+        let front_is_dedicated = matches!(self.pending.front(), Some(Pending::Dedicated { .. }));
         let event = match frame.first() {
             Some(b'>') => pubsub(&frame),
             Some(b'*') if self.st.proto == Proto::Resp2 && self.st.pubsub_mode => pubsub(&frame),
@@ -774,7 +774,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         if let PubSub::Confirmation { remaining: 0 } = event {
             self.st.pubsub_mode = false;
         }
-        let is_reply = front_is_pinned && !matches!(event, PubSub::Message) && !is_push(&frame, event);
+        let is_reply = front_is_dedicated && !matches!(event, PubSub::Message) && !is_push(&frame, event);
         if !is_reply {
             let frame = self.tenant.pushed(frame);
             self.emit(frame);
@@ -798,16 +798,16 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         }
         if done {
             self.pending.pop_front();
-            self.pinned_entries -= 1;
+            self.dedicated_entries -= 1;
             self.in_flight -= 1;
-            self.release_pinned_if_idle();
+            self.release_dedicated_if_idle();
         }
     }
 
     /// Drops the dedicated connection once nothing is owed from it and the
     /// client holds no server-side state.
-    fn release_pinned_if_idle(&mut self) {
-        if self.pinned_entries == 0 && !self.st.needs_dedicated() && self.dedicated.take().is_some() {
+    fn release_dedicated_if_idle(&mut self) {
+        if self.dedicated_entries == 0 && !self.st.needs_dedicated() && self.dedicated.take().is_some() {
             self.tenant.closed_dedicated();
             tracing::trace!(client = self.st.id, "released dedicated upstream connection");
         }

@@ -48,7 +48,7 @@ pub struct TenantConfig {
     /// over all its connections; past it its clients are not read until
     /// replies come back. 0: unlimited.
     pub max_in_flight: usize,
-    /// DedicatedLease upstream connections (transactions, blocking commands,
+    /// Dedicated upstream connections (transactions, blocking commands,
     /// subscriptions, SELECT…) held by the tenant's clients at once.
     /// 0: unlimited.
     pub max_dedicated: usize,
@@ -140,7 +140,7 @@ pub struct Tenant {
     connections: AtomicUsize,
     /// Requests on the shared pool (see `max_in_flight`).
     in_flight: AtomicUsize,
-    /// DedicatedLease upstream connections held (see `max_dedicated`).
+    /// Dedicated upstream connections held (see `max_dedicated`).
     dedicated: AtomicUsize,
     commands: metrics::Counter,
 }

@@ -6,12 +6,12 @@
 //! and one-request connections for what must not wait behind others
 //! ([`out_of_band`]).
 
-pub mod backoff;
 pub mod breaker;
 pub mod conn;
 pub mod dedicated;
 pub mod out_of_band;
 pub mod pool;
+pub mod reconnect;
 pub mod spares;
 pub mod tls;
 mod url;

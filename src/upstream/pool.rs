@@ -35,9 +35,9 @@
 //! the breaker the upstream is stalled. An idle connection sends a PING
 //! now and then, so Redis' idle `timeout` never closes it under a request.
 
-use super::backoff::Backoff;
 use super::breaker::Breaker;
 use super::conn::{self, Stream, TlsStream};
+use super::reconnect::Reconnect;
 use super::UpstreamConfig;
 use super::{UpstreamError, KEEPALIVE};
 use crate::observe;
@@ -346,49 +346,49 @@ const TICK_MAX: Duration = Duration::from_millis(100);
 
 impl Maintainer {
     async fn run(self) {
-        let mut backoff = Backoff::new(self.cfg.reconnect_max_backoff);
         let mut generation = 0u64;
-        loop {
-            match conn::open(&self.cfg, self.proto).await {
-                Ok(connected) => {
-                    if backoff.succeeded() || generation == 0 {
-                        tracing::info!(upstream = %self.cfg.url, slot = self.slot, proto = ?self.proto, "upstream connected");
-                    }
-                    self.info.set_identity(connected.server, connected.version);
-                    // The handshake was answered: progress, and the
-                    // connect time is `connect_timeout`'s, not a stall.
-                    self.info.progress.touch(Instant::now());
-                    self.info.breaker.answered();
-                    generation += 1;
-                    observe::upstream_connected(1.0);
-                    let err = self.serve(connected.stream, generation).await;
-                    observe::upstream_connected(-1.0);
-                    observe::upstream_error(err.kind());
-                    if err != UpstreamError::ConnectionLost {
-                        // A lost connection is replaced at once, not counted.
-                        self.info.breaker.failure();
-                    }
-                    let resent = self.conn.lost(&err);
-                    observe::upstream_reconnect(resent);
-                    tracing::info!(upstream = %self.cfg.url, slot = self.slot, error = %err, resent, "upstream connection lost: reconnecting");
-                }
-                Err(err) => {
-                    observe::upstream_error(err.kind());
-                    self.info.breaker.connect_failed(&err);
-                    let (failures, wait) = backoff.failed();
-                    if failures == 1 {
-                        tracing::warn!(upstream = %self.cfg.url, slot = self.slot, error = %err, "upstream unreachable, retrying in the background");
-                    } else {
-                        tracing::debug!(upstream = %self.cfg.url, slot = self.slot, error = %err, failures, "upstream still unreachable");
-                    }
-                    self.conn.fail(err);
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = self.info.breaker.probing.notified() => {}
-                    }
-                }
-            }
+        Reconnect {
+            max_backoff: self.cfg.reconnect_max_backoff,
+            breaker: &self.info.breaker,
+            unreachable: "upstream unreachable, retrying in the background",
+            still_unreachable: "upstream still unreachable",
+            upstream: Some(&self.cfg.url),
+            slot: Some(self.slot),
         }
+        .run(
+            || async { conn::open(&self.cfg, self.proto).await.inspect_err(|err| observe::upstream_error(err.kind())) },
+            |connected, recovered| {
+                let first = generation == 0;
+                generation += 1;
+                self.connected(connected, recovered || first, generation)
+            },
+            |err| self.conn.fail(err),
+        )
+        .await;
+    }
+
+    /// Serves a new connection until it is lost; `announce` when it is the
+    /// first or ends a run of failures.
+    async fn connected(&self, connected: conn::Connected, announce: bool, generation: u64) {
+        if announce {
+            tracing::info!(upstream = %self.cfg.url, slot = self.slot, proto = ?self.proto, "upstream connected");
+        }
+        self.info.set_identity(connected.server, connected.version);
+        // The handshake was answered: progress, and the
+        // connect time is `connect_timeout`'s, not a stall.
+        self.info.progress.touch(Instant::now());
+        self.info.breaker.answered();
+        observe::upstream_connected(1.0);
+        let err = self.serve(connected.stream, generation).await;
+        observe::upstream_connected(-1.0);
+        observe::upstream_error(err.kind());
+        if err != UpstreamError::ConnectionLost {
+            // A lost connection is replaced at once, not counted.
+            self.info.breaker.failure();
+        }
+        let resent = self.conn.lost(&err);
+        observe::upstream_reconnect(resent);
+        tracing::info!(upstream = %self.cfg.url, slot = self.slot, error = %err, resent, "upstream connection lost: reconnecting");
     }
 
     /// Runs one live connection until it fails.

@@ -1,4 +1,4 @@
-//! DedicatedLease connections opened ahead of need. A client beginning a
+//! Dedicated connections opened ahead of need. A client beginning a
 //! transaction, a blocking command or a subscription needs a connection of
 //! its own; opening one costs a TCP handshake and the Redis handshake (a
 //! few round trips: across a network that is milliseconds, and a blocking

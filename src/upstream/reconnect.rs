@@ -1,0 +1,175 @@
+//! Reconnecting: the loop that keeps one upstream connection open for the
+//! life of the process, written once for the pool's connections and the
+//! invalidation connection. It connects, serves the connection until it is
+//! lost, and connects again at once: a lost connection is not an outage.
+//! When connecting fails it tells the circuit breaker (a fresh connection
+//! that cannot be established is an outage) and waits before the next
+//! attempt: doubling from 50 ms up to `reconnect_max_backoff`, back to the
+//! start once an attempt succeeds, and cut short when the circuit
+//! half-opens, so the connection is back as soon as the upstream is
+//! probed. The first failure of a run is logged as a warning and the rest
+//! at debug level: an outage does not flood the log.
+
+use super::breaker::Breaker;
+use super::{UpstreamError, UpstreamUrl};
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+
+/// One connection's reconnect loop: what it needs besides its steps.
+pub struct Reconnect<'a> {
+    /// The bound of the wait between failed attempts.
+    pub max_backoff: Duration,
+    /// Told of each connect failure; its half-opening ends a wait.
+    pub breaker: &'a Breaker,
+    /// Logged (warn) for the first failure of a run.
+    pub unreachable: &'static str,
+    /// Logged (debug) for the later ones, with their count.
+    pub still_unreachable: &'static str,
+    /// The connection's fields in those logs, where it has them.
+    pub upstream: Option<&'a UpstreamUrl>,
+    pub slot: Option<usize>,
+}
+
+/// The error of a failed attempt, which may have got past connecting (and
+/// failed at a later step, such as turning tracking on).
+pub trait AttemptError: Display {
+    /// The connect failure, when no connection could be opened: an outage.
+    fn connect_failure(&self) -> Option<&UpstreamError>;
+}
+
+impl AttemptError for UpstreamError {
+    fn connect_failure(&self) -> Option<&UpstreamError> {
+        Some(self)
+    }
+}
+
+impl Reconnect<'_> {
+    /// Runs forever: `connect`, then `serve` the connection until it is
+    /// lost (told whether it ends a run of failures), and again. A failed
+    /// attempt is reported and logged, its error handed to `failed`, and
+    /// the next one waits.
+    pub async fn run<T, E: AttemptError, C, S>(
+        self,
+        mut connect: impl FnMut() -> C,
+        mut serve: impl FnMut(T, bool) -> S,
+        mut failed: impl FnMut(E),
+    ) where
+        C: Future<Output = Result<T, E>>,
+        S: Future<Output = ()>,
+    {
+        let mut backoff = Backoff::new(self.max_backoff);
+        loop {
+            match connect().await {
+                Ok(conn) => serve(conn, backoff.succeeded()).await,
+                Err(err) => {
+                    if let Some(e) = err.connect_failure() {
+                        self.breaker.connect_failed(e);
+                    }
+                    let (failures, wait) = backoff.failed();
+                    let upstream = self.upstream.map(tracing::field::display);
+                    if failures == 1 {
+                        tracing::warn!(upstream, slot = self.slot, error = %err, "{}", self.unreachable);
+                    } else {
+                        tracing::debug!(upstream, slot = self.slot, error = %err, failures, "{}", self.still_unreachable);
+                    }
+                    failed(err);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.breaker.probing.notified() => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The wait before the next attempt, and the failures in a row.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    fn new(max: Duration) -> Backoff {
+        Backoff { next: MIN_BACKOFF, max, failures: 0 }
+    }
+
+    /// An attempt succeeded; true when it ends a run of failures.
+    fn succeeded(&mut self) -> bool {
+        let recovered = self.failures > 0;
+        self.failures = 0;
+        self.next = MIN_BACKOFF;
+        recovered
+    }
+
+    /// An attempt failed: the failures in a row, and how long to wait
+    /// before the next attempt.
+    fn failed(&mut self) -> (u32, Duration) {
+        self.failures += 1;
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.max);
+        (self.failures, wait)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::ready;
+
+    #[test]
+    fn doubles_up_to_the_bound_and_starts_over_after_a_success() {
+        let mut b = Backoff::new(Duration::from_millis(150));
+        let waits: Vec<_> = (0..4).map(|_| b.failed()).collect();
+        let ms = |n| Duration::from_millis(n);
+        assert_eq!(waits, [(1, ms(50)), (2, ms(100)), (3, ms(150)), (4, ms(150))]);
+        assert!(b.succeeded());
+        assert!(!b.succeeded());
+        assert_eq!(b.failed(), (1, ms(50)));
+    }
+
+    #[tokio::test]
+    async fn reconnects_at_once_after_a_loss_and_after_a_wait_when_connecting_fails() {
+        let breaker = Breaker::new(Default::default(), "test".into());
+        let reconnect = Reconnect {
+            max_backoff: Duration::from_millis(1),
+            breaker: &breaker,
+            unreachable: "unreachable",
+            still_unreachable: "still unreachable",
+            upstream: None,
+            slot: None,
+        };
+        let mut attempts = 0;
+        let mut failed = Vec::new();
+        let (served, mut connections) = tokio::sync::mpsc::unbounded_channel();
+        let forever = reconnect.run(
+            || {
+                attempts += 1;
+                ready(if (2..=3).contains(&attempts) { Err(UpstreamError::ConnectTimeout) } else { Ok(attempts) })
+            },
+            |attempt, recovered| {
+                let _ = served.send((attempt, recovered));
+                // A served connection is lost at once, after a turn for the test.
+                tokio::task::yield_now()
+            },
+            |err| failed.push(err),
+        );
+        let first_three = async {
+            let mut got = Vec::new();
+            while got.len() < 3 {
+                got.extend(connections.recv().await);
+            }
+            got
+        };
+        tokio::select! {
+            () = forever => panic!("the loop ended"),
+            got = first_three => assert_eq!(got, [(1, false), (4, true), (5, false)]),
+        }
+        assert_eq!(failed, [UpstreamError::ConnectTimeout, UpstreamError::ConnectTimeout]);
+        assert!(!breaker.allows(), "a connect failure opens the circuit");
+    }
+}
