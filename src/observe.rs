@@ -26,6 +26,7 @@ const UPSTREAM_RECONNECTS: &str = "nearcache_upstream_reconnects_total";
 const UPSTREAM_RESENT: &str = "nearcache_upstream_resent_total";
 const UPSTREAM_STALLS: &str = "nearcache_upstream_stalls_total";
 const DEDICATED_CONNECTIONS: &str = "nearcache_dedicated_connections";
+const DEDICATED_RETURNED: &str = "nearcache_dedicated_returned_total";
 const PROTOCOL_ERRORS: &str = "nearcache_client_protocol_errors_total";
 const BREAKER_STATE: &str = "nearcache_breaker_state";
 const BREAKER_TRANSITIONS: &str = "nearcache_breaker_transitions_total";
@@ -101,7 +102,11 @@ fn describe() {
     );
     metrics::describe_gauge!(
         DEDICATED_CONNECTIONS,
-        "DedicatedLease upstream connections, by role: client (dedicated while a client holds state) or tracking (invalidations)"
+        "Dedicated upstream connections, by role: client (dedicated while a client holds state), spare (ready for the next one) or tracking (invalidations)"
+    );
+    metrics::describe_counter!(
+        DEDICATED_RETURNED,
+        "Dedicated connections a client was done with: reset (RESET proved them clean, kept for the next client) or closed"
     );
     metrics::describe_counter!(PROTOCOL_ERRORS, "Client connections closed for a protocol error");
     metrics::describe_gauge!(BREAKER_STATE, "Circuit breaker per upstream: 0 closed, 1 half-open, 2 open");
@@ -265,6 +270,12 @@ pub fn upstream_connected(delta: f64) {
 
 pub fn dedicated_connections(role: &'static str, delta: f64) {
     metrics::gauge!(DEDICATED_CONNECTIONS, "role" => role).increment(delta);
+}
+
+/// A client was done with its dedicated connection: `reset` for the next
+/// client, or `closed`.
+pub fn dedicated_returned(outcome: &'static str) {
+    metrics::counter!(DEDICATED_RETURNED, "outcome" => outcome).increment(1);
 }
 
 /// An upstream error, by `UpstreamError::kind`.

@@ -8,11 +8,11 @@
 //! changes the connection's state.
 
 use super::route::ClientState;
-use crate::commands::{self, Command, CommandIndex};
+use crate::commands::{self, Command};
 use crate::tenancy::Tenant;
 use bytes::Bytes;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -44,9 +44,9 @@ pub struct Activity {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     created: Instant,
-    /// The last command: its table index + 1 in the high bits, its
-    /// subcommand's index + 1 in the low byte (0: none yet).
-    last_command: AtomicU32,
+    /// The last command: the address of its entry in the command table
+    /// (0: none yet).
+    last_command: AtomicUsize,
     profile: Mutex<Profile>,
 }
 
@@ -94,37 +94,35 @@ impl Activity {
             peer,
             local,
             created: Instant::now(),
-            last_command: AtomicU32::new(0),
+            last_command: AtomicUsize::new(0),
             profile: Mutex::new(Profile { resp: 2, multi: -1, ..Profile::default() }),
         }
     }
 
-    /// The client ran `cmd` (`index` in the table; `cmd` resolved to its
-    /// subcommand).
-    pub fn note_command(&self, index: Option<CommandIndex>, cmd: Option<&'static Command>) {
-        let (Some(index), Some(cmd)) = (index, cmd) else {
-            return;
-        };
-        let parent = &commands::all()[index];
-        let sub = match parent.subcommands.is_empty() {
-            true => 0,
-            false => parent.subcommands.iter().position(|s| std::ptr::eq(s, cmd)).map_or(0, |i| i + 1),
-        };
-        let packed = u32::try_from(index + 1).unwrap_or(0) << 8 | u32::try_from(sub.min(255)).unwrap_or(0);
-        self.last_command.store(packed, Ordering::Relaxed);
+    /// The client ran `cmd` (resolved to its subcommand). Kept as the
+    /// entry's address, one store per request; named only when `CLIENT
+    /// LIST` asks.
+    #[inline]
+    pub fn note_command(&self, cmd: Option<&'static Command>) {
+        if let Some(cmd) = cmd {
+            self.last_command.store(std::ptr::from_ref(cmd) as usize, Ordering::Relaxed);
+        }
     }
 
     /// The last command's name as `CLIENT LIST` shows it (`get`,
     /// `client|list`; `NULL` before any).
     pub fn last_command(&self) -> String {
-        let packed = self.last_command.load(Ordering::Relaxed) as usize;
-        let Some(parent) = (packed >> 8).checked_sub(1).and_then(|i| commands::all().get(i)) else {
-            return "NULL".to_string();
-        };
-        match (packed & 0xff).checked_sub(1).and_then(|i| parent.subcommands.get(i)) {
-            Some(sub) => format!("{}|{}", parent.name, sub.name),
-            None => parent.name.to_string(),
+        let at = self.last_command.load(Ordering::Relaxed);
+        let is = |c: &Command| std::ptr::from_ref(c) as usize == at;
+        for parent in commands::all() {
+            if is(parent) {
+                return parent.name.to_string();
+            }
+            if let Some(sub) = parent.subcommands.iter().find(|s| is(s)) {
+                return format!("{}|{}", parent.name, sub.name);
+            }
         }
+        "NULL".to_string()
     }
 
     /// The session's connection state changed: copied for `CLIENT LIST`.
@@ -177,5 +175,25 @@ impl Activity {
     pub fn idle_for(&self) -> Duration {
         let now = NOW_MS.load(Ordering::Relaxed);
         Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_command_is_named_as_client_list_shows_it() {
+        let addr = "127.0.0.1:1".parse().expect("an address");
+        let activity = Activity::new(addr, addr);
+        assert_eq!(activity.last_command(), "NULL");
+        let (_, get) = commands::lookup(b"get").expect("GET is in the table");
+        activity.note_command(Some(get));
+        assert_eq!(activity.last_command(), "get");
+        let (_, client) = commands::lookup(b"client").expect("CLIENT is in the table");
+        activity.note_command(client.subcommand(b"list"));
+        assert_eq!(activity.last_command(), "client|list");
+        activity.note_command(None);
+        assert_eq!(activity.last_command(), "client|list", "an unknown command leaves the last one");
     }
 }

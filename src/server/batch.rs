@@ -42,7 +42,7 @@ impl Batch {
         self.commands == 0
     }
 
-    pub fn add(&mut self, input: &[u8], source: Source, replies: usize, slot: Slot, silent: bool, node: NodeId) {
+    pub fn add(&mut self, input: &[u8], source: Source, slot: Slot, silent: bool, node: NodeId) {
         self.silent = silent;
         self.node = node;
         match source {
@@ -64,7 +64,7 @@ impl Batch {
                 }
             }
         }
-        self.replies += replies;
+        self.replies += slot.replies();
         self.commands += 1;
         match slot {
             Slot::Plain if self.slots.is_empty() => self.plain += 1,

@@ -22,7 +22,7 @@ use crate::cache::Scratch;
 use crate::commands::{self, Command, CommandIndex, Flags, Handler, State};
 use crate::observe;
 use crate::protocol::request::{self, Limits};
-use crate::protocol::{encode, Args, Proto};
+use crate::protocol::{encode, Args};
 use crate::router::NodeId;
 use crate::upstream::pool::JobResult;
 use bytes::{Bytes, BytesMut};
@@ -40,12 +40,21 @@ pub enum Fate {
     /// The reply to another client's identical read, in flight.
     Wait(oneshot::Receiver<JobResult>),
     /// Send on the shared pool of upstream `node`: `bytes` (`None`: the
-    /// request as the client sent it), producing `replies` upstream
-    /// replies, owed through `slot`.
-    Pool { node: NodeId, bytes: Option<Bytes>, replies: usize, slot: Slot },
+    /// request as the client sent it), its replies owed through `slot`.
+    Pool { node: NodeId, bytes: Option<Bytes>, slot: Slot },
     /// Carried out by the session: a dedicated connection, the proxy's own
-    /// state, a connection of its own…; its reply goes through `map`.
-    Apply { decision: Decision, map: Option<ReplyMap> },
+    /// state, a connection of its own…
+    Apply(Apply),
+}
+
+/// A request the session carries out itself.
+pub struct Apply {
+    pub decision: Decision,
+    /// What its reply goes through.
+    pub map: Option<ReplyMap>,
+    /// The request as it goes upstream when the proxy rewrote it (a
+    /// tenant's namespace); `None`: as the client sent it.
+    pub rewritten: Option<Bytes>,
 }
 
 /// A request's fate and how it is to be carried out.
@@ -53,12 +62,6 @@ pub struct Dispatched {
     pub fate: Fate,
     /// Its reply is suppressed (CLIENT REPLY).
     pub silent: bool,
-    /// The request as it goes upstream when the proxy rewrote it (a
-    /// tenant's namespace); `None`: as the client sent it.
-    pub rewritten: Option<Bytes>,
-    /// The protocol the client spoke before this request, if it switched
-    /// (HELLO, RESET): what it sent before must be answered first.
-    pub switched_from: Option<Proto>,
 }
 
 /// What [`decide`] works on: the session's state for this request.
@@ -96,7 +99,7 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
                 // Answered by the gate (AUTH, a refusal): counted like any
                 // command.
                 observe::command(found.map(|(index, _)| index));
-                return Dispatched { fate: Fate::Ready(reply), silent: false, rewritten, switched_from: None };
+                return Dispatched { fate: Fate::Ready(reply), silent: false };
             }
             Gate::Rewrite(request, reply_map) => {
                 let request = reparse(request, ranges);
@@ -114,7 +117,7 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
     let args = Args::new(bytes, ranges);
     let proto = st.proto;
     let incoming = Incoming { args, bytes, found };
-    let Planned { decision, silent, cache_candidate, cmd } = plan(st, &incoming, dedicated, shared, scratch, activity);
+    let Planned { decision, silent, cache_candidate, cmd } = plan(st, incoming, dedicated, shared, scratch, activity);
     if map.is_none() && cmd.is_some_and(names_redirect) {
         let shared = shared.clone();
         map = Some(Box::new(move |reply: Bytes| shared.redirects.name_redirect(&reply)));
@@ -130,19 +133,16 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
         CacheRead::Fetch { payload, replies, fill } => Fate::Pool {
             node: shared.router.route(cmd, &args),
             bytes: Some(payload.freeze()),
-            replies,
             slot: Slot::Fill { replies, fill },
         },
         CacheRead::Bypass if matches!(decision, Decision::Pool) => Fate::Pool {
             node: shared.router.route(cmd, &args),
-            bytes: rewritten.clone(),
-            replies: 1,
+            bytes: rewritten,
             slot: map.map_or(Slot::Plain, Slot::Map),
         },
-        CacheRead::Bypass => Fate::Apply { decision, map },
+        CacheRead::Bypass => Fate::Apply(Apply { decision, map, rewritten }),
     };
-    let switched_from = (st.proto != proto).then_some(proto);
-    Dispatched { fate, silent, rewritten, switched_from }
+    Dispatched { fate, silent }
 }
 
 /// Makes `request` (a multibulk the proxy encoded) the one whose argument
@@ -193,18 +193,18 @@ struct Planned {
 #[inline(always)]
 fn plan(
     st: &mut ClientState,
-    incoming: &Incoming,
+    incoming: Incoming,
     dedicated: bool,
     shared: &Shared,
     scratch: &mut Scratch,
     activity: &Activity,
 ) -> Planned {
-    let Incoming { args, bytes: request, found } = *incoming;
+    let Incoming { args, bytes: request, found } = incoming;
     let args = &args;
     let mode_before = st.reply;
     let routed = route(st, args, found, dedicated, &shared.router.default_node().health);
     observe::command(routed.index);
-    activity.note_command(routed.index, routed.cmd);
+    activity.note_command(routed.cmd);
     if routed.cmd.is_some_and(|cmd| changes_profile(cmd, st)) {
         activity.refresh(st);
     }

@@ -11,9 +11,12 @@
 //! Replies that name a redirect target (`CLIENT GETREDIR`, `CLIENT
 //! TRACKINGINFO`) are translated back the other way.
 //!
-//! Redis never reuses a client id, so the entry of a client whose dedicated
-//! connection has closed only makes a redirect to it fail as Redis would
-//! (no such client); entries go when the client disconnects.
+//! A client's entry goes when its dedicated connection goes back to the
+//! spares (another client may get it next: a redirect or `CLIENT UNBLOCK`
+//! naming the first must not reach the second) and when it disconnects. A
+//! connection once named as a redirect target is never given to another
+//! client: Redis would keep sending it the redirecting client's
+//! invalidations.
 
 use crate::protocol::request::{self, parse_int, Limits};
 use crate::protocol::{encode, Args};
@@ -21,29 +24,49 @@ use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-/// Proxy client id → the upstream id of its latest dedicated connection.
+/// A client's dedicated connection.
+#[derive(Clone, Copy)]
+struct Entry {
+    /// Its id upstream.
+    upstream: i64,
+    /// Named as a redirect target.
+    targeted: bool,
+}
+
+/// Proxy client id → its dedicated connection.
 #[derive(Default)]
-pub struct Redirects(Mutex<HashMap<u64, i64>>);
+pub struct Redirects(Mutex<HashMap<u64, Entry>>);
 
 impl Redirects {
     /// `client` now has the dedicated connection whose id upstream is `upstream`.
     pub fn record(&self, client: u64, upstream: i64) {
-        self.lock().insert(client, upstream);
+        self.lock().insert(client, Entry { upstream, targeted: false });
     }
 
-    /// `client` disconnected.
-    pub fn forget(&self, client: u64) {
-        self.lock().remove(&client);
+    /// `client` disconnected, or let its dedicated connection go: true
+    /// when that connection was named as a redirect target (it must be
+    /// closed, not given to another client).
+    pub fn forget(&self, client: u64) -> bool {
+        self.lock().remove(&client).is_some_and(|e| e.targeted)
     }
 
-    /// The upstream id of `client`'s latest dedicated connection.
+    /// The upstream id of `client`'s dedicated connection.
     pub fn upstream_of(&self, client: u64) -> Option<i64> {
-        self.lock().get(&client).copied()
+        self.lock().get(&client).map(|e| e.upstream)
+    }
+
+    /// The upstream id of `client`'s dedicated connection, which a
+    /// redirect is about to name.
+    fn target(&self, client: u64) -> Option<i64> {
+        let mut entries = self.lock();
+        let entry = entries.get_mut(&client)?;
+        entry.targeted = true;
+        Some(entry.upstream)
     }
 
     /// The client whose dedicated connection is `upstream` upstream.
     fn client_of(&self, upstream: i64) -> Option<u64> {
-        self.lock().iter().find_map(|(&client, &u)| (u == upstream).then_some(client))
+        self.lock().iter().find_map(|(&client, e)| (e.upstream == upstream).then_some(client))
     }
 
     /// The reply of `CLIENT GETREDIR` (an integer) or `CLIENT TRACKINGINFO`
@@ -74,7 +97,7 @@ impl Redirects {
         out.freeze()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, i64>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -97,7 +120,7 @@ pub fn redirect(request: &[u8], redirects: &Redirects) -> Result<Option<Bytes>, 
     let Some(client) = args.get(at + 1).and_then(parse_int).and_then(|id| u64::try_from(id).ok()) else {
         return Ok(None);
     };
-    let Some(upstream) = redirects.upstream_of(client) else {
+    let Some(upstream) = redirects.target(client) else {
         return Err(encode::error(
             "ERR The client ID you want redirect to does not exist or has no upstream connection \
              (through nearcache, SUBSCRIBE it to __redis__:invalidate first)",
@@ -134,6 +157,17 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_named_as_a_redirect_target_is_not_given_to_another_client() {
+        let redirects = Redirects::default();
+        redirects.record(4, 1017);
+        redirects.record(5, 1018);
+        translated(&["CLIENT", "TRACKING", "on", "REDIRECT", "4"], &redirects).expect("translated");
+        assert!(redirects.forget(4), "4's connection was a redirect target");
+        assert!(!redirects.forget(5));
+        assert!(!redirects.forget(4), "forgotten");
+    }
+
+    #[test]
     fn redirect_targets_are_named_by_proxy_ids() {
         let redirects = Redirects::default();
         redirects.record(4, 1017);
@@ -149,7 +183,7 @@ mod tests {
     fn a_client_without_an_upstream_connection_is_refused() {
         let redirects = Redirects::default();
         redirects.record(4, 1017);
-        redirects.forget(4);
+        assert!(!redirects.forget(4));
         let refused = translated(&["CLIENT", "TRACKING", "on", "REDIRECT", "4"], &redirects);
         assert!(refused.is_err_and(|e| e.starts_with(b"-ERR The client ID you want redirect to does not exist")));
     }

@@ -24,6 +24,17 @@ pub enum Slot {
     Fill { replies: usize, fill: Fill },
 }
 
+impl Slot {
+    /// The upstream replies its request produces.
+    #[inline]
+    pub fn replies(&self) -> usize {
+        match self {
+            Slot::Fill { replies, .. } => *replies,
+            Slot::Plain | Slot::Map(_) => 1,
+        }
+    }
+}
+
 /// What the client gets for a pool batch of `count` requests: the replies,
 /// or one error per request; nothing when its replies are suppressed.
 pub fn pool_replies(

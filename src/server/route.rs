@@ -229,6 +229,7 @@ pub struct Routed {
 /// [`crate::commands::lookup`] gave it) and applies its effect on `st`.
 /// `dedicated` tells whether the session currently has a dedicated connection;
 /// `info` supplies the upstream's version for HELLO replies.
+#[inline(always)]
 pub fn route(
     st: &mut ClientState,
     args: &Args,

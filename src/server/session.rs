@@ -11,7 +11,7 @@
 use super::activity::Activity;
 use super::answer;
 use super::batch::{Batch, Source};
-use super::dispatch::{self, Ctx, Dispatched, Fate};
+use super::dispatch::{self, Apply, Ctx, Dispatched, Fate};
 use super::redirects;
 use super::registry::{self, Caller};
 use super::reply::{pool_replies, ReplyMap, Slot};
@@ -181,6 +181,13 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// Serves the client until it disconnects, quits, or the proxy shuts
     /// down.
     pub async fn run(mut self) -> std::io::Result<()> {
+        let result = self.serve().await;
+        self.end();
+        result
+    }
+
+    /// The socket loop.
+    async fn serve(&mut self) -> std::io::Result<()> {
         loop {
             self.drain_completed();
             let unwritten = self.write_ready()?;
@@ -315,6 +322,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             // With no reply owed before this one, a hit goes straight to
             // the write buffer.
             let owed = !self.pending.is_empty() || !self.batch.is_empty();
+            let proto = self.st.proto;
             let ctx = Ctx {
                 shared: &self.shared,
                 st: &mut self.st,
@@ -327,36 +335,13 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 now,
             };
             let input_request = if owned.is_some() { &[][..] } else { &input[range.clone()] };
-            let Dispatched { fate, silent, rewritten, switched_from } = dispatch::decide(ctx, input_request, owned);
-            if let Some(old) = switched_from {
-                self.switch_pools(&input, old, now).await;
-            }
-            match fate {
-                Fate::Written => {}
-                Fate::Ready(reply) => {
-                    self.flush_batch(&input, now);
-                    if !silent {
-                        self.pending.push_back(Pending::Ready(reply));
-                    }
-                }
-                Fate::Wait(rx) => {
-                    self.flush_batch(&input, now);
-                    self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
-                    self.in_flight += 1;
-                }
-                Fate::Pool { node, bytes, replies, slot } => {
-                    let source = match &bytes {
-                        Some(bytes) => Source::Bytes(bytes),
-                        None => Source::Input(range),
-                    };
-                    let to = Target { node, silent };
-                    self.batch_add(&input, source, replies, slot, to, now);
-                }
-                Fate::Apply { decision, map } => {
-                    self.flush_batch(&input, now);
-                    let request = rewritten.as_deref().unwrap_or(&input[range]);
-                    self.apply(decision, request, silent, now, map).await;
-                }
+            let Dispatched { fate, silent } = dispatch::decide(ctx, input_request, owned);
+            // The fate is carried out without an await on the way (one
+            // would keep it in the task's state: a copy per request).
+            if self.st.proto != proto {
+                self.switch_then_carry_out(&input, proto, range, fate, silent, now).await;
+            } else if let Some(applied) = self.carry_out(&input, range.clone(), fate, silent, now) {
+                self.apply_fate(&input, range, applied, silent, now).await;
             }
         }
         self.flush_batch(&input, now);
@@ -410,11 +395,72 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
 
     /// Adds one request (`replies` upstream replies) to the batch for the
     /// shared pool of `to.node`.
-    fn batch_add(&mut self, input: &[u8], source: Source, replies: usize, slot: Slot, to: Target, now: Instant) {
+    fn batch_add(&mut self, input: &[u8], source: Source, slot: Slot, to: Target, now: Instant) {
         if !self.batch.is_empty() && (self.batch.silent != to.silent || self.batch.node != to.node) {
             self.flush_batch(input, now);
         }
-        self.batch.add(input, source, replies, slot, to.silent, to.node);
+        self.batch.add(input, source, slot, to.silent, to.node);
+    }
+
+    /// Carries out `fate` where nothing needs waiting for; gives back what
+    /// the session carries out itself ([`Fate::Apply`]).
+    #[inline(always)]
+    fn carry_out(
+        &mut self,
+        input: &[u8],
+        range: Range<usize>,
+        fate: Fate,
+        silent: bool,
+        now: Instant,
+    ) -> Option<Apply> {
+        match fate {
+            Fate::Written => {}
+            Fate::Ready(reply) => {
+                self.flush_batch(input, now);
+                if !silent {
+                    self.pending.push_back(Pending::Ready(reply));
+                }
+            }
+            Fate::Wait(rx) => {
+                self.flush_batch(input, now);
+                self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
+                self.in_flight += 1;
+            }
+            Fate::Pool { node, bytes, slot } => {
+                let source = match &bytes {
+                    Some(bytes) => Source::Bytes(bytes),
+                    None => Source::Input(range),
+                };
+                self.batch_add(input, source, slot, Target { node, silent }, now);
+            }
+            Fate::Apply(applied) => return Some(applied),
+        }
+        None
+    }
+
+    /// Carries out a request after which the client speaks another
+    /// protocol (HELLO, RESET): what it sent before is answered first.
+    async fn switch_then_carry_out(
+        &mut self,
+        input: &[u8],
+        old: Proto,
+        range: Range<usize>,
+        fate: Fate,
+        silent: bool,
+        now: Instant,
+    ) {
+        self.switch_pools(input, old, now).await;
+        if let Some(applied) = self.carry_out(input, range.clone(), fate, silent, now) {
+            self.apply_fate(input, range, applied, silent, now).await;
+        }
+    }
+
+    /// Carries out a [`Fate::Apply`] after what was batched before it.
+    async fn apply_fate(&mut self, input: &[u8], range: Range<usize>, applied: Apply, silent: bool, now: Instant) {
+        self.flush_batch(input, now);
+        let Apply { decision, map, rewritten } = applied;
+        let request = rewritten.as_deref().unwrap_or(&input[range]);
+        self.apply(decision, request, silent, now, map).await;
     }
 
     /// Sends the batch on the session's pool connection.
@@ -458,7 +504,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 // `dispatch` makes these a `Fate::Pool` with their node;
                 // one reaching here goes where what names no key goes.
                 let to = Target { node: DEFAULT_NODE, silent };
-                self.batch_add(&[], Source::Bytes(request), 1, map.map_or(Slot::Plain, Slot::Map), to, now);
+                self.batch_add(&[], Source::Bytes(request), map.map_or(Slot::Plain, Slot::Map), to, now);
                 self.flush_batch(&[], now);
             }
             Decision::Dedicated { .. } if std::mem::take(&mut self.st.tracking_asked) => {
@@ -807,9 +853,32 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// Drops the dedicated connection once nothing is owed from it and the
     /// client holds no server-side state.
     fn release_dedicated_if_idle(&mut self) {
-        if self.dedicated_entries == 0 && !self.st.needs_dedicated() && self.dedicated.take().is_some() {
-            self.tenant.closed_dedicated();
-            tracing::trace!(client = self.st.id, "released dedicated upstream connection");
+        if self.dedicated_entries == 0 && !self.st.needs_dedicated() {
+            self.give_back_dedicated();
+        }
+    }
+
+    /// Lets the dedicated connection go, owing nothing: back to the spares,
+    /// cleaned there for the next client, unless a redirect named it.
+    fn give_back_dedicated(&mut self) {
+        let Some(conn) = self.dedicated.take() else { return };
+        self.tenant.closed_dedicated();
+        if self.shared.redirects.forget(self.st.id) {
+            observe::dedicated_returned("closed");
+        } else {
+            self.shared.spares.give_back(conn);
+        }
+        tracing::trace!(client = self.st.id, "released dedicated upstream connection");
+    }
+
+    /// The session ends: its dedicated connection goes back if it owes
+    /// nothing, and is closed if it does (a blocked command's reply may
+    /// still come).
+    fn end(&mut self) {
+        if self.dedicated_entries == 0 {
+            self.give_back_dedicated();
+        } else if self.dedicated.take().is_some() {
+            observe::dedicated_returned("closed");
         }
     }
 

@@ -72,6 +72,13 @@ async fn connect_and_handshake(cfg: &UpstreamConfig, proto: Proto) -> Result<Con
         Err(UpstreamError::Timeout) => return Err(UpstreamError::ConnectTimeout),
         replies => replies?,
     };
+    let hello = check_handshake(proto, &steps, replies)?;
+    Ok(Connected { stream, server: hello.server, version: hello.version, id: hello.id })
+}
+
+/// The handshake's replies checked step by step: any error refuses the
+/// connection; the HELLO reply tells who the server is.
+fn check_handshake(proto: Proto, steps: &[Step], replies: Vec<Bytes>) -> Result<frame::Hello, UpstreamError> {
     let mut hello = frame::Hello::default();
     for (step, reply) in steps.iter().zip(replies) {
         let failed = scan::kind(&reply) == scan::FrameKind::Error;
@@ -84,7 +91,32 @@ async fn connect_and_handshake(cfg: &UpstreamConfig, proto: Proto) -> Result<Con
             _ => {}
         }
     }
-    Ok(Connected { stream, server: hello.server, version: hello.version, id: hello.id })
+    Ok(hello)
+}
+
+/// What makes a connection that RESET a fresh one again: the handshake
+/// (RESET logs it out, speaks RESP2 and selects database 0), to pipeline
+/// after the RESET.
+pub struct Rehandshake {
+    pub request: BytesMut,
+    steps: Vec<Step>,
+}
+
+impl Rehandshake {
+    pub fn new(cfg: &UpstreamConfig, proto: Proto) -> Rehandshake {
+        let (request, steps) = handshake(cfg, proto);
+        Rehandshake { request, steps }
+    }
+
+    /// How many replies it gets.
+    pub fn replies(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Checks them as a new connection's are.
+    pub fn check(&self, proto: Proto, replies: Vec<Bytes>) -> Result<(), UpstreamError> {
+        check_handshake(proto, &self.steps, replies).map(drop)
+    }
 }
 
 enum Step {

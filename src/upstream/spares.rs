@@ -6,27 +6,39 @@
 //! spares per protocol wait ready instead, opened in parallel as they are
 //! taken, pinged once unused for [`KEEPALIVE`] (so Redis' idle `timeout`
 //! never closes one) and checked again when taken (a `CLIENT KILL` may
-//! have closed one); a client that finds none opens its own, as before.
-//! A connection a client used is closed, never made a spare: whatever
-//! state it held upstream goes with it.
+//! have closed one); a client that finds none opens its own.
 //!
-//! Spares are plain TCP only (a TLS stream cannot be checked without
-//! reading it), and are not opened while the circuit is open.
+//! A connection a client is done with comes back ([`Spares::give_back`]):
+//! on Redis ≥ 6.2 `RESET` and the handshake make it a fresh connection
+//! again, so the next transaction, blocking command or subscription costs
+//! no new connection (across a network: the TCP, TLS and Redis handshakes,
+//! 2 to 6 round trips). One that cannot be proven clean (an older server,
+//! a reply still owed, a redirect target, anything unexpected before
+//! RESET's reply) is closed instead, and whatever state it held upstream
+//! goes with it.
+//!
+//! Spares are not opened while the circuit is open.
 
+use super::conn::Rehandshake;
 use super::dedicated::DedicatedConn;
 use super::pool::UpstreamInfo;
 use super::UpstreamConfig;
 use super::{UpstreamError, KEEPALIVE};
+use crate::observe;
 use crate::protocol::Proto;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-/// Spares kept per protocol: enough that one client running transactions
-/// back to back (each takes one; they are never reused) finds one while
-/// the next are being opened.
+/// Spares opened ahead per protocol: enough for a few clients beginning
+/// transactions at once while more are opened (or come back cleaned).
 const KEEP: usize = 4;
+
+/// Clean connections kept per protocol for the next clients: as many as
+/// clients have been running transactions, blocking commands or
+/// subscriptions at once, up to this.
+const KEEP_RETURNED: usize = 64;
 
 /// A spare unused for this long is pinged, and they are looked at this
 /// often: none stays silent much past [`KEEPALIVE`].
@@ -79,14 +91,37 @@ impl Spares {
             }
         }
         self.refill.notify_one();
-        DedicatedConn::open(&self.cfg, proto, "client").await
+        DedicatedConn::open_shareable(&self.cfg, proto, "client").await
+    }
+
+    /// Takes back a client's dedicated connection, owing nothing: made
+    /// clean for the next client in the background, or closed.
+    pub fn give_back(self: &Arc<Self>, mut conn: DedicatedConn) {
+        let proto = conn.proto();
+        let kept = self.ready(proto).len() < KEEP_RETURNED;
+        if !(conn.shareable() && kept && resets(self.info.version().as_deref()) && self.info.breaker.allows()) {
+            observe::dedicated_returned("closed");
+            return;
+        }
+        conn.retag("spare");
+        let spares = self.clone();
+        tokio::spawn(async move {
+            let rehandshake = Rehandshake::new(&spares.cfg, proto);
+            match conn.reset(&rehandshake, spares.cfg.request_timeout).await {
+                Ok(()) => {
+                    spares.ready(proto).push(Spare { conn, checked: Instant::now() });
+                    observe::dedicated_returned("reset");
+                }
+                Err(e) => {
+                    observe::dedicated_returned("closed");
+                    tracing::debug!(error = %e, "dedicated connection not reusable: closed");
+                }
+            }
+        });
     }
 
     /// Keeps the spares alive and topped up, for the life of the process.
     pub async fn run(&self) {
-        if self.cfg.tls.is_some() {
-            return;
-        }
         loop {
             tokio::select! {
                 () = self.refill.notified() => {}
@@ -128,11 +163,12 @@ impl Spares {
         let mut opening = tokio::task::JoinSet::new();
         for _ in 0..missing {
             let cfg = self.cfg.clone();
-            opening.spawn(async move { DedicatedConn::open(&cfg, proto, "spare").await });
+            opening.spawn(async move { DedicatedConn::open_shareable(&cfg, proto, "spare").await });
         }
         while let Some(opened) = opening.join_next().await {
             match opened {
-                Ok(Ok(conn)) => self.ready(proto).push(Spare { conn, checked: Instant::now() }),
+                // Below those given back: the last one back is taken first.
+                Ok(Ok(conn)) => self.ready(proto).insert(0, Spare { conn, checked: Instant::now() }),
                 Ok(Err(e)) => tracing::debug!(error = %e, "cannot open a spare dedicated connection"),
                 Err(e) => tracing::debug!(error = %e, "opening a spare dedicated connection failed"),
             }
@@ -149,9 +185,33 @@ async fn ping(spare: &mut DedicatedConn, limit: Duration) -> bool {
     matches!(tokio::time::timeout(limit, exchange).await, Ok(Ok(pong)) if pong.starts_with(b"+PONG"))
 }
 
+/// True when a server of `version` has RESET (6.2 and later); one that did
+/// not say is tried (RESET refused: the connection is closed).
+fn resets(version: Option<&str>) -> bool {
+    let Some(version) = version else { return true };
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (6, 2)
+}
+
 fn index(proto: Proto) -> usize {
     match proto {
         Proto::Resp2 => 0,
         Proto::Resp3 => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resets;
+
+    #[test]
+    fn reset_is_used_from_redis_6_2() {
+        for (version, expected) in
+            [("6.0.16", false), ("5.0.14", false), ("6.2.0", true), ("7.0.15", true), ("8.0.1", true)]
+        {
+            assert_eq!(resets(Some(version)), expected, "{version}");
+        }
+        assert!(resets(None), "a server that does not say is tried");
     }
 }

@@ -1,0 +1,241 @@
+//! Dedicated connections reused: a transaction, a blocking command or a
+//! subscription takes a connection the last client gave back, cleaned with
+//! RESET, instead of opening one, and nothing of the last client's state
+//! reaches the next: watched keys, the database, the name, subscriptions,
+//! tracking, a blocked command, a redirect naming the connection. Each test
+//! finds the connection upstream (Redis' CLIENT LIST) to prove the second
+//! client got the very connection the first gave back.
+mod common;
+
+use common::{eventually, metric, wait_ready, Proxy, Raw, RedisServer};
+use std::collections::HashMap;
+use std::time::Duration;
+
+fn setup() -> (RedisServer, Proxy) {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port);
+    wait_ready(&proxy);
+    (redis, proxy)
+}
+
+/// Redis' CLIENT LIST, one field map per connection.
+fn upstream_clients(direct: &mut Raw) -> Vec<HashMap<String, String>> {
+    let list = direct.call(&["CLIENT", "LIST"]);
+    list.lines()
+        .filter(|l| l.contains("id="))
+        .map(|l| {
+            l.split(' ')
+                .filter_map(|f| f.split_once('='))
+                .map(|(k, v)| (k.trim_start_matches(|c: char| !c.is_ascii_alphabetic()).to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// The id of the one upstream connection `which` picks, once there is one.
+fn upstream_id(direct: &mut Raw, what: &str, which: impl Fn(&HashMap<String, String>) -> bool) -> String {
+    let mut found = None;
+    let seen = eventually(Duration::from_secs(5), || {
+        let matching: Vec<_> = upstream_clients(direct).into_iter().filter(&which).collect();
+        found = matching.first().and_then(|c| c.get("id").cloned());
+        matching.len() == 1
+    });
+    assert!(seen, "no single upstream connection {what}: {}", direct.call(&["CLIENT", "LIST"]));
+    found.unwrap_or_default()
+}
+
+fn field<'a>(c: &'a HashMap<String, String>, name: &str) -> &'a str {
+    c.get(name).map_or("", String::as_str)
+}
+
+/// Waits until the upstream connection `id` was cleaned for the next
+/// client: RESET, then the handshake again (HELLO its last command).
+fn wait_cleaned(direct: &mut Raw, id: &str) {
+    let cleaned = eventually(Duration::from_secs(5), || {
+        upstream_clients(direct).iter().any(|c| field(c, "id") == id && field(c, "cmd") == "hello")
+    });
+    assert!(cleaned, "connection {id} was not cleaned: {}", direct.call(&["CLIENT", "LIST"]));
+}
+
+/// Waits until the upstream connection `id` is closed.
+fn wait_closed(direct: &mut Raw, id: &str) {
+    let closed = eventually(Duration::from_secs(5), || upstream_clients(direct).iter().all(|c| field(c, "id") != id));
+    assert!(closed, "connection {id} was not closed: {}", direct.call(&["CLIENT", "LIST"]));
+}
+
+fn direct(redis: &RedisServer) -> Raw {
+    Raw::connect(format!("127.0.0.1:{}", redis.port).parse().expect("address"))
+}
+
+fn connections_received(direct: &mut Raw) -> u64 {
+    let info = direct.call(&["INFO", "stats"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("total_connections_received in INFO stats")
+}
+
+#[test]
+fn transactions_back_to_back_open_no_connection_once_warm() {
+    let (redis, proxy) = setup();
+    let mut d = direct(&redis);
+    let mut c = proxy.raw();
+    let mut transaction = |n: usize, d: &mut Raw| {
+        assert_eq!(c.call(&["MULTI"]), "+OK\r\n");
+        assert_eq!(c.call(&["INCR", "n"]), "+QUEUED\r\n");
+        let id = upstream_id(d, "in MULTI", |c| field(c, "multi") == "1");
+        assert_eq!(c.call(&["EXEC"]), format!("*1\r\n:{n}\r\n"));
+        wait_cleaned(d, &id);
+    };
+    transaction(1, &mut d);
+    // The spares are topped up once (waited for: the count holds still);
+    // from then on each transaction takes the connection the last one
+    // gave back (a take racing the give-back may open one).
+    let mut before = connections_received(&mut d);
+    let settled = eventually(Duration::from_secs(5), || {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = connections_received(&mut d);
+        std::mem::replace(&mut before, now) == now
+    });
+    assert!(settled, "the proxy kept opening connections");
+    for n in 2..=21 {
+        transaction(n, &mut d);
+    }
+    let opened = connections_received(&mut d) - before;
+    assert!(opened <= 2, "20 transactions opened {opened} upstream connections");
+    let (_, body) = proxy.admin_get("/metrics");
+    let reset = metric(&body, "nearcache_dedicated_returned_total{outcome=\"reset\"}").unwrap_or(0.0);
+    assert!(reset >= 21.0, "nearcache_dedicated_returned_total{{outcome=\"reset\"}} {reset}");
+}
+
+#[test]
+fn watched_keys_and_reply_mode_do_not_reach_the_next_client() {
+    let (redis, proxy) = setup();
+    let mut d = direct(&redis);
+    let mut a = proxy.raw();
+    assert_eq!(a.call(&["WATCH", "w"]), "+OK\r\n");
+    let first = upstream_id(&mut d, "that ran WATCH", |c| field(c, "cmd") == "watch");
+    a.cmd(&["CLIENT", "REPLY", "OFF"]);
+    drop(a);
+    wait_cleaned(&mut d, &first);
+    // The key A watched changes: a watch still held would abort B's EXEC.
+    assert_eq!(d.call(&["SET", "w", "changed"]), "+OK\r\n");
+    let mut b = proxy.raw();
+    assert_eq!(b.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(b.call(&["SET", "w", "mine"]), "+QUEUED\r\n");
+    let second = upstream_id(&mut d, "in MULTI", |c| field(c, "multi") != "-1" && !field(c, "multi").is_empty());
+    assert_eq!(second, first, "B did not get the connection A gave back");
+    assert_eq!(b.call(&["EXEC"]), "*1\r\n+OK\r\n");
+    assert_eq!(d.call(&["GET", "w"]), "$4\r\nmine\r\n");
+}
+
+#[test]
+fn the_database_and_the_name_do_not_reach_the_next_client() {
+    let (redis, proxy) = setup();
+    let mut d = direct(&redis);
+    let mut a = proxy.raw();
+    assert_eq!(a.call(&["CLIENT", "SETNAME", "leaky"]), "+OK\r\n");
+    assert_eq!(a.call(&["SELECT", "5"]), "+OK\r\n");
+    assert_eq!(a.call(&["SET", "s", "a"]), "+OK\r\n");
+    let first = upstream_id(&mut d, "in database 5", |c| field(c, "db") == "5");
+    drop(a);
+    wait_cleaned(&mut d, &first);
+    let mut b = proxy.raw();
+    assert_eq!(b.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(b.call(&["SET", "s", "b"]), "+QUEUED\r\n");
+    let second = upstream_id(&mut d, "in MULTI", |c| field(c, "multi") == "1");
+    assert_eq!(second, first, "B did not get the connection A gave back");
+    let clients = upstream_clients(&mut d);
+    let reused = clients.iter().find(|c| field(c, "id") == second).expect("B's connection");
+    assert_eq!((field(reused, "db"), field(reused, "name")), ("0", ""), "{reused:?}");
+    assert_eq!(b.call(&["EXEC"]), "*1\r\n+OK\r\n");
+    assert_eq!(d.call(&["GET", "s"]), "$1\r\nb\r\n");
+    assert_eq!(d.call(&["SELECT", "5"]), "+OK\r\n");
+    assert_eq!(d.call(&["GET", "s"]), "$1\r\na\r\n");
+}
+
+#[test]
+fn subscriptions_do_not_reach_the_next_client() {
+    let (redis, proxy) = setup();
+    let mut d = direct(&redis);
+    let mut a = proxy.raw();
+    a.cmd(&["SUBSCRIBE", "a-news"]);
+    assert_eq!(a.read_frame(), b"*3\r\n$9\r\nsubscribe\r\n$6\r\na-news\r\n:1\r\n");
+    let first = upstream_id(&mut d, "subscribed", |c| field(c, "sub") == "1");
+    drop(a);
+    wait_cleaned(&mut d, &first);
+    assert_eq!(d.call(&["PUBLISH", "a-news", "x"]), ":0\r\n", "A's subscription outlived A");
+    let mut b = proxy.raw();
+    b.cmd(&["SUBSCRIBE", "b-news"]);
+    assert_eq!(b.read_frame(), b"*3\r\n$9\r\nsubscribe\r\n$6\r\nb-news\r\n:1\r\n");
+    let second = upstream_id(&mut d, "subscribed", |c| field(c, "sub") == "1");
+    assert_eq!(second, first, "B did not get the connection A gave back");
+    assert_eq!(d.call(&["PUBLISH", "a-news", "x"]), ":0\r\n");
+    assert_eq!(d.call(&["PUBLISH", "b-news", "y"]), ":1\r\n");
+    assert_eq!(b.read_frame(), b"*3\r\n$7\r\nmessage\r\n$6\r\nb-news\r\n$1\r\ny\r\n");
+}
+
+#[test]
+fn tracking_does_not_reach_the_next_client() {
+    let (redis, proxy) = setup();
+    let mut d = direct(&redis);
+    let mut a = proxy.raw();
+    assert!(a.call(&["HELLO", "3"]).starts_with('%'));
+    assert_eq!(a.call(&["CLIENT", "TRACKING", "on"]), "+OK\r\n");
+    assert_eq!(a.call(&["GET", "tk"]), "_\r\n");
+    // (The proxy's own invalidation connection tracks too.)
+    let first = upstream_id(&mut d, "tracking", |c| field(c, "flags").contains('t') && field(c, "cmd") == "get");
+    drop(a);
+    wait_cleaned(&mut d, &first);
+    let mut b = proxy.raw();
+    assert!(b.call(&["HELLO", "3"]).starts_with('%'));
+    b.cmd(&["SUBSCRIBE", "c3"]);
+    assert_eq!(b.read_frame(), b">3\r\n$9\r\nsubscribe\r\n$2\r\nc3\r\n:1\r\n");
+    let second = upstream_id(&mut d, "subscribed", |c| field(c, "sub") == "1");
+    assert_eq!(second, first, "B did not get the connection A gave back");
+    // A change to the key A tracked: B must see no invalidation, only its
+    // own message.
+    assert_eq!(d.call(&["SET", "tk", "new"]), "+OK\r\n");
+    assert_eq!(d.call(&["PUBLISH", "c3", "m"]), ":1\r\n");
+    assert_eq!(b.read_frame(), b">3\r\n$7\r\nmessage\r\n$2\r\nc3\r\n$1\r\nm\r\n");
+}
+
+#[test]
+fn a_client_that_left_while_blocked_has_its_connection_closed() {
+    let (redis, proxy) = setup();
+    let mut d = direct(&redis);
+    let mut a = proxy.raw();
+    a.cmd(&["BLPOP", "bl", "0"]);
+    let blocked = upstream_id(&mut d, "blocked", |c| field(c, "flags").contains('b'));
+    drop(a);
+    wait_closed(&mut d, &blocked);
+    let mut b = proxy.raw();
+    assert_eq!(b.call(&["LPUSH", "bl", "item"]), ":1\r\n");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(d.call(&["LLEN", "bl"]), ":1\r\n", "the item went to a BLPOP whose client had left");
+}
+
+#[test]
+fn a_connection_named_as_a_redirect_target_is_closed() {
+    let (redis, proxy) = setup();
+    let mut d = direct(&redis);
+    let mut a = proxy.raw();
+    let a_id = a.call(&["CLIENT", "ID"]);
+    let a_id = a_id.trim_start_matches(':').trim();
+    a.cmd(&["SUBSCRIBE", "__redis__:invalidate"]);
+    a.read_frame();
+    let target = upstream_id(&mut d, "subscribed", |c| field(c, "sub") == "1");
+    let mut b = proxy.raw();
+    assert_eq!(b.call(&["CLIENT", "TRACKING", "on", "REDIRECT", a_id]), "+OK\r\n");
+    assert_eq!(b.call(&["GET", "rk"]), "$-1\r\n");
+    a.cmd(&["UNSUBSCRIBE"]);
+    a.read_frame();
+    wait_closed(&mut d, &target);
+    // Whoever subscribes next gets no invalidation meant for A.
+    let mut c = proxy.raw();
+    c.cmd(&["SUBSCRIBE", "__redis__:invalidate"]);
+    c.read_frame();
+    assert_eq!(d.call(&["SET", "rk", "v"]), "+OK\r\n");
+    assert_eq!(d.call(&["PUBLISH", "__redis__:invalidate", "marker"]), ":1\r\n");
+    assert_eq!(c.read_frame(), b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n$6\r\nmarker\r\n");
+}
