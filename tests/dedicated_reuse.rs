@@ -49,12 +49,20 @@ fn field<'a>(c: &'a HashMap<String, String>, name: &str) -> &'a str {
 }
 
 /// Waits until the upstream connection `id` was cleaned for the next
-/// client: RESET, then the handshake again (HELLO its last command).
-fn wait_cleaned(direct: &mut Raw, id: &str) {
+/// client: RESET, then the handshake again (AUTH, HELLO 3 for RESP3,
+/// SELECT of the configured database `db`; none of them for RESP2 to
+/// database 0 of a server without a password).
+fn wait_cleaned_to(direct: &mut Raw, id: &str, db: &str) {
     let cleaned = eventually(Duration::from_secs(5), || {
-        upstream_clients(direct).iter().any(|c| field(c, "id") == id && field(c, "cmd") == "hello")
+        upstream_clients(direct).iter().any(|c| {
+            field(c, "id") == id && field(c, "db") == db && matches!(field(c, "cmd"), "hello" | "reset" | "select")
+        })
     });
     assert!(cleaned, "connection {id} was not cleaned: {}", direct.call(&["CLIENT", "LIST"]));
+}
+
+fn wait_cleaned(direct: &mut Raw, id: &str) {
+    wait_cleaned_to(direct, id, "0");
 }
 
 /// Waits until the upstream connection `id` is closed.
@@ -238,4 +246,27 @@ fn a_connection_named_as_a_redirect_target_is_closed() {
     assert_eq!(d.call(&["SET", "rk", "v"]), "+OK\r\n");
     assert_eq!(d.call(&["PUBLISH", "__redis__:invalidate", "marker"]), ":1\r\n");
     assert_eq!(c.read_frame(), b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n$6\r\nmarker\r\n");
+}
+
+#[test]
+fn a_reused_connection_is_logged_in_again_to_the_configured_database() {
+    let redis = RedisServer::start();
+    let mut d = direct(&redis);
+    assert_eq!(d.call(&["CONFIG", "SET", "requirepass", "s3cret"]), "+OK\r\n");
+    assert_eq!(d.call(&["AUTH", "s3cret"]), "+OK\r\n");
+    let proxy = Proxy::start_url(&format!("redis://:s3cret@127.0.0.1:{}/2", redis.port), "");
+    wait_ready(&proxy);
+    let mut a = proxy.raw();
+    assert_eq!(a.call(&["SELECT", "7"]), "+OK\r\n");
+    let first = upstream_id(&mut d, "in database 7", |c| field(c, "db") == "7");
+    drop(a);
+    wait_cleaned_to(&mut d, &first, "2");
+    let mut b = proxy.raw();
+    assert_eq!(b.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(b.call(&["SET", "where", "b"]), "+QUEUED\r\n");
+    let second = upstream_id(&mut d, "in MULTI", |c| field(c, "multi") == "1");
+    assert_eq!(second, first, "B did not get the connection A gave back");
+    assert_eq!(b.call(&["EXEC"]), "*1\r\n+OK\r\n");
+    assert_eq!(d.call(&["SELECT", "2"]), "+OK\r\n");
+    assert_eq!(d.call(&["GET", "where"]), "$1\r\nb\r\n", "not in the configured database");
 }

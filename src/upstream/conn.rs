@@ -64,7 +64,7 @@ async fn connect_and_handshake(cfg: &UpstreamConfig, proto: Proto) -> Result<Con
             Stream::Tls(Box::new(tls))
         }
     };
-    let (request, steps) = handshake(cfg, proto);
+    let (request, steps) = handshake(cfg, proto, false);
     stream.write_all(&request).await.map_err(|_| UpstreamError::ConnectionLost)?;
     stream.flush().await.map_err(|_| UpstreamError::ConnectionLost)?;
     let replies = match read_replies(&mut stream, steps.len(), cfg.connect_timeout).await {
@@ -96,7 +96,8 @@ fn check_handshake(proto: Proto, steps: &[Step], replies: Vec<Bytes>) -> Result<
 
 /// What makes a connection that RESET a fresh one again: the handshake
 /// (RESET logs it out, speaks RESP2 and selects database 0), to pipeline
-/// after the RESET.
+/// after the RESET; nothing at all for a RESP2 connection to database 0
+/// of a server without a password.
 pub struct Rehandshake {
     pub request: BytesMut,
     steps: Vec<Step>,
@@ -104,7 +105,7 @@ pub struct Rehandshake {
 
 impl Rehandshake {
     pub fn new(cfg: &UpstreamConfig, proto: Proto) -> Rehandshake {
-        let (request, steps) = handshake(cfg, proto);
+        let (request, steps) = handshake(cfg, proto, true);
         Rehandshake { request, steps }
     }
 
@@ -125,7 +126,9 @@ enum Step {
     Select,
 }
 
-fn handshake(cfg: &UpstreamConfig, proto: Proto) -> (BytesMut, Vec<Step>) {
+/// The handshake of a new connection; `after_reset`: of one RESET just
+/// left speaking RESP2, which a RESP2 connection needs no HELLO for.
+fn handshake(cfg: &UpstreamConfig, proto: Proto, after_reset: bool) -> (BytesMut, Vec<Step>) {
     let url = &cfg.url;
     let mut out = BytesMut::new();
     let mut steps = Vec::new();
@@ -136,9 +139,11 @@ fn handshake(cfg: &UpstreamConfig, proto: Proto) -> (BytesMut, Vec<Step>) {
         }
         steps.push(Step::Auth);
     }
-    let version = if proto == Proto::Resp3 { &b"3"[..] } else { b"2" };
-    encode::command(&mut out, [&b"HELLO"[..], version].into_iter());
-    steps.push(Step::Hello);
+    if proto == Proto::Resp3 || !after_reset {
+        let version = if proto == Proto::Resp3 { &b"3"[..] } else { b"2" };
+        encode::command(&mut out, [&b"HELLO"[..], version].into_iter());
+        steps.push(Step::Hello);
+    }
     if url.db != 0 {
         let db = url.db.to_string();
         encode::command(&mut out, [&b"SELECT"[..], db.as_bytes()].into_iter());

@@ -37,8 +37,10 @@ const KEEP: usize = 4;
 
 /// Clean connections kept per protocol for the next clients: as many as
 /// clients have been running transactions, blocking commands or
-/// subscriptions at once, up to this.
-const KEEP_RETURNED: usize = 64;
+/// subscriptions at once (each cycle holds one for its own round trip and
+/// RESET's), up to this. Those beyond [`KEEP`] are closed once unused for
+/// [`PING_AFTER`]: a burst's connections do not outlive it.
+const KEEP_RETURNED: usize = 256;
 
 /// A spare unused for this long is pinged, and they are looked at this
 /// often: none stays silent much past [`KEEPALIVE`].
@@ -137,15 +139,19 @@ impl Spares {
     }
 
     /// Pings the spares unused for [`PING_AFTER`], one at a time (the
-    /// others stay available meanwhile); drops those that do not answer.
+    /// others stay available meanwhile); drops those that do not answer,
+    /// and those beyond [`KEEP`].
     async fn keep_alive(&self, proto: Proto) {
         loop {
-            let stale = {
+            let (stale, surplus) = {
                 let mut ready = self.ready(proto);
                 let at = ready.iter().position(|s| s.checked.elapsed() >= PING_AFTER);
-                at.map(|i| ready.swap_remove(i))
+                (at.map(|i| ready.swap_remove(i)), ready.len() >= KEEP)
             };
             let Some(mut spare) = stale else { return };
+            if surplus {
+                continue;
+            }
             if ping(&mut spare.conn, self.cfg.request_timeout).await {
                 spare.checked = Instant::now();
                 self.ready(proto).push(spare);
