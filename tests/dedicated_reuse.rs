@@ -270,3 +270,33 @@ fn a_reused_connection_is_logged_in_again_to_the_configured_database() {
     assert_eq!(d.call(&["SELECT", "2"]), "+OK\r\n");
     assert_eq!(d.call(&["GET", "where"]), "$1\r\nb\r\n", "not in the configured database");
 }
+
+/// A blocking command is not overtaken by a write another client sends
+/// after it, with Redis across a link with latency (25 ms each way): it
+/// takes a connection waiting clean (opened ahead, or given back) and pays
+/// no connection set-up on its path, during which the later `DEL` would
+/// reach Redis first and `XREADGROUP` would answer `-NOGROUP` instead of
+/// being unblocked by the deletion, as it is talking to Redis directly.
+#[test]
+fn a_blocking_command_is_not_overtaken_by_a_later_write() {
+    let redis = RedisServer::start();
+    let relay = common::relay::start(redis.port, Duration::from_millis(25));
+    let proxy = Proxy::start(relay);
+    wait_ready(&proxy);
+    let mut direct = direct(&redis);
+    // Spares are ready once they are kept alive (PINGed when idle).
+    let spares = eventually(Duration::from_secs(5), || {
+        upstream_clients(&mut direct).iter().filter(|c| field(c, "cmd") == "ping").count() >= 4
+    });
+    assert!(spares, "no spares ready: {}", direct.call(&["CLIENT", "LIST"]));
+    for round in 0..3 {
+        assert_eq!(direct.call(&["XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"]), "+OK\r\n", "round {round}");
+        let mut blocked = proxy.raw();
+        blocked.cmd(&["XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "s", ">"]);
+        std::thread::sleep(Duration::from_millis(20));
+        let mut writer = proxy.raw();
+        assert_eq!(writer.call(&["DEL", "s"]), ":1\r\n", "round {round}");
+        let reply = String::from_utf8_lossy(&blocked.read_frame()).into_owned();
+        assert_eq!(reply, "-UNBLOCKED the stream key no longer exists\r\n", "round {round}");
+    }
+}

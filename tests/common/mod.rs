@@ -2,6 +2,8 @@
 //! proxy running in-process on its own runtime thread, and raw RESP helpers.
 #![allow(dead_code)]
 
+pub mod relay;
+
 use nearcache::config::{Config, Overrides};
 use nearcache::protocol::scan::Scanner;
 use nearcache::{admin, observe, server};
