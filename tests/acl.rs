@@ -72,8 +72,16 @@ fn redis_checks_credentials_and_acls_per_user() {
         &mut bob_direct,
         &[&["ACL", "WHOAMI"], &["GET", "alice:k"], &["SET", "bob:k", "v"], &["CLIENT", "GETNAME"]],
     );
-    let refused = bob.call(&["HELLO", "3", "AUTH", "bob", "wrong"]);
-    assert!(refused.starts_with("-ERR with server.auth"), "already on its dedicated connection: {refused:?}");
+    // A wrong password changes nothing, as for a direct client.
+    same_replies(&mut bob, &mut bob_direct, &[&["HELLO", "3", "AUTH", "bob", "wrong"], &["ACL", "WHOAMI"]]);
+    // State upstream belongs to the user it was made by.
+    assert_eq!(alice.call(&["WATCH", "alice:k"]), "+OK\r\n");
+    let refused = alice.call(&["AUTH", "bob", "bob-pw"]);
+    assert!(refused.starts_with("-ERR with server.auth"), "holding WATCH: {refused:?}");
+    assert_eq!(alice.call(&["UNWATCH"]), "+OK\r\n");
+    assert_eq!(alice.call(&["AUTH", "bob", "bob-pw"]), "+OK\r\n");
+    let as_bob = alice.call(&["SET", "alice:k", "w"]);
+    assert!(as_bob.starts_with("-NOPERM"), "now bob, who may only GET: {as_bob:?}");
     assert_eq!(bob.call(&["RESET"]), "+RESET\r\n");
     assert_eq!(bob.call(&["ACL", "WHOAMI"]), "$7\r\ndefault\r\n", "RESET ends the user's session");
 
@@ -82,6 +90,41 @@ fn redis_checks_credentials_and_acls_per_user() {
     let refused = carol.call(&["HELLO", "3", "AUTH", "alice", "wrong"]);
     assert_eq!(refused, "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
     assert_eq!(carol.call(&["GET", "secret"]), "$6\r\ns3cret\r\n");
+}
+
+/// The clients of one Redis user share a pool logged in as that user,
+/// instead of a connection each; revoking the user upstream fails that
+/// user's requests only.
+#[test]
+fn clients_of_one_user_share_a_pool_of_their_own() {
+    let redis = RedisServer::start();
+    users(&redis);
+    let proxy = Proxy::start_with(redis.port, CONFIG);
+    let mut clients: Vec<Raw> = (0..20).map(|_| proxy.raw()).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.call(&["AUTH", "alice", "alice-pw"]), "+OK\r\n");
+        assert_eq!(client.call(&["SET", &format!("alice:{i}"), "v"]), "+OK\r\n");
+        assert_eq!(client.call(&["ACL", "WHOAMI"]), "$5\r\nalice\r\n");
+    }
+    let mut direct = direct_raw(&redis);
+    let logged_in = |direct: &mut Raw, user: &str| {
+        direct.call(&["CLIENT", "LIST"]).lines().filter(|l| l.contains(&format!(" user={user} "))).count()
+    };
+    let settled = common::eventually(std::time::Duration::from_secs(5), || logged_in(&mut direct, "alice") == 1);
+    assert!(settled, "20 clients, one pool connection as alice: {}", direct.call(&["CLIENT", "LIST"]));
+
+    // Revoked upstream: alice's pool cannot log in again; everyone else is
+    // served as before.
+    assert_eq!(direct.call(&["ACL", "DELUSER", "alice"]), ":1\r\n");
+    let refused = clients[0].call(&["GET", "alice:0"]);
+    assert!(refused.starts_with('-'), "alice's requests fail: {refused:?}");
+    let mut anonymous = proxy.raw();
+    for _ in 0..20 {
+        assert_eq!(anonymous.call(&["SET", "k", "v"]), "+OK\r\n");
+    }
+    let mut bob = proxy.raw();
+    assert_eq!(bob.call(&["AUTH", "bob", "bob-pw"]), "+OK\r\n");
+    assert_eq!(bob.call(&["GET", "alice:1"]), "$1\r\nv\r\n");
 }
 
 #[test]

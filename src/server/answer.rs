@@ -94,7 +94,7 @@ pub fn hello(st: &mut ClientState, args: &Args, dedicated: bool, info: &Upstream
     }
     if let (true, Some((user, password))) = (st.auth_upstream, credentials) {
         if dedicated {
-            return Decision::Reply(encode::error(HELLO_AUTH_PINNED));
+            return Decision::Reply(encode::error(AUTH_HOLDING_STATE));
         }
         let hello = Some((proto, new_name.map(Bytes::copy_from_slice)));
         let (user, password) = (Some(Bytes::copy_from_slice(user)), Bytes::copy_from_slice(password));
@@ -123,8 +123,10 @@ pub fn hello_now(st: &ClientState, info: &UpstreamInfo) -> Bytes {
     hello_reply(st, server.name.as_deref().unwrap_or("redis"), version)
 }
 
-const HELLO_AUTH_PINNED: &str = "ERR with server.auth = \"upstream\", authenticate with AUTH on a connection holding \
-                                 state (a transaction, subscriptions, SELECT…): HELLO AUTH is not supported there";
+/// `AUTH` / `HELLO … AUTH` with `server.auth = "upstream"` on a connection
+/// holding state upstream, which belongs to the user it has.
+pub const AUTH_HOLDING_STATE: &str = "ERR with server.auth = \"upstream\", AUTH and HELLO AUTH are refused on a \
+                                      connection holding state (a transaction, subscriptions, SELECT…): RESET first";
 
 /// HELLO's reply, naming the upstream server (`redis`, `valkey`) and its
 /// version as it does.

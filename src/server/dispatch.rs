@@ -220,7 +220,10 @@ fn plan(
             cmd: routed.cmd,
         };
     }
-    if !dedicated && shared.failover.active() {
+    // A client logged in as its own Redis user is answered by Redis only:
+    // the local store and the near-cache know no ACLs.
+    let own_user = st.upstream_user;
+    if !dedicated && !own_user && shared.failover.active() {
         if let Some(decision) = failover(st, &routed, args, request, shared, scratch) {
             return Planned { decision, silent, cache_candidate: None, cmd: routed.cmd };
         }
@@ -229,7 +232,7 @@ fn plan(
         return Planned { decision: routed.decision, silent, cache_candidate: None, cmd: routed.cmd };
     };
     shared.cache.note_write(cmd, args, scratch);
-    let cache_candidate = (matches!(routed.decision, Decision::Pool) && !silent).then_some(cmd);
+    let cache_candidate = (matches!(routed.decision, Decision::Pool) && !silent && !own_user).then_some(cmd);
     Planned { decision: routed.decision, silent, cache_candidate, cmd: Some(cmd) }
 }
 

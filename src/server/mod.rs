@@ -19,6 +19,7 @@ mod session;
 mod shard;
 mod socket;
 mod tenant;
+mod users;
 
 pub use crate::client_tls::{ServerTls, ServerTlsError};
 pub use control::{ConfigSource, Control, Report};
@@ -81,19 +82,30 @@ impl Shared {
 
 /// A worker thread's ([`shard`]) shared pools: per upstream node, one per
 /// protocol version, so replies pass through in the client's protocol
-/// untouched.
-pub struct Pools(Vec<NodePools>);
+/// untouched; and those logged in as clients' own Redis users.
+pub struct Pools {
+    nodes: Vec<NodePools>,
+    users: users::UserPools,
+    max_batch_reply: usize,
+}
 
 impl Pools {
     /// A batch's replies past `max_batch_reply` bytes are dropped (see
     /// [`Shared::hard_output_limit`]).
     fn start(router: &Router, max_batch_reply: usize) -> Pools {
-        Pools(router.nodes().map(|node| NodePools::start(node, max_batch_reply)).collect())
+        let nodes = router.nodes().map(|node| NodePools::start(node, max_batch_reply)).collect();
+        Pools { nodes, users: users::UserPools::default(), max_batch_reply }
     }
 
     /// The pool of `node` speaking `proto`.
     pub fn get(&self, node: NodeId, proto: Proto) -> &Pool {
-        self.0[node].get(proto)
+        self.nodes[node].get(proto)
+    }
+
+    /// The pools of `node` logged in as `login` (see [`users`]); `None`
+    /// when this thread has pools for too many logins already.
+    fn for_user(&self, node: &Node, login: &users::Credentials) -> Option<Arc<NodePools>> {
+        self.users.get(node, login, self.max_batch_reply)
     }
 }
 
@@ -112,6 +124,7 @@ impl NodePools {
         NodePools { node, resp2, resp3: OnceLock::new(), max_batch_reply }
     }
 
+    /// Its pool speaking `proto`.
     fn get(&self, proto: Proto) -> &Pool {
         match proto {
             Proto::Resp2 => &self.resp2,
@@ -119,6 +132,11 @@ impl NodePools {
                 Pool::start(self.node.config.clone(), Proto::Resp3, self.node.health.clone(), self.max_batch_reply)
             }),
         }
+    }
+
+    /// The node as these pools reach it (address, credentials).
+    fn node(&self) -> &Node {
+        &self.node
     }
 }
 

@@ -36,8 +36,9 @@ pub struct ClientState {
     pub queued: i64,
     /// `server.auth = "upstream"`: AUTH is checked by Redis.
     pub auth_upstream: bool,
-    /// Authenticated to Redis as its own user: every command goes on its
-    /// dedicated connection, authenticated as that user.
+    /// Authenticated to Redis as its own user: its commands go on pools and
+    /// dedicated connections logged in as that user, never the near-cache
+    /// or failover. Only RESET (or another AUTH) ends it.
     pub upstream_user: bool,
     /// The transaction was opened in failover mode: it is refused whole
     /// (its commands get an error, EXEC `-EXECABORT`), and nothing of it
@@ -110,7 +111,6 @@ impl ClientState {
             || self.pubsub_mode
             || self.subscribed()
             || self.db != self.default_db
-            || self.upstream_user
     }
 
     /// Frames from the dedicated connection may arrive unasked (messages,
@@ -127,7 +127,6 @@ impl ClientState {
         self.monitor = false;
         self.session_bound = false;
         self.tracking = false;
-        self.upstream_user = false;
         self.db = self.default_db;
         self.channels.clear();
         self.patterns.clear();
@@ -360,7 +359,7 @@ fn local_command(st: &mut ClientState, local: Local, args: &Args, dedicated: boo
             reset(st);
             Decision::Reply(Bytes::from_static(encode::RESET))
         }
-        Local::Auth if st.auth_upstream => upstream_auth(st, args, dedicated),
+        Local::Auth if st.auth_upstream => upstream_auth(args, dedicated),
         Local::Auth => Decision::Reply(Bytes::from_static(encode::OK)),
         Local::Select => select(st, args, dedicated),
         Local::ClientId => Decision::Reply(answer::integer(st.id as i64)),
@@ -422,19 +421,17 @@ fn client_unblock(args: &Args) -> Decision {
     }
 }
 
-/// `AUTH [user] password` checked by Redis (`server.auth = "upstream"`):
-/// on the client's dedicated connection when it has one (Redis switches
-/// that connection's user, or keeps the previous one if it refuses),
-/// otherwise by opening one authenticated as the user.
-fn upstream_auth(st: &mut ClientState, args: &Args, dedicated: bool) -> Decision {
+/// `AUTH [user] password` checked by Redis (`server.auth = "upstream"`)
+/// on a connection opened as that user; refused while the client holds a
+/// dedicated connection, whose state belongs to the user it has.
+fn upstream_auth(args: &Args, dedicated: bool) -> Decision {
     let (user, password) = match (args.len(), args.get(1), args.get(2)) {
         (2, Some(password), None) => (None, password),
         (3, Some(user), Some(password)) => (Some(Bytes::copy_from_slice(user)), password),
         _ => return Decision::Reply(encode::error("ERR syntax error")),
     };
     if dedicated {
-        st.upstream_user = true;
-        return Decision::Dedicated { replies: 1, blocking: false };
+        return Decision::Reply(encode::error(answer::AUTH_HOLDING_STATE));
     }
     Decision::Authenticate(Box::new(Login { user, password: Bytes::copy_from_slice(password), hello: None }))
 }

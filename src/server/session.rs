@@ -18,7 +18,8 @@ use super::reply::{pool_replies, ReplyMap, Slot};
 use super::route::{ClientState, ClientsOp, Decision, Login, SideEffect};
 use super::socket::ClientWriter;
 use super::tenant;
-use super::{Pools, Shared};
+use super::users::{Credentials, MAX_USERS};
+use super::{NodePools, Pools, Shared};
 use crate::cache::Scratch;
 use crate::observe;
 use crate::protocol::frame::{pubsub, PubSub};
@@ -48,7 +49,6 @@ enum Wake {
     Read(usize),
 }
 
-/// A reply owed to the client, in request order.
 /// Where a pool request goes, and whether its reply is suppressed: a batch
 /// holds requests of one kind only.
 #[derive(Clone, Copy)]
@@ -57,6 +57,7 @@ struct Target {
     silent: bool,
 }
 
+/// A reply owed to the client, in request order.
 enum Pending {
     Ready(Bytes),
     Pool {
@@ -101,6 +102,10 @@ pub struct Session<R, W> {
     shared: Arc<Shared>,
     /// This worker thread's upstream pools.
     pools: Arc<Pools>,
+    /// The pools logged in as the client's own Redis user, once Redis
+    /// accepted its AUTH (`server.auth = "upstream"`); used while
+    /// `st.upstream_user`.
+    user_pools: Option<Arc<NodePools>>,
     st: ClientState,
     reader: R,
     writer: Arc<W>,
@@ -153,6 +158,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         Session {
             shared,
             pools,
+            user_pools: None,
             st: ClientState { auth_upstream, ..ClientState::new(id, default_db) },
             reader,
             writer,
@@ -474,7 +480,10 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         if self.batch.is_empty() {
             return;
         }
-        let pool = self.pools.get(self.batch.node, proto);
+        let pool = match self.user_pools.as_ref().filter(|_| self.st.upstream_user) {
+            Some(own) => own.get(proto),
+            None => self.pools.get(self.batch.node, proto),
+        };
         let rx = pool.send(self.st.id as usize, self.batch.payload(input), self.batch.replies, started);
         let (count, silent) = (self.batch.commands, self.batch.silent);
         let slots = self.batch.finish();
@@ -582,22 +591,20 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     }
 
     /// `AUTH` / `HELLO … AUTH` checked by Redis (`server.auth =
-    /// "upstream"`): a dedicated connection opened as the user carries
-    /// every command of the client from then on, so Redis' ACLs apply to
-    /// it as to a direct client. Refused credentials get Redis' error and
-    /// change nothing.
+    /// "upstream"`): a connection opened as the user is the check; from then
+    /// on the client's commands go on this thread's pool logged in with the
+    /// same credentials (see `users`), and its dedicated connections are
+    /// opened as the user, so Redis' ACLs apply to it as to a direct client.
+    /// Refused credentials get Redis' error and change nothing.
     async fn authenticate(&mut self, login: Login, silent: bool) {
         self.settle_pool().await;
-        let mut cfg = (*self.shared.router.default_node().config).clone();
-        cfg.url.username = login.user.as_deref().map(|u| String::from_utf8_lossy(u).into_owned());
-        cfg.url.password = Some(String::from_utf8_lossy(&login.password).into_owned());
+        let credentials = Credentials { user: login.user, password: login.password };
+        let node = self.shared.router.default_node();
         let proto = login.hello.as_ref().map_or(self.st.proto, |(proto, _)| *proto);
-        let reply = match DedicatedConn::open(&cfg, proto, "client").await {
-            Ok(dedicated) => {
-                if let Some(upstream) = dedicated.upstream_id() {
-                    self.shared.redirects.record(self.st.id, upstream);
-                }
-                self.dedicated = Some(dedicated);
+        let checked = DedicatedConn::open(&credentials.config(&node.config), proto, "client").await;
+        let reply = match checked.map(|_| self.pools.for_user(node, &credentials)) {
+            Ok(Some(pools)) => {
+                self.user_pools = Some(pools);
                 self.st.upstream_user = true;
                 match login.hello {
                     Some((proto, name)) => {
@@ -606,11 +613,14 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                             // Checked when HELLO was routed.
                             answer::set_name(&mut self.st, &name).ok();
                         }
-                        answer::hello_now(&self.st, &self.shared.router.default_node().health)
+                        answer::hello_now(&self.st, &node.health)
                     }
                     None => Bytes::from_static(encode::OK),
                 }
             }
+            Ok(None) => encode::error(&format!(
+                "ERR too many Redis users logged in through this proxy at once (at most {MAX_USERS} per worker thread)"
+            )),
             Err(UpstreamError::Handshake(refused)) => encode::error(&refused),
             Err(e) => e.reply(),
         };
@@ -623,7 +633,12 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// Sends one request on a connection of its own (see `out_of_band`);
     /// its reply takes its place among those owed.
     fn send_out_of_band(&mut self, request: Bytes, silent: bool, now: Instant) {
-        let rx = out_of_band::send(self.shared.router.default_node().config.clone(), self.st.proto, request);
+        // As the client's own Redis user, if it has one: its ACLs apply.
+        let node = match self.user_pools.as_ref().filter(|_| self.st.upstream_user) {
+            Some(own) => own.node(),
+            None => self.shared.router.default_node(),
+        };
+        let rx = out_of_band::send(node.config.clone(), self.st.proto, request);
         self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
         self.in_flight += 1;
     }
@@ -650,6 +665,15 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         }
     }
 
+    /// A dedicated connection logged in as the client's own Redis user.
+    async fn open_as_user(own: Option<Arc<NodePools>>, proto: Proto) -> Result<DedicatedConn, Bytes> {
+        let Some(own) = own else { return Err(encode::error("ERR no Redis user logged in")) };
+        DedicatedConn::open(&own.node().config, proto, "client").await.map_err(|e| {
+            observe::upstream_error(e.kind());
+            e.reply()
+        })
+    }
+
     /// Queues `request` for the dedicated connection, opening it first if the
     /// session has none.
     async fn send_dedicated(&mut self, request: &[u8], entry: Pending) {
@@ -658,6 +682,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             let breaker = &self.shared.router.default_node().health.breaker;
             let opened = match self.tenant.open_dedicated() {
                 Err(refusal) => Err(refusal),
+                Ok(()) if self.st.upstream_user => Self::open_as_user(self.user_pools.clone(), self.st.proto).await,
                 Ok(()) if breaker.allows() => self.shared.spares.take(self.st.proto).await.map_err(|e| {
                     observe::upstream_error(e.kind());
                     breaker.connect_failed(&e);

@@ -134,6 +134,11 @@ impl Breaker {
         }
     }
 
+    /// The settings it runs with.
+    pub fn settings(&self) -> BreakerConfig {
+        (*self.config.load_full()).clone()
+    }
+
     /// Applies reloaded settings (thresholds, window, `open_for`); whether
     /// failover is on stays as started. True when something changed.
     pub fn reconfigure(&self, new: &BreakerConfig) -> bool {

@@ -38,6 +38,8 @@ pub struct RedisServer {
     /// Every write is in the append-only file before Redis answers, so a
     /// restart after [`RedisServer::kill`] keeps everything acknowledged.
     persistent: bool,
+    /// A Redis Cluster node: its cluster bus port (`--cluster-port`).
+    cluster_bus: Option<u16>,
 }
 
 impl RedisServer {
@@ -61,6 +63,22 @@ impl RedisServer {
         panic!("could not start a redis-server on a free port");
     }
 
+    /// A Redis Cluster node (`cluster-enabled yes`) on a free port, serving
+    /// no slots and knowing no other node yet.
+    pub fn start_cluster_node() -> RedisServer {
+        for _ in 0..10 {
+            let port = free_port();
+            let dir = std::env::temp_dir().join(format!("nearcache-test-redis-{port}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let mut server = RedisServer { port, child: None, dir, persistent: false, cluster_bus: Some(free_port()) };
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("could not start a cluster node on a free port");
+    }
+
     pub fn start_on(port: u16) -> RedisServer {
         RedisServer::try_start_on(port, false).unwrap_or_else(|| panic!("redis-server did not start on {port}"))
     }
@@ -68,7 +86,7 @@ impl RedisServer {
     fn try_start_on(port: u16, persistent: bool) -> Option<RedisServer> {
         let dir = std::env::temp_dir().join(format!("nearcache-test-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut server = RedisServer { port, child: None, dir, persistent };
+        let mut server = RedisServer { port, child: None, dir, persistent, cluster_bus: None };
         server.spawn().then_some(server)
     }
 
@@ -83,6 +101,17 @@ impl RedisServer {
                 ["--appendonly", "no", "--appendfsync", "everysec"]
             })
             .args(["--enable-debug-command", "local"])
+            .args(match self.cluster_bus {
+                Some(bus) => vec![
+                    "--cluster-enabled".to_string(),
+                    "yes".into(),
+                    "--cluster-port".into(),
+                    bus.to_string(),
+                    "--cluster-node-timeout".into(),
+                    "2000".into(),
+                ],
+                None => vec![],
+            })
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
