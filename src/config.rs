@@ -31,6 +31,9 @@ pub enum ConfigError {
 pub struct Config {
     pub server: ServerConfig,
     pub upstream: UpstreamConfig,
+    /// `upstream.cluster`: a Redis Cluster's seed nodes (`host:port`), the
+    /// first one's URL in `upstream`; empty for a single Redis.
+    pub cluster_seeds: Vec<String>,
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub cache: CacheConfig,
@@ -335,6 +338,8 @@ impl Default for RawServer {
 #[serde(deny_unknown_fields, default)]
 struct RawUpstream {
     url: String,
+    /// Seed node URLs of a Redis Cluster (instead of `url`).
+    cluster: Vec<String>,
     pool_size: u64,
     connect_timeout: String,
     request_timeout: String,
@@ -349,6 +354,7 @@ impl Default for RawUpstream {
     fn default() -> Self {
         RawUpstream {
             url: "redis://127.0.0.1:6379".into(),
+            cluster: Vec::new(),
             pool_size: 2,
             connect_timeout: "1s".into(),
             request_timeout: "3s".into(),
@@ -443,6 +449,9 @@ impl Validator<'_> {
                 tls: self.client_tls(raw.server.tls_listen, raw.server.tls_cert_file, raw.server.tls_key_file)?,
                 auth: match raw.server.auth.as_str() {
                     "proxy" => AuthMode::Proxy,
+                    "upstream" if !raw.upstream.cluster.is_empty() => {
+                        return Err(self.invalid("server.auth", "\"proxy\" with a cluster upstream", "upstream"))
+                    }
                     "upstream" if raw.tenant.is_empty() => AuthMode::Upstream,
                     "upstream" => {
                         return Err(self.invalid("server.auth", "\"proxy\" when tenants are configured", "upstream"))
@@ -450,6 +459,7 @@ impl Validator<'_> {
                     other => return Err(self.invalid("server.auth", "\"proxy\" or \"upstream\"", other)),
                 },
             },
+            cluster_seeds: self.cluster_seeds(&raw.upstream.cluster)?,
             upstream: self.upstream(raw.upstream, o.upstream.as_deref())?,
             admin: AdminConfig {
                 listen: self.addr("admin.listen", &pick(&o.admin_listen, raw.admin.listen))?,
@@ -472,6 +482,11 @@ impl Validator<'_> {
             tenancy: self.tenancy(raw.tenancy, raw.tenant)?,
         })
         .map(|mut config: Config| {
+            if !config.cluster_seeds.is_empty() {
+                // Not per node yet: a cluster's nodes fail alone.
+                config.failover.enabled = false;
+                config.breaker.failover = false;
+            }
             if config.failover.enabled && config.failover.serve_stale {
                 config.cache.stale_for = Some(config.failover.max_stale);
             }
@@ -479,8 +494,32 @@ impl Validator<'_> {
         })
     }
 
+    /// The `host:port` of each seed of `upstream.cluster`: URLs with the
+    /// same scheme and credentials (the first one's are used for every
+    /// node), database 0 (a cluster has no other).
+    fn cluster_seeds(&self, urls: &[String]) -> Result<Vec<String>, ConfigError> {
+        const EXPECTED: &str = "redis:// or rediss:// URLs of cluster nodes, all with the same scheme and credentials and no database but 0";
+        let mut seeds = Vec::with_capacity(urls.len());
+        let mut first: Option<UpstreamUrl> = None;
+        for raw in urls {
+            let url = self.url("upstream.cluster", raw)?;
+            let differs = first
+                .as_ref()
+                .is_some_and(|f| f.tls != url.tls || f.username != url.username || f.password != url.password);
+            if url.db != 0 || differs {
+                return Err(self.invalid("upstream.cluster", EXPECTED, UpstreamUrl::redact(raw)));
+            }
+            seeds.push(url.addr.clone());
+            first.get_or_insert(url);
+        }
+        Ok(seeds)
+    }
+
     fn upstream(&self, raw: RawUpstream, url_override: Option<&str>) -> Result<UpstreamConfig, ConfigError> {
-        let url = self.url("upstream.url", url_override.unwrap_or(&raw.url))?;
+        let url = match raw.cluster.first() {
+            Some(seed) => self.url("upstream.cluster", seed)?,
+            None => self.url("upstream.url", url_override.unwrap_or(&raw.url))?,
+        };
         let tls = if url.tls {
             Some(self.tls(&url, raw.tls_ca_file.as_deref(), raw.tls_insecure_skip_verify)?)
         } else {

@@ -48,6 +48,9 @@ const TENANT_REFUSALS: &str = "nearcache_tenant_refusals_total";
 const AUTH_FAILURES: &str = "nearcache_auth_failures_total";
 const CONFIG_RELOADS: &str = "nearcache_config_reloads_total";
 const OUTPUT_LIMIT_CLOSED: &str = "nearcache_clients_output_limit_closed_total";
+const CLUSTER_REDIRECTS: &str = "nearcache_cluster_redirects_total";
+const CLUSTER_REFRESHES: &str = "nearcache_cluster_topology_refreshes_total";
+const CLUSTER_SLOTS: &str = "nearcache_cluster_slots";
 
 /// Installs the global Prometheus recorder (once per process) and returns
 /// the handle that renders `/metrics`.
@@ -122,6 +125,12 @@ fn describe() {
         "1 while invalidations from Redis are flowing (the cache serves only then)"
     );
     metrics::describe_counter!(TRACKING_LOSSES, "Times the invalidation connection was lost (the cache was cleared)");
+    metrics::describe_counter!(
+        CLUSTER_REDIRECTS,
+        "Redis Cluster redirections followed for clients, by kind (moved, ask)"
+    );
+    metrics::describe_counter!(CLUSTER_REFRESHES, "Redis Cluster topology reads, by result (ok, error)");
+    metrics::describe_gauge!(CLUSTER_SLOTS, "Hash slots each Redis Cluster node serves, by upstream");
     metrics::describe_gauge!(FAILOVER_ACTIVE, "1 while requests are served from local memory (upstream unavailable)");
     metrics::describe_counter!(
         FAILOVER_COMMANDS,
@@ -324,6 +333,21 @@ pub fn cache_size(entries: u64, bytes: u64) {
 
 pub fn tracking_connected(up: bool) {
     metrics::gauge!(TRACKING_CONNECTED).set(if up { 1.0 } else { 0.0 });
+}
+
+/// A Redis Cluster node redirected a request (`kind`: `moved`, `ask`).
+pub fn cluster_redirect(kind: &'static str) {
+    metrics::counter!(CLUSTER_REDIRECTS, "kind" => kind).increment(1);
+}
+
+/// The cluster's topology was read (`ok`) or could not be (`error`).
+pub fn cluster_refresh(result: &'static str) {
+    metrics::counter!(CLUSTER_REFRESHES, "result" => result).increment(1);
+}
+
+/// Node `upstream` serves `slots` hash slots.
+pub fn cluster_slots(upstream: &str, slots: usize) {
+    metrics::gauge!(CLUSTER_SLOTS, "upstream" => upstream.to_string()).set(slots as f64);
 }
 
 pub fn tracking_lost() {

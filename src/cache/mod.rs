@@ -42,7 +42,7 @@ use bytes::{Bytes, BytesMut};
 use moka::notification::RemovalCause;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -99,6 +99,9 @@ pub struct NearCache {
     next_flight: AtomicU64,
     /// True only while invalidations are being received.
     active: AtomicBool,
+    /// Invalidation channels (one per upstream node) not receiving: the
+    /// cache serves only while none is down.
+    channels_down: AtomicUsize,
     /// Tracking is back but failover still serves the entries kept from
     /// before: they are dropped, and the cache activated, when it ends.
     restored: AtomicBool,
@@ -168,6 +171,7 @@ impl NearCache {
             flights: Mutex::new(HashMap::new()),
             next_flight: AtomicU64::new(1),
             active: AtomicBool::new(false),
+            channels_down: AtomicUsize::new(0),
             restored: AtomicBool::new(false),
             doorkeeper,
             config: Arc::new(ArcSwap::from_pointee(config)),
@@ -236,6 +240,7 @@ impl NearCache {
     /// failover may still serve them (see [`NearCache::stale`]).
     pub fn tracking_lost(&self, keep_for_failover: bool) {
         let mut flights = self.lock();
+        self.channels_down.fetch_add(1, Ordering::AcqRel);
         if !keep_for_failover {
             self.clear_locked(&mut flights);
         }
@@ -250,11 +255,28 @@ impl NearCache {
     /// [`NearCache::failover_ended`].
     pub fn tracking_restored(&self, in_failover: impl Fn() -> bool) {
         let mut flights = self.lock();
+        let down = self.channels_down.load(Ordering::Acquire).saturating_sub(1);
+        self.channels_down.store(down, Ordering::Release);
+        if down > 0 {
+            // Another node's writes still go unseen.
+            return;
+        }
         self.restored.store(true, Ordering::Release);
         if !in_failover() {
             self.activate_locked(&mut flights);
         }
         observe::tracking_connected(true);
+    }
+
+    /// One more invalidation channel (a cluster node seen for the first
+    /// time): until it receives, writes on that node go unseen, so hits
+    /// stop and what is cached is dropped.
+    pub fn channel_added(&self) {
+        let mut flights = self.lock();
+        self.channels_down.fetch_add(1, Ordering::AcqRel);
+        self.clear_locked(&mut flights);
+        self.active.store(false, Ordering::Release);
+        self.restored.store(false, Ordering::Release);
     }
 
     /// Failover is over: activates the cache if tracking is back.

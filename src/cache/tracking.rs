@@ -37,6 +37,7 @@ pub async fn run(cache: Arc<NearCache>, upstream: Arc<UpstreamConfig>, info: Arc
     if !cache.config().enabled {
         return;
     }
+    cache.channel_added();
     // Shared with each connection's serve step.
     let (cache, upstream, info) = (&cache, &upstream, &info);
     Reconnect {

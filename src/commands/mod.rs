@@ -58,6 +58,10 @@ impl Flags {
     /// A cacheable read of any number of keys answering one value per key
     /// (MGET): the near-cache keeps and serves each key on its own.
     pub const PER_KEY: Flags = Flags(1 << 13);
+    /// Acts on or answers for the whole keyspace (Redis' `request_policy:
+    /// all_shards` / `all_nodes`): in a Redis Cluster it needs every
+    /// master (`KEYS`, `SCAN`, `DBSIZE`, `FLUSHALL`, `SCRIPT LOAD`…).
+    pub const ALL_NODES: Flags = Flags(1 << 14);
 
     /// Both sets combined.
     pub const fn with(self, other: Flags) -> Flags {

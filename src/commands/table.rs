@@ -13,6 +13,11 @@
 //! ACL, CONFIG, DEBUG and MODULE. Every subcommand of a DANGEROUS container is
 //! DANGEROUS, except CLIENT's, where only the ones acting on other
 //! connections or the server (KILL, LIST, PAUSE, …) are.
+//!
+//! ALL_NODES follows Redis' `request_policy:all_shards|all_nodes` tips for
+//! the commands acting on the whole keyspace or every server's scripts:
+//! KEYS, SCAN, DBSIZE, RANDOMKEY, FLUSHALL, FLUSHDB, WAIT, WAITAOF and the
+//! SCRIPT and FUNCTION subcommands that load, delete, flush, kill or report.
 
 use super::{Command, Flags, Handler, Keys, Local, State, StoreOp, SubKind};
 
@@ -885,7 +890,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "dbsize",
         arity: 1,
-        flags: Flags::READ.with(Flags::DANGEROUS),
+        flags: Flags::READ.with(Flags::DANGEROUS).with(Flags::ALL_NODES),
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
@@ -1196,7 +1201,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "flushall",
         arity: -1,
-        flags: Flags::WRITE.with(Flags::ADMIN).with(Flags::DANGEROUS),
+        flags: Flags::WRITE.with(Flags::ADMIN).with(Flags::DANGEROUS).with(Flags::ALL_NODES),
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
@@ -1205,7 +1210,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "flushdb",
         arity: -1,
-        flags: Flags::WRITE.with(Flags::DANGEROUS),
+        flags: Flags::WRITE.with(Flags::DANGEROUS).with(Flags::ALL_NODES),
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
@@ -1222,7 +1227,7 @@ pub(super) static COMMANDS: &[Command] = &[
             Command {
                 name: "delete",
                 arity: 3,
-                flags: Flags::WRITE.with(Flags::DANGEROUS),
+                flags: Flags::WRITE.with(Flags::DANGEROUS).with(Flags::ALL_NODES),
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
@@ -1240,7 +1245,7 @@ pub(super) static COMMANDS: &[Command] = &[
             Command {
                 name: "flush",
                 arity: -2,
-                flags: Flags::WRITE.with(Flags::DANGEROUS),
+                flags: Flags::WRITE.with(Flags::DANGEROUS).with(Flags::ALL_NODES),
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
@@ -1258,7 +1263,7 @@ pub(super) static COMMANDS: &[Command] = &[
             Command {
                 name: "kill",
                 arity: 2,
-                flags: Flags::DANGEROUS.with(Flags::OUT_OF_BAND),
+                flags: Flags::DANGEROUS.with(Flags::OUT_OF_BAND).with(Flags::ALL_NODES),
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
@@ -1276,7 +1281,7 @@ pub(super) static COMMANDS: &[Command] = &[
             Command {
                 name: "load",
                 arity: -3,
-                flags: Flags::WRITE.with(Flags::DANGEROUS),
+                flags: Flags::WRITE.with(Flags::DANGEROUS).with(Flags::ALL_NODES),
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
@@ -1285,7 +1290,7 @@ pub(super) static COMMANDS: &[Command] = &[
             Command {
                 name: "restore",
                 arity: -3,
-                flags: Flags::WRITE.with(Flags::DANGEROUS),
+                flags: Flags::WRITE.with(Flags::DANGEROUS).with(Flags::ALL_NODES),
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
@@ -1294,7 +1299,7 @@ pub(super) static COMMANDS: &[Command] = &[
             Command {
                 name: "stats",
                 arity: 2,
-                flags: Flags::DANGEROUS,
+                flags: Flags::DANGEROUS.with(Flags::ALL_NODES),
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
@@ -1638,7 +1643,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "keys",
         arity: 2,
-        flags: Flags::READ.with(Flags::DANGEROUS),
+        flags: Flags::READ.with(Flags::DANGEROUS).with(Flags::ALL_NODES),
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
@@ -2318,7 +2323,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "randomkey",
         arity: 1,
-        flags: Flags::READ.with(Flags::DANGEROUS),
+        flags: Flags::READ.with(Flags::DANGEROUS).with(Flags::ALL_NODES),
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
@@ -2471,7 +2476,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "scan",
         arity: -2,
-        flags: Flags::READ.with(Flags::DANGEROUS),
+        flags: Flags::READ.with(Flags::DANGEROUS).with(Flags::ALL_NODES),
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
@@ -2506,7 +2511,7 @@ pub(super) static COMMANDS: &[Command] = &[
             Command {
                 name: "exists",
                 arity: -3,
-                flags: Flags::DANGEROUS,
+                flags: Flags::DANGEROUS.with(Flags::ALL_NODES),
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
@@ -2515,7 +2520,7 @@ pub(super) static COMMANDS: &[Command] = &[
             Command {
                 name: "flush",
                 arity: -2,
-                flags: Flags::DANGEROUS,
+                flags: Flags::DANGEROUS.with(Flags::ALL_NODES),
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
@@ -2533,7 +2538,7 @@ pub(super) static COMMANDS: &[Command] = &[
             Command {
                 name: "kill",
                 arity: 2,
-                flags: Flags::DANGEROUS.with(Flags::OUT_OF_BAND),
+                flags: Flags::DANGEROUS.with(Flags::OUT_OF_BAND).with(Flags::ALL_NODES),
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
@@ -2542,7 +2547,7 @@ pub(super) static COMMANDS: &[Command] = &[
             Command {
                 name: "load",
                 arity: 3,
-                flags: Flags::DANGEROUS,
+                flags: Flags::DANGEROUS.with(Flags::ALL_NODES),
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
@@ -2962,7 +2967,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "wait",
         arity: 3,
-        flags: Flags::BLOCKING,
+        flags: Flags::BLOCKING.with(Flags::ALL_NODES),
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
@@ -2972,7 +2977,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "waitaof",
         arity: 4,
-        flags: Flags::BLOCKING,
+        flags: Flags::BLOCKING.with(Flags::ALL_NODES),
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,

@@ -9,16 +9,20 @@
 //! settings and its health (identity, breaker, progress): whatever needs
 //! "the upstream" (the worker threads' pools, dedicated connections, the
 //! invalidation connection, failover's replay, the admin API) asks it.
-//! nearcache fronts one Redis today, so the router has one node and sends
-//! every request there; Redis Cluster is another kind of router (keys to
-//! slots, slots to nodes) behind the same calls, which the session never
-//! sees.
+//! A single Redis has one node, which serves every request; a Redis Cluster
+//! ([`cluster`]) maps each request's keys to a hash slot ([`slot`]) and the
+//! slot to the master serving it, learnt from the cluster ([`topology`]).
 
-use crate::commands::Command;
+pub mod cluster;
+pub mod slot;
+pub mod topology;
+
+use crate::commands::{self, Command, Flags};
 use crate::protocol::Args;
-use crate::upstream::breaker::Breaker;
+use crate::upstream::breaker::{Breaker, BreakerConfig};
 use crate::upstream::pool::UpstreamInfo;
 use crate::upstream::UpstreamConfig;
+use cluster::Cluster;
 use std::sync::Arc;
 
 /// A node's position in the router's list.
@@ -36,11 +40,37 @@ pub struct Node {
     pub health: Arc<UpstreamInfo>,
 }
 
+/// Why a request names no single node.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unroutable {
+    /// Its keys hash to different slots of a cluster.
+    CrossSlot,
+    /// It acts on the whole keyspace (`KEYS`, `DBSIZE`, `FLUSHALL`…): in
+    /// a cluster, on every master.
+    AllNodes(String),
+}
+
+impl Unroutable {
+    /// The error the client gets.
+    pub fn reply(&self) -> bytes::Bytes {
+        match self {
+            Unroutable::CrossSlot => {
+                crate::protocol::encode::error("CROSSSLOT Keys in request don't hash to the same slot")
+            }
+            Unroutable::AllNodes(name) => crate::protocol::encode::error(&format!(
+                "ERR '{name}' acts on every master of a Redis Cluster: not supported through nearcache yet"
+            )),
+        }
+    }
+}
+
 /// Maps requests to upstream nodes.
 pub enum Router {
     /// One Redis (a server, or a managed endpoint): every request goes to
     /// it.
     Single(Node),
+    /// A Redis Cluster.
+    Cluster(Cluster),
 }
 
 impl Router {
@@ -49,21 +79,34 @@ impl Router {
         Router::Single(Node { config: Arc::new(config), health: Arc::new(UpstreamInfo::new(breaker)) })
     }
 
+    /// A router for the cluster known by `seeds` (`host:port`), every node
+    /// reached with `base`'s settings and guarded by a breaker of its own.
+    pub fn cluster(base: UpstreamConfig, seeds: Vec<String>, breaker: BreakerConfig) -> Router {
+        Router::Cluster(Cluster::new(base, seeds, breaker))
+    }
+
     /// The node that serves the request `args` (its command `cmd`, `None`
-    /// when unknown) on the shared pool. One node serves them all.
+    /// when unknown), or why no one node can.
     #[inline(always)]
-    pub fn route(&self, _cmd: Option<&Command>, _args: &Args) -> NodeId {
+    pub fn route(&self, cmd: Option<&Command>, args: &Args) -> Result<NodeId, Unroutable> {
         match self {
-            Router::Single(_) => DEFAULT_NODE,
+            Router::Single(_) => Ok(DEFAULT_NODE),
+            Router::Cluster(cluster) => route_in(cluster, cmd, args),
+        }
+    }
+
+    /// The cluster, when the upstream is one.
+    pub fn as_cluster(&self) -> Option<&Cluster> {
+        match self {
+            Router::Single(_) => None,
+            Router::Cluster(cluster) => Some(cluster),
         }
     }
 
     /// The node serving what names no key: a client's dedicated
     /// connection, out-of-band commands, failover's replay.
     pub fn default_node(&self) -> &Node {
-        match self {
-            Router::Single(node) => node,
-        }
+        self.node(DEFAULT_NODE)
     }
 
     /// Node `id`, as [`Router::route`] named it.
@@ -73,13 +116,42 @@ impl Router {
                 debug_assert_eq!(id, DEFAULT_NODE, "one node");
                 node
             }
+            Router::Cluster(cluster) => cluster.node(id),
         }
     }
 
-    /// Every node, in [`NodeId`] order.
-    pub fn nodes(&self) -> std::slice::Iter<'_, Node> {
+    /// Every node known now, in [`NodeId`] order.
+    pub fn nodes(&self) -> Vec<&Node> {
         match self {
-            Router::Single(node) => std::slice::from_ref(node).iter(),
+            Router::Single(node) => vec![node],
+            Router::Cluster(cluster) => cluster.nodes().collect(),
         }
     }
+
+    /// How many nodes there can ever be.
+    pub fn capacity(&self) -> usize {
+        match self {
+            Router::Single(_) => 1,
+            Router::Cluster(_) => cluster::MAX_NODES,
+        }
+    }
+}
+
+/// A cluster's node for a request: its keys' slot's master.
+#[inline(never)]
+fn route_in(cluster: &Cluster, cmd: Option<&Command>, args: &Args) -> Result<NodeId, Unroutable> {
+    let Some(cmd) = cmd else { return Ok(cluster.keyless_node()) };
+    if cmd.flags.contains(Flags::ALL_NODES) {
+        let mut name = String::from_utf8_lossy(args.get(0).unwrap_or_default()).to_uppercase();
+        if !name.eq_ignore_ascii_case(cmd.name) {
+            name = format!("{name} {}", cmd.name.to_uppercase());
+        }
+        return Err(Unroutable::AllNodes(name));
+    }
+    let mut positions = Vec::new();
+    if commands::key_indices(cmd, args, &mut positions).is_err() {
+        // Malformed: the node it goes to answers the syntax error.
+        return Ok(cluster.keyless_node());
+    }
+    cluster.keys_node(positions.iter().filter_map(|&i| args.get(i)))
 }

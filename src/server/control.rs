@@ -65,7 +65,8 @@ impl Control {
         if policies {
             report.applied.push("cache.policy".into());
         }
-        let reconfigured = self.shared.router.nodes().map(|node| node.health.breaker.reconfigure(&new.breaker));
+        let nodes = self.shared.router.nodes();
+        let reconfigured = nodes.iter().map(|node| node.health.breaker.reconfigure(&new.breaker));
         if reconfigured.filter(|&changed| changed).count() > 0 {
             report.applied.push("breaker".into());
         }

@@ -23,7 +23,7 @@ use crate::commands::{self, Command, CommandIndex, Flags, Handler, State};
 use crate::observe;
 use crate::protocol::request::{self, Limits};
 use crate::protocol::{encode, Args};
-use crate::router::NodeId;
+use crate::router::{NodeId, DEFAULT_NODE};
 use crate::upstream::pool::JobResult;
 use bytes::{Bytes, BytesMut};
 use std::ops::Range;
@@ -55,6 +55,8 @@ pub struct Apply {
     /// The request as it goes upstream when the proxy rewrote it (a
     /// tenant's namespace); `None`: as the client sent it.
     pub rewritten: Option<Bytes>,
+    /// The node a dedicated connection it opens goes to.
+    pub node: NodeId,
 }
 
 /// A request's fate and how it is to be carried out.
@@ -122,6 +124,16 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
         let shared = shared.clone();
         map = Some(Box::new(move |reply: Bytes| shared.redirects.name_redirect(&reply)));
     }
+    let node = match decision {
+        Decision::Pool => match shared.router.route(cmd, &args) {
+            Ok(node) => node,
+            Err(unroutable) => return Dispatched { fate: Fate::Ready(unroutable.reply()), silent },
+        },
+        // A dedicated connection goes to the node of the command that opens
+        // it; in a transaction the node itself refuses keys of other slots.
+        Decision::Dedicated { .. } => shared.router.route(cmd, &args).unwrap_or(DEFAULT_NODE),
+        _ => DEFAULT_NODE,
+    };
     let cached = match cache_candidate {
         Some(cmd) => read::plan(&shared.cache, &read::Request { cmd, args: &args, bytes, proto }, scratch, now, out),
         None => CacheRead::Bypass,
@@ -130,17 +142,13 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
         CacheRead::Written => Fate::Written,
         CacheRead::Ready(reply) => Fate::Ready(reply),
         CacheRead::Wait(rx) => Fate::Wait(rx),
-        CacheRead::Fetch { payload, replies, fill } => Fate::Pool {
-            node: shared.router.route(cmd, &args),
-            bytes: Some(payload.freeze()),
-            slot: Slot::Fill { replies, fill },
-        },
-        CacheRead::Bypass if matches!(decision, Decision::Pool) => Fate::Pool {
-            node: shared.router.route(cmd, &args),
-            bytes: rewritten,
-            slot: map.map_or(Slot::Plain, Slot::Map),
-        },
-        CacheRead::Bypass => Fate::Apply(Apply { decision, map, rewritten }),
+        CacheRead::Fetch { payload, replies, fill } => {
+            Fate::Pool { node, bytes: Some(payload.freeze()), slot: Slot::Fill { replies, fill } }
+        }
+        CacheRead::Bypass if matches!(decision, Decision::Pool) => {
+            Fate::Pool { node, bytes: rewritten, slot: map.map_or(Slot::Plain, Slot::Map) }
+        }
+        CacheRead::Bypass => Fate::Apply(Apply { decision, map, rewritten, node }),
     };
     Dispatched { fate, silent }
 }

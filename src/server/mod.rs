@@ -10,6 +10,7 @@ mod answer;
 mod batch;
 mod control;
 mod dispatch;
+mod follow;
 mod pause;
 mod redirects;
 mod registry;
@@ -19,6 +20,7 @@ mod session;
 mod shard;
 mod socket;
 mod tenant;
+mod topology;
 mod users;
 
 pub use crate::client_tls::{ServerTls, ServerTlsError};
@@ -30,7 +32,7 @@ use crate::config::Config;
 use crate::failover::Failover;
 use crate::observe;
 use crate::protocol::{request::Limits, Proto};
-use crate::router::{Node, NodeId, Router};
+use crate::router::{self, Node, NodeId, Router};
 use crate::upstream::breaker::Breaker;
 use crate::upstream::pool::Pool;
 use crate::upstream::spares::Spares;
@@ -84,7 +86,9 @@ impl Shared {
 /// protocol version, so replies pass through in the client's protocol
 /// untouched; and those logged in as clients' own Redis users.
 pub struct Pools {
-    nodes: Vec<NodePools>,
+    shared: Arc<Shared>,
+    /// Per node, started on first use (the first node's at once).
+    nodes: Box<[OnceLock<NodePools>]>,
     users: users::UserPools,
     max_batch_reply: usize,
 }
@@ -92,14 +96,19 @@ pub struct Pools {
 impl Pools {
     /// A batch's replies past `max_batch_reply` bytes are dropped (see
     /// [`Shared::hard_output_limit`]).
-    fn start(router: &Router, max_batch_reply: usize) -> Pools {
-        let nodes = router.nodes().map(|node| NodePools::start(node, max_batch_reply)).collect();
-        Pools { nodes, users: users::UserPools::default(), max_batch_reply }
+    fn start(shared: &Arc<Shared>, max_batch_reply: usize) -> Pools {
+        let nodes = (0..shared.router.capacity()).map(|_| OnceLock::new()).collect();
+        let pools = Pools { shared: shared.clone(), nodes, users: users::UserPools::default(), max_batch_reply };
+        pools.get(router::DEFAULT_NODE, Proto::Resp2);
+        pools
     }
 
     /// The pool of `node` speaking `proto`.
+    #[inline]
     pub fn get(&self, node: NodeId, proto: Proto) -> &Pool {
-        self.nodes[node].get(proto)
+        self.nodes[node]
+            .get_or_init(|| NodePools::start(self.shared.router.node(node), self.max_batch_reply))
+            .get(proto)
     }
 
     /// The pools of `node` logged in as `login` (see [`users`]); `None`
@@ -190,8 +199,14 @@ impl Server {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.server.listen, source })?;
-        let breaker = Breaker::new(config.breaker.clone(), config.upstream.url.to_string());
-        let router = Router::single(config.upstream.clone(), breaker);
+        let router = if config.cluster_seeds.is_empty() {
+            Router::single(
+                config.upstream.clone(),
+                Breaker::new(config.breaker.clone(), config.upstream.url.to_string()),
+            )
+        } else {
+            Router::cluster(config.upstream.clone(), config.cluster_seeds.clone(), config.breaker.clone())
+        };
         let home = router.default_node();
         let cache = NearCache::new(config.cache.clone());
         let failover = Arc::new(Failover::new(config.failover.clone(), home.health.clone(), cache.clone())?);
@@ -216,16 +231,19 @@ impl Server {
             spares: spares.clone(),
         });
         tokio::spawn(async move { spares.run().await });
-        let failover_on = config.failover.enabled;
-        for node in shared.router.nodes() {
-            let (cache, upstream, health) = (shared.cache.clone(), node.config.clone(), node.health.clone());
+        if shared.router.as_cluster().is_some() {
+            tokio::spawn(topology::run(shared.clone()));
+        } else {
+            let failover_on = config.failover.enabled;
+            let (cache, home) = (shared.cache.clone(), shared.router.default_node());
+            let (upstream, health) = (home.config.clone(), home.health.clone());
             tokio::spawn(crate::cache::tracking::run(cache, upstream, health, failover_on));
+            let recovery = shared.clone();
+            tokio::spawn(async move {
+                let (home, failover) = (recovery.router.default_node(), &recovery.failover);
+                home.health.breaker.run_prober(&home.config, || crate::failover::recover(failover, &home.config)).await
+            });
         }
-        let recovery = shared.clone();
-        tokio::spawn(async move {
-            let (home, failover) = (recovery.router.default_node(), &recovery.failover);
-            home.health.breaker.run_prober(&home.config, || crate::failover::recover(failover, &home.config)).await
-        });
         if shared.failover.config().journal_path.is_some() {
             let failover = shared.failover.clone();
             tokio::spawn(async move {

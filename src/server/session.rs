@@ -12,6 +12,7 @@ use super::activity::Activity;
 use super::answer;
 use super::batch::{Batch, Source};
 use super::dispatch::{self, Apply, Ctx, Dispatched, Fate};
+use super::follow;
 use super::redirects;
 use super::registry::{self, Caller};
 use super::reply::{pool_replies, ReplyMap, Slot};
@@ -122,6 +123,12 @@ pub struct Session<R, W> {
     /// Commands whose replies are still owed (backpressure).
     in_flight: usize,
     dedicated: Option<DedicatedConn>,
+    /// The node a dedicated connection opened for the request being
+    /// carried out goes to (in a cluster, its keys' master).
+    opens_on: NodeId,
+    /// A Redis Cluster client's `MULTI`, not sent yet: the first command
+    /// queued after it (its keys) decides the node the transaction runs on.
+    deferred_multi: Option<Bytes>,
     dedicated_out: BytesMut,
     dedicated_entries: usize,
     /// No more requests are read; the session ends once nothing is owed.
@@ -173,6 +180,8 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             pending: refusal.clone().map(Pending::Ready).into_iter().collect(),
             in_flight: 0,
             dedicated: None,
+            opens_on: DEFAULT_NODE,
+            deferred_multi: None,
             dedicated_out: BytesMut::new(),
             dedicated_entries: 0,
             closing: refusal.is_some(),
@@ -464,7 +473,8 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// Carries out a [`Fate::Apply`] after what was batched before it.
     async fn apply_fate(&mut self, input: &[u8], range: Range<usize>, applied: Apply, silent: bool, now: Instant) {
         self.flush_batch(input, now);
-        let Apply { decision, map, rewritten } = applied;
+        let Apply { decision, map, rewritten, node } = applied;
+        self.opens_on = node;
         let request = rewritten.as_deref().unwrap_or(&input[range]);
         self.apply(decision, request, silent, now, map).await;
     }
@@ -480,11 +490,15 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         if self.batch.is_empty() {
             return;
         }
-        let pool = match self.user_pools.as_ref().filter(|_| self.st.upstream_user) {
-            Some(own) => own.get(proto),
-            None => self.pools.get(self.batch.node, proto),
+        let (affinity, payload, replies) = (self.st.id as usize, self.batch.payload(input), self.batch.replies);
+        let rx = match self.user_pools.as_ref().filter(|_| self.st.upstream_user) {
+            Some(own) => own.get(proto).send(affinity, payload, replies, started),
+            None if self.shared.router.as_cluster().is_some() => {
+                let batch = follow::Send { node: self.batch.node, proto, affinity, payload, replies, started };
+                follow::send(&self.shared, &self.pools, batch)
+            }
+            None => self.pools.get(self.batch.node, proto).send(affinity, payload, replies, started),
         };
-        let rx = pool.send(self.st.id as usize, self.batch.payload(input), self.batch.replies, started);
         let (count, silent) = (self.batch.commands, self.batch.silent);
         let slots = self.batch.finish();
         self.pending.push_back(Pending::Pool { rx, count, silent, started, slots });
@@ -678,17 +692,28 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// session has none.
     async fn send_dedicated(&mut self, request: &[u8], entry: Pending) {
         self.settle_pool().await;
+        if self.dedicated.is_none() && self.defer_multi(request, &entry) {
+            return;
+        }
         if self.dedicated.is_none() {
-            let breaker = &self.shared.router.default_node().health.breaker;
+            let node = self.shared.router.node(self.opens_on);
+            let breaker = &node.health.breaker;
             let opened = match self.tenant.open_dedicated() {
                 Err(refusal) => Err(refusal),
                 Ok(()) if self.st.upstream_user => Self::open_as_user(self.user_pools.clone(), self.st.proto).await,
-                Ok(()) if breaker.allows() => self.shared.spares.take(self.st.proto).await.map_err(|e| {
-                    observe::upstream_error(e.kind());
-                    breaker.connect_failed(&e);
-                    e.reply()
-                }),
-                Ok(()) => Err(breaker.refusal().reply()),
+                Ok(()) if !breaker.allows() => Err(breaker.refusal().reply()),
+                Ok(()) => {
+                    let opening = match self.opens_on {
+                        // Spares are the first node's.
+                        DEFAULT_NODE => self.shared.spares.take(self.st.proto).await,
+                        _ => DedicatedConn::open(&node.config, self.st.proto, "client").await,
+                    };
+                    opening.map_err(|e| {
+                        observe::upstream_error(e.kind());
+                        breaker.connect_failed(&e);
+                        e.reply()
+                    })
+                }
             };
             match opened {
                 Ok(p) => {
@@ -718,10 +743,34 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         if let Pending::Dedicated { remaining: 0, .. } = entry {
             return;
         }
+        if let Some(multi) = self.deferred_multi.take() {
+            // Its `+OK` was the client's already.
+            self.dedicated_out.extend_from_slice(&multi);
+            let entry = Pending::Dedicated { remaining: 1, silent: true, discard: true, deadline: None, map: None };
+            self.pending.push_back(entry);
+            self.dedicated_entries += 1;
+            self.in_flight += 1;
+        }
         self.dedicated_out.extend_from_slice(request);
         self.pending.push_back(entry);
         self.dedicated_entries += 1;
         self.in_flight += 1;
+    }
+
+    /// In a Redis Cluster, a `MULTI` opening a transaction is answered
+    /// `+OK` at once and held until the next command, whose keys name the
+    /// node the transaction runs on (as a cluster client sends it to the
+    /// node of its first key). True when `request` was held.
+    fn defer_multi(&mut self, request: &[u8], entry: &Pending) -> bool {
+        let opens_transaction = self.st.multi && self.st.queued == 0 && self.deferred_multi.is_none();
+        if self.shared.router.as_cluster().is_none() || !opens_transaction {
+            return false;
+        }
+        self.deferred_multi = Some(Bytes::copy_from_slice(request));
+        if !matches!(entry, Pending::Dedicated { silent: true, .. }) {
+            self.pending.push_back(Pending::Ready(Bytes::from_static(encode::OK)));
+        }
+        true
     }
 
     /// Waits until every request this session sent on the shared pool has

@@ -93,7 +93,7 @@ struct Shard {
 impl Shard {
     async fn run(self, mut inbox: mpsc::UnboundedReceiver<Accepted>) {
         let hard_limit = self.shared.hard_output_limit();
-        let pools = Arc::new(Pools::start(&self.shared.router, hard_limit));
+        let pools = Arc::new(Pools::start(&self.shared, hard_limit));
         let mut sessions = JoinSet::new();
         loop {
             tokio::select! {

@@ -135,6 +135,11 @@ impl RedisServer {
         false
     }
 
+    /// A cluster node's bus port.
+    pub fn cluster_bus(&self) -> Option<u16> {
+        self.cluster_bus
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

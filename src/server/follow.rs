@@ -1,0 +1,184 @@
+//! Redis Cluster redirections, followed for the shared pool, so clients
+//! never see them. A batch goes to the node the router names; when some of
+//! its replies are `-MOVED slot host:port` (the slot lives elsewhere now:
+//! the router learns it, and refreshes the rest of the map), `-ASK slot
+//! host:port` (the key is being migrated: asked once there, after
+//! `ASKING`) or `-TRYAGAIN` (a multi-key request during a migration: asked
+//! again shortly), each such request is sent again where it was sent to,
+//! up to [`MAX_HOPS`] times, and its reply takes the redirection's place.
+//! Requests of one batch that were not redirected keep their replies: the
+//! client gets every reply in its place, as one batch.
+
+use super::{Pools, Shared};
+use crate::observe;
+use crate::protocol::scan::Frames;
+use crate::protocol::Proto;
+use crate::router::cluster::Cluster;
+use crate::router::NodeId;
+use crate::upstream::pool::JobResult;
+use crate::upstream::UpstreamError;
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Redirections followed for one request before its last one is the reply.
+const MAX_HOPS: usize = 5;
+
+/// How long a request answered `-TRYAGAIN` waits before it is sent again,
+/// times the attempt.
+const TRYAGAIN_AFTER: Duration = Duration::from_millis(20);
+
+/// Where one batch goes.
+pub struct Send<'a> {
+    pub node: NodeId,
+    pub proto: Proto,
+    /// The session's pool connection.
+    pub affinity: usize,
+    pub payload: &'a [u8],
+    /// Replies the payload produces (one per request).
+    pub replies: usize,
+    pub started: Instant,
+}
+
+/// Sends a batch on `cluster`'s pools and follows its redirections.
+pub fn send(shared: &Arc<Shared>, pools: &Arc<Pools>, batch: Send) -> oneshot::Receiver<JobResult> {
+    let first = pools.get(batch.node, batch.proto).send(batch.affinity, batch.payload, batch.replies, batch.started);
+    let (tx, rx) = oneshot::channel();
+    let (shared, pools, payload) = (shared.clone(), pools.clone(), Bytes::copy_from_slice(batch.payload));
+    let (proto, affinity, node) = (batch.proto, batch.affinity, batch.node);
+    tokio::spawn(async move {
+        let result = first.await.unwrap_or(Err(UpstreamError::ConnectionLost));
+        let result = match (result, shared.router.as_cluster()) {
+            (Ok(replies), Some(cluster)) if redirected(&replies) => {
+                let hop = Hop { cluster, pools: &pools, proto, affinity };
+                Ok(hop.follow(node, &payload, replies).await)
+            }
+            (result, _) => result,
+        };
+        let _ = tx.send(result);
+    });
+    rx
+}
+
+/// What a reply asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Redirect {
+    Moved { slot: u16, addr: String },
+    Ask { addr: String },
+    TryAgain,
+}
+
+fn redirect(reply: &[u8]) -> Option<Redirect> {
+    if reply.starts_with(b"-TRYAGAIN") {
+        return Some(Redirect::TryAgain);
+    }
+    let line = std::str::from_utf8(reply.strip_suffix(b"\r\n")?).ok()?;
+    let mut words = line.split(' ');
+    let (kind, slot, addr) = (words.next()?, words.next()?, words.next()?);
+    match kind {
+        "-MOVED" => Some(Redirect::Moved { slot: slot.parse().ok()?, addr: addr.to_string() }),
+        "-ASK" => Some(Redirect::Ask { addr: addr.to_string() }),
+        _ => None,
+    }
+}
+
+/// True when some reply of `replies` is a redirection.
+fn redirected(replies: &Bytes) -> bool {
+    Frames::new(replies.clone()).any(|frame| frame.first() == Some(&b'-') && redirect(&frame).is_some())
+}
+
+/// Sends requests again where they were redirected.
+struct Hop<'a> {
+    cluster: &'a Cluster,
+    pools: &'a Pools,
+    proto: Proto,
+    affinity: usize,
+}
+
+impl Hop<'_> {
+    /// The batch's replies with each redirection followed.
+    async fn follow(&self, node: NodeId, payload: &Bytes, replies: Bytes) -> Bytes {
+        let mut out = BytesMut::with_capacity(replies.len());
+        for (request, reply) in Frames::new(payload.clone()).zip(Frames::new(replies)) {
+            match redirect(&reply) {
+                Some(first) => out.extend_from_slice(&self.resend(node, &request, reply.clone(), first).await),
+                None => out.extend_from_slice(&reply),
+            }
+        }
+        out.freeze()
+    }
+
+    /// `request`'s reply once its redirections are followed (the last one
+    /// after [`MAX_HOPS`]).
+    async fn resend(&self, mut node: NodeId, request: &Bytes, mut reply: Bytes, mut next: Redirect) -> Bytes {
+        for attempt in 1..=MAX_HOPS {
+            let asking = match next {
+                Redirect::Moved { slot, addr } => {
+                    observe::cluster_redirect("moved");
+                    let Some(to) = self.cluster.moved(slot, &addr) else { return reply };
+                    node = to;
+                    false
+                }
+                Redirect::Ask { addr } => {
+                    observe::cluster_redirect("ask");
+                    let Some(to) = self.cluster.node_at(&addr) else { return reply };
+                    node = to;
+                    true
+                }
+                Redirect::TryAgain => {
+                    tokio::time::sleep(TRYAGAIN_AFTER * u32::try_from(attempt).unwrap_or(u32::MAX)).await;
+                    false
+                }
+            };
+            match self.ask(node, request, asking).await {
+                Ok(answer) => reply = answer,
+                Err(e) => return e.reply(),
+            }
+            match redirect(&reply) {
+                Some(again) => next = again,
+                None => return reply,
+            }
+        }
+        reply
+    }
+
+    /// Sends `request` to `node` (after `ASKING` when `asking`): its reply.
+    async fn ask(&self, node: NodeId, request: &[u8], asking: bool) -> Result<Bytes, UpstreamError> {
+        const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+        let mut payload = BytesMut::with_capacity(ASKING.len() + request.len());
+        if asking {
+            payload.extend_from_slice(ASKING);
+        }
+        payload.extend_from_slice(request);
+        let count = 1 + usize::from(asking);
+        let pool = self.pools.get(node, self.proto);
+        let replies = pool
+            .send(self.affinity, &payload, count, Instant::now())
+            .await
+            .unwrap_or(Err(UpstreamError::ConnectionLost))?;
+        // ASKING's `+OK` first, when sent.
+        Frames::new(replies)
+            .nth(usize::from(asking))
+            .ok_or_else(|| UpstreamError::Protocol("a reply missing after a redirection".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirections_are_recognised() {
+        assert_eq!(
+            redirect(b"-MOVED 3999 127.0.0.1:6381\r\n"),
+            Some(Redirect::Moved { slot: 3999, addr: "127.0.0.1:6381".into() })
+        );
+        assert_eq!(redirect(b"-ASK 3999 127.0.0.1:6381\r\n"), Some(Redirect::Ask { addr: "127.0.0.1:6381".into() }));
+        assert_eq!(redirect(b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n"), Some(Redirect::TryAgain));
+        assert_eq!(redirect(b"-ERR MOVED\r\n"), None);
+        assert_eq!(redirect(b"-MOVED x 127.0.0.1:6381\r\n"), None);
+        assert!(redirected(&Bytes::from_static(b"+OK\r\n-MOVED 1 h:1\r\n")));
+        assert!(!redirected(&Bytes::from_static(b"+OK\r\n$5\r\n-MOVE\r\n")));
+    }
+}

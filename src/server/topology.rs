@@ -1,0 +1,75 @@
+//! A Redis Cluster upstream's life: its topology read at start, then every
+//! `REFRESH_EVERY` or when a node redirects a request, and for each node
+//! seen for the first time, what every node gets: its invalidation
+//! channel for the near-cache and the prober of its circuit breaker (a
+//! node's circuit closes again on its own; failover to local memory is not
+//! available with a cluster yet). Topology changes are logged.
+
+use super::Shared;
+use crate::observe;
+use crate::router::cluster::Cluster;
+use crate::router::Node;
+use std::sync::Arc;
+
+/// Keeps `shared`'s cluster topology current, for the life of the process.
+pub async fn run(shared: Arc<Shared>) {
+    let Some(cluster) = shared.router.as_cluster() else { return };
+    let mut started = 0;
+    let mut last_map = Vec::new();
+    let mut failing = false;
+    loop {
+        match cluster.refresh().await {
+            Ok((masters, covered)) => {
+                observe::cluster_refresh("ok");
+                failing = false;
+                let map = cluster.slots_per_node();
+                if map != last_map {
+                    log_topology(cluster, &map, masters, covered);
+                    last_map = map;
+                }
+            }
+            Err(e) => {
+                observe::cluster_refresh("error");
+                if !failing {
+                    tracing::warn!(error = %e, "cannot read the Redis Cluster topology: routing with the last one known, retrying");
+                }
+                failing = true;
+            }
+        }
+        let nodes: Vec<Node> = cluster.nodes().cloned().collect();
+        for node in nodes.into_iter().skip(started) {
+            started += 1;
+            watch(&shared, node);
+        }
+        cluster.refresh_due().await;
+    }
+}
+
+/// Starts what each node needs: its invalidation channel and prober.
+fn watch(shared: &Arc<Shared>, node: Node) {
+    let (cache, upstream, health) = (shared.cache.clone(), node.config.clone(), node.health.clone());
+    tokio::spawn(crate::cache::tracking::run(cache, upstream, health, false));
+    tokio::spawn(async move {
+        let breaker = &node.health.breaker;
+        breaker
+            .run_prober(&node.config, || async {
+                breaker.close();
+                Ok(())
+            })
+            .await
+    });
+}
+
+fn log_topology(cluster: &Cluster, map: &[(usize, usize)], masters: usize, covered: usize) {
+    for &(id, slots) in map {
+        let url = cluster.node(id).config.url.to_string();
+        observe::cluster_slots(&url, slots);
+        if slots > 0 {
+            tracing::info!(node = id, upstream = %url, slots, "cluster node serves slots");
+        }
+    }
+    if covered < crate::router::slot::SLOTS {
+        tracing::warn!(covered, "the cluster does not serve every slot");
+    }
+    tracing::info!(masters, covered, "Redis Cluster topology");
+}

@@ -1,0 +1,187 @@
+//! A Redis Cluster behind one proxy port: three masters started by the
+//! test (`cluster-enabled yes`, slots assigned with `CLUSTER ADDSLOTSRANGE`,
+//! nodes introduced with `CLUSTER MEET`), the proxy given one of them as
+//! its seed. Clients talk to the proxy as to one standalone server: keys
+//! land on their slot's master, `MOVED` and `ASK` during a slot migration
+//! are followed, multi-key requests across slots get Redis Cluster's own
+//! `-CROSSSLOT`, transactions and blocking commands run on their keys'
+//! node, and the near-cache stays coherent with writes made on any node.
+mod common;
+
+use common::{direct_raw, eventually, metric, Proxy, Raw, RedisServer};
+use nearcache::router::slot;
+use std::time::Duration;
+
+struct Cluster {
+    nodes: Vec<RedisServer>,
+    /// Each node's first slot (the range it serves goes to the next one's).
+    starts: Vec<u16>,
+}
+
+impl Cluster {
+    /// `n` masters sharing the 16,384 slots in equal ranges.
+    fn start(n: usize) -> Cluster {
+        let nodes: Vec<RedisServer> = (0..n).map(|_| RedisServer::start_cluster_node()).collect();
+        let per = slot::SLOTS / n;
+        let starts: Vec<u16> = (0..n).map(|i| (i * per) as u16).collect();
+        for (i, node) in nodes.iter().enumerate() {
+            let end = if i == n - 1 { slot::SLOTS - 1 } else { (i + 1) * per - 1 };
+            let reply = direct_raw(node).call(&["CLUSTER", "ADDSLOTSRANGE", &starts[i].to_string(), &end.to_string()]);
+            assert_eq!(reply, "+OK\r\n");
+        }
+        let mut first = direct_raw(&nodes[0]);
+        for node in &nodes[1..] {
+            let bus = node.cluster_bus().expect("a cluster node").to_string();
+            assert_eq!(first.call(&["CLUSTER", "MEET", "127.0.0.1", &node.port.to_string(), &bus]), "+OK\r\n");
+        }
+        let cluster = Cluster { nodes, starts };
+        let ok = eventually(Duration::from_secs(20), || {
+            cluster.nodes.iter().all(|node| {
+                let info = direct_raw(node).call(&["CLUSTER", "INFO"]);
+                info.contains("cluster_state:ok") && info.contains(&format!("cluster_known_nodes:{n}"))
+            })
+        });
+        assert!(ok, "the cluster did not form");
+        cluster
+    }
+
+    /// The node serving `key`.
+    fn owner(&self, key: &str) -> usize {
+        let slot = slot::of(key.as_bytes());
+        self.starts.iter().rposition(|&start| start <= slot).unwrap_or(0)
+    }
+
+    /// A key named `prefix` plus a number, served by node `node`.
+    fn key_on(&self, node: usize, prefix: &str) -> String {
+        (0..).map(|i| format!("{prefix}{i}")).find(|k| self.owner(k) == node).unwrap_or_default()
+    }
+
+    fn direct(&self, node: usize) -> Raw {
+        direct_raw(&self.nodes[node])
+    }
+
+    fn id(&self, node: usize) -> String {
+        self.direct(node).call(&["CLUSTER", "MYID"]).lines().nth(1).unwrap_or_default().to_string()
+    }
+
+    fn proxy(&self, toml: &str) -> Proxy {
+        let seeds = format!("[upstream]\ncluster = [\"redis://127.0.0.1:{}\"]\n{toml}", self.nodes[0].port);
+        let proxy = Proxy::start_with(self.nodes[0].port, &seeds);
+        let known = eventually(Duration::from_secs(10), || {
+            let (_, body) = proxy.admin_get("/metrics");
+            (0..self.nodes.len()).all(|i| {
+                let series =
+                    format!("nearcache_cluster_slots{{upstream=\"redis://127.0.0.1:{}/0\"}}", self.nodes[i].port);
+                metric(&body, &series).is_some_and(|slots| slots > 0.0)
+            })
+        });
+        assert!(known, "the proxy did not learn the topology: {}", proxy.admin_get("/metrics").1);
+        proxy
+    }
+}
+
+#[test]
+fn keys_go_to_their_slots_master_and_cross_slot_requests_are_refused() {
+    let cluster = Cluster::start(3);
+    let proxy = cluster.proxy("");
+    let mut client = proxy.raw();
+    for i in 0..60 {
+        assert_eq!(client.call(&["SET", &format!("key:{i}"), &i.to_string()]), "+OK\r\n");
+    }
+    for i in 0..60 {
+        let key = format!("key:{i}");
+        let value = i.to_string();
+        let stored = cluster.direct(cluster.owner(&key)).call(&["GET", &key]);
+        assert_eq!(stored, format!("${}\r\n{value}\r\n", value.len()), "{key} on its slot's master");
+        assert_eq!(client.call(&["GET", &key]), stored);
+    }
+    // Keys sharing a hash tag share a slot: multi-key commands work.
+    assert_eq!(client.call(&["MSET", "{user1}:a", "1", "{user1}:b", "2"]), "+OK\r\n");
+    assert_eq!(client.call(&["MGET", "{user1}:a", "{user1}:b"]), "*2\r\n$1\r\n1\r\n$1\r\n2\r\n");
+    let apart = (cluster.key_on(0, "a"), cluster.key_on(1, "b"));
+    let crossslot = "-CROSSSLOT Keys in request don't hash to the same slot\r\n";
+    assert_eq!(client.call(&["MSET", &apart.0, "1", &apart.1, "2"]), crossslot);
+    assert_eq!(client.call(&["DEL", &apart.0, &apart.1]), crossslot);
+    // What needs every master is refused, not answered for one.
+    let keys = client.call(&["KEYS", "*"]);
+    assert!(keys.starts_with("-ERR 'KEYS' acts on every master"), "{keys:?}");
+    let load = client.call(&["SCRIPT", "LOAD", "return 1"]);
+    assert!(load.starts_with("-ERR 'SCRIPT LOAD' acts on every master"), "{load:?}");
+    assert_eq!(client.call(&["PING"]), "+PONG\r\n");
+}
+
+#[test]
+fn moved_and_ask_are_followed_during_a_slot_migration() {
+    let cluster = Cluster::start(3);
+    let proxy = cluster.proxy("[cache]\nenabled = false\n");
+    let mut client = proxy.raw();
+    let key = cluster.key_on(1, "moving:");
+    let slot = slot::of(key.as_bytes()).to_string();
+    assert_eq!(client.call(&["SET", &key, "before"]), "+OK\r\n");
+    // Slot of `key` migrating from node 1 to node 2.
+    let (from, to) = (cluster.id(1), cluster.id(2));
+    assert_eq!(cluster.direct(2).call(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from]), "+OK\r\n");
+    assert_eq!(cluster.direct(1).call(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to]), "+OK\r\n");
+    // A new key of the slot is created on the target (node 1 answers ASK).
+    let fresh = format!("{{{key}}}:new");
+    assert_eq!(client.call(&["SET", &fresh, "asked"]), "+OK\r\n");
+    // The key moves: node 1 answers ASK for it from now on.
+    let port = cluster.nodes[2].port.to_string();
+    let migrated = cluster.direct(1).call(&["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS", &key]);
+    assert_eq!(migrated, "+OK\r\n");
+    assert_eq!(client.call(&["GET", &key]), "$6\r\nbefore\r\n");
+    // The migration ends: node 1 answers MOVED, the proxy learns it.
+    for node in 0..3 {
+        assert_eq!(cluster.direct(node).call(&["CLUSTER", "SETSLOT", &slot, "NODE", &to]), "+OK\r\n");
+    }
+    assert_eq!(client.call(&["GET", &key]), "$6\r\nbefore\r\n");
+    assert_eq!(client.call(&["SET", &key, "after"]), "+OK\r\n");
+    assert_eq!(cluster.direct(2).call(&["GET", &key]), "$5\r\nafter\r\n");
+    assert_eq!(cluster.direct(2).call(&["EXISTS", &fresh]), ":1\r\n");
+    let (_, body) = proxy.admin_get("/metrics");
+    for kind in ["moved", "ask"] {
+        let followed = metric(&body, &format!("nearcache_cluster_redirects_total{{kind=\"{kind}\"}}"));
+        assert!(followed.is_some_and(|n| n > 0.0), "{kind}: {body}");
+    }
+}
+
+#[test]
+fn transactions_and_blocking_commands_run_on_their_keys_node() {
+    let cluster = Cluster::start(3);
+    let proxy = cluster.proxy("");
+    let tag = cluster.key_on(2, "tx");
+    let counter = format!("{{{tag}}}:n");
+    let mut client = proxy.raw();
+    assert_eq!(client.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(client.call(&["INCR", &counter]), "+QUEUED\r\n");
+    assert_eq!(client.call(&["INCR", &counter]), "+QUEUED\r\n");
+    assert_eq!(client.call(&["EXEC"]), "*2\r\n:1\r\n:2\r\n");
+    assert_eq!(cluster.direct(2).call(&["GET", &counter]), "$1\r\n2\r\n");
+    // An empty transaction goes wherever keyless commands go.
+    assert_eq!(client.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(client.call(&["EXEC"]), "*0\r\n");
+
+    let list = cluster.key_on(1, "jobs");
+    let mut worker = proxy.raw();
+    worker.cmd(&["BLPOP", &list, "0"]);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(client.call(&["RPUSH", &list, "job"]), ":1\r\n");
+    let popped = String::from_utf8_lossy(&worker.read_frame()).into_owned();
+    assert_eq!(popped, format!("*2\r\n${}\r\n{list}\r\n$3\r\njob\r\n", list.len()));
+}
+
+#[test]
+fn the_near_cache_sees_writes_made_on_every_node() {
+    let cluster = Cluster::start(3);
+    let proxy = cluster.proxy("[cache]\nadmission = \"first\"\n");
+    let mut client = proxy.raw();
+    for node in 0..3 {
+        let key = cluster.key_on(node, "cached:");
+        assert_eq!(client.call(&["SET", &key, "old"]), "+OK\r\n");
+        common::wait_cached(&proxy, &mut client, &["GET", &key]);
+        // Written on the node itself, not through the proxy.
+        assert_eq!(cluster.direct(node).call(&["SET", &key, "new"]), "+OK\r\n");
+        let seen = eventually(Duration::from_secs(5), || client.call(&["GET", &key]) == "$3\r\nnew\r\n");
+        assert!(seen, "{key} on node {node}: the cached value outlived a write");
+    }
+}
