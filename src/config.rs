@@ -422,6 +422,7 @@ struct Validator<'a> {
 impl Validator<'_> {
     fn validate(&self, raw: RawConfig, o: &Overrides) -> Result<Config, ConfigError> {
         let failover = raw.failover;
+        let cluster = !raw.upstream.cluster.is_empty();
         let pick = |flag: &Option<String>, file: String| flag.clone().unwrap_or(file);
         Ok(Config {
             server: ServerConfig {
@@ -479,7 +480,7 @@ impl Validator<'_> {
                 failover: failover.enabled,
             },
             failover: self.failover(failover)?,
-            tenancy: self.tenancy(raw.tenancy, raw.tenant)?,
+            tenancy: self.tenancy(raw.tenancy, raw.tenant, cluster)?,
         })
         .map(|mut config: Config| {
             if !config.cluster_seeds.is_empty() {
@@ -624,13 +625,23 @@ impl Validator<'_> {
         })
     }
 
-    fn tenancy(&self, raw: RawTenancy, tenants: Vec<RawTenant>) -> Result<TenancyConfig, ConfigError> {
+    /// The tenants; with a `cluster` upstream their prefixes hold no `{` or
+    /// `}`, which would change what their keys' hash tags are.
+    fn tenancy(&self, raw: RawTenancy, tenants: Vec<RawTenant>, cluster: bool) -> Result<TenancyConfig, ConfigError> {
         let mut out = Vec::with_capacity(tenants.len());
         for t in tenants {
             if out.iter().any(|o: &TenantConfig| o.name == t.name) {
                 return Err(self.invalid("tenant.name", "a name used by one tenant only", &t.name));
             }
-            out.push(self.tenant(t)?);
+            let tenant = self.tenant(t)?;
+            if cluster && tenant.prefix.iter().any(|&b| b == b'{' || b == b'}') {
+                return Err(self.invalid(
+                    "tenant.prefix",
+                    "no { or } with a cluster upstream (hash tags)",
+                    &tenant.name,
+                ));
+            }
+            out.push(tenant);
         }
         let default_tenant = raw.default_tenant.filter(|d| !d.is_empty());
         if let Some(d) = &default_tenant {
@@ -831,6 +842,30 @@ mod tests {
         assert!(e.contains("t.toml") && e.contains("lisen"), "{e}");
         let e = from_str("[upstream]\nurl = \"http://a:b@h\"\n").unwrap_err().to_string();
         assert!(e.contains("upstream.url") && !e.contains(":b@"), "{e}");
+    }
+
+    #[test]
+    fn cluster_upstream() {
+        let c = from_str("[upstream]\ncluster = [\"redis://u:pw@10.0.0.1:7000\", \"redis://u:pw@10.0.0.2:7001\"]\n")
+            .unwrap();
+        assert_eq!(c.cluster_seeds, ["10.0.0.1:7000", "10.0.0.2:7001"]);
+        assert_eq!(c.upstream.url.addr, "10.0.0.1:7000");
+        assert!(!c.failover.enabled && !c.breaker.failover, "no failover with a cluster yet");
+        for bad in
+            ["[\"redis://h:1/2\"]", "[\"redis://h:1\", \"rediss://h:2\"]", "[\"redis://a:b@h:1\", \"redis://h:2\"]"]
+        {
+            let e = from_str(&format!("[upstream]\ncluster = {bad}\n")).unwrap_err().to_string();
+            assert!(e.contains("upstream.cluster"), "{bad}: {e}");
+        }
+        let tenant =
+            format!("[[tenant]]\nname = \"a\"\nprefix = \"{{a}}:\"\npassword_sha256 = \"{}\"\n", "0".repeat(64));
+        let e = from_str(&format!("[upstream]\ncluster = [\"redis://h:1\"]\n{tenant}")).unwrap_err().to_string();
+        assert!(e.contains("tenant.prefix") && e.contains("hash tags"), "{e}");
+        assert!(from_str(&tenant).is_ok(), "a single Redis takes any prefix");
+        let e = from_str("[server]\nauth = \"upstream\"\n[upstream]\ncluster = [\"redis://h:1\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.auth"), "{e}");
     }
 
     #[test]

@@ -185,3 +185,96 @@ fn the_near_cache_sees_writes_made_on_every_node() {
         assert!(seen, "{key} on node {node}: the cached value outlived a write");
     }
 }
+
+/// Cluster-aware clients see one node, the proxy, master of every slot,
+/// and send it everything (redis-rs' cluster client here); connection
+/// state of cluster clients (READONLY, ASKING) changes nothing upstream.
+#[test]
+fn cluster_clients_see_the_proxy_as_a_one_node_cluster() {
+    let cluster = Cluster::start(3);
+    let proxy = cluster.proxy("");
+    let mut raw = proxy.raw();
+    let port = proxy.addr.port();
+    let slots = raw.call(&["CLUSTER", "SLOTS"]);
+    assert!(slots.starts_with("*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n"), "{slots:?}");
+    assert!(slots.contains(&format!(":{port}\r\n")), "{slots:?}");
+    assert_eq!(raw.call(&["READONLY"]), "+OK\r\n");
+    assert_eq!(raw.call(&["ASKING"]), "+OK\r\n");
+
+    let client = redis::cluster::ClusterClient::new(vec![proxy.url()]).expect("cluster client");
+    let mut conn = client.get_connection().expect("cluster connection");
+    for node in 0..3 {
+        let key = cluster.key_on(node, "rs:");
+        let _: () = redis::cmd("SET").arg(&key).arg(node).query(&mut conn).expect("SET");
+        let got: usize = redis::cmd("GET").arg(&key).query(&mut conn).expect("GET");
+        assert_eq!(got, node);
+        assert_eq!(cluster.direct(node).call(&["GET", &key]), format!("$1\r\n{node}\r\n"));
+    }
+    // Pub/sub is cluster-wide: a message published through the proxy
+    // reaches a subscriber wherever each lands.
+    let mut subscriber = proxy.raw();
+    assert!(subscriber.call(&["SUBSCRIBE", "news"]).starts_with("*3\r\n$9\r\nsubscribe\r\n"));
+    // (PUBLISH counts the receivers of the node it ran on only.)
+    assert!(cluster.direct(2).call(&["PUBLISH", "news", "hello"]).starts_with(':'));
+    let message = String::from_utf8_lossy(&subscriber.read_frame()).into_owned();
+    assert_eq!(message, "*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n");
+}
+
+/// Tenants on a cluster: prefixed keys keep their hash tags (the tag
+/// decides the slot, so a tenant's multi-key commands work as before), and
+/// what needs every master is refused for them too, inside a transaction
+/// as well (EXEC aborts).
+#[test]
+fn tenants_keep_hash_tags_and_whole_keyspace_commands_are_refused() {
+    let cluster = Cluster::start(3);
+    let hash = nearcache::tenancy::hash_password(b"pw");
+    let proxy = cluster.proxy(&format!("[[tenant]]\nname = \"acme\"\npassword_sha256 = \"{hash}\"\n"));
+    let mut client = proxy.raw();
+    assert_eq!(client.call(&["AUTH", "acme", "pw"]), "+OK\r\n");
+    let tag = cluster.key_on(2, "user");
+    let (a, b) = (format!("{{{tag}}}:a"), format!("{{{tag}}}:b"));
+    assert_eq!(client.call(&["MSET", &a, "1", &b, "2"]), "+OK\r\n");
+    assert_eq!(cluster.direct(2).call(&["GET", &format!("acme:{a}")]), "$1\r\n1\r\n");
+    assert_eq!(client.call(&["MGET", &a, &b]), "*2\r\n$1\r\n1\r\n$1\r\n2\r\n");
+    let refused = client.call(&["RANDOMKEY"]);
+    assert!(refused.starts_with("-ERR 'RANDOMKEY' acts on every master"), "{refused:?}");
+    assert_eq!(client.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(client.call(&["SET", &a, "3"]), "+QUEUED\r\n");
+    let refused = client.call(&["KEYS", "*"]);
+    assert!(refused.starts_with("-ERR 'KEYS' acts on every master"), "{refused:?}");
+    assert!(client.call(&["EXEC"]).starts_with("-EXECABORT"));
+    assert_eq!(client.call(&["GET", &a]), "$1\r\n1\r\n");
+}
+
+/// A master dies and the cluster promotes its replica: the proxy follows
+/// (its circuit for the dead node opens, the topology is read every second
+/// meanwhile), and writes to that master's slots succeed again once the
+/// replica serves them, with nothing lost that was acknowledged.
+#[test]
+fn a_replica_promoted_in_place_of_a_dead_master_is_followed() {
+    let mut cluster = Cluster::start(3);
+    let replica = RedisServer::start_cluster_node();
+    let mut direct = direct_raw(&replica);
+    let bus = cluster.nodes[0].cluster_bus().expect("bus").to_string();
+    assert_eq!(direct.call(&["CLUSTER", "MEET", "127.0.0.1", &cluster.nodes[0].port.to_string(), &bus]), "+OK\r\n");
+    let master = cluster.id(1);
+    let attached = eventually(Duration::from_secs(20), || direct.call(&["CLUSTER", "REPLICATE", &master]) == "+OK\r\n");
+    let replicating = attached
+        && eventually(Duration::from_secs(20), || {
+            direct.call(&["INFO", "replication"]).contains("master_link_status:up")
+        });
+    assert!(replicating, "the replica did not attach: {}", direct.call(&["CLUSTER", "NODES"]));
+    let proxy = cluster.proxy("[cache]\nenabled = false\n");
+    let mut client = proxy.raw();
+    let key = cluster.key_on(1, "survivor:");
+    assert_eq!(client.call(&["SET", &key, "kept"]), "+OK\r\n");
+    assert_eq!(cluster.direct(1).call(&["WAIT", "1", "2000"]), ":1\r\n");
+
+    cluster.nodes[1].kill();
+    let started = std::time::Instant::now();
+    let back = eventually(Duration::from_secs(30), || client.call(&["INCR", &format!("{{{key}}}:n")]).starts_with(':'));
+    assert!(back, "writes to the dead master's slots never came back");
+    assert_eq!(client.call(&["GET", &key]), "$4\r\nkept\r\n");
+    assert_eq!(direct.call(&["GET", &key]), "$4\r\nkept\r\n", "served by the promoted replica");
+    eprintln!("writes back {:?} after the master died", started.elapsed());
+}

@@ -601,7 +601,10 @@ mod tests {
         assert_eq!(sub("client", "list").handler, Handler::Local(Local::ClientList));
         assert_eq!(sub("client", "pause").handler, Handler::Local(Local::ClientPause));
         assert_eq!(sub("client", "trackinginfo").handler, Handler::Forward);
-        assert_eq!(get("readonly").handler, Handler::State(State::Session));
+        assert_eq!(get("readonly").handler, Handler::Local(Local::ClusterState));
+        assert_eq!(sub("cluster", "slots").handler, Handler::Local(Local::ClusterView));
+        assert!(get("keys").flags.contains(Flags::ALL_NODES) && sub("script", "load").flags.contains(Flags::ALL_NODES));
+        assert!(!get("get").flags.contains(Flags::ALL_NODES));
         assert_eq!(get("ssubscribe").handler, Handler::State(State::Subscribe(SubKind::Shard)));
         assert_eq!(get("punsubscribe").handler, Handler::State(State::Unsubscribe(SubKind::Pattern)));
         assert_eq!(get("psync").handler, Handler::Unsupported);

@@ -146,6 +146,17 @@ pub enum Local {
     /// upstream connections (`server::pause`).
     ClientPause,
     ClientUnpause,
+    /// CLUSTER INFO, SLOTS, SHARDS, NODES, MYID, COUNTKEYSINSLOT and
+    /// GETKEYSINSLOT: with a Redis Cluster upstream the proxy describes
+    /// itself, a one-node cluster serving every slot, so cluster-aware
+    /// clients keep talking to it (`server::cluster_view`); forwarded
+    /// otherwise.
+    ClusterView,
+    /// ASKING, READONLY and READWRITE: with a Redis Cluster upstream the
+    /// proxy follows redirections and reads from masters itself, so they
+    /// change nothing (`+OK`); otherwise the client's dedicated
+    /// connection's state, as any connection state.
+    ClusterState,
 }
 
 /// Commands that create or end per-connection upstream state.

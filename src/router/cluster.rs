@@ -28,6 +28,10 @@ pub const MAX_NODES: usize = 1024;
 /// How often the topology is asked for when nothing prompts it.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(10);
 
+/// How often while a node's circuit is open: the cluster may be promoting
+/// one of its replicas.
+pub const REFRESH_WHILE_DOWN: Duration = Duration::from_secs(1);
+
 /// A Redis Cluster's nodes and slot map.
 pub struct Cluster {
     /// The first seed's settings, which every node shares.
@@ -146,9 +150,16 @@ impl Cluster {
         self.refresh.notify_one();
     }
 
-    /// Waits until a refresh is asked for or [`REFRESH_EVERY`] passed.
+    /// Waits until a refresh is asked for or [`REFRESH_EVERY`] passed
+    /// ([`REFRESH_WHILE_DOWN`] while a node's circuit is open).
     pub async fn refresh_due(&self) {
-        let _ = tokio::time::timeout(REFRESH_EVERY, self.refresh.notified()).await;
+        let due = tokio::time::Instant::now() + REFRESH_EVERY;
+        loop {
+            let asked = tokio::time::timeout(REFRESH_WHILE_DOWN, self.refresh.notified()).await.is_ok();
+            if asked || tokio::time::Instant::now() >= due || self.nodes().any(|n| !n.health.breaker.allows()) {
+                return;
+            }
+        }
     }
 
     /// Asks the known nodes, then the seeds, for the topology, and applies

@@ -17,7 +17,7 @@ pub mod cluster;
 pub mod slot;
 pub mod topology;
 
-use crate::commands::{self, Command, Flags};
+use crate::commands::{self, Command};
 use crate::protocol::Args;
 use crate::upstream::breaker::{Breaker, BreakerConfig};
 use crate::upstream::pool::UpstreamInfo;
@@ -45,9 +45,6 @@ pub struct Node {
 pub enum Unroutable {
     /// Its keys hash to different slots of a cluster.
     CrossSlot,
-    /// It acts on the whole keyspace (`KEYS`, `DBSIZE`, `FLUSHALL`…): in
-    /// a cluster, on every master.
-    AllNodes(String),
 }
 
 impl Unroutable {
@@ -57,9 +54,6 @@ impl Unroutable {
             Unroutable::CrossSlot => {
                 crate::protocol::encode::error("CROSSSLOT Keys in request don't hash to the same slot")
             }
-            Unroutable::AllNodes(name) => crate::protocol::encode::error(&format!(
-                "ERR '{name}' acts on every master of a Redis Cluster: not supported through nearcache yet"
-            )),
         }
     }
 }
@@ -141,13 +135,6 @@ impl Router {
 #[inline(never)]
 fn route_in(cluster: &Cluster, cmd: Option<&Command>, args: &Args) -> Result<NodeId, Unroutable> {
     let Some(cmd) = cmd else { return Ok(cluster.keyless_node()) };
-    if cmd.flags.contains(Flags::ALL_NODES) {
-        let mut name = String::from_utf8_lossy(args.get(0).unwrap_or_default()).to_uppercase();
-        if !name.eq_ignore_ascii_case(cmd.name) {
-            name = format!("{name} {}", cmd.name.to_uppercase());
-        }
-        return Err(Unroutable::AllNodes(name));
-    }
     let mut positions = Vec::new();
     if commands::key_indices(cmd, args, &mut positions).is_err() {
         // Malformed: the node it goes to answers the syntax error.

@@ -14,7 +14,7 @@
 
 use super::activity::Activity;
 use super::reply::{ReplyMap, Slot};
-use super::route::{route, ClientState, Decision, ReplyMode, Routed};
+use super::route::{self, route, ClientState, Decision, ReplyMode, Routed};
 use super::tenant::{self, Gate};
 use super::Shared;
 use crate::cache::read::{self, CacheRead};
@@ -92,6 +92,14 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
     // One lookup serves the gate and routing, unless the gate rewrote the
     // request into another command.
     let mut found = Args::new(rewritten.as_deref().unwrap_or(request), ranges).get(0).and_then(commands::lookup);
+    // With a cluster, checked on the request as the client sent it (a
+    // tenant's RANDOMKEY runs as a script), applied once the gate let it by.
+    let whole_keyspace = match found {
+        Some((_, cmd)) if st.cluster_view.is_some() => {
+            route::whole_keyspace(st, cmd, &Args::new(rewritten.as_deref().unwrap_or(request), ranges))
+        }
+        _ => None,
+    };
     if shared.tenancy.enabled() {
         let args = Args::new(rewritten.as_deref().unwrap_or(request), ranges);
         let held = tenant::Held { multi: st.multi, state: st.needs_dedicated() };
@@ -114,6 +122,12 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
                 map = reply_map;
             }
         }
+    }
+    if let Some(decision) = whole_keyspace {
+        return Dispatched {
+            fate: Fate::Apply(Apply { decision, map: None, rewritten: None, node: DEFAULT_NODE }),
+            silent: false,
+        };
     }
     let bytes = rewritten.as_deref().unwrap_or(request);
     let args = Args::new(bytes, ranges);

@@ -8,6 +8,7 @@
 mod activity;
 mod answer;
 mod batch;
+mod cluster_view;
 mod control;
 mod dispatch;
 mod follow;

@@ -3,7 +3,7 @@
 //! per-client state (protocol, database, transaction, subscriptions) those
 //! decisions depend on and change.
 
-use super::{answer, registry};
+use super::{answer, cluster_view, registry};
 use crate::commands::{Command, CommandIndex, Flags, Handler, Local, State, SubKind};
 use crate::protocol::{encode, request::parse_int, Args, Proto};
 use crate::upstream::pool::UpstreamInfo;
@@ -36,6 +36,9 @@ pub struct ClientState {
     pub queued: i64,
     /// `server.auth = "upstream"`: AUTH is checked by Redis.
     pub auth_upstream: bool,
+    /// With a Redis Cluster upstream: the address the client reached the
+    /// proxy at, which the proxy's one-node cluster view names.
+    pub cluster_view: Option<std::net::SocketAddr>,
     /// Authenticated to Redis as its own user: its commands go on pools and
     /// dedicated connections logged in as that user, never the near-cache
     /// or failover. Only RESET (or another AUTH) ends it.
@@ -81,6 +84,7 @@ impl ClientState {
             multi: false,
             queued: 0,
             auth_upstream: false,
+            cluster_view: None,
             upstream_user: false,
             multi_refused: false,
             watching: false,
@@ -335,9 +339,37 @@ fn registry_in_multi(cmd: &Command) -> Decision {
          transaction will abort",
         cmd.name.to_uppercase()
     ));
-    let upstream = Bytes::from_static(b"*1\r\n$32\r\nNEARCACHE.REFUSED-IN-TRANSACTION\r\n");
-    Decision::DedicatedSideEffect(Box::new(SideEffect { upstream, reply }))
+    Decision::DedicatedSideEffect(Box::new(SideEffect { upstream: Bytes::from_static(REFUSED_IN_TRANSACTION), reply }))
 }
+
+/// With a Redis Cluster upstream, a command acting on the whole keyspace
+/// (the table's `ALL_NODES`: `KEYS`, `DBSIZE`, `FLUSHALL`, `SCRIPT LOAD`…)
+/// would be answered by one master for all: refused instead (inside MULTI
+/// so that EXEC aborts, as for a command Redis refuses while queueing).
+pub fn whole_keyspace(st: &ClientState, cmd: &'static Command, args: &Args) -> Option<Decision> {
+    let cmd = cmd.resolve(args);
+    if !cmd.flags.contains(Flags::ALL_NODES) {
+        return None;
+    }
+    let mut name = String::from_utf8_lossy(args.get(0).unwrap_or_default()).to_uppercase();
+    if !name.eq_ignore_ascii_case(cmd.name) {
+        name = format!("{name} {}", cmd.name.to_uppercase());
+    }
+    let reply = encode::error(&format!(
+        "ERR '{name}' acts on every master of a Redis Cluster: not supported through nearcache yet"
+    ));
+    Some(match st.multi {
+        true => Decision::DedicatedSideEffect(Box::new(SideEffect {
+            upstream: Bytes::from_static(REFUSED_IN_TRANSACTION),
+            reply,
+        })),
+        false => Decision::Reply(reply),
+    })
+}
+
+/// What the proxy queues in a transaction for a command it refuses, so
+/// that Redis marks the transaction and EXEC answers `-EXECABORT`.
+const REFUSED_IN_TRANSACTION: &[u8] = b"*1\r\n$32\r\nNEARCACHE.REFUSED-IN-TRANSACTION\r\n";
 
 fn forward(dedicated: bool) -> Decision {
     if dedicated {
@@ -385,6 +417,12 @@ fn local_command(st: &mut ClientState, local: Local, args: &Args, dedicated: boo
         Local::ClientInfo => Decision::Clients(Box::new(ClientsOp::Info)),
         Local::ClientPause => client_pause(args),
         Local::ClientUnpause => Decision::Clients(Box::new(ClientsOp::Unpause)),
+        Local::ClusterView => match st.cluster_view {
+            Some(addr) => Decision::Reply(cluster_view::reply(st.proto, addr, args)),
+            None => forward(dedicated),
+        },
+        Local::ClusterState if st.cluster_view.is_some() => Decision::Reply(Bytes::from_static(encode::OK)),
+        Local::ClusterState => state_command(st, State::Session, args, dedicated),
     }
 }
 
@@ -439,9 +477,10 @@ fn upstream_auth(args: &Args, dedicated: bool) -> Decision {
 /// RESET: back to a fresh connection's state (upstream state is reset by
 /// forwarding RESET on the dedicated connection, if any).
 fn reset(st: &mut ClientState) {
-    let (id, default_db, auth_upstream) = (st.id, st.default_db, st.auth_upstream);
+    let (id, default_db, auth_upstream, cluster_view) = (st.id, st.default_db, st.auth_upstream, st.cluster_view);
     *st = ClientState::new(id, default_db);
     st.auth_upstream = auth_upstream;
+    st.cluster_view = cluster_view;
 }
 
 fn select(st: &mut ClientState, args: &Args, dedicated: bool) -> Decision {

@@ -160,13 +160,14 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         activity: Arc<Activity>,
     ) -> Session<R, W> {
         let (default_db, auth_upstream) = (shared.router.default_node().config.url.db, shared.auth_upstream);
+        let cluster_view = shared.router.as_cluster().map(|_| activity.local);
         let tenant = tenant::Client::new(&shared.tenancy, peer, activity.clone());
         let refusal = tenant.refusal(&shared.tenancy);
         Session {
             shared,
             pools,
             user_pools: None,
-            st: ClientState { auth_upstream, ..ClientState::new(id, default_db) },
+            st: ClientState { auth_upstream, cluster_view, ..ClientState::new(id, default_db) },
             reader,
             writer,
             rbuf: BytesMut::with_capacity(16 * 1024),
