@@ -99,8 +99,12 @@ impl Router {
 
     /// The node serving what names no key: a client's dedicated
     /// connection, out-of-band commands, failover's replay.
+    #[inline]
     pub fn default_node(&self) -> &Node {
-        self.node(DEFAULT_NODE)
+        match self {
+            Router::Single(node) => node,
+            Router::Cluster(cluster) => cluster.node(DEFAULT_NODE),
+        }
     }
 
     /// Node `id`, as [`Router::route`] named it.

@@ -23,7 +23,7 @@ use crate::commands::{self, Command, CommandIndex, Flags, Handler, State};
 use crate::observe;
 use crate::protocol::request::{self, Limits};
 use crate::protocol::{encode, Args};
-use crate::router::{NodeId, DEFAULT_NODE};
+use crate::router::{NodeId, Unroutable, DEFAULT_NODE};
 use crate::upstream::pool::JobResult;
 use bytes::{Bytes, BytesMut};
 use std::ops::Range;
@@ -55,8 +55,6 @@ pub struct Apply {
     /// The request as it goes upstream when the proxy rewrote it (a
     /// tenant's namespace); `None`: as the client sent it.
     pub rewritten: Option<Bytes>,
-    /// The node a dedicated connection it opens goes to.
-    pub node: NodeId,
 }
 
 /// A request's fate and how it is to be carried out.
@@ -94,10 +92,9 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
     let mut found = Args::new(rewritten.as_deref().unwrap_or(request), ranges).get(0).and_then(commands::lookup);
     // With a cluster, checked on the request as the client sent it (a
     // tenant's RANDOMKEY runs as a script), applied once the gate let it by.
+    let cluster = st.cluster_view.is_some();
     let whole_keyspace = match found {
-        Some((_, cmd)) if st.cluster_view.is_some() => {
-            route::whole_keyspace(st, cmd, &Args::new(rewritten.as_deref().unwrap_or(request), ranges))
-        }
+        Some((_, cmd)) if cluster => keyspace_refusal(st, cmd, rewritten.as_deref().unwrap_or(request), ranges),
         _ => None,
     };
     if shared.tenancy.enabled() {
@@ -124,10 +121,8 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
         }
     }
     if let Some(decision) = whole_keyspace {
-        return Dispatched {
-            fate: Fate::Apply(Apply { decision, map: None, rewritten: None, node: DEFAULT_NODE }),
-            silent: false,
-        };
+        let refused = Apply { decision: *decision, map: None, rewritten: None };
+        return Dispatched { fate: Fate::Apply(refused), silent: false };
     }
     let bytes = rewritten.as_deref().unwrap_or(request);
     let args = Args::new(bytes, ranges);
@@ -138,15 +133,12 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
         let shared = shared.clone();
         map = Some(Box::new(move |reply: Bytes| shared.redirects.name_redirect(&reply)));
     }
-    let node = match decision {
-        Decision::Pool => match shared.router.route(cmd, &args) {
+    let node = match cluster {
+        false => DEFAULT_NODE,
+        true => match cluster_node(shared, st, &decision, cmd, &args) {
             Ok(node) => node,
             Err(unroutable) => return Dispatched { fate: Fate::Ready(unroutable.reply()), silent },
         },
-        // A dedicated connection goes to the node of the command that opens
-        // it; in a transaction the node itself refuses keys of other slots.
-        Decision::Dedicated { .. } => shared.router.route(cmd, &args).unwrap_or(DEFAULT_NODE),
-        _ => DEFAULT_NODE,
     };
     let cached = match cache_candidate {
         Some(cmd) => read::plan(&shared.cache, &read::Request { cmd, args: &args, bytes, proto }, scratch, now, out),
@@ -162,9 +154,43 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
         CacheRead::Bypass if matches!(decision, Decision::Pool) => {
             Fate::Pool { node, bytes: rewritten, slot: map.map_or(Slot::Plain, Slot::Map) }
         }
-        CacheRead::Bypass => Fate::Apply(Apply { decision, map, rewritten, node }),
+        CacheRead::Bypass => Fate::Apply(Apply { decision, map, rewritten }),
     };
     Dispatched { fate, silent }
+}
+
+/// A command a cluster cannot answer on one node (see
+/// [`route::whole_keyspace`]).
+#[inline(never)]
+fn keyspace_refusal(
+    st: &ClientState,
+    cmd: &'static Command,
+    request: &[u8],
+    ranges: &[Range<usize>],
+) -> Option<Box<Decision>> {
+    route::whole_keyspace(st, cmd, &Args::new(request, ranges)).map(Box::new)
+}
+
+/// The cluster node a request goes to: its keys' master. A dedicated
+/// connection goes to the node of the command that opens it (noted in
+/// `st.dedicated_node`; in a transaction the node itself refuses keys of
+/// other slots).
+#[inline(never)]
+fn cluster_node(
+    shared: &Shared,
+    st: &mut ClientState,
+    decision: &Decision,
+    cmd: Option<&'static Command>,
+    args: &Args,
+) -> Result<NodeId, Unroutable> {
+    match decision {
+        Decision::Pool => shared.router.route(cmd, args),
+        Decision::Dedicated { .. } | Decision::DedicatedSideEffect(_) => {
+            st.dedicated_node = shared.router.route(cmd, args).unwrap_or(DEFAULT_NODE);
+            Ok(DEFAULT_NODE)
+        }
+        _ => Ok(DEFAULT_NODE),
+    }
 }
 
 /// Makes `request` (a multibulk the proxy encoded) the one whose argument

@@ -6,6 +6,7 @@
 use super::{answer, cluster_view, registry};
 use crate::commands::{Command, CommandIndex, Flags, Handler, Local, State, SubKind};
 use crate::protocol::{encode, request::parse_int, Args, Proto};
+use crate::router::{NodeId, DEFAULT_NODE};
 use crate::upstream::pool::UpstreamInfo;
 use bytes::Bytes;
 use std::collections::HashSet;
@@ -39,6 +40,9 @@ pub struct ClientState {
     /// With a Redis Cluster upstream: the address the client reached the
     /// proxy at, which the proxy's one-node cluster view names.
     pub cluster_view: Option<std::net::SocketAddr>,
+    /// With a Redis Cluster upstream: the node a dedicated connection opened
+    /// for the request being carried out goes to (its keys' master).
+    pub dedicated_node: NodeId,
     /// Authenticated to Redis as its own user: its commands go on pools and
     /// dedicated connections logged in as that user, never the near-cache
     /// or failover. Only RESET (or another AUTH) ends it.
@@ -85,6 +89,7 @@ impl ClientState {
             queued: 0,
             auth_upstream: false,
             cluster_view: None,
+            dedicated_node: DEFAULT_NODE,
             upstream_user: false,
             multi_refused: false,
             watching: false,

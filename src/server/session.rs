@@ -123,9 +123,6 @@ pub struct Session<R, W> {
     /// Commands whose replies are still owed (backpressure).
     in_flight: usize,
     dedicated: Option<DedicatedConn>,
-    /// The node a dedicated connection opened for the request being
-    /// carried out goes to (in a cluster, its keys' master).
-    opens_on: NodeId,
     /// A Redis Cluster client's `MULTI`, not sent yet: the first command
     /// queued after it (its keys) decides the node the transaction runs on.
     deferred_multi: Option<Bytes>,
@@ -181,7 +178,6 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             pending: refusal.clone().map(Pending::Ready).into_iter().collect(),
             in_flight: 0,
             dedicated: None,
-            opens_on: DEFAULT_NODE,
             deferred_multi: None,
             dedicated_out: BytesMut::new(),
             dedicated_entries: 0,
@@ -474,8 +470,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// Carries out a [`Fate::Apply`] after what was batched before it.
     async fn apply_fate(&mut self, input: &[u8], range: Range<usize>, applied: Apply, silent: bool, now: Instant) {
         self.flush_batch(input, now);
-        let Apply { decision, map, rewritten, node } = applied;
-        self.opens_on = node;
+        let Apply { decision, map, rewritten } = applied;
         let request = rewritten.as_deref().unwrap_or(&input[range]);
         self.apply(decision, request, silent, now, map).await;
     }
@@ -697,14 +692,14 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             return;
         }
         if self.dedicated.is_none() {
-            let node = self.shared.router.node(self.opens_on);
+            let node = self.shared.router.node(self.st.dedicated_node);
             let breaker = &node.health.breaker;
             let opened = match self.tenant.open_dedicated() {
                 Err(refusal) => Err(refusal),
                 Ok(()) if self.st.upstream_user => Self::open_as_user(self.user_pools.clone(), self.st.proto).await,
                 Ok(()) if !breaker.allows() => Err(breaker.refusal().reply()),
                 Ok(()) => {
-                    let opening = match self.opens_on {
+                    let opening = match self.st.dedicated_node {
                         // Spares are the first node's.
                         DEFAULT_NODE => self.shared.spares.take(self.st.proto).await,
                         _ => DedicatedConn::open(&node.config, self.st.proto, "client").await,
