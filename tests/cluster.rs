@@ -98,16 +98,56 @@ fn keys_go_to_their_slots_master_and_cross_slot_requests_are_refused() {
     // Keys sharing a hash tag share a slot: multi-key commands work.
     assert_eq!(client.call(&["MSET", "{user1}:a", "1", "{user1}:b", "2"]), "+OK\r\n");
     assert_eq!(client.call(&["MGET", "{user1}:a", "{user1}:b"]), "*2\r\n$1\r\n1\r\n$1\r\n2\r\n");
+    // Commands that must be atomic across keys need one slot, as on a
+    // cluster.
     let apart = (cluster.key_on(0, "a"), cluster.key_on(1, "b"));
     let crossslot = "-CROSSSLOT Keys in request don't hash to the same slot\r\n";
-    assert_eq!(client.call(&["MSET", &apart.0, "1", &apart.1, "2"]), crossslot);
-    assert_eq!(client.call(&["DEL", &apart.0, &apart.1]), crossslot);
-    // What needs every master is refused, not answered for one.
-    let keys = client.call(&["KEYS", "*"]);
-    assert!(keys.starts_with("-ERR 'KEYS' acts on every master"), "{keys:?}");
-    let load = client.call(&["SCRIPT", "LOAD", "return 1"]);
-    assert!(load.starts_with("-ERR 'SCRIPT LOAD' acts on every master"), "{load:?}");
+    assert_eq!(client.call(&["RENAME", &apart.0, &apart.1]), crossslot);
+    assert_eq!(client.call(&["SUNIONSTORE", &apart.0, &apart.1]), crossslot);
+    // What needs every master with no merge yet is refused, not answered
+    // for one.
+    let scan = client.call(&["SCAN", "0"]);
+    assert!(scan.starts_with("-ERR 'SCAN' acts on every master"), "{scan:?}");
     assert_eq!(client.call(&["PING"]), "+PONG\r\n");
+}
+
+/// Multi-key commands across slots are split by slot and their replies
+/// merged in the request's order; commands acting on the whole keyspace go
+/// to every master.
+#[test]
+fn multi_key_commands_are_split_and_keyspace_commands_fan_out() {
+    let cluster = Cluster::start(3);
+    let proxy = cluster.proxy("[cache]\nenabled = false\n");
+    let mut client = proxy.raw();
+    let keys: Vec<String> = (0..3).flat_map(|node| [cluster.key_on(node, "x"), cluster.key_on(node, "y")]).collect();
+    let mut mset = vec!["MSET".to_string()];
+    for (i, key) in keys.iter().enumerate() {
+        mset.extend([key.clone(), format!("v{i}")]);
+    }
+    let mset: Vec<&str> = mset.iter().map(String::as_str).collect();
+    assert_eq!(client.call(&mset), "+OK\r\n");
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(cluster.direct(cluster.owner(key)).call(&["GET", key]), format!("$2\r\nv{i}\r\n"));
+    }
+    let mget = client.call(&["MGET", &keys[5], "missing", &keys[0], &keys[3]]);
+    assert_eq!(mget, "*4\r\n$2\r\nv5\r\n$-1\r\n$2\r\nv0\r\n$2\r\nv3\r\n");
+    assert_eq!(client.call(&["EXISTS", &keys[0], &keys[2], &keys[0], "missing"]), ":3\r\n");
+    assert_eq!(client.call(&["DBSIZE"]), ":6\r\n");
+    let listed = client.call(&["KEYS", "*"]);
+    assert!(listed.starts_with("*6\r\n") && keys.iter().all(|k| listed.contains(k.as_str())), "{listed:?}");
+    assert_eq!(client.call(&["DEL", &keys[1], &keys[4], "missing"]), ":2\r\n");
+    assert_eq!(client.call(&["DBSIZE"]), ":4\r\n");
+    // Scripts are loaded on every master, so EVALSHA runs wherever its key is.
+    let sha = client.call(&["SCRIPT", "LOAD", "return redis.call('GET', KEYS[1])"]);
+    assert!(sha.starts_with("$40\r\n"), "{sha:?}");
+    let sha = sha.lines().nth(1).unwrap_or_default().to_string();
+    assert_eq!(client.call(&["SCRIPT", "EXISTS", &sha, "0000"]), "*2\r\n:1\r\n:0\r\n");
+    for (i, key) in [(0, &keys[0]), (2, &keys[2]), (5, &keys[5])] {
+        assert_eq!(client.call(&["EVALSHA", &sha, "1", key]), format!("$2\r\nv{i}\r\n"));
+    }
+    assert_eq!(client.call(&["FLUSHALL"]), "+OK\r\n");
+    assert_eq!(client.call(&["DBSIZE"]), ":0\r\n");
+    assert_eq!(client.call(&["MGET", &keys[0], &keys[5]]), "*2\r\n$-1\r\n$-1\r\n");
 }
 
 #[test]
@@ -241,8 +281,16 @@ fn tenants_keep_hash_tags_and_whole_keyspace_commands_are_refused() {
     assert_eq!(client.call(&["MULTI"]), "+OK\r\n");
     assert_eq!(client.call(&["SET", &a, "3"]), "+QUEUED\r\n");
     let refused = client.call(&["KEYS", "*"]);
-    assert!(refused.starts_with("-ERR 'KEYS' acts on every master"), "{refused:?}");
+    assert!(refused.starts_with("-ERR 'KEYS' acts on every master of a Redis Cluster: not inside"), "{refused:?}");
     assert!(client.call(&["EXEC"]).starts_with("-EXECABORT"));
+    // Outside a transaction KEYS goes to every master, the tenant's keys
+    // only, their prefix stripped.
+    assert_eq!(client.call(&["SET", "plain", "p"]), "+OK\r\n");
+    let listed = client.call(&["KEYS", "*"]);
+    assert!(
+        listed.starts_with("*3\r\n") && listed.contains("\r\nplain\r\n") && !listed.contains("acme:"),
+        "{listed:?}"
+    );
     assert_eq!(client.call(&["GET", &a]), "$1\r\n1\r\n");
 }
 

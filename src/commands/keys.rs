@@ -603,8 +603,12 @@ mod tests {
         assert_eq!(sub("client", "trackinginfo").handler, Handler::Forward);
         assert_eq!(get("readonly").handler, Handler::Local(Local::ClusterState));
         assert_eq!(sub("cluster", "slots").handler, Handler::Local(Local::ClusterView));
-        assert!(get("keys").flags.contains(Flags::ALL_NODES) && sub("script", "load").flags.contains(Flags::ALL_NODES));
-        assert!(!get("get").flags.contains(Flags::ALL_NODES));
+        use crate::commands::{Merge, Spread};
+        assert_eq!(get("keys").spread, Spread::AllMasters(Merge::Concat));
+        assert_eq!(sub("script", "load").spread, Spread::AllMasters(Merge::Same));
+        assert_eq!(get("mget").spread, Spread::Keys(Merge::Values));
+        assert_eq!(get("scan").spread, Spread::Refused);
+        assert_eq!(get("get").spread, Spread::One);
         assert_eq!(get("ssubscribe").handler, Handler::State(State::Subscribe(SubKind::Shard)));
         assert_eq!(get("punsubscribe").handler, Handler::State(State::Unsubscribe(SubKind::Pattern)));
         assert_eq!(get("psync").handler, Handler::Unsupported);

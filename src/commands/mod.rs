@@ -58,10 +58,6 @@ impl Flags {
     /// A cacheable read of any number of keys answering one value per key
     /// (MGET): the near-cache keeps and serves each key on its own.
     pub const PER_KEY: Flags = Flags(1 << 13);
-    /// Acts on or answers for the whole keyspace (Redis' `request_policy:
-    /// all_shards` / `all_nodes`): in a Redis Cluster it needs every
-    /// master (`KEYS`, `SCAN`, `DBSIZE`, `FLUSHALL`, `SCRIPT LOAD`…).
-    pub const ALL_NODES: Flags = Flags(1 << 14);
 
     /// Both sets combined.
     pub const fn with(self, other: Flags) -> Flags {
@@ -157,6 +153,39 @@ pub enum Local {
     /// change nothing (`+OK`); otherwise the client's dedicated
     /// connection's state, as any connection state.
     ClusterState,
+}
+
+/// How a command reaches a Redis Cluster's masters (Redis' `request_policy`
+/// tips), and how their replies make the client's one (`response_policy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spread {
+    /// The master of its keys' slot (any master when it has none).
+    One,
+    /// Split by slot: one request per slot with that slot's keys (and
+    /// their values), in parallel.
+    Keys(Merge),
+    /// Sent to every master.
+    AllMasters(Merge),
+    /// Needs every master, and no merge of their replies is offered yet
+    /// (`SCAN`, `RANDOMKEY`, `WAIT`…): refused with a cluster.
+    Refused,
+}
+
+/// How the replies of a spread command's parts make one reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// One value per key, put back in the request's key order (MGET).
+    Values,
+    /// Integers added up (DEL, EXISTS, DBSIZE).
+    Sum,
+    /// `+OK` once every part answered `+OK` (MSET, FLUSHALL).
+    AllOk,
+    /// Arrays laid end to end (KEYS).
+    Concat,
+    /// The same reply from every part (SCRIPT LOAD's SHA1).
+    Same,
+    /// Arrays of 0/1 combined element by element with AND (SCRIPT EXISTS).
+    And,
 }
 
 /// Commands that create or end per-connection upstream state.
@@ -257,6 +286,8 @@ pub struct Command {
     /// command while the upstream is down; other commands are refused in
     /// failover mode.
     pub store: Option<StoreOp>,
+    /// How it reaches a Redis Cluster's masters.
+    pub spread: Spread,
     /// Subcommands (CLIENT, CONFIG, OBJECT, …); empty for plain commands.
     /// A subcommand's key positions count from the parent's name.
     pub subcommands: &'static [Command],

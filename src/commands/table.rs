@@ -14,12 +14,11 @@
 //! DANGEROUS, except CLIENT's, where only the ones acting on other
 //! connections or the server (KILL, LIST, PAUSE, …) are.
 //!
-//! ALL_NODES follows Redis' `request_policy:all_shards|all_nodes` tips for
-//! the commands acting on the whole keyspace or every server's scripts:
-//! KEYS, SCAN, DBSIZE, RANDOMKEY, FLUSHALL, FLUSHDB, WAIT, WAITAOF and the
-//! SCRIPT and FUNCTION subcommands that load, delete, flush, kill or report.
+//! The spread column follows Redis' `request_policy` / `response_policy`
+//! tips: how a command reaches a Redis Cluster's masters (one, split by
+//! slot, all of them) and how their replies make the client's.
 
-use super::{Command, Flags, Handler, Keys, Local, State, StoreOp, SubKind};
+use super::{Command, Flags, Handler, Keys, Local, Merge, Spread, State, StoreOp, SubKind};
 
 /// Every top-level command, sorted by name.
 pub(super) static COMMANDS: &[Command] = &[
@@ -30,6 +29,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[
             Command {
                 name: "cat",
@@ -38,6 +38,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -47,6 +48,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -56,6 +58,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -65,6 +68,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -74,6 +78,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -83,6 +88,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -92,6 +98,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -101,6 +108,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -110,6 +118,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -119,6 +128,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -128,6 +138,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -137,6 +148,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -146,6 +158,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
         ],
@@ -157,6 +170,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::Append),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -166,6 +180,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Local(Local::ClusterState),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -175,6 +190,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Local(Local::Auth),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -184,6 +200,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -193,6 +210,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -202,6 +220,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -211,6 +230,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -220,6 +240,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -229,6 +250,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 2, last: -1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -238,6 +260,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -247,6 +270,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -256,6 +280,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::NumKeys { numkeys_at: 2, fixed: None },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -265,6 +290,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -2, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -274,6 +300,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -2, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -283,6 +310,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -292,6 +320,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::NumKeys { numkeys_at: 2, fixed: None },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -301,6 +330,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -2, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -310,6 +340,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -2, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -319,6 +350,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[
             Command {
                 name: "caching",
@@ -327,6 +359,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::State(State::Session),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -336,6 +369,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientGetName),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -345,6 +379,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -354,6 +389,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -363,6 +399,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientId),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -372,6 +409,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientInfo),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -381,6 +419,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientKill),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -390,6 +429,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientList),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -399,6 +439,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::State(State::Session),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             // Redis 7.2.
@@ -409,6 +450,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::State(State::Session),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -418,6 +460,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientPause),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -427,6 +470,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientReply),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             // Redis 7.2.
@@ -437,6 +481,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientSetInfo),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -446,6 +491,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientSetName),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -455,6 +501,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::State(State::Tracking),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -464,6 +511,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -473,6 +521,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientUnblock),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -482,6 +531,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClientUnpause),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
         ],
@@ -493,6 +543,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[
             Command {
                 name: "addslots",
@@ -501,6 +552,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -510,6 +562,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -519,6 +572,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -528,6 +582,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -537,6 +592,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClusterView),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -546,6 +602,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -555,6 +612,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -564,6 +622,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -573,6 +632,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -582,6 +642,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -591,6 +652,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClusterView),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -600,6 +662,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -609,6 +672,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClusterView),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -618,6 +682,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -627,6 +692,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -636,6 +702,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -645,6 +712,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClusterView),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             // Redis 7.2.
@@ -655,6 +723,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -664,6 +733,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClusterView),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -673,6 +743,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -682,6 +753,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -691,6 +763,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -700,6 +773,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -709,6 +783,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -718,6 +793,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -727,6 +803,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClusterView),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -736,6 +813,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -745,6 +823,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Local(Local::ClusterView),
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
         ],
@@ -757,6 +836,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[
             Command {
                 name: "count",
@@ -765,6 +845,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -774,6 +855,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -783,6 +865,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -792,6 +875,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -801,6 +885,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -810,6 +895,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -819,6 +905,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
         ],
@@ -830,6 +917,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[
             Command {
                 name: "get",
@@ -838,6 +926,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -847,6 +936,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -856,6 +946,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -865,6 +956,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -874,6 +966,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
         ],
@@ -885,15 +978,17 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
         name: "dbsize",
         arity: 1,
-        flags: Flags::READ.with(Flags::DANGEROUS).with(Flags::ALL_NODES),
+        flags: Flags::READ.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::AllMasters(Merge::Sum),
         subcommands: &[],
     },
     // Redis keeps no subcommand table for DEBUG; these are the common ones.
@@ -904,6 +999,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[
             Command {
                 name: "change-repl-id",
@@ -912,6 +1008,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -921,6 +1018,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -930,6 +1028,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::Range { first: 2, last: -1, step: 1 },
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -939,6 +1038,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -948,6 +1048,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -957,6 +1058,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -966,6 +1068,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -975,6 +1078,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -984,6 +1088,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -993,6 +1098,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -1002,6 +1108,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -1011,6 +1118,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -1020,6 +1128,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -1029,6 +1138,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
         ],
@@ -1040,6 +1150,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::Decr),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1049,6 +1160,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::DecrBy),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1058,6 +1170,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::Del),
+        spread: Spread::Keys(Merge::Sum),
         subcommands: &[],
     },
     Command {
@@ -1067,6 +1180,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::State(State::Discard),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1076,6 +1190,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1085,6 +1200,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: Some(StoreOp::Echo),
+        spread: Spread::One,
         subcommands: &[],
     },
     // WRITE: the script may write the keys it declares.
@@ -1095,6 +1211,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::NumKeys { numkeys_at: 2, fixed: None },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1104,6 +1221,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::NumKeys { numkeys_at: 2, fixed: None },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     // WRITE: the script may write the keys it declares.
@@ -1114,6 +1232,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::NumKeys { numkeys_at: 2, fixed: None },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1123,6 +1242,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::NumKeys { numkeys_at: 2, fixed: None },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1132,6 +1252,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::State(State::Exec),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1141,6 +1262,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::Exists),
+        spread: Spread::Keys(Merge::Sum),
         subcommands: &[],
     },
     Command {
@@ -1150,6 +1272,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::Expire),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1159,6 +1282,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::ExpireAt),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1168,6 +1292,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1177,6 +1302,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     // WRITE: the function may write the keys it declares.
@@ -1187,6 +1313,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::NumKeys { numkeys_at: 2, fixed: None },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1196,24 +1323,27 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::NumKeys { numkeys_at: 2, fixed: None },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
         name: "flushall",
         arity: -1,
-        flags: Flags::WRITE.with(Flags::ADMIN).with(Flags::DANGEROUS).with(Flags::ALL_NODES),
+        flags: Flags::WRITE.with(Flags::ADMIN).with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::AllMasters(Merge::AllOk),
         subcommands: &[],
     },
     Command {
         name: "flushdb",
         arity: -1,
-        flags: Flags::WRITE.with(Flags::DANGEROUS).with(Flags::ALL_NODES),
+        flags: Flags::WRITE.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::AllMasters(Merge::AllOk),
         subcommands: &[],
     },
     Command {
@@ -1223,14 +1353,16 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[
             Command {
                 name: "delete",
                 arity: 3,
-                flags: Flags::WRITE.with(Flags::DANGEROUS).with(Flags::ALL_NODES),
+                flags: Flags::WRITE.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::AllMasters(Merge::AllOk),
                 subcommands: &[],
             },
             Command {
@@ -1240,15 +1372,17 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
                 name: "flush",
                 arity: -2,
-                flags: Flags::WRITE.with(Flags::DANGEROUS).with(Flags::ALL_NODES),
+                flags: Flags::WRITE.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::AllMasters(Merge::AllOk),
                 subcommands: &[],
             },
             Command {
@@ -1258,15 +1392,17 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
                 name: "kill",
                 arity: 2,
-                flags: Flags::DANGEROUS.with(Flags::OUT_OF_BAND).with(Flags::ALL_NODES),
+                flags: Flags::DANGEROUS.with(Flags::OUT_OF_BAND),
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::Refused,
                 subcommands: &[],
             },
             Command {
@@ -1276,33 +1412,37 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
                 name: "load",
                 arity: -3,
-                flags: Flags::WRITE.with(Flags::DANGEROUS).with(Flags::ALL_NODES),
+                flags: Flags::WRITE.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::AllMasters(Merge::Same),
                 subcommands: &[],
             },
             Command {
                 name: "restore",
                 arity: -3,
-                flags: Flags::WRITE.with(Flags::DANGEROUS).with(Flags::ALL_NODES),
+                flags: Flags::WRITE.with(Flags::DANGEROUS),
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::Refused,
                 subcommands: &[],
             },
             Command {
                 name: "stats",
                 arity: 2,
-                flags: Flags::DANGEROUS.with(Flags::ALL_NODES),
+                flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::Refused,
                 subcommands: &[],
             },
         ],
@@ -1314,6 +1454,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1323,6 +1464,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1332,6 +1474,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1341,6 +1484,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1350,6 +1494,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::GeoRadius,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1359,6 +1504,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1368,6 +1514,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::GeoRadius,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1377,6 +1524,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1386,6 +1534,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1395,6 +1544,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1404,6 +1554,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::Get),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1413,6 +1564,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1422,6 +1574,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::GetDel),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1431,6 +1584,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1440,6 +1594,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1449,6 +1604,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::GetSet),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1458,6 +1614,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::HDel),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1467,6 +1624,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Local(Local::Hello),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1476,6 +1634,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::HExists),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1485,6 +1644,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::HGet),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1494,6 +1654,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::HGetAll),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1503,6 +1664,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::HIncrBy),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1512,6 +1674,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1521,6 +1684,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::HKeys),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1530,6 +1694,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::HLen),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1539,6 +1704,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::HMGet),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1548,6 +1714,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::HMSet),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1557,6 +1724,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1566,6 +1734,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1575,6 +1744,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::HSet),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1584,6 +1754,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1593,6 +1764,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1602,6 +1774,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::HVals),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1611,6 +1784,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::Incr),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1620,6 +1794,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::IncrBy),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1629,6 +1804,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::IncrByFloat),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1638,15 +1814,17 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
         name: "keys",
         arity: 2,
-        flags: Flags::READ.with(Flags::DANGEROUS).with(Flags::ALL_NODES),
+        flags: Flags::READ.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::AllMasters(Merge::Concat),
         subcommands: &[],
     },
     Command {
@@ -1656,6 +1834,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1665,6 +1844,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[
             Command {
                 name: "doctor",
@@ -1673,6 +1853,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -1682,6 +1863,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -1691,6 +1873,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -1700,6 +1883,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -1709,6 +1893,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -1718,6 +1903,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -1727,6 +1913,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
         ],
@@ -1738,6 +1925,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1747,6 +1935,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1756,6 +1945,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1765,6 +1955,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::LLen),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1774,6 +1965,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1783,6 +1975,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::NumKeys { numkeys_at: 1, fixed: None },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1792,6 +1985,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1801,6 +1995,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::LPop),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1810,6 +2005,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1819,6 +2015,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::LPush),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1828,6 +2025,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1837,6 +2035,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::LRange),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1846,6 +2045,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1855,6 +2055,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1864,6 +2065,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1873,6 +2075,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[
             Command {
                 name: "doctor",
@@ -1881,6 +2084,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -1890,6 +2094,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -1899,6 +2104,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -1908,6 +2114,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -1917,6 +2124,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -1926,6 +2134,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
         ],
@@ -1937,6 +2146,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::MGet),
+        spread: Spread::Keys(Merge::Values),
         subcommands: &[],
     },
     Command {
@@ -1946,6 +2156,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Migrate,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -1955,6 +2166,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[
             Command {
                 name: "help",
@@ -1963,6 +2175,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -1972,6 +2185,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -1981,6 +2195,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -1990,6 +2205,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -1999,6 +2215,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
         ],
@@ -2010,6 +2227,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::State(State::Monitor),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2019,6 +2237,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2028,6 +2247,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -1, step: 2 },
         handler: Handler::Forward,
         store: Some(StoreOp::MSet),
+        spread: Spread::Keys(Merge::AllOk),
         subcommands: &[],
     },
     Command {
@@ -2037,6 +2257,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -1, step: 2 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2046,6 +2267,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::State(State::Multi),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2055,6 +2277,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[
             Command {
                 name: "encoding",
@@ -2063,6 +2286,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -2072,6 +2296,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -2081,6 +2306,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -2090,6 +2316,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -2099,6 +2326,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
         ],
@@ -2110,6 +2338,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::Persist),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2119,6 +2348,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::PExpire),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2128,6 +2358,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::PExpireAt),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2137,6 +2368,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2146,6 +2378,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2155,6 +2388,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2164,6 +2398,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 2, last: 2, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2173,6 +2408,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2182,6 +2418,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2191,6 +2428,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: Some(StoreOp::Ping),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2200,6 +2438,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::PSetEx),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2209,6 +2448,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::State(State::Subscribe(SubKind::Pattern)),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2218,6 +2458,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Unsupported,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2227,6 +2468,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::PTtl),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2236,6 +2478,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2245,6 +2488,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[
             Command {
                 name: "channels",
@@ -2253,6 +2497,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -2262,6 +2507,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -2271,6 +2517,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -2280,6 +2527,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -2289,6 +2537,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -2298,6 +2547,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
         ],
@@ -2309,6 +2559,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::State(State::Unsubscribe(SubKind::Pattern)),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2318,15 +2569,17 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Local(Local::Quit),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
         name: "randomkey",
         arity: 1,
-        flags: Flags::READ.with(Flags::DANGEROUS).with(Flags::ALL_NODES),
+        flags: Flags::READ.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::Refused,
         subcommands: &[],
     },
     Command {
@@ -2336,6 +2589,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Local(Local::ClusterState),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2345,6 +2599,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Local(Local::ClusterState),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2354,6 +2609,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2363,6 +2619,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2372,6 +2629,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Unsupported,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2381,6 +2639,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2390,6 +2649,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Local(Local::Reset),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2399,6 +2659,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2408,6 +2669,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2417,6 +2679,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2426,6 +2689,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::RPop),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2435,6 +2699,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2444,6 +2709,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::RPush),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2453,6 +2719,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2462,6 +2729,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::SAdd),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2471,15 +2739,17 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
         name: "scan",
         arity: -2,
-        flags: Flags::READ.with(Flags::DANGEROUS).with(Flags::ALL_NODES),
+        flags: Flags::READ.with(Flags::DANGEROUS),
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::Refused,
         subcommands: &[],
     },
     Command {
@@ -2489,6 +2759,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::SCard),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2498,6 +2769,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[
             Command {
                 name: "debug",
@@ -2506,24 +2778,27 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
                 name: "exists",
                 arity: -3,
-                flags: Flags::DANGEROUS.with(Flags::ALL_NODES),
+                flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::AllMasters(Merge::And),
                 subcommands: &[],
             },
             Command {
                 name: "flush",
                 arity: -2,
-                flags: Flags::DANGEROUS.with(Flags::ALL_NODES),
+                flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::AllMasters(Merge::AllOk),
                 subcommands: &[],
             },
             Command {
@@ -2533,24 +2808,27 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
                 name: "kill",
                 arity: 2,
-                flags: Flags::DANGEROUS.with(Flags::OUT_OF_BAND).with(Flags::ALL_NODES),
+                flags: Flags::DANGEROUS.with(Flags::OUT_OF_BAND),
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::Refused,
                 subcommands: &[],
             },
             Command {
                 name: "load",
                 arity: 3,
-                flags: Flags::DANGEROUS.with(Flags::ALL_NODES),
+                flags: Flags::DANGEROUS,
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::AllMasters(Merge::Same),
                 subcommands: &[],
             },
         ],
@@ -2562,6 +2840,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2571,6 +2850,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2580,6 +2860,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Local(Local::Select),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2589,6 +2870,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::Set),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2598,6 +2880,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2607,6 +2890,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::SetEx),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2616,6 +2900,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::SetNx),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2625,6 +2910,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2634,6 +2920,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2643,6 +2930,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2652,6 +2940,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::NumKeys { numkeys_at: 1, fixed: None },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2661,6 +2950,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2670,6 +2960,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::SIsMember),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2679,6 +2970,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2688,6 +2980,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[
             Command {
                 name: "get",
@@ -2696,6 +2989,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -2705,6 +2999,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -2714,6 +3009,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -2723,6 +3019,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
         ],
@@ -2734,6 +3031,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::SMembers),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2743,6 +3041,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2752,6 +3051,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2761,6 +3061,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Sort,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2770,6 +3071,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Sort,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2779,6 +3081,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     // Shard channels are channels, not keys.
@@ -2789,6 +3092,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2798,6 +3102,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2807,6 +3112,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::SRem),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2816,6 +3122,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     // Shard channels are channels, not keys.
@@ -2826,6 +3133,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::State(State::Subscribe(SubKind::Shard)),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2835,6 +3143,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::StrLen),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2844,6 +3153,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::State(State::Subscribe(SubKind::Channel)),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2853,6 +3163,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2862,6 +3173,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2871,6 +3183,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     // Shard channels are channels, not keys.
@@ -2881,6 +3194,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::State(State::Unsubscribe(SubKind::Shard)),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2890,6 +3204,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2899,6 +3214,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Unsupported,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2908,6 +3224,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2917,6 +3234,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::Keys(Merge::Sum),
         subcommands: &[],
     },
     Command {
@@ -2926,6 +3244,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::Ttl),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2935,6 +3254,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::Type),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2944,6 +3264,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::Unlink),
+        spread: Spread::Keys(Merge::Sum),
         subcommands: &[],
     },
     Command {
@@ -2953,6 +3274,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::State(State::Unsubscribe(SubKind::Channel)),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2962,25 +3284,28 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::State(State::Unwatch),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
         name: "wait",
         arity: 3,
-        flags: Flags::BLOCKING.with(Flags::ALL_NODES),
+        flags: Flags::BLOCKING,
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::Refused,
         subcommands: &[],
     },
     // Redis 7.2.
     Command {
         name: "waitaof",
         arity: 4,
-        flags: Flags::BLOCKING.with(Flags::ALL_NODES),
+        flags: Flags::BLOCKING,
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::Refused,
         subcommands: &[],
     },
     Command {
@@ -2990,6 +3315,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: -1, step: 1 },
         handler: Handler::State(State::Watch),
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -2999,6 +3325,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3008,6 +3335,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3017,6 +3345,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3026,6 +3355,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3035,6 +3365,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3044,6 +3375,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[
             Command {
                 name: "create",
@@ -3052,6 +3384,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -3061,6 +3394,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -3070,6 +3404,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -3079,6 +3414,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -3088,6 +3424,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -3097,6 +3434,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
         ],
@@ -3108,6 +3446,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[
             Command {
                 name: "consumers",
@@ -3116,6 +3455,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -3125,6 +3465,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -3134,6 +3475,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
             Command {
@@ -3143,6 +3485,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::Range { first: 2, last: 2, step: 1 },
                 handler: Handler::Forward,
                 store: None,
+                spread: Spread::One,
                 subcommands: &[],
             },
         ],
@@ -3154,6 +3497,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3163,6 +3507,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3172,6 +3517,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3181,6 +3527,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Streams,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3190,6 +3537,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Streams,
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3199,6 +3547,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3208,6 +3557,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3217,6 +3567,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3226,6 +3577,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::ZAdd),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3235,6 +3587,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::ZCard),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3244,6 +3597,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3253,6 +3607,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::NumKeys { numkeys_at: 1, fixed: None },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3262,6 +3617,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::NumKeys { numkeys_at: 2, fixed: Some(1) },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3271,6 +3627,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::ZIncrBy),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3280,6 +3637,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::NumKeys { numkeys_at: 1, fixed: None },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3289,6 +3647,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::NumKeys { numkeys_at: 1, fixed: None },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3298,6 +3657,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::NumKeys { numkeys_at: 2, fixed: Some(1) },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3307,6 +3667,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3316,6 +3677,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::NumKeys { numkeys_at: 1, fixed: None },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3325,6 +3687,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3334,6 +3697,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3343,6 +3707,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3352,6 +3717,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3361,6 +3727,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::ZRange),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3370,6 +3737,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3379,6 +3747,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3388,6 +3757,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 2, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     // Arity -3 since Redis 7.2 (WITHSCORE).
@@ -3398,6 +3768,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3407,6 +3778,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::ZRem),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3416,6 +3788,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3425,6 +3798,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3434,6 +3808,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3443,6 +3818,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3452,6 +3828,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3461,6 +3838,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     // Arity -3 since Redis 7.2 (WITHSCORE).
@@ -3471,6 +3849,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3480,6 +3859,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3489,6 +3869,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::Range { first: 1, last: 1, step: 1 },
         handler: Handler::Forward,
         store: Some(StoreOp::ZScore),
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3498,6 +3879,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::NumKeys { numkeys_at: 1, fixed: None },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
     Command {
@@ -3507,6 +3889,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::NumKeys { numkeys_at: 2, fixed: Some(1) },
         handler: Handler::Forward,
         store: None,
+        spread: Spread::One,
         subcommands: &[],
     },
 ];

@@ -13,17 +13,18 @@
 //! limits.
 
 use super::activity::Activity;
+use super::fan::Fan;
 use super::reply::{ReplyMap, Slot};
 use super::route::{self, route, ClientState, Decision, ReplyMode, Routed};
 use super::tenant::{self, Gate};
 use super::Shared;
 use crate::cache::read::{self, CacheRead};
 use crate::cache::Scratch;
-use crate::commands::{self, Command, CommandIndex, Flags, Handler, State};
+use crate::commands::{self, Command, CommandIndex, Flags, Handler, Spread, State};
 use crate::observe;
 use crate::protocol::request::{self, Limits};
 use crate::protocol::{encode, Args};
-use crate::router::{NodeId, Unroutable, DEFAULT_NODE};
+use crate::router::{NodeId, DEFAULT_NODE};
 use crate::upstream::pool::JobResult;
 use bytes::{Bytes, BytesMut};
 use std::ops::Range;
@@ -39,6 +40,8 @@ pub enum Fate {
     Ready(Bytes),
     /// The reply to another client's identical read, in flight.
     Wait(oneshot::Receiver<JobResult>),
+    /// Spread over a Redis Cluster's masters, replies merged into one.
+    Fan(Fan),
     /// Send on the shared pool of upstream `node`: `bytes` (`None`: the
     /// request as the client sent it), its replies owed through `slot`.
     Pool { node: NodeId, bytes: Option<Bytes>, slot: Slot },
@@ -135,9 +138,10 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
     }
     let node = match cluster {
         false => DEFAULT_NODE,
-        true => match cluster_node(shared, st, &decision, cmd, &args) {
+        true => match cluster_node(shared, st, &decision, cmd, &args, bytes) {
             Ok(node) => node,
-            Err(unroutable) => return Dispatched { fate: Fate::Ready(unroutable.reply()), silent },
+            Err(Spreading::Refused(reply)) => return Dispatched { fate: Fate::Ready(reply), silent },
+            Err(Spreading::Fan(fan)) => return Dispatched { fate: Fate::Fan(fan.mapped(map)), silent },
         },
     };
     let cached = match cache_candidate {
@@ -171,10 +175,20 @@ fn keyspace_refusal(
     route::whole_keyspace(st, cmd, &Args::new(request, ranges)).map(Box::new)
 }
 
-/// The cluster node a request goes to: its keys' master. A dedicated
-/// connection goes to the node of the command that opens it (noted in
-/// `st.dedicated_node`; in a transaction the node itself refuses keys of
-/// other slots).
+/// Why a cluster request goes to no single node.
+enum Spreading {
+    /// This error is the reply (`-CROSSSLOT`).
+    Refused(Bytes),
+    /// It goes to several masters.
+    Fan(Fan),
+}
+
+/// The cluster node a request goes to: its keys' master; or the masters it
+/// is spread over (keys of several slots split by slot, a command acting
+/// on the whole keyspace sent to every master), as the table's spread
+/// says. A dedicated connection goes to the node of the command that opens
+/// it (noted in `st.dedicated_node`; in a transaction the node itself
+/// refuses keys of other slots).
 #[inline(never)]
 fn cluster_node(
     shared: &Shared,
@@ -182,11 +196,19 @@ fn cluster_node(
     decision: &Decision,
     cmd: Option<&'static Command>,
     args: &Args,
-) -> Result<NodeId, Unroutable> {
+    request: &[u8],
+) -> Result<NodeId, Spreading> {
+    let (router, Some(cluster)) = (&shared.router, shared.router.as_cluster()) else { return Ok(DEFAULT_NODE) };
     match decision {
-        Decision::Pool => shared.router.route(cmd, args),
+        Decision::Pool => match cmd.map(|cmd| (cmd, cmd.spread)) {
+            Some((_, Spread::AllMasters(merge))) => Err(Spreading::Fan(Fan::all_masters(cluster, request, merge))),
+            Some((cmd, Spread::Keys(merge))) => router.route(Some(cmd), args).map_err(|unroutable| {
+                Fan::split(cluster, cmd, args, merge).map_or(Spreading::Refused(unroutable.reply()), Spreading::Fan)
+            }),
+            _ => router.route(cmd, args).map_err(|unroutable| Spreading::Refused(unroutable.reply())),
+        },
         Decision::Dedicated { .. } | Decision::DedicatedSideEffect(_) => {
-            st.dedicated_node = shared.router.route(cmd, args).unwrap_or(DEFAULT_NODE);
+            st.dedicated_node = router.route(cmd, args).unwrap_or(DEFAULT_NODE);
             Ok(DEFAULT_NODE)
         }
         _ => Ok(DEFAULT_NODE),

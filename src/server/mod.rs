@@ -11,6 +11,7 @@ mod batch;
 mod cluster_view;
 mod control;
 mod dispatch;
+mod fan;
 mod follow;
 mod pause;
 mod redirects;

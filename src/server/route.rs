@@ -4,7 +4,7 @@
 //! decisions depend on and change.
 
 use super::{answer, cluster_view, registry};
-use crate::commands::{Command, CommandIndex, Flags, Handler, Local, State, SubKind};
+use crate::commands::{Command, CommandIndex, Flags, Handler, Local, Spread, State, SubKind};
 use crate::protocol::{encode, request::parse_int, Args, Proto};
 use crate::router::{NodeId, DEFAULT_NODE};
 use crate::upstream::pool::UpstreamInfo;
@@ -347,22 +347,24 @@ fn registry_in_multi(cmd: &Command) -> Decision {
     Decision::DedicatedSideEffect(Box::new(SideEffect { upstream: Bytes::from_static(REFUSED_IN_TRANSACTION), reply }))
 }
 
-/// With a Redis Cluster upstream, a command acting on the whole keyspace
-/// (the table's `ALL_NODES`: `KEYS`, `DBSIZE`, `FLUSHALL`, `SCRIPT LOAD`…)
-/// would be answered by one master for all: refused instead (inside MULTI
-/// so that EXEC aborts, as for a command Redis refuses while queueing).
+/// With a Redis Cluster upstream, a command that needs every master and
+/// whose replies the proxy cannot merge (the table's `Spread::Refused`:
+/// `SCAN`, `RANDOMKEY`, `WAIT`…), or any command needing every master
+/// inside a transaction (which runs on one node), would be answered by one
+/// master for all: refused instead (inside MULTI so that EXEC aborts, as
+/// for a command Redis refuses while queueing).
 pub fn whole_keyspace(st: &ClientState, cmd: &'static Command, args: &Args) -> Option<Decision> {
     let cmd = cmd.resolve(args);
-    if !cmd.flags.contains(Flags::ALL_NODES) {
-        return None;
-    }
+    let why = match cmd.spread {
+        Spread::Refused => "not supported through nearcache yet",
+        Spread::AllMasters(_) if st.multi => "not inside a transaction through nearcache",
+        _ => return None,
+    };
     let mut name = String::from_utf8_lossy(args.get(0).unwrap_or_default()).to_uppercase();
     if !name.eq_ignore_ascii_case(cmd.name) {
         name = format!("{name} {}", cmd.name.to_uppercase());
     }
-    let reply = encode::error(&format!(
-        "ERR '{name}' acts on every master of a Redis Cluster: not supported through nearcache yet"
-    ));
+    let reply = encode::error(&format!("ERR '{name}' acts on every master of a Redis Cluster: {why}"));
     Some(match st.multi {
         true => Decision::DedicatedSideEffect(Box::new(SideEffect {
             upstream: Bytes::from_static(REFUSED_IN_TRANSACTION),

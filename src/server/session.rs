@@ -12,7 +12,6 @@ use super::activity::Activity;
 use super::answer;
 use super::batch::{Batch, Source};
 use super::dispatch::{self, Apply, Ctx, Dispatched, Fate};
-use super::follow;
 use super::redirects;
 use super::registry::{self, Caller};
 use super::reply::{pool_replies, ReplyMap, Slot};
@@ -20,6 +19,7 @@ use super::route::{ClientState, ClientsOp, Decision, Login, SideEffect};
 use super::socket::ClientWriter;
 use super::tenant;
 use super::users::{Credentials, MAX_USERS};
+use super::{fan, follow};
 use super::{NodePools, Pools, Shared};
 use crate::cache::Scratch;
 use crate::observe;
@@ -435,6 +435,12 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             }
             Fate::Wait(rx) => {
                 self.flush_batch(input, now);
+                self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
+                self.in_flight += 1;
+            }
+            Fate::Fan(fan) => {
+                self.flush_batch(input, now);
+                let rx = fan::send(&self.shared, &self.pools, fan, self.st.proto, self.st.id as usize, now);
                 self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
                 self.in_flight += 1;
             }

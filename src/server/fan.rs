@@ -1,0 +1,230 @@
+//! One request made several for a Redis Cluster's masters, and their
+//! replies made one: the fragments of Envoy's splitter. A multi-key command
+//! whose keys span slots is split by slot (`MGET`, `MSET`, `DEL`, `EXISTS`,
+//! `UNLINK`, `TOUCH`: the table's `Spread::Keys`); a command acting on the
+//! whole keyspace goes to every master (`DBSIZE`, `KEYS`, `FLUSHALL`,
+//! `SCRIPT LOAD`…: `Spread::AllMasters`). The parts go out in parallel,
+//! each on its node's pool with its redirections followed (`follow`), and
+//! their replies are merged as the table's [`Merge`] says; the first error
+//! among them is the client's reply.
+
+use super::follow;
+use super::reply::ReplyMap;
+use super::{Pools, Shared};
+use crate::commands::{key_indices, Command, Merge};
+use crate::protocol::scan::Frames;
+use crate::protocol::{encode, Args, Proto};
+use crate::router::cluster::Cluster;
+use crate::router::{slot, NodeId};
+use crate::upstream::pool::JobResult;
+use crate::upstream::UpstreamError;
+use bytes::{Bytes, BytesMut};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// A request spread over several masters.
+pub struct Fan {
+    parts: Vec<Part>,
+    merge: Merge,
+    /// Keys of the whole request ([`Merge::Values`]).
+    keys: usize,
+    /// Applied to the merged reply (a tenant's key names).
+    map: Option<ReplyMap>,
+}
+
+/// One master's share of a request.
+struct Part {
+    node: NodeId,
+    request: Bytes,
+    /// Where each of its keys' values goes in the merged reply.
+    positions: Vec<usize>,
+}
+
+impl Fan {
+    /// `cmd`'s request `args` split by slot: one part per slot, with that
+    /// slot's keys and what follows each up to the next key (`MSET`'s
+    /// values), in the request's order. `None` when its keys cannot be
+    /// located.
+    pub fn split(cluster: &Cluster, cmd: &Command, args: &Args, merge: Merge) -> Option<Fan> {
+        let mut at = Vec::new();
+        key_indices(cmd, args, &mut at).ok()?;
+        let mut by_slot: BTreeMap<u16, (Vec<&[u8]>, Vec<usize>)> = BTreeMap::new();
+        for (n, &position) in at.iter().enumerate() {
+            let end = at.get(n + 1).copied().unwrap_or(args.len());
+            let slot = slot::of(args.get(position)?);
+            let (words, positions) = by_slot.entry(slot).or_default();
+            words.extend((position..end).filter_map(|i| args.get(i)));
+            positions.push(n);
+        }
+        let name = args.get(0)?;
+        let parts = by_slot
+            .into_iter()
+            .map(|(slot, (words, positions))| {
+                let mut request = BytesMut::new();
+                encode::command(&mut request, std::iter::once(name).chain(words).collect::<Vec<_>>().into_iter());
+                Part { node: cluster.slot_node(slot), request: request.freeze(), positions }
+            })
+            .collect();
+        Some(Fan { parts, merge, keys: at.len(), map: None })
+    }
+
+    /// `request` sent to every master serving slots.
+    pub fn all_masters(cluster: &Cluster, request: &[u8], merge: Merge) -> Fan {
+        let request = Bytes::copy_from_slice(request);
+        let parts = cluster
+            .slots_per_node()
+            .into_iter()
+            .filter(|&(_, slots)| slots > 0)
+            .map(|(node, _)| Part { node, request: request.clone(), positions: Vec::new() })
+            .collect();
+        Fan { parts, merge, keys: 0, map: None }
+    }
+
+    /// The merged reply goes through `map` too.
+    pub fn mapped(mut self, map: Option<ReplyMap>) -> Fan {
+        self.map = map;
+        self
+    }
+}
+
+/// Sends every part of `fan`; the receiver gets the merged reply.
+pub fn send(
+    shared: &Arc<Shared>,
+    pools: &Arc<Pools>,
+    fan: Fan,
+    proto: Proto,
+    affinity: usize,
+    started: Instant,
+) -> oneshot::Receiver<JobResult> {
+    let Fan { parts, merge, keys, map } = fan;
+    let sent: Vec<_> = parts
+        .iter()
+        .map(|part| {
+            let batch = follow::Send { node: part.node, proto, affinity, payload: &part.request, replies: 1, started };
+            follow::send(shared, pools, batch)
+        })
+        .collect();
+    let positions: Vec<Vec<usize>> = parts.into_iter().map(|p| p.positions).collect();
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let mut replies = Vec::with_capacity(sent.len());
+        for rx in sent {
+            replies.push(rx.await.unwrap_or(Err(UpstreamError::ConnectionLost)));
+        }
+        let merged = replies.into_iter().collect::<Result<Vec<_>, _>>().map(|replies| {
+            let reply = combine(merge, keys, &positions, replies);
+            map.map_or(reply.clone(), |map| if reply.first() == Some(&b'-') { reply } else { map(reply) })
+        });
+        let _ = tx.send(merged);
+    });
+    rx
+}
+
+/// The client's reply from the parts' `replies` (one frame each, in part
+/// order, `positions` the parts' keys).
+fn combine(merge: Merge, keys: usize, positions: &[Vec<usize>], replies: Vec<Bytes>) -> Bytes {
+    if let Some(error) = replies.iter().find(|r| r.first() == Some(&b'-')) {
+        return error.clone();
+    }
+    let merged = match merge {
+        Merge::Values => values(keys, positions, &replies),
+        Merge::Sum => replies.iter().map(|r| integer(r)).sum::<Option<i64>>().map(|n| {
+            let mut out = BytesMut::new();
+            encode::integer(&mut out, n);
+            out.freeze()
+        }),
+        Merge::AllOk => Some(Bytes::from_static(encode::OK)),
+        Merge::Concat => concat(&replies),
+        Merge::Same => replies.windows(2).all(|w| w[0] == w[1]).then(|| replies.first().cloned()).flatten(),
+        Merge::And => and(&replies),
+    };
+    merged.unwrap_or_else(|| encode::error("ERR the cluster's masters gave replies nearcache cannot merge"))
+}
+
+/// The integer of an integer reply.
+fn integer(reply: &[u8]) -> Option<i64> {
+    std::str::from_utf8(reply.strip_prefix(b":")?.strip_suffix(b"\r\n")?).ok()?.parse().ok()
+}
+
+/// Each part's array elements put back at their keys' positions.
+fn values(keys: usize, positions: &[Vec<usize>], replies: &[Bytes]) -> Option<Bytes> {
+    let mut slots: Vec<Option<Bytes>> = vec![None; keys];
+    for (reply, positions) in replies.iter().zip(positions) {
+        for (element, &at) in Frames::elements(reply.clone())?.zip(positions) {
+            *slots.get_mut(at)? = Some(element);
+        }
+    }
+    let mut out = BytesMut::new();
+    encode::header(&mut out, b'*', keys);
+    for element in slots {
+        out.extend_from_slice(&element?);
+    }
+    Some(out.freeze())
+}
+
+/// Every part's array elements, one array (of the first part's type).
+fn concat(replies: &[Bytes]) -> Option<Bytes> {
+    let kind = *replies.first()?.first()?;
+    let mut elements = Vec::new();
+    for reply in replies {
+        elements.extend(Frames::elements(reply.clone())?);
+    }
+    let mut out = BytesMut::new();
+    encode::header(&mut out, kind, elements.len());
+    elements.iter().for_each(|e| out.extend_from_slice(e));
+    Some(out.freeze())
+}
+
+/// Arrays of 0/1, combined element by element: 1 only where every part
+/// says 1.
+fn and(replies: &[Bytes]) -> Option<Bytes> {
+    let mut all: Option<Vec<i64>> = None;
+    for reply in replies {
+        let these: Vec<i64> = Frames::elements(reply.clone())?.map(|e| integer(&e)).collect::<Option<_>>()?;
+        all = Some(match all {
+            None => these,
+            Some(all) if all.len() == these.len() => all.iter().zip(&these).map(|(a, b)| (*a).min(*b)).collect(),
+            Some(_) => return None,
+        });
+    }
+    let all = all?;
+    let mut out = BytesMut::new();
+    encode::header(&mut out, b'*', all.len());
+    all.iter().for_each(|&n| encode::integer(&mut out, n));
+    Some(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn replies_are_merged_as_the_table_says() {
+        let values = combine(
+            Merge::Values,
+            3,
+            &[vec![0, 2], vec![1]],
+            vec![b("*2\r\n$1\r\na\r\n$-1\r\n"), b("*1\r\n$1\r\nb\r\n")],
+        );
+        assert_eq!(values, b("*3\r\n$1\r\na\r\n$1\r\nb\r\n$-1\r\n"));
+        assert_eq!(combine(Merge::Sum, 0, &[], vec![b(":2\r\n"), b(":3\r\n")]), b(":5\r\n"));
+        assert_eq!(combine(Merge::AllOk, 0, &[], vec![b("+OK\r\n"), b("+OK\r\n")]), b("+OK\r\n"));
+        assert_eq!(combine(Merge::Sum, 0, &[], vec![b(":2\r\n"), b("-ERR x\r\n")]), b("-ERR x\r\n"));
+        assert_eq!(
+            combine(Merge::Concat, 0, &[], vec![b("*1\r\n$1\r\na\r\n"), b("*0\r\n"), b("*1\r\n$1\r\nc\r\n")]),
+            b("*2\r\n$1\r\na\r\n$1\r\nc\r\n")
+        );
+        assert_eq!(combine(Merge::Same, 0, &[], vec![b("$1\r\nx\r\n"), b("$1\r\nx\r\n")]), b("$1\r\nx\r\n"));
+        assert!(combine(Merge::Same, 0, &[], vec![b("$1\r\nx\r\n"), b("$1\r\ny\r\n")]).starts_with(b"-ERR"));
+        assert_eq!(
+            combine(Merge::And, 0, &[], vec![b("*2\r\n:1\r\n:1\r\n"), b("*2\r\n:1\r\n:0\r\n")]),
+            b("*2\r\n:1\r\n:0\r\n")
+        );
+    }
+}
