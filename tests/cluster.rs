@@ -321,7 +321,13 @@ fn a_replica_promoted_in_place_of_a_dead_master_is_followed() {
     cluster.nodes[1].kill();
     let started = std::time::Instant::now();
     let back = eventually(Duration::from_secs(30), || client.call(&["INCR", &format!("{{{key}}}:n")]).starts_with(':'));
-    assert!(back, "writes to the dead master's slots never came back");
+    assert!(
+        back,
+        "writes to the dead master's slots never came back: {:?}, the replica sees {}, the seed says {:?}",
+        client.call(&["INCR", &format!("{{{key}}}:n")]),
+        direct.call(&["CLUSTER", "NODES"]),
+        cluster.direct(0).call(&["CLUSTER", "SHARDS"])
+    );
     assert_eq!(client.call(&["GET", &key]), "$4\r\nkept\r\n");
     assert_eq!(direct.call(&["GET", &key]), "$4\r\nkept\r\n", "served by the promoted replica");
     eprintln!("writes back {:?} after the master died", started.elapsed());

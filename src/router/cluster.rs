@@ -217,23 +217,34 @@ fn node_config(base: &UpstreamConfig, addr: &str) -> UpstreamConfig {
 }
 
 /// One node's view of the topology: `CLUSTER SHARDS`, or `CLUSTER SLOTS`
-/// where that is unknown (Redis < 7.0).
+/// where that is unknown (Redis < 7.0) or leaves slots out (Redis 7.2.6
+/// lists the shard of a master replaced by its replica with no slots).
 async fn ask(config: &UpstreamConfig) -> Result<Vec<Shard>, TopologyError> {
     let failed = |e: UpstreamError| TopologyError::Refused(e.to_string());
     let mut conn = DedicatedConn::open(config, Proto::Resp2, "topology").await.map_err(failed)?;
+    let limit = config.request_timeout;
     let mut request = bytes::BytesMut::new();
     encode::command(&mut request, [&b"CLUSTER"[..], b"SHARDS"].into_iter());
-    let limit = config.request_timeout;
     let reply = exchange(&mut conn, &request, limit).await.map_err(failed)?;
-    match topology::parse_shards(&reply, &config.url.addr, config.url.tls) {
-        Err(TopologyError::Refused(_)) => {
-            request.clear();
-            encode::command(&mut request, [&b"CLUSTER"[..], b"SLOTS"].into_iter());
-            let reply = exchange(&mut conn, &request, limit).await.map_err(failed)?;
-            topology::parse_slots(&reply, &config.url.addr)
-        }
-        parsed => parsed,
-    }
+    let shards = match topology::parse_shards(&reply, &config.url.addr, config.url.tls) {
+        Ok(shards) if covered(&shards) == slot::SLOTS => return Ok(shards),
+        Ok(shards) => Some(shards),
+        Err(TopologyError::Refused(_)) => None,
+        Err(e) => return Err(e),
+    };
+    request.clear();
+    encode::command(&mut request, [&b"CLUSTER"[..], b"SLOTS"].into_iter());
+    let reply = exchange(&mut conn, &request, limit).await.map_err(failed)?;
+    let slots = topology::parse_slots(&reply, &config.url.addr)?;
+    Ok(match shards {
+        Some(shards) if covered(&shards) >= covered(&slots) => shards,
+        _ => slots,
+    })
+}
+
+/// Slots the masters of `shards` serve.
+fn covered(shards: &[Shard]) -> usize {
+    shards.iter().flat_map(|s| &s.ranges).map(|&(start, end)| usize::from(end - start) + 1).sum()
 }
 
 async fn exchange(conn: &mut DedicatedConn, request: &[u8], limit: Duration) -> Result<bytes::Bytes, UpstreamError> {

@@ -42,7 +42,10 @@ pub fn parse_shards(reply: &[u8], asked: &str, tls: bool) -> Result<Vec<Shard>, 
             let node = pairs(node)?;
             let role = field(&node, "role").and_then(text);
             let health = field(&node, "health").and_then(text);
-            if role.as_deref() != Some("master") || health.as_deref() == Some("failed") || ranges.is_empty() {
+            // A failed master stays listed (as a master, with the shard's
+            // slots) next to the replica promoted in its place.
+            let healthy = health.as_deref().is_none_or(|h| h == "online");
+            if role.as_deref() != Some("master") || !healthy || ranges.is_empty() {
                 continue;
             }
             let port_field = if tls && field(&node, "tls-port").is_some() { "tls-port" } else { "port" };
