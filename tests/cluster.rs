@@ -9,6 +9,7 @@
 mod common;
 
 use common::{direct_raw, eventually, metric, Proxy, Raw, RedisServer};
+use nearcache::protocol::scan::Frames;
 use nearcache::router::slot;
 use std::time::Duration;
 
@@ -80,6 +81,15 @@ impl Cluster {
     }
 }
 
+/// A `SCAN` reply's cursor and keys.
+fn scan_reply(reply: Vec<u8>) -> (String, Vec<String>) {
+    let text = |bulk: bytes::Bytes| String::from_utf8_lossy(&bulk).lines().nth(1).unwrap_or_default().to_string();
+    let mut parts = Frames::elements(bytes::Bytes::from(reply)).expect("an array");
+    let cursor = parts.next().map(text).unwrap_or_default();
+    let keys = parts.next().and_then(Frames::elements).map(|keys| keys.map(text).collect()).unwrap_or_default();
+    (cursor, keys)
+}
+
 #[test]
 fn keys_go_to_their_slots_master_and_cross_slot_requests_are_refused() {
     let cluster = Cluster::start(3);
@@ -106,8 +116,8 @@ fn keys_go_to_their_slots_master_and_cross_slot_requests_are_refused() {
     assert_eq!(client.call(&["SUNIONSTORE", &apart.0, &apart.1]), crossslot);
     // What needs every master with no merge yet is refused, not answered
     // for one.
-    let scan = client.call(&["SCAN", "0"]);
-    assert!(scan.starts_with("-ERR 'SCAN' acts on every master"), "{scan:?}");
+    let wait = client.call(&["WAIT", "0", "0"]);
+    assert!(wait.starts_with("-ERR 'WAIT' acts on every master"), "{wait:?}");
     assert_eq!(client.call(&["PING"]), "+PONG\r\n");
 }
 
@@ -145,8 +155,26 @@ fn multi_key_commands_are_split_and_keyspace_commands_fan_out() {
     for (i, key) in [(0, &keys[0]), (2, &keys[2]), (5, &keys[5])] {
         assert_eq!(client.call(&["EVALSHA", &sha, "1", key]), format!("$2\r\nv{i}\r\n"));
     }
+    // SCAN walks every master behind one cursor: each key once.
+    let mut seen = Vec::new();
+    let mut cursor = "0".to_string();
+    for _ in 0..100 {
+        let (next, keys) = scan_reply(client.read_frame_after(&["SCAN", &cursor, "COUNT", "1"]));
+        (cursor, seen) = (next, [seen, keys].concat());
+        if cursor == "0" {
+            break;
+        }
+    }
+    seen.sort();
+    let mut expected: Vec<String> = [0, 2, 3, 5].iter().map(|&i| keys[i].clone()).collect();
+    expected.sort();
+    assert_eq!((cursor.as_str(), seen), ("0", expected));
+    assert_eq!(client.call(&["SCAN", "not-a-cursor"]), "-ERR invalid cursor\r\n");
+    let random = client.call(&["RANDOMKEY"]);
+    assert!([0, 2, 3, 5].iter().any(|&i| random.contains(keys[i].as_str())), "{random:?}");
     assert_eq!(client.call(&["FLUSHALL"]), "+OK\r\n");
     assert_eq!(client.call(&["DBSIZE"]), ":0\r\n");
+    assert_eq!(client.call(&["RANDOMKEY"]), "$-1\r\n");
     assert_eq!(client.call(&["MGET", &keys[0], &keys[5]]), "*2\r\n$-1\r\n$-1\r\n");
 }
 
@@ -277,7 +305,10 @@ fn tenants_keep_hash_tags_and_whole_keyspace_commands_are_refused() {
     assert_eq!(cluster.direct(2).call(&["GET", &format!("acme:{a}")]), "$1\r\n1\r\n");
     assert_eq!(client.call(&["MGET", &a, &b]), "*2\r\n$1\r\n1\r\n$1\r\n2\r\n");
     let refused = client.call(&["RANDOMKEY"]);
-    assert!(refused.starts_with("-ERR 'RANDOMKEY' acts on every master"), "{refused:?}");
+    assert!(
+        refused.starts_with("-ERR 'RANDOMKEY' acts on every master of a Redis Cluster: not for tenants"),
+        "{refused:?}"
+    );
     assert_eq!(client.call(&["MULTI"]), "+OK\r\n");
     assert_eq!(client.call(&["SET", &a, "3"]), "+QUEUED\r\n");
     let refused = client.call(&["KEYS", "*"]);
@@ -320,6 +351,12 @@ fn a_replica_promoted_in_place_of_a_dead_master_is_followed() {
 
     cluster.nodes[1].kill();
     let started = std::time::Instant::now();
+    // Until the replica takes over, the proxy still answers for the others.
+    let degraded = eventually(Duration::from_secs(10), || {
+        let (status, body) = proxy.admin_get("/ready");
+        status == 200 && body.contains(r#""upstream":"degraded""#) && body.contains(r#""state":"down""#)
+    });
+    assert!(degraded, "/ready: {}", proxy.admin_get("/ready").1);
     let back = eventually(Duration::from_secs(30), || client.call(&["INCR", &format!("{{{key}}}:n")]).starts_with(':'));
     assert!(
         back,
@@ -330,5 +367,7 @@ fn a_replica_promoted_in_place_of_a_dead_master_is_followed() {
     );
     assert_eq!(client.call(&["GET", &key]), "$4\r\nkept\r\n");
     assert_eq!(direct.call(&["GET", &key]), "$4\r\nkept\r\n", "served by the promoted replica");
+    let (status, ready) = proxy.admin_get("/ready");
+    assert!(status == 200 && ready.contains(r#""upstream":"up""#), "{ready}");
     eprintln!("writes back {:?} after the master died", started.elapsed());
 }

@@ -194,6 +194,18 @@ struct Ready<'a> {
     /// Why the upstream refuses the journal's replay.
     #[serde(skip_serializing_if = "Option::is_none")]
     refused: Option<&'a str>,
+    /// A Redis Cluster's masters.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    nodes: &'a [NodeReady],
+}
+
+/// One cluster master in `/ready`.
+#[derive(Serialize)]
+struct NodeReady {
+    upstream: String,
+    /// `up` or `down` (its circuit is open).
+    state: &'static str,
+    slots: usize,
 }
 
 /// 200 while requests are answered, from upstream or from failover; 503
@@ -202,20 +214,35 @@ struct Ready<'a> {
 /// requests get an error until it accepts it).
 async fn ready(State(admin): State<Arc<Admin>>) -> Response {
     let s = admin.failover.status();
+    let nodes: Vec<NodeReady> = admin
+        .control
+        .cluster_nodes()
+        .into_iter()
+        .map(|n| NodeReady { upstream: n.upstream, state: if n.up { "up" } else { "down" }, slots: n.slots })
+        .collect();
+    let up = nodes.iter().filter(|n| n.state == "up").count();
+    // A cluster answers while one master does (the others' slots fail).
+    let (upstream, upstream_up) = match (nodes.len(), up) {
+        (0, _) => (if s.upstream_up { "up" } else { "down" }, s.upstream_up),
+        (all, up) if up == all => ("up", true),
+        (_, 0) => ("down", false),
+        _ => ("degraded", true),
+    };
     let mode = match (&s.replay_refused, s.failover) {
         (Some(_), true) => "replay_refused",
         (_, true) => "failover",
         (_, false) => "normal",
     };
     let body = Ready {
-        upstream: if s.upstream_up { "up" } else { "down" },
+        upstream,
         mode,
         journal_entries: s.journal_entries,
         dead_letters: s.dead_letters,
         circuit_opened: s.circuit_opened,
         refused: s.replay_refused.as_deref(),
+        nodes: &nodes,
     };
-    let answering = s.upstream_up || (s.enabled && s.replay_refused.is_none());
+    let answering = upstream_up || (s.enabled && s.replay_refused.is_none());
     json(if answering { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
 }
 
@@ -341,6 +368,7 @@ mod tests {
             dead_letters: 0,
             circuit_opened: 1,
             refused: None,
+            nodes: &[],
         };
         assert_eq!(
             to_json(&ready),
@@ -394,9 +422,11 @@ mod tests {
             dead_letters: 0,
             circuit_opened: 0,
             refused: Some(hostile),
+            nodes: &[NodeReady { upstream: "redis://h:1/0".into(), state: "down", slots: 16384 }],
         };
         let parsed: serde_json::Value = serde_json::from_str(&to_json(&ready)).expect("valid JSON");
         assert_eq!(parsed["refused"], hostile);
+        assert_eq!(parsed["nodes"][0]["state"], "down");
     }
 
     #[tokio::test]

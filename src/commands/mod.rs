@@ -166,8 +166,11 @@ pub enum Spread {
     Keys(Merge),
     /// Sent to every master.
     AllMasters(Merge),
+    /// A cursor over every master in turn (`SCAN`): the proxy's cursor
+    /// names the master and that master's cursor.
+    Cursor,
     /// Needs every master, and no merge of their replies is offered yet
-    /// (`SCAN`, `RANDOMKEY`, `WAIT`…): refused with a cluster.
+    /// (`WAIT`, `SCRIPT KILL`…): refused with a cluster.
     Refused,
 }
 
@@ -186,6 +189,8 @@ pub enum Merge {
     Same,
     /// Arrays of 0/1 combined element by element with AND (SCRIPT EXISTS).
     And,
+    /// One of the replies that is not nil, picked at random (RANDOMKEY).
+    Any,
 }
 
 /// Commands that create or end per-connection upstream state.

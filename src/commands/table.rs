@@ -2579,7 +2579,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
-        spread: Spread::Refused,
+        spread: Spread::AllMasters(Merge::Any),
         subcommands: &[],
     },
     Command {
@@ -2749,7 +2749,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
-        spread: Spread::Refused,
+        spread: Spread::Cursor,
         subcommands: &[],
     },
     Command {

@@ -203,6 +203,11 @@ impl Cluster {
         }
         counts.into_iter().enumerate().collect()
     }
+
+    /// The nodes serving slots now, in [`NodeId`] order.
+    pub fn masters(&self) -> Vec<NodeId> {
+        self.slots_per_node().into_iter().filter(|&(_, slots)| slots > 0).map(|(id, _)| id).collect()
+    }
 }
 
 /// `base` with `addr` (`host:port`) as its address.

@@ -41,6 +41,13 @@ pub struct Control {
     clients: Arc<Clients>,
 }
 
+/// One cluster master, for `/ready`.
+pub struct NodeReport {
+    pub upstream: String,
+    pub up: bool,
+    pub slots: usize,
+}
+
 impl Control {
     pub(super) fn new(source: ConfigSource, running: Config, shared: Arc<Shared>, clients: Arc<Clients>) -> Control {
         Control { source, running: Mutex::new(running), shared, clients }
@@ -49,6 +56,22 @@ impl Control {
     /// Connected clients: in all, and per tenant (empty without tenants).
     pub fn clients(&self) -> (usize, Vec<(String, usize)>) {
         (self.clients.count(), self.shared.tenancy.connections())
+    }
+
+    /// A Redis Cluster upstream's masters: each one's URL, whether its
+    /// circuit lets requests through, and how many slots it serves; empty
+    /// for a single Redis.
+    pub fn cluster_nodes(&self) -> Vec<NodeReport> {
+        let Some(cluster) = self.shared.router.as_cluster() else { return Vec::new() };
+        cluster
+            .slots_per_node()
+            .into_iter()
+            .filter(|&(_, slots)| slots > 0)
+            .map(|(id, slots)| {
+                let node = cluster.node(id);
+                NodeReport { upstream: node.config.url.to_string(), up: node.health.breaker.allows(), slots }
+            })
+            .collect()
     }
 
     /// Re-reads the file and applies it; the error names the file, key and

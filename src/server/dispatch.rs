@@ -93,13 +93,16 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
     // One lookup serves the gate and routing, unless the gate rewrote the
     // request into another command.
     let mut found = Args::new(rewritten.as_deref().unwrap_or(request), ranges).get(0).and_then(commands::lookup);
-    // With a cluster, checked on the request as the client sent it (a
-    // tenant's RANDOMKEY runs as a script), applied once the gate let it by.
+    // With a cluster, the command as the client sent it decides how it
+    // spreads over the masters (a tenant's RANDOMKEY runs as a script).
     let cluster = st.cluster_view.is_some();
-    let whole_keyspace = match found {
-        Some((_, cmd)) if cluster => keyspace_refusal(st, cmd, rewritten.as_deref().unwrap_or(request), ranges),
+    let sent = match found {
+        Some((_, cmd)) if cluster => {
+            Some((cmd, cmd.resolve(&Args::new(rewritten.as_deref().unwrap_or(request), ranges))))
+        }
         _ => None,
     };
+    let mut renamed = false;
     if shared.tenancy.enabled() {
         let args = Args::new(rewritten.as_deref().unwrap_or(request), ranges);
         let held = tenant::Held { multi: st.multi, state: st.needs_dedicated() };
@@ -117,13 +120,14 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
                 if !name.zip(found).is_some_and(|(name, (_, cmd))| name.eq_ignore_ascii_case(cmd.name.as_bytes())) {
                     // RANDOMKEY runs as a script.
                     found = name.and_then(commands::lookup);
+                    renamed = true;
                 }
                 rewritten = Some(request);
                 map = reply_map;
             }
         }
     }
-    if let Some(decision) = whole_keyspace {
+    if let Some(decision) = sent.and_then(|(top, cmd)| keyspace_refusal(st, top, cmd, renamed)) {
         let refused = Apply { decision: *decision, map: None, rewritten: None };
         return Dispatched { fate: Fate::Apply(refused), silent: false };
     }
@@ -163,16 +167,11 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
     Dispatched { fate, silent }
 }
 
-/// A command a cluster cannot answer on one node (see
+/// A command a cluster cannot run as asked (see
 /// [`route::whole_keyspace`]).
 #[inline(never)]
-fn keyspace_refusal(
-    st: &ClientState,
-    cmd: &'static Command,
-    request: &[u8],
-    ranges: &[Range<usize>],
-) -> Option<Box<Decision>> {
-    route::whole_keyspace(st, cmd, &Args::new(request, ranges)).map(Box::new)
+fn keyspace_refusal(st: &ClientState, top: &Command, cmd: &Command, renamed: bool) -> Option<Box<Decision>> {
+    route::whole_keyspace(st, top, cmd, renamed).map(Box::new)
 }
 
 /// Why a cluster request goes to no single node.
@@ -202,6 +201,7 @@ fn cluster_node(
     match decision {
         Decision::Pool => match cmd.map(|cmd| (cmd, cmd.spread)) {
             Some((_, Spread::AllMasters(merge))) => Err(Spreading::Fan(Fan::all_masters(cluster, request, merge))),
+            Some((_, Spread::Cursor)) => Err(Fan::scan(cluster, args).map_or_else(Spreading::Refused, Spreading::Fan)),
             Some((cmd, Spread::Keys(merge))) => router.route(Some(cmd), args).map_err(|unroutable| {
                 Fan::split(cluster, cmd, args, merge).map_or(Spreading::Refused(unroutable.reply()), Spreading::Fan)
             }),

@@ -3,7 +3,9 @@
 //! whose keys span slots is split by slot (`MGET`, `MSET`, `DEL`, `EXISTS`,
 //! `UNLINK`, `TOUCH`: the table's `Spread::Keys`); a command acting on the
 //! whole keyspace goes to every master (`DBSIZE`, `KEYS`, `FLUSHALL`,
-//! `SCRIPT LOAD`…: `Spread::AllMasters`). The parts go out in parallel,
+//! `SCRIPT LOAD`…: `Spread::AllMasters`); `SCAN` walks the masters one
+//! after the other behind a cursor of the proxy's (`Spread::Cursor`). The
+//! parts go out in parallel,
 //! each on its node's pool with its redirections followed (`follow`), and
 //! their replies are merged as the table's [`Merge`] says; the first error
 //! among them is the client's reply.
@@ -24,10 +26,25 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
 
+/// Bits of the proxy's `SCAN` cursor naming the node (a [`NodeId`]); the
+/// node's own cursor is above them. Node ids stay below
+/// [`crate::router::cluster::MAX_NODES`].
+const CURSOR_NODE_BITS: u32 = 10;
+
+/// How the parts' replies make the client's.
+#[derive(Clone, Copy)]
+enum Combine {
+    /// As the command table says.
+    Table(Merge),
+    /// `SCAN` on `node`, `next` the master after it: the node's cursor
+    /// becomes the proxy's.
+    Scan { node: NodeId, next: Option<NodeId> },
+}
+
 /// A request spread over several masters.
 pub struct Fan {
     parts: Vec<Part>,
-    merge: Merge,
+    merge: Combine,
     /// Keys of the whole request ([`Merge::Values`]).
     keys: usize,
     /// Applied to the merged reply (a tenant's key names).
@@ -67,19 +84,46 @@ impl Fan {
                 Part { node: cluster.slot_node(slot), request: request.freeze(), positions }
             })
             .collect();
-        Some(Fan { parts, merge, keys: at.len(), map: None })
+        Some(Fan { parts, merge: Combine::Table(merge), keys: at.len(), map: None })
     }
 
     /// `request` sent to every master serving slots.
     pub fn all_masters(cluster: &Cluster, request: &[u8], merge: Merge) -> Fan {
         let request = Bytes::copy_from_slice(request);
         let parts = cluster
-            .slots_per_node()
+            .masters()
             .into_iter()
-            .filter(|&(_, slots)| slots > 0)
-            .map(|(node, _)| Part { node, request: request.clone(), positions: Vec::new() })
+            .map(|node| Part { node, request: request.clone(), positions: Vec::new() })
             .collect();
-        Fan { parts, merge, keys: 0, map: None }
+        Fan { parts, merge: Combine::Table(merge), keys: 0, map: None }
+    }
+
+    /// `SCAN cursor …` (`args`) as the step of the proxy's cursor: the
+    /// master it names (the first one for 0) is asked with its own cursor;
+    /// when that master is done, the cursor moves on to the next master.
+    /// `Err`: Redis' reply to a cursor that is not one.
+    pub fn scan(cluster: &Cluster, args: &Args) -> Result<Fan, Bytes> {
+        let invalid = || encode::error("ERR invalid cursor");
+        let cursor: u64 = std::str::from_utf8(args.get(1).unwrap_or_default())
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(invalid)?;
+        let masters = cluster.masters();
+        let (node, at) = match cursor {
+            0 => (*masters.first().ok_or_else(invalid)?, 0),
+            c => ((c & ((1 << CURSOR_NODE_BITS) - 1)) as NodeId, c >> CURSOR_NODE_BITS),
+        };
+        if cluster.nodes().nth(node).is_none() {
+            return Err(invalid());
+        }
+        let at = at.to_string();
+        let words: Vec<&[u8]> =
+            args.iter().enumerate().map(|(i, word)| if i == 1 { at.as_bytes() } else { word }).collect();
+        let mut request = BytesMut::new();
+        encode::command(&mut request, words.into_iter());
+        let next = masters.into_iter().find(|&m| m > node);
+        let part = Part { node, request: request.freeze(), positions: Vec::new() };
+        Ok(Fan { parts: vec![part], merge: Combine::Scan { node, next }, keys: 0, map: None })
     }
 
     /// The merged reply goes through `map` too.
@@ -124,10 +168,17 @@ pub fn send(
 
 /// The client's reply from the parts' `replies` (one frame each, in part
 /// order, `positions` the parts' keys).
-fn combine(merge: Merge, keys: usize, positions: &[Vec<usize>], replies: Vec<Bytes>) -> Bytes {
+fn combine(merge: Combine, keys: usize, positions: &[Vec<usize>], replies: Vec<Bytes>) -> Bytes {
     if let Some(error) = replies.iter().find(|r| r.first() == Some(&b'-')) {
         return error.clone();
     }
+    let merge = match merge {
+        Combine::Table(merge) => merge,
+        Combine::Scan { node, next } => {
+            let stepped = replies.first().and_then(|reply| scan_step(reply, node, next));
+            return stepped.unwrap_or_else(|| encode::error("ERR a SCAN reply nearcache cannot read"));
+        }
+    };
     let merged = match merge {
         Merge::Values => values(keys, positions, &replies),
         Merge::Sum => replies.iter().map(|r| integer(r)).sum::<Option<i64>>().map(|n| {
@@ -139,8 +190,43 @@ fn combine(merge: Merge, keys: usize, positions: &[Vec<usize>], replies: Vec<Byt
         Merge::Concat => concat(&replies),
         Merge::Same => replies.windows(2).all(|w| w[0] == w[1]).then(|| replies.first().cloned()).flatten(),
         Merge::And => and(&replies),
+        Merge::Any => any(replies),
     };
     merged.unwrap_or_else(|| encode::error("ERR the cluster's masters gave replies nearcache cannot merge"))
+}
+
+/// `node`'s `SCAN` reply with the proxy's cursor: the node's next one, or
+/// the start of `next` once the node is done, or 0 after the last master.
+fn scan_step(reply: &Bytes, node: NodeId, next: Option<NodeId>) -> Option<Bytes> {
+    let mut elements = Frames::elements(reply.clone())?;
+    let (cursor, keys) = (elements.next()?, elements.next()?);
+    let digits = std::str::from_utf8(&cursor).ok()?.lines().nth(1)?;
+    let at: u64 = digits.parse().ok()?;
+    let proxy = match (at, next) {
+        (0, Some(next)) => next as u64,
+        (0, None) => 0,
+        (at, _) => at.checked_mul(1 << CURSOR_NODE_BITS)? | node as u64,
+    };
+    let mut out = BytesMut::new();
+    encode::header(&mut out, b'*', 2);
+    encode::bulk(&mut out, proxy.to_string().as_bytes());
+    out.extend_from_slice(&keys);
+    Some(out.freeze())
+}
+
+/// One of the replies that is not nil, at random; nil when all are.
+fn any(replies: Vec<Bytes>) -> Option<Bytes> {
+    let found: Vec<Bytes> = replies.into_iter().filter(|r| !matches!(&r[..], b"$-1\r\n" | b"_\r\n")).collect();
+    match found.len() {
+        0 => Some(Bytes::from_static(b"$-1\r\n")),
+        n => found.into_iter().nth(rand_below(n)),
+    }
+}
+
+/// A number below `n`, from the clock (a fair enough pick among masters).
+fn rand_below(n: usize) -> usize {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    nanos as usize % n
 }
 
 /// The integer of an integer reply.
@@ -207,24 +293,45 @@ mod tests {
     #[test]
     fn replies_are_merged_as_the_table_says() {
         let values = combine(
-            Merge::Values,
+            Combine::Table(Merge::Values),
             3,
             &[vec![0, 2], vec![1]],
             vec![b("*2\r\n$1\r\na\r\n$-1\r\n"), b("*1\r\n$1\r\nb\r\n")],
         );
         assert_eq!(values, b("*3\r\n$1\r\na\r\n$1\r\nb\r\n$-1\r\n"));
-        assert_eq!(combine(Merge::Sum, 0, &[], vec![b(":2\r\n"), b(":3\r\n")]), b(":5\r\n"));
-        assert_eq!(combine(Merge::AllOk, 0, &[], vec![b("+OK\r\n"), b("+OK\r\n")]), b("+OK\r\n"));
-        assert_eq!(combine(Merge::Sum, 0, &[], vec![b(":2\r\n"), b("-ERR x\r\n")]), b("-ERR x\r\n"));
+        assert_eq!(combine(Combine::Table(Merge::Sum), 0, &[], vec![b(":2\r\n"), b(":3\r\n")]), b(":5\r\n"));
+        assert_eq!(combine(Combine::Table(Merge::AllOk), 0, &[], vec![b("+OK\r\n"), b("+OK\r\n")]), b("+OK\r\n"));
+        assert_eq!(combine(Combine::Table(Merge::Sum), 0, &[], vec![b(":2\r\n"), b("-ERR x\r\n")]), b("-ERR x\r\n"));
         assert_eq!(
-            combine(Merge::Concat, 0, &[], vec![b("*1\r\n$1\r\na\r\n"), b("*0\r\n"), b("*1\r\n$1\r\nc\r\n")]),
+            combine(
+                Combine::Table(Merge::Concat),
+                0,
+                &[],
+                vec![b("*1\r\n$1\r\na\r\n"), b("*0\r\n"), b("*1\r\n$1\r\nc\r\n")]
+            ),
             b("*2\r\n$1\r\na\r\n$1\r\nc\r\n")
         );
-        assert_eq!(combine(Merge::Same, 0, &[], vec![b("$1\r\nx\r\n"), b("$1\r\nx\r\n")]), b("$1\r\nx\r\n"));
-        assert!(combine(Merge::Same, 0, &[], vec![b("$1\r\nx\r\n"), b("$1\r\ny\r\n")]).starts_with(b"-ERR"));
         assert_eq!(
-            combine(Merge::And, 0, &[], vec![b("*2\r\n:1\r\n:1\r\n"), b("*2\r\n:1\r\n:0\r\n")]),
+            combine(Combine::Table(Merge::Same), 0, &[], vec![b("$1\r\nx\r\n"), b("$1\r\nx\r\n")]),
+            b("$1\r\nx\r\n")
+        );
+        assert!(
+            combine(Combine::Table(Merge::Same), 0, &[], vec![b("$1\r\nx\r\n"), b("$1\r\ny\r\n")]).starts_with(b"-ERR")
+        );
+        assert_eq!(
+            combine(Combine::Table(Merge::And), 0, &[], vec![b("*2\r\n:1\r\n:1\r\n"), b("*2\r\n:1\r\n:0\r\n")]),
             b("*2\r\n:1\r\n:0\r\n")
         );
+        assert_eq!(combine(Combine::Table(Merge::Any), 0, &[], vec![b("$-1\r\n"), b("$1\r\nk\r\n")]), b("$1\r\nk\r\n"));
+        assert_eq!(combine(Combine::Table(Merge::Any), 0, &[], vec![b("$-1\r\n")]), b("$-1\r\n"));
+    }
+
+    #[test]
+    fn scan_cursors_name_the_node_and_its_cursor() {
+        let reply = |cursor: &str| b(&format!("*2\r\n${}\r\n{cursor}\r\n*1\r\n$1\r\nk\r\n", cursor.len()));
+        let step = |cursor, node, next| combine(Combine::Scan { node, next }, 0, &[], vec![reply(cursor)]);
+        assert_eq!(step("7", 2, Some(3)), reply(&(7 * 1024 + 2).to_string()));
+        assert_eq!(step("0", 2, Some(3)), reply("3"));
+        assert_eq!(step("0", 3, None), reply("0"));
     }
 }

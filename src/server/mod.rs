@@ -26,7 +26,7 @@ mod topology;
 mod users;
 
 pub use crate::client_tls::{ServerTls, ServerTlsError};
-pub use control::{ConfigSource, Control, Report};
+pub use control::{ConfigSource, Control, NodeReport, Report};
 use socket::ClientWriter;
 
 use crate::cache::NearCache;

@@ -349,21 +349,23 @@ fn registry_in_multi(cmd: &Command) -> Decision {
 
 /// With a Redis Cluster upstream, a command that needs every master and
 /// whose replies the proxy cannot merge (the table's `Spread::Refused`:
-/// `SCAN`, `RANDOMKEY`, `WAIT`…), or any command needing every master
-/// inside a transaction (which runs on one node), would be answered by one
-/// master for all: refused instead (inside MULTI so that EXEC aborts, as
-/// for a command Redis refuses while queueing).
-pub fn whole_keyspace(st: &ClientState, cmd: &'static Command, args: &Args) -> Option<Decision> {
-    let cmd = cmd.resolve(args);
+/// `WAIT`, `SCRIPT KILL`…), any command needing every master inside a
+/// transaction (which runs on one node), and one a tenant's rewrite made
+/// another command (`RANDOMKEY`, run as a script on one node) would be
+/// answered by one master for all: refused instead (inside MULTI so that
+/// EXEC aborts, as for a command Redis refuses while queueing). `top` is
+/// the command, `cmd` its subcommand's entry, or `top` again.
+pub fn whole_keyspace(st: &ClientState, top: &Command, cmd: &Command, renamed: bool) -> Option<Decision> {
     let why = match cmd.spread {
         Spread::Refused => "not supported through nearcache yet",
-        Spread::AllMasters(_) if st.multi => "not inside a transaction through nearcache",
+        Spread::AllMasters(_) | Spread::Cursor if st.multi => "not inside a transaction through nearcache",
+        Spread::AllMasters(_) | Spread::Cursor if renamed => "not for tenants through nearcache yet",
         _ => return None,
     };
-    let mut name = String::from_utf8_lossy(args.get(0).unwrap_or_default()).to_uppercase();
-    if !name.eq_ignore_ascii_case(cmd.name) {
-        name = format!("{name} {}", cmd.name.to_uppercase());
-    }
+    let name = match top.name == cmd.name {
+        true => top.name.to_uppercase(),
+        false => format!("{} {}", top.name.to_uppercase(), cmd.name.to_uppercase()),
+    };
     let reply = encode::error(&format!("ERR '{name}' acts on every master of a Redis Cluster: {why}"));
     Some(match st.multi {
         true => Decision::DedicatedSideEffect(Box::new(SideEffect {
