@@ -420,7 +420,14 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn validate(&self, raw: RawConfig, o: &Overrides) -> Result<Config, ConfigError> {
+    fn validate(&self, mut raw: RawConfig, o: &Overrides) -> Result<Config, ConfigError> {
+        // A `redis+cluster://` URL names a cluster's seeds; `--upstream`
+        // replaces whatever upstream the file names.
+        match o.upstream.as_deref() {
+            Some(url) => raw.upstream.cluster = self.cluster_url(url)?,
+            None if raw.upstream.cluster.is_empty() => raw.upstream.cluster = self.cluster_url(&raw.upstream.url)?,
+            None => {}
+        }
         let failover = raw.failover;
         let cluster = !raw.upstream.cluster.is_empty();
         let pick = |flag: &Option<String>, file: String| flag.clone().unwrap_or(file);
@@ -493,6 +500,29 @@ impl Validator<'_> {
             }
             config
         })
+    }
+
+    /// The seed URLs of `redis+cluster://[user:password@]h1:p1,h2:p2[/0]`
+    /// (`rediss+cluster://` for TLS): one `redis://` URL per host, with the
+    /// same credentials; nothing for any other URL.
+    fn cluster_url(&self, url: &str) -> Result<Vec<String>, ConfigError> {
+        let Some((scheme, rest)) = url.split_once("://") else { return Ok(Vec::new()) };
+        let Some(scheme) = scheme.strip_suffix("+cluster") else { return Ok(Vec::new()) };
+        let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
+        let (userinfo, hosts) = authority.rsplit_once('@').map_or((None, authority), |(u, h)| (Some(u), h));
+        let seeds: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|host| {
+                let userinfo = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+                let path = path.map(|p| format!("/{p}")).unwrap_or_default();
+                format!("{scheme}://{userinfo}{host}{path}")
+            })
+            .collect();
+        if seeds.is_empty() {
+            return Err(self.invalid("upstream.url", "redis+cluster://host:port,host:port…", UpstreamUrl::redact(url)));
+        }
+        Ok(seeds)
     }
 
     /// The `host:port` of each seed of `upstream.cluster`: URLs with the
@@ -866,6 +896,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("server.auth"), "{e}");
+        let c = from_str("[upstream]\nurl = \"rediss+cluster://u:pw@10.0.0.1:7000,10.0.0.2:7001/0\"\n").unwrap();
+        assert_eq!(c.cluster_seeds, ["10.0.0.1:7000", "10.0.0.2:7001"]);
+        assert!(c.upstream.url.tls && c.upstream.url.password.as_deref() == Some("pw"));
+        assert!(from_str("[upstream]\nurl = \"redis+cluster://\"\n").unwrap_err().to_string().contains("upstream.url"));
     }
 
     #[test]

@@ -66,8 +66,8 @@ impl Cluster {
     }
 
     fn proxy(&self, toml: &str) -> Proxy {
-        let seeds = format!("[upstream]\ncluster = [\"redis://127.0.0.1:{}\"]\n{toml}", self.nodes[0].port);
-        let proxy = Proxy::start_with(self.nodes[0].port, &seeds);
+        let seeds = format!("redis+cluster://127.0.0.1:{},127.0.0.1:{}", self.nodes[0].port, self.nodes[1].port);
+        let proxy = Proxy::start_url(&seeds, toml);
         let known = eventually(Duration::from_secs(10), || {
             let (_, body) = proxy.admin_get("/metrics");
             (0..self.nodes.len()).all(|i| {
@@ -286,6 +286,16 @@ fn cluster_clients_see_the_proxy_as_a_one_node_cluster() {
     assert!(cluster.direct(2).call(&["PUBLISH", "news", "hello"]).starts_with(':'));
     let message = String::from_utf8_lossy(&subscriber.read_frame()).into_owned();
     assert_eq!(message, "*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n");
+    // Sharded pub/sub lives on the channel's shard.
+    let channel = cluster.key_on(2, "orders");
+    let mut shard_subscriber = proxy.raw();
+    assert!(shard_subscriber.call(&["SSUBSCRIBE", &channel]).starts_with("*3\r\n$10\r\nssubscribe\r\n"));
+    assert_eq!(cluster.direct(2).call(&["SPUBLISH", &channel, "one"]), ":1\r\n", "subscribed on its shard");
+    assert_eq!(raw.call(&["SPUBLISH", &channel, "two"]), ":1\r\n", "published on its shard");
+    for text in ["one", "two"] {
+        let message = String::from_utf8_lossy(&shard_subscriber.read_frame()).into_owned();
+        assert!(message.starts_with("*3\r\n$8\r\nsmessage\r\n") && message.ends_with(&format!("$3\r\n{text}\r\n")));
+    }
 }
 
 /// Tenants on a cluster: prefixed keys keep their hash tags (the tag

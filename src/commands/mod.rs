@@ -169,6 +169,9 @@ pub enum Spread {
     /// A cursor over every master in turn (`SCAN`): the proxy's cursor
     /// names the master and that master's cursor.
     Cursor,
+    /// The master of its first channel's slot (`SSUBSCRIBE`, `SPUBLISH`):
+    /// sharded pub/sub's channels hash like keys.
+    Channel,
     /// Needs every master, and no merge of their replies is offered yet
     /// (`WAIT`, `SCRIPT KILL`…): refused with a cluster.
     Refused,

@@ -2537,7 +2537,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
-                spread: Spread::One,
+                spread: Spread::AllMasters(Merge::Concat),
                 subcommands: &[],
             },
             Command {
@@ -2547,7 +2547,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
-                spread: Spread::One,
+                spread: Spread::Refused,
                 subcommands: &[],
             },
         ],
@@ -3092,7 +3092,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
-        spread: Spread::One,
+        spread: Spread::Channel,
         subcommands: &[],
     },
     Command {
@@ -3133,7 +3133,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::State(State::Subscribe(SubKind::Shard)),
         store: None,
-        spread: Spread::One,
+        spread: Spread::Channel,
         subcommands: &[],
     },
     Command {

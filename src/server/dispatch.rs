@@ -24,6 +24,7 @@ use crate::commands::{self, Command, CommandIndex, Flags, Handler, Spread, State
 use crate::observe;
 use crate::protocol::request::{self, Limits};
 use crate::protocol::{encode, Args};
+use crate::router::cluster::Cluster;
 use crate::router::{NodeId, DEFAULT_NODE};
 use crate::upstream::pool::JobResult;
 use bytes::{Bytes, BytesMut};
@@ -202,17 +203,26 @@ fn cluster_node(
         Decision::Pool => match cmd.map(|cmd| (cmd, cmd.spread)) {
             Some((_, Spread::AllMasters(merge))) => Err(Spreading::Fan(Fan::all_masters(cluster, request, merge))),
             Some((_, Spread::Cursor)) => Err(Fan::scan(cluster, args).map_or_else(Spreading::Refused, Spreading::Fan)),
+            Some((_, Spread::Channel)) => Ok(channel_node(cluster, args)),
             Some((cmd, Spread::Keys(merge))) => router.route(Some(cmd), args).map_err(|unroutable| {
                 Fan::split(cluster, cmd, args, merge).map_or(Spreading::Refused(unroutable.reply()), Spreading::Fan)
             }),
             _ => router.route(cmd, args).map_err(|unroutable| Spreading::Refused(unroutable.reply())),
         },
         Decision::Dedicated { .. } | Decision::DedicatedSideEffect(_) => {
-            st.dedicated_node = router.route(cmd, args).unwrap_or(DEFAULT_NODE);
+            st.dedicated_node = match cmd.map(|cmd| cmd.spread) {
+                Some(Spread::Channel) => channel_node(cluster, args),
+                _ => router.route(cmd, args).unwrap_or(DEFAULT_NODE),
+            };
             Ok(DEFAULT_NODE)
         }
         _ => Ok(DEFAULT_NODE),
     }
+}
+
+/// The master of a sharded channel's slot (the first channel named).
+fn channel_node(cluster: &Cluster, args: &Args) -> NodeId {
+    args.get(1).map_or(DEFAULT_NODE, |channel| cluster.slot_node(crate::router::slot::of(channel)))
 }
 
 /// Makes `request` (a multibulk the proxy encoded) the one whose argument
