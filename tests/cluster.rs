@@ -225,6 +225,27 @@ fn transactions_and_blocking_commands_run_on_their_keys_node() {
     assert_eq!(client.call(&["INCR", &counter]), "+QUEUED\r\n");
     assert_eq!(client.call(&["EXEC"]), "*2\r\n:1\r\n:2\r\n");
     assert_eq!(cluster.direct(2).call(&["GET", &counter]), "$1\r\n2\r\n");
+    // Dedicated connections are reused on every node: once warm, more
+    // transactions there (almost) open no connection.
+    let opened = |cluster: &Cluster| {
+        let stats = cluster.direct(2).call(&["INFO", "stats"]);
+        let line = stats.lines().find_map(|l| l.strip_prefix("total_connections_received:")).unwrap_or("0");
+        line.trim().parse::<u64>().unwrap_or(0)
+    };
+    let mut transactions = |n| {
+        for _ in 0..n {
+            assert_eq!(client.call(&["MULTI"]), "+OK\r\n");
+            assert_eq!(client.call(&["INCR", &counter]), "+QUEUED\r\n");
+            assert!(client.call(&["EXEC"]).starts_with("*1\r\n:"));
+        }
+    };
+    transactions(10);
+    let before = opened(&cluster);
+    transactions(20);
+    // One for the `direct` call, and at most a spare or two topped up
+    // (a connection per transaction before spares were per node).
+    let more = opened(&cluster) - before;
+    assert!(more <= 3, "20 transactions on node 2 opened {more} connections");
     // An empty transaction goes wherever keyless commands go.
     assert_eq!(client.call(&["MULTI"]), "+OK\r\n");
     assert_eq!(client.call(&["EXEC"]), "*0\r\n");

@@ -14,7 +14,6 @@ use super::{slot, Node, NodeId, Unroutable};
 use crate::protocol::{encode, Proto};
 use crate::upstream::breaker::{Breaker, BreakerConfig};
 use crate::upstream::dedicated::DedicatedConn;
-use crate::upstream::pool::UpstreamInfo;
 use crate::upstream::{UpstreamConfig, UpstreamError};
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -120,7 +119,7 @@ impl Cluster {
         let cell = self.nodes.get(id)?;
         let config = node_config(&self.base, addr);
         let breaker = Breaker::new(self.breaker.clone(), config.url.to_string());
-        let _ = cell.set(Node { config: Arc::new(config), health: Arc::new(UpstreamInfo::new(breaker)) });
+        let _ = cell.set(Node::new(config, breaker));
         self.len.store(id + 1, Ordering::Release);
         tracing::info!(node = id, addr, "cluster node added");
         Some(id)

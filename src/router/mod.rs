@@ -21,6 +21,7 @@ use crate::commands::{self, Command};
 use crate::protocol::Args;
 use crate::upstream::breaker::{Breaker, BreakerConfig};
 use crate::upstream::pool::UpstreamInfo;
+use crate::upstream::spares::Spares;
 use crate::upstream::UpstreamConfig;
 use cluster::Cluster;
 use std::sync::Arc;
@@ -38,6 +39,19 @@ pub struct Node {
     pub config: Arc<UpstreamConfig>,
     /// What it said it is, and how it is doing (its circuit breaker).
     pub health: Arc<UpstreamInfo>,
+    /// Its dedicated connections waiting for clients (opened ahead, or
+    /// given back and cleaned); kept up by [`Spares::run`], which whoever
+    /// starts the node's tasks spawns.
+    pub spares: Arc<Spares>,
+}
+
+impl Node {
+    /// The node at `config`'s address, guarded by `breaker`.
+    pub fn new(config: UpstreamConfig, breaker: Breaker) -> Node {
+        let (config, health) = (Arc::new(config), Arc::new(UpstreamInfo::new(breaker)));
+        let spares = Arc::new(Spares::new(config.clone(), health.clone()));
+        Node { config, health, spares }
+    }
 }
 
 /// Why a request names no single node.
@@ -70,7 +84,7 @@ pub enum Router {
 impl Router {
     /// A router for the one upstream of `config`, guarded by `breaker`.
     pub fn single(config: UpstreamConfig, breaker: Breaker) -> Router {
-        Router::Single(Node { config: Arc::new(config), health: Arc::new(UpstreamInfo::new(breaker)) })
+        Router::Single(Node::new(config, breaker))
     }
 
     /// A router for the cluster known by `seeds` (`host:port`), every node

@@ -37,7 +37,6 @@ use crate::protocol::{request::Limits, Proto};
 use crate::router::{self, Node, NodeId, Router};
 use crate::upstream::breaker::Breaker;
 use crate::upstream::pool::Pool;
-use crate::upstream::spares::Spares;
 use activity::Activity;
 use registry::Clients;
 use std::net::SocketAddr;
@@ -66,8 +65,6 @@ pub struct Shared {
     pub pause: pause::Pause,
     /// `server.auth = "upstream"`: clients' AUTH is checked by Redis.
     pub auth_upstream: bool,
-    /// Dedicated connections opened ahead of need.
-    pub spares: Arc<Spares>,
 }
 
 /// How many times `client_output_buffer_limit` a client may never pass (the
@@ -213,7 +210,6 @@ impl Server {
         let cache = NearCache::new(config.cache.clone());
         let failover = Arc::new(Failover::new(config.failover.clone(), home.health.clone(), cache.clone())?);
         let clients: Arc<Clients> = Arc::default();
-        let spares = Arc::new(Spares::new(home.config.clone(), home.health.clone()));
         let shared = Arc::new(Shared {
             cache,
             failover,
@@ -230,9 +226,7 @@ impl Server {
             clients: clients.clone(),
             pause: pause::Pause::default(),
             auth_upstream: config.server.auth == crate::config::AuthMode::Upstream,
-            spares: spares.clone(),
         });
-        tokio::spawn(async move { spares.run().await });
         if shared.router.as_cluster().is_some() {
             tokio::spawn(topology::run(shared.clone()));
         } else {
@@ -240,6 +234,8 @@ impl Server {
             let (cache, home) = (shared.cache.clone(), shared.router.default_node());
             let (upstream, health) = (home.config.clone(), home.health.clone());
             tokio::spawn(crate::cache::tracking::run(cache, upstream, health, failover_on));
+            let spares = home.spares.clone();
+            tokio::spawn(async move { spares.run().await });
             let recovery = shared.clone();
             tokio::spawn(async move {
                 let (home, failover) = (recovery.router.default_node(), &recovery.failover);

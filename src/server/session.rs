@@ -123,6 +123,8 @@ pub struct Session<R, W> {
     /// Commands whose replies are still owed (backpressure).
     in_flight: usize,
     dedicated: Option<DedicatedConn>,
+    /// The node the dedicated connection is on (its spares take it back).
+    dedicated_on: NodeId,
     /// A Redis Cluster client's `MULTI`, not sent yet: the first command
     /// queued after it (its keys) decides the node the transaction runs on.
     deferred_multi: Option<Bytes>,
@@ -178,6 +180,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             pending: refusal.clone().map(Pending::Ready).into_iter().collect(),
             in_flight: 0,
             dedicated: None,
+            dedicated_on: DEFAULT_NODE,
             deferred_multi: None,
             dedicated_out: BytesMut::new(),
             dedicated_entries: 0,
@@ -704,18 +707,11 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 Err(refusal) => Err(refusal),
                 Ok(()) if self.st.upstream_user => Self::open_as_user(self.user_pools.clone(), self.st.proto).await,
                 Ok(()) if !breaker.allows() => Err(breaker.refusal().reply()),
-                Ok(()) => {
-                    let opening = match self.st.dedicated_node {
-                        // Spares are the first node's.
-                        DEFAULT_NODE => self.shared.spares.take(self.st.proto).await,
-                        _ => DedicatedConn::open(&node.config, self.st.proto, "client").await,
-                    };
-                    opening.map_err(|e| {
-                        observe::upstream_error(e.kind());
-                        breaker.connect_failed(&e);
-                        e.reply()
-                    })
-                }
+                Ok(()) => node.spares.take(self.st.proto).await.map_err(|e| {
+                    observe::upstream_error(e.kind());
+                    breaker.connect_failed(&e);
+                    e.reply()
+                }),
             };
             match opened {
                 Ok(p) => {
@@ -723,6 +719,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                         self.shared.redirects.record(self.st.id, upstream);
                     }
                     self.dedicated = Some(p);
+                    self.dedicated_on = self.st.dedicated_node;
                 }
                 Err(reply) => {
                     self.tenant.closed_dedicated();
@@ -942,7 +939,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         if self.shared.redirects.forget(self.st.id) {
             observe::dedicated_returned("closed");
         } else {
-            self.shared.spares.give_back(conn);
+            self.shared.router.node(self.dedicated_on).spares.give_back(conn);
         }
         tracing::trace!(client = self.st.id, "released dedicated upstream connection");
     }

@@ -1,7 +1,8 @@
 //! A Redis Cluster upstream's life: its topology read at start, then every
 //! `REFRESH_EVERY` or when a node redirects a request, and for each node
 //! seen for the first time, what every node gets: its invalidation
-//! channel for the near-cache and the prober of its circuit breaker (a
+//! channel for the near-cache, its spare dedicated connections and the
+//! prober of its circuit breaker (a
 //! node's circuit closes again on its own; failover to local memory is not
 //! available with a cluster yet). Topology changes are logged.
 
@@ -45,10 +46,13 @@ pub async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// Starts what each node needs: its invalidation channel and prober.
+/// Starts what each node needs: its invalidation channel, its spare
+/// dedicated connections and its prober.
 fn watch(shared: &Arc<Shared>, node: Node) {
     let (cache, upstream, health) = (shared.cache.clone(), node.config.clone(), node.health.clone());
     tokio::spawn(crate::cache::tracking::run(cache, upstream, health, false));
+    let spares = node.spares.clone();
+    tokio::spawn(async move { spares.run().await });
     tokio::spawn(async move {
         let breaker = &node.health.breaker;
         breaker

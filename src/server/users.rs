@@ -11,7 +11,6 @@
 use super::NodePools;
 use crate::router::Node;
 use crate::upstream::breaker::Breaker;
-use crate::upstream::pool::UpstreamInfo;
 use crate::upstream::UpstreamConfig;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -58,10 +57,9 @@ impl UserPools {
         let mut config = login.config(&node.config);
         config.pool_size = 1;
         tracing::info!(user = %config.url.username.as_deref().unwrap_or("default"), "pool for a Redis user started");
-        let config = Arc::new(config);
         let breaker = Breaker::new(node.health.breaker.settings(), config.url.to_string());
-        let user_node = Node { config: config.clone(), health: Arc::new(UpstreamInfo::new(breaker)) };
-        let health = user_node.health.clone();
+        let user_node = Node::new(config, breaker);
+        let (health, config) = (user_node.health.clone(), user_node.config.clone());
         tokio::spawn(async move {
             let breaker = &health.breaker;
             breaker
