@@ -402,3 +402,32 @@ fn a_replica_promoted_in_place_of_a_dead_master_is_followed() {
     assert!(status == 200 && ready.contains(r#""upstream":"up""#), "{ready}");
     eprintln!("writes back {:?} after the master died", started.elapsed());
 }
+
+/// Faults of a healthy cluster are not outages: every master closing the
+/// proxy's connections (`CLIENT KILL TYPE normal`) and an idle `timeout`
+/// of 1 s cost no request an error, and nothing is written twice.
+#[test]
+fn lost_connections_to_healthy_masters_are_replaced_without_errors() {
+    let cluster = Cluster::start(3);
+    let proxy = cluster.proxy("");
+    let mut client = proxy.raw();
+    let keys: Vec<String> = (0..3).map(|node| cluster.key_on(node, "counter")).collect();
+    for key in &keys {
+        assert_eq!(client.call(&["INCR", key]), ":1\r\n");
+    }
+    for node in 0..3 {
+        let killed = cluster.direct(node).call(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
+        assert!(killed.starts_with(':') && killed != ":0\r\n", "node {node}: {killed:?}");
+    }
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(client.call(&["INCR", key]), ":2\r\n", "node {i}, after its connections were killed");
+    }
+    for node in 0..3 {
+        assert_eq!(cluster.direct(node).call(&["CONFIG", "SET", "timeout", "1"]), "+OK\r\n");
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(client.call(&["INCR", key]), ":3\r\n", "node {i}, after 2.5 s idle under timeout 1");
+        assert_eq!(cluster.direct(i).call(&["GET", key]), "$1\r\n3\r\n");
+    }
+}
