@@ -243,7 +243,9 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     biased;
                     event = next_event(&mut self.pending, &mut self.dedicated), if waiting => Wake::Event(event),
                     read = self.reader.read_buf(&mut self.rbuf), if can_read => Wake::Read(read?),
-                    _ = tokio::time::sleep(HOLD_BACK), if held_back => Wake::Writable,
+                    // (An async block: select! builds every branch's future,
+                    // and a sleep built is a clock read.)
+                    () = async { tokio::time::sleep(HOLD_BACK).await }, if held_back => Wake::Writable,
                     // Nothing owed and nothing to read: only reachable if
                     // the bookkeeping is wrong; end the session rather than
                     // spin.
@@ -258,7 +260,9 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     }
                     event = next_event(&mut self.pending, &mut self.dedicated), if waiting => Wake::Event(event),
                     read = self.reader.read_buf(&mut self.rbuf), if can_read => Wake::Read(read?),
-                    _ = tokio::time::sleep(HOLD_BACK), if held_back => Wake::Writable,
+                    // (An async block: select! builds every branch's future,
+                    // and a sleep built is a clock read.)
+                    () = async { tokio::time::sleep(HOLD_BACK).await }, if held_back => Wake::Writable,
                 }
             };
             match wake {
