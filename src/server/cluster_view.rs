@@ -94,18 +94,8 @@ mod tests {
     use super::*;
     use crate::router::topology;
 
-    fn args(words: &[&str]) -> (Vec<u8>, Vec<std::ops::Range<usize>>) {
-        let mut bytes = Vec::new();
-        let mut ranges = Vec::new();
-        for w in words {
-            ranges.push(bytes.len()..bytes.len() + w.len());
-            bytes.extend_from_slice(w.as_bytes());
-        }
-        (bytes, ranges)
-    }
-
     fn ask(proto: Proto, words: &[&str]) -> Bytes {
-        let (bytes, ranges) = args(words);
+        let (bytes, ranges) = crate::protocol::laid_out(words);
         reply(proto, "127.0.0.1:6380".parse().expect("addr"), &Args::new(&bytes, &ranges))
     }
 
