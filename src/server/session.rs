@@ -313,9 +313,19 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         self.activity.touch();
         let mut consumed = 0;
         let mut fatal = None;
+        // Without tenants the limits never change; with them, an AUTH in
+        // the middle of a pipeline does.
+        let (tenants, proxy_limits) = (self.shared.tenancy.enabled(), self.shared.limits);
         while !self.closing && self.in_flight < self.shared.max_pipeline && !self.tenant.held_back() {
-            let limits = self.tenant.limits(&self.shared.tenancy, &self.shared.limits);
-            let parsed = request::parse(&input[consumed..], &limits, &mut self.args, &mut self.inline);
+            let tenant_limits;
+            let limits = match tenants {
+                false => &proxy_limits,
+                true => {
+                    tenant_limits = self.tenant.limits(&self.shared.tenancy, &self.shared.limits);
+                    &tenant_limits
+                }
+            };
+            let parsed = request::parse(&input[consumed..], limits, &mut self.args, &mut self.inline);
             let (len, owned) = match parsed {
                 Err(e) => {
                     fatal = Some(e);
