@@ -249,6 +249,15 @@ fn transactions_and_blocking_commands_run_on_their_keys_node() {
     // An empty transaction goes wherever keyless commands go.
     assert_eq!(client.call(&["MULTI"]), "+OK\r\n");
     assert_eq!(client.call(&["EXEC"]), "*0\r\n");
+    // A transaction RESET before its first command leaves nothing behind.
+    assert_eq!(client.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(client.call(&["RESET"]), "+RESET\r\n");
+    let other = format!("{{{tag}}}:r");
+    assert_eq!(client.call(&["SET", &other, "1"]), "+OK\r\n");
+    assert_eq!(client.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(client.call(&["GET", &other]), "+QUEUED\r\n");
+    assert_eq!(client.call(&["EXEC"]), "*1\r\n$1\r\n1\r\n");
+    assert_eq!(client.call(&["DISCARD"]), "-ERR DISCARD without MULTI\r\n");
 
     let list = cluster.key_on(1, "jobs");
     let mut worker = proxy.raw();

@@ -40,6 +40,9 @@ pub struct ClientState {
     /// With a Redis Cluster upstream: the address the client reached the
     /// proxy at, which the proxy's one-node cluster view names.
     pub cluster_view: Option<std::net::SocketAddr>,
+    /// With a Redis Cluster upstream: the client's `MULTI` was answered and
+    /// not sent yet (the next command's keys pick the node); RESET forgets it.
+    pub multi_unsent: bool,
     /// With a Redis Cluster upstream: the node a dedicated connection opened
     /// for the request being carried out goes to (its keys' master).
     pub dedicated_node: NodeId,
@@ -89,6 +92,7 @@ impl ClientState {
             queued: 0,
             auth_upstream: false,
             cluster_view: None,
+            multi_unsent: false,
             dedicated_node: DEFAULT_NODE,
             upstream_user: false,
             multi_refused: false,

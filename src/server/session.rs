@@ -81,6 +81,10 @@ enum Pending {
     },
 }
 
+/// A transaction's opening, sent by the proxy for a cluster client whose
+/// `MULTI` it held (see `Session::defer_multi`).
+const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
+
 /// Replies bigger than this are written from their own buffer instead of
 /// being copied into the session's write buffer.
 const COPY_LIMIT: usize = 16 * 1024;
@@ -125,9 +129,6 @@ pub struct Session<R, W> {
     dedicated: Option<DedicatedConn>,
     /// The node the dedicated connection is on (its spares take it back).
     dedicated_on: NodeId,
-    /// A Redis Cluster client's `MULTI`, not sent yet: the first command
-    /// queued after it (its keys) decides the node the transaction runs on.
-    deferred_multi: Option<Bytes>,
     dedicated_out: BytesMut,
     dedicated_entries: usize,
     /// No more requests are read; the session ends once nothing is owed.
@@ -181,7 +182,6 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             in_flight: 0,
             dedicated: None,
             dedicated_on: DEFAULT_NODE,
-            deferred_multi: None,
             dedicated_out: BytesMut::new(),
             dedicated_entries: 0,
             closing: refusal.is_some(),
@@ -711,7 +711,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// session has none.
     async fn send_dedicated(&mut self, request: &[u8], entry: Pending) {
         self.settle_pool().await;
-        if self.dedicated.is_none() && self.defer_multi(request, &entry) {
+        if self.dedicated.is_none() && self.defer_multi(&entry) {
             return;
         }
         if self.dedicated.is_none() {
@@ -756,9 +756,9 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         if let Pending::Dedicated { remaining: 0, .. } = entry {
             return;
         }
-        if let Some(multi) = self.deferred_multi.take() {
+        if std::mem::take(&mut self.st.multi_unsent) {
             // Its `+OK` was the client's already.
-            self.dedicated_out.extend_from_slice(&multi);
+            self.dedicated_out.extend_from_slice(MULTI);
             let entry = Pending::Dedicated { remaining: 1, silent: true, discard: true, deadline: None, map: None };
             self.pending.push_back(entry);
             self.dedicated_entries += 1;
@@ -774,12 +774,12 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// `+OK` at once and held until the next command, whose keys name the
     /// node the transaction runs on (as a cluster client sends it to the
     /// node of its first key). True when `request` was held.
-    fn defer_multi(&mut self, request: &[u8], entry: &Pending) -> bool {
-        let opens_transaction = self.st.multi && self.st.queued == 0 && self.deferred_multi.is_none();
+    fn defer_multi(&mut self, entry: &Pending) -> bool {
+        let opens_transaction = self.st.multi && self.st.queued == 0 && !self.st.multi_unsent;
         if self.shared.router.as_cluster().is_none() || !opens_transaction {
             return false;
         }
-        self.deferred_multi = Some(Bytes::copy_from_slice(request));
+        self.st.multi_unsent = true;
         if !matches!(entry, Pending::Dedicated { silent: true, .. }) {
             self.pending.push_back(Pending::Ready(Bytes::from_static(encode::OK)));
         }
