@@ -133,6 +133,7 @@ async fn run(config: Config, source: server::ConfigSource) -> Result<(), String>
         listen = %config.server.listen,
         tls_listen = ?config.server.tls.as_ref().map(|t| t.listen),
         upstream = %config.upstream.url,
+        cluster_seeds = ?config.cluster_seeds,
         admin = %config.admin.listen,
         workers = server.workers(),
         failover = config.failover.enabled,
