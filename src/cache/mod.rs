@@ -272,11 +272,7 @@ impl NearCache {
     /// time): until it receives, writes on that node go unseen, so hits
     /// stop and what is cached is dropped.
     pub fn channel_added(&self) {
-        let mut flights = self.lock();
-        self.channels_down.fetch_add(1, Ordering::AcqRel);
-        self.clear_locked(&mut flights);
-        self.active.store(false, Ordering::Release);
-        self.restored.store(false, Ordering::Release);
+        self.tracking_lost(false);
     }
 
     /// Failover is over: activates the cache if tracking is back.

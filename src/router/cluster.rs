@@ -144,11 +144,6 @@ impl Cluster {
         }
     }
 
-    /// Asks for a refresh of the topology soon.
-    pub fn request_refresh(&self) {
-        self.refresh.notify_one();
-    }
-
     /// Waits until a refresh is asked for or [`REFRESH_EVERY`] passed
     /// ([`REFRESH_WHILE_DOWN`] while a node's circuit is open).
     pub async fn refresh_due(&self) {
@@ -181,15 +176,13 @@ impl Cluster {
     /// Serves each shard's slots from its master; returns the masters'
     /// count and the slots covered.
     fn apply(&self, shards: &[Shard]) -> (usize, usize) {
-        let mut covered = 0;
         for shard in shards {
             let Some(id) = self.node_at(&shard.master) else { continue };
             for &(start, end) in &shard.ranges {
                 (start..=end).for_each(|s| self.set_slot(s, id));
-                covered += usize::from(end - start) + 1;
             }
         }
-        (shards.len(), covered)
+        (shards.len(), covered(shards))
     }
 
     /// Slots per node, for logs and `/ready`.

@@ -348,7 +348,7 @@ fn registry_in_multi(cmd: &Command) -> Decision {
          transaction will abort",
         cmd.name.to_uppercase()
     ));
-    Decision::DedicatedSideEffect(Box::new(SideEffect { upstream: Bytes::from_static(REFUSED_IN_TRANSACTION), reply }))
+    refused_while_queueing(reply)
 }
 
 /// With a Redis Cluster upstream, a command that needs every master and
@@ -372,17 +372,18 @@ pub fn whole_keyspace(st: &ClientState, top: &Command, cmd: &Command, renamed: b
     };
     let reply = encode::error(&format!("ERR '{name}' acts on every master of a Redis Cluster: {why}"));
     Some(match st.multi {
-        true => Decision::DedicatedSideEffect(Box::new(SideEffect {
-            upstream: Bytes::from_static(REFUSED_IN_TRANSACTION),
-            reply,
-        })),
+        true => refused_while_queueing(reply),
         false => Decision::Reply(reply),
     })
 }
 
-/// What the proxy queues in a transaction for a command it refuses, so
-/// that Redis marks the transaction and EXEC answers `-EXECABORT`.
-const REFUSED_IN_TRANSACTION: &[u8] = b"*1\r\n$32\r\nNEARCACHE.REFUSED-IN-TRANSACTION\r\n";
+/// A command the proxy refuses inside MULTI: the client gets `reply`, and
+/// an unknown command is queued upstream so Redis marks the transaction
+/// and EXEC answers `-EXECABORT`.
+fn refused_while_queueing(reply: Bytes) -> Decision {
+    let upstream = Bytes::from_static(b"*1\r\n$32\r\nNEARCACHE.REFUSED-IN-TRANSACTION\r\n");
+    Decision::DedicatedSideEffect(Box::new(SideEffect { upstream, reply }))
+}
 
 fn forward(dedicated: bool) -> Decision {
     if dedicated {

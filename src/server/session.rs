@@ -452,14 +452,12 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             }
             Fate::Wait(rx) => {
                 self.flush_batch(input, now);
-                self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
-                self.in_flight += 1;
+                self.owe_one(rx, silent, now);
             }
             Fate::Fan(fan) => {
                 self.flush_batch(input, now);
                 let rx = fan::send(&self.shared, &self.pools, fan, self.st.proto, self.st.id as usize, now);
-                self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
-                self.in_flight += 1;
+                self.owe_one(rx, silent, now);
             }
             Fate::Pool { node, bytes, slot } => {
                 let source = match &bytes {
@@ -510,7 +508,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             return;
         }
         let (affinity, payload, replies) = (self.st.id as usize, self.batch.payload(input), self.batch.replies);
-        let rx = match self.user_pools.as_ref().filter(|_| self.st.upstream_user) {
+        let rx = match self.own_user() {
             Some(own) => own.get(proto).send(affinity, payload, replies, started),
             None if self.shared.router.as_cluster().is_some() => {
                 let batch = follow::Send { node: self.batch.node, proto, affinity, payload, replies, started };
@@ -667,13 +665,24 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// its reply takes its place among those owed.
     fn send_out_of_band(&mut self, request: Bytes, silent: bool, now: Instant) {
         // As the client's own Redis user, if it has one: its ACLs apply.
-        let node = match self.user_pools.as_ref().filter(|_| self.st.upstream_user) {
+        let node = match self.own_user() {
             Some(own) => own.node(),
             None => self.shared.router.default_node(),
         };
         let rx = out_of_band::send(node.config.clone(), self.st.proto, request);
+        self.owe_one(rx, silent, now);
+    }
+
+    /// One reply owed, to come through `rx` (sent at `now`).
+    fn owe_one(&mut self, rx: oneshot::Receiver<JobResult>, silent: bool, now: Instant) {
         self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
         self.in_flight += 1;
+    }
+
+    /// The pools logged in as the client's own Redis user, while it is
+    /// logged in as one.
+    fn own_user(&self) -> Option<&Arc<NodePools>> {
+        self.user_pools.as_ref().filter(|_| self.st.upstream_user)
     }
 
     /// CLIENT TRACKING: sent on the dedicated connection, a `REDIRECT`'s
@@ -719,7 +728,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             let breaker = &node.health.breaker;
             let opened = match self.tenant.open_dedicated() {
                 Err(refusal) => Err(refusal),
-                Ok(()) if self.st.upstream_user => Self::open_as_user(self.user_pools.clone(), self.st.proto).await,
+                Ok(()) if self.st.upstream_user => Self::open_as_user(self.own_user().cloned(), self.st.proto).await,
                 Ok(()) if !breaker.allows() => Err(breaker.refusal().reply()),
                 Ok(()) => node.spares.take(self.st.proto).await.map_err(|e| {
                     observe::upstream_error(e.kind());
@@ -758,12 +767,15 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         }
         if std::mem::take(&mut self.st.multi_unsent) {
             // Its `+OK` was the client's already.
-            self.dedicated_out.extend_from_slice(MULTI);
-            let entry = Pending::Dedicated { remaining: 1, silent: true, discard: true, deadline: None, map: None };
-            self.pending.push_back(entry);
-            self.dedicated_entries += 1;
-            self.in_flight += 1;
+            let discarded = Pending::Dedicated { remaining: 1, silent: true, discard: true, deadline: None, map: None };
+            self.queue_dedicated(MULTI, discarded);
         }
+        self.queue_dedicated(request, entry);
+    }
+
+    /// `request` goes out on the dedicated connection with the next write;
+    /// `entry` is what its reply owes.
+    fn queue_dedicated(&mut self, request: &[u8], entry: Pending) {
         self.dedicated_out.extend_from_slice(request);
         self.pending.push_back(entry);
         self.dedicated_entries += 1;

@@ -53,15 +53,7 @@ fn watch(shared: &Arc<Shared>, node: Node) {
     tokio::spawn(crate::cache::tracking::run(cache, upstream, health, false));
     let spares = node.spares.clone();
     tokio::spawn(async move { spares.run().await });
-    tokio::spawn(async move {
-        let breaker = &node.health.breaker;
-        breaker
-            .run_prober(&node.config, || async {
-                breaker.close();
-                Ok(())
-            })
-            .await
-    });
+    tokio::spawn(async move { node.health.breaker.run_closing_prober(&node.config).await });
 }
 
 fn log_topology(cluster: &Cluster, map: &[(usize, usize)], masters: usize, covered: usize) {

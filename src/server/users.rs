@@ -60,15 +60,7 @@ impl UserPools {
         let breaker = Breaker::new(node.health.breaker.settings(), config.url.to_string());
         let user_node = Node::new(config, breaker);
         let (health, config) = (user_node.health.clone(), user_node.config.clone());
-        tokio::spawn(async move {
-            let breaker = &health.breaker;
-            breaker
-                .run_prober(&config, || async {
-                    breaker.close();
-                    Ok(())
-                })
-                .await
-        });
+        tokio::spawn(async move { health.breaker.run_closing_prober(&config).await });
         let pool = Arc::new(NodePools::start(&user_node, max_batch_reply));
         pools.insert(login.clone(), pool.clone());
         Some(pool)

@@ -348,6 +348,17 @@ impl Breaker {
         }
     }
 
+    /// [`Breaker::run_prober`] for an upstream with no recovery step (a
+    /// cluster node, a Redis user's pool): the circuit closes once enough
+    /// probes are answered.
+    pub async fn run_closing_prober(&self, upstream: &UpstreamConfig) {
+        self.run_prober(upstream, || async {
+            self.close();
+            Ok(())
+        })
+        .await
+    }
+
     /// PINGs in a row until `success_threshold` answer (then the recovery
     /// step) or one fails.
     async fn probe<F, Fut>(&self, upstream: &UpstreamConfig, recover: &F)
