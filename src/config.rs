@@ -457,7 +457,7 @@ impl Validator<'_> {
                 tls: self.client_tls(raw.server.tls_listen, raw.server.tls_cert_file, raw.server.tls_key_file)?,
                 auth: match raw.server.auth.as_str() {
                     "proxy" => AuthMode::Proxy,
-                    "upstream" if !raw.upstream.cluster.is_empty() => {
+                    "upstream" if cluster => {
                         return Err(self.invalid("server.auth", "\"proxy\" with a cluster upstream", "upstream"))
                     }
                     "upstream" if raw.tenant.is_empty() => AuthMode::Upstream,
