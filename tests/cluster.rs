@@ -387,7 +387,12 @@ fn a_replica_promoted_in_place_of_a_dead_master_is_followed() {
     let mut client = proxy.raw();
     let key = cluster.key_on(1, "survivor:");
     assert_eq!(client.call(&["SET", &key, "kept"]), "+OK\r\n");
-    assert_eq!(cluster.direct(1).call(&["WAIT", "1", "2000"]), ":1\r\n");
+    // WAIT counts the replicas that have this connection's own writes, so
+    // the master's connection writes once after the proxy did: acknowledged
+    // means the proxy's SET is on the replica too.
+    let mut master_conn = cluster.direct(1);
+    assert_eq!(master_conn.call(&["SET", &format!("{{{key}}}:mark"), "1"]), "+OK\r\n");
+    assert_eq!(master_conn.call(&["WAIT", "1", "5000"]), ":1\r\n");
 
     cluster.nodes[1].kill();
     let started = std::time::Instant::now();
