@@ -919,6 +919,9 @@ fn idle_clients_are_closed_but_busy_and_subscribed_ones_stay() {
     let proxy = start_with(&redis, "[server]\nclient_idle_timeout = \"300ms\"\n");
     let mut idle = proxy.raw();
     assert_eq!(idle.call(&["PING"]), "+PONG\r\n");
+    // Its last reply written by the pool's reader (a lone request's
+    // handoff), which the session only learns of later: idle all the same.
+    assert_eq!(idle.call(&["GET", "nothing"]), "$-1\r\n");
     let mut busy = proxy.raw();
     let mut subscriber = proxy.raw();
     subscriber.cmd(&["SUBSCRIBE", "news"]);
@@ -937,6 +940,32 @@ fn idle_clients_are_closed_but_busy_and_subscribed_ones_stay() {
 }
 
 // ---------------------------------------------------------------- slow readers
+
+/// A lone request's reply is written to the client by the pool's reader
+/// (see `upstream::handoff`); one bigger than the client's socket takes
+/// comes back to the session, which writes the rest as the client reads:
+/// the reply arrives whole and in order, and the session goes on.
+#[test]
+fn a_lone_clients_big_reply_arrives_whole_when_it_reads_late() {
+    let redis = RedisServer::start();
+    let proxy = start_with(&redis, "[cache]\nenabled = false\n");
+    let big = "z".repeat(8 * 1024 * 1024);
+    let mut writer = proxy.raw();
+    assert_eq!(writer.call(&["SET", "big", &big]), "+OK\r\n");
+    let mut client = proxy.raw();
+    let whole = format!("${}\r\n{big}\r\n", big.len()).into_bytes();
+    for _ in 0..3 {
+        client.cmd(&["GET", "big"]);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(client.read_frame() == whole, "the big reply came back damaged");
+        assert_eq!(client.call(&["GET", "missing"]), "$-1\r\n");
+    }
+    client.cmd(&["GET", "big"]);
+    client.cmd(&["PING"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(client.read_frame() == whole, "the big reply came back damaged");
+    assert_eq!(text(client.read_frame()), "+PONG\r\n");
+}
 
 /// A subscriber that stops reading is disconnected once the messages it
 /// leaves unread pass `client_output_buffer_limit`, instead of the proxy

@@ -77,6 +77,12 @@ impl Batch {
         }
     }
 
+    /// Every reply is passed on as it comes (no near-cache read to
+    /// complete, no reply map).
+    pub fn is_plain(&self) -> bool {
+        self.slots.is_empty()
+    }
+
     /// The bytes to send.
     pub fn payload<'a>(&'a self, input: &'a [u8]) -> &'a [u8] {
         if self.owned {

@@ -28,6 +28,7 @@ use crate::protocol::request::{self, Parsed};
 use crate::protocol::{encode, Args, Proto, ProtocolError};
 use crate::router::{NodeId, DEFAULT_NODE};
 use crate::upstream::dedicated::DedicatedConn;
+use crate::upstream::handoff::{self, Handoff, Outcome};
 use crate::upstream::out_of_band;
 use crate::upstream::pool::JobResult;
 use crate::upstream::UpstreamError;
@@ -70,6 +71,12 @@ enum Pending {
         /// What each command's replies are, when some are near-cache reads
         /// to complete (and cache) on the way; `None`: plain pass-through.
         slots: Option<Vec<Slot>>,
+    },
+    /// A pool batch whose replies the pool's reader writes to the client
+    /// itself (see [`handoff`]): the session's only debt while it lasts.
+    Handed {
+        count: usize,
+        started: Instant,
     },
     Dedicated {
         remaining: usize,
@@ -144,6 +151,9 @@ pub struct Session<R, W> {
     activity: Arc<Activity>,
     /// The client's tenant, when tenancy is on.
     tenant: tenant::Client,
+    /// Lent to a lone request's batch, for its replies to go straight to
+    /// the client.
+    handoff: Arc<Handoff>,
 }
 
 impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
@@ -163,6 +173,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         let cluster_view = shared.router.as_cluster().map(|_| activity.local);
         let tenant = tenant::Client::new(&shared.tenancy, peer, activity.clone());
         let refusal = tenant.refusal(&shared.tenancy);
+        let handoff = Arc::new(Handoff::new(Box::new(Direct { writer: writer.clone(), activity: activity.clone() })));
         Session {
             shared,
             pools,
@@ -190,6 +201,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             replies_dropped: false,
             activity,
             tenant,
+            handoff,
         }
     }
 
@@ -236,12 +248,15 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             // invalidations): its dedicated connection is always listened to.
             let listening = self.st.expects_pushes() || self.st.proto == Proto::Resp3;
             let waiting = !self.pending.is_empty() || (self.dedicated.is_some() && listening);
+            // A handed-off batch delivered is looked at when the client
+            // next sends something, unless the session has to know sooner.
+            let lazy = can_read && self.pending.len() == 1;
             // Two forms, so the common case (everything written) does not
             // pay for a writability future it never polls.
             let wake = if unwritten == 0 {
                 tokio::select! {
                     biased;
-                    event = next_event(&mut self.pending, &mut self.dedicated), if waiting => Wake::Event(event),
+                    event = next_event(&mut self.pending, &mut self.dedicated, &self.handoff, lazy), if waiting => Wake::Event(event),
                     read = self.reader.read_buf(&mut self.rbuf), if can_read => Wake::Read(read?),
                     // (An async block: select! builds every branch's future,
                     // and a sleep built is a clock read.)
@@ -258,7 +273,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                         writable?;
                         Wake::Writable
                     }
-                    event = next_event(&mut self.pending, &mut self.dedicated), if waiting => Wake::Event(event),
+                    event = next_event(&mut self.pending, &mut self.dedicated, &self.handoff, lazy), if waiting => Wake::Event(event),
                     read = self.reader.read_buf(&mut self.rbuf), if can_read => Wake::Read(read?),
                     // (An async block: select! builds every branch's future,
                     // and a sleep built is a clock read.)
@@ -270,7 +285,12 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 Wake::Event(event) => self.on_event(event),
                 Wake::Read(0) if self.must_stop_now() => return Ok(()),
                 Wake::Read(0) => self.closing = true,
-                Wake::Read(_) => self.handle_input().await,
+                Wake::Read(_) => {
+                    // What came meanwhile goes first (a handed-off batch
+                    // delivered: the new requests may be handed off too).
+                    self.drain_completed();
+                    self.handle_input().await;
+                }
             }
         }
     }
@@ -508,6 +528,15 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             return;
         }
         let (affinity, payload, replies) = (self.st.id as usize, self.batch.payload(input), self.batch.replies);
+        if self.may_hand_off() {
+            self.pools.get(self.batch.node, proto).hand_off(affinity, payload, replies, started, &self.handoff);
+            let count = self.batch.commands;
+            self.batch.finish();
+            self.pending.push_back(Pending::Handed { count, started });
+            self.in_flight += count;
+            self.tenant.sent(count);
+            return;
+        }
         let rx = match self.own_user() {
             Some(own) => own.get(proto).send(affinity, payload, replies, started),
             None if self.shared.router.as_cluster().is_some() => {
@@ -521,6 +550,24 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         self.pending.push_back(Pending::Pool { rx, count, silent, started, slots });
         self.in_flight += count;
         self.tenant.sent(count);
+    }
+
+    /// The batch may go as a handoff: nothing is owed or unwritten before
+    /// it, its replies are passed on as they are, and nothing else writes
+    /// to the client meanwhile (no dedicated connection, no pushes); on a
+    /// single Redis, without tenants (whose in-flight counts must drop as
+    /// replies arrive).
+    fn may_hand_off(&self) -> bool {
+        self.pending.is_empty()
+            && self.wbuf.is_empty()
+            && self.out.is_empty()
+            && !self.batch.silent
+            && self.batch.is_plain()
+            && self.dedicated.is_none()
+            && !self.st.expects_pushes()
+            && self.own_user().is_none()
+            && self.shared.router.as_cluster().is_none()
+            && !self.shared.tenancy.enabled()
     }
 
     /// The client just switched protocols (HELLO, RESET): each protocol has
@@ -803,10 +850,18 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// the dedicated connection after this cannot overtake them upstream.
     async fn settle_pool(&mut self) {
         for i in 0..self.pending.len() {
-            if let Some(Pending::Pool { rx, count, silent, started, slots }) = self.pending.get_mut(i) {
-                let (count, silent, started, slots) = (*count, *silent, *started, slots.take());
-                let result = rx.await.unwrap_or(Err(UpstreamError::ConnectionLost));
-                self.pending[i] = Pending::Ready(self.pool_result(result, count, silent, started, slots));
+            match self.pending.get_mut(i) {
+                Some(Pending::Pool { rx, count, silent, started, slots }) => {
+                    let (count, silent, started, slots) = (*count, *silent, *started, slots.take());
+                    let result = rx.await.unwrap_or(Err(UpstreamError::ConnectionLost));
+                    self.pending[i] = Pending::Ready(self.pool_result(result, count, silent, started, slots));
+                }
+                Some(Pending::Handed { count, started }) => {
+                    let (count, started) = (*count, *started);
+                    let outcome = std::future::poll_fn(|cx| self.handoff.poll_outcome(cx, true)).await;
+                    self.pending[i] = Pending::Ready(self.handed(outcome, count, started));
+                }
+                _ => {}
             }
         }
     }
@@ -852,6 +907,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     fn on_event(&mut self, event: Event) {
         match event {
             Event::Pool(result) => self.pool_done(result),
+            Event::Handed(outcome) => self.handed_done(outcome),
             Event::Frame(Ok(frame)) => self.dedicated_frame(frame),
             Event::Frame(Err(e)) => self.dedicated_failed(e),
         }
@@ -872,6 +928,10 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     Err(oneshot::error::TryRecvError::Empty) => return,
                     Err(oneshot::error::TryRecvError::Closed) => self.pool_done(Err(UpstreamError::ConnectionLost)),
                 },
+                Some(Pending::Handed { .. }) => match self.handoff.take() {
+                    Some(outcome) => self.handed_done(outcome),
+                    None => return,
+                },
                 _ => return,
             }
         }
@@ -887,6 +947,38 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         }
     }
 
+    fn handed_done(&mut self, outcome: Outcome) {
+        let Some(Pending::Handed { count, started }) = self.pending.pop_front() else {
+            return;
+        };
+        let rest = self.handed(outcome, count, started);
+        if !rest.is_empty() {
+            self.emit(rest);
+        }
+    }
+
+    /// What is left to write of a handed-off batch of `count` requests.
+    fn handed(&mut self, outcome: Outcome, count: usize, started: Instant) -> Bytes {
+        match outcome {
+            Outcome::Returned(Err(e)) => self.pool_result(Err(e), count, false, started, None),
+            // The reader counted their latency.
+            Outcome::Delivered => {
+                self.answered(count);
+                Bytes::new()
+            }
+            Outcome::Returned(Ok(rest)) => {
+                self.answered(count);
+                rest
+            }
+        }
+    }
+
+    /// Replies to `count` requests are no longer owed.
+    fn answered(&mut self, count: usize) {
+        self.in_flight -= count;
+        self.tenant.answered(count);
+    }
+
     /// The client's replies for a pool batch of `count` requests now
     /// answered; none when they were dropped for the client's output limit
     /// (it is then disconnected, see [`Session::past_output_limit`]).
@@ -898,8 +990,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         started: Instant,
         slots: Option<Vec<Slot>>,
     ) -> Bytes {
-        self.in_flight -= count;
-        self.tenant.answered(count);
+        self.answered(count);
         if let Err(UpstreamError::OutputLimit) = result {
             self.replies_dropped = true;
             return Bytes::new();
@@ -1036,15 +1127,26 @@ fn is_push(frame: &[u8], event: PubSub) -> bool {
 
 enum Event {
     Pool(JobResult),
+    Handed(Outcome),
     Frame(Result<Bytes, UpstreamError>),
 }
 
 /// Waits for whatever the head of the queue is waiting on; with nothing
 /// owed, for pushed frames from the dedicated connection.
-async fn next_event(pending: &mut VecDeque<Pending>, dedicated: &mut Option<DedicatedConn>) -> Event {
+/// A handed-off batch wakes the session for its delivery only when not
+/// `lazy`.
+async fn next_event(
+    pending: &mut VecDeque<Pending>,
+    dedicated: &mut Option<DedicatedConn>,
+    handoff: &Handoff,
+    lazy: bool,
+) -> Event {
     let deadline = match pending.front_mut() {
         Some(Pending::Pool { rx, .. }) => {
             return Event::Pool(rx.await.unwrap_or(Err(UpstreamError::ConnectionLost)));
+        }
+        Some(Pending::Handed { .. }) => {
+            return Event::Handed(std::future::poll_fn(|cx| handoff.poll_outcome(cx, !lazy)).await);
         }
         Some(Pending::Dedicated { deadline, .. }) => *deadline,
         Some(Pending::Ready(_)) | None => None,
@@ -1058,5 +1160,24 @@ async fn next_event(pending: &mut VecDeque<Pending>, dedicated: &mut Option<Dedi
             Ok(frame) => Event::Frame(frame),
             Err(_) => Event::Frame(Err(UpstreamError::Timeout)),
         },
+    }
+}
+
+/// The client's end of the session's handoff.
+struct Direct<W> {
+    writer: Arc<W>,
+    activity: Arc<Activity>,
+}
+
+impl<W: ClientWriter> handoff::ClientEnd for Direct<W> {
+    fn try_write(&self, data: &[u8]) -> std::io::Result<usize> {
+        self.writer.try_write(data)
+    }
+
+    fn delivered(&self) {
+        self.activity.touch();
+        // Owing nothing more, the session may idle (it looks again when
+        // it wakes).
+        self.activity.set_exempt(false);
     }
 }

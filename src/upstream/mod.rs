@@ -2,13 +2,15 @@
 //! ([`url`]), TLS for `rediss://` ([`tls`]), opening and handshaking a
 //! connection ([`conn`]), the shared pool of multiplexed pipelined
 //! connections for stateless commands ([`pool`]), dedicated connections
-//! dedicated to one client ([`dedicated`]), opened ahead of need ([`spares`]),
+//! dedicated to one client ([`dedicated`]), replies written straight to a
+//! lone client ([`handoff`]), opened ahead of need ([`spares`]),
 //! and one-request connections for what must not wait behind others
 //! ([`out_of_band`]).
 
 pub mod breaker;
 pub mod conn;
 pub mod dedicated;
+pub mod handoff;
 pub mod out_of_band;
 pub mod pool;
 pub mod reconnect;

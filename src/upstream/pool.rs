@@ -37,6 +37,7 @@
 
 use super::breaker::Breaker;
 use super::conn::{self, Stream, TlsStream};
+use super::handoff::Handoff;
 use super::reconnect::Reconnect;
 use super::UpstreamConfig;
 use super::{UpstreamError, KEEPALIVE};
@@ -162,20 +163,52 @@ impl Pool {
     /// connection chosen by `affinity`; a session keeps one connection.
     pub fn send(&self, affinity: usize, payload: &[u8], count: usize, now: Instant) -> oneshot::Receiver<JobResult> {
         let (reply, rx) = oneshot::channel();
-        if !self.info.breaker.allows() {
-            let _ = reply.send(Err(self.info.breaker.refusal()));
-            return rx;
-        }
-        self.conns[affinity % self.conns.len()].send(payload, InFlight { count, reply, sent_at: now });
+        self.send_to(affinity, payload, InFlight { count, reply: Reply::Channel(reply), sent_at: now });
         rx
+    }
+
+    /// As [`Pool::send`], the replies written straight to the client the
+    /// handoff names (see [`super::handoff`]).
+    pub fn hand_off(&self, affinity: usize, payload: &[u8], count: usize, now: Instant, to: &Arc<Handoff>) {
+        self.send_to(affinity, payload, InFlight { count, reply: Reply::Handoff(to.clone()), sent_at: now });
+    }
+
+    fn send_to(&self, affinity: usize, payload: &[u8], job: InFlight) {
+        if !self.info.breaker.allows() {
+            job.answer(Err(self.info.breaker.refusal()));
+            return;
+        }
+        self.conns[affinity % self.conns.len()].send(payload, job);
     }
 }
 
 /// A batch written upstream, waiting for its replies.
 struct InFlight {
     count: usize,
-    reply: oneshot::Sender<JobResult>,
+    reply: Reply,
     sent_at: Instant,
+}
+
+/// Where a batch's replies go.
+enum Reply {
+    /// To the session, which writes them.
+    Channel(oneshot::Sender<JobResult>),
+    /// Straight to the client.
+    Handoff(Arc<Handoff>),
+    /// Nowhere (the keepalive's PONG).
+    Discard,
+}
+
+impl InFlight {
+    fn answer(self, result: JobResult) {
+        match self.reply {
+            Reply::Channel(tx) => {
+                let _ = tx.send(result);
+            }
+            Reply::Handoff(to) => to.complete(result, self.count, self.sent_at),
+            Reply::Discard => {}
+        }
+    }
 }
 
 /// One multiplexed connection, shared by the sessions and its tasks.
@@ -247,7 +280,7 @@ impl PoolConn {
         if let Link::Down(e) = &st.link {
             let e = e.clone();
             drop(st);
-            let _ = job.reply.send(Err(e));
+            job.answer(Err(e));
             return;
         }
         st.last_sent = job.sent_at;
@@ -288,7 +321,7 @@ impl PoolConn {
             st.inflight.drain(..).collect()
         };
         for job in orphans {
-            let _ = job.reply.send(Err(err.clone()));
+            job.answer(Err(err.clone()));
         }
     }
 
@@ -304,7 +337,7 @@ impl PoolConn {
             (st.inflight.drain(..written).collect(), st.unflushed)
         };
         for job in written {
-            let _ = job.reply.send(Err(err.clone()));
+            job.answer(Err(err.clone()));
         }
         kept
     }
@@ -316,10 +349,9 @@ impl PoolConn {
         if !st.inflight.is_empty() || now.saturating_duration_since(st.last_sent) < KEEPALIVE {
             return;
         }
-        // Nobody waits for the PONG: the reader delivers it to no one.
-        let (reply, _) = oneshot::channel();
+        // Nobody waits for the PONG.
         st.last_sent = now;
-        st.inflight.push_back(InFlight { count: 1, reply, sent_at: now });
+        st.inflight.push_back(InFlight { count: 1, reply: Reply::Discard, sent_at: now });
         st.unflushed += 1;
         st.backlog.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
         if matches!(st.link, Link::Up { .. }) && !st.flushing {
@@ -502,7 +534,7 @@ struct Reader<R> {
     /// front batch's were.
     max_batch_reply: usize,
     dropping: bool,
-    done: Vec<(oneshot::Sender<JobResult>, Bytes)>,
+    done: Vec<(InFlight, Bytes)>,
     /// Something was read since the last tick (published then).
     progressed: bool,
 }
@@ -584,8 +616,8 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             st.solo = self.done.len() <= 1;
             result
         };
-        for (reply, bytes) in self.done.drain(..) {
-            let _ = reply.send(Ok(bytes));
+        for (job, bytes) in self.done.drain(..) {
+            job.answer(Ok(bytes));
         }
         result
     }
@@ -616,9 +648,9 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 if let Some(job) = inflight.pop_front() {
                     if std::mem::take(&mut self.dropping) {
                         // Rare: answered at once, the lock held.
-                        let _ = job.reply.send(Err(UpstreamError::OutputLimit));
+                        job.answer(Err(UpstreamError::OutputLimit));
                     } else {
-                        self.done.push((job.reply, replies));
+                        self.done.push((job, replies));
                     }
                 }
             }
