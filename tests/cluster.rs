@@ -65,6 +65,24 @@ impl Cluster {
         self.direct(node).call(&["CLUSTER", "MYID"]).lines().nth(1).unwrap_or_default().to_string()
     }
 
+    /// A new node replicating node `node`, in sync with it, and a
+    /// connection to it.
+    fn replica_of(&self, node: usize) -> (RedisServer, Raw) {
+        let replica = RedisServer::start_cluster_node();
+        let mut direct = direct_raw(&replica);
+        let bus = self.nodes[0].cluster_bus().expect("bus").to_string();
+        assert_eq!(direct.call(&["CLUSTER", "MEET", "127.0.0.1", &self.nodes[0].port.to_string(), &bus]), "+OK\r\n");
+        let master = self.id(node);
+        let attached =
+            eventually(Duration::from_secs(20), || direct.call(&["CLUSTER", "REPLICATE", &master]) == "+OK\r\n");
+        let replicating = attached
+            && eventually(Duration::from_secs(20), || {
+                direct.call(&["INFO", "replication"]).contains("master_link_status:up")
+            });
+        assert!(replicating, "the replica did not attach: {}", direct.call(&["CLUSTER", "NODES"]));
+        (replica, direct)
+    }
+
     fn proxy(&self, toml: &str) -> Proxy {
         let seeds = format!("redis+cluster://127.0.0.1:{},127.0.0.1:{}", self.nodes[0].port, self.nodes[1].port);
         let proxy = Proxy::start_url(&seeds, toml);
@@ -372,17 +390,7 @@ fn tenants_keep_hash_tags_and_whole_keyspace_commands_are_refused() {
 #[test]
 fn a_replica_promoted_in_place_of_a_dead_master_is_followed() {
     let mut cluster = Cluster::start(3);
-    let replica = RedisServer::start_cluster_node();
-    let mut direct = direct_raw(&replica);
-    let bus = cluster.nodes[0].cluster_bus().expect("bus").to_string();
-    assert_eq!(direct.call(&["CLUSTER", "MEET", "127.0.0.1", &cluster.nodes[0].port.to_string(), &bus]), "+OK\r\n");
-    let master = cluster.id(1);
-    let attached = eventually(Duration::from_secs(20), || direct.call(&["CLUSTER", "REPLICATE", &master]) == "+OK\r\n");
-    let replicating = attached
-        && eventually(Duration::from_secs(20), || {
-            direct.call(&["INFO", "replication"]).contains("master_link_status:up")
-        });
-    assert!(replicating, "the replica did not attach: {}", direct.call(&["CLUSTER", "NODES"]));
+    let (_replica, mut direct) = cluster.replica_of(1);
     let proxy = cluster.proxy("[cache]\nenabled = false\n");
     let mut client = proxy.raw();
     let key = cluster.key_on(1, "survivor:");
@@ -444,4 +452,169 @@ fn lost_connections_to_healthy_masters_are_replaced_without_errors() {
         assert_eq!(client.call(&["INCR", key]), ":3\r\n", "node {i}, after 2.5 s idle under timeout 1");
         assert_eq!(cluster.direct(i).call(&["GET", key]), "$1\r\n3\r\n");
     }
+}
+
+/// Slots move between masters (the `CLUSTER SETSLOT` / `MIGRATE` sequence
+/// `redis-cli --cluster reshard` runs) while clients work: a client of the
+/// proxy writing and reading back its own keys, another reading keys that
+/// a cluster client writes straight to the cluster, through the near-cache.
+/// No request gets an error, every write is where it belongs afterwards,
+/// and the near-cache agrees with the cluster.
+#[test]
+fn slots_resharded_under_load_cost_no_errors_and_keep_the_cache_coherent() {
+    let cluster = Cluster::start(3);
+    let proxy = cluster.proxy("[cache]\nadmission = \"first\"\n");
+    // 24 slots of node 1, four keys in each: half written through the
+    // proxy, half straight to the cluster.
+    let moving: Vec<u16> = (cluster.starts[1]..cluster.starts[1] + 24).collect();
+    let mut keys: Vec<String> = Vec::new();
+    for slot in &moving {
+        keys.extend((0..).map(|i| format!("r{i}")).filter(|k| slot::of(k.as_bytes()) == *slot).take(4));
+    }
+    let (own, theirs): (Vec<String>, Vec<String>) = keys.iter().cloned().partition(|k| k.len() % 2 == 0);
+    assert!(!own.is_empty() && !theirs.is_empty(), "{keys:?}");
+    let seeds: Vec<String> = cluster.nodes.iter().map(|n| format!("redis://127.0.0.1:{}", n.port)).collect();
+    let direct = redis::cluster::ClusterClient::new(seeds).expect("cluster client");
+    let mut writer = direct.get_connection().expect("cluster connection");
+    for key in &theirs {
+        let _: () = redis::cmd("SET").arg(key).arg("0").query(&mut writer).expect("SET");
+    }
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let mut own_client = proxy.raw();
+    let own_keys = own.clone();
+    let own_load = std::thread::spawn(move || {
+        let (mut round, mut wrong) = (0u64, Vec::new());
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) || round < 3 {
+            round += 1;
+            for key in &own_keys {
+                let value = format!("v{round}");
+                let set = own_client.call(&["SET", key, &value]);
+                let got = own_client.call(&["GET", key]);
+                if set != "+OK\r\n" || got != format!("${}\r\n{value}\r\n", value.len()) {
+                    wrong.push(format!("{key}: SET {set:?}, GET {got:?} (wrote {value})"));
+                }
+            }
+        }
+        (round, wrong)
+    });
+    let stop = done.clone();
+    let mut reader = proxy.raw();
+    let their_keys = theirs.clone();
+    let their_load = std::thread::spawn(move || {
+        let (mut reads, mut errors) = (0u64, Vec::new());
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            for key in &their_keys {
+                let got = reader.call(&["GET", key]);
+                reads += 1;
+                if !got.starts_with('$') {
+                    errors.push(format!("GET {key}: {got:?}"));
+                }
+            }
+            let got = reader.call(&["MGET", &their_keys[0], &their_keys[their_keys.len() - 1]]);
+            if !got.starts_with("*2\r\n$") {
+                errors.push(format!("MGET: {got:?}"));
+            }
+        }
+        (reads, errors)
+    });
+    let (from, to) = (cluster.id(1), cluster.id(2));
+    let target_port = cluster.nodes[2].port.to_string();
+    let mut round = 0u64;
+    for slot in &moving {
+        let slot = slot.to_string();
+        assert_eq!(cluster.direct(2).call(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from]), "+OK\r\n");
+        assert_eq!(cluster.direct(1).call(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to]), "+OK\r\n");
+        // The cluster's own clients keep writing meanwhile.
+        round += 1;
+        for key in &theirs {
+            let _: () = redis::cmd("SET").arg(key).arg(round).query(&mut writer).expect("direct SET");
+        }
+        let listed = cluster.direct(1).call(&["CLUSTER", "GETKEYSINSLOT", &slot, "100"]);
+        let in_slot: Vec<&str> = listed.lines().skip(2).step_by(2).collect();
+        if !in_slot.is_empty() {
+            let mut migrate = vec!["MIGRATE", "127.0.0.1", &target_port, "", "0", "5000", "KEYS"];
+            migrate.extend(in_slot);
+            assert_eq!(cluster.direct(1).call(&migrate), "+OK\r\n");
+        }
+        for node in [1, 2, 0] {
+            assert_eq!(cluster.direct(node).call(&["CLUSTER", "SETSLOT", &slot, "NODE", &to]), "+OK\r\n");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    round += 1;
+    for key in &theirs {
+        let _: () = redis::cmd("SET").arg(key).arg(round).query(&mut writer).expect("direct SET");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (rounds, wrong) = own_load.join().expect("own load");
+    let (reads, errors) = their_load.join().expect("their load");
+    assert!(wrong.is_empty(), "{} of {rounds} rounds went wrong: {:?}", wrong.len(), &wrong[..wrong.len().min(5)]);
+    assert!(errors.is_empty(), "{} of {reads} reads failed: {:?}", errors.len(), &errors[..errors.len().min(5)]);
+    // Everything lives on node 2 now, as last written.
+    let mut client = proxy.raw();
+    for key in &own {
+        let last = format!("v{rounds}");
+        assert_eq!(cluster.direct(2).call(&["GET", key]), format!("${}\r\n{last}\r\n", last.len()), "{key}");
+    }
+    let last = round.to_string();
+    for key in &theirs {
+        assert_eq!(cluster.direct(2).call(&["GET", key]), format!("${}\r\n{last}\r\n", last.len()), "{key}");
+        let fresh = eventually(Duration::from_secs(2), || {
+            client.call(&["GET", key]) == format!("${}\r\n{last}\r\n", last.len())
+        });
+        assert!(
+            fresh,
+            "{key}: the near-cache kept {:?} after the cluster's write of {last}",
+            client.call(&["GET", key])
+        );
+    }
+    eprintln!("{rounds} rounds of own writes, {reads} reads of the cluster's, {} slots moved", moving.len());
+}
+
+/// An operator's `CLUSTER FAILOVER` (a replica takes over from its live
+/// master, which pauses writes meanwhile and answers `MOVED` after) under
+/// load: no client sees an error, and every acknowledged `INCR` is counted
+/// on the new master.
+#[test]
+fn a_manual_failover_under_load_costs_no_errors() {
+    let cluster = Cluster::start(3);
+    let (_replica, mut direct) = cluster.replica_of(1);
+    let proxy = cluster.proxy("");
+    let counter = cluster.key_on(1, "hits:");
+    let key = format!("{{{counter}}}:last");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let mut client = proxy.raw();
+    let (load_counter, load_key) = (counter.clone(), key.clone());
+    let load = std::thread::spawn(move || {
+        let (mut acknowledged, mut wrong) = (0u64, Vec::new());
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let incr = client.call(&["INCR", &load_counter]);
+            if incr == format!(":{}\r\n", acknowledged + 1) {
+                acknowledged += 1;
+            } else {
+                wrong.push(format!("INCR after {acknowledged}: {incr:?}"));
+            }
+            let value = acknowledged.to_string();
+            let set = client.call(&["SET", &load_key, &value]);
+            let got = client.call(&["GET", &load_key]);
+            if set != "+OK\r\n" || got != format!("${}\r\n{value}\r\n", value.len()) {
+                wrong.push(format!("SET {set:?}, GET {got:?} (wrote {value})"));
+            }
+        }
+        (acknowledged, wrong)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(direct.call(&["CLUSTER", "FAILOVER"]), "+OK\r\n");
+    let promoted = eventually(Duration::from_secs(20), || direct.call(&["ROLE"]).starts_with("*3\r\n$6\r\nmaster"));
+    assert!(promoted, "the replica never took over: {}", direct.call(&["ROLE"]));
+    std::thread::sleep(Duration::from_millis(500));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acknowledged, wrong) = load.join().expect("load");
+    assert!(wrong.is_empty(), "{} requests went wrong: {:?}", wrong.len(), &wrong[..wrong.len().min(5)]);
+    let count = acknowledged.to_string();
+    assert_eq!(direct.call(&["GET", &counter]), format!("${}\r\n{count}\r\n", count.len()), "on the new master");
+    eprintln!("{acknowledged} INCRs acknowledged across the failover");
 }
