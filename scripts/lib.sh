@@ -22,12 +22,13 @@ wait_port "$REDIS"
 declare -A PORT=([redis]=$REDIS) PID=([redis]=${pids[0]})
 # Starts a nearcache as target $1 with the config text $2, in this shell so
 # cleanup stops it; its port and pid go to PORT[$1] and PID[$1]. Its
-# upstream is $SCHEME (redis, or rediss for TLS)://127.0.0.1:$REDIS.
+# upstream is $UPSTREAM, by default $SCHEME (redis, or rediss for
+# TLS)://127.0.0.1:$REDIS.
 proxy() { # target config-text
   local p; p=$(port)
   printf '%s\n' "$2" >"$work/$1.toml"
   RUST_LOG=warn ./target/release/nearcache --config "$work/$1.toml" --listen "127.0.0.1:$p" \
-    --admin-listen 127.0.0.1:0 --upstream "${SCHEME:-redis}://127.0.0.1:$REDIS" >"$work/$1.log" 2>&1 &
+    --admin-listen 127.0.0.1:0 --upstream "${UPSTREAM:-${SCHEME:-redis}://127.0.0.1:$REDIS}" >"$work/$1.log" 2>&1 &
   pids+=($!)
   PID[$1]=$!
   wait_port "$p"
