@@ -21,7 +21,7 @@ fn main() {
     let size: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(16);
     let max_bytes: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(16 << 20);
     let cache = NearCache::new(CacheConfig { max_bytes, admission: Admission::First, ..CacheConfig::default() });
-    cache.tracking_restored(|| false);
+    cache.tracking_restored(0, || false);
     let mut reply = BytesMut::new();
     reply.put_slice(format!("${size}\r\n").as_bytes());
     reply.put_bytes(b'x', size);

@@ -618,3 +618,53 @@ fn a_manual_failover_under_load_costs_no_errors() {
     assert_eq!(direct.call(&["GET", &counter]), format!("${}\r\n{count}\r\n", count.len()), "on the new master");
     eprintln!("{acknowledged} INCRs acknowledged across the failover");
 }
+
+/// A node's invalidation channel lost (the node stops answering for a
+/// moment) drops that node's keys from the near-cache and stops serving
+/// them until the channel is back; the other nodes' keys are served from
+/// the cache meanwhile, and stay coherent.
+#[test]
+fn a_nodes_lost_invalidation_channel_stops_only_its_keys() {
+    let cluster = Cluster::start(3);
+    let proxy = cluster.proxy("[upstream]\nrequest_timeout = \"300ms\"\n[cache]\nadmission = \"first\"\n");
+    let mut client = proxy.raw();
+    let (near, far) = (cluster.key_on(0, "steady:"), cluster.key_on(1, "sleepy:"));
+    for key in [&near, &far] {
+        assert_eq!(client.call(&["SET", key, "1"]), "+OK\r\n");
+        common::wait_cached(&proxy, &mut client, &["GET", key]);
+    }
+    let entries = |proxy: &Proxy| common::json_number(&proxy.admin_get("/cache/stats").1, "entries");
+    assert_eq!(entries(&proxy), 2.0);
+    // Node 1 stops answering for 1.5 s (under the cluster's node timeout):
+    // its channel misses a PING's answer and is declared lost.
+    let sleeper = cluster.direct(1);
+    let sleeping = std::thread::spawn(move || {
+        let mut sleeper = sleeper;
+        sleeper.call(&["DEBUG", "SLEEP", "1.5"])
+    });
+    let lost = eventually(Duration::from_secs(2), || {
+        metric(&proxy.admin_get("/metrics").1, "nearcache_tracking_connected") == Some(0.0)
+    });
+    assert!(lost, "node 1's channel was never declared lost");
+    assert_eq!(entries(&proxy), 1.0, "node 1's key was kept");
+    // Node 0's key is still served from the cache, and a write there is
+    // still seen.
+    let hits = || common::json_number(&proxy.admin_get("/cache/stats").1, "hits");
+    let before = hits();
+    assert_eq!(client.call(&["GET", &near]), "$1\r\n1\r\n");
+    assert!(hits() > before, "node 0's key was not served from the cache while node 1's channel was down");
+    assert_eq!(cluster.direct(0).call(&["SET", &near, "2"]), "+OK\r\n");
+    let seen = eventually(Duration::from_secs(2), || client.call(&["GET", &near]) == "$1\r\n2\r\n");
+    assert!(seen, "a write on node 0 went unseen while node 1's channel was down");
+    assert_eq!(sleeping.join().expect("sleeper"), "+OK\r\n");
+    // Node 1 is back: its keys are read from it, then cached again, and
+    // its writes seen.
+    let back = eventually(Duration::from_secs(5), || {
+        metric(&proxy.admin_get("/metrics").1, "nearcache_tracking_connected") == Some(1.0)
+    });
+    assert!(back, "node 1's channel never came back");
+    assert_eq!(cluster.direct(1).call(&["SET", &far, "3"]), "+OK\r\n");
+    let fresh = eventually(Duration::from_secs(2), || client.call(&["GET", &far]) == "$1\r\n3\r\n");
+    assert!(fresh, "node 1's key: {:?}", client.call(&["GET", &far]));
+    common::wait_cached(&proxy, &mut client, &["GET", &far]);
+}

@@ -16,6 +16,13 @@
 //! lock, so a reply read before a write can never be cached after that
 //! write's invalidation. Concurrent misses of the same (key, shape) join
 //! the open flight instead of reading again (single flight).
+//!
+//! **Channels.** Each upstream node has its invalidation channel. With one
+//! Redis, the cache serves only while its channel receives. With a Redis
+//! Cluster, each channel covers its node's keys (the cluster's slot map
+//! says which): a node's channel lost drops that node's keys and stops
+//! serving (and filling) them until it is back; the other nodes' keys are
+//! served meanwhile.
 
 mod doorkeeper;
 mod entry;
@@ -35,6 +42,8 @@ use crate::commands::{key_indices, Command, Flags, Keys};
 use crate::glob;
 use crate::observe;
 use crate::protocol::Args;
+use crate::router::cluster::{SlotMap, MAX_NODES};
+use crate::router::NodeId;
 use crate::upstream::pool::JobResult;
 use crate::upstream::UpstreamError;
 use arc_swap::ArcSwap;
@@ -43,7 +52,7 @@ use moka::notification::RemovalCause;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -99,9 +108,14 @@ pub struct NearCache {
     next_flight: AtomicU64,
     /// True only while invalidations are being received.
     active: AtomicBool,
-    /// Invalidation channels (one per upstream node) not receiving: the
-    /// cache serves only while none is down.
+    /// Invalidation channels (one per upstream node) not receiving, and
+    /// which (a bit per node): with one Redis the cache serves only while
+    /// none is down; with a cluster, the keys of the nodes whose channel
+    /// is up.
     channels_down: AtomicUsize,
+    down: Box<[AtomicU64]>,
+    /// A Redis Cluster's slot map: which node's channel covers a key.
+    partition: OnceLock<SlotMap>,
     /// Tracking is back but failover still serves the entries kept from
     /// before: they are dropped, and the cache activated, when it ends.
     restored: AtomicBool,
@@ -172,6 +186,8 @@ impl NearCache {
             next_flight: AtomicU64::new(1),
             active: AtomicBool::new(false),
             channels_down: AtomicUsize::new(0),
+            down: (0..MAX_NODES.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+            partition: OnceLock::new(),
             restored: AtomicBool::new(false),
             doorkeeper,
             config: Arc::new(ArcSwap::from_pointee(config)),
@@ -235,44 +251,116 @@ impl NearCache {
         self.active.load(Ordering::Acquire)
     }
 
-    /// The invalidation channel was lost: writes may now go unnoticed, so
-    /// hits stop. Entries are dropped, unless `keep_for_failover`: then
-    /// failover may still serve them (see [`NearCache::stale`]).
-    pub fn tracking_lost(&self, keep_for_failover: bool) {
+    /// The upstream is a Redis Cluster whose slots `map` says where each
+    /// key lives: each node's channel covers its keys only.
+    pub fn partition(&self, map: SlotMap) {
+        let _ = self.partition.set(map);
+    }
+
+    /// Whether a read of `key` may be served from, or filled into, the
+    /// cache: every channel receives, or (with a cluster) that of the
+    /// node serving `key`.
+    #[inline]
+    pub(crate) fn covers(&self, key: &[u8]) -> bool {
+        self.channels_down.load(Ordering::Acquire) == 0 || self.covers_partly(key)
+    }
+
+    #[cold]
+    fn covers_partly(&self, key: &[u8]) -> bool {
+        self.partition.get().is_some_and(|map| !self.is_down(map.key_node(key)))
+    }
+
+    fn is_down(&self, node: NodeId) -> bool {
+        self.down.get(node / 64).is_some_and(|word| word.load(Ordering::Acquire) & (1 << (node % 64)) != 0)
+    }
+
+    /// Notes `node`'s channel down or up; counts it if that changed.
+    fn mark(&self, node: NodeId, down: bool) {
+        let Some(word) = self.down.get(node / 64) else { return };
+        let bit = 1 << (node % 64);
+        let before = match down {
+            true => word.fetch_or(bit, Ordering::AcqRel),
+            false => word.fetch_and(!bit, Ordering::AcqRel),
+        };
+        match (down, before & bit != 0) {
+            (true, false) => {
+                self.channels_down.fetch_add(1, Ordering::AcqRel);
+            }
+            (false, true) => {
+                self.channels_down.fetch_sub(1, Ordering::AcqRel);
+            }
+            _ => {}
+        }
+    }
+
+    /// `node`'s invalidation channel was lost: writes there may now go
+    /// unnoticed, so hits of its keys stop (with one Redis: all hits).
+    /// Its entries are dropped, unless `keep_for_failover`: then failover
+    /// may still serve them (see [`NearCache::stale`]).
+    pub fn tracking_lost(&self, node: NodeId, keep_for_failover: bool) {
         let mut flights = self.lock();
-        self.channels_down.fetch_add(1, Ordering::AcqRel);
+        self.mark(node, true);
+        observe::tracking_connected(false);
+        if let Some(map) = self.partition.get() {
+            self.drop_node_locked(&mut flights, map, node);
+            return;
+        }
         if !keep_for_failover {
             self.clear_locked(&mut flights);
         }
         self.active.store(false, Ordering::Release);
         self.restored.store(false, Ordering::Release);
-        observe::tracking_connected(false);
     }
 
-    /// Invalidations flow again. What is cached may have changed upstream
-    /// meanwhile, so it is dropped before hits resume — unless failover is
-    /// still serving it (`in_failover`), then that waits for
+    /// `node`'s invalidations flow again. What is cached may have changed
+    /// upstream meanwhile, so it is dropped before hits resume — unless
+    /// failover is still serving it (`in_failover`), then that waits for
     /// [`NearCache::failover_ended`].
-    pub fn tracking_restored(&self, in_failover: impl Fn() -> bool) {
+    pub fn tracking_restored(&self, node: NodeId, in_failover: impl Fn() -> bool) {
         let mut flights = self.lock();
-        let down = self.channels_down.load(Ordering::Acquire).saturating_sub(1);
-        self.channels_down.store(down, Ordering::Release);
+        self.mark(node, false);
+        let down = self.channels_down.load(Ordering::Acquire);
+        if down == 0 {
+            observe::tracking_connected(true);
+        }
+        if let Some(map) = self.partition.get() {
+            // Keys of slots that moved to the node while its channel was
+            // down were cached under another node's channel.
+            self.drop_node_locked(&mut flights, map, node);
+            if !self.is_active() {
+                self.active.store(true, Ordering::Release);
+            }
+            return;
+        }
         if down > 0 {
-            // Another node's writes still go unseen.
             return;
         }
         self.restored.store(true, Ordering::Release);
         if !in_failover() {
             self.activate_locked(&mut flights);
         }
-        observe::tracking_connected(true);
     }
 
-    /// One more invalidation channel (a cluster node seen for the first
-    /// time): until it receives, writes on that node go unseen, so hits
-    /// stop and what is cached is dropped.
-    pub fn channel_added(&self) {
-        self.tracking_lost(false);
+    /// One more invalidation channel (a node seen for the first time):
+    /// until it receives, writes on that node go unseen, so hits of its
+    /// keys stop and they are dropped.
+    pub fn channel_added(&self, node: NodeId) {
+        self.tracking_lost(node, false);
+    }
+
+    /// Drops what is cached, and voids what is being read, of the keys
+    /// `map` places on `node`.
+    fn drop_node_locked(&self, flights: &mut HashMap<Bytes, Vec<Flight>>, map: &SlotMap, node: NodeId) {
+        for (key, key_flights) in flights.iter_mut() {
+            if map.key_node(key) == node {
+                key_flights.iter_mut().for_each(|f| f.valid = false);
+            }
+        }
+        let keys: Vec<Arc<Bytes>> = self.store.iter().map(|(k, _)| k).filter(|k| map.key_node(k) == node).collect();
+        for key in &keys {
+            self.evict(key);
+        }
+        observe::cache_invalidation();
     }
 
     /// Failover is over: activates the cache if tracking is back.
@@ -310,7 +398,7 @@ impl NearCache {
     /// (with `admission = "second"`) the key was read recently before. A
     /// refused read counts as a miss and goes upstream as it is.
     pub(crate) fn admit(&self, key: &[u8], hash: u64, settings: &mut Settings) -> Option<Duration> {
-        if !self.is_active() {
+        if !self.is_active() || !self.covers(key) {
             return None;
         }
         let ttl = self.settings(settings).ttl_for(key)?;
@@ -361,6 +449,9 @@ impl NearCache {
         shape: impl Fn(&[u8]) -> bool,
         out: Option<&mut BytesMut>,
     ) -> Option<Hit> {
+        if !self.covers(key) {
+            return None;
+        }
         let hit = memo::get(hash, self.stamp(), key, now, shape, out)?;
         self.hits.fetch_add(1, Ordering::Relaxed);
         Some(hit)
@@ -585,7 +676,7 @@ mod tests {
 
     fn cache() -> Arc<NearCache> {
         let c = NearCache::new(CacheConfig { admission: Admission::First, ..CacheConfig::default() });
-        c.tracking_restored(|| false);
+        c.tracking_restored(0, || false);
         c
     }
 
@@ -651,7 +742,7 @@ mod tests {
     fn a_stale_entry_is_replaced_by_a_fresh_fill() {
         let stale_for = Some(Duration::from_secs(60));
         let c = NearCache::new(CacheConfig { admission: Admission::First, stale_for, ..CacheConfig::default() });
-        c.tracking_restored(|| false);
+        c.tracking_restored(0, || false);
         let ttl = Duration::from_millis(30);
         let Read::Miss(ticket) = read(&c, b"k", b"get", ttl, Instant::now()) else { panic!("expected a miss") };
         ticket.complete(Bytes::from_static(b"+old\r\n"), Some(-1));
@@ -665,9 +756,9 @@ mod tests {
     fn inactive_cache_bypasses_and_activation_clears() {
         let c = cache();
         miss(&c, "k").complete(Bytes::from_static(b"+x\r\n"), Some(-1));
-        c.tracking_lost(false);
+        c.tracking_lost(0, false);
         assert_eq!(c.admit(b"k", c.hash(b"k"), &mut Settings::default()), None);
-        c.tracking_restored(|| false);
+        c.tracking_restored(0, || false);
         assert!(matches!(read(&c, b"k", b"get", TTL, Instant::now()), Read::Miss(_)));
     }
 
@@ -675,7 +766,7 @@ mod tests {
     fn second_sight_admission() {
         let c = NearCache::new(CacheConfig::default());
         assert_eq!(c.config().admission, Admission::Second, "the default");
-        c.tracking_restored(|| false);
+        c.tracking_restored(0, || false);
         let mut settings = Settings::default();
         assert_eq!(c.admit(b"k", c.hash(b"k"), &mut settings), None);
         assert_eq!(c.admit(b"k", c.hash(b"k"), &mut settings), Some(Duration::from_secs(60)));

@@ -251,7 +251,7 @@ mod tests {
     /// An active cache that fills on the first miss.
     fn active() -> Arc<NearCache> {
         let c = NearCache::new(CacheConfig { admission: Admission::First, ..CacheConfig::default() });
-        c.tracking_restored(|| false);
+        c.tracking_restored(0, || false);
         c
     }
 
@@ -327,7 +327,7 @@ mod tests {
         let c = active();
         assert!(matches!(run(&c, &["SET", "k", "v"]), CacheRead::Bypass));
         assert!(matches!(run(&c, &["EXISTS", "a", "b"]), CacheRead::Bypass));
-        c.tracking_lost(false);
+        c.tracking_lost(0, false);
         assert!(matches!(run(&c, &["GET", "k"]), CacheRead::Bypass));
     }
 }

@@ -3,7 +3,9 @@
 //! cache. Redis pushes the name of every key that changes under those
 //! prefixes (and a null on FLUSHALL/FLUSHDB); each push evicts.
 //!
-//! The cache serves only while this connection is healthy: when it is lost
+//! Each upstream node has one (a Redis Cluster's masters each theirs).
+//! The cache serves a node's keys only while its connection is healthy
+//! (see the cache's channels): when it is lost
 //! (disconnect, `CLIENT KILL`, upstream restart, no PONG within the request
 //! timeout) the cache is bypassed until tracking is re-established (a new
 //! connection is opened at once), since writes made meanwhile would go
@@ -17,6 +19,7 @@ use super::NearCache;
 use crate::observe;
 use crate::protocol::frame::{invalidation, Invalidation};
 use crate::protocol::{encode, Proto};
+use crate::router::NodeId;
 use crate::upstream::dedicated::DedicatedConn;
 use crate::upstream::pool::UpstreamInfo;
 use crate::upstream::reconnect::{AttemptError, Reconnect};
@@ -30,14 +33,20 @@ use std::time::{Duration, Instant};
 /// Redis' idle `timeout` never closes it.
 const PING_EVERY: Duration = crate::upstream::KEEPALIVE;
 
-/// Keeps the invalidation channel up for the life of the process.
+/// Keeps `node`'s invalidation channel up for the life of the process.
 /// With `failover`, entries outlive a loss of the channel (see the module
 /// documentation).
-pub async fn run(cache: Arc<NearCache>, upstream: Arc<UpstreamConfig>, info: Arc<UpstreamInfo>, failover: bool) {
+pub async fn run(
+    cache: Arc<NearCache>,
+    node: NodeId,
+    upstream: Arc<UpstreamConfig>,
+    info: Arc<UpstreamInfo>,
+    failover: bool,
+) {
     if !cache.config().enabled {
         return;
     }
-    cache.channel_added();
+    cache.channel_added(node);
     // Shared with each connection's serve step.
     let (cache, upstream, info) = (&cache, &upstream, &info);
     Reconnect {
@@ -51,18 +60,18 @@ pub async fn run(cache: Arc<NearCache>, upstream: Arc<UpstreamConfig>, info: Arc
     .run(
         || subscribe(cache, upstream),
         |mut conn, _| async move {
-            cache.tracking_restored(|| !info.breaker.allows());
+            cache.tracking_restored(node, || !info.breaker.allows());
             tracing::info!(upstream = %upstream.url, "near-cache receiving invalidations");
             match listen(&mut conn, cache, upstream.request_timeout).await {
                 Ended::Retrack => {
                     // Keys under the new prefixes were not tracked: bypass until re-subscribed.
-                    cache.tracking_lost(false);
+                    cache.tracking_lost(node, false);
                     tracing::info!("tracked prefixes changed by a reload: re-subscribing to invalidations");
                 }
                 Ended::Failed(err) => {
                     // Not an outage: only the cache stops serving
                     // until the connection is replaced (at once).
-                    cache.tracking_lost(failover);
+                    cache.tracking_lost(node, failover);
                     observe::tracking_lost();
                     tracing::warn!(error = %err, kept_for_failover = failover, "invalidation connection lost: near-cache bypassed until it is back");
                 }

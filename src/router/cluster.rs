@@ -31,6 +31,24 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(10);
 /// one of its replicas.
 pub const REFRESH_WHILE_DOWN: Duration = Duration::from_secs(1);
 
+/// The node serving each slot, shared with whoever needs to know where a
+/// key lives (the near-cache).
+#[derive(Clone)]
+pub struct SlotMap(Arc<[AtomicU16]>);
+
+impl SlotMap {
+    /// The node serving `slot`.
+    #[inline]
+    pub fn node(&self, slot: u16) -> NodeId {
+        self.0.get(usize::from(slot)).map_or(0, |cell| NodeId::from(cell.load(Ordering::Relaxed)))
+    }
+
+    /// The node serving `key`.
+    pub fn key_node(&self, key: &[u8]) -> NodeId {
+        self.node(slot::of(key))
+    }
+}
+
 /// A Redis Cluster's nodes and slot map.
 pub struct Cluster {
     /// The first seed's settings, which every node shares.
@@ -42,8 +60,10 @@ pub struct Cluster {
     nodes: Box<[OnceLock<Node>]>,
     len: AtomicUsize,
     adding: Mutex<()>,
+    /// Told of each node added, before any slot is served by it.
+    on_added: OnceLock<Box<dyn Fn(NodeId) + Send + Sync>>,
     /// The node serving each slot.
-    slots: Box<[AtomicU16]>,
+    slots: SlotMap,
     /// Wakes the refresh task (a `MOVED`, a lost node).
     refresh: Notify,
 }
@@ -59,7 +79,8 @@ impl Cluster {
             nodes: (0..MAX_NODES).map(|_| OnceLock::new()).collect(),
             len: AtomicUsize::new(0),
             adding: Mutex::new(()),
-            slots: (0..slot::SLOTS).map(|_| AtomicU16::new(0)).collect(),
+            on_added: OnceLock::new(),
+            slots: SlotMap((0..slot::SLOTS).map(|_| AtomicU16::new(0)).collect()),
             refresh: Notify::new(),
         };
         let first = cluster.seeds.first().cloned().unwrap_or_else(|| cluster.base.url.addr.clone());
@@ -70,7 +91,19 @@ impl Cluster {
     /// The node serving `slot`.
     #[inline]
     pub fn slot_node(&self, slot: u16) -> NodeId {
-        NodeId::from(self.slots[usize::from(slot)].load(Ordering::Relaxed))
+        self.slots.node(slot)
+    }
+
+    /// The slot map, shared: it changes as the cluster does.
+    pub fn slot_map(&self) -> SlotMap {
+        self.slots.clone()
+    }
+
+    /// Calls `f` with each node added from now on, before any slot is
+    /// served by it (the near-cache then knows that node's keys are not
+    /// covered by an invalidation channel yet). Set once.
+    pub fn on_added(&self, f: impl Fn(NodeId) + Send + Sync + 'static) {
+        let _ = self.on_added.set(Box::new(f));
     }
 
     /// The node serving `keys`: the one serving the slot of the first (the
@@ -120,6 +153,9 @@ impl Cluster {
         let config = node_config(&self.base, addr);
         let breaker = Breaker::new(self.breaker.clone(), config.url.to_string());
         let _ = cell.set(Node::new(config, breaker));
+        if let Some(added) = self.on_added.get() {
+            added(id);
+        }
         self.len.store(id + 1, Ordering::Release);
         tracing::info!(node = id, addr, "cluster node added");
         Some(id)
@@ -139,7 +175,7 @@ impl Cluster {
     }
 
     fn set_slot(&self, slot: u16, id: NodeId) {
-        if let (Some(cell), Ok(id)) = (self.slots.get(usize::from(slot)), u16::try_from(id)) {
+        if let (Some(cell), Ok(id)) = (self.slots.0.get(usize::from(slot)), u16::try_from(id)) {
             cell.store(id, Ordering::Relaxed);
         }
     }
@@ -188,7 +224,7 @@ impl Cluster {
     /// Slots per node, for logs and `/ready`.
     pub fn slots_per_node(&self) -> Vec<(NodeId, usize)> {
         let mut counts = vec![0usize; self.len.load(Ordering::Acquire)];
-        for cell in self.slots.iter() {
+        for cell in self.slots.0.iter() {
             if let Some(c) = counts.get_mut(usize::from(cell.load(Ordering::Relaxed))) {
                 *c += 1;
             }
@@ -254,7 +290,14 @@ mod tests {
     use super::*;
 
     fn cluster() -> Cluster {
-        let base = crate::config::Config::defaults().upstream;
+        let base = UpstreamConfig {
+            url: crate::upstream::UpstreamUrl::parse("redis://127.0.0.1:7000").expect("a URL"),
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            reconnect_max_backoff: Duration::from_secs(1),
+            tls: None,
+        };
         Cluster::new(base, vec!["127.0.0.1:7000".into()], BreakerConfig::default())
     }
 

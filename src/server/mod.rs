@@ -208,6 +208,11 @@ impl Server {
         };
         let home = router.default_node();
         let cache = NearCache::new(config.cache.clone());
+        if let (Some(cluster), true) = (router.as_cluster(), config.cache.enabled) {
+            cache.partition(cluster.slot_map());
+            let added = cache.clone();
+            cluster.on_added(move |node| added.channel_added(node));
+        }
         let failover = Arc::new(Failover::new(config.failover.clone(), home.health.clone(), cache.clone())?);
         let clients: Arc<Clients> = Arc::default();
         let shared = Arc::new(Shared {
@@ -233,7 +238,7 @@ impl Server {
             let failover_on = config.failover.enabled;
             let (cache, home) = (shared.cache.clone(), shared.router.default_node());
             let (upstream, health) = (home.config.clone(), home.health.clone());
-            tokio::spawn(crate::cache::tracking::run(cache, upstream, health, failover_on));
+            tokio::spawn(crate::cache::tracking::run(cache, router::DEFAULT_NODE, upstream, health, failover_on));
             let spares = home.spares.clone();
             tokio::spawn(async move { spares.run().await });
             let recovery = shared.clone();

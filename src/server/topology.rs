@@ -9,7 +9,7 @@
 use super::Shared;
 use crate::observe;
 use crate::router::cluster::Cluster;
-use crate::router::Node;
+use crate::router::{Node, NodeId};
 use std::sync::Arc;
 
 /// Keeps `shared`'s cluster topology current, for the life of the process.
@@ -39,8 +39,8 @@ pub async fn run(shared: Arc<Shared>) {
         }
         let nodes: Vec<Node> = cluster.nodes().cloned().collect();
         for node in nodes.into_iter().skip(started) {
+            watch(&shared, started, node);
             started += 1;
-            watch(&shared, node);
         }
         cluster.refresh_due().await;
     }
@@ -48,9 +48,9 @@ pub async fn run(shared: Arc<Shared>) {
 
 /// Starts what each node needs: its invalidation channel, its spare
 /// dedicated connections and its prober.
-fn watch(shared: &Arc<Shared>, node: Node) {
+fn watch(shared: &Arc<Shared>, id: NodeId, node: Node) {
     let (cache, upstream, health) = (shared.cache.clone(), node.config.clone(), node.health.clone());
-    tokio::spawn(crate::cache::tracking::run(cache, upstream, health, false));
+    tokio::spawn(crate::cache::tracking::run(cache, id, upstream, health, false));
     let spares = node.spares.clone();
     tokio::spawn(async move { spares.run().await });
     tokio::spawn(async move { node.health.breaker.run_closing_prober(&node.config).await });
