@@ -668,3 +668,58 @@ fn a_nodes_lost_invalidation_channel_stops_only_its_keys() {
     assert!(fresh, "node 1's key: {:?}", client.call(&["GET", &far]));
     common::wait_cached(&proxy, &mut client, &["GET", &far]);
 }
+
+/// Keyspace notifications come from the node where the key lives: a
+/// client subscribed to them through the proxy gets every master's, while
+/// a published message (which the cluster's bus carries to every node)
+/// still arrives once; unsubscribing stops them all.
+#[test]
+fn keyspace_notifications_come_from_every_master() {
+    let cluster = Cluster::start(3);
+    for node in 0..3 {
+        assert_eq!(cluster.direct(node).call(&["CONFIG", "SET", "notify-keyspace-events", "KA"]), "+OK\r\n");
+    }
+    let proxy = cluster.proxy("");
+    let mut listener = proxy.raw();
+    let confirmed = listener.call(&["PSUBSCRIBE", "__keyspace@0__:*"]);
+    assert!(confirmed.starts_with("*3\r\n$10\r\npsubscribe\r\n"), "{confirmed:?}");
+    assert!(listener.call(&["SUBSCRIBE", "news"]).starts_with("*3\r\n$9\r\nsubscribe\r\n"));
+    let mut writer = proxy.raw();
+    let keys: Vec<String> = (0..3).map(|node| cluster.key_on(node, "noted:")).collect();
+    for key in &keys {
+        assert_eq!(writer.call(&["SET", key, "1"]), "+OK\r\n");
+    }
+    let mut seen: Vec<String> = (0..3).map(|_| String::from_utf8_lossy(&listener.read_frame()).into_owned()).collect();
+    seen.sort();
+    let mut expected: Vec<String> = keys
+        .iter()
+        .map(|key| {
+            let channel = format!("__keyspace@0__:{key}");
+            format!(
+                "*4\r\n$8\r\npmessage\r\n$16\r\n__keyspace@0__:*\r\n${}\r\n{channel}\r\n$3\r\nset\r\n",
+                channel.len()
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+    // A message published once arrives once (each master's satellite
+    // receives it too, and passes it not on).
+    assert!(writer.call(&["PUBLISH", "news", "hi"]).starts_with(':'));
+    assert_eq!(String::from_utf8_lossy(&listener.read_frame()), "*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n");
+    let unsubscribed = listener.call(&["PUNSUBSCRIBE", "__keyspace@0__:*"]);
+    assert!(unsubscribed.starts_with("*3\r\n$12\r\npunsubscribe\r\n"), "{unsubscribed:?}");
+    for key in &keys {
+        assert_eq!(writer.call(&["SET", key, "2"]), "+OK\r\n");
+    }
+    assert!(writer.call(&["PUBLISH", "news", "again"]).starts_with(':'));
+    let next = String::from_utf8_lossy(&listener.read_frame()).into_owned();
+    assert_eq!(next, "*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nagain\r\n", "a notification after PUNSUBSCRIBE");
+    // RESP3: pushes, from any master.
+    let mut resp3 = proxy.raw();
+    assert!(resp3.call(&["HELLO", "3"]).starts_with('%'));
+    assert!(resp3.call(&["SUBSCRIBE", &format!("__keyspace@0__:{}", keys[2])]).starts_with(">3\r\n$9\r\nsubscribe"));
+    assert_eq!(writer.call(&["DEL", &keys[2]]), ":1\r\n");
+    let pushed = String::from_utf8_lossy(&resp3.read_frame()).into_owned();
+    assert!(pushed.starts_with(">3\r\n$7\r\nmessage\r\n") && pushed.ends_with("$3\r\ndel\r\n"), "{pushed:?}");
+}

@@ -86,6 +86,23 @@ pub fn pubsub(frame: &[u8]) -> PubSub {
     }
 }
 
+/// The first element of an array or push frame, when it is a string.
+pub fn first_element(frame: &[u8]) -> Option<&[u8]> {
+    first_string(frame).map(|(name, _)| name)
+}
+
+/// The channel a published message (`message`, `pmessage`, `smessage`)
+/// came on.
+pub fn pubsub_channel(frame: &[u8]) -> Option<&[u8]> {
+    let (name, next) = first_string(frame)?;
+    let at = match name.eq_ignore_ascii_case(b"pmessage") {
+        // After the pattern.
+        true => string_at(frame, next)?.1,
+        false => next,
+    };
+    Some(string_at(frame, at)?.0)
+}
+
 /// The first element of an aggregate frame, if it is a bulk or simple
 /// string, and the offset just past it.
 fn first_string(frame: &[u8]) -> Option<(&[u8], usize)> {

@@ -18,6 +18,7 @@ mod redirects;
 mod registry;
 mod reply;
 mod route;
+mod satellites;
 mod session;
 mod shard;
 mod socket;

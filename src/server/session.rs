@@ -16,6 +16,7 @@ use super::redirects;
 use super::registry::{self, Caller};
 use super::reply::{pool_replies, ReplyMap, Slot};
 use super::route::{ClientState, ClientsOp, Decision, Login, SideEffect};
+use super::satellites::{self, Mirror, Satellites};
 use super::socket::ClientWriter;
 use super::tenant;
 use super::users::{Credentials, MAX_USERS};
@@ -154,6 +155,9 @@ pub struct Session<R, W> {
     /// Lent to a lone request's batch, for its replies to go straight to
     /// the client.
     handoff: Arc<Handoff>,
+    /// With a cluster, while subscribed to keyspace notifications: the
+    /// other masters' (see [`satellites`]).
+    satellites: Option<Satellites>,
 }
 
 impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
@@ -202,6 +206,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             activity,
             tenant,
             handoff,
+            satellites: None,
         }
     }
 
@@ -258,6 +263,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     biased;
                     event = next_event(&mut self.pending, &mut self.dedicated, &self.handoff, lazy), if waiting => Wake::Event(event),
                     read = self.reader.read_buf(&mut self.rbuf), if can_read => Wake::Read(read?),
+                    note = next_notification(&mut self.satellites), if self.satellites.is_some() => Wake::Event(note),
                     // (An async block: select! builds every branch's future,
                     // and a sleep built is a clock read.)
                     () = async { tokio::time::sleep(HOLD_BACK).await }, if held_back => Wake::Writable,
@@ -275,6 +281,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     }
                     event = next_event(&mut self.pending, &mut self.dedicated, &self.handoff, lazy), if waiting => Wake::Event(event),
                     read = self.reader.read_buf(&mut self.rbuf), if can_read => Wake::Read(read?),
+                    note = next_notification(&mut self.satellites), if self.satellites.is_some() => Wake::Event(note),
                     // (An async block: select! builds every branch's future,
                     // and a sleep built is a clock read.)
                     () = async { tokio::time::sleep(HOLD_BACK).await }, if held_back => Wake::Writable,
@@ -601,6 +608,9 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 let deadline = (!blocking).then(|| now + self.shared.router.default_node().config.request_timeout);
                 let entry = Pending::Dedicated { remaining: replies, silent, discard: false, deadline, map };
                 self.send_dedicated(request, entry).await;
+                if self.st.cluster_view.is_some() {
+                    self.mirror(request).await;
+                }
             }
             Decision::Clients(op) => self.clients(*op, silent, now),
             Decision::Authenticate(login) => self.authenticate(*login, silent).await,
@@ -763,6 +773,34 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         })
     }
 
+    /// With a cluster, a (un)subscription of keyspace notifications goes
+    /// to the other masters too (see [`satellites`]); outside a
+    /// transaction, and once the dedicated connection took it.
+    async fn mirror(&mut self, request: &[u8]) {
+        if self.st.multi || self.dedicated.is_none() {
+            return;
+        }
+        let args = Args::new(request, &self.args);
+        let Some((_, cmd)) = args.get(0).and_then(crate::commands::lookup) else { return };
+        match satellites::mirror(cmd.handler, &args) {
+            Mirror::No => return,
+            Mirror::IfOpen => {}
+            Mirror::Open if self.satellites.is_some() => {}
+            Mirror::Open => match Satellites::open(&self.shared, self.dedicated_on, self.st.proto).await {
+                Ok(opened) => self.satellites = Some(opened),
+                Err(e) => return self.dedicated_failed(e),
+            },
+        }
+        let limit = self.shared.router.default_node().config.request_timeout;
+        let sent = match &self.satellites {
+            Some(satellites) => satellites.send(request, limit).await,
+            None => Ok(()),
+        };
+        if let Err(e) = sent {
+            self.dedicated_failed(e);
+        }
+    }
+
     /// Queues `request` for the dedicated connection, opening it first if the
     /// session has none.
     async fn send_dedicated(&mut self, request: &[u8], entry: Pending) {
@@ -898,6 +936,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             }
         }
         self.dedicated = None;
+        self.satellites = None;
         self.tenant.closed_dedicated();
         self.dedicated_entries = 0;
         self.st.clear_upstream_state();
@@ -910,6 +949,11 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             Event::Handed(outcome) => self.handed_done(outcome),
             Event::Frame(Ok(frame)) => self.dedicated_frame(frame),
             Event::Frame(Err(e)) => self.dedicated_failed(e),
+            Event::Notification(Ok(frame)) => {
+                let frame = self.tenant.pushed(frame);
+                self.emit(frame);
+            }
+            Event::Notification(Err(e)) => self.dedicated_failed(e),
         }
     }
 
@@ -1051,6 +1095,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// Lets the dedicated connection go, owing nothing: back to the spares,
     /// cleaned there for the next client, unless a redirect named it.
     fn give_back_dedicated(&mut self) {
+        self.satellites = None;
         let Some(conn) = self.dedicated.take() else { return };
         self.tenant.closed_dedicated();
         if self.shared.redirects.forget(self.st.id) {
@@ -1065,6 +1110,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// nothing, and is closed if it does (a blocked command's reply may
     /// still come).
     fn end(&mut self) {
+        self.satellites = None;
         if self.dedicated_entries == 0 {
             self.give_back_dedicated();
         } else if self.dedicated.take().is_some() {
@@ -1128,7 +1174,19 @@ fn is_push(frame: &[u8], event: PubSub) -> bool {
 enum Event {
     Pool(JobResult),
     Handed(Outcome),
+    /// A keyspace notification from another master.
+    Notification(Result<Bytes, UpstreamError>),
     Frame(Result<Bytes, UpstreamError>),
+}
+
+/// The next keyspace notification from the other masters (with
+/// satellites open).
+async fn next_notification(satellites: &mut Option<Satellites>) -> Event {
+    let note = match satellites.as_mut() {
+        Some(open) => open.notifications.recv().await,
+        None => None,
+    };
+    Event::Notification(note.unwrap_or(Err(UpstreamError::ConnectionLost)))
 }
 
 /// Waits for whatever the head of the queue is waiting on; with nothing
