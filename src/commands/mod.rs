@@ -450,6 +450,32 @@ fn index() -> &'static Index {
     })
 }
 
+/// The last command name a connection looked up, as it was spelt, and
+/// what it found: clients mostly send the same commands again, and
+/// comparing a few bytes costs less than [`lookup`].
+#[derive(Default)]
+pub struct LastName {
+    name: [u8; 16],
+    len: usize,
+    found: Option<(CommandIndex, &'static Command)>,
+}
+
+impl LastName {
+    /// [`lookup`], remembering the answer for the next time.
+    #[inline]
+    pub fn lookup(&mut self, name: &[u8]) -> Option<(CommandIndex, &'static Command)> {
+        if name.len() == self.len && self.found.is_some() && name == &self.name[..self.len] {
+            return self.found;
+        }
+        let found = lookup(name);
+        if let (Some(to), true) = (self.name.get_mut(..name.len()), found.is_some()) {
+            to.copy_from_slice(name);
+            (self.len, self.found) = (name.len(), found);
+        }
+        found
+    }
+}
+
 /// Finds a top-level command by name, ignoring ASCII case.
 pub fn lookup(name: &[u8]) -> Option<(CommandIndex, &'static Command)> {
     if name.len() > MAX_NAME {
@@ -472,6 +498,23 @@ pub fn lookup(name: &[u8]) -> Option<(CommandIndex, &'static Command)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_name_is_remembered_as_spelt() {
+        let mut names = LastName::default();
+        let name = |found: Option<(CommandIndex, &'static Command)>| found.map(|(_, c)| c.name);
+        assert_eq!(name(names.lookup(b"GET")), Some("get"));
+        assert_eq!(name(names.lookup(b"GET")), Some("get"));
+        assert_eq!(name(names.lookup(b"get")), Some("get"));
+        assert_eq!(name(names.lookup(b"SET")), Some("set"));
+        assert_eq!(name(names.lookup(b"GEt")), Some("get"));
+        assert_eq!(name(names.lookup(b"nosuchcommand")), None);
+        assert_eq!(name(names.lookup(b"GEt")), Some("get"), "an unknown name is not remembered");
+        assert_eq!(name(names.lookup(b"nosuchcommandwithalongname")), None);
+        let long = "x".repeat(40);
+        assert_eq!(name(names.lookup(long.as_bytes())), None);
+        assert_eq!(name(names.lookup(b"set")), Some("set"));
+    }
 
     #[test]
     fn every_command_is_found_by_its_name_in_any_case() {

@@ -75,6 +75,8 @@ pub struct Ctx<'a> {
     pub tenant: &'a mut tenant::Client,
     pub activity: &'a Activity,
     pub scratch: &'a mut Scratch,
+    /// The connection's last command name and its entry.
+    pub names: &'a mut commands::LastName,
     /// The request's argument ranges (re-parsed when the gate rewrites it).
     pub ranges: &'a mut Vec<Range<usize>>,
     /// The session holds a dedicated connection.
@@ -89,11 +91,11 @@ pub struct Ctx<'a> {
 /// it or re-encoded from an inline command).
 #[inline(always)]
 pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
-    let Ctx { shared, st, tenant, activity, scratch, ranges, dedicated, out, now } = ctx;
+    let Ctx { shared, st, tenant, activity, scratch, names, ranges, dedicated, out, now } = ctx;
     let (mut rewritten, mut map) = (owned, None);
     // One lookup serves the gate and routing, unless the gate rewrote the
     // request into another command.
-    let mut found = Args::new(rewritten.as_deref().unwrap_or(request), ranges).get(0).and_then(commands::lookup);
+    let mut found = Args::new(rewritten.as_deref().unwrap_or(request), ranges).get(0).and_then(|n| names.lookup(n));
     // With a cluster, the command as the client sent it decides how it
     // spreads over the masters (a tenant's RANDOMKEY runs as a script).
     let cluster = st.cluster_view.is_some();

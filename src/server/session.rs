@@ -130,6 +130,7 @@ pub struct Session<R, W> {
     /// Bytes the read buffer should make room for (a partly received bulk).
     reserve: usize,
     scratch: Scratch,
+    names: crate::commands::LastName,
     batch: Batch,
     pending: VecDeque<Pending>,
     /// Commands whose replies are still owed (backpressure).
@@ -192,6 +193,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             inline: Vec::new(),
             reserve: 0,
             scratch: Scratch::default(),
+            names: Default::default(),
             batch: Batch::default(),
             pending: refusal.clone().map(Pending::Ready).into_iter().collect(),
             in_flight: 0,
@@ -385,6 +387,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 tenant: &mut self.tenant,
                 activity: &self.activity,
                 scratch: &mut self.scratch,
+                names: &mut self.names,
                 ranges: &mut self.args,
                 dedicated: self.dedicated.is_some(),
                 out: (!owed).then_some(&mut self.wbuf),
