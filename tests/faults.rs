@@ -426,3 +426,39 @@ fn a_slow_connection_setup_within_connect_timeout_is_not_a_stall() {
     let ready = mode(&proxy);
     assert!(ready.contains("\"mode\":\"normal\"") && ready.contains("\"circuit_opened\":0"), "{ready}");
 }
+
+/// `WAIT` through the proxy counts the replicas that have the client's
+/// writes, as it does on Redis: the client's writes travel on the shared
+/// pool and `WAIT` on a dedicated connection, which Redis answers for the
+/// replication offset of its own last command (a spare's handshake, from
+/// before the client's writes: every connected replica would count), so
+/// the proxy writes once on it first. A replica stopped (SIGSTOP) has not
+/// the latest write: `WAIT 1` times out with 0, then counts it once it is
+/// back. The data is untouched.
+#[test]
+fn wait_counts_only_the_replicas_that_have_the_clients_writes() {
+    let redis = RedisServer::start();
+    let replica = RedisServer::start();
+    let mut follower = direct_raw(&replica);
+    assert_eq!(follower.call(&["REPLICAOF", "127.0.0.1", &redis.port.to_string()]), "+OK\r\n");
+    let linked = eventually(Duration::from_secs(10), || {
+        follower.call(&["INFO", "replication"]).contains("master_link_status:up")
+    });
+    assert!(linked, "the replica did not attach");
+    let proxy = start(&redis, CONFIG);
+    let mut client = proxy.raw();
+    assert_eq!(client.call(&["SET", "durable", "1"]), "+OK\r\n");
+    assert_eq!(client.call(&["WAIT", "1", "2000"]), ":1\r\n");
+    // Its dedicated connection is back among the spares, cleaned: its last
+    // command comes before the next write.
+    std::thread::sleep(Duration::from_millis(200));
+    replica.pause();
+    assert_eq!(client.call(&["SET", "durable", "2"]), "+OK\r\n");
+    let started = Instant::now();
+    assert_eq!(client.call(&["WAIT", "1", "500"]), ":0\r\n", "a stopped replica counted as having the write");
+    assert!(started.elapsed() >= Duration::from_millis(450), "WAIT returned after {:?}", started.elapsed());
+    replica.resume();
+    assert_eq!(client.call(&["WAIT", "1", "5000"]), ":1\r\n");
+    assert_eq!(follower.call(&["GET", "durable"]), "$1\r\n2\r\n");
+    assert_eq!(direct_raw(&redis).call(&["DBSIZE"]), ":1\r\n");
+}

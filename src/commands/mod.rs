@@ -58,6 +58,14 @@ impl Flags {
     /// A cacheable read of any number of keys answering one value per key
     /// (MGET): the near-cache keeps and serves each key on its own.
     pub const PER_KEY: Flags = Flags(1 << 13);
+    /// Waits until replicas (or the AOF) have the connection's writes
+    /// (`WAIT`, `WAITAOF`: Redis waits for the replication offset of the
+    /// connection's last propagated write, 0 for one that wrote nothing,
+    /// which every connected replica has). It runs on a dedicated
+    /// connection, which carried none of the client's pooled writes: the
+    /// proxy writes once on it first, so the wait covers everything
+    /// written before.
+    pub const AFTER_WRITES: Flags = Flags(1 << 14);
 
     /// Both sets combined.
     pub const fn with(self, other: Flags) -> Flags {

@@ -3290,7 +3290,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "wait",
         arity: 3,
-        flags: Flags::BLOCKING,
+        flags: Flags::BLOCKING.with(Flags::AFTER_WRITES),
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
@@ -3301,7 +3301,7 @@ pub(super) static COMMANDS: &[Command] = &[
     Command {
         name: "waitaof",
         arity: 4,
-        flags: Flags::BLOCKING,
+        flags: Flags::BLOCKING.with(Flags::AFTER_WRITES),
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,

@@ -93,6 +93,11 @@ enum Pending {
 /// `MULTI` it held (see `Session::defer_multi`).
 const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
 
+/// The write the proxy makes on a dedicated connection before a `WAIT`
+/// (see [`Flags::AFTER_WRITES`]): a `PUBLISH` (replicated, and changing no
+/// data) on a channel of the proxy's own.
+const WRITE_MARK: &[u8] = b"*3\r\n$7\r\nPUBLISH\r\n$18\r\n__nearcache__:wait\r\n$0\r\n\r\n";
+
 /// Replies bigger than this are written from their own buffer instead of
 /// being copied into the session's write buffer.
 const COPY_LIMIT: usize = 16 * 1024;
@@ -610,6 +615,10 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             Decision::Dedicated { replies, blocking } => {
                 let deadline = (!blocking).then(|| now + self.shared.router.default_node().config.request_timeout);
                 let entry = Pending::Dedicated { remaining: replies, silent, discard: false, deadline, map };
+                if self.after_writes(request) {
+                    let mark = Pending::Dedicated { remaining: 1, silent: true, discard: true, deadline, map: None };
+                    self.send_dedicated(WRITE_MARK, mark).await;
+                }
                 self.send_dedicated(request, entry).await;
                 if self.st.cluster_view.is_some() {
                     self.mirror(request).await;
@@ -774,6 +783,18 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             observe::upstream_error(e.kind());
             e.reply()
         })
+    }
+
+    /// True when `request` waits for the connection's writes to reach the
+    /// replicas (`WAIT`): outside a transaction and subscriptions, the
+    /// proxy writes first.
+    fn after_writes(&mut self, request: &[u8]) -> bool {
+        if self.st.multi || self.st.pubsub_mode {
+            return false;
+        }
+        let name = Args::new(request, &self.args).get(0);
+        let found = name.and_then(|name| self.names.lookup(name));
+        found.is_some_and(|(_, cmd)| cmd.flags.contains(crate::commands::Flags::AFTER_WRITES))
     }
 
     /// With a cluster, a (un)subscription of keyspace notifications goes
