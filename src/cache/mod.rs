@@ -327,9 +327,7 @@ impl NearCache {
             // Keys of slots that moved to the node while its channel was
             // down were cached under another node's channel.
             self.drop_node_locked(&mut flights, map, node);
-            if !self.is_active() {
-                self.active.store(true, Ordering::Release);
-            }
+            self.active.store(true, Ordering::Release);
             return;
         }
         if down > 0 {

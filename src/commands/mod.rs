@@ -472,7 +472,7 @@ impl LastName {
     /// [`lookup`], remembering the answer for the next time.
     #[inline]
     pub fn lookup(&mut self, name: &[u8]) -> Option<(CommandIndex, &'static Command)> {
-        if name.len() == self.len && self.found.is_some() && name == &self.name[..self.len] {
+        if name.len() == self.len && name == &self.name[..self.len] {
             return self.found;
         }
         let found = lookup(name);

@@ -159,7 +159,10 @@ pub fn send(
         }
         let merged = replies.into_iter().collect::<Result<Vec<_>, _>>().map(|replies| {
             let reply = combine(merge, keys, &positions, replies);
-            map.map_or(reply.clone(), |map| if reply.first() == Some(&b'-') { reply } else { map(reply) })
+            match map {
+                Some(map) if reply.first() != Some(&b'-') => map(reply),
+                _ => reply,
+            }
         });
         let _ = tx.send(merged);
     });

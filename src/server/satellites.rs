@@ -24,7 +24,7 @@
 use super::Shared;
 use crate::commands::{Handler, State, SubKind};
 use crate::observe;
-use crate::protocol::frame::{pubsub, pubsub_channel, PubSub};
+use crate::protocol::frame::{first_element, pubsub, pubsub_channel, PubSub};
 use crate::protocol::{Args, Proto};
 use crate::router::NodeId;
 use crate::upstream::dedicated::DedicatedConn;
@@ -128,7 +128,7 @@ const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
 
 /// The answer to a `PING`: `+PONG`, or `pong` in RESP2's subscribed mode.
 fn is_pong(frame: &[u8]) -> bool {
-    frame == b"+PONG\r\n" || (frame.first() == Some(&b'*') && pubsub_channel_name(frame) == Some(b"pong"))
+    frame == b"+PONG\r\n" || (frame.first() == Some(&b'*') && first_element(frame) == Some(b"pong"))
 }
 
 /// One satellite: writes what the session sends, passes its notifications
@@ -176,11 +176,6 @@ async fn listen(
 fn is_notification(frame: &[u8]) -> bool {
     pubsub(frame) == PubSub::Message
         && pubsub_channel(frame).is_some_and(|channel| NOTIFICATIONS.iter().any(|p| channel.starts_with(p)))
-}
-
-/// The first element of an array frame, when it is a string.
-fn pubsub_channel_name(frame: &[u8]) -> Option<&[u8]> {
-    crate::protocol::frame::first_element(frame)
 }
 
 #[cfg(test)]

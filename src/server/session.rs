@@ -23,6 +23,7 @@ use super::users::{Credentials, MAX_USERS};
 use super::{fan, follow};
 use super::{NodePools, Pools, Shared};
 use crate::cache::Scratch;
+use crate::commands::{Command, Flags, LastName};
 use crate::observe;
 use crate::protocol::frame::{pubsub, PubSub};
 use crate::protocol::request::{self, Parsed};
@@ -135,7 +136,7 @@ pub struct Session<R, W> {
     /// Bytes the read buffer should make room for (a partly received bulk).
     reserve: usize,
     scratch: Scratch,
-    names: crate::commands::LastName,
+    names: LastName,
     batch: Batch,
     pending: VecDeque<Pending>,
     /// Commands whose replies are still owed (backpressure).
@@ -615,13 +616,14 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             Decision::Dedicated { replies, blocking } => {
                 let deadline = (!blocking).then(|| now + self.shared.router.default_node().config.request_timeout);
                 let entry = Pending::Dedicated { remaining: replies, silent, discard: false, deadline, map };
-                if self.after_writes(request) {
+                let cmd = self.command(request);
+                if self.after_writes(cmd) {
                     let mark = Pending::Dedicated { remaining: 1, silent: true, discard: true, deadline, map: None };
                     self.send_dedicated(WRITE_MARK, mark).await;
                 }
                 self.send_dedicated(request, entry).await;
                 if self.st.cluster_view.is_some() {
-                    self.mirror(request).await;
+                    self.mirror(request, cmd).await;
                 }
             }
             Decision::Clients(op) => self.clients(*op, silent, now),
@@ -785,27 +787,26 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         })
     }
 
-    /// True when `request` waits for the connection's writes to reach the
-    /// replicas (`WAIT`): outside a transaction and subscriptions, the
-    /// proxy writes first.
-    fn after_writes(&mut self, request: &[u8]) -> bool {
-        if self.st.multi || self.st.pubsub_mode {
-            return false;
-        }
-        let name = Args::new(request, &self.args).get(0);
-        let found = name.and_then(|name| self.names.lookup(name));
-        found.is_some_and(|(_, cmd)| cmd.flags.contains(crate::commands::Flags::AFTER_WRITES))
+    /// The table's entry for `request` (the one just parsed).
+    fn command(&mut self, request: &[u8]) -> Option<&'static Command> {
+        let name = Args::new(request, &self.args).get(0)?;
+        self.names.lookup(name).map(|(_, cmd)| cmd)
     }
 
-    /// With a cluster, a (un)subscription of keyspace notifications goes
-    /// to the other masters too (see [`satellites`]); outside a
-    /// transaction, and once the dedicated connection took it.
-    async fn mirror(&mut self, request: &[u8]) {
-        if self.st.multi || self.dedicated.is_none() {
-            return;
-        }
+    /// True when `cmd` waits for the connection's writes to reach the
+    /// replicas (`WAIT`): outside a transaction and subscriptions, the
+    /// proxy writes first.
+    fn after_writes(&self, cmd: Option<&Command>) -> bool {
+        !self.st.multi && !self.st.pubsub_mode && cmd.is_some_and(|cmd| cmd.flags.contains(Flags::AFTER_WRITES))
+    }
+
+    /// With a cluster, a (un)subscription of keyspace notifications
+    /// (`request`, its command `cmd`) goes to the other masters too (see
+    /// [`satellites`]); outside a transaction, and once the dedicated
+    /// connection took it.
+    async fn mirror(&mut self, request: &[u8], cmd: Option<&Command>) {
+        let Some(cmd) = cmd.filter(|_| !self.st.multi && self.dedicated.is_some()) else { return };
         let args = Args::new(request, &self.args);
-        let Some((_, cmd)) = args.get(0).and_then(crate::commands::lookup) else { return };
         match satellites::mirror(cmd.handler, &args) {
             Mirror::No => return,
             Mirror::IfOpen => {}
