@@ -708,8 +708,13 @@ fn resp2_tracking_redirects_to_a_subscribed_client() {
     assert!(subscribed.contains("__redis__:invalidate"), "{subscribed:?}");
 
     let mut tracked = proxy.raw();
+    let refused = tracked.call(&["CLIENT", "TRACKING", "on", "REDIRECT", "987654321"]);
+    assert_eq!(refused, "-ERR The client ID you want redirect to does not exist\r\n");
     let refused = tracked.call(&["CLIENT", "TRACKING", "on", "REDIRECT", &client_id(&mut writer)]);
-    assert!(refused.starts_with("-ERR The client ID you want redirect to does not exist"), "{refused:?}");
+    assert!(
+        refused.starts_with("-ERR the client ID you want redirect to has no connection to Redis yet"),
+        "{refused:?}"
+    );
     assert_eq!(tracked.call(&["CLIENT", "TRACKING", "on", "REDIRECT", &id]), "+OK\r\n");
     assert_eq!(tracked.call(&["CLIENT", "GETREDIR"]), format!(":{id}\r\n"), "the proxy's id, not Redis'");
     let info = tracked.call(&["CLIENT", "TRACKINGINFO"]);
@@ -738,6 +743,38 @@ fn resp3_redirected_invalidations_reach_an_idle_client_at_once() {
     assert_eq!(tracked.call(&["GET", "r3"]), "$1\r\n1\r\n");
     let push = invalidation_after_write(&mut writer, &mut listener, "r3");
     assert!(push.starts_with(">2\r\n$10\r\ninvalidate\r\n"), "{push:?}");
+}
+
+/// A redirect may name any client, as with Redis: one that only listens
+/// (RESP3, nothing sent since `HELLO 3`) gets the pushes at once; a client
+/// may name itself; `CLIENT GETREDIR` names the target by the proxy's ids.
+/// The target is asked for a connection of its own first (see
+/// `server::redirects`).
+#[test]
+fn a_redirect_may_name_a_client_that_only_listens_or_itself() {
+    let (_redis, proxy) = setup();
+    let mut writer = proxy.raw();
+    assert_eq!(writer.call(&["SET", "rl", "1"]), "+OK\r\n");
+    let mut listener = proxy.raw();
+    assert!(listener.call(&["HELLO", "3"]).starts_with('%'));
+    let id = client_id(&mut listener);
+    let mut tracked = proxy.raw();
+    assert_eq!(tracked.call(&["CLIENT", "TRACKING", "on", "REDIRECT", &id]), "+OK\r\n");
+    assert_eq!(tracked.call(&["CLIENT", "GETREDIR"]), format!(":{id}\r\n"));
+    assert_eq!(tracked.call(&["GET", "rl"]), "$1\r\n1\r\n");
+    let push = invalidation_after_write(&mut writer, &mut listener, "rl");
+    assert_eq!(push, ">2\r\n$10\r\ninvalidate\r\n*1\r\n$2\r\nrl\r\n");
+    // The listener is served as before.
+    assert_eq!(listener.call(&["GET", "rl"]), "$1\r\n2\r\n");
+
+    let mut itself = proxy.raw();
+    assert!(itself.call(&["HELLO", "3"]).starts_with('%'));
+    let own = client_id(&mut itself);
+    assert_eq!(itself.call(&["CLIENT", "TRACKING", "on", "REDIRECT", &own]), "+OK\r\n");
+    assert_eq!(itself.call(&["CLIENT", "GETREDIR"]), format!(":{own}\r\n"));
+    assert_eq!(itself.call(&["GET", "rm"]), "_\r\n");
+    let push = invalidation_after_write(&mut writer, &mut itself, "rm");
+    assert_eq!(push, ">2\r\n$10\r\ninvalidate\r\n*1\r\n$2\r\nrm\r\n");
 }
 
 #[test]

@@ -1213,12 +1213,29 @@ fn client_list_and_info_describe_the_proxys_clients() {
     sub.cmd(&["SUBSCRIBE", "a", "b"]);
     sub.read_frame();
     sub.read_frame();
+    sub.cmd(&["PSUBSCRIBE", "p*"]);
+    sub.read_frame();
+    sub.cmd(&["SSUBSCRIBE", "s1"]);
+    sub.read_frame();
+    // Age and idle time in whole seconds, as Redis counts them.
+    std::thread::sleep(Duration::from_millis(1100));
     let list = app.call(&["CLIENT", "LIST"]);
     let lines: Vec<&str> = list.lines().skip(1).filter(|l| l.starts_with("id=")).collect();
     assert_eq!(lines.len(), 2, "{list}");
     let sub_line = lines.iter().find(|l| field(l, "id") == sub_id).expect("the subscriber");
     assert_eq!((field(sub_line, "sub"), field(sub_line, "flags")), ("2".to_string(), "P".to_string()));
-    assert_eq!(field(sub_line, "cmd"), "subscribe");
+    assert_eq!((field(sub_line, "psub"), field(sub_line, "ssub")), ("1".to_string(), "1".to_string()));
+    assert_eq!(field(sub_line, "cmd"), "ssubscribe");
+    let seconds =
+        |line: &str, name: &str| field(line, name).parse::<u64>().unwrap_or_else(|_| panic!("{name}: {line}"));
+    assert!(seconds(sub_line, "age") >= 1 && seconds(sub_line, "idle") >= 1, "{sub_line}");
+    let app_line = lines.iter().find(|l| field(l, "id") == id).expect("the caller");
+    assert!(seconds(app_line, "age") >= 1 && seconds(app_line, "idle") == 0, "{app_line}");
+    // MAXAGE: clients at least that many seconds old (Valkey 8's rule).
+    let mut young = proxy.raw();
+    let young_id = young.call(&["CLIENT", "ID"]).trim_start_matches(':').trim_end().to_string();
+    assert_eq!(app.call(&["CLIENT", "KILL", "MAXAGE", "1", "ID", &young_id]), ":0\r\n");
+    assert_eq!(young.call(&["PING"]), "+PONG\r\n");
     let pubsub = app.call(&["CLIENT", "LIST", "TYPE", "pubsub"]);
     assert!(pubsub.contains(&format!("id={sub_id} ")) && !pubsub.contains(&format!("id={id} ")), "{pubsub}");
     let by_id = app.call(&["CLIENT", "LIST", "ID", &id, "999999"]);
@@ -1245,9 +1262,11 @@ fn client_list_and_info_describe_the_proxys_clients() {
     assert_eq!(app.call(&["CLIENT", "KILL", "USER", "nobody"]), "-ERR No such user 'nobody'\r\n");
     assert_eq!(app.call(&["CLIENT", "KILL", "TYPE", "master"]), ":0\r\n");
     assert_eq!(app.call(&["CLIENT", "KILL", "MAXAGE", "3600"]), ":0\r\n");
+    assert_eq!(app.call(&["CLIENT", "KILL", "MAXAGE", "0"]), "-ERR maxage should be greater than 0\r\n");
+    assert_eq!(app.call(&["CLIENT", "KILL", "MAXAGE", "x"]), "-ERR maxage is not an integer or out of range\r\n");
     let sub_addr = sub.stream.local_addr().expect("addr").to_string();
     assert_eq!(app.call(&["CLIENT", "KILL", "ADDR", &sub_addr, "TYPE", "normal"]), ":0\r\n");
-    assert_eq!(app.call(&["CLIENT", "KILL", "ADDR", &sub_addr, "TYPE", "pubsub"]), ":1\r\n");
+    assert_eq!(app.call(&["CLIENT", "KILL", "ADDR", &sub_addr, "TYPE", "pubsub", "MAXAGE", "1"]), ":1\r\n");
     assert!(sub.is_closed());
     let mut third = proxy.raw();
     assert_eq!(third.call(&["PING"]), "+PONG\r\n");
@@ -1256,7 +1275,7 @@ fn client_list_and_info_describe_the_proxys_clients() {
     assert!(third.is_closed());
     let mut fourth = proxy.raw();
     assert_eq!(fourth.call(&["PING"]), "+PONG\r\n");
-    assert_eq!(app.call(&["CLIENT", "KILL", "LADDR", &peer, "USER", "default"]), ":2\r\n", "all but the caller");
-    assert!(fourth.is_closed() && tracked.is_closed());
+    assert_eq!(app.call(&["CLIENT", "KILL", "LADDR", &peer, "USER", "default"]), ":3\r\n", "all but the caller");
+    assert!(fourth.is_closed() && tracked.is_closed() && young.is_closed());
     assert_eq!(app.call(&["PING"]), "+PONG\r\n");
 }

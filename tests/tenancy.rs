@@ -219,6 +219,106 @@ fn switching_tenant_is_refused_while_the_connection_holds_state() {
     assert!(tx.call(&["AUTH", "acme", "acme-pw"]).starts_with("-ERR this connection holds"));
 }
 
+/// The refusal of a switch to another tenant on a connection holding state.
+const HOLDS_STATE: &str = "-ERR this connection holds subscriptions, a transaction, WATCH or tracking of its \
+                           tenant: RESET or reconnect before authenticating as another tenant\r\n";
+
+/// Two tenants with a key `k` each, and a key only each of them has.
+fn two_keyspaces(proxy: &Proxy) {
+    let mut acme = login(proxy, "acme");
+    assert_eq!(acme.call(&["MSET", "k", "acme's", "acme-only", "a"]), "+OK\r\n");
+    let mut globex = login(proxy, "globex");
+    assert_eq!(globex.call(&["MSET", "k", "globex's", "globex-only", "g"]), "+OK\r\n");
+}
+
+/// WATCH, as `AUTH` and as `HELLO 3 AUTH`: refused, the connection stays
+/// globex's (its keys, RESP2, its WATCH still armed), and switches once
+/// UNWATCH released it.
+#[test]
+fn switching_tenant_is_refused_while_watching() {
+    let (_redis, proxy) = start("");
+    two_keyspaces(&proxy);
+    let mut conn = login(&proxy, "globex");
+    assert_eq!(conn.call(&["WATCH", "k"]), "+OK\r\n");
+    assert_eq!(conn.call(&["AUTH", "acme", "acme-pw"]), HOLDS_STATE);
+    assert_eq!(conn.call(&["HELLO", "3", "AUTH", "acme", "acme-pw"]), HOLDS_STATE);
+    assert_eq!(conn.call(&["GET", "k"]), bulk("globex's"));
+    assert_eq!(conn.call(&["GET", "globex-only"]), bulk("g"));
+    assert_eq!(conn.call(&["GET", "acme-only"]), "$-1\r\n", "still RESP2: the refused HELLO changed nothing");
+    // The WATCH is globex's, on globex's k: a write to it aborts EXEC.
+    let mut globex = login(&proxy, "globex");
+    assert_eq!(globex.call(&["SET", "k", "globex's 2"]), "+OK\r\n");
+    assert_eq!(conn.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(conn.call(&["SET", "k", "overwritten"]), "+QUEUED\r\n");
+    assert_eq!(conn.call(&["EXEC"]), "*-1\r\n");
+    assert_eq!(conn.call(&["GET", "k"]), bulk("globex's 2"));
+    // Re-authenticating as the same tenant is no switch.
+    assert_eq!(conn.call(&["WATCH", "k"]), "+OK\r\n");
+    assert_eq!(conn.call(&["AUTH", "globex", "globex-pw"]), "+OK\r\n");
+    assert_eq!(conn.call(&["UNWATCH"]), "+OK\r\n");
+    assert_eq!(conn.call(&["AUTH", "acme", "acme-pw"]), "+OK\r\n");
+    assert_eq!(conn.call(&["GET", "k"]), bulk("acme's"));
+    assert_eq!(conn.call(&["GET", "globex-only"]), "$-1\r\n");
+}
+
+/// CLIENT TRACKING on (RESP3): refused as `AUTH` and as `HELLO 3 AUTH`;
+/// the connection stays globex's and keeps receiving globex's
+/// invalidations, unprefixed. Tracking off does not release the connection
+/// (it stays bound to its upstream connection): RESET does.
+#[test]
+fn switching_tenant_is_refused_while_tracking() {
+    let (_redis, proxy) = start("");
+    two_keyspaces(&proxy);
+    let mut conn = proxy.raw();
+    assert!(conn.call(&["HELLO", "3", "AUTH", "globex", "globex-pw"]).starts_with('%'));
+    assert_eq!(conn.call(&["CLIENT", "TRACKING", "on"]), "+OK\r\n");
+    assert_eq!(conn.call(&["GET", "k"]), bulk("globex's"));
+    assert_eq!(conn.call(&["AUTH", "acme", "acme-pw"]), HOLDS_STATE);
+    assert_eq!(conn.call(&["HELLO", "3", "AUTH", "acme", "acme-pw"]), HOLDS_STATE);
+    assert_eq!(conn.call(&["GET", "globex-only"]), bulk("g"));
+    assert_eq!(conn.call(&["GET", "acme-only"]), "_\r\n");
+    let mut globex = login(&proxy, "globex");
+    assert_eq!(globex.call(&["SET", "k", "globex's 2"]), "+OK\r\n");
+    let push = String::from_utf8_lossy(&conn.read_frame()).into_owned();
+    assert_eq!(push, format!(">2\r\n{}*1\r\n{}", bulk("invalidate"), bulk("k")), "globex's k, unprefixed");
+    assert_eq!(conn.call(&["CLIENT", "TRACKING", "off"]), "+OK\r\n");
+    assert_eq!(conn.call(&["HELLO", "3", "AUTH", "acme", "acme-pw"]), HOLDS_STATE);
+    assert_eq!(conn.call(&["RESET"]), "+RESET\r\n");
+    assert!(conn.call(&["HELLO", "3", "AUTH", "acme", "acme-pw"]).starts_with('%'));
+    assert_eq!(conn.call(&["GET", "k"]), bulk("acme's"));
+    assert_eq!(conn.call(&["GET", "globex-only"]), "_\r\n");
+}
+
+/// `HELLO 3 AUTH` as the switching command on a subscribed connection and
+/// inside MULTI: refused like `AUTH`, the protocol unchanged; the refusal
+/// inside MULTI aborts the transaction, as any command the proxy refuses
+/// while queueing does.
+#[test]
+fn switching_tenant_by_hello_is_refused_while_subscribed_or_in_multi() {
+    let (_redis, proxy) = start("");
+    two_keyspaces(&proxy);
+    let mut sub = login(&proxy, "globex");
+    assert_eq!(sub.call(&["SUBSCRIBE", "news"]), format!("*3\r\n{}{}:1\r\n", bulk("subscribe"), bulk("news")));
+    assert_eq!(sub.call(&["HELLO", "3", "AUTH", "acme", "acme-pw"]), HOLDS_STATE);
+    let mut globex = login(&proxy, "globex");
+    let mut acme = login(&proxy, "acme");
+    assert_eq!(acme.call(&["PUBLISH", "news", "acme's"]), ":0\r\n", "no acme subscriber");
+    assert_eq!(globex.call(&["PUBLISH", "news", "globex's"]), ":1\r\n");
+    let message = String::from_utf8_lossy(&sub.read_frame()).into_owned();
+    assert_eq!(message, format!("*3\r\n{}{}{}", bulk("message"), bulk("news"), bulk("globex's")), "RESP2, unprefixed");
+
+    let mut tx = login(&proxy, "globex");
+    assert_eq!(tx.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(tx.call(&["GET", "k"]), "+QUEUED\r\n");
+    assert_eq!(tx.call(&["HELLO", "3", "AUTH", "acme", "acme-pw"]), HOLDS_STATE);
+    assert_eq!(tx.call(&["EXEC"]), "-EXECABORT Transaction discarded because of previous errors.\r\n");
+    assert_eq!(tx.call(&["GET", "k"]), bulk("globex's"));
+    assert_eq!(tx.call(&["GET", "acme-only"]), "$-1\r\n");
+    let hello = tx.call(&["HELLO", "3", "AUTH", "acme", "acme-pw"]);
+    assert!(hello.starts_with('%'), "the transaction is over: {hello}");
+    assert_eq!(tx.call(&["GET", "k"]), bulk("acme's"));
+}
+
 #[test]
 fn a_default_tenant_binds_unauthenticated_clients() {
     let (redis, proxy) = start("[tenancy]\ndefault_tenant = \"globex\"\n");
@@ -613,4 +713,61 @@ fn tenants_see_and_kill_only_their_own_clients() {
     let mut globex2 = login(&proxy, "globex");
     assert_eq!(globex2.call(&["RPUSH", "q", "y"]), ":1\r\n");
     assert_eq!(globex.read_frame(), b"*2\r\n$1\r\nq\r\n$1\r\ny\r\n");
+}
+
+/// A tenant's plain CLIENT INFO and CLIENT LIST are the proxy's view of
+/// its own clients: its address and the proxy's, `user=<tenant>`, and
+/// nothing of the upstream connections (Redis' port, the proxy's
+/// addresses towards it, its user) nor of another tenant's clients.
+#[test]
+fn client_info_and_list_show_only_the_tenants_own_clients() {
+    let (redis, proxy) = start("");
+    let mut acme = login(&proxy, "acme");
+    let mut acme2 = login(&proxy, "acme");
+    let mut globex = login(&proxy, "globex");
+    assert_eq!(acme.call(&["CLIENT", "SETNAME", "acme-main"]), "+OK\r\n");
+    assert_eq!(globex.call(&["CLIENT", "SETNAME", "globex-secret-name"]), "+OK\r\n");
+    for c in [&mut acme, &mut acme2, &mut globex] {
+        assert!(c.call(&["SET", "k", "v"]).starts_with('+'), "upstream connections are open");
+    }
+    // The proxy's upstream connections, as Redis lists them: their
+    // addresses must not show through.
+    let upstream: String = redis::cmd("CLIENT").arg("LIST").query(&mut redis.direct()).expect("client list");
+    let upstream_addrs: Vec<&str> = upstream
+        .lines()
+        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("addr=")))
+        .filter(|a| !a.is_empty())
+        .collect();
+    assert!(!upstream_addrs.is_empty(), "{upstream}");
+    let redis_port = format!(":{}", redis.port);
+    let me = acme.stream.local_addr().expect("addr").to_string();
+    let id = acme.call(&["CLIENT", "ID"]).trim_start_matches(':').trim_end().to_string();
+
+    let info = acme.call(&["CLIENT", "INFO"]);
+    let line = info.lines().nth(1).unwrap_or_default();
+    assert_eq!(info, bulk(&format!("{line}\n")), "one line, in a bulk");
+    assert!(line.starts_with(&format!("id={id} addr={me} laddr={} ", proxy.addr)), "{info}");
+    assert!(line.contains(" name=acme-main ") && line.contains(" user=acme "), "{info}");
+    let list = acme.call(&["CLIENT", "LIST"]);
+    let lines: Vec<&str> = list.lines().filter(|l| l.contains("id=")).collect();
+    assert_eq!(lines.len(), 2, "acme's two clients: {list}");
+    assert!(
+        lines.iter().all(|l| l.contains(" user=acme ") && l.contains(&format!(" laddr={} ", proxy.addr))),
+        "{list}"
+    );
+    assert!(lines.iter().any(|l| l.contains(&format!(" addr={me} "))), "{list}");
+    for text in [&info, &list] {
+        assert!(!text.contains(&redis_port), "Redis' port shows: {text}");
+        assert!(!text.contains("globex"), "another tenant's client shows: {text}");
+        assert!(!text.contains("user=default"), "the proxy's upstream user shows: {text}");
+        for addr in &upstream_addrs {
+            assert!(!text.contains(&format!("={addr} ")), "an upstream connection's address {addr} shows: {text}");
+        }
+    }
+    // RESP3: the same text, as a verbatim string.
+    let mut resp3 = proxy.raw();
+    assert!(resp3.call(&["HELLO", "3", "AUTH", "acme", "acme-pw"]).starts_with('%'));
+    let info = resp3.call(&["CLIENT", "INFO"]);
+    assert!(info.starts_with('=') && info.contains("\r\ntxt:id=") && info.contains(" user=acme "), "{info}");
+    assert!(!info.contains(&redis_port) && !info.contains("globex"), "{info}");
 }

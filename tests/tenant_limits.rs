@@ -6,7 +6,8 @@ mod common;
 
 use common::{command_stats, eventually, metric, Proxy, Raw, RedisServer};
 use redis::Commands;
-use std::time::Duration;
+use std::io::Write;
+use std::time::{Duration, Instant};
 
 /// Two tenants; `acme_settings` are added to acme's `[[tenant]]`.
 fn start(acme_settings: &str) -> (RedisServer, Proxy) {
@@ -29,34 +30,63 @@ fn login(proxy: &Proxy, tenant: &str) -> Raw {
 }
 
 fn pipeline(raw: &mut Raw, key: &str, n: usize) {
-    let mut out = Vec::new();
-    for _ in 0..n {
-        out.extend_from_slice(format!("*2\r\n$4\r\nINCR\r\n${}\r\n{key}\r\n", key.len()).as_bytes());
-    }
-    raw.send(&out);
+    raw.send(&pipelined(key, n));
+}
+
+/// `n` pipelined `INCR key`.
+fn pipelined(key: &str, n: usize) -> Vec<u8> {
+    format!("*2\r\n$4\r\nINCR\r\n${}\r\n{key}\r\n", key.len()).repeat(n).into_bytes()
 }
 
 /// With `max_in_flight = 1`, a tenant's pipelines from several connections
-/// are held back at the proxy, not refused: every reply is right, and once
-/// they are answered (or their client is gone) nothing stays counted.
+/// are held back at the proxy, not refused: every reply is right, another
+/// tenant's request is answered promptly while they are still outstanding
+/// (the held-back tenant slows only itself), and once they are answered (or
+/// their client is gone) nothing stays counted.
 #[test]
 fn max_in_flight_holds_back_without_refusing_or_leaking() {
+    // Per client: ~550 KB of INCRs, read by the proxy 16 KiB at a time, so
+    // acme's work is dozens of batches that the cap sends one at a time.
+    const PER_CLIENT: usize = 20_000;
     let (redis, proxy) = start("max_in_flight = 1");
-    let mut clients: Vec<Raw> = (0..3).map(|_| login(&proxy, "acme")).collect();
-    for client in clients.iter_mut() {
-        pipeline(client, "n", 300);
-    }
-    let mut gone = login(&proxy, "acme");
-    pipeline(&mut gone, "n", 300);
-    drop(gone);
-    for client in clients.iter_mut() {
-        for i in 0..300 {
-            let reply = String::from_utf8(client.read_frame()).expect("utf8");
-            assert!(reply.starts_with(':'), "reply {i}: {reply:?}");
-        }
-    }
     let mut globex = login(&proxy, "globex");
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let mut client = login(&proxy, "acme");
+            let mut writer = client.stream.try_clone().expect("clone");
+            std::thread::spawn(move || {
+                let incrs = pipelined("n", PER_CLIENT);
+                let sending = std::thread::spawn(move || writer.write_all(&incrs).expect("write"));
+                for i in 0..PER_CLIENT {
+                    let reply = String::from_utf8(client.read_frame()).expect("utf8");
+                    assert!(reply.starts_with(':'), "reply {i}: {reply:?}");
+                }
+                sending.join().expect("writer");
+            })
+        })
+        .collect();
+    let mut gone = login(&proxy, "acme");
+    pipeline(&mut gone, "gone", 300);
+    drop(gone);
+    // Once acme's pipelines run, globex's request is answered at once,
+    // while most of acme's are still outstanding: Redis has not even run
+    // them yet. (Without the cap the proxy reads acme's pipelines whole and
+    // globex's request queues behind more than half of them.)
+    let mut direct = redis.direct();
+    let started =
+        eventually(Duration::from_secs(10), || direct.get::<_, Option<i64>>("acme:n").expect("get").is_some());
+    assert!(started, "acme's pipelines never reached Redis");
+    let asked = Instant::now();
     assert_eq!(globex.call(&["SET", "k", "v"]), "+OK\r\n");
+    let took = asked.elapsed();
+    let done: i64 = direct.get("acme:n").expect("get");
+    println!("globex answered in {took:?}, acme's INCRs run by then: {done} of {}", 3 * PER_CLIENT);
+    assert!(took < Duration::from_secs(1), "globex waited {took:?} behind acme");
+    let third = i64::try_from(PER_CLIENT).expect("count");
+    assert!(done < third, "globex was answered only after {done} of acme's requests had run");
+    for reader in readers {
+        reader.join().expect("acme's replies");
+    }
     let body = proxy.admin_get("/metrics").1;
     let held = metric(&body, "nearcache_tenant_refusals_total{tenant=\"acme\",reason=\"max_in_flight\"}");
     assert!(held.is_some_and(|n| n >= 1.0), "clients were held back: {body}");
@@ -65,7 +95,8 @@ fn max_in_flight_holds_back_without_refusing_or_leaking() {
     let mut acme = login(&proxy, "acme");
     assert!(eventually(Duration::from_secs(5), || {
         let direct: i64 = redis.direct().get("acme:n").expect("get");
-        direct >= 900 && acme.call(&["GET", "n"]) == format!("${}\r\n{direct}\r\n", direct.to_string().len())
+        direct >= i64::try_from(3 * PER_CLIENT).expect("count")
+            && acme.call(&["GET", "n"]) == format!("${}\r\n{direct}\r\n", direct.to_string().len())
     }));
 }
 

@@ -63,17 +63,18 @@ struct Slot {
     epoch: u64,
     /// The invalidation count when the entry was last known not void.
     invalidations: u64,
-    memo: Option<Memo>,
+    held: Option<Memoised>,
 }
 
 /// A memoised entry, with what a hit reads of it at hand.
-struct Memo {
+struct Memoised {
     fresh_until: Instant,
     entry: Arc<KeyEntry>,
     parts: Parts,
 }
 
-struct Front {
+/// One worker thread's memo: its sets of slots and its reply buffer.
+struct Memo {
     /// Per set, the tag of each way's key (0 for none).
     tags: Vec<[u32; WAYS]>,
     sets: Vec<[Slot; WAYS]>,
@@ -82,9 +83,9 @@ struct Front {
     hits: u32,
 }
 
-impl Front {
-    fn new() -> Front {
-        Front {
+impl Memo {
+    fn new() -> Memo {
+        Memo {
             tags: vec![[0; WAYS]; SETS],
             sets: (0..SETS).map(|_| Default::default()).collect(),
             replies: BytesMut::new(),
@@ -96,7 +97,7 @@ impl Front {
 thread_local! {
     /// Made on the thread's first fill; constant-initialised, so a lookup
     /// pays no lazy-initialisation check.
-    static FRONT: RefCell<Option<Front>> = const { RefCell::new(None) };
+    static MEMO: RefCell<Option<Memo>> = const { RefCell::new(None) };
 }
 
 /// What became of a memo hit's reply.
@@ -118,36 +119,36 @@ pub(super) fn get(
     shape: impl Fn(&[u8]) -> bool,
     out: Option<&mut BytesMut>,
 ) -> Option<Hit> {
-    FRONT.with_borrow_mut(|front| {
-        let front = front.as_mut()?;
+    MEMO.with_borrow_mut(|memo| {
+        let memo = memo.as_mut()?;
         let (index, tag) = place(hash);
-        let way = front.tags[index].iter().position(|&t| t == tag)?;
-        let slot = &mut front.sets[index][way];
-        let memo = slot.memo.as_ref().filter(|_| slot.epoch == stamp.epoch)?;
-        if memo.fresh_until <= now || memo.parts.key() != key {
+        let way = memo.tags[index].iter().position(|&t| t == tag)?;
+        let slot = &mut memo.sets[index][way];
+        let held = slot.held.as_ref().filter(|_| slot.epoch == stamp.epoch)?;
+        if held.fresh_until <= now || held.parts.key() != key {
             return None;
         }
         if slot.invalidations != stamp.invalidations {
-            if memo.entry.is_void() {
+            if held.entry.is_void() {
                 return None;
             }
             slot.invalidations = stamp.invalidations;
         }
-        front.hits += 1;
-        if front.hits == SAMPLE {
-            front.hits = 0;
+        memo.hits += 1;
+        if memo.hits == SAMPLE {
+            memo.hits = 0;
             return None;
         }
-        let reply = memo.parts.reply_where(shape)?;
+        let reply = held.parts.reply_where(shape)?;
         if let Some(out) = out {
             out.extend_from_slice(reply);
             return Some(Hit::Written);
         }
-        if front.replies.capacity() < reply.len() {
-            front.replies = BytesMut::with_capacity(ARENA.max(reply.len()));
+        if memo.replies.capacity() < reply.len() {
+            memo.replies = BytesMut::with_capacity(ARENA.max(reply.len()));
         }
-        front.replies.extend_from_slice(reply);
-        Some(Hit::Reply(front.replies.split().freeze()))
+        memo.replies.extend_from_slice(reply);
+        Some(Hit::Reply(memo.replies.split().freeze()))
     })
 }
 
@@ -156,10 +157,10 @@ pub(super) fn put(hash: u64, stamp: Stamp, entry: &Arc<KeyEntry>) {
     if entry.parts.weight() > MAX_WEIGHT {
         return;
     }
-    FRONT.with_borrow_mut(|front| {
-        let front = front.get_or_insert_with(Front::new);
+    MEMO.with_borrow_mut(|memo| {
+        let memo = memo.get_or_insert_with(Memo::new);
         let (index, tag) = place(hash);
-        let (tags, set) = (&mut front.tags[index], &mut front.sets[index]);
+        let (tags, set) = (&mut memo.tags[index], &mut memo.sets[index]);
         // The key's own slot, or the older way's.
         let way = tags.iter().position(|&t| t == tag).unwrap_or_else(|| {
             tags.rotate_right(1);
@@ -170,7 +171,7 @@ pub(super) fn put(hash: u64, stamp: Stamp, entry: &Arc<KeyEntry>) {
         set[way] = Slot {
             epoch: stamp.epoch,
             invalidations: stamp.invalidations,
-            memo: Some(Memo { fresh_until: entry.fresh_until, entry: entry.clone(), parts: entry.parts.clone() }),
+            held: Some(Memoised { fresh_until: entry.fresh_until, entry: entry.clone(), parts: entry.parts.clone() }),
         };
     })
 }

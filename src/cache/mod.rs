@@ -436,7 +436,7 @@ impl NearCache {
     }
 
     /// The reply for (key, shape) from this thread's memo of recent hits
-    /// (see `front`), before any admission check, appended to `out` if
+    /// (see `memo`), before any admission check, appended to `out` if
     /// given: the reply of the first of the key's shapes `shape` accepts.
     /// `None`: ask [`NearCache::admit`] and [`NearCache::read`].
     pub fn memoised(

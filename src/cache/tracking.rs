@@ -21,7 +21,7 @@ use crate::protocol::frame::{invalidation, Invalidation};
 use crate::protocol::{encode, Proto};
 use crate::router::NodeId;
 use crate::upstream::dedicated::DedicatedConn;
-use crate::upstream::pool::UpstreamInfo;
+use crate::upstream::pool::Health;
 use crate::upstream::reconnect::{AttemptError, Reconnect};
 use crate::upstream::UpstreamConfig;
 use crate::upstream::UpstreamError;
@@ -40,7 +40,7 @@ pub async fn run(
     cache: Arc<NearCache>,
     node: NodeId,
     upstream: Arc<UpstreamConfig>,
-    info: Arc<UpstreamInfo>,
+    health: Arc<Health>,
     failover: bool,
 ) {
     if !cache.config().enabled {
@@ -48,10 +48,10 @@ pub async fn run(
     }
     cache.channel_added(node);
     // Shared with each connection's serve step.
-    let (cache, upstream, info) = (&cache, &upstream, &info);
+    let (cache, upstream, health) = (&cache, &upstream, &health);
     Reconnect {
         max_backoff: upstream.reconnect_max_backoff,
-        breaker: &info.breaker,
+        breaker: &health.breaker,
         unreachable: "cannot subscribe to invalidations: near-cache bypassed, retrying",
         still_unreachable: "still cannot subscribe to invalidations",
         upstream: Some(&upstream.url),
@@ -60,7 +60,7 @@ pub async fn run(
     .run(
         || subscribe(cache, upstream),
         |mut conn, _| async move {
-            cache.tracking_restored(node, || !info.breaker.allows());
+            cache.tracking_restored(node, || !health.breaker.allows());
             tracing::info!(upstream = %upstream.url, "near-cache receiving invalidations");
             match listen(&mut conn, cache, upstream.request_timeout).await {
                 Ended::Retrack => {

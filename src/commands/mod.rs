@@ -3,11 +3,17 @@
 //!
 //! For each command it records arity, behaviour flags, where its keys are and
 //! how the proxy must handle it (forward on the shared pool, answer locally,
-//! or pin a dedicated upstream connection), whether the near-cache may keep
+//! or hold a dedicated upstream connection), whether the near-cache may keep
 //! its reply and which handler of the failover store serves it, if any.
 //! Routing, metrics labels, caching, failover and tenancy all read this
 //! table, from the one entry a request's lookup finds: no other list of
-//! command names exists.
+//! command names exists (failover's whole-value reads, `failover::seed`,
+//! are derived from the store handlers). Where one command behaves unlike
+//! any other, its entry's name is compared (tenancy answers `ping` before
+//! AUTH and checks the forms of CLIENT `tracking` and of `copy`; MGET's
+//! keys are cached under the shape of `get`), and the words a command's
+//! syntax defines (`STREAMS`, `BY`, `REDIRECT`, …) are matched where its
+//! arguments are parsed.
 
 mod keys;
 mod table;
@@ -114,7 +120,8 @@ pub enum SubKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Handler {
     /// Forwarded: on the shared pool, or on the dedicated connection while the
-    /// session has one. Blocking commands pin for their duration.
+    /// session has one. Blocking commands hold a dedicated connection for
+    /// their duration.
     Forward,
     /// Answered by the proxy.
     Local(Local),

@@ -27,7 +27,7 @@ use crate::cache::{shape, NearCache, Scratch};
 use crate::commands::{key_indices, Command, Flags};
 use crate::observe;
 use crate::protocol::{encode, Args, Proto};
-use crate::upstream::pool::UpstreamInfo;
+use crate::upstream::pool::Health;
 use bytes::Bytes;
 use journal::{Journal, JournalError};
 use std::path::PathBuf;
@@ -109,7 +109,7 @@ pub struct Status {
 
 pub struct Failover {
     config: FailoverConfig,
-    info: Arc<UpstreamInfo>,
+    health: Arc<Health>,
     cache: Arc<NearCache>,
     local: Mutex<Memory>,
     /// Set while the last replay round is in flight.
@@ -128,11 +128,7 @@ impl Failover {
     /// Opens the journal. Entries a previous run left in its file are
     /// applied to the store and keep the breaker open until they have been
     /// replayed upstream.
-    pub fn new(
-        config: FailoverConfig,
-        info: Arc<UpstreamInfo>,
-        cache: Arc<NearCache>,
-    ) -> Result<Failover, JournalError> {
+    pub fn new(config: FailoverConfig, health: Arc<Health>, cache: Arc<NearCache>) -> Result<Failover, JournalError> {
         let (journal, loaded) = Journal::open(&config)?;
         let mut store = Store::new(config.max_bytes);
         if !loaded.is_empty() {
@@ -141,11 +137,11 @@ impl Failover {
                 "journal holds writes of a previous run: serving from local memory until they are replayed upstream"
             );
             rebuild(&mut store, &loaded);
-            info.breaker.trip();
+            health.breaker.trip();
         }
         Ok(Failover {
             config,
-            info,
+            health,
             cache,
             local: Mutex::new(Memory { store, journal }),
             draining: AtomicBool::new(false),
@@ -159,7 +155,7 @@ impl Failover {
 
     /// True while requests are served from local memory.
     pub fn active(&self) -> bool {
-        self.config.enabled && !self.info.breaker.allows()
+        self.config.enabled && !self.health.breaker.allows()
     }
 
     /// True while the last replay round is in flight: requests should
@@ -187,13 +183,13 @@ impl Failover {
     pub fn status(&self) -> Status {
         let local = self.lock();
         Status {
-            upstream_up: self.info.breaker.allows(),
+            upstream_up: self.health.breaker.allows(),
             failover: self.active(),
             enabled: self.config.enabled,
             journal_entries: local.journal.len(),
             dead_letters: local.journal.dead_letters(),
-            replay_refused: self.info.breaker.refusal_reason(),
-            circuit_opened: self.info.breaker.times_opened(),
+            replay_refused: self.health.breaker.refusal_reason(),
+            circuit_opened: self.health.breaker.times_opened(),
         }
     }
 
@@ -216,7 +212,7 @@ impl Failover {
         if !self.active() {
             return None;
         }
-        if let Some(reason) = self.info.breaker.refusal_reason() {
+        if let Some(reason) = self.health.breaker.refusal_reason() {
             // Redis is reachable: a local answer could contradict it.
             observe::failover_command("refused");
             return Some(encode::error(&format!(
@@ -225,7 +221,7 @@ impl Failover {
             )));
         }
         observe::failover_command("served");
-        let server = self.info.identity();
+        let server = self.health.identity();
         local.store.print_doubles_like(server.name.as_deref(), server.version.as_deref());
         if key_indices(cmd, args, &mut scratch.keys).is_err() {
             scratch.keys.clear();

@@ -309,7 +309,7 @@ impl Failover {
         if let Err(e) = local.journal.clear() {
             tracing::error!(error = %e, "cannot truncate the journal file: its entries were replayed and may replay again after a restart");
         }
-        self.info.breaker.close();
+        self.health.breaker.close();
         self.cache.failover_ended();
     }
 }

@@ -6,15 +6,18 @@
 
 use super::store::{Store, Value};
 use crate::cache::{shape, NearCache};
+use crate::commands::{self, Flags, StoreOp};
 use crate::protocol::Proto;
 use bytes::Bytes;
 use redis_protocol::resp2::types::OwnedFrame as Frame2;
 use redis_protocol::resp3::types::OwnedFrame as Frame3;
 use redis_protocol::{resp2, resp3};
+use std::sync::OnceLock;
 use std::time::Instant;
 
-/// The reads whose replies hold a key's whole value.
-#[derive(Clone, Copy)]
+/// The kind of value a whole-value read shows (in the order seeding tries
+/// them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Whole {
     String,
     Hash,
@@ -23,13 +26,41 @@ enum Whole {
     ZSet,
 }
 
-const WHOLE: [(Whole, &[&[u8]]); 5] = [
-    (Whole::String, &[b"get"]),
-    (Whole::Hash, &[b"hgetall"]),
-    (Whole::Set, &[b"smembers"]),
-    (Whole::List, &[b"lrange", b"0", b"-1"]),
-    (Whole::ZSet, &[b"zrange", b"0", b"-1", b"withscores"]),
-];
+/// What a read the store serves with `op` shows of its key: the whole
+/// value of this kind when called with these arguments after the key
+/// (`LRANGE key 0 -1`); `None`: only part of it, or none.
+fn whole(op: StoreOp) -> Option<(Whole, &'static [&'static [u8]])> {
+    match op {
+        StoreOp::Get => Some((Whole::String, &[])),
+        StoreOp::HGetAll => Some((Whole::Hash, &[])),
+        StoreOp::SMembers => Some((Whole::Set, &[])),
+        StoreOp::LRange => Some((Whole::List, &[b"0", b"-1"])),
+        StoreOp::ZRange => Some((Whole::ZSet, &[b"0", b"-1", b"withscores"])),
+        _ => None,
+    }
+}
+
+/// A whole-value read: what it shows, and the parts of its cache shape
+/// (the table's name, then the arguments).
+type WholeRead = (Whole, Vec<&'static [u8]>);
+
+/// The reads whose replies hold a key's whole value: the cacheable
+/// commands of the table whose store handler [`whole`] names.
+fn whole_reads() -> &'static [WholeRead] {
+    static READS: OnceLock<Vec<WholeRead>> = OnceLock::new();
+    READS.get_or_init(|| {
+        let mut reads: Vec<_> = commands::all()
+            .iter()
+            .filter(|cmd| cmd.flags.contains(Flags::CACHEABLE))
+            .filter_map(|cmd| {
+                let (whole, args) = whole(cmd.store?)?;
+                Some((whole, std::iter::once(cmd.name.as_bytes()).chain(args.iter().copied()).collect()))
+            })
+            .collect();
+        reads.sort_by_key(|(whole, _)| *whole as u8);
+        reads
+    })
+}
 
 /// Seeds `key` into `store` from the cache, if the store lacks it and a
 /// whole-value reply is cached. `now_ms` is unix time in milliseconds.
@@ -38,12 +69,12 @@ pub fn from_cache(cache: &NearCache, store: &mut Store, key: &[u8], now_ms: i64,
         return;
     }
     for proto in [Proto::Resp2, Proto::Resp3] {
-        for (whole, parts) in WHOLE {
+        for (whole, parts) in whole_reads() {
             shape::of_parts(shape_buf, proto, parts);
             let Some((reply, expiry)) = cache.stale(key, shape_buf) else {
                 continue;
             };
-            if let Some(value) = decode(whole, proto, &reply) {
+            if let Some(value) = decode(*whole, proto, &reply) {
                 let expires_at_ms =
                     expiry.map(|at| now_ms + at.saturating_duration_since(Instant::now()).as_millis() as i64);
                 store.seed(Bytes::copy_from_slice(key), value, expires_at_ms, now_ms);
@@ -197,6 +228,18 @@ mod tests {
         };
         assert_eq!(l, strings(&["x", "y"]));
         assert!(decode(Whole::List, Proto::Resp2, b"*0\r\n").is_none());
+    }
+
+    #[test]
+    fn whole_value_reads_come_from_the_table() {
+        let expected: Vec<WholeRead> = vec![
+            (Whole::String, vec![b"get"]),
+            (Whole::Hash, vec![b"hgetall"]),
+            (Whole::Set, vec![b"smembers"]),
+            (Whole::List, vec![b"lrange", b"0", b"-1"]),
+            (Whole::ZSet, vec![b"zrange", b"0", b"-1", b"withscores"]),
+        ];
+        assert_eq!(whole_reads(), expected);
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub mod topology;
 use crate::commands::{self, Command};
 use crate::protocol::Args;
 use crate::upstream::breaker::{Breaker, BreakerConfig};
-use crate::upstream::pool::UpstreamInfo;
+use crate::upstream::pool::Health;
 use crate::upstream::spares::Spares;
 use crate::upstream::UpstreamConfig;
 use cluster::Cluster;
@@ -38,7 +38,7 @@ pub struct Node {
     /// Where it is and how to talk to it.
     pub config: Arc<UpstreamConfig>,
     /// What it said it is, and how it is doing (its circuit breaker).
-    pub health: Arc<UpstreamInfo>,
+    pub health: Arc<Health>,
     /// Its dedicated connections waiting for clients (opened ahead, or
     /// given back and cleaned); kept up by [`Spares::run`], which whoever
     /// starts the node's tasks spawns.
@@ -48,7 +48,7 @@ pub struct Node {
 impl Node {
     /// The node at `config`'s address, guarded by `breaker`.
     pub fn new(config: UpstreamConfig, breaker: Breaker) -> Node {
-        let (config, health) = (Arc::new(config), Arc::new(UpstreamInfo::new(breaker)));
+        let (config, health) = (Arc::new(config), Arc::new(Health::new(breaker)));
         let spares = Arc::new(Spares::new(config.clone(), health.clone()));
         Node { config, health, spares }
     }

@@ -7,6 +7,7 @@
 //! advances: no clock read per request); the rest only when a command
 //! changes the connection's state.
 
+use super::redirects::Summons;
 use super::route::ClientState;
 use crate::commands::{self, Command};
 use crate::tenancy::Tenant;
@@ -48,6 +49,8 @@ pub struct Activity {
     /// (0: none yet).
     last_command: AtomicUsize,
     profile: Mutex<Profile>,
+    /// Other clients asking this one to become their redirect target.
+    pub summons: Summons,
 }
 
 /// The connection state `CLIENT LIST` shows, copied from the session when
@@ -96,6 +99,7 @@ impl Activity {
             created: Instant::now(),
             last_command: AtomicUsize::new(0),
             profile: Mutex::new(Profile { resp: 2, multi: -1, ..Profile::default() }),
+            summons: Summons::default(),
         }
     }
 
@@ -142,6 +146,13 @@ impl Activity {
     /// The client's tenant, if any.
     pub fn tenant(&self) -> Option<Arc<Tenant>> {
         self.tenant.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The client is asking about clients: its own idle time is 0, as in
+    /// Redis, whatever the coarse clock last said.
+    pub fn touch_now(&self) {
+        tick();
+        self.touch();
     }
 
     /// The client sent or received something just now.

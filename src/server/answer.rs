@@ -5,7 +5,7 @@
 use super::route::{ClientState, Decision, Login, SideEffect};
 use crate::commands::SubKind;
 use crate::protocol::{encode, request::parse_int, Args, Proto};
-use crate::upstream::pool::UpstreamInfo;
+use crate::upstream::pool::Health;
 use bytes::{Bytes, BytesMut};
 
 /// Version HELLO reports before any upstream handshake told the real one.
@@ -59,7 +59,7 @@ pub fn set_info(st: &mut ClientState, args: &Args) -> Result<(), Bytes> {
 }
 
 /// HELLO [protover [AUTH user pass] [SETNAME name]].
-pub fn hello(st: &mut ClientState, args: &Args, dedicated: bool, info: &UpstreamInfo) -> Decision {
+pub fn hello(st: &mut ClientState, args: &Args, dedicated: bool, health: &Health) -> Decision {
     let proto = match args.get(1) {
         None => st.proto,
         Some(v) => match parse_int(v) {
@@ -106,7 +106,7 @@ pub fn hello(st: &mut ClientState, args: &Args, dedicated: bool, info: &Upstream
     }
     let switched = proto != st.proto;
     st.proto = proto;
-    let reply = hello_now(st, info);
+    let reply = hello_now(st, health);
     if dedicated && switched {
         let mut upstream = BytesMut::new();
         let n = itoa::Buffer::new().format(proto.number()).to_owned();
@@ -117,8 +117,8 @@ pub fn hello(st: &mut ClientState, args: &Args, dedicated: bool, info: &Upstream
 }
 
 /// HELLO's reply for the client as it is now.
-pub fn hello_now(st: &ClientState, info: &UpstreamInfo) -> Bytes {
-    let server = info.identity();
+pub fn hello_now(st: &ClientState, health: &Health) -> Bytes {
+    let server = health.identity();
     let version = server.version.as_deref().unwrap_or(DEFAULT_VERSION);
     hello_reply(st, server.name.as_deref().unwrap_or("redis"), version)
 }

@@ -1,15 +1,22 @@
 //! Which upstream connection each client's dedicated connection is, so that
 //! `CLIENT TRACKING on REDIRECT <id>` works through the proxy. A client
-//! names the one that should receive its invalidations (subscribed to
-//! `__redis__:invalidate`) by the id `CLIENT ID` gave it, which is the
-//! proxy's own; Redis needs that client's upstream connection's id. The
-//! proxy translates one into the other, or refuses the redirect when the
-//! named client has no upstream connection: forwarding the proxy's id
-//! would name whatever upstream connection happens to carry it, and
-//! acknowledge a redirect that delivers nothing.
+//! names the one that should receive its invalidations (a RESP3 client,
+//! or one subscribed to `__redis__:invalidate`) by the id `CLIENT ID` gave
+//! it, which is the proxy's own; Redis needs that client's upstream
+//! connection's id. The proxy translates one into the other: forwarding
+//! the proxy's id would name whatever upstream connection happens to carry
+//! it, and acknowledge a redirect that delivers nothing.
 //!
 //! Replies that name a redirect target (`CLIENT GETREDIR`, `CLIENT
 //! TRACKINGINFO`) are translated back the other way.
+//!
+//! A client named as a redirect target that has no dedicated connection
+//! (a client that only listens for pushes, a client redirecting to
+//! itself) is given one first: the redirecting session [`Summons`] it
+//! through the registry, and it opens one and keeps it, listened to, for
+//! as long as it is connected, as Redis keeps a redirect target. A client
+//! that does not exist, or that cannot open one, is refused as Redis
+//! refuses an unknown id.
 //!
 //! A client's entry goes when its dedicated connection goes back to the
 //! spares (another client may get it next: a redirect or `CLIENT UNBLOCK`
@@ -20,9 +27,64 @@
 
 use crate::protocol::request::{self, parse_int, Limits};
 use crate::protocol::{encode, Args};
+use atomic_waker::AtomicWaker;
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll};
+use tokio::sync::oneshot;
+
+/// What a summoned client answers: the upstream id of the dedicated
+/// connection it now holds, or `None` when it could not open one.
+pub type Answer = oneshot::Sender<Option<i64>>;
+
+/// Requests from other clients that this one open a dedicated connection
+/// to be their redirect target. Its session polls it while it has no
+/// dedicated connection: two atomic loads, its waker registered once (a
+/// task's waker stays the same) and again after each summons.
+#[derive(Debug, Default)]
+pub struct Summons {
+    asked: AtomicBool,
+    armed: AtomicBool,
+    answers: Mutex<Vec<Answer>>,
+    waker: AtomicWaker,
+}
+
+impl Summons {
+    /// Asks the client's session to open its dedicated connection; the
+    /// answer comes through `answer`.
+    pub fn summon(&self, answer: Answer) {
+        self.answers.lock().unwrap_or_else(PoisonError::into_inner).push(answer);
+        self.asked.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Ready once some client summoned this one; the answers owed are
+    /// then [`Summons::take`]n. Always polled from the same task.
+    #[inline]
+    pub fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.asked.load(Ordering::Acquire) {
+            if self.armed.load(Ordering::Relaxed) {
+                return Poll::Pending;
+            }
+            self.waker.register(cx.waker());
+            self.armed.store(true, Ordering::Relaxed);
+            if !self.asked.load(Ordering::Acquire) {
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(())
+    }
+
+    /// The answers owed (possibly none: taken with an earlier summons).
+    pub fn take(&self) -> Vec<Answer> {
+        // The summons' wake took the waker: registered again next time.
+        self.armed.store(false, Ordering::Relaxed);
+        self.asked.store(false, Ordering::Release);
+        std::mem::take(&mut *self.answers.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
 
 /// A client's dedicated connection.
 #[derive(Clone, Copy)]
@@ -102,43 +164,56 @@ impl Redirects {
     }
 }
 
+/// What a `CLIENT TRACKING` request's `REDIRECT` becomes upstream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Redirect {
+    /// No `REDIRECT <client id>` (or a malformed id, left for Redis to
+    /// refuse): sent as it is.
+    Unchanged,
+    /// Rewritten with the named client's upstream id.
+    Rewritten(Bytes),
+    /// The named client has no dedicated connection (yet).
+    Unconnected(u64),
+}
+
 /// A `CLIENT TRACKING` request (a complete multibulk) as it must reach
-/// Redis: `None` when it has no `REDIRECT <client id>` (sent as it is),
-/// otherwise rewritten with the named client's upstream id; `Err` is the
-/// reply when that client has no upstream connection. A malformed id is
-/// left for Redis to refuse. (Parsed again here, so requests that are not
-/// CLIENT TRACKING carry nothing for it.)
-pub fn redirect(request: &[u8], redirects: &Redirects) -> Result<Option<Bytes>, Bytes> {
+/// Redis. (Parsed again here, so requests that are not CLIENT TRACKING
+/// carry nothing for it.)
+pub fn redirect(request: &[u8], redirects: &Redirects) -> Redirect {
     let (mut ranges, mut inline) = (Vec::new(), Vec::new());
     if request::parse(request, &Limits::default(), &mut ranges, &mut inline).is_err() {
-        return Ok(None);
+        return Redirect::Unchanged;
     }
     let args = Args::new(request, &ranges);
     let Some(at) = (3..args.len()).find(|&i| args.get(i).is_some_and(|a| a.eq_ignore_ascii_case(b"redirect"))) else {
-        return Ok(None);
+        return Redirect::Unchanged;
     };
     let Some(client) = args.get(at + 1).and_then(parse_int).and_then(|id| u64::try_from(id).ok()) else {
-        return Ok(None);
+        return Redirect::Unchanged;
     };
     let Some(upstream) = redirects.target(client) else {
-        return Err(encode::error(
-            "ERR The client ID you want redirect to does not exist or has no upstream connection \
-             (through nearcache, SUBSCRIBE it to __redis__:invalidate first)",
-        ));
+        return Redirect::Unconnected(client);
     };
     let upstream = upstream.to_string();
     let mut out = BytesMut::new();
     let parts: Vec<&[u8]> =
         args.iter().enumerate().map(|(i, a)| if i == at + 1 { upstream.as_bytes() } else { a }).collect();
     encode::command(&mut out, parts.into_iter());
-    Ok(Some(out.freeze()))
+    Redirect::Rewritten(out.freeze())
+}
+
+/// The reply to a redirect naming no client (or one that could not open
+/// an upstream connection), as Redis words it for a client that does not
+/// exist.
+pub fn no_such_client() -> Bytes {
+    encode::error("ERR The client ID you want redirect to does not exist")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn translated(parts: &[&str], redirects: &Redirects) -> Result<Option<Bytes>, Bytes> {
+    fn translated(parts: &[&str], redirects: &Redirects) -> Redirect {
         let mut request = BytesMut::new();
         encode::command(&mut request, parts.iter().map(|p| p.as_bytes()));
         redirect(&request, redirects)
@@ -151,9 +226,9 @@ mod tests {
         let sent = translated(&["CLIENT", "TRACKING", "on", "redirect", "4", "BCAST"], &redirects);
         let expected =
             "*6\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\non\r\n$8\r\nredirect\r\n$4\r\n1017\r\n$5\r\nBCAST\r\n";
-        assert_eq!(sent, Ok(Some(Bytes::from(expected))));
-        assert_eq!(translated(&["CLIENT", "TRACKING", "on", "OPTIN"], &redirects), Ok(None));
-        assert_eq!(translated(&["CLIENT", "TRACKING", "on", "REDIRECT", "x"], &redirects), Ok(None));
+        assert_eq!(sent, Redirect::Rewritten(Bytes::from(expected)));
+        assert_eq!(translated(&["CLIENT", "TRACKING", "on", "OPTIN"], &redirects), Redirect::Unchanged);
+        assert_eq!(translated(&["CLIENT", "TRACKING", "on", "REDIRECT", "x"], &redirects), Redirect::Unchanged);
     }
 
     #[test]
@@ -161,7 +236,10 @@ mod tests {
         let redirects = Redirects::default();
         redirects.record(4, 1017);
         redirects.record(5, 1018);
-        translated(&["CLIENT", "TRACKING", "on", "REDIRECT", "4"], &redirects).expect("translated");
+        assert!(matches!(
+            translated(&["CLIENT", "TRACKING", "on", "REDIRECT", "4"], &redirects),
+            Redirect::Rewritten(_)
+        ));
         assert!(redirects.forget(4), "4's connection was a redirect target");
         assert!(!redirects.forget(5));
         assert!(!redirects.forget(4), "forgotten");
@@ -180,11 +258,11 @@ mod tests {
     }
 
     #[test]
-    fn a_client_without_an_upstream_connection_is_refused() {
+    fn a_client_without_an_upstream_connection_is_named() {
         let redirects = Redirects::default();
         redirects.record(4, 1017);
         assert!(!redirects.forget(4));
-        let refused = translated(&["CLIENT", "TRACKING", "on", "REDIRECT", "4"], &redirects);
-        assert!(refused.is_err_and(|e| e.starts_with(b"-ERR The client ID you want redirect to does not exist")));
+        let unconnected = translated(&["CLIENT", "TRACKING", "on", "REDIRECT", "4"], &redirects);
+        assert_eq!(unconnected, Redirect::Unconnected(4));
     }
 }

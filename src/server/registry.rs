@@ -7,6 +7,7 @@
 //! tenant's clients.
 
 use super::activity::{self, Activity};
+use super::redirects;
 use super::socket::Closable;
 use crate::observe;
 use crate::protocol::{encode, request::parse_int, Args, Proto};
@@ -18,6 +19,7 @@ use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// A connected client as the registry sees it.
 type Registered = (Arc<dyn Closable>, Arc<Activity>);
@@ -121,6 +123,28 @@ impl Clients {
             }
         }
         (killed, itself)
+    }
+
+    /// Asks client `id` (other than the caller, and one it may see) to open
+    /// a dedicated connection to be the caller's redirect target. Only a
+    /// RESP3 client is asked (its session listens for summons): a RESP2
+    /// target receives invalidations only once subscribed, which gives it
+    /// its connection. The error is the caller's reply.
+    pub fn summon(&self, id: u64, caller: &Caller) -> Result<oneshot::Receiver<Option<i64>>, Bytes> {
+        let sockets = self.lock();
+        let Some((_, activity)) = sockets.get(&id).filter(|(_, activity)| id != caller.id && caller.sees(activity))
+        else {
+            return Err(redirects::no_such_client());
+        };
+        if activity.profile().resp != 3 {
+            return Err(encode::error(
+                "ERR the client ID you want redirect to has no connection to Redis yet: through nearcache, \
+                 a RESP2 target must SUBSCRIBE to __redis__:invalidate first",
+            ));
+        }
+        let (answer, rx) = oneshot::channel();
+        activity.summons.summon(answer);
+        Ok(rx)
     }
 
     /// True when client `id` exists and the caller may see it.
@@ -272,9 +296,10 @@ impl KillFilter {
                 b"addr" => filter.addr = Some(text(value)),
                 b"laddr" => filter.laddr = Some(text(value)),
                 b"user" => filter.user = Some(text(value)),
-                b"maxage" => match parse_int(value) {
-                    Some(v) => filter.max_age = Some(u64::try_from(v).unwrap_or(0)),
-                    None => return Err(encode::error("ERR value is not an integer or out of range")),
+                b"maxage" => match parse_int(value).map(u64::try_from) {
+                    Some(Ok(v)) if v > 0 => filter.max_age = Some(v),
+                    Some(_) => return Err(encode::error("ERR maxage should be greater than 0")),
+                    None => return Err(encode::error("ERR maxage is not an integer or out of range")),
                 },
                 b"skipme" => match value.to_ascii_lowercase().as_slice() {
                     b"yes" => filter.skip_me = true,
@@ -303,7 +328,7 @@ impl KillFilter {
             && self.addr.as_ref().is_none_or(|a| *a == activity.peer.to_string())
             && self.laddr.as_ref().is_none_or(|a| *a == activity.local.to_string())
             && self.user.as_ref().is_none_or(|u| *u == user)
-            && self.max_age.is_none_or(|max| max > 0 && activity.age().as_secs() >= max)
+            && self.max_age.is_none_or(|max| activity.age().as_secs() >= max)
     }
 }
 

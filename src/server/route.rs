@@ -7,7 +7,7 @@ use super::{answer, cluster_view, registry};
 use crate::commands::{Command, CommandIndex, Flags, Handler, Local, Spread, State, SubKind};
 use crate::protocol::{encode, request::parse_int, Args, Proto};
 use crate::router::{NodeId, DEFAULT_NODE};
-use crate::upstream::pool::UpstreamInfo;
+use crate::upstream::pool::Health;
 use bytes::Bytes;
 use std::collections::HashSet;
 
@@ -240,14 +240,14 @@ pub struct Routed {
 /// Decides what to do with `args` (its command `found` in the table, as
 /// [`crate::commands::lookup`] gave it) and applies its effect on `st`.
 /// `dedicated` tells whether the session currently has a dedicated connection;
-/// `info` supplies the upstream's version for HELLO replies.
+/// `health` supplies the upstream's version for HELLO replies.
 #[inline(always)]
 pub fn route(
     st: &mut ClientState,
     args: &Args,
     found: Option<(CommandIndex, &'static Command)>,
     dedicated: bool,
-    info: &UpstreamInfo,
+    health: &Health,
 ) -> Routed {
     if args.is_empty() {
         return Routed { index: None, cmd: None, decision: Decision::Silent };
@@ -256,16 +256,10 @@ pub fn route(
         return Routed { index: None, cmd: None, decision: forward(dedicated) };
     };
     let cmd = cmd.resolve(args);
-    Routed { index: Some(index), cmd: Some(cmd), decision: route_known(st, cmd, args, dedicated, info) }
+    Routed { index: Some(index), cmd: Some(cmd), decision: route_known(st, cmd, args, dedicated, health) }
 }
 
-fn route_known(
-    st: &mut ClientState,
-    cmd: &'static Command,
-    args: &Args,
-    dedicated: bool,
-    info: &UpstreamInfo,
-) -> Decision {
+fn route_known(st: &mut ClientState, cmd: &'static Command, args: &Args, dedicated: bool, health: &Health) -> Decision {
     // Inside MULTI everything but the connection's own lifecycle is queued
     // upstream as Redis does, errors included (a bad command there must
     // make EXEC abort).
@@ -284,7 +278,7 @@ fn route_known(
         Handler::Forward if cmd.blocks(args) => Decision::Dedicated { replies: 1, blocking: true },
         Handler::Forward if cmd.flags.contains(Flags::OUT_OF_BAND) => Decision::OutOfBand,
         Handler::Forward => forward(dedicated),
-        Handler::Local(local) => local_command(st, local, args, dedicated, info),
+        Handler::Local(local) => local_command(st, local, args, dedicated, health),
         Handler::State(state) => state_command(st, state, args, dedicated),
         Handler::Unsupported => {
             Decision::Reply(encode::error(&format!("ERR '{}' is not supported through nearcache", cmd.name)))
@@ -393,10 +387,10 @@ fn forward(dedicated: bool) -> Decision {
     }
 }
 
-fn local_command(st: &mut ClientState, local: Local, args: &Args, dedicated: bool, info: &UpstreamInfo) -> Decision {
+fn local_command(st: &mut ClientState, local: Local, args: &Args, dedicated: bool, health: &Health) -> Decision {
     match local {
         Local::Quit => Decision::Close(Bytes::from_static(encode::OK)),
-        Local::Hello => answer::hello(st, args, dedicated, info),
+        Local::Hello => answer::hello(st, args, dedicated, health),
         Local::Reset if dedicated => {
             reset(st);
             Decision::Dedicated { replies: 1, blocking: false }

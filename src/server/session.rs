@@ -51,6 +51,8 @@ enum Wake {
     Event(Event),
     /// Input: the byte count read (0: the client closed its side).
     Read(usize),
+    /// Other clients named this one as their redirect target.
+    Summoned,
 }
 
 /// Where a pool request goes, and whether its reply is suppressed: a batch
@@ -264,6 +266,9 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             // A handed-off batch delivered is looked at when the client
             // next sends something, unless the session has to know sooner.
             let lazy = can_read && self.pending.len() == 1;
+            // A RESP3 client may be named as a redirect target (see
+            // `redirects`); a RESP2 one gets its connection by subscribing.
+            let summonable = self.st.proto == Proto::Resp3 && self.dedicated.is_none() && !self.closing;
             // Two forms, so the common case (everything written) does not
             // pay for a writability future it never polls.
             let wake = if unwritten == 0 {
@@ -271,7 +276,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     biased;
                     event = next_event(&mut self.pending, &mut self.dedicated, &self.handoff, lazy), if waiting => Wake::Event(event),
                     read = self.reader.read_buf(&mut self.rbuf), if can_read => Wake::Read(read?),
-                    note = next_notification(&mut self.satellites), if self.satellites.is_some() => Wake::Event(note),
+                    aside = next_aside(&mut self.satellites, &self.activity.summons, summonable), if summonable || self.satellites.is_some() => aside,
                     // (An async block: select! builds every branch's future,
                     // and a sleep built is a clock read.)
                     () = async { tokio::time::sleep(HOLD_BACK).await }, if held_back => Wake::Writable,
@@ -289,7 +294,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     }
                     event = next_event(&mut self.pending, &mut self.dedicated, &self.handoff, lazy), if waiting => Wake::Event(event),
                     read = self.reader.read_buf(&mut self.rbuf), if can_read => Wake::Read(read?),
-                    note = next_notification(&mut self.satellites), if self.satellites.is_some() => Wake::Event(note),
+                    aside = next_aside(&mut self.satellites, &self.activity.summons, summonable), if summonable || self.satellites.is_some() => aside,
                     // (An async block: select! builds every branch's future,
                     // and a sleep built is a clock read.)
                     () = async { tokio::time::sleep(HOLD_BACK).await }, if held_back => Wake::Writable,
@@ -297,6 +302,8 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             };
             match wake {
                 Wake::Writable => {}
+                // (Boxed: a rare path that would otherwise grow every session.)
+                Wake::Summoned => Box::pin(self.answer_summons()).await,
                 Wake::Event(event) => self.on_event(event),
                 Wake::Read(0) if self.must_stop_now() => return Ok(()),
                 Wake::Read(0) => self.closing = true,
@@ -648,6 +655,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// talked to Redis directly.
     fn clients(&mut self, op: ClientsOp, silent: bool, now: Instant) {
         self.activity.refresh(&self.st);
+        self.activity.touch_now();
         let registry = &self.shared.clients;
         let caller = Caller { id: self.st.id, tenant: self.tenant.tenant(), tenancy: self.shared.tenancy.enabled() };
         let reply = match op {
@@ -757,15 +765,29 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     }
 
     /// CLIENT TRACKING: sent on the dedicated connection, a `REDIRECT`'s
-    /// client id translated (see `redirects`). If no connection can be opened,
-    /// the error is the last reply: the client would otherwise go on
-    /// caching with nothing to invalidate it.
+    /// client id translated (see `redirects`), the named client given a
+    /// dedicated connection first if it has none. If no connection can be
+    /// opened, the error is the last reply: the client would otherwise go
+    /// on caching with nothing to invalidate it.
     async fn send_tracking(&mut self, request: &[u8], silent: bool, now: Instant, map: Option<ReplyMap>) {
-        let rewritten = match redirects::redirect(request, &self.shared.redirects) {
-            Ok(rewritten) => rewritten,
-            Err(refusal) => {
+        let mut redirect = redirects::redirect(request, &self.shared.redirects);
+        if let redirects::Redirect::Unconnected(target) = redirect {
+            redirect = match self.summon(target).await {
+                Ok(()) => redirects::redirect(request, &self.shared.redirects),
+                Err(refusal) => {
+                    if !silent {
+                        self.pending.push_back(Pending::Ready(refusal));
+                    }
+                    return;
+                }
+            };
+        }
+        let rewritten = match redirect {
+            redirects::Redirect::Unchanged => None,
+            redirects::Redirect::Rewritten(rewritten) => Some(rewritten),
+            redirects::Redirect::Unconnected(_) => {
                 if !silent {
-                    self.pending.push_back(Pending::Ready(refusal));
+                    self.pending.push_back(Pending::Ready(redirects::no_such_client()));
                 }
                 return;
             }
@@ -775,6 +797,59 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         self.send_dedicated(rewritten.as_deref().unwrap_or(request), entry).await;
         if self.dedicated.is_none() {
             self.closing = true;
+        }
+    }
+
+    /// Gives client `target` (this one or another it may see) a dedicated
+    /// connection to be a redirect target; the error is the client's
+    /// reply. Another client is asked through the registry and answers
+    /// from its own session, within `request_timeout`. (With a Redis
+    /// Cluster, a client's dedicated connection is on one node and
+    /// tracking on another: not done.)
+    async fn summon(&mut self, target: u64) -> Result<(), Bytes> {
+        if self.shared.router.as_cluster().is_some() {
+            return Err(redirects::no_such_client());
+        }
+        if target == self.st.id {
+            self.open_dedicated_idle().await;
+            return self.dedicated.as_ref().map(|_| ()).ok_or_else(redirects::no_such_client);
+        }
+        let caller = Caller { id: self.st.id, tenant: self.tenant.tenant(), tenancy: self.shared.tenancy.enabled() };
+        let answer = self.shared.clients.summon(target, &caller)?;
+        let timeout = self.shared.router.default_node().config.request_timeout;
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(Some(_))) => Ok(()),
+            _ => Err(redirects::no_such_client()),
+        }
+    }
+
+    /// Other clients named this one as their redirect target: it opens a
+    /// dedicated connection, keeps it while connected (session-bound
+    /// state, listened to) and tells them its upstream id.
+    async fn answer_summons(&mut self) {
+        let answers = self.activity.summons.take();
+        if answers.is_empty() {
+            return;
+        }
+        self.open_dedicated_idle().await;
+        let upstream = self.shared.redirects.upstream_of(self.st.id).filter(|_| self.dedicated.is_some());
+        if upstream.is_some() {
+            self.st.session_bound = true;
+            self.activity.refresh(&self.st);
+            tracing::debug!(client = self.st.id, "opened a dedicated upstream connection as a redirect target");
+        }
+        for answer in answers {
+            // The asker may have given up (timed out): nothing to do.
+            let _ = answer.send(upstream);
+        }
+    }
+
+    /// Opens the dedicated connection, sending nothing on it, unless there
+    /// is one; a failure is not the client's reply (it asked nothing).
+    async fn open_dedicated_idle(&mut self) {
+        if self.dedicated.is_none() {
+            let open = Pending::Dedicated { remaining: 0, silent: true, discard: false, deadline: None, map: None };
+            self.send_dedicated(&[], open).await;
         }
     }
 
@@ -1204,14 +1279,27 @@ enum Event {
     Frame(Result<Bytes, UpstreamError>),
 }
 
-/// The next keyspace notification from the other masters (with
+/// What may come aside from the client's own exchanges (one branch: both
+/// are rare): a summons to be a redirect target (when `summonable`), or
+/// the next keyspace notification from the other masters (with
 /// satellites open).
-async fn next_notification(satellites: &mut Option<Satellites>) -> Event {
-    let note = match satellites.as_mut() {
-        Some(open) => open.notifications.recv().await,
-        None => None,
-    };
-    Event::Notification(note.unwrap_or(Err(UpstreamError::ConnectionLost)))
+fn next_aside<'a>(
+    satellites: &'a mut Option<Satellites>,
+    summons: &'a redirects::Summons,
+    summonable: bool,
+) -> impl std::future::Future<Output = Wake> + 'a {
+    std::future::poll_fn(move |cx| {
+        if summonable && summons.poll(cx).is_ready() {
+            return std::task::Poll::Ready(Wake::Summoned);
+        }
+        match satellites.as_mut() {
+            Some(open) => open
+                .notifications
+                .poll_recv(cx)
+                .map(|note| Wake::Event(Event::Notification(note.unwrap_or(Err(UpstreamError::ConnectionLost))))),
+            None => std::task::Poll::Pending,
+        }
+    })
 }
 
 /// Waits for whatever the head of the queue is waiting on; with nothing

@@ -56,10 +56,12 @@ use tokio::sync::{oneshot, Notify};
 /// The replies of a batch of requests, or why there are none.
 pub type JobResult = Result<Bytes, UpstreamError>;
 
-/// What the connections learn about the upstream server: its name and
-/// version, its health (the circuit breaker) and when a pool connection
-/// last read.
-pub struct UpstreamInfo {
+/// An upstream node's health, as its connections learn it: its circuit
+/// breaker, when a pool connection last read, and the server's name and
+/// version (which HELLO replies and the admin API report). One per node
+/// (the router's `Node::health`), shared by everything that talks to the
+/// node.
+pub struct Health {
     identity: ArcSwap<Identity>,
     pub breaker: Breaker,
     progress: Progress,
@@ -73,9 +75,9 @@ pub struct Identity {
     pub version: Option<String>,
 }
 
-impl UpstreamInfo {
-    pub fn new(breaker: Breaker) -> UpstreamInfo {
-        UpstreamInfo { identity: ArcSwap::from_pointee(Identity::default()), breaker, progress: Progress::new() }
+impl Health {
+    pub fn new(breaker: Breaker) -> Health {
+        Health { identity: ArcSwap::from_pointee(Identity::default()), breaker, progress: Progress::new() }
     }
 
     /// The upstream's name and version, once a handshake reported them.
@@ -126,7 +128,7 @@ impl Progress {
 /// A fixed set of multiplexed connections speaking one protocol version.
 pub struct Pool {
     conns: Vec<Arc<PoolConn>>,
-    info: Arc<UpstreamInfo>,
+    health: Arc<Health>,
 }
 
 impl Pool {
@@ -135,7 +137,7 @@ impl Pool {
     /// replies come to more than `max_batch_reply` bytes fails with
     /// [`UpstreamError::OutputLimit`], its replies dropped as they
     /// arrive instead of held.
-    pub fn start(cfg: Arc<UpstreamConfig>, proto: Proto, info: Arc<UpstreamInfo>, max_batch_reply: usize) -> Pool {
+    pub fn start(cfg: Arc<UpstreamConfig>, proto: Proto, health: Arc<Health>, max_batch_reply: usize) -> Pool {
         if let Some(tls) = &cfg.tls {
             tls.warn_if_insecure();
         }
@@ -146,7 +148,7 @@ impl Pool {
                     Maintainer {
                         cfg: cfg.clone(),
                         proto,
-                        info: info.clone(),
+                        health: health.clone(),
                         slot,
                         conn: conn.clone(),
                         max_batch_reply,
@@ -156,7 +158,7 @@ impl Pool {
                 conn
             })
             .collect();
-        Pool { conns, info }
+        Pool { conns, health }
     }
 
     /// Sends `payload` (complete requests producing `count` replies) on the
@@ -174,8 +176,8 @@ impl Pool {
     }
 
     fn send_to(&self, affinity: usize, payload: &[u8], job: InFlight) {
-        if !self.info.breaker.allows() {
-            job.answer(Err(self.info.breaker.refusal()));
+        if !self.health.breaker.allows() {
+            job.answer(Err(self.health.breaker.refusal()));
             return;
         }
         self.conns[affinity % self.conns.len()].send(payload, job);
@@ -366,7 +368,7 @@ impl PoolConn {
 struct Maintainer {
     cfg: Arc<UpstreamConfig>,
     proto: Proto,
-    info: Arc<UpstreamInfo>,
+    health: Arc<Health>,
     slot: usize,
     conn: Arc<PoolConn>,
     max_batch_reply: usize,
@@ -381,7 +383,7 @@ impl Maintainer {
         let mut generation = 0u64;
         Reconnect {
             max_backoff: self.cfg.reconnect_max_backoff,
-            breaker: &self.info.breaker,
+            breaker: &self.health.breaker,
             unreachable: "upstream unreachable, retrying in the background",
             still_unreachable: "upstream still unreachable",
             upstream: Some(&self.cfg.url),
@@ -405,18 +407,18 @@ impl Maintainer {
         if announce {
             tracing::info!(upstream = %self.cfg.url, slot = self.slot, proto = ?self.proto, "upstream connected");
         }
-        self.info.set_identity(connected.server, connected.version);
+        self.health.set_identity(connected.server, connected.version);
         // The handshake was answered: progress, and the
         // connect time is `connect_timeout`'s, not a stall.
-        self.info.progress.touch(Instant::now());
-        self.info.breaker.answered();
+        self.health.progress.touch(Instant::now());
+        self.health.breaker.answered();
         observe::upstream_connected(1.0);
         let err = self.serve(connected.stream, generation).await;
         observe::upstream_connected(-1.0);
         observe::upstream_error(err.kind());
         if err != UpstreamError::ConnectionLost {
             // A lost connection is replaced at once, not counted.
-            self.info.breaker.failure();
+            self.health.breaker.failure();
         }
         let resent = self.conn.lost(&err);
         observe::upstream_reconnect(resent);
@@ -429,12 +431,12 @@ impl Maintainer {
             Stream::Tcp(tcp) => {
                 let (reader, writer) = tcp.into_split();
                 self.up(FlushWriter::Tcp(Arc::new(writer)), generation);
-                Reader::new(reader, self.max_batch_reply).run(&self.conn, &self.cfg, &self.info).await
+                Reader::new(reader, self.max_batch_reply).run(&self.conn, &self.cfg, &self.health).await
             }
             Stream::Tls(tls) => {
                 let (reader, writer) = tokio::io::split(*tls);
                 self.up(FlushWriter::Tls(writer), generation);
-                Reader::new(reader, self.max_batch_reply).run(&self.conn, &self.cfg, &self.info).await
+                Reader::new(reader, self.max_batch_reply).run(&self.conn, &self.cfg, &self.health).await
             }
         };
         // Wake the flush task so it sees the generation change and exits.
@@ -554,8 +556,8 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         }
     }
 
-    async fn run(&mut self, conn: &PoolConn, cfg: &UpstreamConfig, info: &UpstreamInfo) -> UpstreamError {
-        let every = (info.breaker.stall_after() / 4).min(cfg.request_timeout).clamp(TICK_MIN, TICK_MAX);
+    async fn run(&mut self, conn: &PoolConn, cfg: &UpstreamConfig, health: &Health) -> UpstreamError {
+        let every = (health.breaker.stall_after() / 4).min(cfg.request_timeout).clamp(TICK_MIN, TICK_MAX);
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -571,7 +573,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                     }
                 },
                 _ = tick.tick() => {
-                    if let Err(e) = self.check(conn, cfg.request_timeout, info) {
+                    if let Err(e) = self.check(conn, cfg.request_timeout, health) {
                         return e;
                     }
                 }
@@ -582,11 +584,11 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     /// The reader's tick: publishes progress (a stalled upstream answering
     /// again ends the stall), fails the connection when its oldest request
     /// is past `request_timeout`, reports a stall, or sends a keepalive.
-    fn check(&mut self, conn: &PoolConn, request_timeout: Duration, info: &UpstreamInfo) -> Result<(), UpstreamError> {
+    fn check(&mut self, conn: &PoolConn, request_timeout: Duration, health: &Health) -> Result<(), UpstreamError> {
         let now = Instant::now();
         if std::mem::take(&mut self.progressed) {
-            info.progress.touch(now);
-            info.breaker.answered();
+            health.progress.touch(now);
+            health.breaker.answered();
         }
         let oldest = conn.lock().inflight.front().map(|f| now.saturating_duration_since(f.sent_at));
         let Some(waited) = oldest else {
@@ -596,11 +598,11 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         if waited > request_timeout {
             return Err(UpstreamError::Timeout);
         }
-        let stall_after = info.breaker.stall_after();
-        if waited > stall_after && info.breaker.allows() {
-            let silent = info.progress.silent_for(now);
+        let stall_after = health.breaker.stall_after();
+        if waited > stall_after && health.breaker.allows() {
+            let silent = health.progress.silent_for(now);
             if silent > stall_after {
-                info.breaker.stalled(silent.min(waited));
+                health.breaker.stalled(silent.min(waited));
             }
         }
         Ok(())

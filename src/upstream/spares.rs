@@ -21,7 +21,7 @@
 
 use super::conn::Rehandshake;
 use super::dedicated::DedicatedConn;
-use super::pool::UpstreamInfo;
+use super::pool::Health;
 use super::UpstreamConfig;
 use super::{UpstreamError, KEEPALIVE};
 use crate::observe;
@@ -55,7 +55,7 @@ struct Spare {
 /// The spares of both protocol versions.
 pub struct Spares {
     cfg: Arc<UpstreamConfig>,
-    info: Arc<UpstreamInfo>,
+    health: Arc<Health>,
     /// RESP2, RESP3.
     ready: [Mutex<Vec<Spare>>; 2],
     /// A client of that protocol has asked for one (RESP3 spares are only
@@ -65,10 +65,10 @@ pub struct Spares {
 }
 
 impl Spares {
-    pub fn new(cfg: Arc<UpstreamConfig>, info: Arc<UpstreamInfo>) -> Spares {
+    pub fn new(cfg: Arc<UpstreamConfig>, health: Arc<Health>) -> Spares {
         Spares {
             cfg,
-            info,
+            health,
             ready: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
             wanted: [AtomicBool::new(true), AtomicBool::new(false)],
             refill: Notify::new(),
@@ -101,7 +101,7 @@ impl Spares {
     pub fn give_back(self: &Arc<Self>, mut conn: DedicatedConn) {
         let proto = conn.proto();
         let kept = self.ready(proto).len() < KEEP_RETURNED;
-        if !(conn.shareable() && kept && resets(self.info.version().as_deref()) && self.info.breaker.allows()) {
+        if !(conn.shareable() && kept && resets(self.health.version().as_deref()) && self.health.breaker.allows()) {
             observe::dedicated_returned("closed");
             return;
         }
@@ -163,7 +163,7 @@ impl Spares {
     /// each is ready as soon as it is open.
     async fn top_up(&self, proto: Proto) {
         let missing = KEEP.saturating_sub(self.ready(proto).len());
-        if missing == 0 || !self.info.breaker.allows() {
+        if missing == 0 || !self.health.breaker.allows() {
             return;
         }
         let mut opening = tokio::task::JoinSet::new();
