@@ -351,6 +351,8 @@ fn dangerous_commands_are_refused() {
         &["RESTORE-ASKING", "k", "0", "payload"],
         &["SCRIPT", "DEBUG", "YES"],
         &["MODULE", "LIST"],
+        &["CLIENT", "PAUSE", "10000"],
+        &["CLIENT", "UNPAUSE"],
         &["NOSUCHCOMMAND"],
     ] {
         let reply = acme.call(cmd);
