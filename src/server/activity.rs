@@ -7,8 +7,8 @@
 //! advances: no clock read per request); the rest only when a command
 //! changes the connection's state.
 
+use super::dispatch::route::ClientState;
 use super::redirects::Summons;
-use super::route::ClientState;
 use crate::commands::{self, Command};
 use crate::tenancy::Tenant;
 use bytes::Bytes;

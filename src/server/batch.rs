@@ -4,7 +4,7 @@
 //! once they are not (a near-cache read adds its PTTL, an inline command
 //! was re-encoded).
 
-use super::reply::Slot;
+use super::dispatch::reply::Slot;
 use crate::router::NodeId;
 use bytes::BytesMut;
 use std::ops::Range;

@@ -6,23 +6,16 @@
 //! [`answer`] builds the replies the proxy gives itself.
 
 mod activity;
-mod answer;
 mod batch;
-mod cluster_view;
 mod control;
 mod dispatch;
-mod fan;
-mod follow;
 mod pause;
 mod redirects;
 mod registry;
-mod reply;
-mod route;
 mod satellites;
 mod session;
 mod shard;
 mod socket;
-mod tenant;
 mod topology;
 mod users;
 

@@ -1,5 +1,7 @@
-//! One client connection: reads pipelined requests, routes each one, and
-//! writes every reply back in request order.
+//! One client connection: reads pipelined requests, has the dispatch
+//! layer decide each one's fate ([`dispatch::decide`]), carries it out
+//! (batches for the shared pool, the dedicated connection's I/O), and
+//! writes every reply back in request order, within the output limits.
 //!
 //! Replies are owed in a queue ([`Pending`]): locally produced bytes, a job
 //! on the shared pool, or frames still to come from the session's dedicated
@@ -9,21 +11,21 @@
 //! only when nothing earlier is still owed.
 
 use super::activity::Activity;
-use super::answer;
 use super::batch::{Batch, Source};
-use super::dispatch::{self, Apply, Ctx, Dispatched, Fate};
+use super::dispatch::answer;
+use super::dispatch::reply::{pool_replies, ReplyMap, Slot};
+use super::dispatch::route::{ClientState, Login, SideEffect};
+use super::dispatch::tenant;
+use super::dispatch::{self, Apply, Carry, Ctx, Dispatched, Fate};
+use super::dispatch::{fan, follow};
 use super::redirects;
-use super::registry::{self, Caller};
-use super::reply::{pool_replies, ReplyMap, Slot};
-use super::route::{ClientState, ClientsOp, Decision, Login, SideEffect};
-use super::satellites::{self, Mirror, Satellites};
+use super::registry::Caller;
+use super::satellites::{Mirror, Satellites};
 use super::socket::ClientWriter;
-use super::tenant;
 use super::users::{Credentials, MAX_USERS};
-use super::{fan, follow};
 use super::{NodePools, Pools, Shared};
 use crate::cache::Scratch;
-use crate::commands::{Command, Flags, LastName};
+use crate::commands::LastName;
 use crate::observe;
 use crate::protocol::frame::{pubsub, PubSub};
 use crate::protocol::request::{self, Parsed};
@@ -444,7 +446,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     async fn wait_for_pause_and_drain(&mut self, input: &[u8], request: &[u8], now: Instant) {
         if self.shared.pause.active() {
             let args = Args::new(request, &self.args);
-            let cmd = args.get(0).and_then(crate::commands::lookup).map(|(_, parent)| parent.resolve(&args));
+            let cmd = args.get(0).and_then(|name| self.names.lookup(name)).map(|(_, parent)| parent.resolve(&args));
             if cmd.is_some_and(|cmd| self.shared.pause.holds(cmd)) {
                 self.flush_batch(input, now);
                 self.shared.pause.wait().await;
@@ -534,9 +536,9 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// Carries out a [`Fate::Apply`] after what was batched before it.
     async fn apply_fate(&mut self, input: &[u8], range: Range<usize>, applied: Apply, silent: bool, now: Instant) {
         self.flush_batch(input, now);
-        let Apply { decision, map, rewritten } = applied;
+        let Apply { carry, map, rewritten } = applied;
         let request = rewritten.as_deref().unwrap_or(&input[range]);
-        self.apply(decision, request, silent, now, map).await;
+        self.apply(carry, request, silent, now, map).await;
     }
 
     /// Sends the batch on the session's pool connection.
@@ -602,41 +604,28 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         self.settle_pool().await;
     }
 
-    async fn apply(&mut self, decision: Decision, request: &[u8], silent: bool, now: Instant, map: Option<ReplyMap>) {
-        match decision {
-            Decision::Close(reply) => {
-                self.pending.push_back(Pending::Ready(reply));
+    async fn apply(&mut self, carry: Carry, request: &[u8], silent: bool, now: Instant, map: Option<ReplyMap>) {
+        match carry {
+            Carry::Close(reply) => {
+                if !silent {
+                    self.pending.push_back(Pending::Ready(reply));
+                }
                 self.closing = true;
             }
-            Decision::Reply(reply) if !silent => self.pending.push_back(Pending::Ready(reply)),
-            Decision::Reply(_) | Decision::Silent => {}
-            Decision::Pool => {
-                // `dispatch` makes these a `Fate::Pool` with their node;
-                // one reaching here goes where what names no key goes.
-                let to = Target { node: DEFAULT_NODE, silent };
-                self.batch_add(&[], Source::Bytes(request), map.map_or(Slot::Plain, Slot::Map), to, now);
-                self.flush_batch(&[], now);
-            }
-            Decision::Dedicated { .. } if std::mem::take(&mut self.st.tracking_asked) => {
-                self.send_tracking(request, silent, now, map).await;
-            }
-            Decision::Dedicated { replies, blocking } => {
+            Carry::Tracking => self.send_tracking(request, silent, now, map).await,
+            Carry::Dedicated { replies, blocking, write_mark, mirror } => {
                 let deadline = (!blocking).then(|| now + self.shared.router.default_node().config.request_timeout);
                 let entry = Pending::Dedicated { remaining: replies, silent, discard: false, deadline, map };
-                let cmd = self.command(request);
-                if self.after_writes(cmd) {
+                if write_mark {
                     let mark = Pending::Dedicated { remaining: 1, silent: true, discard: true, deadline, map: None };
                     self.send_dedicated(WRITE_MARK, mark).await;
                 }
                 self.send_dedicated(request, entry).await;
-                if self.st.cluster_view.is_some() {
-                    self.mirror(request, cmd).await;
-                }
+                self.mirror(request, mirror).await;
             }
-            Decision::Clients(op) => self.clients(*op, silent, now),
-            Decision::Authenticate(login) => self.authenticate(*login, silent).await,
-            Decision::OutOfBand => self.send_out_of_band(Bytes::copy_from_slice(request), silent, now),
-            Decision::DedicatedSideEffect(effect) => {
+            Carry::Authenticate(login) => self.authenticate(*login, silent).await,
+            Carry::OutOfBand => self.send_out_of_band(Bytes::copy_from_slice(request), silent, now),
+            Carry::SideEffect(effect) => {
                 let SideEffect { upstream, reply } = *effect;
                 let deadline = Some(now + self.shared.router.default_node().config.request_timeout);
                 let entry = Pending::Dedicated { remaining: 1, silent: true, discard: true, deadline, map: None };
@@ -645,58 +634,6 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     self.pending.push_back(Pending::Ready(reply));
                 }
             }
-        }
-    }
-
-    /// The CLIENT commands that name the proxy's clients (LIST, INFO, KILL,
-    /// UNBLOCK), answered from the registry. A blocked client waits on its
-    /// dedicated connection: Redis unblocks that one (named by its upstream
-    /// id, sent out of band), and the client gets the reply as if it had
-    /// talked to Redis directly.
-    fn clients(&mut self, op: ClientsOp, silent: bool, now: Instant) {
-        self.activity.refresh(&self.st);
-        self.activity.touch_now();
-        let registry = &self.shared.clients;
-        let caller = Caller { id: self.st.id, tenant: self.tenant.tenant(), tenancy: self.shared.tenancy.enabled() };
-        let reply = match op {
-            ClientsOp::Info => registry::text_reply(&registry.info(self.st.id), self.st.proto),
-            ClientsOp::Pause { timeout, writes_only } => {
-                self.shared.pause.pause(timeout, writes_only);
-                Bytes::from_static(encode::OK)
-            }
-            ClientsOp::Unpause => {
-                self.shared.pause.unpause();
-                Bytes::from_static(encode::OK)
-            }
-            ClientsOp::List(filter) => registry::text_reply(&registry.list(&filter, &caller), self.st.proto),
-            ClientsOp::Kill(filter) if filter.user().is_some_and(|u| !caller.tenancy && u != "default") => {
-                let user = filter.user().unwrap_or_default();
-                encode::error(&format!("ERR No such user '{user}'"))
-            }
-            ClientsOp::Kill(filter) => {
-                let (killed, itself) = registry.kill(&filter, &caller);
-                self.closing |= itself;
-                match (filter.old_form, killed) {
-                    (true, 0) => encode::error("ERR No such client"),
-                    (true, _) => Bytes::from_static(encode::OK),
-                    (false, n) => answer::integer(i64::try_from(n).unwrap_or(i64::MAX)),
-                }
-            }
-            ClientsOp::Unblock { id, .. } if !registry.sees(id, &caller) => answer::integer(0),
-            ClientsOp::Unblock { id, error } => match self.shared.redirects.upstream_of(id) {
-                None => answer::integer(0),
-                Some(upstream) => {
-                    let upstream = upstream.to_string();
-                    let how: &[u8] = if error { b"ERROR" } else { b"TIMEOUT" };
-                    let mut request = BytesMut::new();
-                    encode::command(&mut request, [&b"CLIENT"[..], b"UNBLOCK", upstream.as_bytes(), how].into_iter());
-                    self.send_out_of_band(request.freeze(), silent, now);
-                    return;
-                }
-            },
-        };
-        if !silent {
-            self.pending.push_back(Pending::Ready(reply));
         }
     }
 
@@ -862,27 +799,14 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         })
     }
 
-    /// The table's entry for `request` (the one just parsed).
-    fn command(&mut self, request: &[u8]) -> Option<&'static Command> {
-        let name = Args::new(request, &self.args).get(0)?;
-        self.names.lookup(name).map(|(_, cmd)| cmd)
-    }
-
-    /// True when `cmd` waits for the connection's writes to reach the
-    /// replicas (`WAIT`): outside a transaction and subscriptions, the
-    /// proxy writes first.
-    fn after_writes(&self, cmd: Option<&Command>) -> bool {
-        !self.st.multi && !self.st.pubsub_mode && cmd.is_some_and(|cmd| cmd.flags.contains(Flags::AFTER_WRITES))
-    }
-
     /// With a cluster, a (un)subscription of keyspace notifications
-    /// (`request`, its command `cmd`) goes to the other masters too (see
-    /// [`satellites`]); outside a transaction, and once the dedicated
-    /// connection took it.
-    async fn mirror(&mut self, request: &[u8], cmd: Option<&Command>) {
-        let Some(cmd) = cmd.filter(|_| !self.st.multi && self.dedicated.is_some()) else { return };
-        let args = Args::new(request, &self.args);
-        match satellites::mirror(cmd.handler, &args) {
+    /// (`request`) goes to the other masters too, as `mirror` says (see
+    /// [`satellites`]), once the dedicated connection took it.
+    async fn mirror(&mut self, request: &[u8], mirror: Mirror) {
+        if self.dedicated.is_none() {
+            return;
+        }
+        match mirror {
             Mirror::No => return,
             Mirror::IfOpen => {}
             Mirror::Open if self.satellites.is_some() => {}

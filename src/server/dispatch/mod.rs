@@ -11,13 +11,24 @@
 //! a tenant's reply map strips its prefix). The session keeps the socket
 //! loop, reply ordering, batching, dedicated-connection I/O and output
 //! limits.
+//!
+//! This is the splitter of Envoy's splitter → router → pool seam: `tenant`
+//! (the gate), `route` (what a command does to the connection, where it
+//! goes), `fan` (a request spread over a cluster's masters), `follow`
+//! (`MOVED` / `ASK` followed), `answer`, `cluster_view` and `clients` (the
+//! replies the proxy gives itself), `reply` (what each reply goes
+//! through). `crate::router` names the node; `crate::upstream` carries the
+//! request there.
 
-use super::activity::Activity;
-use super::fan::Fan;
-use super::reply::{ReplyMap, Slot};
-use super::route::{self, route, ClientState, Decision, ReplyMode, Routed};
-use super::tenant::{self, Gate};
-use super::Shared;
+pub mod answer;
+pub mod clients;
+pub mod cluster_view;
+pub mod fan;
+pub mod follow;
+pub mod reply;
+pub mod route;
+pub mod tenant;
+
 use crate::cache::read::{self, CacheRead};
 use crate::cache::Scratch;
 use crate::commands::{self, Command, CommandIndex, Flags, Handler, Spread, State};
@@ -26,16 +37,24 @@ use crate::protocol::request::{self, Limits};
 use crate::protocol::{encode, Args};
 use crate::router::cluster::Cluster;
 use crate::router::{NodeId, DEFAULT_NODE};
+use crate::server::activity::Activity;
+use crate::server::satellites::{self, Mirror};
+use crate::server::Shared;
 use crate::upstream::pool::JobResult;
 use bytes::{Bytes, BytesMut};
+use fan::Fan;
+use reply::{ReplyMap, Slot};
+use route::{route, ClientState, Decision, Login, ReplyMode, Routed, SideEffect};
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
+use tenant::Gate;
 use tokio::sync::oneshot;
 
 /// What the client is owed for one request.
 pub enum Fate {
-    /// Nothing more: a cache hit already written to the client's output.
+    /// Nothing more: a cache hit already written to the client's output,
+    /// or no reply at all (`CLIENT REPLY OFF`).
     Written,
     /// This reply, in its place.
     Ready(Bytes),
@@ -51,14 +70,44 @@ pub enum Fate {
     Apply(Apply),
 }
 
-/// A request the session carries out itself.
+/// A request the session carries out itself: I/O off the shared pool.
 pub struct Apply {
-    pub decision: Decision,
+    pub carry: Carry,
     /// What its reply goes through.
     pub map: Option<ReplyMap>,
     /// The request as it goes upstream when the proxy rewrote it (a
-    /// tenant's namespace); `None`: as the client sent it.
+    /// tenant's namespace, a client id translated); `None`: as the client
+    /// sent it.
     pub rewritten: Option<Bytes>,
+}
+
+/// What the session does with a request it carries out itself.
+pub enum Carry {
+    /// Reply (unless suppressed), then close the connection (QUIT, CLIENT
+    /// KILL of itself, tracking failover cannot set up).
+    Close(Bytes),
+    /// Send on the dedicated connection (opened if needed), which answers
+    /// with `replies` frames; blocking commands wait without a timeout.
+    Dedicated {
+        replies: usize,
+        blocking: bool,
+        /// A write goes first, for `WAIT` to count (see [`Flags::AFTER_WRITES`]).
+        write_mark: bool,
+        /// With a cluster, whether a (un)subscription goes to the other
+        /// masters too (see [`satellites`]).
+        mirror: Mirror,
+    },
+    /// `CLIENT TRACKING` on the dedicated connection, its `REDIRECT`
+    /// translated to an upstream id (see `redirects`).
+    Tracking,
+    /// Send `upstream` on the dedicated connection and drop its reply,
+    /// then reply `reply` (HELLO while dedicated).
+    SideEffect(Box<SideEffect>),
+    /// Have Redis check these credentials (`server.auth = "upstream"`).
+    Authenticate(Box<Login>),
+    /// Send on a fresh connection of its own, past anything queued or
+    /// running upstream (see [`Flags::OUT_OF_BAND`]).
+    OutOfBand,
 }
 
 /// A request's fate and how it is to be carried out.
@@ -131,8 +180,14 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
         }
     }
     if let Some(decision) = sent.and_then(|(top, cmd)| keyspace_refusal(st, top, cmd, renamed)) {
-        let refused = Apply { decision: *decision, map: None, rewritten: None };
-        return Dispatched { fate: Fate::Apply(refused), silent: false };
+        let fate = match *decision {
+            Decision::DedicatedSideEffect(effect) => {
+                Fate::Apply(Apply { carry: Carry::SideEffect(effect), map: None, rewritten: None })
+            }
+            Decision::Reply(reply) => Fate::Ready(reply),
+            _ => Fate::Written,
+        };
+        return Dispatched { fate, silent: false };
     }
     let bytes = rewritten.as_deref().unwrap_or(request);
     let args = Args::new(bytes, ranges);
@@ -162,12 +217,60 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
         CacheRead::Fetch { payload, replies, fill } => {
             Fate::Pool { node, bytes: Some(payload.freeze()), slot: Slot::Fill { replies, fill } }
         }
-        CacheRead::Bypass if matches!(decision, Decision::Pool) => {
-            Fate::Pool { node, bytes: rewritten, slot: map.map_or(Slot::Plain, Slot::Map) }
-        }
-        CacheRead::Bypass => Fate::Apply(Apply { decision, map, rewritten }),
+        CacheRead::Bypass => match decision {
+            Decision::Pool => Fate::Pool { node, bytes: rewritten, slot: map.map_or(Slot::Plain, Slot::Map) },
+            decision => {
+                let owed = Owed { node, map, rewritten: rewritten.clone(), cmd, args: &args };
+                off_pool(decision, owed, shared, st, tenant, activity)
+            }
+        },
     };
     Dispatched { fate, silent }
+}
+
+/// What a request owes the client when the near-cache does not answer
+/// it.
+struct Owed<'a> {
+    node: NodeId,
+    map: Option<ReplyMap>,
+    rewritten: Option<Bytes>,
+    cmd: Option<&'static Command>,
+    args: &'a Args<'a>,
+}
+
+/// The fate of a request routing decided to do something else than send
+/// on the shared pool: answered here, or carried out by the session.
+#[inline(never)]
+fn off_pool(
+    decision: Decision,
+    owed: Owed,
+    shared: &Shared,
+    st: &mut ClientState,
+    tenant: &tenant::Client,
+    activity: &Activity,
+) -> Fate {
+    let Owed { node, map, rewritten, cmd, args } = owed;
+    let carry = match decision {
+        Decision::Pool => return Fate::Pool { node, bytes: rewritten, slot: map.map_or(Slot::Plain, Slot::Map) },
+        Decision::Reply(reply) => return Fate::Ready(reply),
+        Decision::Silent => return Fate::Written,
+        Decision::Clients(op) => return clients::answer(*op, clients::Asker { shared, st, tenant, activity }),
+        Decision::Close(reply) => Carry::Close(reply),
+        Decision::Dedicated { .. } if std::mem::take(&mut st.tracking_asked) => Carry::Tracking,
+        Decision::Dedicated { replies, blocking } => {
+            let plain = !st.multi && !st.pubsub_mode;
+            let write_mark = plain && cmd.is_some_and(|cmd| cmd.flags.contains(Flags::AFTER_WRITES));
+            let mirror = match cmd {
+                Some(cmd) if !st.multi && st.cluster_view.is_some() => satellites::mirror(cmd.handler, args),
+                _ => Mirror::No,
+            };
+            Carry::Dedicated { replies, blocking, write_mark, mirror }
+        }
+        Decision::DedicatedSideEffect(effect) => Carry::SideEffect(effect),
+        Decision::Authenticate(login) => Carry::Authenticate(login),
+        Decision::OutOfBand => Carry::OutOfBand,
+    };
+    Fate::Apply(Apply { carry, map, rewritten })
 }
 
 /// A command a cluster cannot run as asked (see

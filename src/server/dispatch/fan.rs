@@ -12,12 +12,12 @@
 
 use super::follow;
 use super::reply::ReplyMap;
-use super::{Pools, Shared};
 use crate::commands::{key_indices, Command, Merge};
 use crate::protocol::scan::Frames;
 use crate::protocol::{encode, Args, Proto};
 use crate::router::cluster::Cluster;
 use crate::router::{slot, NodeId};
+use crate::server::{Pools, Shared};
 use crate::upstream::pool::JobResult;
 use crate::upstream::UpstreamError;
 use bytes::{Bytes, BytesMut};

@@ -4,13 +4,13 @@
 //! run, applies the tenant's rate limit, and rewrites the request into the
 //! tenant's namespace (`tenancy::rewrite`), with the fix its reply needs.
 
-use super::activity::Activity;
 use super::reply::ReplyMap;
-use super::Shared;
 use crate::commands::{self, Command, Handler, Local, State};
 use crate::observe;
 use crate::protocol::request::Limits;
 use crate::protocol::{encode, Args, Proto};
+use crate::server::activity::Activity;
+use crate::server::Shared;
 use crate::tenancy::rewrite::{self, Allowances, Refusal, ReplyFix};
 use crate::tenancy::{AuthError, DedicatedLease, InFlight, Seat, Tenancy, Unauthenticated};
 use bytes::{Bytes, BytesMut};

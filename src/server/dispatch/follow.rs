@@ -9,12 +9,12 @@
 //! Requests of one batch that were not redirected keep their replies: the
 //! client gets every reply in its place, as one batch.
 
-use super::{Pools, Shared};
 use crate::observe;
 use crate::protocol::scan::Frames;
 use crate::protocol::Proto;
 use crate::router::cluster::Cluster;
 use crate::router::NodeId;
+use crate::server::{Pools, Shared};
 use crate::upstream::pool::JobResult;
 use crate::upstream::UpstreamError;
 use bytes::{Bytes, BytesMut};

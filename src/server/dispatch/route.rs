@@ -3,10 +3,11 @@
 //! per-client state (protocol, database, transaction, subscriptions) those
 //! decisions depend on and change.
 
-use super::{answer, cluster_view, registry};
+use super::{answer, cluster_view};
 use crate::commands::{Command, CommandIndex, Flags, Handler, Local, Spread, State, SubKind};
 use crate::protocol::{encode, request::parse_int, Args, Proto};
 use crate::router::{NodeId, DEFAULT_NODE};
+use crate::server::registry;
 use crate::upstream::pool::Health;
 use bytes::Bytes;
 use std::collections::HashSet;
