@@ -865,6 +865,31 @@ fn client_reply_off_on_skip() {
     assert_eq!(raw.call(&["PING"]), "+PONG\r\n");
 }
 
+/// QUIT (or CLIENT KILL of itself) under `CLIENT REPLY OFF` gets no
+/// reply, as from Redis; the proxy then closes the connection (Redis 7.0
+/// to Valkey 8 leave it open, reading nothing more from it).
+#[test]
+fn quit_under_client_reply_off_closes_without_a_reply() {
+    let (redis, proxy) = setup();
+    let mut direct = common::direct_raw(&redis);
+    direct.stream.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+    direct.cmd(&["CLIENT", "REPLY", "OFF"]);
+    direct.cmd(&["QUIT"]);
+    assert_eq!(direct.try_read_frame(), None, "redis sends nothing");
+
+    let mut raw = proxy.raw();
+    raw.cmd(&["CLIENT", "REPLY", "OFF"]);
+    raw.cmd(&["QUIT"]);
+    assert!(raw.is_closed(), "closed, nothing sent");
+
+    let mut raw = proxy.raw();
+    let id = raw.call(&["CLIENT", "ID"]);
+    let id = id.trim_start_matches(':').trim_end();
+    raw.cmd(&["CLIENT", "REPLY", "OFF"]);
+    raw.cmd(&["CLIENT", "KILL", "ID", id, "SKIPME", "no"]);
+    assert!(raw.is_closed(), "killed itself: closed, nothing sent");
+}
+
 #[test]
 fn disconnect_inside_multi_leaves_no_state() {
     let (redis, proxy) = setup();

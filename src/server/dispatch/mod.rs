@@ -179,18 +179,12 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
             }
         }
     }
-    if let Some(decision) = sent.and_then(|(top, cmd)| keyspace_refusal(st, top, cmd, renamed)) {
-        let fate = match *decision {
-            Decision::DedicatedSideEffect(effect) => {
-                Fate::Apply(Apply { carry: Carry::SideEffect(effect), map: None, rewritten: None })
-            }
-            Decision::Reply(reply) => Fate::Ready(reply),
-            _ => Fate::Written,
-        };
-        return Dispatched { fate, silent: false };
-    }
     let bytes = rewritten.as_deref().unwrap_or(request);
     let args = Args::new(bytes, ranges);
+    if let Some(decision) = sent.and_then(|(top, cmd)| keyspace_refusal(st, top, cmd, renamed)) {
+        let owed = Owed { node: DEFAULT_NODE, map: None, rewritten: None, cmd: None, args: &args };
+        return Dispatched { fate: off_pool(*decision, owed, shared, st, tenant, activity), silent: false };
+    }
     let proto = st.proto;
     let incoming = Incoming { args, bytes, found };
     let Planned { decision, silent, cache_candidate, cmd } = plan(st, incoming, dedicated, shared, scratch, activity);
