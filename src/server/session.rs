@@ -12,7 +12,7 @@
 
 use super::activity::Activity;
 use super::batch::{Batch, Source};
-use super::dispatch::answer;
+use super::dispatch::answer::{self, Checked};
 use super::dispatch::reply::{pool_replies, ReplyMap, Slot};
 use super::dispatch::route::{ClientState, Login, SideEffect};
 use super::dispatch::tenant;
@@ -22,7 +22,7 @@ use super::redirects;
 use super::registry::Caller;
 use super::satellites::{Mirror, Satellites};
 use super::socket::ClientWriter;
-use super::users::{Credentials, MAX_USERS};
+use super::users::Credentials;
 use super::{NodePools, Pools, Shared};
 use crate::cache::Scratch;
 use crate::commands::LastName;
@@ -95,7 +95,7 @@ enum Pending {
 }
 
 /// A transaction's opening, sent by the proxy for a cluster client whose
-/// `MULTI` it held (see `Session::defer_multi`).
+/// `MULTI` dispatch held (see `ClientState::multi_unsent`).
 const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
 
 /// The write the proxy makes on a dedicated connection before a `WAIT`
@@ -645,32 +645,22 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// Refused credentials get Redis' error and change nothing.
     async fn authenticate(&mut self, login: Login, silent: bool) {
         self.settle_pool().await;
-        let credentials = Credentials { user: login.user, password: login.password };
+        let Login { user, password, hello } = login;
+        let credentials = Credentials { user, password };
         let node = self.shared.router.default_node();
-        let proto = login.hello.as_ref().map_or(self.st.proto, |(proto, _)| *proto);
-        let checked = DedicatedConn::open(&credentials.config(&node.config), proto, "client").await;
-        let reply = match checked.map(|_| self.pools.for_user(node, &credentials)) {
-            Ok(Some(pools)) => {
-                self.user_pools = Some(pools);
-                self.st.upstream_user = true;
-                match login.hello {
-                    Some((proto, name)) => {
-                        self.st.proto = proto;
-                        if let Some(name) = name {
-                            // Checked when HELLO was routed.
-                            answer::set_name(&mut self.st, &name).ok();
-                        }
-                        answer::hello_now(&self.st, &node.health)
-                    }
-                    None => Bytes::from_static(encode::OK),
+        let proto = hello.as_ref().map_or(self.st.proto, |(proto, _)| *proto);
+        let checked = match DedicatedConn::open(&credentials.config(&node.config), proto, "client").await {
+            Err(UpstreamError::Handshake(refused)) => Checked::Refused(encode::error(&refused)),
+            Err(e) => Checked::Refused(e.reply()),
+            Ok(_) => match self.pools.for_user(node, &credentials) {
+                Some(pools) => {
+                    self.user_pools = Some(pools);
+                    Checked::Accepted
                 }
-            }
-            Ok(None) => encode::error(&format!(
-                "ERR too many Redis users logged in through this proxy at once (at most {MAX_USERS} per worker thread)"
-            )),
-            Err(UpstreamError::Handshake(refused)) => encode::error(&refused),
-            Err(e) => e.reply(),
+                None => Checked::TooManyUsers,
+            },
         };
+        let reply = answer::logged_in(&mut self.st, hello, checked, &node.health);
         self.activity.refresh(&self.st);
         if !silent {
             self.pending.push_back(Pending::Ready(reply));
@@ -829,9 +819,6 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     /// session has none.
     async fn send_dedicated(&mut self, request: &[u8], entry: Pending) {
         self.settle_pool().await;
-        if self.dedicated.is_none() && self.defer_multi(&entry) {
-            return;
-        }
         if self.dedicated.is_none() {
             let node = self.shared.router.node(self.st.dedicated_node);
             let breaker = &node.health.breaker;
@@ -889,22 +876,6 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         self.pending.push_back(entry);
         self.dedicated_entries += 1;
         self.in_flight += 1;
-    }
-
-    /// In a Redis Cluster, a `MULTI` opening a transaction is answered
-    /// `+OK` at once and held until the next command, whose keys name the
-    /// node the transaction runs on (as a cluster client sends it to the
-    /// node of its first key). True when `request` was held.
-    fn defer_multi(&mut self, entry: &Pending) -> bool {
-        let opens_transaction = self.st.multi && self.st.queued == 0 && !self.st.multi_unsent;
-        if self.shared.router.as_cluster().is_none() || !opens_transaction {
-            return false;
-        }
-        self.st.multi_unsent = true;
-        if !matches!(entry, Pending::Dedicated { silent: true, .. }) {
-            self.pending.push_back(Pending::Ready(Bytes::from_static(encode::OK)));
-        }
-        true
     }
 
     /// Waits until every request this session sent on the shared pool has

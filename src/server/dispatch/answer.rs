@@ -5,6 +5,7 @@
 use super::route::{ClientState, Decision, Login, SideEffect};
 use crate::commands::SubKind;
 use crate::protocol::{encode, request::parse_int, Args, Proto};
+use crate::server::users::MAX_USERS;
 use crate::upstream::pool::Health;
 use bytes::{Bytes, BytesMut};
 
@@ -15,6 +16,44 @@ pub fn integer(n: i64) -> Bytes {
     let mut out = BytesMut::with_capacity(24);
     encode::integer(&mut out, n);
     out.freeze()
+}
+
+/// What Redis made of a client's credentials (`server.auth = "upstream"`).
+pub enum Checked {
+    /// A connection opened as the user: the client is logged in as it.
+    Accepted,
+    /// Accepted, but this worker thread already has pools for as many
+    /// Redis users as it keeps.
+    TooManyUsers,
+    /// Refused (or Redis unreachable): this error is the reply.
+    Refused(Bytes),
+}
+
+/// The reply to AUTH / HELLO … AUTH once Redis checked the credentials;
+/// accepted ones log the client in, with HELLO's protocol and name.
+/// Anything else changes nothing.
+pub fn logged_in(
+    st: &mut ClientState,
+    hello: Option<(Proto, Option<Bytes>)>,
+    checked: Checked,
+    health: &Health,
+) -> Bytes {
+    match checked {
+        Checked::Accepted => {
+            st.upstream_user = true;
+            let Some((proto, name)) = hello else { return Bytes::from_static(encode::OK) };
+            st.proto = proto;
+            if let Some(name) = name {
+                // Checked when HELLO was routed.
+                set_name(st, &name).ok();
+            }
+            hello_now(st, health)
+        }
+        Checked::TooManyUsers => encode::error(&format!(
+            "ERR too many Redis users logged in through this proxy at once (at most {MAX_USERS} per worker thread)"
+        )),
+        Checked::Refused(reply) => reply,
+    }
 }
 
 /// CLIENT GETNAME.

@@ -182,7 +182,7 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
     let bytes = rewritten.as_deref().unwrap_or(request);
     let args = Args::new(bytes, ranges);
     if let Some(decision) = sent.and_then(|(top, cmd)| keyspace_refusal(st, top, cmd, renamed)) {
-        let owed = Owed { node: DEFAULT_NODE, map: None, rewritten: None, cmd: None, args: &args };
+        let owed = Owed { node: DEFAULT_NODE, map: None, rewritten: None, cmd: None, args: &args, dedicated };
         return Dispatched { fate: off_pool(*decision, owed, shared, st, tenant, activity), silent: false };
     }
     let proto = st.proto;
@@ -214,7 +214,7 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
         CacheRead::Bypass => match decision {
             Decision::Pool => Fate::Pool { node, bytes: rewritten, slot: map.map_or(Slot::Plain, Slot::Map) },
             decision => {
-                let owed = Owed { node, map, rewritten: rewritten.clone(), cmd, args: &args };
+                let owed = Owed { node, map, rewritten: rewritten.clone(), cmd, args: &args, dedicated };
                 off_pool(decision, owed, shared, st, tenant, activity)
             }
         },
@@ -230,6 +230,8 @@ struct Owed<'a> {
     rewritten: Option<Bytes>,
     cmd: Option<&'static Command>,
     args: &'a Args<'a>,
+    /// The session holds a dedicated connection.
+    dedicated: bool,
 }
 
 /// The fate of a request routing decided to do something else than send
@@ -243,7 +245,7 @@ fn off_pool(
     tenant: &tenant::Client,
     activity: &Activity,
 ) -> Fate {
-    let Owed { node, map, rewritten, cmd, args } = owed;
+    let Owed { node, map, rewritten, cmd, args, dedicated } = owed;
     let carry = match decision {
         Decision::Pool => return Fate::Pool { node, bytes: rewritten, slot: map.map_or(Slot::Plain, Slot::Map) },
         Decision::Reply(reply) => return Fate::Ready(reply),
@@ -251,6 +253,10 @@ fn off_pool(
         Decision::Clients(op) => return clients::answer(*op, clients::Asker { shared, st, tenant, activity }),
         Decision::Close(reply) => Carry::Close(reply),
         Decision::Dedicated { .. } if std::mem::take(&mut st.tracking_asked) => Carry::Tracking,
+        Decision::Dedicated { .. } if holds_multi(shared, st, dedicated) => {
+            st.multi_unsent = true;
+            return Fate::Ready(Bytes::from_static(encode::OK));
+        }
         Decision::Dedicated { replies, blocking } => {
             let plain = !st.multi && !st.pubsub_mode;
             let write_mark = plain && cmd.is_some_and(|cmd| cmd.flags.contains(Flags::AFTER_WRITES));
@@ -265,6 +271,16 @@ fn off_pool(
         Decision::OutOfBand => Carry::OutOfBand,
     };
     Fate::Apply(Apply { carry, map, rewritten })
+}
+
+/// In a Redis Cluster, a `MULTI` opening a transaction is answered `+OK`
+/// at once and held until the next command, whose keys name the node the
+/// transaction runs on (as a cluster client sends it to the node of its
+/// first key); the session sends it first on that node's connection (see
+/// `ClientState::multi_unsent`).
+fn holds_multi(shared: &Shared, st: &ClientState, dedicated: bool) -> bool {
+    let opens_transaction = st.multi && st.queued == 0 && !st.multi_unsent;
+    opens_transaction && !dedicated && shared.router.as_cluster().is_some()
 }
 
 /// A command a cluster cannot run as asked (see
