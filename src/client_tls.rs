@@ -68,7 +68,7 @@ impl ServerTls {
     /// session's end of the relay, or `None` when the handshake failed
     /// (logged).
     pub async fn accept(&self, tcp: TcpStream, peer: std::net::SocketAddr) -> Option<UnixStream> {
-        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp)).await {
+        let tls = match crate::timer::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 tracing::info!(%peer, error = %e, "client TLS handshake failed");

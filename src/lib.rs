@@ -4,7 +4,8 @@
 //! decides its fate, reading `protocol`'s framing and `commands`' table) →
 //! `router` (which upstream node) → `upstream` (shared pool or a dedicated
 //! connection). `config` loads `proxy.toml`, `observe` owns the metrics and
-//! `admin` serves them over HTTP.
+//! `admin` serves them over HTTP; `timer` keeps every timer on a thread of
+//! its own.
 //!
 //! Each module's settings type lives with the module (`upstream::UpstreamConfig`,
 //! `cache::CacheConfig`, …) and `config` composes them, so the modules
@@ -22,6 +23,7 @@ pub mod protocol;
 pub mod router;
 pub mod server;
 pub mod tenancy;
+pub mod timer;
 pub mod upstream;
 
 /// The top-level modules import each other without a circle: each can be
@@ -57,6 +59,32 @@ mod layering {
             graph.insert(module.clone(), used);
         }
         graph
+    }
+
+    /// Worker threads' runtimes have no time driver: a timer made there
+    /// with `tokio::time` would panic. Every timer comes from `timer`.
+    #[test]
+    fn timers_are_made_by_the_timer_module_only() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut offenders = Vec::new();
+        let mut files = String::new();
+        for entry in std::fs::read_dir(&src).expect("read src").flatten() {
+            let path = entry.path();
+            // The timer module, and this test's own patterns.
+            if path.file_name().is_some_and(|n| n == "timer.rs" || n == "lib.rs") {
+                continue;
+            }
+            files.clear();
+            sources(&path, &mut files);
+            let made_here = files.contains("use tokio::time")
+                || files
+                    .match_indices("tokio::time::")
+                    .any(|(at, m)| files[at + m.len()..].starts_with(|c: char| c.is_ascii_lowercase()));
+            if made_here {
+                offenders.push(path.display().to_string());
+            }
+        }
+        assert!(offenders.is_empty(), "tokio::time timers made outside src/timer.rs: {offenders:?}");
     }
 
     #[test]

@@ -90,6 +90,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
+    nearcache::timer::init();
     // The control side (accepting, admin, invalidations, the breaker's
     // probes, replay); clients are served by the server's worker threads.
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {

@@ -76,7 +76,7 @@ impl Admin {
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
     let upkeep = admin.metrics.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut tick = crate::timer::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
             upkeep.run_upkeep();
@@ -92,7 +92,7 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
                         .keep_alive(false)
                         .max_buf_size(MAX_REQUEST)
                         .serve_connection(TokioIo::new(stream), service);
-                    match tokio::time::timeout(REQUEST_TIMEOUT, connection).await {
+                    match crate::timer::timeout(REQUEST_TIMEOUT, connection).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => tracing::debug!(error = %e, "admin connection failed"),
                         Err(_) => tracing::debug!("admin connection timed out"),
@@ -101,7 +101,7 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "admin accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                crate::timer::sleep(Duration::from_millis(50)).await;
             }
         }
     }

@@ -114,7 +114,7 @@ async fn subscribe(cache: &NearCache, upstream: &UpstreamConfig) -> Result<Dedic
     let mut request = BytesMut::new();
     encode::command(&mut request, args.into_iter());
     conn.send(&request).await?;
-    let reply = tokio::time::timeout(upstream.request_timeout, conn.next_frame())
+    let reply = crate::timer::timeout(upstream.request_timeout, conn.next_frame())
         .await
         .map_err(|_| UpstreamError::Timeout)??;
     if reply.first() != Some(&b'+') {
@@ -135,7 +135,7 @@ enum Ended {
 /// Applies invalidations until the connection fails or stops answering, or
 /// the tracked prefixes change.
 async fn listen(conn: &mut DedicatedConn, cache: &NearCache, deadline: Duration) -> Ended {
-    let mut tick = tokio::time::interval(PING_EVERY);
+    let mut tick = crate::timer::interval(PING_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ping_sent: Option<Instant> = None;
     loop {

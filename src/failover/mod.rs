@@ -172,7 +172,7 @@ impl Failover {
         tokio::pin!(notified);
         notified.as_mut().enable();
         if self.draining() {
-            let _ = tokio::time::timeout(limit, notified).await;
+            let _ = crate::timer::timeout(limit, notified).await;
         }
     }
 

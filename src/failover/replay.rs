@@ -276,7 +276,7 @@ async fn send(stream: &mut Stream, data: &[u8], idle: Duration) -> Result<(), Up
             stream.write_all(chunk).await?;
             stream.flush().await
         };
-        match tokio::time::timeout(idle, write).await {
+        match crate::timer::timeout(idle, write).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(UpstreamError::ConnectionLost),
             Err(_) => return Err(UpstreamError::Timeout),

@@ -185,7 +185,7 @@ impl Cluster {
     pub async fn refresh_due(&self) {
         let due = tokio::time::Instant::now() + REFRESH_EVERY;
         loop {
-            let asked = tokio::time::timeout(REFRESH_WHILE_DOWN, self.refresh.notified()).await.is_ok();
+            let asked = crate::timer::timeout(REFRESH_WHILE_DOWN, self.refresh.notified()).await.is_ok();
             if asked || tokio::time::Instant::now() >= due || self.nodes().any(|n| !n.health.breaker.allows()) {
                 return;
             }
@@ -282,7 +282,7 @@ fn covered(shards: &[Shard]) -> usize {
 
 async fn exchange(conn: &mut DedicatedConn, request: &[u8], limit: Duration) -> Result<bytes::Bytes, UpstreamError> {
     conn.send(request).await?;
-    tokio::time::timeout(limit, conn.next_frame()).await.map_err(|_| UpstreamError::Timeout)?
+    crate::timer::timeout(limit, conn.next_frame()).await.map_err(|_| UpstreamError::Timeout)?
 }
 
 #[cfg(test)]

@@ -244,7 +244,7 @@ impl Server {
         if shared.failover.config().journal_path.is_some() {
             let failover = shared.failover.clone();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                let mut tick = crate::timer::interval(Duration::from_secs(1));
                 loop {
                     tick.tick().await;
                     failover.sync_journal();
@@ -308,7 +308,7 @@ impl Server {
         if let Some(limit) = self.idle_timeout {
             let clients = self.clients.clone();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval((limit / 2).min(Duration::from_secs(1)));
+                let mut tick = crate::timer::interval((limit / 2).min(Duration::from_secs(1)));
                 loop {
                     tick.tick().await;
                     activity::tick();
@@ -331,7 +331,7 @@ impl Server {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        crate::timer::sleep(Duration::from_millis(50)).await;
                     }
                 },
                 accepted = accept_tls(&self.tls), if self.tls.is_some() => match accepted {
@@ -346,7 +346,7 @@ impl Server {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "TLS accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        crate::timer::sleep(Duration::from_millis(50)).await;
                     }
                 },
             }

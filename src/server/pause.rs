@@ -81,7 +81,7 @@ impl Pause {
             let until = self.until_ms.load(Ordering::Acquire);
             let left = Duration::from_millis(until.saturating_sub(self.millis(Instant::now())));
             tokio::select! {
-                _ = tokio::time::sleep(left) => {}
+                _ = crate::timer::sleep(left) => {}
                 _ = self.resumed.notified() => {}
             }
         }
@@ -122,9 +122,9 @@ mod tests {
         pause.pause(Duration::from_secs(60), false);
         let waiting = async { pause.wait().await };
         let lifting = async {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            crate::timer::sleep(Duration::from_millis(20)).await;
             pause.unpause();
         };
-        tokio::time::timeout(Duration::from_secs(5), async { tokio::join!(waiting, lifting) }).await.expect("lifted");
+        crate::timer::timeout(Duration::from_secs(5), async { tokio::join!(waiting, lifting) }).await.expect("lifted");
     }
 }

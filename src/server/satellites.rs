@@ -120,7 +120,7 @@ impl Satellites {
             }
             Ok(())
         };
-        tokio::time::timeout(limit, all).await.map_err(|_| UpstreamError::Timeout)?
+        crate::timer::timeout(limit, all).await.map_err(|_| UpstreamError::Timeout)?
     }
 }
 

@@ -281,7 +281,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     aside = next_aside(&mut self.satellites, &self.activity.summons, summonable), if summonable || self.satellites.is_some() => aside,
                     // (An async block: select! builds every branch's future,
                     // and a sleep built is a clock read.)
-                    () = async { tokio::time::sleep(HOLD_BACK).await }, if held_back => Wake::Writable,
+                    () = async { crate::timer::sleep(HOLD_BACK).await }, if held_back => Wake::Writable,
                     // Nothing owed and nothing to read: only reachable if
                     // the bookkeeping is wrong; end the session rather than
                     // spin.
@@ -299,7 +299,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     aside = next_aside(&mut self.satellites, &self.activity.summons, summonable), if summonable || self.satellites.is_some() => aside,
                     // (An async block: select! builds every branch's future,
                     // and a sleep built is a clock read.)
-                    () = async { tokio::time::sleep(HOLD_BACK).await }, if held_back => Wake::Writable,
+                    () = async { crate::timer::sleep(HOLD_BACK).await }, if held_back => Wake::Writable,
                 }
             };
             match wake {
@@ -744,7 +744,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         let caller = Caller { id: self.st.id, tenant: self.tenant.tenant(), tenancy: self.shared.tenancy.enabled() };
         let answer = self.shared.clients.summon(target, &caller)?;
         let timeout = self.shared.router.default_node().config.request_timeout;
-        match tokio::time::timeout(timeout, answer).await {
+        match crate::timer::timeout(timeout, answer).await {
             Ok(Ok(Some(_))) => Ok(()),
             _ => Err(redirects::no_such_client()),
         }
@@ -1222,7 +1222,7 @@ async fn next_event(
     };
     match deadline {
         None => Event::Frame(conn.next_frame().await),
-        Some(at) => match tokio::time::timeout_at(at.into(), conn.next_frame()).await {
+        Some(at) => match crate::timer::timeout_at(at.into(), conn.next_frame()).await {
             Ok(frame) => Event::Frame(frame),
             Err(_) => Event::Frame(Err(UpstreamError::Timeout)),
         },

@@ -48,7 +48,8 @@ impl Shards {
         let mut inboxes = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
         for index in 0..count {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            // No time driver: timers are kept by `crate::timer`'s thread.
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
             let (inbox, rx) = mpsc::unbounded_channel();
             let shard = Shard { shared: shared.clone(), clients: clients.clone(), shutdown_timeout };
             let thread = std::thread::Builder::new()
@@ -107,7 +108,7 @@ impl Shard {
             }
         }
         let drained =
-            tokio::time::timeout(self.shutdown_timeout, async { while sessions.join_next().await.is_some() {} }).await;
+            crate::timer::timeout(self.shutdown_timeout, async { while sessions.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             tracing::warn!(clients = sessions.len(), "shutdown timeout reached, closing remaining clients");
             sessions.abort_all();

@@ -339,7 +339,7 @@ impl Breaker {
         let tick = (self.config.load().open_for / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
         loop {
             tokio::select! {
-                () = tokio::time::sleep(tick) => {}
+                () = crate::timer::sleep(tick) => {}
                 () = self.probing.notified() => {}
             }
             if !self.allows() && self.try_half_open() {
@@ -411,7 +411,7 @@ async fn ping(upstream: &UpstreamConfig) -> Result<(), UpstreamError> {
             }
         }
     };
-    tokio::time::timeout(upstream.request_timeout, probe).await.map_err(|_| UpstreamError::Timeout)?
+    crate::timer::timeout(upstream.request_timeout, probe).await.map_err(|_| UpstreamError::Timeout)?
 }
 
 #[cfg(test)]

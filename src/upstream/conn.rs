@@ -6,6 +6,7 @@
 use super::UpstreamConfig;
 use super::UpstreamError;
 use crate::protocol::{encode, frame, scan, Proto};
+use crate::timer::timeout;
 use bytes::{Bytes, BytesMut};
 use std::io;
 use std::pin::Pin;
@@ -13,7 +14,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::timeout;
 
 /// TLS over TCP to the upstream.
 pub type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;

@@ -121,7 +121,7 @@ impl DedicatedConn {
             }
             rehandshake.check(self.proto, replies)
         };
-        tokio::time::timeout(limit, exchange).await.unwrap_or(Err(UpstreamError::Timeout))
+        crate::timer::timeout(limit, exchange).await.unwrap_or(Err(UpstreamError::Timeout))
     }
 
     /// Reads up to RESET's reply, dropping what the old state sent before.
@@ -151,7 +151,7 @@ impl DedicatedConn {
             self.stream.write_all(payload).await?;
             self.stream.flush().await
         };
-        match tokio::time::timeout(self.write_timeout, write).await {
+        match crate::timer::timeout(self.write_timeout, write).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(UpstreamError::ConnectionLost),
             Err(_) => Err(UpstreamError::Timeout),

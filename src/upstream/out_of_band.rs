@@ -31,7 +31,7 @@ async fn exchange(cfg: &UpstreamConfig, proto: Proto, request: &[u8]) -> JobResu
         stream.write_all(request).await?;
         stream.flush().await
     };
-    match tokio::time::timeout(cfg.request_timeout, write).await {
+    match crate::timer::timeout(cfg.request_timeout, write).await {
         Ok(Ok(())) => {}
         Ok(Err(_)) => return Err(UpstreamError::ConnectionLost),
         Err(_) => return Err(UpstreamError::Timeout),

@@ -558,7 +558,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
 
     async fn run(&mut self, conn: &PoolConn, cfg: &UpstreamConfig, health: &Health) -> UpstreamError {
         let every = (health.breaker.stall_after() / 4).min(cfg.request_timeout).clamp(TICK_MIN, TICK_MAX);
-        let mut tick = tokio::time::interval(every);
+        let mut tick = crate::timer::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

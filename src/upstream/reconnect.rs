@@ -77,7 +77,7 @@ impl Reconnect<'_> {
                     }
                     failed(err);
                     tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
+                        _ = crate::timer::sleep(wait) => {}
                         _ = self.breaker.probing.notified() => {}
                     }
                 }

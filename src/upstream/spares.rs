@@ -127,7 +127,7 @@ impl Spares {
         loop {
             tokio::select! {
                 () = self.refill.notified() => {}
-                () = tokio::time::sleep(PING_AFTER) => {}
+                () = crate::timer::sleep(PING_AFTER) => {}
             }
             for proto in [Proto::Resp2, Proto::Resp3] {
                 if self.wanted[index(proto)].load(Ordering::Relaxed) {
@@ -188,7 +188,7 @@ async fn ping(spare: &mut DedicatedConn, limit: Duration) -> bool {
         spare.send(b"*1\r\n$4\r\nPING\r\n").await?;
         spare.next_frame().await
     };
-    matches!(tokio::time::timeout(limit, exchange).await, Ok(Ok(pong)) if pong.starts_with(b"+PONG"))
+    matches!(crate::timer::timeout(limit, exchange).await, Ok(Ok(pong)) if pong.starts_with(b"+PONG"))
 }
 
 /// True when a server of `version` has RESET (6.2 and later); one that did

@@ -127,7 +127,7 @@ impl Hop<'_> {
                     true
                 }
                 Redirect::TryAgain => {
-                    tokio::time::sleep(TRYAGAIN_AFTER * u32::try_from(attempt).unwrap_or(u32::MAX)).await;
+                    crate::timer::sleep(TRYAGAIN_AFTER * u32::try_from(attempt).unwrap_or(u32::MAX)).await;
                     false
                 }
             };
