@@ -46,8 +46,11 @@ use crate::protocol::{scan, Proto};
 use arc_swap::ArcSwap;
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, WriteHalf};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -374,6 +377,12 @@ struct Maintainer {
     max_batch_reply: usize,
 }
 
+/// What woke a pool connection's reader.
+enum Woke {
+    Read(std::io::Result<usize>),
+    Tick,
+}
+
 /// Bounds of a reader's tick (a quarter of `stall_after`).
 const TICK_MIN: Duration = Duration::from_millis(10);
 const TICK_MAX: Duration = Duration::from_millis(100);
@@ -558,24 +567,41 @@ impl<R: AsyncRead + Unpin> Reader<R> {
 
     async fn run(&mut self, conn: &PoolConn, cfg: &UpstreamConfig, health: &Health) -> UpstreamError {
         let every = (health.breaker.stall_after() / 4).min(cfg.request_timeout).clamp(TICK_MIN, TICK_MAX);
-        let mut tick = crate::timer::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = pin!(crate::timer::sleep(every));
+        // The tick was polled and will wake this task when due.
+        let mut armed = false;
         loop {
-            tokio::select! {
-                biased;
-                read = self.stream.read_buf(&mut self.rbuf) => match read {
-                    Ok(0) | Err(_) => return UpstreamError::ConnectionLost,
-                    Ok(_) => {
-                        self.progressed = true;
-                        if let Err(e) = self.deliver(conn) {
-                            return e;
-                        }
+            let woke = poll_fn(|cx| {
+                if let Poll::Ready(read) = pin!(self.stream.read_buf(&mut self.rbuf)).poll(cx) {
+                    return Poll::Ready(Woke::Read(read));
+                }
+                // Polling an armed tick again would only register the same
+                // waker again (most of a wake's cost when Redis answers a
+                // lone client): it is polled once due.
+                if armed && !tick.is_elapsed() {
+                    return Poll::Pending;
+                }
+                armed = tick.as_mut().poll(cx).is_pending();
+                if armed {
+                    return Poll::Pending;
+                }
+                Poll::Ready(Woke::Tick)
+            })
+            .await;
+            match woke {
+                Woke::Read(Ok(0) | Err(_)) => return UpstreamError::ConnectionLost,
+                Woke::Read(Ok(_)) => {
+                    self.progressed = true;
+                    if let Err(e) = self.deliver(conn) {
+                        return e;
                     }
-                },
-                _ = tick.tick() => {
+                }
+                Woke::Tick => {
                     if let Err(e) = self.check(conn, cfg.request_timeout, health) {
                         return e;
                     }
+                    // The next tick a period after this one was handled.
+                    tick.as_mut().reset(tokio::time::Instant::now() + every);
                 }
             }
         }
