@@ -196,6 +196,44 @@ fn multi_key_commands_are_split_and_keyspace_commands_fan_out() {
     assert_eq!(client.call(&["MGET", &keys[0], &keys[5]]), "*2\r\n$-1\r\n$-1\r\n");
 }
 
+/// A script that never ends keeps its master busy for everyone: `SCRIPT
+/// KILL` and `FUNCTION KILL` go to every master, each on a connection of its
+/// own (not behind the script on the pool), and the one running it kills
+/// it; with none running, the reply is Redis' own `-NOTBUSY`.
+#[test]
+fn script_kill_and_function_kill_reach_the_busy_master() {
+    let cluster = Cluster::start(3);
+    for node in 0..3 {
+        assert_eq!(cluster.direct(node).call(&["CONFIG", "SET", "busy-reply-threshold", "100"]), "+OK\r\n");
+    }
+    let proxy = cluster.proxy("[cache]\nenabled = false\n");
+    let mut client = proxy.raw();
+    let library = "#!lua name=spin\nredis.register_function('spin', function() while true do end end)";
+    assert_eq!(client.call(&["FUNCTION", "LOAD", library]), "$4\r\nspin\r\n");
+    let mut killer = proxy.raw();
+    for kind in ["SCRIPT", "FUNCTION"] {
+        assert_eq!(
+            killer.call(&[kind, "KILL"]),
+            cluster.direct(0).call(&[kind, "KILL"]),
+            "{kind} KILL, nothing running"
+        );
+    }
+    let key = cluster.key_on(1, "spin");
+    let eval = ["EVAL", "while true do end", "1", key.as_str()];
+    let fcall = ["FCALL", "spin", "1", key.as_str()];
+    for (script, kind) in [(&eval, "SCRIPT"), (&fcall, "FUNCTION")] {
+        let mut runner = proxy.raw();
+        runner.cmd(script);
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(killer.call(&[kind, "KILL"]), "+OK\r\n", "{kind} KILL");
+        let reply = String::from_utf8_lossy(&runner.read_frame()).into_owned();
+        assert!(reply.contains("Script killed by user"), "{kind}: {reply:?}");
+        let serving = eventually(Duration::from_secs(5), || client.call(&["SET", &key, kind]) == "+OK\r\n");
+        assert!(serving, "the busy master's keys are served again after {kind} KILL");
+    }
+    assert_eq!(cluster.direct(1).call(&["GET", &key]), "$8\r\nFUNCTION\r\n");
+}
+
 #[test]
 fn moved_and_ask_are_followed_during_a_slot_migration() {
     let cluster = Cluster::start(3);

@@ -209,6 +209,10 @@ pub enum Merge {
     And,
     /// One of the replies that is not nil, picked at random (RANDOMKEY).
     Any,
+    /// `+OK` from the master whose running script was killed; Redis'
+    /// `-NOTBUSY` only when no master was running one (SCRIPT KILL,
+    /// FUNCTION KILL, sent out of band).
+    Killed,
 }
 
 /// Commands that create or end per-connection upstream state.

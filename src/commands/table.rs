@@ -1402,7 +1402,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
-                spread: Spread::Refused,
+                spread: Spread::AllMasters(Merge::Killed),
                 subcommands: &[],
             },
             Command {
@@ -2818,7 +2818,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
-                spread: Spread::Refused,
+                spread: Spread::AllMasters(Merge::Killed),
                 subcommands: &[],
             },
             Command {

@@ -6,9 +6,12 @@
 //! `SCRIPT LOAD`…: `Spread::AllMasters`); `SCAN` walks the masters one
 //! after the other behind a cursor of the proxy's (`Spread::Cursor`). The
 //! parts go out in parallel,
-//! each on its node's pool with its redirections followed (`follow`), and
-//! their replies are merged as the table's [`Merge`] says; the first error
-//! among them is the client's reply.
+//! each on its node's pool with its redirections followed (`follow`), or
+//! on a connection of its own for what must get past a busy master
+//! (`SCRIPT KILL`, see [`out_of_band`]), and their replies are merged as
+//! the table's [`Merge`] says; the first error among them is the client's
+//! reply (but for [`Merge::Killed`], where idle masters answer
+//! `-NOTBUSY`).
 
 use super::follow;
 use super::reply::ReplyMap;
@@ -18,6 +21,7 @@ use crate::protocol::{encode, Args, Proto};
 use crate::router::cluster::Cluster;
 use crate::router::{slot, NodeId};
 use crate::server::{Pools, Shared};
+use crate::upstream::out_of_band;
 use crate::upstream::pool::JobResult;
 use crate::upstream::UpstreamError;
 use bytes::{Bytes, BytesMut};
@@ -49,6 +53,8 @@ pub struct Fan {
     keys: usize,
     /// Applied to the merged reply (a tenant's key names).
     map: Option<ReplyMap>,
+    /// Each part goes on a connection of its own (see [`out_of_band`]).
+    out_of_band: bool,
 }
 
 /// One master's share of a request.
@@ -84,7 +90,7 @@ impl Fan {
                 Part { node: cluster.slot_node(slot), request: request.freeze(), positions }
             })
             .collect();
-        Some(Fan { parts, merge: Combine::Table(merge), keys: at.len(), map: None })
+        Some(Fan { parts, merge: Combine::Table(merge), keys: at.len(), map: None, out_of_band: false })
     }
 
     /// `request` sent to every master serving slots.
@@ -95,7 +101,7 @@ impl Fan {
             .into_iter()
             .map(|node| Part { node, request: request.clone(), positions: Vec::new() })
             .collect();
-        Fan { parts, merge: Combine::Table(merge), keys: 0, map: None }
+        Fan { parts, merge: Combine::Table(merge), keys: 0, map: None, out_of_band: false }
     }
 
     /// `SCAN cursor …` (`args`) as the step of the proxy's cursor: the
@@ -123,7 +129,14 @@ impl Fan {
         encode::command(&mut request, words.into_iter());
         let next = masters.into_iter().find(|&m| m > node);
         let part = Part { node, request: request.freeze(), positions: Vec::new() };
-        Ok(Fan { parts: vec![part], merge: Combine::Scan { node, next }, keys: 0, map: None })
+        Ok(Fan { parts: vec![part], merge: Combine::Scan { node, next }, keys: 0, map: None, out_of_band: false })
+    }
+
+    /// Each part goes on a connection of its own, past what its master is
+    /// busy with.
+    pub fn out_of_band(mut self) -> Fan {
+        self.out_of_band = true;
+        self
     }
 
     /// The merged reply goes through `map` too.
@@ -142,12 +155,16 @@ pub fn send(
     affinity: usize,
     started: Instant,
 ) -> oneshot::Receiver<JobResult> {
-    let Fan { parts, merge, keys, map } = fan;
+    let Fan { parts, merge, keys, map, out_of_band } = fan;
     let sent: Vec<_> = parts
         .iter()
-        .map(|part| {
-            let batch = follow::Send { node: part.node, proto, affinity, payload: &part.request, replies: 1, started };
-            follow::send(shared, pools, batch)
+        .map(|part| match out_of_band {
+            true => out_of_band::send(shared.router.node(part.node).config.clone(), proto, part.request.clone()),
+            false => {
+                let batch =
+                    follow::Send { node: part.node, proto, affinity, payload: &part.request, replies: 1, started };
+                follow::send(shared, pools, batch)
+            }
         })
         .collect();
     let positions: Vec<Vec<usize>> = parts.into_iter().map(|p| p.positions).collect();
@@ -169,10 +186,26 @@ pub fn send(
     rx
 }
 
+/// `SCRIPT KILL` / `FUNCTION KILL` asked of every master: `+OK` from the
+/// one that was running a script; else an error that is not `-NOTBUSY`
+/// (`-UNKILLABLE`: the script wrote), else `-NOTBUSY` as every idle master
+/// answers.
+fn killed(replies: Vec<Bytes>) -> Bytes {
+    let refused = |r: &Bytes| r.first() == Some(&b'-');
+    if let Some(ok) = replies.iter().find(|r| !refused(r)) {
+        return ok.clone();
+    }
+    let notbusy = |r: &Bytes| r.starts_with(b"-NOTBUSY");
+    let reply = replies.iter().find(|r| !notbusy(r)).or(replies.first()).cloned();
+    reply.unwrap_or_else(|| encode::error("NOTBUSY No scripts in execution right now."))
+}
+
 /// The client's reply from the parts' `replies` (one frame each, in part
 /// order, `positions` the parts' keys).
 fn combine(merge: Combine, keys: usize, positions: &[Vec<usize>], replies: Vec<Bytes>) -> Bytes {
-    if let Some(error) = replies.iter().find(|r| r.first() == Some(&b'-')) {
+    // (Idle masters refuse SCRIPT KILL: see `killed`.)
+    let first_error = replies.iter().find(|r| r.first() == Some(&b'-'));
+    if let Some(error) = first_error.filter(|_| !matches!(merge, Combine::Table(Merge::Killed))) {
         return error.clone();
     }
     let merge = match merge {
@@ -194,6 +227,7 @@ fn combine(merge: Combine, keys: usize, positions: &[Vec<usize>], replies: Vec<B
         Merge::Same => replies.windows(2).all(|w| w[0] == w[1]).then(|| replies.first().cloned()).flatten(),
         Merge::And => and(&replies),
         Merge::Any => any(replies),
+        Merge::Killed => Some(killed(replies)),
     };
     merged.unwrap_or_else(|| encode::error("ERR the cluster's masters gave replies nearcache cannot merge"))
 }
@@ -327,6 +361,11 @@ mod tests {
         );
         assert_eq!(combine(Combine::Table(Merge::Any), 0, &[], vec![b("$-1\r\n"), b("$1\r\nk\r\n")]), b("$1\r\nk\r\n"));
         assert_eq!(combine(Combine::Table(Merge::Any), 0, &[], vec![b("$-1\r\n")]), b("$-1\r\n"));
+        let notbusy = || b("-NOTBUSY No scripts in execution right now.\r\n");
+        let killed = |replies| combine(Combine::Table(Merge::Killed), 0, &[], replies);
+        assert_eq!(killed(vec![notbusy(), b("+OK\r\n"), notbusy()]), b("+OK\r\n"));
+        assert_eq!(killed(vec![notbusy(), b("-UNKILLABLE x\r\n")]), b("-UNKILLABLE x\r\n"));
+        assert_eq!(killed(vec![notbusy(), notbusy()]), notbusy());
     }
 
     #[test]

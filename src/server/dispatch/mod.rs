@@ -324,6 +324,12 @@ fn cluster_node(
             }),
             _ => router.route(cmd, args).map_err(|unroutable| Spreading::Refused(unroutable.reply())),
         },
+        Decision::OutOfBand => match cmd.map(|cmd| cmd.spread) {
+            Some(Spread::AllMasters(merge)) => {
+                Err(Spreading::Fan(Fan::all_masters(cluster, request, merge).out_of_band()))
+            }
+            _ => Ok(DEFAULT_NODE),
+        },
         Decision::Dedicated { .. } | Decision::DedicatedSideEffect(_) => {
             st.dedicated_node = match cmd.map(|cmd| cmd.spread) {
                 Some(Spread::Channel) => channel_node(cluster, args),
