@@ -486,7 +486,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         fate: Fate,
         silent: bool,
         now: Instant,
-    ) -> Option<Apply> {
+    ) -> Option<Box<Apply>> {
         match fate {
             Fate::Written => {}
             Fate::Ready(reply) => {
@@ -501,7 +501,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             }
             Fate::Fan(fan) => {
                 self.flush_batch(input, now);
-                let rx = fan::send(&self.shared, &self.pools, fan, self.st.proto, self.st.id as usize, now);
+                let rx = fan::send(&self.shared, &self.pools, *fan, self.st.proto, self.st.id as usize, now);
                 self.owe_one(rx, silent, now);
             }
             Fate::Pool { node, bytes, slot } => {
@@ -534,9 +534,9 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     }
 
     /// Carries out a [`Fate::Apply`] after what was batched before it.
-    async fn apply_fate(&mut self, input: &[u8], range: Range<usize>, applied: Apply, silent: bool, now: Instant) {
+    async fn apply_fate(&mut self, input: &[u8], range: Range<usize>, applied: Box<Apply>, silent: bool, now: Instant) {
         self.flush_batch(input, now);
-        let Apply { carry, map, rewritten } = applied;
+        let Apply { carry, map, rewritten } = *applied;
         let request = rewritten.as_deref().unwrap_or(&input[range]);
         self.apply(carry, request, silent, now, map).await;
     }

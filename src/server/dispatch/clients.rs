@@ -57,7 +57,7 @@ pub fn answer(op: ClientsOp, asker: Asker) -> Fate {
                 (false, n) => answer::integer(i64::try_from(n).unwrap_or(i64::MAX)),
             };
             if itself {
-                return Fate::Apply(Apply { carry: Carry::Close(reply), map: None, rewritten: None });
+                return Fate::Apply(Box::new(Apply { carry: Carry::Close(reply), map: None, rewritten: None }));
             }
             reply
         }
@@ -76,5 +76,5 @@ fn unblock(upstream: i64, error: bool) -> Fate {
     let how: &[u8] = if error { b"ERROR" } else { b"TIMEOUT" };
     let mut request = BytesMut::new();
     encode::command(&mut request, [&b"CLIENT"[..], b"UNBLOCK", upstream.as_bytes(), how].into_iter());
-    Fate::Apply(Apply { carry: Carry::OutOfBand, map: None, rewritten: Some(request.freeze()) })
+    Fate::Apply(Box::new(Apply { carry: Carry::OutOfBand, map: None, rewritten: Some(request.freeze()) }))
 }

@@ -61,13 +61,13 @@ pub enum Fate {
     /// The reply to another client's identical read, in flight.
     Wait(oneshot::Receiver<JobResult>),
     /// Spread over a Redis Cluster's masters, replies merged into one.
-    Fan(Fan),
+    Fan(Box<Fan>),
     /// Send on the shared pool of upstream `node`: `bytes` (`None`: the
     /// request as the client sent it), its replies owed through `slot`.
     Pool { node: NodeId, bytes: Option<Bytes>, slot: Slot },
     /// Carried out by the session: a dedicated connection, the proxy's own
     /// state, a connection of its own…
-    Apply(Apply),
+    Apply(Box<Apply>),
 }
 
 /// A request the session carries out itself: I/O off the shared pool.
@@ -197,7 +197,7 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
         true => match cluster_node(shared, st, &decision, cmd, &args, bytes) {
             Ok(node) => node,
             Err(Spreading::Refused(reply)) => return Dispatched { fate: Fate::Ready(reply), silent },
-            Err(Spreading::Fan(fan)) => return Dispatched { fate: Fate::Fan(fan.mapped(map)), silent },
+            Err(Spreading::Fan(fan)) => return Dispatched { fate: Fate::Fan(Box::new(fan.mapped(map))), silent },
         },
     };
     let cached = match cache_candidate {
@@ -270,7 +270,7 @@ fn off_pool(
         Decision::Authenticate(login) => Carry::Authenticate(login),
         Decision::OutOfBand => Carry::OutOfBand,
     };
-    Fate::Apply(Apply { carry, map, rewritten })
+    Fate::Apply(Box::new(Apply { carry, map, rewritten }))
 }
 
 /// In a Redis Cluster, a `MULTI` opening a transaction is answered `+OK`
