@@ -33,6 +33,7 @@ use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 
 /// The channel prefixes of Redis' keyspace notifications.
 const NOTIFICATIONS: [&[u8]; 2] = [b"__keyspace@", b"__keyevent@"];
@@ -91,10 +92,17 @@ impl Satellites {
             let (_, notifications) = mpsc::unbounded_channel();
             return Ok(Satellites { requests: Vec::new(), notifications });
         };
-        let (out, notifications) = mpsc::unbounded_channel();
-        let mut requests = Vec::new();
+        // Opened all at once: a subscription waits for the slowest master,
+        // not for the sum of them.
+        let mut opening = JoinSet::new();
         for node in cluster.masters().into_iter().filter(|&node| node != own) {
-            let conn = DedicatedConn::open(&cluster.node(node).config, proto, "satellite").await?;
+            let config = cluster.node(node).config.clone();
+            opening.spawn(async move { DedicatedConn::open(&config, proto, "satellite").await });
+        }
+        let (out, notifications) = mpsc::unbounded_channel();
+        let mut requests = Vec::with_capacity(opening.len());
+        while let Some(opened) = opening.join_next().await {
+            let conn = opened.map_err(|_| UpstreamError::ConnectionLost)??;
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(listen(conn, rx, out.clone()));
             requests.push(tx);
