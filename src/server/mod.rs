@@ -229,17 +229,8 @@ impl Server {
         if shared.router.as_cluster().is_some() {
             tokio::spawn(topology::run(shared.clone()));
         } else {
-            let failover_on = config.failover.enabled;
-            let (cache, home) = (shared.cache.clone(), shared.router.default_node());
-            let (upstream, health) = (home.config.clone(), home.health.clone());
-            tokio::spawn(crate::cache::tracking::run(cache, router::DEFAULT_NODE, upstream, health, failover_on));
-            let spares = home.spares.clone();
-            tokio::spawn(async move { spares.run().await });
-            let recovery = shared.clone();
-            tokio::spawn(async move {
-                let (home, failover) = (recovery.router.default_node(), &recovery.failover);
-                home.health.breaker.run_prober(&home.config, || crate::failover::recover(failover, &home.config)).await
-            });
+            let home = shared.router.default_node().clone();
+            topology::watch(&shared, router::DEFAULT_NODE, home, topology::Closing::Replay);
         }
         if shared.failover.config().journal_path.is_some() {
             let failover = shared.failover.clone();

@@ -4,7 +4,9 @@
 //! channel for the near-cache, its spare dedicated connections and the
 //! prober of its circuit breaker (a
 //! node's circuit closes again on its own; failover to local memory is not
-//! available with a cluster yet). Topology changes are logged.
+//! available with a cluster yet). Topology changes are logged. A single
+//! Redis' one node is started by the same [`watch`], its circuit closing
+//! through the failover journal's replay.
 
 use super::Shared;
 use crate::observe;
@@ -39,21 +41,41 @@ pub async fn run(shared: Arc<Shared>) {
         }
         let nodes: Vec<Node> = cluster.nodes().cloned().collect();
         for node in nodes.into_iter().skip(started) {
-            watch(&shared, started, node);
+            watch(&shared, started, node, Closing::Direct);
             started += 1;
         }
         cluster.refresh_due().await;
     }
 }
 
+/// How a node's circuit closes once its prober reaches it again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Closing {
+    /// After the failover journal is replayed to it (a single Redis).
+    Replay,
+    /// At once (a cluster master: no failover to local memory yet).
+    Direct,
+}
+
 /// Starts what each node needs: its invalidation channel, its spare
 /// dedicated connections and its prober.
-fn watch(shared: &Arc<Shared>, id: NodeId, node: Node) {
+pub(super) fn watch(shared: &Arc<Shared>, id: NodeId, node: Node, closing: Closing) {
     let (cache, upstream, health) = (shared.cache.clone(), node.config.clone(), node.health.clone());
-    tokio::spawn(crate::cache::tracking::run(cache, id, upstream, health, false));
+    let failover_on = closing == Closing::Replay && shared.failover.config().enabled;
+    tokio::spawn(crate::cache::tracking::run(cache, id, upstream, health, failover_on));
     let spares = node.spares.clone();
     tokio::spawn(async move { spares.run().await });
-    tokio::spawn(async move { node.health.breaker.run_closing_prober(&node.config).await });
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let breaker = &node.health.breaker;
+        match closing {
+            Closing::Replay => {
+                let failover = &shared.failover;
+                breaker.run_prober(&node.config, || crate::failover::recover(failover, &node.config)).await
+            }
+            Closing::Direct => breaker.run_closing_prober(&node.config).await,
+        }
+    });
 }
 
 fn log_topology(cluster: &Cluster, map: &[(usize, usize)], masters: usize, covered: usize) {
