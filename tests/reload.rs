@@ -78,6 +78,12 @@ fn tenants_rules_and_limits_change_without_dropping_clients() {
     let mut fresh = proxy.raw();
     assert_eq!(fresh.call(&["AUTH", "acme", "acme-new"]), "+OK\r\n");
     assert_eq!(fresh.call(&["GET", "k"]), "$1\r\nv\r\n");
+
+    // [tenancy] settings apply at once and are reported.
+    let unauthenticated_are_initech = format!("[tenancy]\ndefault_tenant = \"initech\"\n{rotated}");
+    let (_, report) = reload(&proxy, &unauthenticated_are_initech);
+    assert!(report.contains("\"applied\":[\"tenancy.default_tenant\"]"), "{report}");
+    assert_eq!(proxy.raw().call(&["GET", "k"]), "$1\r\ni\r\n", "an unauthenticated client is initech now");
 }
 
 #[test]

@@ -26,7 +26,8 @@ pub struct ConfigSource {
 /// What a reload did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Report {
-    /// What changed live (`cache.policy`, `breaker`, `tenant acme added`, …).
+    /// What changed live (`cache.policy`, `breaker`, `tenant acme added`,
+    /// `tenancy.default_tenant`, …).
     pub applied: Vec<String>,
     /// Keys that differ but take effect only after a restart.
     pub restart_required: Vec<&'static str>,
@@ -98,6 +99,7 @@ impl Control {
         report.applied.extend(tenants.added.iter().map(|t| format!("tenant {t} added")));
         report.applied.extend(tenants.updated.iter().map(|t| format!("tenant {t} updated")));
         report.applied.extend(tenants.revoked.iter().map(|t| format!("tenant {t} revoked")));
+        report.applied.extend(tenants.settings.iter().map(|key| key.to_string()));
         if !tenants.revoked.is_empty() {
             report.clients_closed = self.clients.close_revoked();
         }

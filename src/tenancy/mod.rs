@@ -398,6 +398,22 @@ pub struct TenancyChange {
     pub revoked: Vec<String>,
     /// Settings that differ but need a restart.
     pub restart: Vec<&'static str>,
+    /// `[tenancy]` settings that changed, applied at once.
+    pub settings: Vec<&'static str>,
+}
+
+/// The `[tenancy]` settings (beyond the tenants themselves) that differ
+/// between two registries.
+fn changed_settings(old: &Registry, new: &Registry) -> Vec<&'static str> {
+    let name = |r: &Registry| r.default.as_ref().map(|t| t.name.clone());
+    [
+        ("tenancy.default_tenant", name(old) != name(new)),
+        ("tenancy.auth_failures_per_minute", old.failures_per_minute != new.failures_per_minute),
+        ("tenancy.max_unauthenticated_per_address", old.unauthenticated_per_address != new.unauthenticated_per_address),
+    ]
+    .into_iter()
+    .filter_map(|(key, differs)| differs.then_some(key))
+    .collect()
 }
 
 impl Registry {
@@ -483,6 +499,7 @@ impl Tenancy {
                 change.revoked.push(name.clone());
             }
         }
+        change.settings = changed_settings(&registry, &next);
         *registry = next;
         change
     }
