@@ -213,6 +213,9 @@ pub enum Merge {
     /// `-NOTBUSY` only when no master was running one (SCRIPT KILL,
     /// FUNCTION KILL, sent out of band).
     Killed,
+    /// The smallest integer (WAIT: the replicas that acknowledged the
+    /// client's writes on every master it wrote to).
+    Min,
 }
 
 /// Commands that create or end per-connection upstream state.

@@ -3294,7 +3294,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
-        spread: Spread::Refused,
+        spread: Spread::AllMasters(Merge::Min),
         subcommands: &[],
     },
     // Redis 7.2.

@@ -625,6 +625,11 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             }
             Carry::Authenticate(login) => self.authenticate(*login, silent).await,
             Carry::OutOfBand => self.send_out_of_band(Bytes::copy_from_slice(request), silent, now),
+            Carry::AfterWrites(fan) => {
+                self.settle_pool().await;
+                let rx = fan::send(&self.shared, &self.pools, *fan, self.st.proto, self.st.id as usize, now);
+                self.owe_one(rx, silent, now);
+            }
             Carry::SideEffect(effect) => {
                 let SideEffect { upstream, reply } = *effect;
                 let deadline = Some(now + self.shared.router.default_node().config.request_timeout);

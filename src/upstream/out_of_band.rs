@@ -3,7 +3,8 @@
 //! script keeps it busy. On a pool connection they would queue behind that
 //! script (or behind the circuit, which a busy Redis opens), and Redis
 //! would stay busy for everyone. Each is sent on a fresh connection of its
-//! own, which is closed after its one reply.
+//! own, which is closed after its one reply. A Redis Cluster's `WAIT` goes
+//! to each master this way too ([`awaited`]), behind a write of its own.
 
 use super::conn;
 use super::pool::JobResult;
@@ -12,6 +13,7 @@ use super::UpstreamError;
 use crate::protocol::Proto;
 use bytes::Bytes;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
@@ -25,7 +27,39 @@ pub fn send(cfg: Arc<UpstreamConfig>, proto: Proto, request: Bytes) -> oneshot::
     rx
 }
 
+/// Sends `request` (`replies` commands) on a new connection and waits as
+/// long as it takes (a `WAIT` blocks for its own timeout, or for ever):
+/// the receiver gets the last reply, or the first error among the others
+/// (what the last one counts did not happen then).
+pub fn awaited(cfg: Arc<UpstreamConfig>, proto: Proto, request: Bytes, replies: usize) -> oneshot::Receiver<JobResult> {
+    let (reply, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let result = exchange_all(&cfg, proto, &request, replies, Duration::MAX).await.map(|mut replies| {
+            let failed = replies.iter().take(replies.len().saturating_sub(1)).position(|r| r.first() == Some(&b'-'));
+            match failed {
+                Some(at) => replies.swap_remove(at),
+                None => replies.pop().unwrap_or_default(),
+            }
+        });
+        let _ = reply.send(result);
+    });
+    rx
+}
+
 async fn exchange(cfg: &UpstreamConfig, proto: Proto, request: &[u8]) -> JobResult {
+    let mut replies = exchange_all(cfg, proto, request, 1, cfg.request_timeout).await?;
+    replies.pop().ok_or(UpstreamError::ConnectionLost)
+}
+
+/// Opens a connection, writes `request` and reads `n` replies, each read
+/// waiting at most `idle`.
+async fn exchange_all(
+    cfg: &UpstreamConfig,
+    proto: Proto,
+    request: &[u8],
+    n: usize,
+    idle: Duration,
+) -> Result<Vec<Bytes>, UpstreamError> {
     let mut stream = conn::open(cfg, proto).await?.stream;
     let write = async {
         stream.write_all(request).await?;
@@ -36,6 +70,5 @@ async fn exchange(cfg: &UpstreamConfig, proto: Proto, request: &[u8]) -> JobResu
         Ok(Err(_)) => return Err(UpstreamError::ConnectionLost),
         Err(_) => return Err(UpstreamError::Timeout),
     }
-    let mut replies = conn::read_replies(&mut stream, 1, cfg.request_timeout).await?;
-    replies.pop().ok_or(UpstreamError::ConnectionLost)
+    conn::read_replies(&mut stream, n, idle).await
 }

@@ -53,8 +53,21 @@ pub struct Fan {
     keys: usize,
     /// Applied to the merged reply (a tenant's key names).
     map: Option<ReplyMap>,
-    /// Each part goes on a connection of its own (see [`out_of_band`]).
-    out_of_band: bool,
+    /// How the parts get to their masters.
+    via: Via,
+}
+
+/// How a fan's parts get to their masters.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// Each on its node's pool, redirections followed.
+    Pool,
+    /// Each on a connection of its own, past what its master is busy with
+    /// (one reply, within the request timeout).
+    OwnConnection,
+    /// Each on a connection of its own, waited for as long as it takes;
+    /// `replies` frames, the last one the part's reply (`WAIT`).
+    Awaited { replies: usize },
 }
 
 /// One master's share of a request.
@@ -90,7 +103,7 @@ impl Fan {
                 Part { node: cluster.slot_node(slot), request: request.freeze(), positions }
             })
             .collect();
-        Some(Fan { parts, merge: Combine::Table(merge), keys: at.len(), map: None, out_of_band: false })
+        Some(Fan { parts, merge: Combine::Table(merge), keys: at.len(), map: None, via: Via::Pool })
     }
 
     /// `request` sent to every master serving slots.
@@ -101,7 +114,7 @@ impl Fan {
             .into_iter()
             .map(|node| Part { node, request: request.clone(), positions: Vec::new() })
             .collect();
-        Fan { parts, merge: Combine::Table(merge), keys: 0, map: None, out_of_band: false }
+        Fan { parts, merge: Combine::Table(merge), keys: 0, map: None, via: Via::Pool }
     }
 
     /// `SCAN cursor …` (`args`) as the step of the proxy's cursor: the
@@ -129,14 +142,40 @@ impl Fan {
         encode::command(&mut request, words.into_iter());
         let next = masters.into_iter().find(|&m| m > node);
         let part = Part { node, request: request.freeze(), positions: Vec::new() };
-        Ok(Fan { parts: vec![part], merge: Combine::Scan { node, next }, keys: 0, map: None, out_of_band: false })
+        Ok(Fan { parts: vec![part], merge: Combine::Scan { node, next }, keys: 0, map: None, via: Via::Pool })
     }
 
     /// Each part goes on a connection of its own, past what its master is
     /// busy with.
     pub fn out_of_band(mut self) -> Fan {
-        self.out_of_band = true;
+        self.via = Via::OwnConnection;
         self
+    }
+
+    /// `WAIT` (`request`) asked of each master in `written` (the first
+    /// master when none), each time behind a write of its own on the same
+    /// connection (`write_mark`): Redis' `WAIT` counts the replicas that
+    /// acknowledged the connection's last write, which, sent after the
+    /// client's writes were answered, covers them. A master none of whose
+    /// slots can be named is left out.
+    pub fn after_writes(cluster: &Cluster, written: &[NodeId], request: &[u8], merge: Merge) -> Fan {
+        let first = cluster.masters().into_iter().take(1).collect::<Vec<_>>();
+        let nodes = if written.is_empty() { &first[..] } else { written };
+        let parts = nodes
+            .iter()
+            .filter_map(|&node| {
+                let mut bytes = BytesMut::from(&write_mark(cluster, node)?[..]);
+                bytes.extend_from_slice(request);
+                Some(Part { node, request: bytes.freeze(), positions: Vec::new() })
+            })
+            .collect();
+        let via = Via::Awaited { replies: WRITE_MARK_REPLIES + 1 };
+        Fan { parts, merge: Combine::Table(merge), keys: 0, map: None, via }
+    }
+
+    /// The masters its parts go to.
+    pub fn nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.parts.iter().map(|part| part.node)
     }
 
     /// The merged reply goes through `map` too.
@@ -155,15 +194,19 @@ pub fn send(
     affinity: usize,
     started: Instant,
 ) -> oneshot::Receiver<JobResult> {
-    let Fan { parts, merge, keys, map, out_of_band } = fan;
+    let Fan { parts, merge, keys, map, via } = fan;
     let sent: Vec<_> = parts
         .iter()
-        .map(|part| match out_of_band {
-            true => out_of_band::send(shared.router.node(part.node).config.clone(), proto, part.request.clone()),
-            false => {
-                let batch =
-                    follow::Send { node: part.node, proto, affinity, payload: &part.request, replies: 1, started };
-                follow::send(shared, pools, batch)
+        .map(|part| {
+            let config = || shared.router.node(part.node).config.clone();
+            match via {
+                Via::Pool => {
+                    let batch =
+                        follow::Send { node: part.node, proto, affinity, payload: &part.request, replies: 1, started };
+                    follow::send(shared, pools, batch)
+                }
+                Via::OwnConnection => out_of_band::send(config(), proto, part.request.clone()),
+                Via::Awaited { replies } => out_of_band::awaited(config(), proto, part.request.clone(), replies),
             }
         })
         .collect();
@@ -184,6 +227,25 @@ pub fn send(
         let _ = tx.send(merged);
     });
     rx
+}
+
+/// Frames a [`write_mark`] is answered with.
+const WRITE_MARK_REPLIES: usize = 4;
+
+/// A write that leaves nothing behind, replicated like any other, on a key
+/// of the proxy's that `node` serves: `MULTI`, `SET` it, `DEL` it, `EXEC`.
+/// (A single Redis' mark, a `PUBLISH`, is not replicated in a cluster.)
+/// `None` when `node` serves no slot.
+fn write_mark(cluster: &Cluster, node: NodeId) -> Option<Bytes> {
+    let key = (0..slot::SLOTS * 8)
+        .map(|n| format!("__nearcache__:wait:{{{n}}}"))
+        .find(|key| cluster.slot_node(slot::of(key.as_bytes())) == node)?;
+    let mut out = BytesMut::new();
+    encode::command(&mut out, [&b"MULTI"[..]].into_iter());
+    encode::command(&mut out, [&b"SET"[..], key.as_bytes(), b""].into_iter());
+    encode::command(&mut out, [&b"DEL"[..], key.as_bytes()].into_iter());
+    encode::command(&mut out, [&b"EXEC"[..]].into_iter());
+    Some(out.freeze())
 }
 
 /// `SCRIPT KILL` / `FUNCTION KILL` asked of every master: `+OK` from the
@@ -228,6 +290,11 @@ fn combine(merge: Combine, keys: usize, positions: &[Vec<usize>], replies: Vec<B
         Merge::And => and(&replies),
         Merge::Any => any(replies),
         Merge::Killed => Some(killed(replies)),
+        Merge::Min => replies.iter().map(|r| integer(r)).min().flatten().map(|n| {
+            let mut out = BytesMut::new();
+            encode::integer(&mut out, n);
+            out.freeze()
+        }),
     };
     merged.unwrap_or_else(|| encode::error("ERR the cluster's masters gave replies nearcache cannot merge"))
 }

@@ -108,6 +108,9 @@ pub enum Carry {
     /// Send on a fresh connection of its own, past anything queued or
     /// running upstream (see [`Flags::OUT_OF_BAND`]).
     OutOfBand,
+    /// Spread over a cluster's masters once every request the client sent
+    /// on the pool is answered (`WAIT`, see [`Fan::after_writes`]).
+    AfterWrites(Box<Fan>),
 }
 
 /// A request's fate and how it is to be carried out.
@@ -194,10 +197,14 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
     }
     let node = match cluster {
         false => DEFAULT_NODE,
-        true => match cluster_node(shared, st, &decision, cmd, &args, bytes) {
+        true => match cluster_node(shared, st, &decision, cmd, &args, bytes, dedicated) {
             Ok(node) => node,
             Err(Spreading::Refused(reply)) => return Dispatched { fate: Fate::Ready(reply), silent },
             Err(Spreading::Fan(fan)) => return Dispatched { fate: Fate::Fan(Box::new(fan.mapped(map))), silent },
+            Err(Spreading::AfterWrites(fan)) => {
+                let carry = Carry::AfterWrites(Box::new(fan.mapped(map)));
+                return Dispatched { fate: Fate::Apply(Box::new(Apply { carry, map: None, rewritten: None })), silent };
+            }
         },
     };
     let cached = match cache_candidate {
@@ -296,6 +303,9 @@ enum Spreading {
     Refused(Bytes),
     /// It goes to several masters.
     Fan(Fan),
+    /// It goes to several masters once the client's requests on the pool
+    /// are answered (`WAIT`).
+    AfterWrites(Fan),
 }
 
 /// The cluster node a request goes to: its keys' master; or the masters it
@@ -303,7 +313,8 @@ enum Spreading {
 /// on the whole keyspace sent to every master), as the table's spread
 /// says. A dedicated connection goes to the node of the command that opens
 /// it (noted in `st.dedicated_node`; in a transaction the node itself
-/// refuses keys of other slots).
+/// refuses keys of other slots). The masters a write goes to are noted in
+/// `st.written` for the client's next `WAIT`, which asks them.
 #[inline(never)]
 fn cluster_node(
     shared: &Shared,
@@ -312,32 +323,84 @@ fn cluster_node(
     cmd: Option<&'static Command>,
     args: &Args,
     request: &[u8],
+    dedicated: bool,
 ) -> Result<NodeId, Spreading> {
     let (router, Some(cluster)) = (&shared.router, shared.router.as_cluster()) else { return Ok(DEFAULT_NODE) };
+    let writes = cmd.is_some_and(|cmd| cmd.flags.contains(Flags::WRITE));
     match decision {
-        Decision::Pool => match cmd.map(|cmd| (cmd, cmd.spread)) {
-            Some((_, Spread::AllMasters(merge))) => Err(Spreading::Fan(Fan::all_masters(cluster, request, merge))),
-            Some((_, Spread::Cursor)) => Err(Fan::scan(cluster, args).map_or_else(Spreading::Refused, Spreading::Fan)),
-            Some((_, Spread::Channel)) => Ok(channel_node(cluster, args)),
-            Some((cmd, Spread::Keys(merge))) => router.route(Some(cmd), args).map_err(|unroutable| {
-                Fan::split(cluster, cmd, args, merge).map_or(Spreading::Refused(unroutable.reply()), Spreading::Fan)
-            }),
-            _ => router.route(cmd, args).map_err(|unroutable| Spreading::Refused(unroutable.reply())),
-        },
+        Decision::Pool => {
+            let to = match cmd.map(|cmd| (cmd, cmd.spread)) {
+                Some((_, Spread::AllMasters(merge))) => Err(Spreading::Fan(Fan::all_masters(cluster, request, merge))),
+                Some((_, Spread::Cursor)) => {
+                    Err(Fan::scan(cluster, args).map_or_else(Spreading::Refused, Spreading::Fan))
+                }
+                Some((_, Spread::Channel)) => Ok(channel_node(cluster, args)),
+                Some((cmd, Spread::Keys(merge))) => router.route(Some(cmd), args).map_err(|unroutable| {
+                    Fan::split(cluster, cmd, args, merge).map_or(Spreading::Refused(unroutable.reply()), Spreading::Fan)
+                }),
+                _ => router.route(cmd, args).map_err(|unroutable| Spreading::Refused(unroutable.reply())),
+            };
+            if writes {
+                match &to {
+                    Ok(node) => note_written(st, *node),
+                    Err(Spreading::Fan(fan)) => fan.nodes().for_each(|node| note_written(st, node)),
+                    Err(_) => {}
+                }
+            }
+            to
+        }
         Decision::OutOfBand => match cmd.map(|cmd| cmd.spread) {
             Some(Spread::AllMasters(merge)) => {
                 Err(Spreading::Fan(Fan::all_masters(cluster, request, merge).out_of_band()))
             }
             _ => Ok(DEFAULT_NODE),
         },
-        Decision::Dedicated { .. } | Decision::DedicatedSideEffect(_) => {
-            st.dedicated_node = match cmd.map(|cmd| cmd.spread) {
-                Some(Spread::Channel) => channel_node(cluster, args),
-                _ => router.route(cmd, args).unwrap_or(DEFAULT_NODE),
-            };
-            Ok(DEFAULT_NODE)
-        }
+        Decision::Dedicated { .. } => match cmd.map(|cmd| (cmd.flags, cmd.spread)) {
+            Some((flags, Spread::AllMasters(_))) if flags.contains(Flags::AFTER_WRITES) && dedicated => {
+                // Its writes on the dedicated connection may still be in
+                // flight, where the masters' own connections cannot wait
+                // for them.
+                Err(Spreading::Refused(encode::error(
+                    "ERR WAIT on a connection holding a transaction, WATCH or subscriptions is not supported \
+                     through nearcache with a Redis Cluster",
+                )))
+            }
+            Some((flags, Spread::AllMasters(merge))) if flags.contains(Flags::AFTER_WRITES) => {
+                let written = std::mem::take(&mut st.written);
+                Err(Spreading::AfterWrites(Fan::after_writes(cluster, &written, request, merge)))
+            }
+            _ => Ok(dedicated_node(router, cluster, st, cmd, args, writes)),
+        },
+        Decision::DedicatedSideEffect(_) => Ok(dedicated_node(router, cluster, st, cmd, args, writes)),
         _ => Ok(DEFAULT_NODE),
+    }
+}
+
+/// Notes the node a request opening (or sent on) a dedicated connection
+/// goes to, in `st.dedicated_node`; the request itself is owed through the
+/// default node's bookkeeping.
+fn dedicated_node(
+    router: &crate::router::Router,
+    cluster: &Cluster,
+    st: &mut ClientState,
+    cmd: Option<&'static Command>,
+    args: &Args,
+    writes: bool,
+) -> NodeId {
+    st.dedicated_node = match cmd.map(|cmd| cmd.spread) {
+        Some(Spread::Channel) => channel_node(cluster, args),
+        _ => router.route(cmd, args).unwrap_or(DEFAULT_NODE),
+    };
+    if writes {
+        note_written(st, st.dedicated_node);
+    }
+    DEFAULT_NODE
+}
+
+/// `node` has a write of the client's that its next `WAIT` must cover.
+fn note_written(st: &mut ClientState, node: NodeId) {
+    if !st.written.contains(&node) {
+        st.written.push(node);
     }
 }
 

@@ -47,6 +47,9 @@ pub struct ClientState {
     /// With a Redis Cluster upstream: the node a dedicated connection opened
     /// for the request being carried out goes to (its keys' master).
     pub dedicated_node: NodeId,
+    /// With a Redis Cluster upstream: the masters the client wrote to since
+    /// its last `WAIT`, which asks them (see `fan::Fan::after_writes`).
+    pub written: Vec<NodeId>,
     /// Authenticated to Redis as its own user: its commands go on pools and
     /// dedicated connections logged in as that user, never the near-cache
     /// or failover. Only RESET (or another AUTH) ends it.
@@ -95,6 +98,7 @@ impl ClientState {
             cluster_view: None,
             multi_unsent: false,
             dedicated_node: DEFAULT_NODE,
+            written: Vec::new(),
             upstream_user: false,
             multi_refused: false,
             watching: false,
