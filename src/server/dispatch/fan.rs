@@ -153,7 +153,7 @@ impl Fan {
     }
 
     /// `WAIT` (`request`) asked of each master in `written` (the first
-    /// master when none), each time behind a write of its own on the same
+    /// master when none), each behind a write of its own on the same
     /// connection (`write_mark`): Redis' `WAIT` counts the replicas that
     /// acknowledged the connection's last write, which, sent after the
     /// client's writes were answered, covers them. A master none of whose

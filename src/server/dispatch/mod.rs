@@ -366,8 +366,7 @@ fn cluster_node(
                 )))
             }
             Some((flags, Spread::AllMasters(merge))) if flags.contains(Flags::AFTER_WRITES) => {
-                let written = std::mem::take(&mut st.written);
-                Err(Spreading::AfterWrites(Fan::after_writes(cluster, &written, request, merge)))
+                Err(Spreading::AfterWrites(Fan::after_writes(cluster, &st.written, request, merge)))
             }
             _ => Ok(dedicated_node(router, cluster, st, cmd, args, writes)),
         },

@@ -47,8 +47,10 @@ pub struct ClientState {
     /// With a Redis Cluster upstream: the node a dedicated connection opened
     /// for the request being carried out goes to (its keys' master).
     pub dedicated_node: NodeId,
-    /// With a Redis Cluster upstream: the masters the client wrote to since
-    /// its last `WAIT`, which asks them (see `fan::Fan::after_writes`).
+    /// With a Redis Cluster upstream: the masters the client ever wrote
+    /// to, which `WAIT` asks (see `fan::Fan::after_writes`): as Redis
+    /// counts the replicas that have a connection's last write, asked
+    /// again or not.
     pub written: Vec<NodeId>,
     /// Authenticated to Redis as its own user: its commands go on pools and
     /// dedicated connections logged in as that user, never the near-cache
