@@ -134,8 +134,8 @@ fn keys_go_to_their_slots_master_and_cross_slot_requests_are_refused() {
     assert_eq!(client.call(&["SUNIONSTORE", &apart.0, &apart.1]), crossslot);
     // What needs every master with no merge yet is refused, not answered
     // for one.
-    let waitaof = client.call(&["WAITAOF", "0", "0", "0"]);
-    assert!(waitaof.starts_with("-ERR 'WAITAOF' acts on every master"), "{waitaof:?}");
+    let stats = client.call(&["FUNCTION", "STATS"]);
+    assert!(stats.starts_with("-ERR 'FUNCTION STATS' acts on every master"), "{stats:?}");
     assert_eq!(client.call(&["PING"]), "+PONG\r\n");
 }
 
@@ -263,7 +263,15 @@ fn wait_counts_the_replicas_of_every_master_written_to() {
     assert_eq!(client.call(&["SET", &k0, "d"]), "+OK\r\n");
     assert_eq!(client.call(&["WAIT", "1", "300"]), ":0\r\n", "node 0's replica is stopped");
     replica.resume();
+    assert_eq!(client.call(&["WAIT", "1", "0"]), ":1\r\n", "the replica caught up");
     assert!(proxy.raw().call(&["WAIT", "0", "0"]).starts_with(':'), "nothing written: one master answers");
+    // WAITAOF the same way, merged element by element: as node 0 answers
+    // its own client (an error where the server has no WAITAOF).
+    let mut direct = cluster.direct(0);
+    assert_eq!(direct.call(&["SET", &k0, "e"]), "+OK\r\n");
+    let expected = direct.call(&["WAITAOF", "0", "1", "1000"]);
+    assert_eq!(client.call(&["SET", &k0, "f"]), "+OK\r\n");
+    assert_eq!(client.call(&["WAITAOF", "0", "1", "1000"]), expected);
     assert_eq!(cluster.direct(0).call(&["DBSIZE"]), ":1\r\n", "the proxy's marks leave nothing behind");
     assert_eq!(cluster.direct(1).call(&["DBSIZE"]), ":1\r\n");
     assert_eq!(client.call(&["MULTI"]), "+OK\r\n");

@@ -609,7 +609,7 @@ mod tests {
         assert_eq!(get("mget").spread, Spread::Keys(Merge::Values));
         assert_eq!(get("scan").spread, Spread::Cursor);
         assert_eq!(get("wait").spread, Spread::AllMasters(Merge::Min));
-        assert_eq!(get("waitaof").spread, Spread::Refused);
+        assert_eq!(get("waitaof").spread, Spread::AllMasters(Merge::MinEach));
         assert_eq!(get("get").spread, Spread::One);
         assert_eq!(get("ssubscribe").handler, Handler::State(State::Subscribe(SubKind::Shard)));
         assert_eq!(get("punsubscribe").handler, Handler::State(State::Unsubscribe(SubKind::Pattern)));

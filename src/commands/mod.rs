@@ -205,8 +205,9 @@ pub enum Merge {
     Concat,
     /// The same reply from every part (SCRIPT LOAD's SHA1).
     Same,
-    /// Arrays of 0/1 combined element by element with AND (SCRIPT EXISTS).
-    And,
+    /// Arrays of integers combined element by element, the smallest kept
+    /// (SCRIPT EXISTS' 0/1: an AND; WAITAOF's local and replica counts).
+    MinEach,
     /// One of the replies that is not nil, picked at random (RANDOMKEY).
     Any,
     /// `+OK` from the master whose running script was killed; Redis'

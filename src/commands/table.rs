@@ -2788,7 +2788,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 keys: Keys::None,
                 handler: Handler::Forward,
                 store: None,
-                spread: Spread::AllMasters(Merge::And),
+                spread: Spread::AllMasters(Merge::MinEach),
                 subcommands: &[],
             },
             Command {
@@ -3305,7 +3305,7 @@ pub(super) static COMMANDS: &[Command] = &[
         keys: Keys::None,
         handler: Handler::Forward,
         store: None,
-        spread: Spread::Refused,
+        spread: Spread::AllMasters(Merge::MinEach),
         subcommands: &[],
     },
     Command {

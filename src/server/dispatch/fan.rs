@@ -287,7 +287,7 @@ fn combine(merge: Combine, keys: usize, positions: &[Vec<usize>], replies: Vec<B
         Merge::AllOk => Some(Bytes::from_static(encode::OK)),
         Merge::Concat => concat(&replies),
         Merge::Same => replies.windows(2).all(|w| w[0] == w[1]).then(|| replies.first().cloned()).flatten(),
-        Merge::And => and(&replies),
+        Merge::MinEach => min_each(&replies),
         Merge::Any => any(replies),
         Merge::Killed => Some(killed(replies)),
         Merge::Min => replies.iter().map(|r| integer(r)).min().flatten().map(|n| {
@@ -367,9 +367,10 @@ fn concat(replies: &[Bytes]) -> Option<Bytes> {
     Some(out.freeze())
 }
 
-/// Arrays of 0/1, combined element by element: 1 only where every part
-/// says 1.
-fn and(replies: &[Bytes]) -> Option<Bytes> {
+/// Arrays of integers combined element by element, the smallest kept
+/// (SCRIPT EXISTS: 1 only where every master has the script; WAITAOF: the
+/// counts every master reached).
+fn min_each(replies: &[Bytes]) -> Option<Bytes> {
     let mut all: Option<Vec<i64>> = None;
     for reply in replies {
         let these: Vec<i64> = Frames::elements(reply.clone())?.map(|e| integer(&e)).collect::<Option<_>>()?;
@@ -423,7 +424,7 @@ mod tests {
             combine(Combine::Table(Merge::Same), 0, &[], vec![b("$1\r\nx\r\n"), b("$1\r\ny\r\n")]).starts_with(b"-ERR")
         );
         assert_eq!(
-            combine(Combine::Table(Merge::And), 0, &[], vec![b("*2\r\n:1\r\n:1\r\n"), b("*2\r\n:1\r\n:0\r\n")]),
+            combine(Combine::Table(Merge::MinEach), 0, &[], vec![b("*2\r\n:1\r\n:1\r\n"), b("*2\r\n:1\r\n:0\r\n")]),
             b("*2\r\n:1\r\n:0\r\n")
         );
         assert_eq!(combine(Combine::Table(Merge::Any), 0, &[], vec![b("$-1\r\n"), b("$1\r\nk\r\n")]), b("$1\r\nk\r\n"));
