@@ -501,8 +501,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             }
             Fate::Fan(fan) => {
                 self.flush_batch(input, now);
-                let rx = fan::send(&self.shared, &self.pools, *fan, self.st.proto, self.st.id as usize, now);
-                self.owe_one(rx, silent, now);
+                self.send_fan(*fan, silent, now);
             }
             Fate::Pool { node, bytes, slot } => {
                 let source = match &bytes {
@@ -627,8 +626,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             Carry::OutOfBand => self.send_out_of_band(Bytes::copy_from_slice(request), silent, now),
             Carry::AfterWrites(fan) => {
                 self.settle_pool().await;
-                let rx = fan::send(&self.shared, &self.pools, *fan, self.st.proto, self.st.id as usize, now);
-                self.owe_one(rx, silent, now);
+                self.send_fan(*fan, silent, now);
             }
             Carry::SideEffect(effect) => {
                 let SideEffect { upstream, reply } = *effect;
@@ -681,6 +679,13 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             None => self.shared.router.default_node(),
         };
         let rx = out_of_band::send(node.config.clone(), self.st.proto, request);
+        self.owe_one(rx, silent, now);
+    }
+
+    /// Sends a request spread over a cluster's masters; its merged reply
+    /// takes its place among those owed.
+    fn send_fan(&mut self, fan: fan::Fan, silent: bool, now: Instant) {
+        let rx = fan::send(&self.shared, &self.pools, fan, self.st.proto, self.st.id as usize, now);
         self.owe_one(rx, silent, now);
     }
 

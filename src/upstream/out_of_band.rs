@@ -20,11 +20,8 @@ use tokio::sync::oneshot;
 /// Sends one complete request on a new connection speaking `proto`; the
 /// receiver gets its reply (or why there is none).
 pub fn send(cfg: Arc<UpstreamConfig>, proto: Proto, request: Bytes) -> oneshot::Receiver<JobResult> {
-    let (reply, rx) = oneshot::channel();
-    tokio::spawn(async move {
-        let _ = reply.send(exchange(&cfg, proto, &request).await);
-    });
-    rx
+    let idle = cfg.request_timeout;
+    spawn_exchange(cfg, proto, request, 1, idle)
 }
 
 /// Sends `request` (`replies` commands) on a new connection and waits as
@@ -32,34 +29,28 @@ pub fn send(cfg: Arc<UpstreamConfig>, proto: Proto, request: Bytes) -> oneshot::
 /// the receiver gets the last reply, or the first error among the others
 /// (what the last one counts did not happen then).
 pub fn awaited(cfg: Arc<UpstreamConfig>, proto: Proto, request: Bytes, replies: usize) -> oneshot::Receiver<JobResult> {
+    spawn_exchange(cfg, proto, request, replies, Duration::MAX)
+}
+
+/// Runs [`exchange`] in a task of its own; the receiver gets its result.
+fn spawn_exchange(
+    cfg: Arc<UpstreamConfig>,
+    proto: Proto,
+    request: Bytes,
+    replies: usize,
+    idle: Duration,
+) -> oneshot::Receiver<JobResult> {
     let (reply, rx) = oneshot::channel();
     tokio::spawn(async move {
-        let result = exchange_all(&cfg, proto, &request, replies, Duration::MAX).await.map(|mut replies| {
-            let failed = replies.iter().take(replies.len().saturating_sub(1)).position(|r| r.first() == Some(&b'-'));
-            match failed {
-                Some(at) => replies.swap_remove(at),
-                None => replies.pop().unwrap_or_default(),
-            }
-        });
-        let _ = reply.send(result);
+        let _ = reply.send(exchange(&cfg, proto, &request, replies, idle).await);
     });
     rx
 }
 
-async fn exchange(cfg: &UpstreamConfig, proto: Proto, request: &[u8]) -> JobResult {
-    let mut replies = exchange_all(cfg, proto, request, 1, cfg.request_timeout).await?;
-    replies.pop().ok_or(UpstreamError::ConnectionLost)
-}
-
-/// Opens a connection, writes `request` and reads `n` replies, each read
-/// waiting at most `idle`.
-async fn exchange_all(
-    cfg: &UpstreamConfig,
-    proto: Proto,
-    request: &[u8],
-    n: usize,
-    idle: Duration,
-) -> Result<Vec<Bytes>, UpstreamError> {
+/// Opens a connection, writes `request` and reads its `n` replies, each
+/// read waiting at most `idle`: the last reply, or the first error among
+/// the others.
+async fn exchange(cfg: &UpstreamConfig, proto: Proto, request: &[u8], n: usize, idle: Duration) -> JobResult {
     let mut stream = conn::open(cfg, proto).await?.stream;
     let write = async {
         stream.write_all(request).await?;
@@ -70,5 +61,10 @@ async fn exchange_all(
         Ok(Err(_)) => return Err(UpstreamError::ConnectionLost),
         Err(_) => return Err(UpstreamError::Timeout),
     }
-    conn::read_replies(&mut stream, n, idle).await
+    let mut replies = conn::read_replies(&mut stream, n, idle).await?;
+    let failed = replies.iter().take(n.saturating_sub(1)).position(|r| r.first() == Some(&b'-'));
+    match failed {
+        Some(at) => Ok(replies.swap_remove(at)),
+        None => replies.pop().ok_or(UpstreamError::ConnectionLost),
+    }
 }

@@ -13,6 +13,7 @@
 //! reply (but for [`Merge::Killed`], where idle masters answer
 //! `-NOTBUSY`).
 
+use super::answer;
 use super::follow;
 use super::reply::ReplyMap;
 use crate::commands::{key_indices, Command, Merge};
@@ -279,22 +280,14 @@ fn combine(merge: Combine, keys: usize, positions: &[Vec<usize>], replies: Vec<B
     };
     let merged = match merge {
         Merge::Values => values(keys, positions, &replies),
-        Merge::Sum => replies.iter().map(|r| integer(r)).sum::<Option<i64>>().map(|n| {
-            let mut out = BytesMut::new();
-            encode::integer(&mut out, n);
-            out.freeze()
-        }),
+        Merge::Sum => replies.iter().map(|r| integer(r)).sum::<Option<i64>>().map(answer::integer),
         Merge::AllOk => Some(Bytes::from_static(encode::OK)),
         Merge::Concat => concat(&replies),
         Merge::Same => replies.windows(2).all(|w| w[0] == w[1]).then(|| replies.first().cloned()).flatten(),
         Merge::MinEach => min_each(&replies),
         Merge::Any => any(replies),
         Merge::Killed => Some(killed(replies)),
-        Merge::Min => replies.iter().map(|r| integer(r)).min().flatten().map(|n| {
-            let mut out = BytesMut::new();
-            encode::integer(&mut out, n);
-            out.freeze()
-        }),
+        Merge::Min => replies.iter().map(|r| integer(r)).min().flatten().map(answer::integer),
     };
     merged.unwrap_or_else(|| encode::error("ERR the cluster's masters gave replies nearcache cannot merge"))
 }
