@@ -490,11 +490,6 @@ impl Validator<'_> {
             tenancy: self.tenancy(raw.tenancy, raw.tenant, cluster)?,
         })
         .map(|mut config: Config| {
-            if !config.cluster_seeds.is_empty() {
-                // Not per node yet: a cluster's nodes fail alone.
-                config.failover.enabled = false;
-                config.breaker.failover = false;
-            }
             if config.failover.enabled && config.failover.serve_stale {
                 config.cache.stale_for = Some(config.failover.max_stale);
             }
@@ -880,7 +875,7 @@ mod tests {
             .unwrap();
         assert_eq!(c.cluster_seeds, ["10.0.0.1:7000", "10.0.0.2:7001"]);
         assert_eq!(c.upstream.url.addr, "10.0.0.1:7000");
-        assert!(!c.failover.enabled && !c.breaker.failover, "no failover with a cluster yet");
+        assert!(c.failover.enabled && c.breaker.failover, "failover per slot with a cluster");
         for bad in
             ["[\"redis://h:1/2\"]", "[\"redis://h:1\", \"rediss://h:2\"]", "[\"redis://a:b@h:1\", \"redis://h:2\"]"]
         {

@@ -230,6 +230,11 @@ fn script_kill_and_function_kill_reach_the_busy_master() {
         assert!(reply.contains("Script killed by user"), "{kind}: {reply:?}");
         let serving = eventually(Duration::from_secs(5), || client.call(&["SET", &key, kind]) == "+OK\r\n");
         assert!(serving, "the busy master's keys are served again after {kind} KILL");
+        // Its slots may have failed over while it ran the script (it
+        // answered nothing): they are served by it again once it answers
+        // and what was journaled meanwhile is replayed.
+        let normal = eventually(Duration::from_secs(10), || proxy.admin_get("/ready").1.contains(r#""mode":"normal""#));
+        assert!(normal, "after {kind} KILL: {}", proxy.admin_get("/ready").1);
     }
     assert_eq!(cluster.direct(1).call(&["GET", &key]), "$8\r\nFUNCTION\r\n");
 }
@@ -469,12 +474,13 @@ fn tenants_keep_hash_tags_and_whole_keyspace_commands_are_refused() {
 /// A master dies and the cluster promotes its replica: the proxy follows
 /// (its circuit for the dead node opens, the topology is read every second
 /// meanwhile), and writes to that master's slots succeed again once the
-/// replica serves them, with nothing lost that was acknowledged.
+/// replica serves them, with nothing lost that was acknowledged. Failover
+/// to local memory is off: meanwhile those slots' requests get errors.
 #[test]
 fn a_replica_promoted_in_place_of_a_dead_master_is_followed() {
     let mut cluster = Cluster::start(3);
     let (_replica, mut direct) = cluster.replica_of(1);
-    let proxy = cluster.proxy("[cache]\nenabled = false\n");
+    let proxy = cluster.proxy("[cache]\nenabled = false\n[failover]\nenabled = false\n");
     let mut client = proxy.raw();
     let key = cluster.key_on(1, "survivor:");
     assert_eq!(client.call(&["SET", &key, "kept"]), "+OK\r\n");
@@ -729,7 +735,7 @@ fn a_nodes_lost_invalidation_channel_stops_only_its_keys() {
         metric(&proxy.admin_get("/metrics").1, "nearcache_tracking_connected") == Some(0.0)
     });
     assert!(lost, "node 1's channel was never declared lost");
-    assert_eq!(entries(&proxy), 1.0, "node 1's key was kept");
+    assert_eq!(entries(&proxy), 2.0, "node 1's key is kept for failover (not served: see below)");
     // Node 0's key is still served from the cache, and a write there is
     // still seen.
     let hits = || common::json_number(&proxy.admin_get("/cache/stats").1, "hits");
@@ -815,7 +821,8 @@ fn keyspace_notifications_come_from_every_master() {
 /// `-CLUSTERDOWN` meanwhile, which the proxy passes on); the counter
 /// on the promoted replica holds every acknowledged increment, but for
 /// at most the last one, which Redis' asynchronous replication may not
-/// have carried before the kill.
+/// have carried before the kill. Failover to local memory is off (with it
+/// on, see `writes_journaled_while_a_master_is_down_…`).
 #[test]
 fn a_master_killed_under_load_fails_only_its_slots_and_only_meanwhile() {
     let mut cluster = Cluster::start(3);
@@ -824,7 +831,7 @@ fn a_master_killed_under_load_fails_only_its_slots_and_only_meanwhile() {
         assert_eq!(partial, "+OK\r\n");
     }
     let (_replica, mut direct) = cluster.replica_of(1);
-    let proxy = cluster.proxy("[cache]\nenabled = false\n");
+    let proxy = cluster.proxy("[cache]\nenabled = false\n[failover]\nenabled = false\n");
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = |node: usize, done: std::sync::Arc<std::sync::atomic::AtomicBool>| {
         let mut client = proxy.raw();
@@ -877,4 +884,118 @@ fn a_master_killed_under_load_fails_only_its_slots_and_only_meanwhile() {
         "{} errors, the last {last_error:?} after the kill; {acknowledged} acknowledged, {on_replica} kept",
         errors.len()
     );
+}
+
+/// The slots of a master that cannot be reached fail over to local memory
+/// (`cluster-require-full-coverage no` keeps the others serving): its
+/// cached keys are read, its writes journaled and answered, requests
+/// spread over masters refused; the other masters are served as usual.
+/// When the master is back (restarted empty), the journal is replayed to
+/// it once, and its slots are served from it again.
+#[test]
+fn a_dead_masters_slots_fail_over_to_local_memory_and_replay_when_it_is_back() {
+    let mut cluster = Cluster::start(3);
+    for node in 0..3 {
+        let partial = cluster.direct(node).call(&["CONFIG", "SET", "cluster-require-full-coverage", "no"]);
+        assert_eq!(partial, "+OK\r\n");
+    }
+    let proxy = cluster.proxy("[cache]\nadmission = \"first\"\n");
+    let mut client = proxy.raw();
+    let (kept, counter) = (cluster.key_on(1, "kept:"), cluster.key_on(1, "counter:"));
+    let written = format!("{{{kept}}}:written");
+    let other = cluster.key_on(2, "other:");
+    assert_eq!(client.call(&["SET", &kept, "before"]), "+OK\r\n");
+    assert_eq!(client.call(&["SET", &counter, "5"]), "+OK\r\n");
+    common::wait_cached(&proxy, &mut client, &["GET", &kept]);
+    common::wait_cached(&proxy, &mut client, &["GET", &counter]);
+
+    cluster.nodes[1].kill();
+    let failing_over = eventually(Duration::from_secs(10), || client.call(&["SET", &written, "during"]) == "+OK\r\n");
+    assert!(failing_over, "node 1's slots never failed over: {:?}", client.call(&["SET", &written, "during"]));
+    let (status, ready) = proxy.admin_get("/ready");
+    assert!(status == 200 && ready.contains(r#""mode":"failover""#), "{ready}");
+    assert_eq!(client.call(&["GET", &kept]), "$6\r\nbefore\r\n", "a cached key is read from local memory");
+    assert_eq!(client.call(&["INCR", &counter]), ":6\r\n", "a cached counter goes on from its value");
+    assert_eq!(client.call(&["GET", &written]), "$6\r\nduring\r\n");
+    assert!(client.call(&["MGET", &kept, &other]).starts_with("-TRYAGAIN"), "spread over a master in failover");
+    assert!(client.call(&["DBSIZE"]).starts_with("-TRYAGAIN"));
+    // A transaction on those slots is refused whole, as in failover with
+    // one Redis; one on another master runs there.
+    let in_failover = format!("{{{kept}}}:tx");
+    assert_eq!(client.call(&["MULTI"]), "+OK\r\n");
+    let queued = client.call(&["SET", &in_failover, "1"]);
+    assert!(queued.starts_with("-TRYAGAIN") && queued.contains("transaction refused"), "{queued}");
+    assert!(client.call(&["INCR", &in_failover]).starts_with("-TRYAGAIN"));
+    assert_eq!(client.call(&["EXEC"]), "-EXECABORT Transaction discarded because of previous errors.\r\n");
+    assert_eq!(client.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(client.call(&["INCR", &format!("{{{other}}}:tx")]), "+QUEUED\r\n");
+    assert_eq!(client.call(&["EXEC"]), "*1\r\n:1\r\n");
+    let blocking = client.call(&["BLPOP", &in_failover, "1"]);
+    assert!(blocking.starts_with("-TRYAGAIN") && blocking.contains("BLPOP"), "{blocking}");
+    // Another master's keys go to it, as usual.
+    assert_eq!(client.call(&["SET", &other, "elsewhere"]), "+OK\r\n");
+    assert_eq!(cluster.direct(2).call(&["GET", &other]), "$9\r\nelsewhere\r\n");
+    assert!(proxy.admin_get("/ready").1.contains(r#""journal_entries":2"#), "{}", proxy.admin_get("/ready").1);
+
+    cluster.nodes[1].restart();
+    let replayed =
+        eventually(Duration::from_secs(20), || proxy.admin_get("/ready").1.contains(r#""journal_entries":0"#));
+    assert!(replayed, "the journal was never replayed: {}", proxy.admin_get("/ready").1);
+    let mut direct = cluster.direct(1);
+    assert_eq!(direct.call(&["GET", &written]), "$6\r\nduring\r\n", "replayed to the master back");
+    assert_eq!(direct.call(&["GET", &counter]), "$1\r\n1\r\n", "the INCR replayed once (the master restarted empty)");
+    let markers = eventually(Duration::from_secs(5), || direct.call(&["KEYS", "__nearcache__*"]) == "*0\r\n");
+    assert!(markers, "replay markers left: {}", direct.call(&["KEYS", "__nearcache__*"]));
+    let normal = eventually(Duration::from_secs(10), || proxy.admin_get("/ready").1.contains(r#""mode":"normal""#));
+    assert!(normal, "{}", proxy.admin_get("/ready").1);
+    // Served by the master again: what it holds, not what local memory did.
+    assert_eq!(client.call(&["GET", &kept]), "$-1\r\n");
+    assert_eq!(client.call(&["INCR", &counter]), ":2\r\n");
+    assert_eq!(client.call(&["MGET", &written, &other]), "*2\r\n$6\r\nduring\r\n$9\r\nelsewhere\r\n");
+    assert_eq!(direct.call(&["EXISTS", &in_failover]), ":0\r\n", "nothing of the refused transaction");
+}
+
+/// A master dies and its replica takes over: meanwhile its slots are
+/// served from local memory; the writes journaled then are replayed to the
+/// promoted replica (a node the proxy had never sent a request to), and
+/// nothing acknowledged is lost.
+#[test]
+fn writes_journaled_while_a_master_is_down_are_replayed_to_the_promoted_replica() {
+    let mut cluster = Cluster::start(3);
+    for node in 0..3 {
+        let partial = cluster.direct(node).call(&["CONFIG", "SET", "cluster-require-full-coverage", "no"]);
+        assert_eq!(partial, "+OK\r\n");
+    }
+    let (_replica, mut direct) = cluster.replica_of(1);
+    let proxy = cluster.proxy("");
+    let mut client = proxy.raw();
+    let key = cluster.key_on(1, "promoted:");
+    let list = format!("{{{key}}}:list");
+    assert_eq!(client.call(&["SET", &key, "kept"]), "+OK\r\n");
+    let mut master_conn = cluster.direct(1);
+    assert_eq!(master_conn.call(&["SET", &format!("{{{key}}}:mark"), "1"]), "+OK\r\n");
+    assert_eq!(master_conn.call(&["WAIT", "1", "5000"]), ":1\r\n");
+
+    cluster.nodes[1].kill();
+    let mut acknowledged = 0;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(8) {
+        let reply = client.call(&["RPUSH", &list, &acknowledged.to_string()]);
+        if reply.starts_with(':') {
+            acknowledged += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(acknowledged > 0, "no write was acknowledged while the master was down");
+    let promoted = eventually(Duration::from_secs(20), || direct.call(&["ROLE"]).starts_with("*3\r\n$6\r\nmaster"));
+    assert!(promoted, "the replica never took over: {}", direct.call(&["ROLE"]));
+    let replayed =
+        eventually(Duration::from_secs(20), || proxy.admin_get("/ready").1.contains(r#""journal_entries":0"#));
+    assert!(replayed, "the journal was never replayed: {}", proxy.admin_get("/ready").1);
+    let expected: Vec<String> = (0..acknowledged).map(|i| i.to_string()).collect();
+    let on_replica = direct.call(&["LRANGE", &list, "0", "-1"]);
+    let values: Vec<&str> = on_replica.lines().skip(2).step_by(2).collect();
+    assert_eq!(values, expected, "every acknowledged RPUSH, in order, on the promoted replica");
+    assert_eq!(client.call(&["GET", &key]), "$4\r\nkept\r\n");
+    assert_eq!(client.call(&["LLEN", &list]), format!(":{acknowledged}\r\n"));
 }

@@ -228,7 +228,9 @@ async fn ready(State(admin): State<Arc<Admin>>) -> Response {
         (_, 0) => ("down", false),
         _ => ("degraded", true),
     };
-    let mode = match (&s.replay_refused, s.failover) {
+    // A cluster's slots fail over with their master.
+    let failing_over = s.failover || (s.enabled && up < nodes.len());
+    let mode = match (&s.replay_refused, failing_over) {
         (Some(_), true) => "replay_refused",
         (_, true) => "failover",
         (_, false) => "normal",

@@ -302,7 +302,10 @@ impl NearCache {
         self.mark(node, true);
         observe::tracking_connected(false);
         if let Some(map) = self.partition.get() {
-            self.drop_node_locked(&mut flights, map, node);
+            // Dropped when the channel is back (see `tracking_restored`).
+            if !keep_for_failover {
+                self.drop_node_locked(&mut flights, map, node);
+            }
             return;
         }
         if !keep_for_failover {

@@ -21,6 +21,7 @@
 pub mod journal;
 mod replay;
 mod seed;
+pub mod slots;
 pub mod store;
 
 use crate::cache::{shape, NearCache, Scratch};
@@ -37,7 +38,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use store::Store;
 use tokio::sync::Notify;
 
-pub use replay::recover;
+pub use replay::{recover, recover_slots};
 
 /// When the journal file is synced to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +117,22 @@ pub struct Failover {
     draining: AtomicBool,
     /// Notified when it is done (or failed).
     drained: Notify,
+    /// With a Redis Cluster: the slots with journaled writes (failover is
+    /// per slot, see [`slots`]).
+    pending: Option<slots::Pending>,
+    /// With a Redis Cluster: why the last replay failed although its master
+    /// answered (see [`Breaker::refusal_reason`](crate::upstream::breaker)
+    /// for a single Redis).
+    replay_refused: Mutex<Option<String>>,
+}
+
+/// Where a request failover may serve would go upstream.
+#[derive(Clone, Copy)]
+pub enum Scope<'a> {
+    /// The one Redis.
+    Single,
+    /// A cluster's `slot`, served by the master whose health is `health`.
+    Slot { slot: u16, health: &'a Health },
 }
 
 /// The store and the journal, under one lock.
@@ -128,16 +145,26 @@ impl Failover {
     /// Opens the journal. Entries a previous run left in its file are
     /// applied to the store and keep the breaker open until they have been
     /// replayed upstream.
-    pub fn new(config: FailoverConfig, health: Arc<Health>, cache: Arc<NearCache>) -> Result<Failover, JournalError> {
+    /// With `cluster`, failover is per slot (see [`slots`]).
+    pub fn new(
+        config: FailoverConfig,
+        health: Arc<Health>,
+        cache: Arc<NearCache>,
+        cluster: bool,
+    ) -> Result<Failover, JournalError> {
         let (journal, loaded) = Journal::open(&config)?;
         let mut store = Store::new(config.max_bytes);
+        let pending = cluster.then(slots::Pending::default);
         if !loaded.is_empty() {
             tracing::warn!(
                 entries = loaded.len(),
                 "journal holds writes of a previous run: serving from local memory until they are replayed upstream"
             );
             rebuild(&mut store, &loaded);
-            health.breaker.trip();
+            match &pending {
+                Some(pending) => loaded.iter().for_each(|entry| pending.add(slots::of_entry(entry))),
+                None => health.breaker.trip(),
+            }
         }
         Ok(Failover {
             config,
@@ -146,6 +173,8 @@ impl Failover {
             local: Mutex::new(Memory { store, journal }),
             draining: AtomicBool::new(false),
             drained: Notify::new(),
+            pending,
+            replay_refused: Mutex::new(None),
         })
     }
 
@@ -153,9 +182,50 @@ impl Failover {
         &self.config
     }
 
-    /// True while requests are served from local memory.
+    /// True while requests are served from local memory (with one Redis;
+    /// a cluster's failover is per slot: see [`Failover::covers`]).
     pub fn active(&self) -> bool {
-        self.config.enabled && !self.health.breaker.allows()
+        self.config.enabled && self.pending.is_none() && !self.health.breaker.allows()
+    }
+
+    /// With a cluster: true when a request of the slot `slot` names (asked
+    /// only if needed), on the master whose health is `health`, is served
+    /// from local memory: that master is unreachable, or writes of the slot
+    /// wait in the journal.
+    #[inline]
+    pub fn covers(&self, health: &Health, slot: impl FnOnce() -> u16) -> bool {
+        let Some(pending) = self.pending.as_ref().filter(|_| self.config.enabled) else { return false };
+        !health.breaker.allows() || (pending.any() && pending.has(slot()))
+    }
+
+    /// With a cluster: true when the master whose health is `health` is
+    /// unreachable and its slots are served from local memory.
+    pub fn covers_node(&self, health: &Health) -> bool {
+        self.config.enabled && self.pending.is_some() && !health.breaker.allows()
+    }
+
+    /// True while writes of some slot wait in the journal (a cluster).
+    pub fn slots_pending(&self) -> bool {
+        self.pending.as_ref().is_some_and(slots::Pending::any)
+    }
+
+    /// Whether `scope` is (still) served from local memory.
+    fn serves(&self, scope: Scope) -> bool {
+        match scope {
+            Scope::Single => self.active(),
+            Scope::Slot { slot, health } => self.covers(health, || slot),
+        }
+    }
+
+    /// Why Redis, reachable, refuses the replay `scope` waits for.
+    fn refusal(&self, scope: Scope) -> Option<String> {
+        match scope {
+            Scope::Single => self.health.breaker.refusal_reason(),
+            Scope::Slot { health, .. } if health.breaker.allows() => {
+                self.replay_refused.lock().unwrap_or_else(PoisonError::into_inner).clone()
+            }
+            Scope::Slot { .. } => None,
+        }
     }
 
     /// True while the last replay round is in flight: requests should
@@ -182,21 +252,27 @@ impl Failover {
 
     pub fn status(&self) -> Status {
         let local = self.lock();
+        let replay_refused = match self.pending {
+            None => self.health.breaker.refusal_reason(),
+            Some(_) => self.replay_refused.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+        };
         Status {
             upstream_up: self.health.breaker.allows(),
-            failover: self.active(),
+            failover: self.active() || self.slots_pending(),
             enabled: self.config.enabled,
             journal_entries: local.journal.len(),
             dead_letters: local.journal.dead_letters(),
-            replay_refused: self.health.breaker.refusal_reason(),
+            replay_refused,
             circuit_opened: self.health.breaker.times_opened(),
         }
     }
 
-    /// Answers one request (the complete RESP `request`, parsed as `args`)
-    /// from local memory. `None`: failover ended meanwhile, forward it.
+    /// Answers one request (the complete RESP `request`, parsed as `args`,
+    /// bound for `scope`) from local memory. `None`: failover ended
+    /// meanwhile, forward it.
     pub fn serve(
         &self,
+        scope: Scope,
         cmd: Option<&Command>,
         args: &Args,
         request: &[u8],
@@ -209,10 +285,10 @@ impl Failover {
         };
         let now_ms = unix_ms();
         let mut local = self.lock();
-        if !self.active() {
+        if !self.serves(scope) {
             return None;
         }
-        if let Some(reason) = self.health.breaker.refusal_reason() {
+        if let Some(reason) = self.refusal(scope) {
             // Redis is reachable: a local answer could contradict it.
             observe::failover_command("refused");
             return Some(encode::error(&format!(
@@ -221,7 +297,10 @@ impl Failover {
             )));
         }
         observe::failover_command("served");
-        let server = self.health.identity();
+        let server = match scope {
+            Scope::Single => self.health.identity(),
+            Scope::Slot { health, .. } => health.identity(),
+        };
         local.store.print_doubles_like(server.name.as_deref(), server.version.as_deref());
         if key_indices(cmd, args, &mut scratch.keys).is_err() {
             scratch.keys.clear();
@@ -249,6 +328,9 @@ impl Failover {
         if !reply.starts_with(b"-") {
             // A file error is logged by the journal; the entry is in memory.
             let _ = local.journal.append(Bytes::copy_from_slice(request));
+            if let (Some(pending), Scope::Slot { slot, .. }) = (&self.pending, scope) {
+                pending.add(slot);
+            }
         }
         Some(reply)
     }

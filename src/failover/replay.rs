@@ -25,16 +25,19 @@
 //! (OOM, READONLY, LOADING, …) fails the recovery instead: everything stays
 //! journaled and is tried again with the next probe.
 
-use super::{Failover, Memory, OnRecover};
+use super::{slots, Failover, Memory, OnRecover};
 use crate::observe;
 use crate::protocol::request::parse_int;
 use crate::protocol::scan::{self, Frames};
 use crate::protocol::{encode, Proto};
+use crate::router::cluster::Cluster;
+use crate::router::NodeId;
 use crate::upstream::conn::{self, error_text, Stream};
 use crate::upstream::UpstreamConfig;
 use crate::upstream::UpstreamError;
 use bytes::{Bytes, BytesMut};
 use std::sync::atomic::Ordering;
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
@@ -48,11 +51,7 @@ const MARKER_TTL_MS: &[u8] = b"86400000";
 pub async fn recover(failover: &Failover, upstream: &UpstreamConfig) -> Result<(), UpstreamError> {
     if failover.config.on_recover == OnRecover::Discard {
         let mut local = failover.lock();
-        let n = local.journal.len();
-        if n > 0 {
-            tracing::warn!(entries = n, "on_recover = \"discard\": failover writes dropped, upstream data wins");
-            observe::journal_replayed("discarded", n);
-        }
+        discard(&local);
         failover.close(&mut local);
         return Ok(());
     }
@@ -60,6 +59,15 @@ pub async fn recover(failover: &Failover, upstream: &UpstreamConfig) -> Result<(
     let result = replay(failover, upstream, &mut tally).await;
     tally.report();
     result
+}
+
+/// `on_recover = "discard"`: the journal is about to be dropped.
+fn discard(local: &Memory) {
+    let n = local.journal.len();
+    if n > 0 {
+        tracing::warn!(entries = n, "on_recover = \"discard\": failover writes dropped, upstream data wins");
+        observe::journal_replayed("discarded", n);
+    }
 }
 
 /// Entries replayed by one recovery attempt: counted in the metrics as
@@ -115,20 +123,125 @@ async fn replay(failover: &Failover, upstream: &UpstreamConfig, tally: &mut Tall
             }
             (local.journal.oldest(ROUND), local.journal.sequence())
         };
-        let applied = applied_up_to(&mut stream, &marker, idle).await?;
-        if applied > sequence {
-            let n = usize::try_from(applied - sequence).unwrap_or(usize::MAX);
-            tracing::warn!(entries = n, "a round whose reply was lost had been applied upstream: not sent again");
-            failover.lock().journal.pop_oldest(n);
-            tally.ok(n);
-            continue;
-        }
-        let outcome = transaction(&mut stream, &round, &marker, sequence, idle).await?;
-        settle(&mut failover.lock(), &round, outcome, tally)?;
+        one_round(failover, &mut stream, &marker, &round, sequence, idle, tally).await?;
     }
     drop(drain);
     forget(&mut stream, &marker, idle).await;
     Ok(())
+}
+
+/// Sends `round` (the oldest entries, the first numbered `sequence`) on
+/// `stream` behind `marker`, unless the marker says a round whose reply was
+/// lost had applied it already, and takes what was applied out of the
+/// journal.
+async fn one_round(
+    failover: &Failover,
+    stream: &mut Stream,
+    marker: &[u8],
+    round: &[Bytes],
+    sequence: u64,
+    idle: Duration,
+    tally: &mut Tally,
+) -> Result<(), UpstreamError> {
+    let applied = applied_up_to(stream, marker, idle).await?;
+    if applied > sequence {
+        let n = usize::try_from(applied - sequence).unwrap_or(usize::MAX);
+        tracing::warn!(entries = n, "a round whose reply was lost had been applied upstream: not sent again");
+        failover.lock().journal.pop_oldest(n);
+        tally.ok(n);
+        return Ok(());
+    }
+    let outcome = transaction(stream, round, marker, sequence, idle).await?;
+    settle(&mut failover.lock(), round, outcome, tally)
+}
+
+/// With a Redis Cluster: replays (or discards) the journal, each round the
+/// oldest entries of one slot sent to the master serving that slot now,
+/// behind a marker of that slot. Entries go in the order they were
+/// written: a slot whose master is still unreachable holds the rest back.
+/// Once the journal is empty, no slot is pending any more.
+pub async fn recover_slots(failover: &Failover, cluster: &Cluster) -> Result<(), UpstreamError> {
+    if failover.config.on_recover == OnRecover::Discard {
+        let mut local = failover.lock();
+        discard(&local);
+        failover.close_slots(&mut local);
+        return Ok(());
+    }
+    let mut tally = Tally { started: Instant::now(), ok: 0, failed: 0 };
+    let result = replay_slots(failover, cluster, &mut tally).await;
+    tally.report();
+    let refused = match &result {
+        Err(UpstreamError::Refused(reason)) => Some(reason.clone()),
+        _ => None,
+    };
+    *failover.replay_refused.lock().unwrap_or_else(PoisonError::into_inner) = refused;
+    result
+}
+
+/// The rounds of [`recover_slots`], on a connection per master.
+async fn replay_slots(failover: &Failover, cluster: &Cluster, tally: &mut Tally) -> Result<(), UpstreamError> {
+    let base = failover.lock().journal.marker();
+    let mut streams: Vec<(NodeId, Stream)> = Vec::new();
+    let mut markers: Vec<(NodeId, Bytes)> = Vec::new();
+    let drain = Drain(failover);
+    loop {
+        let (mut round, sequence) = {
+            let mut local = failover.lock();
+            if local.journal.is_empty() {
+                failover.close_slots(&mut local);
+                break;
+            }
+            if local.journal.len() <= ROUND {
+                drain.start();
+            }
+            (local.journal.oldest(ROUND), local.journal.sequence())
+        };
+        let slot = round.first().map_or(0, |entry| slots::of_entry(entry));
+        let same_slot = round.iter().take_while(|entry| slots::of_entry(entry) == slot).count();
+        round.truncate(same_slot);
+        let id = cluster.slot_node(slot);
+        let node = cluster.node(id);
+        if !node.health.breaker.allows() {
+            return Err(UpstreamError::Unavailable(format!("{} (serving slot {slot})", node.config.url)));
+        }
+        let at = match streams.iter().position(|(n, _)| *n == id) {
+            Some(at) => at,
+            None => {
+                streams.push((id, conn::open(&node.config, Proto::Resp2).await?.stream));
+                streams.len() - 1
+            }
+        };
+        let marker = Bytes::from(format!("{}:{{{}}}", String::from_utf8_lossy(&base), slots::tag(slot)));
+        if !markers.contains(&(id, marker.clone())) {
+            markers.push((id, marker.clone()));
+        }
+        let idle = node.config.request_timeout;
+        let done = one_round(failover, &mut streams[at].1, &marker, &round, sequence, idle, tally).await;
+        done.map_err(|e| redirected(cluster, e))?;
+    }
+    drop(drain);
+    for (id, marker) in markers {
+        if let Some((_, stream)) = streams.iter_mut().find(|(n, _)| *n == id) {
+            forget(stream, &marker, cluster.node(id).config.request_timeout).await;
+        }
+    }
+    Ok(())
+}
+
+/// A round's `MOVED` (the slot's master changed): the slot map learns it
+/// and the replay is tried again there, not counted as a refusal.
+fn redirected(cluster: &Cluster, error: UpstreamError) -> UpstreamError {
+    let UpstreamError::Refused(text) = &error else { return error };
+    let code = ["MOVED ", "ASK ", "CLUSTERDOWN ", "TRYAGAIN "].iter().filter_map(|c| text.find(c)).min();
+    let mut words = text[code.unwrap_or(0)..].split(' ');
+    match (words.next(), words.next().and_then(|s| s.parse().ok()), words.next()) {
+        (Some("MOVED"), Some(slot), Some(addr)) => {
+            cluster.moved(slot, addr);
+            UpstreamError::Unavailable(format!("replay redirected: {text}"))
+        }
+        (Some("CLUSTERDOWN" | "ASK" | "TRYAGAIN"), _, _) => UpstreamError::Unavailable(text.clone()),
+        _ => error,
+    }
 }
 
 /// The drain of the last round, ended (waiters woken) however replay ends.
@@ -288,8 +401,20 @@ async fn send(stream: &mut Stream, data: &[u8], idle: Duration) -> Result<(), Up
 /// An error that says the server cannot take writes for now (out of
 /// memory, loading, a replica, …), not that the entry is wrong.
 fn is_transient(reply: &[u8]) -> bool {
-    const TRANSIENT: [&[u8]; 8] =
-        [b"OOM", b"LOADING", b"BUSY", b"MASTERDOWN", b"MISCONF", b"READONLY", b"NOREPLICAS", b"TRYAGAIN"];
+    const TRANSIENT: [&[u8]; 11] = [
+        b"OOM",
+        b"LOADING",
+        b"BUSY",
+        b"MASTERDOWN",
+        b"MISCONF",
+        b"READONLY",
+        b"NOREPLICAS",
+        b"TRYAGAIN",
+        // A cluster's slot moved or is not served for now.
+        b"MOVED",
+        b"ASK",
+        b"CLUSTERDOWN",
+    ];
     let code = reply.get(1..).unwrap_or_default();
     TRANSIENT.iter().any(|t| code.starts_with(t))
 }
@@ -305,12 +430,28 @@ impl Failover {
     /// The journal is empty: traffic goes upstream again. Runs under the
     /// failover lock, so no write can be journaled after this.
     fn close(&self, local: &mut Memory) {
-        local.store.clear();
-        if let Err(e) = local.journal.clear() {
-            tracing::error!(error = %e, "cannot truncate the journal file: its entries were replayed and may replay again after a restart");
-        }
+        emptied(local);
         self.health.breaker.close();
         self.cache.failover_ended();
+    }
+
+    /// With a cluster, the journal is empty: no slot is pending, and what
+    /// the store holds is forgotten (a slot failing over again starts from
+    /// the near-cache, not from what it held the last time). Runs under
+    /// the failover lock.
+    fn close_slots(&self, local: &mut Memory) {
+        emptied(local);
+        if let Some(pending) = &self.pending {
+            pending.clear();
+        }
+    }
+}
+
+/// The journal is replayed: it and the store start again empty.
+fn emptied(local: &mut Memory) {
+    local.store.clear();
+    if let Err(e) = local.journal.clear() {
+        tracing::error!(error = %e, "cannot truncate the journal file: its entries were replayed and may replay again after a restart");
     }
 }
 

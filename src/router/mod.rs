@@ -149,6 +149,16 @@ impl Router {
     }
 }
 
+/// The slot of the request `args` (its command `cmd`): its first key's, 0
+/// when it names none (what [`Cluster::keyless_node`] serves).
+pub fn slot_of(cmd: Option<&Command>, args: &Args) -> u16 {
+    let mut positions = Vec::new();
+    match cmd.map(|cmd| commands::key_indices(cmd, args, &mut positions)) {
+        Some(Ok(())) => positions.first().and_then(|&i| args.get(i)).map_or(0, slot::of),
+        _ => 0,
+    }
+}
+
 /// A cluster's node for a request: its keys' slot's master.
 #[inline(never)]
 fn route_in(cluster: &Cluster, cmd: Option<&Command>, args: &Args) -> Result<NodeId, Unroutable> {

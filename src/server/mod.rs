@@ -207,7 +207,9 @@ impl Server {
             let added = cache.clone();
             cluster.on_added(move |node| added.channel_added(node));
         }
-        let failover = Arc::new(Failover::new(config.failover.clone(), home.health.clone(), cache.clone())?);
+        let in_cluster = router.as_cluster().is_some();
+        let failover =
+            Arc::new(Failover::new(config.failover.clone(), home.health.clone(), cache.clone(), in_cluster)?);
         let clients: Arc<Clients> = Arc::default();
         let shared = Arc::new(Shared {
             cache,

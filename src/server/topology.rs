@@ -2,21 +2,25 @@
 //! `REFRESH_EVERY` or when a node redirects a request, and for each node
 //! seen for the first time, what every node gets: its invalidation
 //! channel for the near-cache, its spare dedicated connections and the
-//! prober of its circuit breaker (a
-//! node's circuit closes again on its own; failover to local memory is not
-//! available with a cluster yet). Topology changes are logged. A single
-//! Redis' one node is started by the same [`watch`], its circuit closing
-//! through the failover journal's replay.
+//! prober of its circuit breaker (a node's circuit closes again on its
+//! own; the failover journal's writes are replayed to their slots' masters
+//! by [`replay`], whichever node serves them then). Topology changes are
+//! logged. A single Redis' one node is started by the same [`watch`], its
+//! circuit closing through the failover journal's replay.
 
 use super::Shared;
 use crate::observe;
 use crate::router::cluster::Cluster;
 use crate::router::{Node, NodeId};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Keeps `shared`'s cluster topology current, for the life of the process.
 pub async fn run(shared: Arc<Shared>) {
     let Some(cluster) = shared.router.as_cluster() else { return };
+    if shared.failover.config().enabled {
+        tokio::spawn(replay(shared.clone()));
+    }
     let mut started = 0;
     let mut last_map = Vec::new();
     let mut failing = false;
@@ -53,7 +57,8 @@ pub async fn run(shared: Arc<Shared>) {
 pub(super) enum Closing {
     /// After the failover journal is replayed to it (a single Redis).
     Replay,
-    /// At once (a cluster master: no failover to local memory yet).
+    /// At once (a cluster master: its slots' journaled writes are replayed
+    /// by [`replay`]).
     Direct,
 }
 
@@ -61,7 +66,7 @@ pub(super) enum Closing {
 /// dedicated connections and its prober.
 pub(super) fn watch(shared: &Arc<Shared>, id: NodeId, node: Node, closing: Closing) {
     let (cache, upstream, health) = (shared.cache.clone(), node.config.clone(), node.health.clone());
-    let failover_on = closing == Closing::Replay && shared.failover.config().enabled;
+    let failover_on = shared.failover.config().enabled;
     tokio::spawn(crate::cache::tracking::run(cache, id, upstream, health, failover_on));
     let spares = node.spares.clone();
     tokio::spawn(async move { spares.run().await });
@@ -76,6 +81,33 @@ pub(super) fn watch(shared: &Arc<Shared>, id: NodeId, node: Node, closing: Closi
             Closing::Direct => breaker.run_closing_prober(&node.config).await,
         }
     });
+}
+
+/// How often a cluster's journal is looked at while writes wait in it.
+const REPLAY_EVERY: Duration = Duration::from_millis(100);
+
+/// Replays the failover journal of a cluster's slots as soon as the
+/// masters serving them answer (the old master back, or a replica promoted
+/// in its place), for the life of the process.
+async fn replay(shared: Arc<Shared>) {
+    let Some(cluster) = shared.router.as_cluster() else { return };
+    let mut tick = crate::timer::interval(REPLAY_EVERY);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        if !shared.failover.slots_pending() {
+            continue;
+        }
+        match crate::failover::recover_slots(&shared.failover, cluster).await {
+            Ok(()) => failing = false,
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot replay the failover journal yet: its slots are served from local memory, retrying");
+                }
+                failing = true;
+            }
+        }
+    }
 }
 
 fn log_topology(cluster: &Cluster, map: &[(usize, usize)], masters: usize, covered: usize) {

@@ -74,6 +74,9 @@ enum Via {
 /// One master's share of a request.
 struct Part {
     node: NodeId,
+    /// The slot of its keys (`None`: it acts on its master's whole
+    /// keyspace).
+    slot: Option<u16>,
     request: Bytes,
     /// Where each of its keys' values goes in the merged reply.
     positions: Vec<usize>,
@@ -101,7 +104,7 @@ impl Fan {
             .map(|(slot, (words, positions))| {
                 let mut request = BytesMut::new();
                 encode::command(&mut request, std::iter::once(name).chain(words).collect::<Vec<_>>().into_iter());
-                Part { node: cluster.slot_node(slot), request: request.freeze(), positions }
+                Part { node: cluster.slot_node(slot), slot: Some(slot), request: request.freeze(), positions }
             })
             .collect();
         Some(Fan { parts, merge: Combine::Table(merge), keys: at.len(), map: None, via: Via::Pool })
@@ -113,7 +116,7 @@ impl Fan {
         let parts = cluster
             .masters()
             .into_iter()
-            .map(|node| Part { node, request: request.clone(), positions: Vec::new() })
+            .map(|node| Part { node, slot: None, request: request.clone(), positions: Vec::new() })
             .collect();
         Fan { parts, merge: Combine::Table(merge), keys: 0, map: None, via: Via::Pool }
     }
@@ -142,7 +145,7 @@ impl Fan {
         let mut request = BytesMut::new();
         encode::command(&mut request, words.into_iter());
         let next = masters.into_iter().find(|&m| m > node);
-        let part = Part { node, request: request.freeze(), positions: Vec::new() };
+        let part = Part { node, slot: None, request: request.freeze(), positions: Vec::new() };
         Ok(Fan { parts: vec![part], merge: Combine::Scan { node, next }, keys: 0, map: None, via: Via::Pool })
     }
 
@@ -167,7 +170,7 @@ impl Fan {
             .filter_map(|&node| {
                 let mut bytes = BytesMut::from(&write_mark(cluster, node)?[..]);
                 bytes.extend_from_slice(request);
-                Some(Part { node, request: bytes.freeze(), positions: Vec::new() })
+                Some(Part { node, slot: None, request: bytes.freeze(), positions: Vec::new() })
             })
             .collect();
         let via = Via::Awaited { replies: WRITE_MARK_REPLIES + 1 };
@@ -177,6 +180,12 @@ impl Fan {
     /// The masters its parts go to.
     pub fn nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.parts.iter().map(|part| part.node)
+    }
+
+    /// Each part's master and the slot of its keys (`None`: the master's
+    /// whole keyspace).
+    pub fn reach(&self) -> impl Iterator<Item = (NodeId, Option<u16>)> + '_ {
+        self.parts.iter().map(|part| (part.node, part.slot))
     }
 
     /// The merged reply goes through `map` too.

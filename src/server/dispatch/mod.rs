@@ -32,6 +32,7 @@ pub mod tenant;
 use crate::cache::read::{self, CacheRead};
 use crate::cache::Scratch;
 use crate::commands::{self, Command, CommandIndex, Flags, Handler, Spread, State};
+use crate::failover::Scope;
 use crate::observe;
 use crate::protocol::request::{self, Limits};
 use crate::protocol::{encode, Args};
@@ -44,7 +45,7 @@ use crate::upstream::pool::JobResult;
 use bytes::{Bytes, BytesMut};
 use fan::Fan;
 use reply::{ReplyMap, Slot};
-use route::{route, ClientState, Decision, Login, ReplyMode, Routed, SideEffect};
+use route::{route, ClientState, Decision, Login, ReplyMode, SideEffect};
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
@@ -190,7 +191,13 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
     }
     let proto = st.proto;
     let incoming = Incoming { args, bytes, found };
-    let Planned { decision, silent, cache_candidate, cmd } = plan(st, incoming, dedicated, shared, scratch, activity);
+    let Planned { decision, silent, cache_candidate, cmd, unnoted } =
+        plan(st, incoming, dedicated, shared, scratch, activity);
+    let note_write = |scratch: &mut Scratch| {
+        if let Some(cmd) = unnoted {
+            shared.cache.note_write(cmd, &args, scratch);
+        }
+    };
     if map.is_none() && cmd.is_some_and(names_redirect) {
         let shared = shared.clone();
         map = Some(Box::new(move |reply: Bytes| shared.redirects.name_redirect(&reply)));
@@ -198,9 +205,32 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
     let node = match cluster {
         false => DEFAULT_NODE,
         true => match cluster_node(shared, st, &decision, cmd, &args, bytes, dedicated) {
-            Ok(node) => node,
+            Ok(node) if dedicated || st.upstream_user => {
+                note_write(scratch);
+                node
+            }
+            Ok(node) => match cluster_failover(st, node, (&decision, cmd), &args, bytes, shared, scratch) {
+                Some(Decision::Close(reply)) => {
+                    let owed = Owed { node, map: None, rewritten: None, cmd, args: &args, dedicated };
+                    let fate = off_pool(Decision::Close(reply), owed, shared, st, tenant, activity);
+                    return Dispatched { fate, silent };
+                }
+                Some(Decision::Reply(reply)) => return Dispatched { fate: Fate::Ready(reply), silent },
+                _ => {
+                    note_write(scratch);
+                    node
+                }
+            },
             Err(Spreading::Refused(reply)) => return Dispatched { fate: Fate::Ready(reply), silent },
-            Err(Spreading::Fan(fan)) => return Dispatched { fate: Fate::Fan(Box::new(fan.mapped(map))), silent },
+            Err(Spreading::Fan(fan)) => {
+                // What goes out of band (`SCRIPT KILL`) reaches busy masters.
+                let on_pools = !matches!(decision, Decision::OutOfBand);
+                if let Some(reply) = on_pools.then(|| fan_in_failover(shared, &fan, &args)).flatten() {
+                    return Dispatched { fate: Fate::Ready(reply), silent };
+                }
+                note_write(scratch);
+                return Dispatched { fate: Fate::Fan(Box::new(fan.mapped(map))), silent };
+            }
             Err(Spreading::AfterWrites(fan)) => {
                 let carry = Carry::AfterWrites(Box::new(fan.mapped(map)));
                 return Dispatched { fate: Fate::Apply(Box::new(Apply { carry, map: None, rewritten: None })), silent };
@@ -447,6 +477,10 @@ struct Planned {
     pub cache_candidate: Option<&'static Command>,
     /// The command, its subcommand resolved; `None` if unknown.
     pub cmd: Option<&'static Command>,
+    /// With a cluster, the command whose effect on the near-cache is
+    /// applied once failover has passed the request by (failover seeds
+    /// the keys it writes from the cache first).
+    pub unnoted: Option<&'static Command>,
 }
 
 /// Routes one request, applies its effect on the near-cache (a write
@@ -481,22 +515,30 @@ fn plan(
             silent,
             cache_candidate: None,
             cmd: routed.cmd,
+            unnoted: None,
         };
     }
     // A client logged in as its own Redis user is answered by Redis only:
     // the local store and the near-cache know no ACLs.
     let own_user = st.upstream_user;
     if !dedicated && !own_user && shared.failover.active() {
-        if let Some(decision) = failover(st, &routed, args, request, shared, scratch) {
-            return Planned { decision, silent, cache_candidate: None, cmd: routed.cmd };
+        let bound = Bound { decision: &routed.decision, cmd: routed.cmd, scope: Scope::Single };
+        if let Some(decision) = failover(st, bound, args, request, shared, scratch) {
+            return Planned { decision, silent, cache_candidate: None, cmd: routed.cmd, unnoted: None };
         }
     }
     let Some(cmd) = routed.cmd.filter(|_| shared.cache.is_active()) else {
-        return Planned { decision: routed.decision, silent, cache_candidate: None, cmd: routed.cmd };
+        return Planned { decision: routed.decision, silent, cache_candidate: None, cmd: routed.cmd, unnoted: None };
     };
-    shared.cache.note_write(cmd, args, scratch);
+    let unnoted = match shared.router.as_cluster() {
+        None => {
+            shared.cache.note_write(cmd, args, scratch);
+            None
+        }
+        Some(_) => Some(cmd),
+    };
     let cache_candidate = (matches!(routed.decision, Decision::Pool) && !silent && !own_user).then_some(cmd);
-    Planned { decision: routed.decision, silent, cache_candidate, cmd: Some(cmd) }
+    Planned { decision: routed.decision, silent, cache_candidate, cmd: Some(cmd), unnoted }
 }
 
 /// True when the reply of `cmd` names a client by its upstream id (CLIENT
@@ -512,6 +554,14 @@ fn changes_profile(cmd: &Command, st: &ClientState) -> bool {
     st.multi || !matches!(cmd.handler, Handler::Forward) || cmd.flags.contains(Flags::PUBSUB)
 }
 
+/// A request bound upstream, as failover sees it.
+struct Bound<'a> {
+    decision: &'a Decision,
+    cmd: Option<&'static Command>,
+    /// Where it would go.
+    scope: Scope<'a>,
+}
+
 /// What failover makes of a request bound upstream: served from local
 /// memory, or refused if it needs a dedicated connection (upstream state
 /// the routing just recorded is forgotten). A MULTI is acknowledged and
@@ -520,17 +570,23 @@ fn changes_profile(cmd: &Command, st: &ClientState) -> bool {
 /// failover and Redis. `None`: not bound upstream, or failover just ended.
 fn failover(
     st: &mut ClientState,
-    routed: &Routed,
+    bound: Bound,
     args: &Args,
     request: &[u8],
     shared: &Shared,
     scratch: &mut Scratch,
 ) -> Option<Decision> {
-    match routed.decision {
-        Decision::Pool => shared.failover.serve(routed.cmd, args, request, st.proto, scratch).map(Decision::Reply),
-        Decision::Dedicated { .. }
-            if st.multi && routed.cmd.is_some_and(|c| c.handler == Handler::State(State::Multi)) =>
-        {
+    let Bound { decision, cmd, scope } = bound;
+    match decision {
+        Decision::Pool => shared.failover.serve(scope, cmd, args, request, st.proto, scratch).map(Decision::Reply),
+        Decision::Dedicated { .. } if std::mem::take(&mut st.multi_unsent) => {
+            // A cluster's transaction, held until this first command named
+            // its node: refused whole from here.
+            observe::failover_command("refused");
+            st.multi_refused = true;
+            Some(Decision::Reply(refused_in_transaction(st, cmd)))
+        }
+        Decision::Dedicated { .. } if st.multi && cmd.is_some_and(|c| c.handler == Handler::State(State::Multi)) => {
             observe::failover_command("refused");
             st.multi_refused = true;
             Some(Decision::Reply(Bytes::from_static(encode::OK)))
@@ -540,11 +596,69 @@ fn failover(
             // `send_tracking`).
             let close = std::mem::take(&mut st.tracking_asked);
             st.clear_upstream_state();
-            let reply = shared.failover.serve(None, args, request, st.proto, scratch);
+            let reply = shared.failover.serve(scope, None, args, request, st.proto, scratch);
             reply.map(if close { Decision::Close } else { Decision::Reply })
         }
         _ => None,
     }
+}
+
+/// With a cluster, what failover makes of a request bound for `node`
+/// (see [`failover`]) while that master is unreachable or writes of the
+/// request's slot wait in the journal. A transaction's `MULTI`, held until
+/// its first command names the node, is left to that command.
+fn cluster_failover(
+    st: &mut ClientState,
+    node: NodeId,
+    bound: (&Decision, Option<&'static Command>),
+    args: &Args,
+    request: &[u8],
+    shared: &Shared,
+    scratch: &mut Scratch,
+) -> Option<Decision> {
+    let (decision, cmd) = bound;
+    let node = match decision {
+        Decision::Pool => node,
+        Decision::Dedicated { .. } | Decision::DedicatedSideEffect(_) => {
+            // A MULTI held, or ending with nothing queued: no node yet.
+            if holds_multi(shared, st, false) || (st.multi_unsent && st.queued == 0) {
+                return None;
+            }
+            st.dedicated_node
+        }
+        _ => return None,
+    };
+    let health = &shared.router.node(node).health;
+    let slot = || crate::router::slot_of(cmd, args);
+    if !shared.failover.covers(health, slot) {
+        return None;
+    }
+    let scope = Scope::Slot { slot: slot(), health };
+    failover(st, Bound { decision, cmd, scope }, args, request, shared, scratch)
+}
+
+/// With a cluster, the reply to a request spread over masters some of
+/// which are served from local memory (unreachable, or writes of a slot
+/// it names wait in the journal): refused, since the local store cannot
+/// answer for the others and their part must not overtake journaled
+/// writes.
+fn fan_in_failover(shared: &Shared, fan: &Fan, args: &Args) -> Option<Bytes> {
+    let failover = &shared.failover;
+    let covered = |(node, slot): (NodeId, Option<u16>)| {
+        let health = &shared.router.node(node).health;
+        match slot {
+            Some(slot) => failover.covers(health, || slot),
+            None => failover.covers_node(health) || failover.slots_pending(),
+        }
+    };
+    if !fan.reach().any(covered) {
+        return None;
+    }
+    observe::failover_command("refused");
+    let name = String::from_utf8_lossy(args.get(0).unwrap_or_default()).to_uppercase();
+    Some(encode::error(&format!(
+        "TRYAGAIN upstream unavailable for some of the masters, {name} spanning masters not available in failover mode"
+    )))
 }
 
 /// The reply to a command of a transaction refused in failover: EXEC
