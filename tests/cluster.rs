@@ -132,10 +132,6 @@ fn keys_go_to_their_slots_master_and_cross_slot_requests_are_refused() {
     let crossslot = "-CROSSSLOT Keys in request don't hash to the same slot\r\n";
     assert_eq!(client.call(&["RENAME", &apart.0, &apart.1]), crossslot);
     assert_eq!(client.call(&["SUNIONSTORE", &apart.0, &apart.1]), crossslot);
-    // What needs every master with no merge yet is refused, not answered
-    // for one.
-    let stats = client.call(&["FUNCTION", "STATS"]);
-    assert!(stats.starts_with("-ERR 'FUNCTION STATS' acts on every master"), "{stats:?}");
     assert_eq!(client.call(&["PING"]), "+PONG\r\n");
 }
 
@@ -194,6 +190,60 @@ fn multi_key_commands_are_split_and_keyspace_commands_fan_out() {
     assert_eq!(client.call(&["DBSIZE"]), ":0\r\n");
     assert_eq!(client.call(&["RANDOMKEY"]), "$-1\r\n");
     assert_eq!(client.call(&["MGET", &keys[0], &keys[5]]), "*2\r\n$-1\r\n$-1\r\n");
+}
+
+/// `PUBSUB SHARDNUMSUB` asks each channel's master (a master counts only
+/// its own slots' channels), the counts put back in the request's order;
+/// functions restored from a dump go to every master, and `FUNCTION
+/// STATS` answers as a master does.
+#[test]
+fn shard_channel_counts_and_functions_span_the_masters() {
+    let cluster = Cluster::start(3);
+    let proxy = cluster.proxy("[cache]\nenabled = false\n");
+    let mut client = proxy.raw();
+    let (a, b, idle) = (cluster.key_on(0, "ch"), cluster.key_on(2, "ch"), cluster.key_on(1, "ch"));
+    let mut subscribers: Vec<common::Raw> = Vec::new();
+    for channel in [&a, &b, &b] {
+        let mut subscriber = proxy.raw();
+        assert!(subscriber.call(&["SSUBSCRIBE", channel]).starts_with("*3\r\n$10\r\nssubscribe\r\n"));
+        subscribers.push(subscriber);
+    }
+    let expected =
+        format!("*6\r\n${}\r\n{b}\r\n:2\r\n${}\r\n{a}\r\n:1\r\n${}\r\n{idle}\r\n:0\r\n", b.len(), a.len(), idle.len());
+    assert_eq!(client.call(&["PUBSUB", "SHARDNUMSUB", &b, &a, &idle]), expected);
+    assert_eq!(
+        client.call(&["PUBSUB", "SHARDNUMSUB", &b]),
+        cluster.direct(2).call(&["PUBSUB", "SHARDNUMSUB", &b]),
+        "one slot's channel, as its master answers"
+    );
+    assert_eq!(client.call(&["PUBSUB", "SHARDNUMSUB"]), cluster.direct(0).call(&["PUBSUB", "SHARDNUMSUB"]));
+    let mut resp3 = proxy.raw();
+    assert!(resp3.call(&["HELLO", "3"]).starts_with('%'));
+    // In RESP3, as the server answers (Redis 7.0: an array).
+    let mut direct3 = cluster.direct(0);
+    assert!(direct3.call(&["HELLO", "3"]).starts_with('%'));
+    let header = if direct3.call(&["PUBSUB", "SHARDNUMSUB", &a]).starts_with('%') { "%2" } else { "*4" };
+    let both = format!("{header}\r\n${}\r\n{a}\r\n:1\r\n${}\r\n{b}\r\n:2\r\n", a.len(), b.len());
+    assert_eq!(resp3.call(&["PUBSUB", "SHARDNUMSUB", &a, &b]), both);
+
+    let library =
+        "#!lua name=lib\nredis.register_function('get', function(keys) return redis.call('GET', keys[1]) end)";
+    assert_eq!(client.call(&["FUNCTION", "LOAD", library]), "$3\r\nlib\r\n");
+    let dump = client.read_frame_after(&["FUNCTION", "DUMP"]);
+    let payload = dump.split(|&c| c == b'\n').skip(1).collect::<Vec<_>>().join(&b'\n');
+    let payload = &payload[..payload.len() - 2];
+    assert_eq!(client.call(&["FUNCTION", "FLUSH"]), "+OK\r\n");
+    let mut restore = b"*3\r\n$8\r\nFUNCTION\r\n$7\r\nRESTORE\r\n".to_vec();
+    restore.extend_from_slice(format!("${}\r\n", payload.len()).as_bytes());
+    restore.extend_from_slice(payload);
+    restore.extend_from_slice(b"\r\n");
+    client.send(&restore);
+    assert_eq!(client.read_frame(), b"+OK\r\n");
+    for node in 0..3 {
+        let listed = cluster.direct(node).call(&["FUNCTION", "LIST"]);
+        assert!(listed.contains("lib"), "node {node}: {listed:?}");
+    }
+    assert_eq!(client.call(&["FUNCTION", "STATS"]), cluster.direct(0).call(&["FUNCTION", "STATS"]));
 }
 
 /// A script that never ends keeps its master busy for everyone: `SCRIPT

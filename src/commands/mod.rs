@@ -187,9 +187,9 @@ pub enum Spread {
     /// The master of its first channel's slot (`SSUBSCRIBE`, `SPUBLISH`):
     /// sharded pub/sub's channels hash like keys.
     Channel,
-    /// Needs every master, and no merge of their replies is offered yet
-    /// (`WAIT`, `SCRIPT KILL`…): refused with a cluster.
-    Refused,
+    /// Split by its channels' slots (`PUBSUB SHARDNUMSUB`, channels from
+    /// the third argument on), as `Keys` splits keys.
+    Channels(Merge),
 }
 
 /// How the replies of a spread command's parts make one reply.
@@ -217,6 +217,12 @@ pub enum Merge {
     /// The smallest integer (WAIT: the replicas that acknowledged the
     /// client's writes on every master it wrote to).
     Min,
+    /// Two elements per channel, name and count, put back in the
+    /// request's order (PUBSUB SHARDNUMSUB).
+    Pairs,
+    /// The reply of the master running a function, else the first
+    /// (FUNCTION STATS).
+    Running,
 }
 
 /// Commands that create or end per-connection upstream state.

@@ -90,6 +90,22 @@ impl Fan {
     pub fn split(cluster: &Cluster, cmd: &Command, args: &Args, merge: Merge) -> Option<Fan> {
         let mut at = Vec::new();
         key_indices(cmd, args, &mut at).ok()?;
+        Fan::split_at(cluster, args, &at, merge)
+    }
+
+    /// `PUBSUB SHARDNUMSUB channel…` (`args`) split by the channels' slots
+    /// (a master answers only for its own), each channel's name and count
+    /// put back in the request's order ([`Merge::Pairs`]).
+    pub fn split_channels(cluster: &Cluster, args: &Args, merge: Merge) -> Option<Fan> {
+        let at: Vec<usize> = (2..args.len()).collect();
+        Fan::split_at(cluster, args, &at, merge)
+    }
+
+    /// `args` split by the slots of the words at `at` (keys, or channels):
+    /// each part is what comes before the first of them, then its slot's
+    /// words and what follows each up to the next.
+    fn split_at(cluster: &Cluster, args: &Args, at: &[usize], merge: Merge) -> Option<Fan> {
+        let head: Vec<&[u8]> = (0..at.first().copied().unwrap_or(args.len())).filter_map(|i| args.get(i)).collect();
         let mut by_slot: BTreeMap<u16, (Vec<&[u8]>, Vec<usize>)> = BTreeMap::new();
         for (n, &position) in at.iter().enumerate() {
             let end = at.get(n + 1).copied().unwrap_or(args.len());
@@ -98,12 +114,11 @@ impl Fan {
             words.extend((position..end).filter_map(|i| args.get(i)));
             positions.push(n);
         }
-        let name = args.get(0)?;
         let parts = by_slot
             .into_iter()
             .map(|(slot, (words, positions))| {
                 let mut request = BytesMut::new();
-                encode::command(&mut request, std::iter::once(name).chain(words).collect::<Vec<_>>().into_iter());
+                encode::command(&mut request, head.iter().copied().chain(words).collect::<Vec<_>>().into_iter());
                 Part { node: cluster.slot_node(slot), slot: Some(slot), request: request.freeze(), positions }
             })
             .collect();
@@ -289,6 +304,8 @@ fn combine(merge: Combine, keys: usize, positions: &[Vec<usize>], replies: Vec<B
     };
     let merged = match merge {
         Merge::Values => values(keys, positions, &replies),
+        Merge::Pairs => pairs(keys, positions, &replies),
+        Merge::Running => Some(running(replies)),
         Merge::Sum => replies.iter().map(|r| integer(r)).sum::<Option<i64>>().map(answer::integer),
         Merge::AllOk => Some(Bytes::from_static(encode::OK)),
         Merge::Concat => concat(&replies),
@@ -354,6 +371,40 @@ fn values(keys: usize, positions: &[Vec<usize>], replies: &[Bytes]) -> Option<By
         out.extend_from_slice(&element?);
     }
     Some(out.freeze())
+}
+
+/// Two elements per channel (its name and count, `PUBSUB SHARDNUMSUB`),
+/// put back in the request's order, in an array or (RESP3) a map as the
+/// parts answered.
+fn pairs(channels: usize, positions: &[Vec<usize>], replies: &[Bytes]) -> Option<Bytes> {
+    let mut slots: Vec<Option<Bytes>> = vec![None; channels];
+    for (reply, positions) in replies.iter().zip(positions) {
+        let mut frames = Frames::elements(reply.clone())?;
+        for &at in positions {
+            *slots.get_mut(at)? = Some(Frames::take(&mut frames, 2)?);
+        }
+    }
+    let mut out = BytesMut::new();
+    match replies.first().and_then(|r| r.first()) {
+        Some(b'%') => encode::header(&mut out, b'%', channels),
+        _ => encode::header(&mut out, b'*', channels * 2),
+    }
+    for pair in slots {
+        out.extend_from_slice(&pair?);
+    }
+    Some(out.freeze())
+}
+
+/// `FUNCTION STATS` of every master: the one running a function (its
+/// `running_script` is not nil), else the first (the libraries, loaded on
+/// every master, count the same).
+fn running(replies: Vec<Bytes>) -> Bytes {
+    let is_running = |reply: &Bytes| {
+        let script = Frames::elements(reply.clone()).and_then(|mut fields| fields.nth(1));
+        script.is_some_and(|s| !matches!(&s[..], b"$-1\r\n" | b"*-1\r\n" | b"_\r\n"))
+    };
+    let at = replies.iter().position(is_running).unwrap_or(0);
+    replies.into_iter().nth(at).unwrap_or_else(|| encode::error("ERR no master answered"))
 }
 
 /// Every part's array elements, one array (of the first part's type).
@@ -436,6 +487,20 @@ mod tests {
         assert_eq!(killed(vec![notbusy(), b("+OK\r\n"), notbusy()]), b("+OK\r\n"));
         assert_eq!(killed(vec![notbusy(), b("-UNKILLABLE x\r\n")]), b("-UNKILLABLE x\r\n"));
         assert_eq!(killed(vec![notbusy(), notbusy()]), notbusy());
+        let pairs = |replies| combine(Combine::Table(Merge::Pairs), 3, &[vec![1], vec![0, 2]], replies);
+        assert_eq!(
+            pairs(vec![b("*2\r\n$1\r\nb\r\n:2\r\n"), b("*4\r\n$1\r\na\r\n:1\r\n$1\r\nc\r\n:0\r\n")]),
+            b("*6\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n:2\r\n$1\r\nc\r\n:0\r\n")
+        );
+        assert_eq!(
+            pairs(vec![b("%1\r\n$1\r\nb\r\n:2\r\n"), b("%2\r\n$1\r\na\r\n:1\r\n$1\r\nc\r\n:0\r\n")]),
+            b("%3\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n:2\r\n$1\r\nc\r\n:0\r\n")
+        );
+        let stats = |running: &str| b(&format!("*4\r\n$14\r\nrunning_script\r\n{running}$7\r\nengines\r\n*0\r\n"));
+        let busy = "*6\r\n$4\r\nname\r\n$4\r\nspin\r\n$7\r\ncommand\r\n*0\r\n$11\r\nduration_ms\r\n:5\r\n";
+        let running = |replies| combine(Combine::Table(Merge::Running), 0, &[], replies);
+        assert_eq!(running(vec![stats("*-1\r\n"), stats(busy), stats("$-1\r\n")]), stats(busy));
+        assert_eq!(running(vec![stats("_\r\n"), stats("*-1\r\n")]), stats("_\r\n"));
     }
 
     #[test]

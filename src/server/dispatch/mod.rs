@@ -365,6 +365,8 @@ fn cluster_node(
                     Err(Fan::scan(cluster, args).map_or_else(Spreading::Refused, Spreading::Fan))
                 }
                 Some((_, Spread::Channel)) => Ok(channel_node(cluster, args)),
+                Some((_, Spread::Channels(merge))) if args.len() > 2 => Err(Fan::split_channels(cluster, args, merge)
+                    .map_or_else(|| Spreading::Refused(encode::error("ERR syntax error")), Spreading::Fan)),
                 Some((cmd, Spread::Keys(merge))) => router.route(Some(cmd), args).map_err(|unroutable| {
                     Fan::split(cluster, cmd, args, merge).map_or(Spreading::Refused(unroutable.reply()), Spreading::Fan)
                 }),

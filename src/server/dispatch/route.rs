@@ -352,17 +352,14 @@ fn registry_in_multi(cmd: &Command) -> Decision {
     refused_while_queueing(reply)
 }
 
-/// With a Redis Cluster upstream, a command that needs every master and
-/// whose replies the proxy cannot merge (the table's `Spread::Refused`:
-/// `WAIT`, `SCRIPT KILL`…), any command needing every master inside a
-/// transaction (which runs on one node), and one a tenant's rewrite made
+/// With a Redis Cluster upstream, any command needing every master inside
+/// a transaction (which runs on one node), and one a tenant's rewrite made
 /// another command (`RANDOMKEY`, run as a script on one node) would be
 /// answered by one master for all: refused instead (inside MULTI so that
 /// EXEC aborts, as for a command Redis refuses while queueing). `top` is
 /// the command, `cmd` its subcommand's entry, or `top` again.
 pub fn whole_keyspace(st: &ClientState, top: &Command, cmd: &Command, renamed: bool) -> Option<Decision> {
     let why = match cmd.spread {
-        Spread::Refused => "not supported through nearcache yet",
         Spread::AllMasters(_) | Spread::Cursor if st.multi => "not inside a transaction through nearcache",
         Spread::AllMasters(_) | Spread::Cursor if renamed => "not for tenants through nearcache yet",
         _ => return None,
