@@ -332,6 +332,12 @@ fn wait_counts_the_replicas_of_every_master_written_to() {
     assert_eq!(client.call(&["MULTI"]), "+OK\r\n");
     assert!(client.call(&["WAIT", "0", "0"]).starts_with("-ERR 'WAIT' acts on every master"));
     assert_eq!(client.call(&["EXEC"]), "-EXECABORT Transaction discarded because of previous errors.\r\n");
+    // Writes on a dedicated connection may be in flight where the masters'
+    // own connections cannot wait for them.
+    assert_eq!(client.call(&["WATCH", &k0]), "+OK\r\n");
+    let refused = client.call(&["WAITAOF", "0", "0", "0"]);
+    assert!(refused.starts_with("-ERR WAITAOF on a connection holding a transaction, WATCH"), "{refused:?}");
+    assert_eq!(client.call(&["UNWATCH"]), "+OK\r\n");
 }
 
 #[test]
@@ -954,6 +960,20 @@ fn a_dead_masters_slots_fail_over_to_local_memory_and_replay_when_it_is_back() {
     let (kept, counter) = (cluster.key_on(1, "kept:"), cluster.key_on(1, "counter:"));
     let written = format!("{{{kept}}}:written");
     let other = cluster.key_on(2, "other:");
+    // A first outage, with reads only: what local memory took from the
+    // near-cache then is not served in the next one.
+    let seen = cluster.key_on(1, "seen:");
+    assert_eq!(client.call(&["SET", &seen, "old"]), "+OK\r\n");
+    common::wait_cached(&proxy, &mut client, &["GET", &seen]);
+    cluster.nodes[1].kill();
+    let read = eventually(Duration::from_secs(10), || client.call(&["STRLEN", &seen]) == ":3\r\n");
+    assert!(read, "STRLEN in failover: {:?}", client.call(&["STRLEN", &seen]));
+    cluster.nodes[1].restart();
+    let normal = eventually(Duration::from_secs(20), || proxy.admin_get("/ready").1.contains(r#""mode":"normal""#));
+    assert!(normal, "{}", proxy.admin_get("/ready").1);
+    let rewritten = eventually(Duration::from_secs(5), || client.call(&["SET", &seen, "newer"]) == "+OK\r\n");
+    assert!(rewritten, "node 1 back: {:?}", client.call(&["SET", &seen, "newer"]));
+    common::wait_cached(&proxy, &mut client, &["GET", &seen]);
     assert_eq!(client.call(&["SET", &kept, "before"]), "+OK\r\n");
     assert_eq!(client.call(&["SET", &counter, "5"]), "+OK\r\n");
     common::wait_cached(&proxy, &mut client, &["GET", &kept]);
@@ -965,6 +985,8 @@ fn a_dead_masters_slots_fail_over_to_local_memory_and_replay_when_it_is_back() {
     let (status, ready) = proxy.admin_get("/ready");
     assert!(status == 200 && ready.contains(r#""mode":"failover""#), "{ready}");
     assert_eq!(client.call(&["GET", &kept]), "$6\r\nbefore\r\n", "a cached key is read from local memory");
+    assert_eq!(client.call(&["GET", &seen]), "$5\r\nnewer\r\n", "not what the first outage left");
+    assert_eq!(client.call(&["STRLEN", &seen]), ":5\r\n");
     assert_eq!(client.call(&["INCR", &counter]), ":6\r\n", "a cached counter goes on from its value");
     assert_eq!(client.call(&["GET", &written]), "$6\r\nduring\r\n");
     assert!(client.call(&["MGET", &kept, &other]).starts_with("-TRYAGAIN"), "spread over a master in failover");
@@ -1048,4 +1070,47 @@ fn writes_journaled_while_a_master_is_down_are_replayed_to_the_promoted_replica(
     assert_eq!(values, expected, "every acknowledged RPUSH, in order, on the promoted replica");
     assert_eq!(client.call(&["GET", &key]), "$4\r\nkept\r\n");
     assert_eq!(client.call(&["LLEN", &list]), format!(":{acknowledged}\r\n"));
+}
+
+/// Two masters down, one back: the writes journaled for its slots are
+/// replayed to it, and its slots served by it again, while the other's
+/// stay in failover (its writes, journaled in between, wait for it).
+#[test]
+fn a_master_back_is_replayed_to_while_another_is_still_down() {
+    let mut cluster = Cluster::start(3);
+    for node in 0..3 {
+        let partial = cluster.direct(node).call(&["CONFIG", "SET", "cluster-require-full-coverage", "no"]);
+        assert_eq!(partial, "+OK\r\n");
+    }
+    let proxy = cluster.proxy("");
+    let mut client = proxy.raw();
+    let (one, two) = (cluster.key_on(1, "one:"), cluster.key_on(2, "two:"));
+    cluster.nodes[1].kill();
+    cluster.nodes[2].kill();
+    let failing_over = eventually(Duration::from_secs(10), || client.call(&["SET", &one, "1"]) == "+OK\r\n");
+    assert!(failing_over, "{:?}", client.call(&["SET", &one, "1"]));
+    let both = eventually(Duration::from_secs(10), || client.call(&["SET", &two, "2"]) == "+OK\r\n");
+    assert!(both, "{:?}", client.call(&["SET", &two, "2"]));
+    assert_eq!(client.call(&["APPEND", &one, "1"]), ":2\r\n");
+    assert!(proxy.admin_get("/ready").1.contains(r#""journal_entries":3"#), "{}", proxy.admin_get("/ready").1);
+
+    cluster.nodes[1].restart();
+    let mut direct = cluster.direct(1);
+    let replayed = eventually(Duration::from_secs(20), || direct.call(&["GET", &one]) == "$2\r\n11\r\n");
+    assert!(replayed, "node 1 has {:?}: {}", direct.call(&["GET", &one]), proxy.admin_get("/ready").1);
+    let (status, ready) = proxy.admin_get("/ready");
+    assert!(status == 200 && ready.contains(r#""journal_entries":1"#), "{ready}");
+    // Node 1's slots are its own again: a write there is on node 1 at once.
+    let upstream = eventually(Duration::from_secs(5), || {
+        client.call(&["SET", &one, "upstream"]) == "+OK\r\n" && direct.call(&["GET", &one]) == "$8\r\nupstream\r\n"
+    });
+    assert!(upstream, "node 1 has {:?}", direct.call(&["GET", &one]));
+    assert_eq!(client.call(&["GET", &two]), "$1\r\n2\r\n", "node 2's slots are still served from local memory");
+
+    cluster.nodes[2].restart();
+    let mut direct = cluster.direct(2);
+    let replayed = eventually(Duration::from_secs(20), || direct.call(&["GET", &two]) == "$1\r\n2\r\n");
+    assert!(replayed, "node 2 has {:?}: {}", direct.call(&["GET", &two]), proxy.admin_get("/ready").1);
+    let empty = eventually(Duration::from_secs(5), || proxy.admin_get("/ready").1.contains(r#""journal_entries":0"#));
+    assert!(empty, "{}", proxy.admin_get("/ready").1);
 }

@@ -16,12 +16,18 @@
 //!
 //! Entries that fail to replay are dead letters: logged, counted, kept in
 //! memory and appended to `dead_letter_path` when set. Never dropped.
+//!
+//! With a Redis Cluster, each entry also carries its slot and a sequence
+//! number (its place since the id was issued), and a replay round takes the
+//! oldest entries of one slot wherever they are ([`Journal::slot_round`],
+//! [`Journal::take`]): a slot whose master answers is not held back by one
+//! whose master does not.
 
 use super::{FailoverConfig, Fsync};
 use crate::observe;
 use crate::protocol::request::{self, Limits, Parsed};
 use bytes::Bytes;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -41,15 +47,32 @@ impl JournalError {
     }
 }
 
+/// One journaled write.
+struct Entry {
+    /// Its place among the entries since the journal's id was issued.
+    seq: u64,
+    /// Its keys' slot (0 with one Redis).
+    slot: u16,
+    /// `None` once taken out of order (a cluster's replay).
+    bytes: Option<Bytes>,
+}
+
 /// Dead letters kept in memory (beyond this many only the file, the log
 /// and the counter have them).
 const MAX_DEAD_IN_MEMORY: usize = 10_000;
 
 pub struct Journal {
-    entries: VecDeque<Bytes>,
+    /// Oldest first; taken entries (`None`) stay until they are oldest.
+    entries: VecDeque<Entry>,
+    /// Entries not taken.
+    live: usize,
     /// Entries that left the journal since its id was issued (replayed or
-    /// rejected): the sequence number of the oldest entry.
+    /// rejected): with one Redis, the sequence number of the oldest entry.
     left: u64,
+    /// The next entry's [`Entry::seq`].
+    next_seq: u64,
+    /// Entries not taken, per slot.
+    per_slot: HashMap<u16, usize>,
     /// The upstream key recording how far replay got, named after the id.
     marker: Bytes,
     bytes: u64,
@@ -77,11 +100,18 @@ struct DeadLetters {
 
 impl Journal {
     /// Opens the journal; with a file, also returns the entries a previous
-    /// run left in it (they are in the journal already, to be replayed).
-    pub fn open(config: &FailoverConfig) -> Result<(Journal, Vec<Bytes>), JournalError> {
+    /// run left in it (they are in the journal already, to be replayed, in
+    /// the slots `slot_of` says).
+    pub fn open(
+        config: &FailoverConfig,
+        slot_of: impl Fn(&[u8]) -> u16,
+    ) -> Result<(Journal, Vec<Bytes>), JournalError> {
         let mut journal = Journal {
             entries: VecDeque::new(),
+            live: 0,
             left: 0,
+            next_seq: 0,
+            per_slot: HashMap::new(),
             marker: marker(random_id()),
             bytes: 0,
             max_bytes: config.journal_max_bytes,
@@ -105,19 +135,90 @@ impl Journal {
         journal.marker = marker(id);
         journal.file = Some(file);
         for entry in &loaded {
-            journal.bytes += entry.len() as u64;
-            journal.entries.push_back(entry.clone());
+            journal.push(entry.clone(), slot_of(entry));
         }
-        observe::journal_entries(journal.entries.len());
+        observe::journal_entries(journal.live);
         Ok((journal, loaded))
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.live
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.live == 0
+    }
+
+    fn push(&mut self, entry: Bytes, slot: u16) {
+        self.bytes += entry.len() as u64;
+        self.live += 1;
+        *self.per_slot.entry(slot).or_default() += 1;
+        self.entries.push_back(Entry { seq: self.next_seq, slot, bytes: Some(entry) });
+        self.next_seq += 1;
+    }
+
+    /// Takes `entry` (one of `self.entries`) out: its bytes.
+    fn take_entry(entry: &mut Entry, counts: &mut Counts) -> Option<Bytes> {
+        let bytes = entry.bytes.take()?;
+        *counts.bytes -= bytes.len() as u64;
+        *counts.live -= 1;
+        *counts.left += 1;
+        if let Some(n) = counts.per_slot.get_mut(&entry.slot) {
+            *n -= 1;
+            if *n == 0 {
+                counts.per_slot.remove(&entry.slot);
+            }
+        }
+        Some(bytes)
+    }
+
+    /// Drops the taken entries that became the oldest.
+    fn trim(&mut self) {
+        while self.entries.front().is_some_and(|e| e.bytes.is_none()) {
+            self.entries.pop_front();
+        }
+        observe::journal_entries(self.live);
+    }
+
+    /// The entry at `index` among those not taken, taken out.
+    fn take_live(&mut self, index: usize) -> Option<Bytes> {
+        let (entries, mut counts) = self.split();
+        let entry = entries.iter_mut().filter(|e| e.bytes.is_some()).nth(index)?;
+        let bytes = Journal::take_entry(entry, &mut counts);
+        self.trim();
+        bytes
+    }
+
+    fn split(&mut self) -> (&mut VecDeque<Entry>, Counts<'_>) {
+        let counts =
+            Counts { bytes: &mut self.bytes, live: &mut self.live, left: &mut self.left, per_slot: &mut self.per_slot };
+        (&mut self.entries, counts)
+    }
+
+    /// With a cluster: the oldest entries (at most `n`) of the slot of the
+    /// oldest entry whose slot is `ready`, with their sequence numbers.
+    /// `None` when no entry's slot is ready.
+    pub fn slot_round(&self, n: usize, ready: impl Fn(u16) -> bool) -> Option<(u16, Vec<(u64, Bytes)>)> {
+        let mut live = self.entries.iter().filter_map(|e| Some((e.seq, e.slot, e.bytes.as_ref()?)));
+        let (seq, slot, first) = live.find(|&(_, slot, _)| ready(slot))?;
+        let rest = live.filter(|&(_, s, _)| s == slot).map(|(seq, _, bytes)| (seq, bytes.clone()));
+        let round = std::iter::once((seq, first.clone())).chain(rest).take(n).collect();
+        Some((slot, round))
+    }
+
+    /// With a cluster: takes out the entry numbered `seq` (replayed, or
+    /// rejected: then the caller makes it a dead letter); its bytes.
+    pub fn take(&mut self, seq: u64) -> Option<Bytes> {
+        let index = self.entries.binary_search_by_key(&seq, |e| e.seq).ok()?;
+        let (entries, mut counts) = self.split();
+        let bytes = Journal::take_entry(entries.get_mut(index)?, &mut counts);
+        self.trim();
+        bytes
+    }
+
+    /// True while entries of `slot` are left.
+    pub fn holds_slot(&self, slot: u16) -> bool {
+        self.per_slot.contains_key(&slot)
     }
 
     /// True when an entry of `len` bytes fits.
@@ -128,17 +229,16 @@ impl Journal {
     /// Appends one write. The in-memory journal always takes it (callers
     /// check [`Journal::has_room`] first); a failing file write is logged
     /// and returned, the entry stays journaled in memory.
-    pub fn append(&mut self, entry: Bytes) -> Result<(), JournalError> {
+    pub fn append(&mut self, entry: Bytes, slot: u16) -> Result<(), JournalError> {
         if !self.has_room(entry.len()) {
             return Err(JournalError::Full(self.max_bytes));
         }
-        self.bytes += entry.len() as u64;
         let written = match &mut self.file {
             Some(f) => f.append(&entry),
             None => Ok(()),
         };
-        self.entries.push_back(entry);
-        observe::journal_entries(self.entries.len());
+        self.push(entry, slot);
+        observe::journal_entries(self.live);
         written
     }
 
@@ -154,24 +254,19 @@ impl Journal {
 
     /// Up to `n` of the oldest entries (cheap clones), for replay.
     pub fn oldest(&self, n: usize) -> Vec<Bytes> {
-        self.entries.iter().take(n).cloned().collect()
+        self.entries.iter().filter_map(|e| e.bytes.clone()).take(n).collect()
     }
 
     /// Drops the `n` oldest entries once they have been replayed.
     pub fn pop_oldest(&mut self, n: usize) {
-        for entry in self.entries.drain(..n.min(self.entries.len())) {
-            self.bytes -= entry.len() as u64;
-            self.left += 1;
+        for _ in 0..n.min(self.live) {
+            self.take_live(0);
         }
-        observe::journal_entries(self.entries.len());
     }
 
     /// Takes the entry at `index` out as a dead letter: Redis refused it.
     pub fn reject(&mut self, index: usize, error: String) {
-        if let Some(entry) = self.entries.remove(index) {
-            self.bytes -= entry.len() as u64;
-            self.left += 1;
-            observe::journal_entries(self.entries.len());
+        if let Some(entry) = self.take_live(index) {
             self.dead_letter(entry, error);
         }
     }
@@ -180,9 +275,12 @@ impl Journal {
     /// truncating its file, under a new id: sequence numbers start again.
     pub fn clear(&mut self) -> Result<(), JournalError> {
         self.entries.clear();
+        self.live = 0;
+        self.per_slot.clear();
         self.bytes = 0;
         observe::journal_entries(0);
         self.left = 0;
+        self.next_seq = 0;
         let id = random_id();
         self.marker = marker(id);
         match &mut self.file {
@@ -227,6 +325,14 @@ impl Journal {
     pub fn recent_dead_letters(&self) -> impl Iterator<Item = (&Bytes, &String)> {
         self.dead.recent.iter().map(|(e, err)| (e, err))
     }
+}
+
+/// The journal's counts, borrowed apart from its entries.
+struct Counts<'a> {
+    bytes: &'a mut u64,
+    live: &'a mut usize,
+    left: &'a mut u64,
+    per_slot: &'a mut HashMap<u16, usize>,
 }
 
 impl JournalFile {
@@ -401,16 +507,16 @@ mod tests {
     fn entries_survive_a_restart_and_a_torn_tail_is_cut() {
         let dir = temp_dir("restart");
         let marker = {
-            let (mut j, loaded) = Journal::open(&config(&dir, Fsync::Always)).expect("open");
+            let (mut j, loaded) = Journal::open(&config(&dir, Fsync::Always), |_| 0).expect("open");
             assert!(loaded.is_empty());
-            j.append(cmd(&["INCR", "c"])).expect("append");
-            j.append(cmd(&["LPUSH", "l", "a b"])).expect("append");
+            j.append(cmd(&["INCR", "c"]), 0).expect("append");
+            j.append(cmd(&["LPUSH", "l", "a b"]), 0).expect("append");
             j.marker()
         };
         let path = dir.join("journal.aof");
         let mut f = OpenOptions::new().append(true).open(&path).expect("reopen");
         f.write_all(b"*2\r\n$4\r\nINCR\r\n$1").expect("torn write");
-        let (j, loaded) = Journal::open(&config(&dir, Fsync::No)).expect("reload");
+        let (j, loaded) = Journal::open(&config(&dir, Fsync::No), |_| 0).expect("reload");
         assert_eq!(loaded, vec![cmd(&["INCR", "c"]), cmd(&["LPUSH", "l", "a b"])]);
         assert_eq!(j.len(), 2);
         assert_eq!(j.marker(), marker, "entries left to replay keep their journal's id");
@@ -423,9 +529,9 @@ mod tests {
     #[test]
     fn replayed_entries_leave_and_clear_truncates() {
         let dir = temp_dir("clear");
-        let (mut j, _) = Journal::open(&config(&dir, Fsync::EverySec)).expect("open");
+        let (mut j, _) = Journal::open(&config(&dir, Fsync::EverySec), |_| 0).expect("open");
         for i in 0..5 {
-            j.append(cmd(&["SET", "k", &i.to_string()])).expect("append");
+            j.append(cmd(&["SET", "k", &i.to_string()]), 0).expect("append");
         }
         j.sync_due().expect("sync");
         assert_eq!(j.oldest(2), vec![cmd(&["SET", "k", "0"]), cmd(&["SET", "k", "1"])]);
@@ -446,12 +552,34 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_round_takes_the_oldest_entries_of_a_ready_slot() {
+        let (mut j, _) = Journal::open(&FailoverConfig::default(), |_| 0).expect("open");
+        for (i, slot) in [7, 3, 7, 3, 9].into_iter().enumerate() {
+            j.append(cmd(&["SET", "k", &i.to_string()]), slot).expect("append");
+        }
+        let (slot, round) = j.slot_round(10, |slot| slot != 7).expect("slot 3 is ready");
+        assert_eq!(slot, 3);
+        assert_eq!(round, vec![(1, cmd(&["SET", "k", "1"])), (3, cmd(&["SET", "k", "3"]))]);
+        assert_eq!(j.slot_round(1, |_| true).map(|(slot, r)| (slot, r.len())), Some((7, 1)), "at most n");
+        assert!(j.slot_round(10, |_| false).is_none());
+        assert_eq!(j.take(3), Some(cmd(&["SET", "k", "3"])));
+        assert_eq!(j.take(3), None, "taken once");
+        assert!(j.holds_slot(3));
+        assert_eq!(j.take(1), Some(cmd(&["SET", "k", "1"])));
+        assert!(!j.holds_slot(3) && j.holds_slot(7));
+        assert_eq!(j.len(), 3);
+        assert_eq!(j.oldest(5), vec![cmd(&["SET", "k", "0"]), cmd(&["SET", "k", "2"]), cmd(&["SET", "k", "4"])]);
+        assert_eq!(j.take(0), Some(cmd(&["SET", "k", "0"])));
+        assert_eq!(j.slot_round(10, |_| true).map(|(slot, r)| (slot, r[0].0)), Some((7, 2)));
+    }
+
+    #[test]
     fn full_journal_refuses_and_dead_letters_are_kept() {
         let dir = temp_dir("full");
         let config = FailoverConfig { journal_max_bytes: 40, ..config(&dir, Fsync::No) };
-        let (mut j, _) = Journal::open(&config).expect("open");
-        j.append(cmd(&["SET", "k", "v"])).expect("fits");
-        assert!(matches!(j.append(cmd(&["SET", "k", "a longer value"])), Err(JournalError::Full(40))));
+        let (mut j, _) = Journal::open(&config, |_| 0).expect("open");
+        j.append(cmd(&["SET", "k", "v"]), 0).expect("fits");
+        assert!(matches!(j.append(cmd(&["SET", "k", "a longer value"]), 0), Err(JournalError::Full(40))));
         j.dead_letter(cmd(&["INCR", "h"]), "WRONGTYPE".into());
         assert_eq!(j.dead_letters(), 1);
         assert_eq!(std::fs::read(dir.join("journal.aof.dead")).expect("dead file"), cmd(&["INCR", "h"]).to_vec());

@@ -152,7 +152,8 @@ impl Failover {
         cache: Arc<NearCache>,
         cluster: bool,
     ) -> Result<Failover, JournalError> {
-        let (journal, loaded) = Journal::open(&config)?;
+        let slot_of: fn(&[u8]) -> u16 = if cluster { slots::of_entry } else { |_| 0 };
+        let (journal, loaded) = Journal::open(&config, slot_of)?;
         let mut store = Store::new(config.max_bytes);
         let pending = cluster.then(slots::Pending::default);
         if !loaded.is_empty() {
@@ -162,7 +163,7 @@ impl Failover {
             );
             rebuild(&mut store, &loaded);
             match &pending {
-                Some(pending) => loaded.iter().for_each(|entry| pending.add(slots::of_entry(entry))),
+                Some(pending) => loaded.iter().for_each(|entry| pending.add(slot_of(entry))),
                 None => health.breaker.trip(),
             }
         }
@@ -305,6 +306,9 @@ impl Failover {
         if key_indices(cmd, args, &mut scratch.keys).is_err() {
             scratch.keys.clear();
         }
+        if let Scope::Slot { slot, .. } = scope {
+            self.forget_stale(&mut local.store, slot, cmd.flags.contains(Flags::WRITE), args, &scratch.keys);
+        }
         if !cmd.flags.contains(Flags::WRITE) {
             if let Some(reply) = self.cached(&local, cmd, args, proto, now_ms, scratch) {
                 return Some(reply);
@@ -327,12 +331,32 @@ impl Failover {
         let reply = local.store.execute(cmd, args, proto, now_ms)?;
         if !reply.starts_with(b"-") {
             // A file error is logged by the journal; the entry is in memory.
-            let _ = local.journal.append(Bytes::copy_from_slice(request));
-            if let (Some(pending), Scope::Slot { slot, .. }) = (&self.pending, scope) {
+            let slot = match scope {
+                Scope::Single => 0,
+                Scope::Slot { slot, .. } => slot,
+            };
+            let _ = local.journal.append(Bytes::copy_from_slice(request), slot);
+            if let Some(pending) = &self.pending {
                 pending.add(slot);
             }
         }
         Some(reply)
+    }
+
+    /// With a cluster, what the store holds of a slot with no journaled
+    /// writes did not come from writes of this outage: copies seeded from
+    /// the near-cache, or what an earlier outage of the slot left. The
+    /// request's keys are dropped, to be seeded afresh; before the slot's
+    /// first write, all its keys are (the writes to come will be read
+    /// back from the store).
+    fn forget_stale(&self, store: &mut Store, slot: u16, write: bool, args: &Args, keys: &[usize]) {
+        if self.pending.as_ref().is_none_or(|pending| pending.has(slot)) {
+            return;
+        }
+        match write {
+            true => store.forget(|key| crate::router::slot::of(key) == slot),
+            false => keys.iter().filter_map(|&i| args.get(i)).for_each(|key| store.evict(key)),
+        }
     }
 
     /// A single-key read the near-cache answers exactly, when the store

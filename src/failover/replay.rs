@@ -151,8 +151,8 @@ async fn one_round(
         tally.ok(n);
         return Ok(());
     }
-    let outcome = transaction(stream, round, marker, sequence, idle).await?;
-    settle(&mut failover.lock(), round, outcome, tally)
+    let outcome = transaction(stream, round, marker, sequence + round.len() as u64, idle).await?;
+    settle(&mut failover.lock(), round, outcome, tally, Taken::Oldest)
 }
 
 /// With a Redis Cluster: replays (or discards) the journal, each round the
@@ -178,14 +178,16 @@ pub async fn recover_slots(failover: &Failover, cluster: &Cluster) -> Result<(),
     result
 }
 
-/// The rounds of [`recover_slots`], on a connection per master.
+/// The rounds of [`recover_slots`], on a connection per master: each the
+/// oldest entries of the oldest slot whose master answers.
 async fn replay_slots(failover: &Failover, cluster: &Cluster, tally: &mut Tally) -> Result<(), UpstreamError> {
     let base = failover.lock().journal.marker();
     let mut streams: Vec<(NodeId, Stream)> = Vec::new();
     let mut markers: Vec<(NodeId, Bytes)> = Vec::new();
     let drain = Drain(failover);
+    let reachable = |slot: u16| cluster.node(cluster.slot_node(slot)).health.breaker.allows();
     loop {
-        let (mut round, sequence) = {
+        let (slot, round) = {
             let mut local = failover.lock();
             if local.journal.is_empty() {
                 failover.close_slots(&mut local);
@@ -194,16 +196,13 @@ async fn replay_slots(failover: &Failover, cluster: &Cluster, tally: &mut Tally)
             if local.journal.len() <= ROUND {
                 drain.start();
             }
-            (local.journal.oldest(ROUND), local.journal.sequence())
+            let Some(round) = local.journal.slot_round(ROUND, reachable) else {
+                return Err(UpstreamError::Unavailable("no master of a slot with journaled writes answers".into()));
+            };
+            round
         };
-        let slot = round.first().map_or(0, |entry| slots::of_entry(entry));
-        let same_slot = round.iter().take_while(|entry| slots::of_entry(entry) == slot).count();
-        round.truncate(same_slot);
         let id = cluster.slot_node(slot);
         let node = cluster.node(id);
-        if !node.health.breaker.allows() {
-            return Err(UpstreamError::Unavailable(format!("{} (serving slot {slot})", node.config.url)));
-        }
         let at = match streams.iter().position(|(n, _)| *n == id) {
             Some(at) => at,
             None => {
@@ -216,8 +215,12 @@ async fn replay_slots(failover: &Failover, cluster: &Cluster, tally: &mut Tally)
             markers.push((id, marker.clone()));
         }
         let idle = node.config.request_timeout;
-        let done = one_round(failover, &mut streams[at].1, &marker, &round, sequence, idle, tally).await;
+        let done = slot_round(failover, &mut streams[at].1, &marker, &round, idle, tally).await;
         done.map_err(|e| redirected(cluster, e))?;
+        let local = failover.lock();
+        if let Some(pending) = failover.pending.as_ref().filter(|_| !local.journal.holds_slot(slot)) {
+            pending.remove(slot);
+        }
     }
     drop(drain);
     for (id, marker) in markers {
@@ -226,6 +229,34 @@ async fn replay_slots(failover: &Failover, cluster: &Cluster, tally: &mut Tally)
         }
     }
     Ok(())
+}
+
+/// Sends one slot's `round` (entries with their sequence numbers) on
+/// `stream` behind the slot's `marker` (the sequence number after the last
+/// entry applied), unless the marker says a round whose reply was lost
+/// had applied it already, and takes what was applied out of the journal.
+async fn slot_round(
+    failover: &Failover,
+    stream: &mut Stream,
+    marker: &[u8],
+    round: &[(u64, Bytes)],
+    idle: Duration,
+    tally: &mut Tally,
+) -> Result<(), UpstreamError> {
+    let applied = applied_up_to(stream, marker, idle).await?;
+    let seqs: Vec<u64> = round.iter().map(|&(seq, _)| seq).collect();
+    let done = seqs.iter().take_while(|&&seq| seq < applied).count();
+    if done > 0 {
+        tracing::warn!(entries = done, "a round whose reply was lost had been applied upstream: not sent again");
+        let mut local = failover.lock();
+        seqs[..done].iter().for_each(|&seq| drop(local.journal.take(seq)));
+        tally.ok(done);
+        return Ok(());
+    }
+    let entries: Vec<Bytes> = round.iter().map(|(_, entry)| entry.clone()).collect();
+    let next = seqs.last().map_or(0, |last| last + 1);
+    let outcome = transaction(stream, &entries, marker, next, idle).await?;
+    settle(&mut failover.lock(), &entries, outcome, tally, Taken::Seqs(&seqs))
 }
 
 /// A round's `MOVED` (the slot's master changed): the slot map learns it
@@ -272,8 +303,23 @@ enum Outcome {
     Raced,
 }
 
+/// Which entries of the journal a round holds.
+#[derive(Clone, Copy)]
+enum Taken<'a> {
+    /// The oldest ones (one Redis).
+    Oldest,
+    /// These, by sequence number (a cluster's slot).
+    Seqs(&'a [u64]),
+}
+
 /// Takes a round's entries out of the journal as its outcome says.
-fn settle(local: &mut Memory, round: &[Bytes], outcome: Outcome, tally: &mut Tally) -> Result<(), UpstreamError> {
+fn settle(
+    local: &mut Memory,
+    round: &[Bytes],
+    outcome: Outcome,
+    tally: &mut Tally,
+    taken: Taken,
+) -> Result<(), UpstreamError> {
     match outcome {
         Outcome::Applied(replies) => {
             let mut failed = 0;
@@ -285,7 +331,10 @@ fn settle(local: &mut Memory, round: &[Bytes], outcome: Outcome, tally: &mut Tal
             }
             tally.ok(round.len() - failed);
             tally.failed(failed);
-            local.journal.pop_oldest(round.len());
+            match taken {
+                Taken::Oldest => local.journal.pop_oldest(round.len()),
+                Taken::Seqs(seqs) => seqs.iter().for_each(|&seq| drop(local.journal.take(seq))),
+            }
         }
         Outcome::Aborted(queued, reason) => {
             let refused: Vec<usize> =
@@ -302,7 +351,15 @@ fn settle(local: &mut Memory, round: &[Bytes], outcome: Outcome, tally: &mut Tal
                 )));
             }
             for &i in refused.iter().rev() {
-                local.journal.reject(i, error_text(&queued[i]));
+                let error = error_text(&queued[i]);
+                match taken {
+                    Taken::Oldest => local.journal.reject(i, error),
+                    Taken::Seqs(seqs) => {
+                        if let Some(entry) = seqs.get(i).and_then(|&seq| local.journal.take(seq)) {
+                            local.journal.dead_letter(entry, error);
+                        }
+                    }
+                }
             }
             tally.failed(refused.len());
         }
@@ -329,15 +386,15 @@ async fn applied_up_to(stream: &mut Stream, marker: &[u8], idle: Duration) -> Re
         .ok_or_else(|| UpstreamError::Protocol(format!("replay marker: {:?}", String::from_utf8_lossy(value))))
 }
 
-/// Sends one round as a transaction that moves the marker past it.
+/// Sends one round as a transaction that moves the marker to `next`.
 async fn transaction(
     stream: &mut Stream,
     round: &[Bytes],
     marker: &[u8],
-    sequence: u64,
+    next: u64,
     idle: Duration,
 ) -> Result<Outcome, UpstreamError> {
-    let next = (sequence + round.len() as u64).to_string();
+    let next = next.to_string();
     let mut out = BytesMut::with_capacity(round.iter().map(Bytes::len).sum::<usize>() + 128);
     encode::command(&mut out, [&b"MULTI"[..]].into_iter());
     round.iter().for_each(|e| out.extend_from_slice(e));
@@ -463,9 +520,9 @@ mod tests {
     use crate::failover::FailoverConfig;
 
     fn journal_of(entries: &[&str]) -> (Memory, Vec<Bytes>) {
-        let (mut journal, _) = Journal::open(&FailoverConfig::default()).expect("in-memory journal");
+        let (mut journal, _) = Journal::open(&FailoverConfig::default(), |_| 0).expect("in-memory journal");
         let round: Vec<Bytes> = entries.iter().map(|e| Bytes::from(e.to_string())).collect();
-        round.iter().for_each(|e| journal.append(e.clone()).expect("append"));
+        round.iter().for_each(|e| journal.append(e.clone(), 0).expect("append"));
         (Memory { store: Store::new(1 << 20), journal }, round)
     }
 
@@ -482,7 +539,7 @@ mod tests {
         let (mut local, round) = journal_of(&["a", "b", "c"]);
         let mut t = tally();
         let outcome = Outcome::Applied(replies(&[":1\r\n", "-WRONGTYPE no\r\n", "+OK\r\n"]));
-        settle(&mut local, &round, outcome, &mut t).expect("settled");
+        settle(&mut local, &round, outcome, &mut t, Taken::Oldest).expect("settled");
         assert_eq!((local.journal.len(), local.journal.sequence(), local.journal.dead_letters()), (0, 3, 1));
         assert_eq!((t.ok, t.failed), (2, 1));
     }
@@ -492,16 +549,44 @@ mod tests {
         let (mut local, round) = journal_of(&["a", "b", "c"]);
         let mut t = tally();
         let queued = replies(&["+QUEUED\r\n", "-ERR unknown command 'b'\r\n", "+QUEUED\r\n"]);
-        settle(&mut local, &round, Outcome::Aborted(queued, Bytes::from("-EXECABORT\r\n")), &mut t).expect("settled");
+        settle(&mut local, &round, Outcome::Aborted(queued, Bytes::from("-EXECABORT\r\n")), &mut t, Taken::Oldest)
+            .expect("settled");
         assert_eq!(local.journal.oldest(3), vec![Bytes::from("a"), Bytes::from("c")], "sent again next round");
         assert_eq!((local.journal.sequence(), local.journal.dead_letters(), t.failed), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_slots_round_leaves_by_sequence_number() {
+        let (mut journal, _) = Journal::open(&FailoverConfig::default(), |_| 0).expect("in-memory journal");
+        for (entry, slot) in [("a", 7), ("b", 3), ("c", 7), ("d", 7)] {
+            journal.append(Bytes::from(entry), slot).expect("append");
+        }
+        let mut local = Memory { store: Store::new(1 << 20), journal };
+        let (slot, round) = local.journal.slot_round(2, |slot| slot == 7).expect("slot 7 is ready");
+        let (seqs, entries): (Vec<u64>, Vec<Bytes>) = round.into_iter().unzip();
+        assert_eq!((slot, &seqs[..]), (7, &[0, 2][..]));
+        let queued = replies(&["+QUEUED\r\n", "-ERR unknown command 'c'\r\n"]);
+        let aborted = Outcome::Aborted(queued, Bytes::from("-EXECABORT\r\n"));
+        settle(&mut local, &entries, aborted, &mut tally(), Taken::Seqs(&seqs)).expect("settled");
+        assert_eq!(local.journal.oldest(4), vec![Bytes::from("a"), Bytes::from("b"), Bytes::from("d")]);
+        assert_eq!(local.journal.dead_letters(), 1);
+        let applied = Outcome::Applied(replies(&["+OK\r\n"]));
+        settle(&mut local, &[Bytes::from("a")], applied, &mut tally(), Taken::Seqs(&[0])).expect("settled");
+        assert_eq!(local.journal.oldest(4), vec![Bytes::from("b"), Bytes::from("d")]);
+        assert!(local.journal.holds_slot(7) && local.journal.holds_slot(3));
     }
 
     #[test]
     fn a_server_that_cannot_take_writes_fails_the_recovery_and_keeps_everything() {
         let (mut local, round) = journal_of(&["a", "b"]);
         let queued = replies(&["-OOM command not allowed\r\n", "-OOM command not allowed\r\n"]);
-        let err = settle(&mut local, &round, Outcome::Aborted(queued, Bytes::from("-EXECABORT\r\n")), &mut tally());
+        let err = settle(
+            &mut local,
+            &round,
+            Outcome::Aborted(queued, Bytes::from("-EXECABORT\r\n")),
+            &mut tally(),
+            Taken::Oldest,
+        );
         assert!(matches!(err, Err(UpstreamError::Refused(e)) if e.contains("OOM")));
         assert_eq!((local.journal.len(), local.journal.dead_letters()), (2, 0));
     }
@@ -510,7 +595,13 @@ mod tests {
     fn a_refused_marker_fails_the_recovery_with_the_reason() {
         let (mut local, round) = journal_of(&["a"]);
         let reason = Bytes::from("-NOPERM No permissions to access a key\r\n");
-        let err = settle(&mut local, &round, Outcome::Aborted(replies(&["+QUEUED\r\n"]), reason), &mut tally());
+        let err = settle(
+            &mut local,
+            &round,
+            Outcome::Aborted(replies(&["+QUEUED\r\n"]), reason),
+            &mut tally(),
+            Taken::Oldest,
+        );
         assert!(matches!(err, Err(UpstreamError::Refused(e)) if e.contains("NOPERM")));
         assert_eq!(local.journal.len(), 1);
     }

@@ -46,6 +46,12 @@ impl Pending {
         self.any.store(true, Ordering::Release);
     }
 
+    /// The writes of `slot` are replayed (others may be left).
+    pub fn remove(&self, slot: u16) {
+        let slot = usize::from(slot) % SLOTS;
+        self.bits[slot / 64].fetch_and(!(1 << (slot % 64)), Ordering::AcqRel);
+    }
+
     /// The journal is empty.
     pub fn clear(&self) {
         self.any.store(false, Ordering::Release);
@@ -83,6 +89,8 @@ mod tests {
         pending.add(5);
         pending.add(16_383);
         assert!(pending.any() && pending.has(5) && pending.has(16_383) && !pending.has(6));
+        pending.remove(16_383);
+        assert!(pending.any() && pending.has(5) && !pending.has(16_383));
         pending.clear();
         assert!(!pending.any() && !pending.has(5));
     }

@@ -320,6 +320,26 @@ impl Store {
         self.entries.insert(key, Entry { data, expires_at: expires_at_ms });
     }
 
+    /// Drops `key` (outside any command: see `forget`).
+    pub fn evict(&mut self, key: &[u8]) {
+        if let Some(entry) = self.entries.remove(key) {
+            self.used = self.used.saturating_sub(entry_size(key, &entry.data));
+        }
+    }
+
+    /// Drops the keys `gone` says.
+    pub fn forget(&mut self, mut gone: impl FnMut(&[u8]) -> bool) {
+        let mut freed = 0;
+        self.entries.retain(|key, entry| {
+            let drop = gone(key);
+            if drop {
+                freed += entry_size(key, &entry.data);
+            }
+            !drop
+        });
+        self.used = self.used.saturating_sub(freed);
+    }
+
     /// Drops everything.
     pub fn clear(&mut self) {
         self.entries.clear();

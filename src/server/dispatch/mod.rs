@@ -392,10 +392,11 @@ fn cluster_node(
                 // Its writes on the dedicated connection may still be in
                 // flight, where the masters' own connections cannot wait
                 // for them.
-                Err(Spreading::Refused(encode::error(
-                    "ERR WAIT on a connection holding a transaction, WATCH or subscriptions is not supported \
-                     through nearcache with a Redis Cluster",
-                )))
+                let name = String::from_utf8_lossy(args.get(0).unwrap_or_default()).to_uppercase();
+                Err(Spreading::Refused(encode::error(&format!(
+                    "ERR {name} on a connection holding a transaction, WATCH or subscriptions is not supported \
+                     through nearcache with a Redis Cluster"
+                ))))
             }
             Some((flags, Spread::AllMasters(merge))) if flags.contains(Flags::AFTER_WRITES) => {
                 Err(Spreading::AfterWrites(Fan::after_writes(cluster, &st.written, request, merge)))
