@@ -131,7 +131,10 @@ fn describe() {
     );
     metrics::describe_counter!(CLUSTER_REFRESHES, "Redis Cluster topology reads, by result (ok, error)");
     metrics::describe_gauge!(CLUSTER_SLOTS, "Hash slots each Redis Cluster node serves, by upstream");
-    metrics::describe_gauge!(FAILOVER_ACTIVE, "1 while requests are served from local memory (upstream unavailable)");
+    metrics::describe_gauge!(
+        FAILOVER_ACTIVE,
+        "1 while an upstream's requests (a cluster master's slots') are served from local memory"
+    );
     metrics::describe_counter!(
         FAILOVER_COMMANDS,
         "Commands handled in failover mode, by result: served (from local memory) or refused"
@@ -362,8 +365,10 @@ pub fn breaker_transition(to: &'static str) {
     metrics::counter!(BREAKER_TRANSITIONS, "to" => to).increment(1);
 }
 
-pub fn failover_active(active: bool) {
-    metrics::gauge!(FAILOVER_ACTIVE).set(if active { 1.0 } else { 0.0 });
+/// `upstream`'s requests (with a cluster, its slots') are served from
+/// local memory.
+pub fn failover_active(upstream: &str, active: bool) {
+    metrics::gauge!(FAILOVER_ACTIVE, "upstream" => upstream.to_string()).set(if active { 1.0 } else { 0.0 });
 }
 
 pub fn failover_command(result: &'static str) {

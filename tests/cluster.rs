@@ -984,6 +984,8 @@ fn a_dead_masters_slots_fail_over_to_local_memory_and_replay_when_it_is_back() {
     assert!(failing_over, "node 1's slots never failed over: {:?}", client.call(&["SET", &written, "during"]));
     let (status, ready) = proxy.admin_get("/ready");
     assert!(status == 200 && ready.contains(r#""mode":"failover""#), "{ready}");
+    let active = format!("nearcache_failover_active{{upstream=\"redis://127.0.0.1:{}/0\"}}", cluster.nodes[1].port);
+    assert_eq!(metric(&proxy.admin_get("/metrics").1, &active), Some(1.0));
     assert_eq!(client.call(&["GET", &kept]), "$6\r\nbefore\r\n", "a cached key is read from local memory");
     assert_eq!(client.call(&["GET", &seen]), "$5\r\nnewer\r\n", "not what the first outage left");
     assert_eq!(client.call(&["STRLEN", &seen]), ":5\r\n");
@@ -1020,6 +1022,7 @@ fn a_dead_masters_slots_fail_over_to_local_memory_and_replay_when_it_is_back() {
     assert!(markers, "replay markers left: {}", direct.call(&["KEYS", "__nearcache__*"]));
     let normal = eventually(Duration::from_secs(10), || proxy.admin_get("/ready").1.contains(r#""mode":"normal""#));
     assert!(normal, "{}", proxy.admin_get("/ready").1);
+    assert_eq!(metric(&proxy.admin_get("/metrics").1, &active), Some(0.0));
     // Served by the master again: what it holds, not what local memory did.
     assert_eq!(client.call(&["GET", &kept]), "$-1\r\n");
     assert_eq!(client.call(&["INCR", &counter]), ":2\r\n");

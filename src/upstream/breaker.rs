@@ -307,7 +307,7 @@ impl Breaker {
         observe::breaker_state(&self.upstream, to as u8);
         observe::breaker_transition(to.name());
         if self.config.load().failover && (from == State::Closed || to == State::Closed) {
-            observe::failover_active(to != State::Closed);
+            observe::failover_active(&self.upstream, to != State::Closed);
             match to {
                 State::Closed => tracing::info!(upstream = %self.upstream, "failover ended: serving from upstream"),
                 _ => tracing::warn!(upstream = %self.upstream, "failover mode: serving from local memory"),
