@@ -1117,3 +1117,50 @@ fn a_master_back_is_replayed_to_while_another_is_still_down() {
     let empty = eventually(Duration::from_secs(5), || proxy.admin_get("/ready").1.contains(r#""journal_entries":0"#));
     assert!(empty, "{}", proxy.admin_get("/ready").1);
 }
+
+/// A proxy killed in the middle of a cluster replay leaves its journal
+/// file and id; the next one loads them and replays each slot from where
+/// its marker says: entries a lost round had applied are not applied
+/// again, the others are, each to its slot's master.
+#[test]
+fn a_restart_mid_replay_resumes_each_slot_where_its_marker_says() {
+    let cluster = Cluster::start(3);
+    let (a, b) = (cluster.key_on(1, "resume:"), cluster.key_on(2, "resume:"));
+    let (counter_a, counter_b) = (format!("{{{a}}}:n"), format!("{{{b}}}:n"));
+    let command = |args: &[&str]| {
+        let mut out = format!("*{}\r\n", args.len());
+        args.iter().for_each(|arg| out.push_str(&format!("${}\r\n{arg}\r\n", arg.len())));
+        out
+    };
+    let dir = std::env::temp_dir().join(format!("nearcache-cluster-midreplay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let journal = dir.join("journal.aof");
+    let entries = [
+        command(&["SET", &a, "yes"]),
+        command(&["INCR", &counter_a]),
+        command(&["INCR", &counter_b]),
+        command(&["INCR", &counter_a]),
+    ];
+    std::fs::write(&journal, entries.concat()).expect("journal");
+    std::fs::write(dir.join("journal.aof.id"), "00000000c0ffee43\n").expect("id");
+    // Upstream, slot a's first round (entries 0 and 1) was applied, its
+    // marker at 2; nothing of slot b.
+    let mut node1 = cluster.direct(1);
+    assert_eq!(node1.call(&["SET", &a, "yes"]), "+OK\r\n");
+    assert_eq!(node1.call(&["SET", &counter_a, "1"]), "+OK\r\n");
+    let tag = nearcache::failover::slots::tag(slot::of(a.as_bytes()));
+    let marker = format!("__nearcache__:replay:00000000c0ffee43:{{{tag}}}");
+    assert_eq!(node1.call(&["SET", &marker, "2"]), "+OK\r\n");
+
+    let proxy = cluster.proxy(&format!("[failover]\njournal_path = \"{}\"\n", journal.display()));
+    let replayed = eventually(Duration::from_secs(10), || proxy.admin_get("/ready").1.contains(r#""journal_entries":0"#));
+    assert!(replayed, "{}", proxy.admin_get("/ready").1);
+    assert_eq!(node1.call(&["GET", &counter_a]), "$1\r\n2\r\n", "slot a: only the entry after its marker");
+    assert_eq!(cluster.direct(2).call(&["GET", &counter_b]), "$1\r\n1\r\n", "slot b: all of it");
+    let markers = eventually(Duration::from_secs(5), || node1.call(&["KEYS", "__nearcache__*"]) == "*0\r\n");
+    assert!(markers, "{}", node1.call(&["KEYS", "__nearcache__*"]));
+    assert_eq!(std::fs::metadata(&journal).expect("journal").len(), 0, "replayed: truncated");
+    let mut client = proxy.raw();
+    assert_eq!(client.call(&["MGET", &counter_a, &counter_b]), "*2\r\n$1\r\n2\r\n$1\r\n1\r\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}
