@@ -46,6 +46,17 @@ impl Cluster {
         cluster
     }
 
+    /// `n` masters that keep serving their slots while another is down
+    /// (`cluster-require-full-coverage no`).
+    fn start_partial(n: usize) -> Cluster {
+        let cluster = Cluster::start(n);
+        for node in 0..n {
+            let partial = cluster.direct(node).call(&["CONFIG", "SET", "cluster-require-full-coverage", "no"]);
+            assert_eq!(partial, "+OK\r\n");
+        }
+        cluster
+    }
+
     /// The node serving `key`.
     fn owner(&self, key: &str) -> usize {
         let slot = slot::of(key.as_bytes());
@@ -881,11 +892,7 @@ fn keyspace_notifications_come_from_every_master() {
 /// on, see `writes_journaled_while_a_master_is_down_…`).
 #[test]
 fn a_master_killed_under_load_fails_only_its_slots_and_only_meanwhile() {
-    let mut cluster = Cluster::start(3);
-    for node in 0..3 {
-        let partial = cluster.direct(node).call(&["CONFIG", "SET", "cluster-require-full-coverage", "no"]);
-        assert_eq!(partial, "+OK\r\n");
-    }
+    let mut cluster = Cluster::start_partial(3);
     let (_replica, mut direct) = cluster.replica_of(1);
     let proxy = cluster.proxy("[cache]\nenabled = false\n[failover]\nenabled = false\n");
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -950,11 +957,7 @@ fn a_master_killed_under_load_fails_only_its_slots_and_only_meanwhile() {
 /// it once, and its slots are served from it again.
 #[test]
 fn a_dead_masters_slots_fail_over_to_local_memory_and_replay_when_it_is_back() {
-    let mut cluster = Cluster::start(3);
-    for node in 0..3 {
-        let partial = cluster.direct(node).call(&["CONFIG", "SET", "cluster-require-full-coverage", "no"]);
-        assert_eq!(partial, "+OK\r\n");
-    }
+    let mut cluster = Cluster::start_partial(3);
     let proxy = cluster.proxy("[cache]\nadmission = \"first\"\n");
     let mut client = proxy.raw();
     let (kept, counter) = (cluster.key_on(1, "kept:"), cluster.key_on(1, "counter:"));
@@ -1036,11 +1039,7 @@ fn a_dead_masters_slots_fail_over_to_local_memory_and_replay_when_it_is_back() {
 /// nothing acknowledged is lost.
 #[test]
 fn writes_journaled_while_a_master_is_down_are_replayed_to_the_promoted_replica() {
-    let mut cluster = Cluster::start(3);
-    for node in 0..3 {
-        let partial = cluster.direct(node).call(&["CONFIG", "SET", "cluster-require-full-coverage", "no"]);
-        assert_eq!(partial, "+OK\r\n");
-    }
+    let mut cluster = Cluster::start_partial(3);
     let (_replica, mut direct) = cluster.replica_of(1);
     let proxy = cluster.proxy("");
     let mut client = proxy.raw();
@@ -1080,11 +1079,7 @@ fn writes_journaled_while_a_master_is_down_are_replayed_to_the_promoted_replica(
 /// stay in failover (its writes, journaled in between, wait for it).
 #[test]
 fn a_master_back_is_replayed_to_while_another_is_still_down() {
-    let mut cluster = Cluster::start(3);
-    for node in 0..3 {
-        let partial = cluster.direct(node).call(&["CONFIG", "SET", "cluster-require-full-coverage", "no"]);
-        assert_eq!(partial, "+OK\r\n");
-    }
+    let mut cluster = Cluster::start_partial(3);
     let proxy = cluster.proxy("");
     let mut client = proxy.raw();
     let (one, two) = (cluster.key_on(1, "one:"), cluster.key_on(2, "two:"));
@@ -1174,11 +1169,7 @@ fn a_restart_mid_replay_resumes_each_slot_where_its_marker_says() {
 /// lands on it and its slots are its own again.
 #[test]
 fn a_stalled_master_fails_over_alone_and_gets_its_writes_once_it_answers() {
-    let cluster = Cluster::start(3);
-    for node in 0..3 {
-        let partial = cluster.direct(node).call(&["CONFIG", "SET", "cluster-require-full-coverage", "no"]);
-        assert_eq!(partial, "+OK\r\n");
-    }
+    let cluster = Cluster::start_partial(3);
     let proxy = cluster.proxy(
         "[upstream]\nrequest_timeout = \"1s\"\n[breaker]\nstall_after = \"300ms\"\n[cache]\nadmission = \"first\"\n",
     );

@@ -25,6 +25,7 @@
 //! (OOM, READONLY, LOADING, …) fails the recovery instead: everything stays
 //! journaled and is tried again with the next probe.
 
+use super::journal::Journal;
 use super::{slots, Failover, Memory, OnRecover};
 use crate::observe;
 use crate::protocol::request::parse_int;
@@ -49,25 +50,29 @@ const MARKER_TTL_MS: &[u8] = b"86400000";
 
 /// Replays (or discards) the journal, then closes the circuit.
 pub async fn recover(failover: &Failover, upstream: &UpstreamConfig) -> Result<(), UpstreamError> {
-    if failover.config.on_recover == OnRecover::Discard {
-        let mut local = failover.lock();
-        discard(&local);
-        failover.close(&mut local);
+    if discarded(failover, |local| failover.close(local)) {
         return Ok(());
     }
-    let mut tally = Tally { started: Instant::now(), ok: 0, failed: 0 };
+    let mut tally = Tally::new();
     let result = replay(failover, upstream, &mut tally).await;
     tally.report();
     result
 }
 
-/// `on_recover = "discard"`: the journal is about to be dropped.
-fn discard(local: &Memory) {
+/// With `on_recover = "discard"`, drops the journal (counted, logged),
+/// ending failover with `close`; false when the journal is to be replayed.
+fn discarded(failover: &Failover, close: impl FnOnce(&mut Memory)) -> bool {
+    if failover.config.on_recover != OnRecover::Discard {
+        return false;
+    }
+    let mut local = failover.lock();
     let n = local.journal.len();
     if n > 0 {
         tracing::warn!(entries = n, "on_recover = \"discard\": failover writes dropped, upstream data wins");
         observe::journal_replayed("discarded", n);
     }
+    close(&mut local);
+    true
 }
 
 /// Entries replayed by one recovery attempt: counted in the metrics as
@@ -79,6 +84,10 @@ struct Tally {
 }
 
 impl Tally {
+    fn new() -> Tally {
+        Tally { started: Instant::now(), ok: 0, failed: 0 }
+    }
+
     fn ok(&mut self, n: usize) {
         self.ok += n;
         observe::journal_replayed("ok", n);
@@ -111,18 +120,8 @@ async fn replay(failover: &Failover, upstream: &UpstreamConfig, tally: &mut Tall
     let marker = failover.lock().journal.marker();
     let mut stream = conn::open(upstream, Proto::Resp2).await?.stream;
     let drain = Drain(failover);
-    loop {
-        let (round, sequence) = {
-            let mut local = failover.lock();
-            if local.journal.is_empty() {
-                failover.close(&mut local);
-                break;
-            }
-            if local.journal.len() <= ROUND {
-                drain.start();
-            }
-            (local.journal.oldest(ROUND), local.journal.sequence())
-        };
+    let take = |journal: &Journal| (journal.oldest(ROUND), journal.sequence());
+    while let Some((round, sequence)) = next_round(&drain, |local| failover.close(local), take) {
         one_round(failover, &mut stream, &marker, &round, sequence, idle, tally).await?;
     }
     drop(drain);
@@ -157,17 +156,14 @@ async fn one_round(
 
 /// With a Redis Cluster: replays (or discards) the journal, each round the
 /// oldest entries of one slot sent to the master serving that slot now,
-/// behind a marker of that slot. Entries go in the order they were
-/// written: a slot whose master is still unreachable holds the rest back.
-/// Once the journal is empty, no slot is pending any more.
+/// behind a marker of that slot. A slot leaves failover once its entries
+/// are replayed; a slot whose master is still unreachable holds back only
+/// its own. Remembers why Redis refused the replay, if it did.
 pub async fn recover_slots(failover: &Failover, cluster: &Cluster) -> Result<(), UpstreamError> {
-    if failover.config.on_recover == OnRecover::Discard {
-        let mut local = failover.lock();
-        discard(&local);
-        failover.close_slots(&mut local);
+    if discarded(failover, |local| failover.close_slots(local)) {
         return Ok(());
     }
-    let mut tally = Tally { started: Instant::now(), ok: 0, failed: 0 };
+    let mut tally = Tally::new();
     let result = replay_slots(failover, cluster, &mut tally).await;
     tally.report();
     let refused = match &result {
@@ -186,20 +182,10 @@ async fn replay_slots(failover: &Failover, cluster: &Cluster, tally: &mut Tally)
     let mut markers: Vec<(NodeId, Bytes)> = Vec::new();
     let drain = Drain(failover);
     let reachable = |slot: u16| cluster.node(cluster.slot_node(slot)).health.breaker.allows();
-    loop {
-        let (slot, round) = {
-            let mut local = failover.lock();
-            if local.journal.is_empty() {
-                failover.close_slots(&mut local);
-                break;
-            }
-            if local.journal.len() <= ROUND {
-                drain.start();
-            }
-            let Some(round) = local.journal.slot_round(ROUND, reachable) else {
-                return Err(UpstreamError::Unavailable("no master of a slot with journaled writes answers".into()));
-            };
-            round
+    let take = |journal: &Journal| journal.slot_round(ROUND, reachable);
+    while let Some(next) = next_round(&drain, |local| failover.close_slots(local), take) {
+        let Some((slot, round)) = next else {
+            return Err(UpstreamError::Unavailable("no master of a slot with journaled writes answers".into()));
         };
         let id = cluster.slot_node(slot);
         let node = cluster.node(id);
@@ -273,6 +259,21 @@ fn redirected(cluster: &Cluster, error: UpstreamError) -> UpstreamError {
         (Some("CLUSTERDOWN" | "ASK" | "TRYAGAIN"), _, _) => UpstreamError::Unavailable(text.clone()),
         _ => error,
     }
+}
+
+/// Under the failover lock, what `take` makes the next round of; `None`
+/// once the journal is empty, failover then ended by `close`. Once what is
+/// left fits in one round, the drain starts.
+fn next_round<T>(drain: &Drain, close: impl FnOnce(&mut Memory), take: impl FnOnce(&Journal) -> T) -> Option<T> {
+    let mut local = drain.0.lock();
+    if local.journal.is_empty() {
+        close(&mut local);
+        return None;
+    }
+    if local.journal.len() <= ROUND {
+        drain.start();
+    }
+    Some(take(&local.journal))
 }
 
 /// The drain of the last round, ended (waiters woken) however replay ends.
@@ -515,7 +516,6 @@ fn emptied(local: &mut Memory) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::failover::journal::Journal;
     use crate::failover::store::Store;
     use crate::failover::FailoverConfig;
 
@@ -527,7 +527,7 @@ mod tests {
     }
 
     fn tally() -> Tally {
-        Tally { started: Instant::now(), ok: 0, failed: 0 }
+        Tally::new()
     }
 
     fn replies(frames: &[&str]) -> Vec<Bytes> {
