@@ -1198,3 +1198,72 @@ fn a_stalled_master_fails_over_alone_and_gets_its_writes_once_it_answers() {
     assert_eq!(writer.call(&["INCRBY", &during, "1"]), ":6\r\n");
     assert_eq!(bystander.call(&["GET", &elsewhere]), "$1\r\n1\r\n");
 }
+
+/// A cluster made the usual way, `redis-cli --cluster create … --cluster-
+/// replicas 1` over six nodes: the proxy finds the three masters (not the
+/// replicas) from one seed, spreads keys over them, counts only the
+/// masters' keys, and follows an operator's `CLUSTER FAILOVER` on a
+/// replica.
+#[test]
+fn a_cluster_created_by_redis_cli_with_replicas_is_served() {
+    let nodes: Vec<RedisServer> = (0..6).map(|_| RedisServer::start_cluster_node()).collect();
+    let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+    let created = std::process::Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addresses)
+        .args(["--cluster-replicas", "1", "--cluster-yes"])
+        .output()
+        .expect("redis-cli (scripts/test-deps.sh installs it)");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stdout));
+    let formed = eventually(Duration::from_secs(20), || {
+        nodes.iter().all(|node| direct_raw(node).call(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+    });
+    assert!(formed, "the cluster did not form");
+    let proxy = Proxy::start_url(&format!("redis+cluster://{}", addresses[0]), "");
+    let masters = eventually(Duration::from_secs(10), || {
+        let ready = proxy.admin_get("/ready").1;
+        ready.matches(r#""state":"up""#).count() == 3 && ready.contains(r#""upstream":"up""#)
+    });
+    assert!(masters, "{}", proxy.admin_get("/ready").1);
+    let mut client = proxy.raw();
+    let keys: Vec<String> = (0..30).map(|i| format!("made:{i}")).collect();
+    let mut mset = vec!["MSET".to_string()];
+    keys.iter().for_each(|k| mset.extend([k.clone(), k.clone()]));
+    let mset: Vec<&str> = mset.iter().map(String::as_str).collect();
+    assert_eq!(client.call(&mset), "+OK\r\n");
+    assert_eq!(client.call(&["DBSIZE"]), ":30\r\n", "the masters' keys, each once");
+    assert_eq!(client.call(&["MGET", &keys[0], &keys[29]]), "*2\r\n$6\r\nmade:0\r\n$7\r\nmade:29\r\n");
+    // An operator promotes the replica serving `made:0`'s slot.
+    let slot = slot::of(keys[0].as_bytes()).to_string();
+    let master = nodes
+        .iter()
+        .find(|node| direct_raw(node).call(&["CLUSTER", "COUNTKEYSINSLOT", &slot]) == ":1\r\n")
+        .expect("made:0's master");
+    let master_port = format!(":{}", master.port);
+    let replica = nodes
+        .iter()
+        .find(|node| {
+            let role = direct_raw(node).call(&["ROLE"]);
+            role.starts_with("*5\r\n$5\r\nslave") && role.lines().nth(5) == Some(master_port.as_str())
+        })
+        .expect("a replica of made:0's master");
+    let mut direct = direct_raw(replica);
+    // A replica still in its first sync cannot take over.
+    let synced =
+        eventually(Duration::from_secs(20), || direct.call(&["INFO", "replication"]).contains("master_link_status:up"));
+    assert!(synced, "{}", direct.call(&["INFO", "replication"]));
+    assert_eq!(direct.call(&["CLUSTER", "FAILOVER"]), "+OK\r\n");
+    let promoted = eventually(Duration::from_secs(20), || direct.call(&["ROLE"]).starts_with("*3\r\n$6\r\nmaster"));
+    assert!(promoted, "{}", direct.call(&["ROLE"]));
+    let followed = eventually(Duration::from_secs(10), || client.call(&["INCR", "made:0:n"]).starts_with(':'));
+    assert!(followed, "{:?}", client.call(&["INCR", "made:0:n"]));
+    assert_eq!(client.call(&["SET", &keys[0], "after"]), "+OK\r\n");
+    assert_eq!(direct.call(&["GET", &keys[0]]), "$5\r\nafter\r\n", "on the promoted replica");
+    // Commands sent to every master reach the new one, not the demoted
+    // one, once the proxy has read the topology again (a second at most
+    // after it saw the change).
+    let started = std::time::Instant::now();
+    let masters_only = eventually(Duration::from_secs(3), || client.call(&["DBSIZE"]) == ":31\r\n");
+    assert!(masters_only, "DBSIZE {:?}: {}", client.call(&["DBSIZE"]), proxy.admin_get("/ready").1);
+    eprintln!("DBSIZE counted the masters only {:?} after the failover was followed", started.elapsed());
+}

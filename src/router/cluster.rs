@@ -181,9 +181,12 @@ impl Cluster {
     }
 
     /// Waits until a refresh is asked for or [`REFRESH_EVERY`] passed
-    /// ([`REFRESH_WHILE_DOWN`] while a node's circuit is open).
-    pub async fn refresh_due(&self) {
-        let due = tokio::time::Instant::now() + REFRESH_EVERY;
+    /// ([`REFRESH_WHILE_DOWN`] while a node's circuit is open, or when the
+    /// map just `changed`: the node asked may have learnt a failover or a
+    /// slot's move before the others, whose answer may be older).
+    pub async fn refresh_due(&self, changed: bool) {
+        let every = if changed { REFRESH_WHILE_DOWN } else { REFRESH_EVERY };
+        let due = tokio::time::Instant::now() + every;
         loop {
             let asked = crate::timer::timeout(REFRESH_WHILE_DOWN, self.refresh.notified()).await.is_ok();
             if asked || tokio::time::Instant::now() >= due || self.nodes().any(|n| !n.health.breaker.allows()) {

@@ -25,6 +25,7 @@ pub async fn run(shared: Arc<Shared>) {
     let mut last_map = Vec::new();
     let mut failing = false;
     loop {
+        let mut changed = false;
         match cluster.refresh().await {
             Ok((masters, covered)) => {
                 observe::cluster_refresh("ok");
@@ -33,6 +34,7 @@ pub async fn run(shared: Arc<Shared>) {
                 if map != last_map {
                     log_topology(cluster, &map, masters, covered);
                     last_map = map;
+                    changed = true;
                 }
             }
             Err(e) => {
@@ -48,7 +50,7 @@ pub async fn run(shared: Arc<Shared>) {
             watch(&shared, started, node, Closing::Direct);
             started += 1;
         }
-        cluster.refresh_due().await;
+        cluster.refresh_due(changed).await;
     }
 }
 
