@@ -622,7 +622,7 @@ fn cluster_failover(
     let (decision, cmd) = bound;
     let node = match decision {
         Decision::Pool => node,
-        Decision::Dedicated { .. } | Decision::DedicatedSideEffect(_) => {
+        Decision::Dedicated { .. } => {
             // A MULTI held, or ending with nothing queued: no node yet.
             if holds_multi(shared, st, false) || (st.multi_unsent && st.queued == 0) {
                 return None;
