@@ -203,7 +203,10 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
         map = Some(Box::new(move |reply: Bytes| shared.redirects.name_redirect(&reply)));
     }
     let node = match cluster {
-        false => DEFAULT_NODE,
+        false => {
+            note_write(scratch);
+            DEFAULT_NODE
+        }
         true => match cluster_node(shared, st, &decision, cmd, &args, bytes, dedicated) {
             Ok(node) if dedicated || st.upstream_user => {
                 note_write(scratch);
@@ -480,16 +483,18 @@ struct Planned {
     pub cache_candidate: Option<&'static Command>,
     /// The command, its subcommand resolved; `None` if unknown.
     pub cmd: Option<&'static Command>,
-    /// With a cluster, the command whose effect on the near-cache is
-    /// applied once failover has passed the request by (failover seeds
-    /// the keys it writes from the cache first).
+    /// The command whose effect on the near-cache (a write evicts what it
+    /// touches) is to be applied once failover has passed the request by:
+    /// a cluster's failover, decided after routing, seeds the keys it
+    /// writes from the cache first. `None`: failover served it, or the
+    /// cache is off.
     pub unnoted: Option<&'static Command>,
 }
 
-/// Routes one request, applies its effect on the near-cache (a write
-/// evicts what it touches), and tells whether its reply is suppressed by
-/// CLIENT REPLY. In failover mode, requests that would go upstream are
-/// answered from local memory.
+/// Routes one request, says what its effect on the near-cache will be,
+/// and tells whether its reply is suppressed by CLIENT REPLY. With one
+/// Redis in failover mode, requests that would go upstream are answered
+/// from local memory.
 #[inline(always)]
 fn plan(
     st: &mut ClientState,
@@ -533,15 +538,8 @@ fn plan(
     let Some(cmd) = routed.cmd.filter(|_| shared.cache.is_active()) else {
         return Planned { decision: routed.decision, silent, cache_candidate: None, cmd: routed.cmd, unnoted: None };
     };
-    let unnoted = match shared.router.as_cluster() {
-        None => {
-            shared.cache.note_write(cmd, args, scratch);
-            None
-        }
-        Some(_) => Some(cmd),
-    };
     let cache_candidate = (matches!(routed.decision, Decision::Pool) && !silent && !own_user).then_some(cmd);
-    Planned { decision: routed.decision, silent, cache_candidate, cmd: Some(cmd), unnoted }
+    Planned { decision: routed.decision, silent, cache_candidate, cmd: Some(cmd), unnoted: Some(cmd) }
 }
 
 /// True when the reply of `cmd` names a client by its upstream id (CLIENT
