@@ -1267,3 +1267,51 @@ fn a_cluster_created_by_redis_cli_with_replicas_is_served() {
     assert!(masters_only, "DBSIZE {:?}: {}", client.call(&["DBSIZE"]), proxy.admin_get("/ready").1);
     eprintln!("DBSIZE counted the masters only {:?} after the failover was followed", started.elapsed());
 }
+
+/// A client that keeps writing to a dead master's slot through its outage,
+/// its return and the replay: every acknowledged `RPUSH` ends up on the
+/// master exactly once and in order (the journaled ones replayed before
+/// any sent upstream after them), and the slot leaves failover although
+/// the writes never stop (the slot's last round holds requests back).
+#[test]
+fn a_slots_writers_never_pause_and_nothing_is_reordered_or_lost() {
+    let mut cluster = Cluster::start_partial(3);
+    let proxy = cluster.proxy("[cache]\nenabled = false\n");
+    let list = cluster.key_on(1, "ordered:");
+    cluster.nodes[1].kill();
+    let mut probe = proxy.raw();
+    let probed = format!("{{{list}}}:probe");
+    let failing_over = eventually(Duration::from_secs(10), || probe.call(&["SET", &probed, "x"]) == "+OK\r\n");
+    assert!(failing_over, "{}", proxy.admin_get("/ready").1);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (mut client, list, done) = (proxy.raw(), list.clone(), done.clone());
+        std::thread::spawn(move || {
+            let (mut acknowledged, mut errors) = (0u64, Vec::new());
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let reply = client.call(&["RPUSH", &list, &acknowledged.to_string()]);
+                match reply.starts_with(':') {
+                    true => acknowledged += 1,
+                    false => errors.push(reply),
+                }
+            }
+            (acknowledged, errors)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    cluster.nodes[1].restart();
+    let replayed = eventually(Duration::from_secs(20), || {
+        let ready = proxy.admin_get("/ready").1;
+        ready.contains(r#""mode":"normal""#) && ready.contains(r#""journal_entries":0"#)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acknowledged, errors) = writer.join().expect("writer");
+    assert!(replayed, "the slot never left failover: {}", proxy.admin_get("/ready").1);
+    assert!(errors.is_empty(), "{} errors, e.g. {:?}", errors.len(), &errors[..errors.len().min(3)]);
+    let values = cluster.direct(1).call(&["LRANGE", &list, "0", "-1"]);
+    let values: Vec<u64> = values.lines().skip(2).step_by(2).filter_map(|v| v.parse().ok()).collect();
+    assert_eq!(values.len() as u64, acknowledged, "every acknowledged RPUSH, once");
+    assert!(values.iter().enumerate().all(|(i, &v)| v == i as u64), "in order");
+    eprintln!("{acknowledged} RPUSHes through the outage, the return and the replay");
+}

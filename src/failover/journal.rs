@@ -221,6 +221,11 @@ impl Journal {
         self.per_slot.contains_key(&slot)
     }
 
+    /// True while more than `n` entries of `slot` are left.
+    pub fn holds_slot_beyond(&self, slot: u16, n: usize) -> bool {
+        self.per_slot.get(&slot).is_some_and(|&left| left > n)
+    }
+
     /// True when an entry of `len` bytes fits.
     pub fn has_room(&self, len: usize) -> bool {
         self.bytes + len as u64 <= self.max_bytes
@@ -564,7 +569,7 @@ mod tests {
         assert!(j.slot_round(10, |_| false).is_none());
         assert_eq!(j.take(3), Some(cmd(&["SET", "k", "3"])));
         assert_eq!(j.take(3), None, "taken once");
-        assert!(j.holds_slot(3));
+        assert!(j.holds_slot(3) && !j.holds_slot_beyond(3, 1) && j.holds_slot_beyond(7, 1));
         assert_eq!(j.take(1), Some(cmd(&["SET", "k", "1"])));
         assert!(!j.holds_slot(3) && j.holds_slot(7));
         assert_eq!(j.len(), 3);

@@ -120,8 +120,13 @@ async fn replay(failover: &Failover, upstream: &UpstreamConfig, tally: &mut Tall
     let marker = failover.lock().journal.marker();
     let mut stream = conn::open(upstream, Proto::Resp2).await?.stream;
     let drain = Drain(failover);
-    let take = |journal: &Journal| (journal.oldest(ROUND), journal.sequence());
-    while let Some((round, sequence)) = next_round(&drain, |local| failover.close(local), take) {
+    let take = |journal: &Journal| {
+        if journal.len() <= ROUND {
+            drain.start();
+        }
+        (journal.oldest(ROUND), journal.sequence())
+    };
+    while let Some((round, sequence)) = next_round(failover, |local| failover.close(local), take) {
         one_round(failover, &mut stream, &marker, &round, sequence, idle, tally).await?;
     }
     drop(drain);
@@ -183,7 +188,7 @@ async fn replay_slots(failover: &Failover, cluster: &Cluster, tally: &mut Tally)
     let drain = Drain(failover);
     let reachable = |slot: u16| cluster.node(cluster.slot_node(slot)).health.breaker.allows();
     let take = |journal: &Journal| journal.slot_round(ROUND, reachable);
-    while let Some(next) = next_round(&drain, |local| failover.close_slots(local), take) {
+    while let Some(next) = next_round(failover, |local| failover.close_slots(local), take) {
         let Some((slot, round)) = next else {
             return Err(UpstreamError::Unavailable("no master of a slot with journaled writes answers".into()));
         };
@@ -196,6 +201,12 @@ async fn replay_slots(failover: &Failover, cluster: &Cluster, tally: &mut Tally)
                 streams.len() - 1
             }
         };
+        // The slot's last round: requests wait for it (all of them: a
+        // few milliseconds), so the slot's writers cannot keep it from
+        // ever leaving failover.
+        if !failover.lock().journal.holds_slot_beyond(slot, ROUND) {
+            drain.start();
+        }
         let marker = Bytes::from(format!("{}:{{{}}}", String::from_utf8_lossy(&base), slots::tag(slot)));
         if !markers.contains(&(id, marker.clone())) {
             markers.push((id, marker.clone()));
@@ -207,6 +218,7 @@ async fn replay_slots(failover: &Failover, cluster: &Cluster, tally: &mut Tally)
         if let Some(pending) = failover.pending.as_ref().filter(|_| !local.journal.holds_slot(slot)) {
             pending.remove(slot);
         }
+        drain.end();
     }
     drop(drain);
     for (id, marker) in markers {
@@ -262,16 +274,12 @@ fn redirected(cluster: &Cluster, error: UpstreamError) -> UpstreamError {
 }
 
 /// Under the failover lock, what `take` makes the next round of; `None`
-/// once the journal is empty, failover then ended by `close`. Once what is
-/// left fits in one round, the drain starts.
-fn next_round<T>(drain: &Drain, close: impl FnOnce(&mut Memory), take: impl FnOnce(&Journal) -> T) -> Option<T> {
-    let mut local = drain.0.lock();
+/// once the journal is empty, failover then ended by `close`.
+fn next_round<T>(failover: &Failover, close: impl FnOnce(&mut Memory), take: impl FnOnce(&Journal) -> T) -> Option<T> {
+    let mut local = failover.lock();
     if local.journal.is_empty() {
         close(&mut local);
         return None;
-    }
-    if local.journal.len() <= ROUND {
-        drain.start();
     }
     Some(take(&local.journal))
 }
@@ -283,13 +291,17 @@ impl Drain<'_> {
     fn start(&self) {
         self.0.draining.store(true, Ordering::Release);
     }
+
+    fn end(&self) {
+        if self.0.draining.swap(false, Ordering::AcqRel) {
+            self.0.drained.notify_waiters();
+        }
+    }
 }
 
 impl Drop for Drain<'_> {
     fn drop(&mut self) {
-        if self.0.draining.swap(false, Ordering::AcqRel) {
-            self.0.drained.notify_waiters();
-        }
+        self.end();
     }
 }
 
