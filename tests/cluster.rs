@@ -1315,3 +1315,38 @@ fn a_slots_writers_never_pause_and_nothing_is_reordered_or_lost() {
     assert!(values.iter().enumerate().all(|(i, &v)| v == i as u64), "in order");
     eprintln!("{acknowledged} RPUSHes through the outage, the return and the replay");
 }
+
+/// A tenant's writes to a dead master's slots are journaled in its
+/// namespace and replayed there: the keys land under its prefix, in the
+/// slot its hash tag names, and another tenant does not see them, in
+/// failover or after.
+#[test]
+fn a_tenants_writes_in_failover_are_replayed_in_its_namespace() {
+    let mut cluster = Cluster::start_partial(3);
+    let hash = nearcache::tenancy::hash_password(b"pw");
+    let tenants = format!(
+        "[[tenant]]\nname = \"acme\"\npassword_sha256 = \"{hash}\"\n[[tenant]]\nname = \"globex\"\npassword_sha256 = \"{hash}\"\n"
+    );
+    let proxy = cluster.proxy(&tenants);
+    let (mut acme, mut globex) = (proxy.raw(), proxy.raw());
+    assert_eq!(acme.call(&["AUTH", "acme", "pw"]), "+OK\r\n");
+    assert_eq!(globex.call(&["AUTH", "globex", "pw"]), "+OK\r\n");
+    let tag = cluster.key_on(1, "user");
+    let key = format!("{{{tag}}}:n");
+    cluster.nodes[1].kill();
+    let failing_over = eventually(Duration::from_secs(10), || acme.call(&["INCRBY", &key, "5"]) == ":5\r\n");
+    assert!(failing_over, "{:?}", acme.call(&["GET", &key]));
+    assert_eq!(acme.call(&["GET", &key]), "$1\r\n5\r\n");
+    assert_eq!(globex.call(&["GET", &key]), "$-1\r\n", "another tenant's namespace, in failover too");
+    cluster.nodes[1].restart();
+    let replayed = eventually(Duration::from_secs(20), || {
+        let ready = proxy.admin_get("/ready").1;
+        ready.contains(r#""mode":"normal""#) && ready.contains(r#""journal_entries":0"#)
+    });
+    assert!(replayed, "{}", proxy.admin_get("/ready").1);
+    let mut direct = cluster.direct(1);
+    assert_eq!(direct.call(&["GET", &format!("acme:{key}")]), "$1\r\n5\r\n", "under the tenant's prefix");
+    assert_eq!(direct.call(&["DBSIZE"]), ":1\r\n", "and nothing else");
+    assert_eq!(acme.call(&["INCR", &key]), ":6\r\n");
+    assert_eq!(globex.call(&["GET", &key]), "$-1\r\n");
+}
