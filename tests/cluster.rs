@@ -455,6 +455,21 @@ fn the_near_cache_sees_writes_made_on_every_node() {
         let seen = eventually(Duration::from_secs(5), || client.call(&["GET", &key]) == "$3\r\nnew\r\n");
         assert!(seen, "{key} on node {node}: the cached value outlived a write");
     }
+    // An MGET across slots is read through the cache too: each master's
+    // share from it, only the misses fetched (and cached on the way).
+    let keys: Vec<String> = (0..3).map(|node| cluster.key_on(node, "cached:")).collect();
+    let hits = || common::json_number(&proxy.admin_get("/cache/stats").1, "hits");
+    let all = |client: &mut Raw| client.call(&["MGET", &keys[0], "cached:none", &keys[1], &keys[2]]);
+    let expected = "*4\r\n$3\r\nnew\r\n$-1\r\n$3\r\nnew\r\n$3\r\nnew\r\n";
+    assert_eq!(all(&mut client), expected);
+    let before = hits();
+    assert_eq!(all(&mut client), expected);
+    assert_eq!(hits() - before, 4.0, "every key a hit, the missing one too");
+    assert_eq!(cluster.direct(1).call(&["SET", &keys[1], "newer"]), "+OK\r\n");
+    let seen = eventually(Duration::from_secs(5), || {
+        all(&mut client) == "*4\r\n$3\r\nnew\r\n$-1\r\n$5\r\nnewer\r\n$3\r\nnew\r\n"
+    });
+    assert!(seen, "a cross-slot MGET outlived a write: {:?}", all(&mut client));
 }
 
 /// Cluster-aware clients see one node, the proxy, master of every slot,

@@ -16,6 +16,8 @@
 use super::answer;
 use super::follow;
 use super::reply::ReplyMap;
+use crate::cache::read::{self, CacheRead, Fill};
+use crate::cache::{NearCache, Scratch};
 use crate::commands::{key_indices, Command, Merge};
 use crate::protocol::scan::Frames;
 use crate::protocol::{encode, Args, Proto};
@@ -80,6 +82,19 @@ struct Part {
     request: Bytes,
     /// Where each of its keys' values goes in the merged reply.
     positions: Vec<usize>,
+    /// How the near-cache takes part (an `MGET`'s share).
+    cached: Cached,
+}
+
+/// What the near-cache makes of a part.
+enum Cached {
+    /// Nothing: sent as it is, one reply.
+    No,
+    /// Answered by the near-cache: not sent.
+    Hit(Bytes),
+    /// Its misses sent (the request replaced by what the cache fetches:
+    /// `replies` frames), the cache filled with the replies.
+    Fetch { replies: usize, fill: Fill },
 }
 
 impl Fan {
@@ -119,7 +134,13 @@ impl Fan {
             .map(|(slot, (words, positions))| {
                 let mut request = BytesMut::new();
                 encode::command(&mut request, head.iter().copied().chain(words).collect::<Vec<_>>().into_iter());
-                Part { node: cluster.slot_node(slot), slot: Some(slot), request: request.freeze(), positions }
+                Part {
+                    node: cluster.slot_node(slot),
+                    slot: Some(slot),
+                    request: request.freeze(),
+                    positions,
+                    cached: Cached::No,
+                }
             })
             .collect();
         Some(Fan { parts, merge: Combine::Table(merge), keys: at.len(), map: None, via: Via::Pool })
@@ -131,7 +152,7 @@ impl Fan {
         let parts = cluster
             .masters()
             .into_iter()
-            .map(|node| Part { node, slot: None, request: request.clone(), positions: Vec::new() })
+            .map(|node| Part { node, slot: None, request: request.clone(), positions: Vec::new(), cached: Cached::No })
             .collect();
         Fan { parts, merge: Combine::Table(merge), keys: 0, map: None, via: Via::Pool }
     }
@@ -160,7 +181,7 @@ impl Fan {
         let mut request = BytesMut::new();
         encode::command(&mut request, words.into_iter());
         let next = masters.into_iter().find(|&m| m > node);
-        let part = Part { node, slot: None, request: request.freeze(), positions: Vec::new() };
+        let part = Part { node, slot: None, request: request.freeze(), positions: Vec::new(), cached: Cached::No };
         Ok(Fan { parts: vec![part], merge: Combine::Scan { node, next }, keys: 0, map: None, via: Via::Pool })
     }
 
@@ -185,7 +206,7 @@ impl Fan {
             .filter_map(|&node| {
                 let mut bytes = BytesMut::from(&write_mark(cluster, node)?[..]);
                 bytes.extend_from_slice(request);
-                Some(Part { node, slot: None, request: bytes.freeze(), positions: Vec::new() })
+                Some(Part { node, slot: None, request: bytes.freeze(), positions: Vec::new(), cached: Cached::No })
             })
             .collect();
         let via = Via::Awaited { replies: WRITE_MARK_REPLIES + 1 };
@@ -201,6 +222,28 @@ impl Fan {
     /// whole keyspace).
     pub fn reach(&self) -> impl Iterator<Item = (NodeId, Option<u16>)> + '_ {
         self.parts.iter().map(|part| (part.node, part.slot))
+    }
+
+    /// Each part of a split `cmd` (an `MGET`: cached per key) read
+    /// through the near-cache, as one within a slot is: hits answered from
+    /// it, only the misses sent, their replies filling it.
+    pub fn through_cache(mut self, cache: &Arc<NearCache>, cmd: &Command, proto: Proto, scratch: &mut Scratch) -> Fan {
+        let now = Instant::now();
+        let mut ranges = Vec::new();
+        for part in &mut self.parts {
+            let request = super::reparse(part.request.clone(), &mut ranges);
+            let args = Args::new(&request, &ranges);
+            let read = read::Request { cmd, args: &args, bytes: &request, proto };
+            part.cached = match read::plan(cache, &read, scratch, now, None) {
+                CacheRead::Ready(reply) => Cached::Hit(reply),
+                CacheRead::Fetch { payload, replies, fill } => {
+                    part.request = payload.freeze();
+                    Cached::Fetch { replies, fill }
+                }
+                CacheRead::Written | CacheRead::Wait(_) | CacheRead::Bypass => Cached::No,
+            };
+        }
+        self
     }
 
     /// The merged reply goes through `map` too.
@@ -220,27 +263,41 @@ pub fn send(
     started: Instant,
 ) -> oneshot::Receiver<JobResult> {
     let Fan { parts, merge, keys, map, via } = fan;
-    let sent: Vec<_> = parts
-        .iter()
-        .map(|part| {
-            let config = || shared.router.node(part.node).config.clone();
-            match via {
-                Via::Pool => {
-                    let batch =
-                        follow::Send { node: part.node, proto, affinity, payload: &part.request, replies: 1, started };
-                    follow::send(shared, pools, batch)
-                }
-                Via::OwnConnection => out_of_band::send(config(), proto, part.request.clone()),
-                Via::Awaited { replies } => out_of_band::awaited(config(), proto, part.request.clone(), replies),
+    let mut sent = Vec::with_capacity(parts.len());
+    let mut positions = Vec::with_capacity(parts.len());
+    for part in parts {
+        let config = || shared.router.node(part.node).config.clone();
+        let (replies, fill) = match part.cached {
+            Cached::Hit(reply) => {
+                sent.push(Sent::Ready(reply));
+                positions.push(part.positions);
+                continue;
             }
-        })
-        .collect();
-    let positions: Vec<Vec<usize>> = parts.into_iter().map(|p| p.positions).collect();
+            Cached::Fetch { replies, fill } => (replies, Some(fill)),
+            Cached::No => (1, None),
+        };
+        let rx = match via {
+            Via::Pool => {
+                let batch = follow::Send { node: part.node, proto, affinity, payload: &part.request, replies, started };
+                follow::send(shared, pools, batch)
+            }
+            Via::OwnConnection => out_of_band::send(config(), proto, part.request.clone()),
+            Via::Awaited { replies } => out_of_band::awaited(config(), proto, part.request.clone(), replies),
+        };
+        sent.push(Sent::Upstream(rx, fill));
+        positions.push(part.positions);
+    }
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
         let mut replies = Vec::with_capacity(sent.len());
-        for rx in sent {
-            replies.push(rx.await.unwrap_or(Err(UpstreamError::ConnectionLost)));
+        for part in sent {
+            replies.push(match part {
+                Sent::Ready(reply) => Ok(reply),
+                Sent::Upstream(rx, fill) => {
+                    let result = rx.await.unwrap_or(Err(UpstreamError::ConnectionLost));
+                    fill.map_or(result.clone(), |fill| fill.finish(result))
+                }
+            });
         }
         let merged = replies.into_iter().collect::<Result<Vec<_>, _>>().map(|replies| {
             let reply = combine(merge, keys, &positions, replies);
@@ -252,6 +309,13 @@ pub fn send(
         let _ = tx.send(merged);
     });
     rx
+}
+
+/// A part on its way: answered already, or its reply to come (and the
+/// near-cache fill it goes through).
+enum Sent {
+    Ready(Bytes),
+    Upstream(oneshot::Receiver<JobResult>, Option<Fill>),
 }
 
 /// Frames a [`write_mark`] is answered with.

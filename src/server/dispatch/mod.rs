@@ -232,6 +232,10 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
                     return Dispatched { fate: Fate::Ready(reply), silent };
                 }
                 note_write(scratch);
+                let fan = match cache_candidate.filter(|cmd| cmd.cached_per_key()) {
+                    Some(cmd) => fan.through_cache(&shared.cache, cmd, proto, scratch),
+                    None => fan,
+                };
                 return Dispatched { fate: Fate::Fan(Box::new(fan.mapped(map))), silent };
             }
             Err(Spreading::AfterWrites(fan)) => {
