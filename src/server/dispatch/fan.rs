@@ -246,6 +246,23 @@ impl Fan {
         self
     }
 
+    /// The merged reply, when the near-cache answered every part (nothing
+    /// to send); else the fan, to be sent.
+    pub fn answered(self) -> Result<Bytes, Fan> {
+        if !self.parts.iter().all(|part| matches!(part.cached, Cached::Hit(_))) {
+            return Err(self);
+        }
+        let Fan { parts, merge, keys, map, .. } = self;
+        let (positions, replies): (Vec<_>, Vec<_>) = parts
+            .into_iter()
+            .map(|part| match part.cached {
+                Cached::Hit(reply) => (part.positions, reply),
+                Cached::No | Cached::Fetch { .. } => (part.positions, Bytes::new()),
+            })
+            .unzip();
+        Ok(finish(combine(merge, keys, &positions, replies), map))
+    }
+
     /// The merged reply goes through `map` too.
     pub fn mapped(mut self, map: Option<ReplyMap>) -> Fan {
         self.map = map;
@@ -299,16 +316,21 @@ pub fn send(
                 }
             });
         }
-        let merged = replies.into_iter().collect::<Result<Vec<_>, _>>().map(|replies| {
-            let reply = combine(merge, keys, &positions, replies);
-            match map {
-                Some(map) if reply.first() != Some(&b'-') => map(reply),
-                _ => reply,
-            }
-        });
+        let merged = replies
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map(|replies| finish(combine(merge, keys, &positions, replies), map));
         let _ = tx.send(merged);
     });
     rx
+}
+
+/// The merged `reply` through the fan's `map`, unless it is an error.
+fn finish(reply: Bytes, map: Option<ReplyMap>) -> Bytes {
+    match map {
+        Some(map) if reply.first() != Some(&b'-') => map(reply),
+        _ => reply,
+    }
 }
 
 /// A part on its way: answered already, or its reply to come (and the

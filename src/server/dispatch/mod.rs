@@ -233,10 +233,11 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
                 }
                 note_write(scratch);
                 let fan = match cache_candidate.filter(|cmd| cmd.cached_per_key()) {
-                    Some(cmd) => fan.through_cache(&shared.cache, cmd, proto, scratch),
-                    None => fan,
+                    Some(cmd) => fan.through_cache(&shared.cache, cmd, proto, scratch).mapped(map),
+                    None => fan.mapped(map),
                 };
-                return Dispatched { fate: Fate::Fan(Box::new(fan.mapped(map))), silent };
+                let fate = fan.answered().map_or_else(|fan| Fate::Fan(Box::new(fan)), Fate::Ready);
+                return Dispatched { fate, silent };
             }
             Err(Spreading::AfterWrites(fan)) => {
                 let carry = Carry::AfterWrites(Box::new(fan.mapped(map)));
