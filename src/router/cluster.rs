@@ -181,7 +181,7 @@ impl Cluster {
     }
 
     /// Waits until a refresh is asked for or [`REFRESH_EVERY`] passed
-    /// ([`REFRESH_WHILE_DOWN`] while a node's circuit is open, or when the
+    /// ([`REFRESH_WHILE_DOWN`] while a master's circuit is open, or when the
     /// map just `changed`: the node asked may have learnt a failover or a
     /// slot's move before the others, whose answer may be older).
     pub async fn refresh_due(&self, changed: bool) {
@@ -189,7 +189,10 @@ impl Cluster {
         let due = tokio::time::Instant::now() + every;
         loop {
             let asked = crate::timer::timeout(REFRESH_WHILE_DOWN, self.refresh.notified()).await.is_ok();
-            if asked || tokio::time::Instant::now() >= due || self.nodes().any(|n| !n.health.breaker.allows()) {
+            // (A node serving no slot any more, a dead master replaced by
+            // its replica, is not waited for.)
+            let down = self.masters().into_iter().any(|id| !self.node(id).health.breaker.allows());
+            if asked || tokio::time::Instant::now() >= due || down {
                 return;
             }
         }
