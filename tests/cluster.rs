@@ -1365,3 +1365,43 @@ fn a_tenants_writes_in_failover_are_replayed_in_its_namespace() {
     assert_eq!(acme.call(&["INCR", &key]), ":6\r\n");
     assert_eq!(globex.call(&["GET", &key]), "$-1\r\n");
 }
+
+/// A master that answers but refuses the replay (here `NOREPLICAS`: it
+/// takes no writes) holds back only its own slots, which answer
+/// `-TRYAGAIN` with the reason rather than from local memory; another
+/// master's journaled writes, written after, are replayed meanwhile; once
+/// the first accepts, its writes land too.
+#[test]
+fn a_master_refusing_the_replay_holds_back_only_its_slots() {
+    let cluster = Cluster::start_partial(3);
+    let proxy = cluster.proxy("[breaker]\nstall_after = \"300ms\"\n[cache]\nenabled = false\n");
+    let (refusing, accepting) = (cluster.key_on(1, "refusing:"), cluster.key_on(2, "accepting:"));
+    assert_eq!(cluster.direct(1).call(&["CONFIG", "SET", "min-replicas-to-write", "1"]), "+OK\r\n");
+    let mut client = proxy.raw();
+    cluster.nodes[1].pause();
+    cluster.nodes[2].pause();
+    let journaled = eventually(Duration::from_secs(10), || client.call(&["SET", &refusing, "1"]) == "+OK\r\n");
+    assert!(journaled, "{:?}", client.call(&["SET", &refusing, "1"]));
+    let journaled = eventually(Duration::from_secs(10), || client.call(&["SET", &accepting, "2"]) == "+OK\r\n");
+    assert!(journaled, "{:?}", client.call(&["SET", &accepting, "2"]));
+    cluster.nodes[1].resume();
+    cluster.nodes[2].resume();
+    let mut direct = cluster.direct(2);
+    let replayed = eventually(Duration::from_secs(10), || direct.call(&["GET", &accepting]) == "$1\r\n2\r\n");
+    assert!(replayed, "node 2 has {:?}: {}", direct.call(&["GET", &accepting]), proxy.admin_get("/ready").1);
+    let refused = eventually(Duration::from_secs(10), || {
+        client.call(&["GET", &refusing]).starts_with("-TRYAGAIN upstream refuses the failover journal's replay")
+    });
+    assert!(refused, "{:?}", client.call(&["GET", &refusing]));
+    let (status, ready) = proxy.admin_get("/ready");
+    // Still 200: the other masters' slots are served (a single Redis would
+    // answer 503).
+    assert!(status == 200 && ready.contains(r#""mode":"replay_refused""#) && ready.contains("NOREPLICAS"), "{ready}");
+    assert_eq!(client.call(&["GET", &accepting]), "$1\r\n2\r\n", "the other master's slot is its own again");
+    assert_eq!(cluster.direct(1).call(&["CONFIG", "SET", "min-replicas-to-write", "0"]), "+OK\r\n");
+    let landed = eventually(Duration::from_secs(10), || cluster.direct(1).call(&["GET", &refusing]) == "$1\r\n1\r\n");
+    assert!(landed, "{}", proxy.admin_get("/ready").1);
+    let normal = eventually(Duration::from_secs(5), || proxy.admin_get("/ready").1.contains(r#""mode":"normal""#));
+    assert!(normal, "{}", proxy.admin_get("/ready").1);
+    assert_eq!(client.call(&["GET", &refusing]), "$1\r\n1\r\n");
+}

@@ -120,10 +120,11 @@ pub struct Failover {
     /// With a Redis Cluster: the slots with journaled writes (failover is
     /// per slot, see [`slots`]).
     pending: Option<slots::Pending>,
-    /// With a Redis Cluster: why the last replay failed although its master
-    /// answered (see [`Breaker::refusal_reason`](crate::upstream::breaker)
-    /// for a single Redis).
-    replay_refused: Mutex<Option<String>>,
+    /// With a Redis Cluster: the masters that answered but refused the
+    /// last replay, and why (see
+    /// [`Breaker::refusal_reason`](crate::upstream::breaker) for a single
+    /// Redis).
+    replay_refused: Mutex<Vec<(Arc<Health>, String)>>,
 }
 
 /// Where a request failover may serve would go upstream.
@@ -175,7 +176,7 @@ impl Failover {
             draining: AtomicBool::new(false),
             drained: Notify::new(),
             pending,
-            replay_refused: Mutex::new(None),
+            replay_refused: Mutex::new(Vec::new()),
         })
     }
 
@@ -223,7 +224,8 @@ impl Failover {
         match scope {
             Scope::Single => self.health.breaker.refusal_reason(),
             Scope::Slot { health, .. } if health.breaker.allows() => {
-                self.replay_refused.lock().unwrap_or_else(PoisonError::into_inner).clone()
+                let refused = self.replay_refused.lock().unwrap_or_else(PoisonError::into_inner);
+                refused.iter().find(|(master, _)| std::ptr::eq(Arc::as_ptr(master), health)).map(|(_, why)| why.clone())
             }
             Scope::Slot { .. } => None,
         }
@@ -255,7 +257,10 @@ impl Failover {
         let local = self.lock();
         let replay_refused = match self.pending {
             None => self.health.breaker.refusal_reason(),
-            Some(_) => self.replay_refused.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            Some(_) => {
+                let refused = self.replay_refused.lock().unwrap_or_else(PoisonError::into_inner);
+                refused.first().map(|(_, why)| why.clone())
+            }
         };
         Status {
             upstream_up: self.health.breaker.allows(),

@@ -162,42 +162,87 @@ async fn one_round(
 /// With a Redis Cluster: replays (or discards) the journal, each round the
 /// oldest entries of one slot sent to the master serving that slot now,
 /// behind a marker of that slot. A slot leaves failover once its entries
-/// are replayed; a slot whose master is still unreachable holds back only
-/// its own. Remembers why Redis refused the replay, if it did.
+/// are replayed; a master that cannot be reached, or refuses, holds back
+/// only its own slots. Remembers which masters refused, and why.
 pub async fn recover_slots(failover: &Failover, cluster: &Cluster) -> Result<(), UpstreamError> {
     if discarded(failover, |local| failover.close_slots(local)) {
         return Ok(());
     }
     let mut tally = Tally::new();
-    let result = replay_slots(failover, cluster, &mut tally).await;
+    let mut failed = Vec::new();
+    replay_slots(failover, cluster, &mut tally, &mut failed).await;
     tally.report();
-    let refused = match &result {
-        Err(UpstreamError::Refused(reason)) => Some(reason.clone()),
+    let refused = failed.iter().filter_map(|(id, e)| match e {
+        UpstreamError::Refused(why) => Some((cluster.node(*id).health.clone(), why.clone())),
         _ => None,
-    };
-    *failover.replay_refused.lock().unwrap_or_else(PoisonError::into_inner) = refused;
-    result
+    });
+    *failover.replay_refused.lock().unwrap_or_else(PoisonError::into_inner) = refused.collect();
+    match failed.into_iter().next() {
+        Some((_, e)) => Err(e),
+        None if failover.slots_pending() => {
+            Err(UpstreamError::Unavailable("no master of a slot with journaled writes answers".into()))
+        }
+        None => Ok(()),
+    }
 }
 
-/// The rounds of [`recover_slots`], on a connection per master: each the
-/// oldest entries of the oldest slot whose master answers.
-async fn replay_slots(failover: &Failover, cluster: &Cluster, tally: &mut Tally) -> Result<(), UpstreamError> {
+/// The rounds of [`recover_slots`], on a connection per master, until no
+/// slot with entries left has a master that answers and has not failed
+/// (in `failed`, with the error) during this attempt.
+async fn replay_slots(
+    failover: &Failover,
+    cluster: &Cluster,
+    tally: &mut Tally,
+    failed: &mut Vec<(NodeId, UpstreamError)>,
+) {
     let base = failover.lock().journal.marker();
     let mut streams: Vec<(NodeId, Stream)> = Vec::new();
-    let mut markers: Vec<(NodeId, Bytes)> = Vec::new();
     let drain = Drain(failover);
-    let reachable = |slot: u16| cluster.node(cluster.slot_node(slot)).health.breaker.allows();
-    let take = |journal: &Journal| journal.slot_round(ROUND, reachable);
-    while let Some(next) = next_round(failover, |local| failover.close_slots(local), take) {
-        let Some((slot, round)) = next else {
-            return Err(UpstreamError::Unavailable("no master of a slot with journaled writes answers".into()));
+    loop {
+        let ready = |slot: u16| {
+            let id = cluster.slot_node(slot);
+            !failed.iter().any(|(node, _)| *node == id) && cluster.node(id).health.breaker.allows()
+        };
+        let take = |journal: &Journal| journal.slot_round(ROUND, ready);
+        let Some(Some((slot, round))) = next_round(failover, |local| failover.close_slots(local), take) else {
+            return;
         };
         let id = cluster.slot_node(slot);
-        let node = cluster.node(id);
-        let at = match streams.iter().position(|(n, _)| *n == id) {
+        let to = Master { id, base: &base, drain: &drain };
+        if let Err(e) = to.replay(failover, cluster, &mut streams, slot, &round, tally).await {
+            streams.retain(|(node, _)| *node != id);
+            failed.push((id, redirected(cluster, e)));
+        }
+        drain.end();
+    }
+}
+
+/// Where a slot's round goes: master `id`, behind a marker named after
+/// the journal's `base` marker.
+struct Master<'a> {
+    id: NodeId,
+    base: &'a [u8],
+    drain: &'a Drain<'a>,
+}
+
+impl Master<'_> {
+    /// Sends one slot's `round` on the master's connection (opened if
+    /// needed); once the slot has no entry left, it leaves failover and its
+    /// marker is deleted.
+    async fn replay(
+        &self,
+        failover: &Failover,
+        cluster: &Cluster,
+        streams: &mut Vec<(NodeId, Stream)>,
+        slot: u16,
+        round: &[(u64, Bytes)],
+        tally: &mut Tally,
+    ) -> Result<(), UpstreamError> {
+        let node = cluster.node(self.id);
+        let at = match streams.iter().position(|(n, _)| *n == self.id) {
             Some(at) => at,
             None => {
-                streams.push((id, conn::open(&node.config, Proto::Resp2).await?.stream));
+                streams.push((self.id, conn::open(&node.config, Proto::Resp2).await?.stream));
                 streams.len() - 1
             }
         };
@@ -205,28 +250,21 @@ async fn replay_slots(failover: &Failover, cluster: &Cluster, tally: &mut Tally)
         // few milliseconds), so the slot's writers cannot keep it from
         // ever leaving failover.
         if !failover.lock().journal.holds_slot_beyond(slot, ROUND) {
-            drain.start();
+            self.drain.start();
         }
-        let marker = Bytes::from(format!("{}:{{{}}}", String::from_utf8_lossy(&base), slots::tag(slot)));
-        if !markers.contains(&(id, marker.clone())) {
-            markers.push((id, marker.clone()));
+        let marker = Bytes::from(format!("{}:{{{}}}", String::from_utf8_lossy(self.base), slots::tag(slot)));
+        let (stream, idle) = (&mut streams[at].1, node.config.request_timeout);
+        slot_round(failover, stream, &marker, round, idle, tally).await?;
+        let replayed = {
+            let local = failover.lock();
+            let pending = failover.pending.as_ref().filter(|_| !local.journal.holds_slot(slot));
+            pending.inspect(|pending| pending.remove(slot)).is_some()
+        };
+        if replayed {
+            forget(stream, &marker, idle).await;
         }
-        let idle = node.config.request_timeout;
-        let done = slot_round(failover, &mut streams[at].1, &marker, &round, idle, tally).await;
-        done.map_err(|e| redirected(cluster, e))?;
-        let local = failover.lock();
-        if let Some(pending) = failover.pending.as_ref().filter(|_| !local.journal.holds_slot(slot)) {
-            pending.remove(slot);
-        }
-        drain.end();
+        Ok(())
     }
-    drop(drain);
-    for (id, marker) in markers {
-        if let Some((_, stream)) = streams.iter_mut().find(|(n, _)| *n == id) {
-            forget(stream, &marker, cluster.node(id).config.request_timeout).await;
-        }
-    }
-    Ok(())
 }
 
 /// Sends one slot's `round` (entries with their sequence numbers) on
