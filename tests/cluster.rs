@@ -1405,3 +1405,42 @@ fn a_master_refusing_the_replay_holds_back_only_its_slots() {
     assert!(normal, "{}", proxy.admin_get("/ready").1);
     assert_eq!(client.call(&["GET", &refusing]), "$1\r\n1\r\n");
 }
+
+/// Two masters down, writes journaled to a file; one master back gets its
+/// writes; the proxy then stops and another starts on the same journal
+/// (which still holds the replayed entries: the file is truncated only
+/// once empty): the replayed entries are not applied again, the others
+/// land when their master is back.
+#[test]
+fn a_restarted_proxy_does_not_replay_again_what_a_master_already_got() {
+    let mut cluster = Cluster::start_partial(3);
+    let dir = std::env::temp_dir().join(format!("nearcache-cluster-journal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let journal = dir.join("journal.aof");
+    let toml =
+        format!("[cache]\nenabled = false\n[failover]\njournal_path = \"{}\"\nfsync = \"always\"\n", journal.display());
+    let (one, two) = (cluster.key_on(1, "once:"), cluster.key_on(2, "once:"));
+    let proxy = cluster.proxy(&toml);
+    let mut client = proxy.raw();
+    cluster.nodes[1].kill();
+    cluster.nodes[2].kill();
+    let journaled = eventually(Duration::from_secs(10), || client.call(&["INCR", &one]) == ":1\r\n");
+    assert!(journaled, "{:?}", client.call(&["GET", &one]));
+    let journaled = eventually(Duration::from_secs(10), || client.call(&["INCR", &two]) == ":1\r\n");
+    assert!(journaled, "{:?}", client.call(&["GET", &two]));
+    cluster.nodes[2].restart();
+    let mut direct = cluster.direct(2);
+    let replayed = eventually(Duration::from_secs(20), || direct.call(&["GET", &two]) == "$1\r\n1\r\n");
+    assert!(replayed, "{}", proxy.admin_get("/ready").1);
+    drop(client);
+    proxy.stop();
+
+    let proxy = cluster.proxy(&toml);
+    cluster.nodes[1].restart();
+    let empty = eventually(Duration::from_secs(20), || proxy.admin_get("/ready").1.contains(r#""journal_entries":0"#));
+    assert!(empty, "{}", proxy.admin_get("/ready").1);
+    assert_eq!(cluster.direct(1).call(&["GET", &one]), "$1\r\n1\r\n");
+    assert_eq!(direct.call(&["GET", &two]), "$1\r\n1\r\n", "not applied a second time");
+    assert_eq!(std::fs::metadata(&journal).expect("journal").len(), 0, "replayed: truncated");
+    let _ = std::fs::remove_dir_all(&dir);
+}

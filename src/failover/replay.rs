@@ -197,6 +197,7 @@ async fn replay_slots(
 ) {
     let base = failover.lock().journal.marker();
     let mut streams: Vec<(NodeId, Stream)> = Vec::new();
+    let mut markers: Vec<(NodeId, Bytes)> = Vec::new();
     let drain = Drain(failover);
     loop {
         let ready = |slot: u16| {
@@ -204,16 +205,33 @@ async fn replay_slots(
             !failed.iter().any(|(node, _)| *node == id) && cluster.node(id).health.breaker.allows()
         };
         let take = |journal: &Journal| journal.slot_round(ROUND, ready);
-        let Some(Some((slot, round))) = next_round(failover, |local| failover.close_slots(local), take) else {
-            return;
-        };
-        let id = cluster.slot_node(slot);
-        let to = Master { id, base: &base, drain: &drain };
-        if let Err(e) = to.replay(failover, cluster, &mut streams, slot, &round, tally).await {
-            streams.retain(|(node, _)| *node != id);
-            failed.push((id, redirected(cluster, e)));
+        match next_round(failover, |local| failover.close_slots(local), take) {
+            Some(Some((slot, round))) => {
+                let id = cluster.slot_node(slot);
+                let to = Master { id, base: &base, drain: &drain };
+                match to.replay(failover, cluster, &mut streams, slot, &round, tally).await {
+                    Ok(marker) if !markers.contains(&(id, marker.clone())) => markers.push((id, marker)),
+                    Ok(_) => {}
+                    Err(e) => {
+                        streams.retain(|(node, _)| *node != id);
+                        failed.push((id, redirected(cluster, e)));
+                    }
+                }
+                drain.end();
+            }
+            // Nothing ready: what is left waits for the next attempt.
+            Some(None) => return,
+            None => break,
         }
-        drain.end();
+    }
+    // Emptied (its file truncated, a new id issued): the markers are of no
+    // use any more. (Not before: a restarted proxy reloads the file's
+    // entries, replayed ones too, and its markers tell which.)
+    drop(drain);
+    for (id, marker) in markers {
+        if let Some((_, stream)) = streams.iter_mut().find(|(node, _)| *node == id) {
+            forget(stream, &marker, cluster.node(id).config.request_timeout).await;
+        }
     }
 }
 
@@ -227,8 +245,8 @@ struct Master<'a> {
 
 impl Master<'_> {
     /// Sends one slot's `round` on the master's connection (opened if
-    /// needed); once the slot has no entry left, it leaves failover and its
-    /// marker is deleted.
+    /// needed); once the slot has no entry left, it leaves failover. Its
+    /// marker's name.
     async fn replay(
         &self,
         failover: &Failover,
@@ -237,7 +255,7 @@ impl Master<'_> {
         slot: u16,
         round: &[(u64, Bytes)],
         tally: &mut Tally,
-    ) -> Result<(), UpstreamError> {
+    ) -> Result<Bytes, UpstreamError> {
         let node = cluster.node(self.id);
         let at = match streams.iter().position(|(n, _)| *n == self.id) {
             Some(at) => at,
@@ -255,15 +273,11 @@ impl Master<'_> {
         let marker = Bytes::from(format!("{}:{{{}}}", String::from_utf8_lossy(self.base), slots::tag(slot)));
         let (stream, idle) = (&mut streams[at].1, node.config.request_timeout);
         slot_round(failover, stream, &marker, round, idle, tally).await?;
-        let replayed = {
-            let local = failover.lock();
-            let pending = failover.pending.as_ref().filter(|_| !local.journal.holds_slot(slot));
-            pending.inspect(|pending| pending.remove(slot)).is_some()
-        };
-        if replayed {
-            forget(stream, &marker, idle).await;
+        let local = failover.lock();
+        if let Some(pending) = failover.pending.as_ref().filter(|_| !local.journal.holds_slot(slot)) {
+            pending.remove(slot);
         }
-        Ok(())
+        Ok(marker)
     }
 }
 
