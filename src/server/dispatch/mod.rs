@@ -185,7 +185,7 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
     }
     let bytes = rewritten.as_deref().unwrap_or(request);
     let args = Args::new(bytes, ranges);
-    if let Some(decision) = sent.and_then(|(top, cmd)| keyspace_refusal(st, top, cmd, renamed)) {
+    if let Some(decision) = sent.and_then(|(top, cmd)| keyspace_refusal(st, top, cmd)) {
         let owed = Owed { node: DEFAULT_NODE, map: None, rewritten: None, cmd: None, args: &args, dedicated };
         return Dispatched { fate: off_pool(*decision, owed, shared, st, tenant, activity), silent: false };
     }
@@ -193,6 +193,8 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
     let incoming = Incoming { args, bytes, found };
     let Planned { decision, silent, cache_candidate, cmd, unnoted } =
         plan(st, incoming, dedicated, shared, scratch, activity);
+    // A tenant's RANDOMKEY, a script, still spreads as a RANDOMKEY.
+    let sent_spread = sent.filter(|_| renamed).map(|(_, cmd)| cmd.spread);
     let note_write = |scratch: &mut Scratch| {
         if let Some(cmd) = unnoted {
             shared.cache.note_write(cmd, &args, scratch);
@@ -207,7 +209,14 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
             note_write(scratch);
             DEFAULT_NODE
         }
-        true => match cluster_node(shared, st, &decision, cmd, &args, bytes, dedicated) {
+        true => match cluster_node(
+            shared,
+            st,
+            Spreads { decision: &decision, cmd, sent: sent_spread },
+            &args,
+            bytes,
+            dedicated,
+        ) {
             Ok(node) if dedicated || st.upstream_user => {
                 note_write(scratch);
                 node
@@ -331,8 +340,18 @@ fn holds_multi(shared: &Shared, st: &ClientState, dedicated: bool) -> bool {
 /// A command a cluster cannot run as asked (see
 /// [`route::whole_keyspace`]).
 #[inline(never)]
-fn keyspace_refusal(st: &ClientState, top: &Command, cmd: &Command, renamed: bool) -> Option<Box<Decision>> {
-    route::whole_keyspace(st, top, cmd, renamed).map(Box::new)
+fn keyspace_refusal(st: &ClientState, top: &Command, cmd: &Command) -> Option<Box<Decision>> {
+    route::whole_keyspace(st, top, cmd).map(Box::new)
+}
+
+/// What decides how a cluster request spreads over the masters.
+struct Spreads<'a> {
+    decision: &'a Decision,
+    /// The command as routed (its subcommand resolved).
+    cmd: Option<&'static Command>,
+    /// How the command the client sent spreads, when the tenancy gate made
+    /// it another (a tenant's RANDOMKEY, a script: still every master's).
+    sent: Option<Spread>,
 }
 
 /// Why a cluster request goes to no single node.
@@ -357,25 +376,25 @@ enum Spreading {
 fn cluster_node(
     shared: &Shared,
     st: &mut ClientState,
-    decision: &Decision,
-    cmd: Option<&'static Command>,
+    spreads: Spreads,
     args: &Args,
     request: &[u8],
     dedicated: bool,
 ) -> Result<NodeId, Spreading> {
+    let Spreads { decision, cmd, sent } = spreads;
     let (router, Some(cluster)) = (&shared.router, shared.router.as_cluster()) else { return Ok(DEFAULT_NODE) };
     let writes = cmd.is_some_and(|cmd| cmd.flags.contains(Flags::WRITE));
     match decision {
         Decision::Pool => {
-            let to = match cmd.map(|cmd| (cmd, cmd.spread)) {
-                Some((_, Spread::AllMasters(merge))) => Err(Spreading::Fan(Fan::all_masters(cluster, request, merge))),
-                Some((_, Spread::Cursor)) => {
+            let to = match (cmd, sent.or(cmd.map(|cmd| cmd.spread))) {
+                (_, Some(Spread::AllMasters(merge))) => Err(Spreading::Fan(Fan::all_masters(cluster, request, merge))),
+                (_, Some(Spread::Cursor)) => {
                     Err(Fan::scan(cluster, args).map_or_else(Spreading::Refused, Spreading::Fan))
                 }
-                Some((_, Spread::Channel)) => Ok(channel_node(cluster, args)),
-                Some((_, Spread::Channels(merge))) if args.len() > 2 => Err(Fan::split_channels(cluster, args, merge)
+                (_, Some(Spread::Channel)) => Ok(channel_node(cluster, args)),
+                (_, Some(Spread::Channels(merge))) if args.len() > 2 => Err(Fan::split_channels(cluster, args, merge)
                     .map_or_else(|| Spreading::Refused(encode::error("ERR syntax error")), Spreading::Fan)),
-                Some((cmd, Spread::Keys(merge))) => router.route(Some(cmd), args).map_err(|unroutable| {
+                (Some(cmd), Some(Spread::Keys(merge))) => router.route(Some(cmd), args).map_err(|unroutable| {
                     Fan::split(cluster, cmd, args, merge).map_or(Spreading::Refused(unroutable.reply()), Spreading::Fan)
                 }),
                 _ => router.route(cmd, args).map_err(|unroutable| Spreading::Refused(unroutable.reply())),

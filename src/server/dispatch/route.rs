@@ -353,15 +353,13 @@ fn registry_in_multi(cmd: &Command) -> Decision {
 }
 
 /// With a Redis Cluster upstream, any command needing every master inside
-/// a transaction (which runs on one node), and one a tenant's rewrite made
-/// another command (`RANDOMKEY`, run as a script on one node) would be
-/// answered by one master for all: refused instead (inside MULTI so that
-/// EXEC aborts, as for a command Redis refuses while queueing). `top` is
-/// the command, `cmd` its subcommand's entry, or `top` again.
-pub fn whole_keyspace(st: &ClientState, top: &Command, cmd: &Command, renamed: bool) -> Option<Decision> {
+/// a transaction (which runs on one node) would be answered by one master
+/// for all: refused instead (inside MULTI so that EXEC aborts, as for a
+/// command Redis refuses while queueing). `top` is the command, `cmd` its
+/// subcommand's entry, or `top` again.
+pub fn whole_keyspace(st: &ClientState, top: &Command, cmd: &Command) -> Option<Decision> {
     let why = match cmd.spread {
         Spread::AllMasters(_) | Spread::Cursor if st.multi => "not inside a transaction through nearcache",
-        Spread::AllMasters(_) | Spread::Cursor if renamed => "not for tenants through nearcache yet",
         _ => return None,
     };
     let name = match top.name == cmd.name {
