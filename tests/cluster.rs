@@ -1451,3 +1451,34 @@ fn a_restarted_proxy_does_not_replay_again_what_a_master_already_got() {
     assert_eq!(std::fs::metadata(&journal).expect("journal").len(), 0, "replayed: truncated");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A slot whose journaled writes wait (its master refuses them) moves to
+/// another master meanwhile: the replay's `MOVED` updates the slot map,
+/// and the writes land on the slot's new master.
+#[test]
+fn a_pending_slot_that_moves_is_replayed_to_its_new_master() {
+    let cluster = Cluster::start_partial(3);
+    let proxy = cluster.proxy("[breaker]\nstall_after = \"300ms\"\n[cache]\nenabled = false\n");
+    let key = cluster.key_on(1, "moving:");
+    let slot = slot::of(key.as_bytes()).to_string();
+    assert_eq!(cluster.direct(1).call(&["CONFIG", "SET", "min-replicas-to-write", "1"]), "+OK\r\n");
+    let mut client = proxy.raw();
+    cluster.nodes[1].pause();
+    let journaled = eventually(Duration::from_secs(10), || client.call(&["SET", &key, "moved"]) == "+OK\r\n");
+    assert!(journaled, "{:?}", client.call(&["SET", &key, "moved"]));
+    cluster.nodes[1].resume();
+    let refused = eventually(Duration::from_secs(10), || proxy.admin_get("/ready").1.contains("NOREPLICAS"));
+    assert!(refused, "{}", proxy.admin_get("/ready").1);
+    // The slot (no key in it upstream) is given to node 2.
+    let to = cluster.id(2);
+    for node in 0..3 {
+        assert_eq!(cluster.direct(node).call(&["CLUSTER", "SETSLOT", &slot, "NODE", &to]), "+OK\r\n");
+    }
+    let mut direct = cluster.direct(2);
+    let landed = eventually(Duration::from_secs(15), || direct.call(&["GET", &key]) == "$5\r\nmoved\r\n");
+    assert!(landed, "node 2 has {:?}: {}", direct.call(&["GET", &key]), proxy.admin_get("/ready").1);
+    let normal = eventually(Duration::from_secs(5), || proxy.admin_get("/ready").1.contains(r#""mode":"normal""#));
+    assert!(normal, "{}", proxy.admin_get("/ready").1);
+    assert_eq!(client.call(&["GET", &key]), "$5\r\nmoved\r\n");
+    assert_eq!(cluster.direct(1).call(&["DBSIZE"]), ":0\r\n", "nothing on the old master");
+}
