@@ -50,11 +50,26 @@ impl Cluster {
     /// (`cluster-require-full-coverage no`).
     fn start_partial(n: usize) -> Cluster {
         let cluster = Cluster::start(n);
-        for node in 0..n {
-            let partial = cluster.direct(node).call(&["CONFIG", "SET", "cluster-require-full-coverage", "no"]);
-            assert_eq!(partial, "+OK\r\n");
-        }
+        cluster.config_set("cluster-require-full-coverage", "no");
         cluster
+    }
+
+    /// Waits until node `node`'s replica has what was written to it before
+    /// (through the proxy too): `WAIT` counts the replicas that have the
+    /// asking connection's own writes, so the master's own connection
+    /// writes once (next to `key`), after the others did.
+    fn replicated(&self, node: usize, key: &str) {
+        let mut master = self.direct(node);
+        assert_eq!(master.call(&["SET", &format!("{{{key}}}:mark"), "1"]), "+OK\r\n");
+        assert_eq!(master.call(&["WAIT", "1", "5000"]), ":1\r\n");
+    }
+
+    /// `CONFIG SET parameter value` on every node.
+    fn config_set(&self, parameter: &str, value: &str) {
+        for node in 0..self.nodes.len() {
+            let set = self.direct(node).call(&["CONFIG", "SET", parameter, value]);
+            assert_eq!(set, "+OK\r\n", "node {node}: {parameter} {value}");
+        }
     }
 
     /// The node serving `key`.
@@ -264,9 +279,7 @@ fn shard_channel_counts_and_functions_span_the_masters() {
 #[test]
 fn script_kill_and_function_kill_reach_the_busy_master() {
     let cluster = Cluster::start(3);
-    for node in 0..3 {
-        assert_eq!(cluster.direct(node).call(&["CONFIG", "SET", "busy-reply-threshold", "100"]), "+OK\r\n");
-    }
+    cluster.config_set("busy-reply-threshold", "100");
     let proxy = cluster.proxy("[cache]\nenabled = false\n");
     let mut client = proxy.raw();
     let library = "#!lua name=spin\nredis.register_function('spin', function() while true do end end)";
@@ -573,12 +586,7 @@ fn a_replica_promoted_in_place_of_a_dead_master_is_followed() {
     let mut client = proxy.raw();
     let key = cluster.key_on(1, "survivor:");
     assert_eq!(client.call(&["SET", &key, "kept"]), "+OK\r\n");
-    // WAIT counts the replicas that have this connection's own writes, so
-    // the master's connection writes once after the proxy did: acknowledged
-    // means the proxy's SET is on the replica too.
-    let mut master_conn = cluster.direct(1);
-    assert_eq!(master_conn.call(&["SET", &format!("{{{key}}}:mark"), "1"]), "+OK\r\n");
-    assert_eq!(master_conn.call(&["WAIT", "1", "5000"]), ":1\r\n");
+    cluster.replicated(1, &key);
 
     cluster.nodes[1].kill();
     let started = std::time::Instant::now();
@@ -622,9 +630,7 @@ fn lost_connections_to_healthy_masters_are_replaced_without_errors() {
     for (i, key) in keys.iter().enumerate() {
         assert_eq!(client.call(&["INCR", key]), ":2\r\n", "node {i}, after its connections were killed");
     }
-    for node in 0..3 {
-        assert_eq!(cluster.direct(node).call(&["CONFIG", "SET", "timeout", "1"]), "+OK\r\n");
-    }
+    cluster.config_set("timeout", "1");
     std::thread::sleep(Duration::from_millis(2500));
     for (i, key) in keys.iter().enumerate() {
         assert_eq!(client.call(&["INCR", key]), ":3\r\n", "node {i}, after 2.5 s idle under timeout 1");
@@ -854,9 +860,7 @@ fn a_nodes_lost_invalidation_channel_stops_only_its_keys() {
 #[test]
 fn keyspace_notifications_come_from_every_master() {
     let cluster = Cluster::start(3);
-    for node in 0..3 {
-        assert_eq!(cluster.direct(node).call(&["CONFIG", "SET", "notify-keyspace-events", "KA"]), "+OK\r\n");
-    }
+    cluster.config_set("notify-keyspace-events", "KA");
     let proxy = cluster.proxy("");
     let mut listener = proxy.raw();
     let confirmed = listener.call(&["PSUBSCRIBE", "__keyspace@0__:*"]);
@@ -1068,9 +1072,7 @@ fn writes_journaled_while_a_master_is_down_are_replayed_to_the_promoted_replica(
     let key = cluster.key_on(1, "promoted:");
     let list = format!("{{{key}}}:list");
     assert_eq!(client.call(&["SET", &key, "kept"]), "+OK\r\n");
-    let mut master_conn = cluster.direct(1);
-    assert_eq!(master_conn.call(&["SET", &format!("{{{key}}}:mark"), "1"]), "+OK\r\n");
-    assert_eq!(master_conn.call(&["WAIT", "1", "5000"]), ":1\r\n");
+    cluster.replicated(1, &key);
 
     cluster.nodes[1].kill();
     let mut acknowledged = 0;

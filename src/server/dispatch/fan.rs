@@ -249,17 +249,13 @@ impl Fan {
     /// The merged reply, when the near-cache answered every part (nothing
     /// to send); else the fan, to be sent.
     pub fn answered(self) -> Result<Bytes, Fan> {
-        if !self.parts.iter().all(|part| matches!(part.cached, Cached::Hit(_))) {
-            return Err(self);
-        }
+        let hits = self.parts.iter().map(|part| match &part.cached {
+            Cached::Hit(reply) => Some(reply.clone()),
+            Cached::No | Cached::Fetch { .. } => None,
+        });
+        let Some(replies) = hits.collect::<Option<Vec<Bytes>>>() else { return Err(self) };
         let Fan { parts, merge, keys, map, .. } = self;
-        let (positions, replies): (Vec<_>, Vec<_>) = parts
-            .into_iter()
-            .map(|part| match part.cached {
-                Cached::Hit(reply) => (part.positions, reply),
-                Cached::No | Cached::Fetch { .. } => (part.positions, Bytes::new()),
-            })
-            .unzip();
+        let positions: Vec<Vec<usize>> = parts.into_iter().map(|part| part.positions).collect();
         Ok(finish(combine(merge, keys, &positions, replies), map))
     }
 
@@ -312,7 +308,10 @@ pub fn send(
                 Sent::Ready(reply) => Ok(reply),
                 Sent::Upstream(rx, fill) => {
                     let result = rx.await.unwrap_or(Err(UpstreamError::ConnectionLost));
-                    fill.map_or(result.clone(), |fill| fill.finish(result))
+                    match fill {
+                        Some(fill) => fill.finish(result),
+                        None => result,
+                    }
                 }
             });
         }
@@ -445,17 +444,10 @@ fn integer(reply: &[u8]) -> Option<i64> {
 
 /// Each part's array elements put back at their keys' positions.
 fn values(keys: usize, positions: &[Vec<usize>], replies: &[Bytes]) -> Option<Bytes> {
-    let mut slots: Vec<Option<Bytes>> = vec![None; keys];
-    for (reply, positions) in replies.iter().zip(positions) {
-        for (element, &at) in Frames::elements(reply.clone())?.zip(positions) {
-            *slots.get_mut(at)? = Some(element);
-        }
-    }
+    let placed = in_request_order(keys, 1, positions, replies)?;
     let mut out = BytesMut::new();
     encode::header(&mut out, b'*', keys);
-    for element in slots {
-        out.extend_from_slice(&element?);
-    }
+    placed.iter().for_each(|value| out.extend_from_slice(value));
     Some(out.freeze())
 }
 
@@ -463,22 +455,28 @@ fn values(keys: usize, positions: &[Vec<usize>], replies: &[Bytes]) -> Option<By
 /// put back in the request's order, in an array or (RESP3) a map as the
 /// parts answered.
 fn pairs(channels: usize, positions: &[Vec<usize>], replies: &[Bytes]) -> Option<Bytes> {
-    let mut slots: Vec<Option<Bytes>> = vec![None; channels];
-    for (reply, positions) in replies.iter().zip(positions) {
-        let mut frames = Frames::elements(reply.clone())?;
-        for &at in positions {
-            *slots.get_mut(at)? = Some(Frames::take(&mut frames, 2)?);
-        }
-    }
+    let placed = in_request_order(channels, 2, positions, replies)?;
     let mut out = BytesMut::new();
     match replies.first().and_then(|r| r.first()) {
         Some(b'%') => encode::header(&mut out, b'%', channels),
         _ => encode::header(&mut out, b'*', channels * 2),
     }
-    for pair in slots {
-        out.extend_from_slice(&pair?);
-    }
+    placed.iter().for_each(|pair| out.extend_from_slice(pair));
     Some(out.freeze())
+}
+
+/// The parts' array (or map) elements, `width` per key (or channel), each
+/// run where its key was in the request (`positions`, per part); `None`
+/// when a part answered fewer than it was asked for.
+fn in_request_order(keys: usize, width: usize, positions: &[Vec<usize>], replies: &[Bytes]) -> Option<Vec<Bytes>> {
+    let mut placed: Vec<Option<Bytes>> = vec![None; keys];
+    for (reply, positions) in replies.iter().zip(positions) {
+        let mut frames = Frames::elements(reply.clone())?;
+        for &at in positions {
+            *placed.get_mut(at)? = Some(Frames::take(&mut frames, width)?);
+        }
+    }
+    placed.into_iter().collect()
 }
 
 /// `FUNCTION STATS` of every master: the one running a function (its
