@@ -335,6 +335,24 @@ fn scripting() {
     assert!(missing.starts_with("NOSCRIPT"), "{missing}");
 }
 
+/// SCRIPT DEBUG turns the connection it runs on into a Lua debugger
+/// session for its next EVAL (SYNC: one that blocks the whole server): on
+/// a shared upstream connection another client's EVAL would get the
+/// debugger's output. Refused; every client's scripts still run.
+#[test]
+fn script_debug_is_refused_and_scripts_run_as_usual() {
+    let (_redis, proxy) = setup();
+    let mut raw = proxy.raw();
+    for mode in ["YES", "SYNC", "NO"] {
+        assert_eq!(raw.call(&["SCRIPT", "DEBUG", mode]), "-ERR 'script|debug' is not supported through nearcache\r\n");
+    }
+    let mut others: Vec<_> = (0..8).map(|_| proxy.conn()).collect();
+    for c in &mut others {
+        assert_eq!(q::<i64>(c, &["EVAL", "return 1", "0"]), 1);
+    }
+    assert_eq!(raw.call(&["EVAL", "return 2", "0"]), ":2\r\n");
+}
+
 #[test]
 fn error_replies() {
     let (redis, proxy) = setup();

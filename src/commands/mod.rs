@@ -365,6 +365,21 @@ impl Command {
         }
     }
 
+    /// True when the connection it ran on may keep state from it, past its
+    /// reply, that the session does not see end: anything changing
+    /// per-connection state ([`Flags::CONN_STATE`]) but a transaction's and
+    /// WATCH's own commands (their state ends with EXEC, DISCARD or UNWATCH,
+    /// which the session follows), and a subcommand the table does not
+    /// know (resolved to its parent). A dedicated connection that carried
+    /// none goes back to the spares as it is, without `RESET`.
+    pub fn leaves_state(&self) -> bool {
+        let transaction = matches!(
+            self.handler,
+            Handler::State(State::Multi | State::Exec | State::Discard | State::Watch | State::Unwatch)
+        );
+        (self.flags.contains(Flags::CONN_STATE) && !transaction) || !self.subcommands.is_empty()
+    }
+
     /// True when the command blocks given these arguments: always for
     /// BLOCKING commands; for XREAD / XREADGROUP when a `BLOCK` option
     /// comes before `STREAMS` (option values are stepped over, so a group
@@ -527,6 +542,43 @@ pub fn lookup(name: &[u8]) -> Option<(CommandIndex, &'static Command)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_may_leave_state_on_a_connection() {
+        let entry = |name: &str, sub: Option<&str>| {
+            let (_, cmd) = lookup(name.as_bytes()).expect(name);
+            sub.map_or(cmd, |sub| cmd.subcommand(sub.as_bytes()).expect(sub))
+        };
+        for (name, sub) in [
+            ("get", None),
+            ("blpop", None),
+            ("xread", None),
+            ("multi", None),
+            ("exec", None),
+            ("discard", None),
+            ("watch", None),
+            ("unwatch", None),
+            ("eval", None),
+            ("publish", None),
+        ] {
+            assert!(!entry(name, sub).leaves_state(), "{name}");
+        }
+        for (name, sub) in [
+            ("select", None),
+            ("subscribe", None),
+            ("monitor", None),
+            ("hello", None),
+            ("readonly", None),
+            ("client", Some("setname")),
+            ("client", Some("tracking")),
+            ("client", Some("no-evict")),
+            ("script", Some("debug")),
+        ] {
+            assert!(entry(name, sub).leaves_state(), "{name} {sub:?}");
+        }
+        // A subcommand the table does not know resolves to its parent.
+        assert!(entry("client", None).leaves_state());
+    }
 
     #[test]
     fn the_last_name_is_remembered_as_spelt() {

@@ -2774,9 +2774,9 @@ pub(super) static COMMANDS: &[Command] = &[
             Command {
                 name: "debug",
                 arity: 3,
-                flags: Flags::DANGEROUS,
+                flags: Flags::DANGEROUS.with(Flags::CONN_STATE),
                 keys: Keys::None,
-                handler: Handler::Forward,
+                handler: Handler::Unsupported,
                 store: None,
                 spread: Spread::One,
                 subcommands: &[],

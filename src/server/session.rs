@@ -150,6 +150,10 @@ pub struct Session<R, W> {
     dedicated_on: NodeId,
     dedicated_out: BytesMut,
     dedicated_entries: usize,
+    /// The dedicated connection carried a command that may have left state
+    /// on it the session did not see end: it is cleaned (`RESET`) before
+    /// another client gets it.
+    dedicated_lasting: bool,
     /// No more requests are read; the session ends once nothing is owed.
     closing: bool,
     /// Complete requests were left in the read buffer because too many
@@ -211,6 +215,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
             dedicated_on: DEFAULT_NODE,
             dedicated_out: BytesMut::new(),
             dedicated_entries: 0,
+            dedicated_lasting: false,
             closing: refusal.is_some(),
             stalled: false,
             past_limit_since: None,
@@ -612,14 +617,14 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 self.closing = true;
             }
             Carry::Tracking => self.send_tracking(request, silent, now, map).await,
-            Carry::Dedicated { replies, blocking, write_mark, mirror } => {
+            Carry::Dedicated { replies, blocking, write_mark, mirror, lasting } => {
                 let deadline = (!blocking).then(|| now + self.shared.router.default_node().config.request_timeout);
                 let entry = Pending::Dedicated { remaining: replies, silent, discard: false, deadline, map };
                 if write_mark {
                     let mark = Pending::Dedicated { remaining: 1, silent: true, discard: true, deadline, map: None };
-                    self.send_dedicated(WRITE_MARK, mark).await;
+                    self.send_dedicated(WRITE_MARK, mark, false).await;
                 }
-                self.send_dedicated(request, entry).await;
+                self.send_dedicated(request, entry, lasting).await;
                 self.mirror(request, mirror).await;
             }
             Carry::Authenticate(login) => self.authenticate(*login, silent).await,
@@ -632,7 +637,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 let SideEffect { upstream, reply } = *effect;
                 let deadline = Some(now + self.shared.router.default_node().config.request_timeout);
                 let entry = Pending::Dedicated { remaining: 1, silent: true, discard: true, deadline, map: None };
-                self.send_dedicated(&upstream, entry).await;
+                self.send_dedicated(&upstream, entry, true).await;
                 if !silent {
                     self.pending.push_back(Pending::Ready(reply));
                 }
@@ -731,7 +736,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         };
         let deadline = Some(now + self.shared.router.default_node().config.request_timeout);
         let entry = Pending::Dedicated { remaining: 1, silent, discard: false, deadline, map };
-        self.send_dedicated(rewritten.as_deref().unwrap_or(request), entry).await;
+        self.send_dedicated(rewritten.as_deref().unwrap_or(request), entry, true).await;
         if self.dedicated.is_none() {
             self.closing = true;
         }
@@ -786,7 +791,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     async fn open_dedicated_idle(&mut self) {
         if self.dedicated.is_none() {
             let open = Pending::Dedicated { remaining: 0, silent: true, discard: false, deadline: None, map: None };
-            self.send_dedicated(&[], open).await;
+            self.send_dedicated(&[], open, true).await;
         }
     }
 
@@ -826,8 +831,9 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     }
 
     /// Queues `request` for the dedicated connection, opening it first if the
-    /// session has none.
-    async fn send_dedicated(&mut self, request: &[u8], entry: Pending) {
+    /// session has none; `lasting`: it may leave state on the connection
+    /// past its reply (see `Command::leaves_state`).
+    async fn send_dedicated(&mut self, request: &[u8], entry: Pending, lasting: bool) {
         self.settle_pool().await;
         if self.dedicated.is_none() {
             let node = self.shared.router.node(self.st.dedicated_node);
@@ -849,6 +855,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                     }
                     self.dedicated = Some(p);
                     self.dedicated_on = self.st.dedicated_node;
+                    self.dedicated_lasting = false;
                 }
                 Err(reply) => {
                     self.tenant.closed_dedicated();
@@ -868,6 +875,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 }
             }
         }
+        self.dedicated_lasting |= lasting;
         if let Pending::Dedicated { remaining: 0, .. } = entry {
             return;
         }
@@ -1098,7 +1106,9 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
     }
 
     /// Lets the dedicated connection go, owing nothing: back to the spares,
-    /// cleaned there for the next client, unless a redirect named it.
+    /// as it is when it holds nothing of this client (no state left open,
+    /// nothing sent that may have left some), cleaned there otherwise;
+    /// closed if a redirect named it.
     fn give_back_dedicated(&mut self) {
         self.satellites = None;
         let Some(conn) = self.dedicated.take() else { return };
@@ -1106,7 +1116,8 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         if self.shared.redirects.forget(self.st.id) {
             observe::dedicated_returned("closed");
         } else {
-            self.shared.router.node(self.dedicated_on).spares.give_back(conn);
+            let clean = !self.dedicated_lasting && !self.st.needs_dedicated();
+            self.shared.router.node(self.dedicated_on).spares.give_back(conn, clean);
         }
         tracing::trace!(client = self.st.id, "released dedicated upstream connection");
     }

@@ -4,10 +4,11 @@
 //! the near-cache's invalidations.
 //!
 //! A client's connection goes back to the spares once the client is done
-//! with it, but only after [`DedicatedConn::reset`] proved it clean (Redis'
-//! `RESET`); otherwise it is dropped, which closes the socket and makes
-//! Redis discard the state: no transaction, watch or subscription can leak
-//! to another client.
+//! with it: as it is when it carried nothing that may outlast its reply
+//! (see `Command::leaves_state`), else only after [`DedicatedConn::reset`]
+//! proved it clean (Redis' `RESET`); otherwise it is dropped, which closes
+//! the socket and makes Redis discard the state: no transaction, watch or
+//! subscription can leak to another client.
 
 use super::conn::{self, Rehandshake, Stream};
 use super::UpstreamConfig;
@@ -86,6 +87,12 @@ impl DedicatedConn {
         observe::dedicated_connections(self.role, -1.0);
         observe::dedicated_connections(role, 1.0);
         self.role = role;
+    }
+
+    /// Nothing it received is left unread (a connection given back owes
+    /// nothing: anything here came unasked).
+    pub fn nothing_unread(&self) -> bool {
+        self.rbuf.is_empty()
     }
 
     /// True unless the server has closed it or sent something unasked (a

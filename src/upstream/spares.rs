@@ -8,14 +8,17 @@
 //! never closes one) and checked again when taken (a `CLIENT KILL` may
 //! have closed one); a client that finds none opens its own.
 //!
-//! A connection a client is done with comes back ([`Spares::give_back`]):
-//! on Redis ≥ 6.2 `RESET` and the handshake make it a fresh connection
-//! again, so the next transaction, blocking command or subscription costs
-//! no new connection (across a network: the TCP, TLS and Redis handshakes,
-//! 2 to 6 round trips). One that cannot be proven clean (an older server,
-//! a reply still owed, a redirect target, anything unexpected before
-//! RESET's reply) is closed instead, and whatever state it held upstream
-//! goes with it.
+//! A connection a client is done with comes back ([`Spares::give_back`]),
+//! so the next transaction, blocking command or subscription costs no new
+//! connection (across a network: the TCP, TLS and Redis handshakes, 2 to 6
+//! round trips). One that holds nothing of the last client (it carried
+//! only commands whose state the session saw end: a transaction, WATCH, a
+//! blocking command answered, plain commands) is ready again at once, on
+//! any server; others are cleaned on Redis ≥ 6.2 by `RESET` and the
+//! handshake, one round trip off any client's path. One that cannot be
+//! proven clean (an older server, a reply still owed, a redirect target,
+//! anything unexpected before RESET's reply) is closed instead, and
+//! whatever state it held upstream goes with it.
 //!
 //! Spares are not opened while the circuit is open.
 
@@ -96,16 +99,28 @@ impl Spares {
         DedicatedConn::open_shareable(&self.cfg, proto, "client").await
     }
 
-    /// Takes back a client's dedicated connection, owing nothing: made
-    /// clean for the next client in the background, or closed.
-    pub fn give_back(self: &Arc<Self>, mut conn: DedicatedConn) {
+    /// Takes back a client's dedicated connection, owing nothing: ready for
+    /// the next client at once when `clean` (it holds nothing of the last
+    /// one: no state left open, no command that may have left some) and
+    /// nothing unasked arrived; else made clean in the background, or
+    /// closed.
+    pub fn give_back(self: &Arc<Self>, mut conn: DedicatedConn, clean: bool) {
         let proto = conn.proto();
         let kept = self.ready(proto).len() < KEEP_RETURNED;
-        if !(conn.shareable() && kept && resets(self.health.version().as_deref()) && self.health.breaker.allows()) {
+        if !(conn.shareable() && kept && self.health.breaker.allows()) {
             observe::dedicated_returned("closed");
             return;
         }
         conn.retag("spare");
+        if clean && conn.nothing_unread() {
+            self.ready(proto).push(Spare { conn, checked: Instant::now() });
+            observe::dedicated_returned("reused");
+            return;
+        }
+        if !resets(self.health.version().as_deref()) {
+            observe::dedicated_returned("closed");
+            return;
+        }
         let spares = self.clone();
         tokio::spawn(async move {
             let rehandshake = Rehandshake::new(&spares.cfg, proto);

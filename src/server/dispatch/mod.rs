@@ -97,6 +97,9 @@ pub enum Carry {
         /// With a cluster, whether a (un)subscription goes to the other
         /// masters too (see [`satellites`]).
         mirror: Mirror,
+        /// It may leave state on the connection the session does not see
+        /// end (see [`Command::leaves_state`]; an unknown command may).
+        lasting: bool,
     },
     /// `CLIENT TRACKING` on the dedicated connection, its `REDIRECT`
     /// translated to an upstream id (see `redirects`).
@@ -318,7 +321,8 @@ fn off_pool(
                 Some(cmd) if !st.multi && st.cluster_view.is_some() => satellites::mirror(cmd.handler, args),
                 _ => Mirror::No,
             };
-            Carry::Dedicated { replies, blocking, write_mark, mirror }
+            let lasting = cmd.is_none_or(Command::leaves_state);
+            Carry::Dedicated { replies, blocking, write_mark, mirror, lasting }
         }
         Decision::DedicatedSideEffect(effect) => Carry::SideEffect(effect),
         Decision::Authenticate(login) => Carry::Authenticate(login),

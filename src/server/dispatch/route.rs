@@ -274,11 +274,11 @@ fn route_known(st: &mut ClientState, cmd: &'static Command, args: &Args, dedicat
         return after_multi_command(st, cmd, args);
     }
     if !cmd.arity_ok(args.len()) {
-        let name = String::from_utf8_lossy(args.get(0).unwrap_or_default()).to_lowercase();
-        return Decision::Reply(encode::error(&if cmd.name == name {
-            format!("ERR wrong number of arguments for '{name}' command")
+        let name = full_name(cmd, args);
+        return Decision::Reply(encode::error(&if name.contains('|') {
+            format!("ERR unknown subcommand or wrong number of arguments for '{name}' command")
         } else {
-            format!("ERR unknown subcommand or wrong number of arguments for '{name}|{}' command", cmd.name)
+            format!("ERR wrong number of arguments for '{name}' command")
         }));
     }
     match cmd.handler {
@@ -287,9 +287,21 @@ fn route_known(st: &mut ClientState, cmd: &'static Command, args: &Args, dedicat
         Handler::Forward => forward(dedicated),
         Handler::Local(local) => local_command(st, local, args, dedicated, health),
         Handler::State(state) => state_command(st, state, args, dedicated),
-        Handler::Unsupported => {
-            Decision::Reply(encode::error(&format!("ERR '{}' is not supported through nearcache", cmd.name)))
-        }
+        Handler::Unsupported => Decision::Reply(encode::error(&format!(
+            "ERR '{}' is not supported through nearcache",
+            full_name(cmd, args)
+        ))),
+    }
+}
+
+/// The command's name as Redis' errors write it: `script|debug` for a
+/// subcommand.
+fn full_name(cmd: &Command, args: &Args) -> String {
+    let name = String::from_utf8_lossy(args.get(0).unwrap_or_default()).to_lowercase();
+    if cmd.name == name {
+        name
+    } else {
+        format!("{name}|{}", cmd.name)
     }
 }
 
