@@ -132,7 +132,7 @@ fn transactions_back_to_back_open_no_connection_once_warm() {
 
 /// What a connection carried decides whether it is cleaned: a watch ended
 /// by UNWATCH, a transaction ended by EXEC or DISCARD, a blocking command
-/// answered, plain commands leave nothing, and the next client gets the
+/// answered, subscriptions all unsubscribed, plain commands leave nothing, and the next client gets the
 /// connection as it is (and finds no watch, no transaction); a watch the
 /// client left holding does not (its connection is cleaned first).
 #[test]
@@ -157,12 +157,17 @@ fn a_connection_holding_nothing_goes_to_the_next_client_as_it_is() {
     assert_eq!(b.call(&["DISCARD"]), "+OK\r\n");
     assert_eq!(b.call(&["RPUSH", "bl", "x"]), ":1\r\n");
     assert_eq!(b.call(&["BLPOP", "bl", "0"]), "*2\r\n$2\r\nbl\r\n$1\r\nx\r\n");
+    b.cmd(&["SUBSCRIBE", "b-news"]);
+    assert_eq!(b.read_frame(), b"*3\r\n$9\r\nsubscribe\r\n$6\r\nb-news\r\n:1\r\n");
+    b.cmd(&["UNSUBSCRIBE"]);
+    assert_eq!(b.read_frame(), b"*3\r\n$11\r\nunsubscribe\r\n$6\r\nb-news\r\n:0\r\n");
     let mut c = proxy.raw();
     assert_eq!(c.call(&["MULTI"]), "+OK\r\n");
     assert_eq!(c.call(&["GET", "w"]), "+QUEUED\r\n");
     let third = upstream_id(&mut d, "in MULTI", |c| field(c, "multi") == "1");
     assert_eq!(third, first, "C did not get the connection B gave back");
     assert_eq!(c.call(&["EXEC"]), "*1\r\n$4\r\nmine\r\n");
+    assert_eq!(d.call(&["PUBLISH", "b-news", "x"]), ":0\r\n", "B's subscription outlived it");
     assert_eq!(resets_run(&mut d), 0, "RESET sent for a connection that held nothing");
     // A watch left held: cleaned before anyone else gets the connection.
     assert_eq!(c.call(&["WATCH", "w"]), "+OK\r\n");

@@ -367,17 +367,26 @@ impl Command {
 
     /// True when the connection it ran on may keep state from it, past its
     /// reply, that the session does not see end: anything changing
-    /// per-connection state ([`Flags::CONN_STATE`]) but a transaction's and
-    /// WATCH's own commands (their state ends with EXEC, DISCARD or UNWATCH,
-    /// which the session follows), and a subcommand the table does not
-    /// know (resolved to its parent). A dedicated connection that carried
-    /// none goes back to the spares as it is, without `RESET`.
+    /// per-connection state ([`Flags::CONN_STATE`]) but a transaction's,
+    /// WATCH's and subscriptions' own commands (their state ends with EXEC,
+    /// DISCARD, UNWATCH, or the unsubscription confirmed with no
+    /// subscription left, which the session follows), and a subcommand the
+    /// table does not know (resolved to its parent). A dedicated connection
+    /// that carried none goes back to the spares as it is, without `RESET`.
     pub fn leaves_state(&self) -> bool {
-        let transaction = matches!(
+        let followed = matches!(
             self.handler,
-            Handler::State(State::Multi | State::Exec | State::Discard | State::Watch | State::Unwatch)
+            Handler::State(
+                State::Multi
+                    | State::Exec
+                    | State::Discard
+                    | State::Watch
+                    | State::Unwatch
+                    | State::Subscribe(_)
+                    | State::Unsubscribe(_)
+            )
         );
-        (self.flags.contains(Flags::CONN_STATE) && !transaction) || !self.subcommands.is_empty()
+        (self.flags.contains(Flags::CONN_STATE) && !followed) || !self.subcommands.is_empty()
     }
 
     /// True when the command blocks given these arguments: always for
@@ -560,12 +569,14 @@ mod tests {
             ("unwatch", None),
             ("eval", None),
             ("publish", None),
+            ("subscribe", None),
+            ("punsubscribe", None),
+            ("ssubscribe", None),
         ] {
             assert!(!entry(name, sub).leaves_state(), "{name}");
         }
         for (name, sub) in [
             ("select", None),
-            ("subscribe", None),
             ("monitor", None),
             ("hello", None),
             ("readonly", None),
