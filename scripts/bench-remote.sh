@@ -24,6 +24,10 @@
 #               libraries pipeline a transaction) by a small Python client:
 #               redis-benchmark cannot send a transaction as one request
 #   BLPOP       BLPOP blist 0 on a list filled beforehand (never blocks)
+#   SUBSCRIBE   SUBSCRIBE to a channel of the client's own, then PUBLISH on it
+#               from a second connection of the same target: the time to the
+#               first message (about two round trips straight to Redis), then
+#               UNSUBSCRIBE (not timed); a small Python client too
 #
 # Every scenario runs again over TLS (labels "TLS …"): a second Redis
 # speaking only TLS (a CA and a certificate for 127.0.0.1 made here with
@@ -160,6 +164,82 @@ multi() { # port clients requests
   timeout 120 python3 "$work/multi.py" "$@" "${tls[@]}" || true
 }
 
+# SUBSCRIBE, first message, UNSUBSCRIBE over raw RESP: prints "rps p50 p99"
+# (ms) of SUBSCRIBE sent -> first message read.
+cat >"$work/sub.py" <<'PY'
+import os, socket, sys, threading, time
+port, clients, total = (int(a) for a in sys.argv[1:4])
+CA = sys.argv[4] if len(sys.argv) > 4 else None
+latencies, start = [], threading.Barrier(clients + 1)
+
+def connect():
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if CA:
+        import ssl
+        s = ssl.create_default_context(cafile=CA).wrap_socket(s, server_hostname="127.0.0.1")
+    return s
+
+def read_lines(s, n, buf=b""):
+    """Reads until n CRLFs arrived; returns what was read."""
+    while buf.count(b"\r\n") < n:
+        data = s.recv(4096)
+        if not data:
+            raise ConnectionError("connection closed")
+        buf += data
+    return buf
+
+def command(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+def client(i, count):
+    try:
+        run(i, count)
+    except BaseException as e:
+        print(f"sub.py: {e!r}", file=sys.stderr, flush=True)
+        os._exit(1)
+
+def run(i, count):
+    sub, pub = connect(), connect()
+    channel = b"bench-%d" % i
+    mine = []
+    start.wait()
+    for _ in range(count):
+        t = time.perf_counter()
+        sub.sendall(command(b"SUBSCRIBE", channel))
+        confirmation = read_lines(sub, 6)
+        pub.sendall(command(b"PUBLISH", channel, b"m"))
+        message = read_lines(sub, 6)
+        mine.append(time.perf_counter() - t)
+        if not confirmation.startswith(b"*3\r\n$9\r\nsubscribe") or not message.startswith(b"*3\r\n$7\r\nmessage"):
+            raise ValueError(f"unexpected {confirmation!r} {message!r}")
+        if read_lines(pub, 1) != b":1\r\n":
+            raise ValueError("PUBLISH did not reach the subscriber")
+        sub.sendall(command(b"UNSUBSCRIBE", channel))
+        read_lines(sub, 6)
+    latencies.extend(mine)
+
+threads = [threading.Thread(target=client, args=(i, total // clients)) for i in range(clients)]
+for t in threads:
+    t.start()
+start.wait()
+t0 = time.perf_counter()
+for t in threads:
+    t.join()
+elapsed = time.perf_counter() - t0
+latencies.sort()
+if len(latencies) == total - total % clients:
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+    print(f"{len(latencies) / elapsed:.2f} {pick(0.5):.3f} {pick(0.99):.3f}")
+PY
+subscribe() { # port clients requests
+  local tls=(); if [ "${TLS:-0}" = 1 ]; then tls=("$work/ca.crt"); fi
+  timeout 120 python3 "$work/sub.py" "$@" "${tls[@]}" || true
+}
+
 # Fills blist (directly in Redis) with enough elements for $1 BLPOPs.
 fill_list() {
   rcli del blist >/dev/null
@@ -169,7 +249,7 @@ fill_list() {
 rows=()
 declare -A result
 # scenario label clients requests kind args…: runs every target of this RTT
-# (direct first), kind "rb" (redis-benchmark args) or "multi".
+# (direct first), kind "rb" (redis-benchmark args), "multi" or "subscribe".
 scenario() {
   local label=$1 clients=$2 n=$3 kind=$4; shift 4
   if [ "$mode" = tls ]; then label="TLS $label"; fi
@@ -181,8 +261,8 @@ scenario() {
     if [[ $label == *BLPOP* ]]; then fill_list "$n"; fi
     local r tls=0
     if [ "$mode" = tls ] && [ "$target" = direct ]; then tls=1; fi
-    if [ "$kind" = multi ]; then
-      r=$(TLS=$tls multi "$port" "$clients" "$n")
+    if [ "$kind" = multi ] || [ "$kind" = subscribe ]; then
+      r=$(TLS=$tls "$kind" "$port" "$clients" "$n")
     else
       r=$(TLS=$tls bench "$port" "$clients" "$n" "$@")
     fi
@@ -225,6 +305,7 @@ for mode in $MODES; do
       m=$n; if [ "$c" = 50 ]; then m=$((N50 / 3)); fi
       scenario "MULTI INCR EXEC" "$c" "$m" multi
       scenario "BLPOP" "$c" "$n" rb BLPOP blist 0
+      scenario "SUBSCRIBE" "$c" "$((m / 2))" subscribe
     done
     for target in direct upstream nearcache nearcache-nocache; do
       kill "${PID[$target-$rtt]}" 2>/dev/null || true
@@ -234,7 +315,7 @@ done
 
 printf '\n'
 printf '%s\n' "${rtt_notes[@]}"
-printf 'nearcache: [cache] admission = "first"; MULTI rows from a Python client (1 write per transaction); TLS rows: Redis on TLS only, nearcache with rediss://\n'
+printf 'nearcache: [cache] admission = "first"; MULTI rows from a Python client (1 write per transaction), SUBSCRIBE rows from one (SUBSCRIBE sent -> first message, then UNSUBSCRIBE); TLS rows: Redis on TLS only, nearcache with rediss://\n'
 printf '%-7s %-20s %7s %-18s %12s %8s %8s %10s\n' 'RTT ms' scenario clients target 'requests/s' 'p50 ms' 'p99 ms' 'vs direct'
 for key in "${rows[@]}"; do
   IFS='|' read -r rtt label clients target <<<"$key"
