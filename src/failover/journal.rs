@@ -17,11 +17,11 @@
 //! Entries that fail to replay are dead letters: logged, counted, kept in
 //! memory and appended to `dead_letter_path` when set. Never dropped.
 //!
-//! With a Redis Cluster, each entry also carries its slot and a sequence
-//! number (its place since the id was issued), and a replay round takes the
-//! oldest entries of one slot wherever they are ([`Journal::slot_round`],
-//! [`Journal::take`]): a slot whose master answers is not held back by one
-//! whose master does not.
+//! Each entry carries its slot (0 with one Redis) and a sequence number
+//! (its place since the id was issued); a replay round takes the oldest
+//! entries of one slot wherever they are ([`Journal::slot_round`],
+//! [`Journal::take`]): with a Redis Cluster, a slot whose master answers is
+//! not held back by one whose master does not.
 
 use super::{FailoverConfig, Fsync};
 use crate::observe;
@@ -53,7 +53,8 @@ struct Entry {
     seq: u64,
     /// Its keys' slot (0 with one Redis).
     slot: u16,
-    /// `None` once taken out of order (a cluster's replay).
+    /// `None` once taken (replayed, or a dead letter), until it is the
+    /// oldest.
     bytes: Option<Bytes>,
 }
 
@@ -66,9 +67,6 @@ pub struct Journal {
     entries: VecDeque<Entry>,
     /// Entries not taken.
     live: usize,
-    /// Entries that left the journal since its id was issued (replayed or
-    /// rejected): with one Redis, the sequence number of the oldest entry.
-    left: u64,
     /// The next entry's [`Entry::seq`].
     next_seq: u64,
     /// Entries not taken, per slot.
@@ -109,7 +107,6 @@ impl Journal {
         let mut journal = Journal {
             entries: VecDeque::new(),
             live: 0,
-            left: 0,
             next_seq: 0,
             per_slot: HashMap::new(),
             marker: marker(random_id()),
@@ -162,7 +159,6 @@ impl Journal {
         let bytes = entry.bytes.take()?;
         *counts.bytes -= bytes.len() as u64;
         *counts.live -= 1;
-        *counts.left += 1;
         if let Some(n) = counts.per_slot.get_mut(&entry.slot) {
             *n -= 1;
             if *n == 0 {
@@ -180,24 +176,15 @@ impl Journal {
         observe::journal_entries(self.live);
     }
 
-    /// The entry at `index` among those not taken, taken out.
-    fn take_live(&mut self, index: usize) -> Option<Bytes> {
-        let (entries, mut counts) = self.split();
-        let entry = entries.iter_mut().filter(|e| e.bytes.is_some()).nth(index)?;
-        let bytes = Journal::take_entry(entry, &mut counts);
-        self.trim();
-        bytes
-    }
-
     fn split(&mut self) -> (&mut VecDeque<Entry>, Counts<'_>) {
-        let counts =
-            Counts { bytes: &mut self.bytes, live: &mut self.live, left: &mut self.left, per_slot: &mut self.per_slot };
+        let counts = Counts { bytes: &mut self.bytes, live: &mut self.live, per_slot: &mut self.per_slot };
         (&mut self.entries, counts)
     }
 
-    /// With a cluster: the oldest entries (at most `n`) of the slot of the
-    /// oldest entry whose slot is `ready`, with their sequence numbers.
-    /// `None` when no entry's slot is ready.
+    /// The oldest entries (at most `n`) of the slot of the oldest entry
+    /// whose slot is `ready`, with their sequence numbers (with one Redis,
+    /// every entry is of slot 0: the oldest entries). `None` when no
+    /// entry's slot is ready.
     pub fn slot_round(&self, n: usize, ready: impl Fn(u16) -> bool) -> Option<(u16, Vec<(u64, Bytes)>)> {
         let mut live = self.entries.iter().filter_map(|e| Some((e.seq, e.slot, e.bytes.as_ref()?)));
         let (seq, slot, first) = live.find(|&(_, slot, _)| ready(slot))?;
@@ -206,8 +193,8 @@ impl Journal {
         Some((slot, round))
     }
 
-    /// With a cluster: takes out the entry numbered `seq` (replayed, or
-    /// rejected: then the caller makes it a dead letter); its bytes.
+    /// Takes out the entry numbered `seq` (replayed, or rejected: then the
+    /// caller makes it a dead letter); its bytes.
     pub fn take(&mut self, seq: u64) -> Option<Bytes> {
         let index = self.entries.binary_search_by_key(&seq, |e| e.seq).ok()?;
         let (entries, mut counts) = self.split();
@@ -247,33 +234,9 @@ impl Journal {
         written
     }
 
-    /// The sequence number of the oldest entry: how many left the journal.
-    pub fn sequence(&self) -> u64 {
-        self.left
-    }
-
     /// The upstream key a replay records its progress in.
     pub fn marker(&self) -> Bytes {
         self.marker.clone()
-    }
-
-    /// Up to `n` of the oldest entries (cheap clones), for replay.
-    pub fn oldest(&self, n: usize) -> Vec<Bytes> {
-        self.entries.iter().filter_map(|e| e.bytes.clone()).take(n).collect()
-    }
-
-    /// Drops the `n` oldest entries once they have been replayed.
-    pub fn pop_oldest(&mut self, n: usize) {
-        for _ in 0..n.min(self.live) {
-            self.take_live(0);
-        }
-    }
-
-    /// Takes the entry at `index` out as a dead letter: Redis refused it.
-    pub fn reject(&mut self, index: usize, error: String) {
-        if let Some(entry) = self.take_live(index) {
-            self.dead_letter(entry, error);
-        }
     }
 
     /// Empties the journal (everything was replayed or discarded),
@@ -284,7 +247,6 @@ impl Journal {
         self.per_slot.clear();
         self.bytes = 0;
         observe::journal_entries(0);
-        self.left = 0;
         self.next_seq = 0;
         let id = random_id();
         self.marker = marker(id);
@@ -336,7 +298,6 @@ impl Journal {
 struct Counts<'a> {
     bytes: &'a mut u64,
     live: &'a mut usize,
-    left: &'a mut u64,
     per_slot: &'a mut HashMap<u16, usize>,
 }
 
@@ -539,21 +500,23 @@ mod tests {
             j.append(cmd(&["SET", "k", &i.to_string()]), 0).expect("append");
         }
         j.sync_due().expect("sync");
-        assert_eq!(j.oldest(2), vec![cmd(&["SET", "k", "0"]), cmd(&["SET", "k", "1"])]);
-        j.pop_oldest(2);
-        assert_eq!(j.oldest(1), vec![cmd(&["SET", "k", "2"])]);
-        assert_eq!(j.sequence(), 2);
-        j.reject(1, "ERR refused".into());
-        assert_eq!(j.oldest(2), vec![cmd(&["SET", "k", "2"]), cmd(&["SET", "k", "4"])]);
-        assert_eq!((j.sequence(), j.dead_letters()), (3, 1));
+        let round = |j: &Journal, n| j.slot_round(n, |_| true).map(|(_, round)| round).unwrap_or_default();
+        assert_eq!(round(&j, 2), vec![(0, cmd(&["SET", "k", "0"])), (1, cmd(&["SET", "k", "1"]))]);
+        assert!(j.take(0).is_some() && j.take(1).is_some());
+        assert_eq!(round(&j, 1), vec![(2, cmd(&["SET", "k", "2"]))]);
+        let refused = j.take(3).expect("entry 3");
+        j.dead_letter(refused, "ERR refused".into());
+        assert_eq!(round(&j, 5), vec![(2, cmd(&["SET", "k", "2"])), (4, cmd(&["SET", "k", "4"]))]);
+        assert_eq!((j.len(), j.dead_letters()), (2, 1));
         let before = j.marker();
         j.clear().expect("clear");
         assert!(j.is_empty());
         assert_ne!(j.marker(), before, "an emptied journal gets a new id");
         let id = std::fs::read_to_string(dir.join("journal.aof.id")).expect("id file");
         assert!(j.marker().ends_with(id.trim().as_bytes()), "{id}");
-        assert_eq!(j.sequence(), 0, "a new id: sequence numbers start again");
         assert_eq!(std::fs::metadata(dir.join("journal.aof")).expect("meta").len(), 0);
+        j.append(cmd(&["SET", "k", "5"]), 0).expect("append");
+        assert_eq!(round(&j, 5), vec![(0, cmd(&["SET", "k", "5"]))], "a new id: sequence numbers start again");
     }
 
     #[test]
@@ -573,7 +536,8 @@ mod tests {
         assert_eq!(j.take(1), Some(cmd(&["SET", "k", "1"])));
         assert!(!j.holds_slot(3) && j.holds_slot(7));
         assert_eq!(j.len(), 3);
-        assert_eq!(j.oldest(5), vec![cmd(&["SET", "k", "0"]), cmd(&["SET", "k", "2"]), cmd(&["SET", "k", "4"])]);
+        let live: Vec<Bytes> = j.entries.iter().filter_map(|e| e.bytes.clone()).collect();
+        assert_eq!(live, vec![cmd(&["SET", "k", "0"]), cmd(&["SET", "k", "2"]), cmd(&["SET", "k", "4"])]);
         assert_eq!(j.take(0), Some(cmd(&["SET", "k", "0"])));
         assert_eq!(j.slot_round(10, |_| true).map(|(slot, r)| (slot, r[0].0)), Some((7, 2)));
     }

@@ -4,7 +4,9 @@
 //! the failover lock, the store is cleared and the near-cache resumes.
 //!
 //! Each round is one transaction that also records, in a marker key unique
-//! to the journal, how many entries have been applied:
+//! to the journal (and to the slot, with a cluster), the sequence number
+//! following the last entry applied (with one Redis, every entry in slot 0:
+//! how many entries have been applied):
 //!
 //! ```text
 //! WATCH marker   GET marker                        (what is applied already)
@@ -113,50 +115,27 @@ impl Tally {
     }
 }
 
-/// Rounds until the journal is empty; once the rest fits in one round,
-/// requests wait for it (drain) so it cannot keep growing.
+/// Rounds of the oldest entries (every entry is of slot 0) until the
+/// journal is empty; once the rest fits in one round, requests wait for it
+/// (drain) so it cannot keep growing.
 async fn replay(failover: &Failover, upstream: &UpstreamConfig, tally: &mut Tally) -> Result<(), UpstreamError> {
     let idle = upstream.request_timeout;
     let marker = failover.lock().journal.marker();
     let mut stream = conn::open(upstream, Proto::Resp2).await?.stream;
     let drain = Drain(failover);
     let take = |journal: &Journal| {
-        if journal.len() <= ROUND {
+        let round = journal.slot_round(ROUND, |_| true);
+        if round.as_ref().is_some_and(|&(slot, _)| !journal.holds_slot_beyond(slot, ROUND)) {
             drain.start();
         }
-        (journal.oldest(ROUND), journal.sequence())
+        round
     };
-    while let Some((round, sequence)) = next_round(failover, |local| failover.close(local), take) {
-        one_round(failover, &mut stream, &marker, &round, sequence, idle, tally).await?;
+    while let Some((_, round)) = next_round(failover, |local| failover.close(local), take).flatten() {
+        send_round(failover, &mut stream, &marker, &round, idle, tally).await?;
     }
     drop(drain);
     forget(&mut stream, &marker, idle).await;
     Ok(())
-}
-
-/// Sends `round` (the oldest entries, the first numbered `sequence`) on
-/// `stream` behind `marker`, unless the marker says a round whose reply was
-/// lost had applied it already, and takes what was applied out of the
-/// journal.
-async fn one_round(
-    failover: &Failover,
-    stream: &mut Stream,
-    marker: &[u8],
-    round: &[Bytes],
-    sequence: u64,
-    idle: Duration,
-    tally: &mut Tally,
-) -> Result<(), UpstreamError> {
-    let applied = applied_up_to(stream, marker, idle).await?;
-    if applied > sequence {
-        let n = usize::try_from(applied - sequence).unwrap_or(usize::MAX);
-        tracing::warn!(entries = n, "a round whose reply was lost had been applied upstream: not sent again");
-        failover.lock().journal.pop_oldest(n);
-        tally.ok(n);
-        return Ok(());
-    }
-    let outcome = transaction(stream, round, marker, sequence + round.len() as u64, idle).await?;
-    settle(&mut failover.lock(), round, outcome, tally, Taken::Oldest)
 }
 
 /// With a Redis Cluster: replays (or discards) the journal, each round the
@@ -272,7 +251,7 @@ impl Master<'_> {
         }
         let marker = Bytes::from(format!("{}:{{{}}}", String::from_utf8_lossy(self.base), slots::tag(slot)));
         let (stream, idle) = (&mut streams[at].1, node.config.request_timeout);
-        slot_round(failover, stream, &marker, round, idle, tally).await?;
+        send_round(failover, stream, &marker, round, idle, tally).await?;
         let local = failover.lock();
         if let Some(pending) = failover.pending.as_ref().filter(|_| !local.journal.holds_slot(slot)) {
             pending.remove(slot);
@@ -285,7 +264,7 @@ impl Master<'_> {
 /// `stream` behind the slot's `marker` (the sequence number after the last
 /// entry applied), unless the marker says a round whose reply was lost
 /// had applied it already, and takes what was applied out of the journal.
-async fn slot_round(
+async fn send_round(
     failover: &Failover,
     stream: &mut Stream,
     marker: &[u8],
@@ -306,7 +285,7 @@ async fn slot_round(
     let entries: Vec<Bytes> = round.iter().map(|(_, entry)| entry.clone()).collect();
     let next = seqs.last().map_or(0, |last| last + 1);
     let outcome = transaction(stream, &entries, marker, next, idle).await?;
-    settle(&mut failover.lock(), &entries, outcome, tally, Taken::Seqs(&seqs))
+    settle(&mut failover.lock(), &entries, &seqs, outcome, tally)
 }
 
 /// A round's `MOVED` (the slot's master changed): the slot map learns it
@@ -368,22 +347,14 @@ enum Outcome {
     Raced,
 }
 
-/// Which entries of the journal a round holds.
-#[derive(Clone, Copy)]
-enum Taken<'a> {
-    /// The oldest ones (one Redis).
-    Oldest,
-    /// These, by sequence number (a cluster's slot).
-    Seqs(&'a [u64]),
-}
-
-/// Takes a round's entries out of the journal as its outcome says.
+/// Takes a round's entries (numbered `seqs`) out of the journal as its
+/// outcome says.
 fn settle(
     local: &mut Memory,
     round: &[Bytes],
+    seqs: &[u64],
     outcome: Outcome,
     tally: &mut Tally,
-    taken: Taken,
 ) -> Result<(), UpstreamError> {
     match outcome {
         Outcome::Applied(replies) => {
@@ -396,10 +367,7 @@ fn settle(
             }
             tally.ok(round.len() - failed);
             tally.failed(failed);
-            match taken {
-                Taken::Oldest => local.journal.pop_oldest(round.len()),
-                Taken::Seqs(seqs) => seqs.iter().for_each(|&seq| drop(local.journal.take(seq))),
-            }
+            seqs.iter().for_each(|&seq| drop(local.journal.take(seq)));
         }
         Outcome::Aborted(queued, reason) => {
             let refused: Vec<usize> =
@@ -415,15 +383,9 @@ fn settle(
                     error_text(&reason)
                 )));
             }
-            for &i in refused.iter().rev() {
-                let error = error_text(&queued[i]);
-                match taken {
-                    Taken::Oldest => local.journal.reject(i, error),
-                    Taken::Seqs(seqs) => {
-                        if let Some(entry) = seqs.get(i).and_then(|&seq| local.journal.take(seq)) {
-                            local.journal.dead_letter(entry, error);
-                        }
-                    }
+            for &i in &refused {
+                if let Some(entry) = seqs.get(i).and_then(|&seq| local.journal.take(seq)) {
+                    local.journal.dead_letter(entry, error_text(&queued[i]));
                 }
             }
             tally.failed(refused.len());
@@ -598,13 +560,19 @@ mod tests {
         frames.iter().map(|f| Bytes::from(f.to_string())).collect()
     }
 
+    /// What the journal still holds.
+    fn live(local: &Memory) -> Vec<Bytes> {
+        let round = local.journal.slot_round(usize::MAX, |_| true);
+        round.map(|(_, round)| round.into_iter().map(|(_, entry)| entry).collect()).unwrap_or_default()
+    }
+
     #[test]
     fn an_applied_round_leaves_and_its_errors_become_dead_letters() {
         let (mut local, round) = journal_of(&["a", "b", "c"]);
         let mut t = tally();
         let outcome = Outcome::Applied(replies(&[":1\r\n", "-WRONGTYPE no\r\n", "+OK\r\n"]));
-        settle(&mut local, &round, outcome, &mut t, Taken::Oldest).expect("settled");
-        assert_eq!((local.journal.len(), local.journal.sequence(), local.journal.dead_letters()), (0, 3, 1));
+        settle(&mut local, &round, &[0, 1, 2], outcome, &mut t).expect("settled");
+        assert_eq!((local.journal.len(), local.journal.dead_letters()), (0, 1));
         assert_eq!((t.ok, t.failed), (2, 1));
     }
 
@@ -613,10 +581,10 @@ mod tests {
         let (mut local, round) = journal_of(&["a", "b", "c"]);
         let mut t = tally();
         let queued = replies(&["+QUEUED\r\n", "-ERR unknown command 'b'\r\n", "+QUEUED\r\n"]);
-        settle(&mut local, &round, Outcome::Aborted(queued, Bytes::from("-EXECABORT\r\n")), &mut t, Taken::Oldest)
-            .expect("settled");
-        assert_eq!(local.journal.oldest(3), vec![Bytes::from("a"), Bytes::from("c")], "sent again next round");
-        assert_eq!((local.journal.sequence(), local.journal.dead_letters(), t.failed), (1, 1, 1));
+        let aborted = Outcome::Aborted(queued, Bytes::from("-EXECABORT\r\n"));
+        settle(&mut local, &round, &[0, 1, 2], aborted, &mut t).expect("settled");
+        assert_eq!(live(&local), vec![Bytes::from("a"), Bytes::from("c")], "sent again next round");
+        assert_eq!((local.journal.dead_letters(), t.failed), (1, 1));
     }
 
     #[test]
@@ -631,12 +599,13 @@ mod tests {
         assert_eq!((slot, &seqs[..]), (7, &[0, 2][..]));
         let queued = replies(&["+QUEUED\r\n", "-ERR unknown command 'c'\r\n"]);
         let aborted = Outcome::Aborted(queued, Bytes::from("-EXECABORT\r\n"));
-        settle(&mut local, &entries, aborted, &mut tally(), Taken::Seqs(&seqs)).expect("settled");
-        assert_eq!(local.journal.oldest(4), vec![Bytes::from("a"), Bytes::from("b"), Bytes::from("d")]);
+        settle(&mut local, &entries, &seqs, aborted, &mut tally()).expect("settled");
+        assert_eq!(local.journal.len(), 3);
         assert_eq!(local.journal.dead_letters(), 1);
         let applied = Outcome::Applied(replies(&["+OK\r\n"]));
-        settle(&mut local, &[Bytes::from("a")], applied, &mut tally(), Taken::Seqs(&[0])).expect("settled");
-        assert_eq!(local.journal.oldest(4), vec![Bytes::from("b"), Bytes::from("d")]);
+        settle(&mut local, &[Bytes::from("a")], &[0], applied, &mut tally()).expect("settled");
+        assert_eq!(live(&local), vec![Bytes::from("b")], "slot 3's");
+        assert_eq!(local.journal.slot_round(4, |slot| slot == 7).map(|(_, r)| r), Some(vec![(3, Bytes::from("d"))]));
         assert!(local.journal.holds_slot(7) && local.journal.holds_slot(3));
     }
 
@@ -644,13 +613,8 @@ mod tests {
     fn a_server_that_cannot_take_writes_fails_the_recovery_and_keeps_everything() {
         let (mut local, round) = journal_of(&["a", "b"]);
         let queued = replies(&["-OOM command not allowed\r\n", "-OOM command not allowed\r\n"]);
-        let err = settle(
-            &mut local,
-            &round,
-            Outcome::Aborted(queued, Bytes::from("-EXECABORT\r\n")),
-            &mut tally(),
-            Taken::Oldest,
-        );
+        let aborted = Outcome::Aborted(queued, Bytes::from("-EXECABORT\r\n"));
+        let err = settle(&mut local, &round, &[0, 1], aborted, &mut tally());
         assert!(matches!(err, Err(UpstreamError::Refused(e)) if e.contains("OOM")));
         assert_eq!((local.journal.len(), local.journal.dead_letters()), (2, 0));
     }
@@ -659,13 +623,8 @@ mod tests {
     fn a_refused_marker_fails_the_recovery_with_the_reason() {
         let (mut local, round) = journal_of(&["a"]);
         let reason = Bytes::from("-NOPERM No permissions to access a key\r\n");
-        let err = settle(
-            &mut local,
-            &round,
-            Outcome::Aborted(replies(&["+QUEUED\r\n"]), reason),
-            &mut tally(),
-            Taken::Oldest,
-        );
+        let aborted = Outcome::Aborted(replies(&["+QUEUED\r\n"]), reason);
+        let err = settle(&mut local, &round, &[0], aborted, &mut tally());
         assert!(matches!(err, Err(UpstreamError::Refused(e)) if e.contains("NOPERM")));
         assert_eq!(local.journal.len(), 1);
     }
