@@ -109,67 +109,17 @@ rcli() {
   if [ "$mode" = tls ]; then redis-cli --tls --cacert "$work/ca.crt" -p "$UP" "$@"; else redis-cli -p "$UP" "$@"; fi
 }
 
-# MULTI; INCR counter; EXEC over raw RESP: prints "rps p50 p99" (ms).
-cat >"$work/multi.py" <<'PY'
+# The scenarios redis-benchmark cannot run, over raw RESP, as
+# `clients.py KIND port clients total [ca.crt]`; prints "rps p50 p99" (ms):
+#   multi      MULTI; INCR counter; EXEC in one write, until EXEC's reply
+#   subscribe  SUBSCRIBE to a channel of the client's own, PUBLISH on it from
+#              a second connection, until the message arrives; then
+#              UNSUBSCRIBE (not timed)
+cat >"$work/clients.py" <<'PY'
 import os, socket, sys, threading, time
-port, clients, total = (int(a) for a in sys.argv[1:4])
-CA = sys.argv[4] if len(sys.argv) > 4 else None
-REQUEST = b"*1\r\n$5\r\nMULTI\r\n*2\r\n$4\r\nINCR\r\n$7\r\ncounter\r\n*1\r\n$4\r\nEXEC\r\n"
-EXPECTED = b"+OK\r\n+QUEUED\r\n*1\r\n:"
-latencies, start = [], threading.Barrier(clients + 1)
-
-def client(count):
-    try:
-        run(count)
-    except BaseException as e:
-        print(f"multi.py: {e!r}", file=sys.stderr, flush=True)
-        os._exit(1)
-
-def run(count):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if CA:
-        import ssl
-        s = ssl.create_default_context(cafile=CA).wrap_socket(s, server_hostname="127.0.0.1")
-    mine = []
-    start.wait()
-    for _ in range(count):
-        t, buf = time.perf_counter(), b""
-        s.sendall(REQUEST)
-        while buf.count(b"\r\n") < 4:
-            data = s.recv(4096)
-            if not data:
-                raise ConnectionError("connection closed")
-            buf += data
-        mine.append(time.perf_counter() - t)
-        if not buf.startswith(EXPECTED):
-            raise ValueError(f"unexpected reply {buf!r}")
-    latencies.extend(mine)
-
-threads = [threading.Thread(target=client, args=(total // clients,)) for _ in range(clients)]
-for t in threads:
-    t.start()
-start.wait()
-t0 = time.perf_counter()
-for t in threads:
-    t.join()
-elapsed = time.perf_counter() - t0
-latencies.sort()
-if len(latencies) == total - total % clients:
-    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
-    print(f"{len(latencies) / elapsed:.2f} {pick(0.5):.3f} {pick(0.99):.3f}")
-PY
-multi() { # port clients requests
-  local tls=(); if [ "${TLS:-0}" = 1 ]; then tls=("$work/ca.crt"); fi
-  timeout 120 python3 "$work/multi.py" "$@" "${tls[@]}" || true
-}
-
-# SUBSCRIBE, first message, UNSUBSCRIBE over raw RESP: prints "rps p50 p99"
-# (ms) of SUBSCRIBE sent -> first message read.
-cat >"$work/sub.py" <<'PY'
-import os, socket, sys, threading, time
-port, clients, total = (int(a) for a in sys.argv[1:4])
-CA = sys.argv[4] if len(sys.argv) > 4 else None
+kind = sys.argv[1]
+port, clients, total = (int(a) for a in sys.argv[2:5])
+CA = sys.argv[5] if len(sys.argv) > 5 else None
 latencies, start = [], threading.Barrier(clients + 1)
 
 def connect():
@@ -180,8 +130,9 @@ def connect():
         s = ssl.create_default_context(cafile=CA).wrap_socket(s, server_hostname="127.0.0.1")
     return s
 
-def read_lines(s, n, buf=b""):
+def read_lines(s, n):
     """Reads until n CRLFs arrived; returns what was read."""
+    buf = b""
     while buf.count(b"\r\n") < n:
         data = s.recv(4096)
         if not data:
@@ -195,17 +146,24 @@ def command(*args):
         out += b"$%d\r\n%s\r\n" % (len(a), a)
     return out
 
-def client(i, count):
-    try:
-        run(i, count)
-    except BaseException as e:
-        print(f"sub.py: {e!r}", file=sys.stderr, flush=True)
-        os._exit(1)
+def expect(got, prefix):
+    if not got.startswith(prefix):
+        raise ValueError(f"unexpected reply {got!r}")
 
-def run(i, count):
+def multi(i, count):
+    s = connect()
+    request = command(b"MULTI") + command(b"INCR", b"counter") + command(b"EXEC")
+    start.wait()
+    for _ in range(count):
+        t = time.perf_counter()
+        s.sendall(request)
+        reply = read_lines(s, 4)
+        yield time.perf_counter() - t
+        expect(reply, b"+OK\r\n+QUEUED\r\n*1\r\n:")
+
+def subscribe(i, count):
     sub, pub = connect(), connect()
     channel = b"bench-%d" % i
-    mine = []
     start.wait()
     for _ in range(count):
         t = time.perf_counter()
@@ -213,14 +171,19 @@ def run(i, count):
         confirmation = read_lines(sub, 6)
         pub.sendall(command(b"PUBLISH", channel, b"m"))
         message = read_lines(sub, 6)
-        mine.append(time.perf_counter() - t)
-        if not confirmation.startswith(b"*3\r\n$9\r\nsubscribe") or not message.startswith(b"*3\r\n$7\r\nmessage"):
-            raise ValueError(f"unexpected {confirmation!r} {message!r}")
-        if read_lines(pub, 1) != b":1\r\n":
-            raise ValueError("PUBLISH did not reach the subscriber")
+        yield time.perf_counter() - t
+        expect(confirmation, b"*3\r\n$9\r\nsubscribe")
+        expect(message, b"*3\r\n$7\r\nmessage")
+        expect(read_lines(pub, 1), b":1\r\n")
         sub.sendall(command(b"UNSUBSCRIBE", channel))
         read_lines(sub, 6)
-    latencies.extend(mine)
+
+def client(i, count):
+    try:
+        latencies.extend(list({"multi": multi, "subscribe": subscribe}[kind](i, count)))
+    except BaseException as e:
+        print(f"clients.py {kind}: {e!r}", file=sys.stderr, flush=True)
+        os._exit(1)
 
 threads = [threading.Thread(target=client, args=(i, total // clients)) for i in range(clients)]
 for t in threads:
@@ -235,9 +198,9 @@ if len(latencies) == total - total % clients:
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
     print(f"{len(latencies) / elapsed:.2f} {pick(0.5):.3f} {pick(0.99):.3f}")
 PY
-subscribe() { # port clients requests
+pyclient() { # kind port clients requests
   local tls=(); if [ "${TLS:-0}" = 1 ]; then tls=("$work/ca.crt"); fi
-  timeout 120 python3 "$work/sub.py" "$@" "${tls[@]}" || true
+  timeout 120 python3 "$work/clients.py" "$@" "${tls[@]}" || true
 }
 
 # Fills blist (directly in Redis) with enough elements for $1 BLPOPs.
@@ -262,7 +225,7 @@ scenario() {
     local r tls=0
     if [ "$mode" = tls ] && [ "$target" = direct ]; then tls=1; fi
     if [ "$kind" = multi ] || [ "$kind" = subscribe ]; then
-      r=$(TLS=$tls "$kind" "$port" "$clients" "$n")
+      r=$(TLS=$tls pyclient "$kind" "$port" "$clients" "$n")
     else
       r=$(TLS=$tls bench "$port" "$clients" "$n" "$@")
     fi
