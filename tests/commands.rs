@@ -805,6 +805,35 @@ fn select_database() {
     assert_eq!(q::<String>(&mut c, &["GET", "where"]), "db0");
 }
 
+/// A CLIENT subcommand the proxy does not know (a newer server's, as
+/// Valkey's CLIENT CAPA) may set state on the connection it runs on: it
+/// runs on the client's own upstream connection, kept for the session,
+/// never on a shared one. Proven by killing the connection that then
+/// serves the client's CLIENT TRACKINGINFO: the client's connection ends,
+/// as a direct client's would, and the others are untouched.
+#[test]
+fn an_unknown_client_subcommand_runs_on_the_clients_own_connection() {
+    let (redis, proxy) = setup();
+    let mut a = proxy.raw();
+    let refused = a.call(&["CLIENT", "NO-SUCH-SUBCOMMAND", "x"]);
+    assert!(refused.starts_with("-ERR unknown subcommand"), "{refused:?}");
+    assert!(a.call(&["CLIENT", "TRACKINGINFO"]).starts_with('*'));
+    let mut d = redis.direct();
+    let list: String = q(&mut d, &["CLIENT", "LIST"]);
+    let own: Vec<&str> = list
+        .lines()
+        .filter(|l| l.contains(" cmd=client|trackinginfo "))
+        .filter_map(|l| l.split(' ').next()?.strip_prefix("id="))
+        .collect();
+    assert_eq!(own.len(), 1, "{list}");
+    assert_eq!(q::<i64>(&mut d, &["CLIENT", "KILL", "ID", own[0]]), 1);
+    a.cmd(&["GET", "k"]);
+    let ended = a.is_closed() || a.try_read_frame().is_some_and(|f| f.starts_with(b"-")) && a.is_closed();
+    assert!(ended, "the client outlived its own upstream connection");
+    let mut b = proxy.conn();
+    assert_eq!(q::<Option<String>>(&mut b, &["GET", "k"]), None);
+}
+
 #[test]
 fn client_and_server_commands() {
     let (redis, proxy) = setup();

@@ -389,6 +389,16 @@ impl Command {
         (self.flags.contains(Flags::CONN_STATE) && !followed) || !self.subcommands.is_empty()
     }
 
+    /// True when this entry stands for a subcommand the table does not
+    /// know (its parent, see [`Command::resolve`]) of a family some of whose
+    /// subcommands change per-connection state (`CLIENT`): a newer server's
+    /// (Valkey's `CLIENT CAPA`) may too, so it runs on the client's own
+    /// connection, kept for the session, never on a shared one.
+    #[inline]
+    pub fn unknown_of_stateful_family(&self) -> bool {
+        self.subcommands.iter().any(|sub| sub.flags.contains(Flags::CONN_STATE))
+    }
+
     /// True when the command blocks given these arguments: always for
     /// BLOCKING commands; for XREAD / XREADGROUP when a `BLOCK` option
     /// comes before `STREAMS` (option values are stepped over, so a group
@@ -587,8 +597,12 @@ mod tests {
         ] {
             assert!(entry(name, sub).leaves_state(), "{name} {sub:?}");
         }
-        // A subcommand the table does not know resolves to its parent.
+        // A subcommand the table does not know resolves to its parent: of
+        // CLIENT it may hold state (kept on the client's own connection).
         assert!(entry("client", None).leaves_state());
+        assert!(entry("client", None).unknown_of_stateful_family());
+        assert!(!entry("object", None).unknown_of_stateful_family());
+        assert!(!entry("get", None).unknown_of_stateful_family());
     }
 
     #[test]

@@ -284,6 +284,7 @@ fn route_known(st: &mut ClientState, cmd: &'static Command, args: &Args, dedicat
     match cmd.handler {
         Handler::Forward if cmd.blocks(args) => Decision::Dedicated { replies: 1, blocking: true },
         Handler::Forward if cmd.flags.contains(Flags::OUT_OF_BAND) => Decision::OutOfBand,
+        Handler::Forward if cmd.unknown_of_stateful_family() => state_command(st, State::Session, args, dedicated),
         Handler::Forward => forward(dedicated),
         Handler::Local(local) => local_command(st, local, args, dedicated, health),
         Handler::State(state) => state_command(st, state, args, dedicated),
