@@ -366,6 +366,11 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
         // the middle of a pipeline does.
         let (tenants, proxy_limits) = (self.shared.tenancy.enabled(), self.shared.limits);
         while !self.closing && self.in_flight < self.shared.max_pipeline && !self.tenant.held_back() {
+            if consumed == input.len() {
+                // Everything read is handled (a lone request: one pass).
+                self.reserve = 0;
+                break;
+            }
             let tenant_limits;
             let limits = match tenants {
                 false => &proxy_limits,
