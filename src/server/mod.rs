@@ -1,9 +1,9 @@
 //! The client-facing side: the listener, the [`shard`] threads serving
 //! clients, one [`session::Session`] task per client, and graceful shutdown.
 //!
-//! [`dispatch`] decides each request's fate ([`route`]: what it does to the
-//! client's connection), `crate::router` names the upstream node, and
-//! [`answer`] builds the replies the proxy gives itself.
+//! [`dispatch`] decides each request's fate ([`dispatch::route`]: what it
+//! does to the client's connection), `crate::router` names the upstream
+//! node, and [`dispatch::answer`] builds the replies the proxy gives itself.
 
 mod activity;
 mod batch;

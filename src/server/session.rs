@@ -99,7 +99,7 @@ enum Pending {
 const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
 
 /// The write the proxy makes on a dedicated connection before a `WAIT`
-/// (see [`Flags::AFTER_WRITES`]): a `PUBLISH` (replicated, and changing no
+/// (see [`crate::commands::Flags::AFTER_WRITES`]): a `PUBLISH` (replicated, and changing no
 /// data) on a channel of the proxy's own.
 const WRITE_MARK: &[u8] = b"*3\r\n$7\r\nPUBLISH\r\n$18\r\n__nearcache__:wait\r\n$0\r\n\r\n";
 
@@ -171,7 +171,7 @@ pub struct Session<R, W> {
     /// the client.
     handoff: Arc<Handoff>,
     /// With a cluster, while subscribed to keyspace notifications: the
-    /// other masters' (see [`satellites`]).
+    /// other masters' (see [`super::satellites`]).
     satellites: Option<Satellites>,
 }
 
@@ -811,7 +811,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
 
     /// With a cluster, a (un)subscription of keyspace notifications
     /// (`request`) goes to the other masters too, as `mirror` says (see
-    /// [`satellites`]), once the dedicated connection took it.
+    /// [`super::satellites`]), once the dedicated connection took it.
     async fn mirror(&mut self, request: &[u8], mirror: Mirror) {
         if self.dedicated.is_none() {
             return;

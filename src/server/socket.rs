@@ -1,5 +1,5 @@
 //! The client sockets a session can serve: TCP, or the in-process Unix
-//! socket a TLS client's decrypted stream arrives on ([`super::tls`]).
+//! socket a TLS client's decrypted stream arrives on ([`crate::client_tls`]).
 //! Sessions are generic over them (no dynamic dispatch on the hot path);
 //! the client registry only needs to shut them down.
 

@@ -38,7 +38,7 @@ pub enum ReplyFix {
     None,
     /// KEYS: an array of key names.
     Keys,
-    /// SCAN: [cursor, [keys]].
+    /// SCAN: `[cursor, [keys]]`.
     Scan,
     /// RANDOMKEY: a bulk key name, or null.
     RandomKey,
@@ -75,11 +75,11 @@ impl ReplyFix {
 /// Why a request is refused for a tenant (the caller formats the NOPERM error).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// Not allowed for tenants at all (reply: -NOPERM this command is not allowed for tenant <name>).
+    /// Not allowed for tenants at all (reply: `-NOPERM this command is not allowed for tenant <name>`).
     NotAllowed,
     /// Allowed but this form is not (e.g. SORT … BY/GET, KEYS in a script) — message explains.
     Form(&'static str),
-    /// RESTORE with a DUMP payload the proxy does not accept (reply: -ERR DUMP payload refused: <why>).
+    /// RESTORE with a DUMP payload the proxy does not accept (reply: `-ERR DUMP payload refused: <why>`).
     Payload(DumpError),
 }
 
