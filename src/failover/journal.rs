@@ -154,31 +154,12 @@ impl Journal {
         self.next_seq += 1;
     }
 
-    /// Takes `entry` (one of `self.entries`) out: its bytes.
-    fn take_entry(entry: &mut Entry, counts: &mut Counts) -> Option<Bytes> {
-        let bytes = entry.bytes.take()?;
-        *counts.bytes -= bytes.len() as u64;
-        *counts.live -= 1;
-        if let Some(n) = counts.per_slot.get_mut(&entry.slot) {
-            *n -= 1;
-            if *n == 0 {
-                counts.per_slot.remove(&entry.slot);
-            }
-        }
-        Some(bytes)
-    }
-
     /// Drops the taken entries that became the oldest.
     fn trim(&mut self) {
         while self.entries.front().is_some_and(|e| e.bytes.is_none()) {
             self.entries.pop_front();
         }
         observe::journal_entries(self.live);
-    }
-
-    fn split(&mut self) -> (&mut VecDeque<Entry>, Counts<'_>) {
-        let counts = Counts { bytes: &mut self.bytes, live: &mut self.live, per_slot: &mut self.per_slot };
-        (&mut self.entries, counts)
     }
 
     /// The oldest entries (at most `n`) of the slot of the oldest entry
@@ -197,10 +178,18 @@ impl Journal {
     /// caller makes it a dead letter); its bytes.
     pub fn take(&mut self, seq: u64) -> Option<Bytes> {
         let index = self.entries.binary_search_by_key(&seq, |e| e.seq).ok()?;
-        let (entries, mut counts) = self.split();
-        let bytes = Journal::take_entry(entries.get_mut(index)?, &mut counts);
+        let entry = self.entries.get_mut(index)?;
+        let (bytes, slot) = (entry.bytes.take()?, entry.slot);
+        self.bytes -= bytes.len() as u64;
+        self.live -= 1;
+        if let Some(n) = self.per_slot.get_mut(&slot) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_slot.remove(&slot);
+            }
+        }
         self.trim();
-        bytes
+        Some(bytes)
     }
 
     /// True while entries of `slot` are left.
@@ -292,13 +281,6 @@ impl Journal {
     pub fn recent_dead_letters(&self) -> impl Iterator<Item = (&Bytes, &String)> {
         self.dead.recent.iter().map(|(e, err)| (e, err))
     }
-}
-
-/// The journal's counts, borrowed apart from its entries.
-struct Counts<'a> {
-    bytes: &'a mut u64,
-    live: &'a mut usize,
-    per_slot: &'a mut HashMap<u16, usize>,
 }
 
 impl JournalFile {

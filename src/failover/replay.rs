@@ -125,8 +125,8 @@ async fn replay(failover: &Failover, upstream: &UpstreamConfig, tally: &mut Tall
     let drain = Drain(failover);
     let take = |journal: &Journal| {
         let round = journal.slot_round(ROUND, |_| true);
-        if round.as_ref().is_some_and(|&(slot, _)| !journal.holds_slot_beyond(slot, ROUND)) {
-            drain.start();
+        if let Some(&(slot, _)) = round.as_ref() {
+            drain.before_round(journal, slot);
         }
         round
     };
@@ -243,12 +243,8 @@ impl Master<'_> {
                 streams.len() - 1
             }
         };
-        // The slot's last round: requests wait for it (all of them: a
-        // few milliseconds), so the slot's writers cannot keep it from
-        // ever leaving failover.
-        if !failover.lock().journal.holds_slot_beyond(slot, ROUND) {
-            self.drain.start();
-        }
+        // (All requests wait for a slot's last round: a few milliseconds.)
+        self.drain.before_round(&failover.lock().journal, slot);
         let marker = Bytes::from(format!("{}:{{{}}}", String::from_utf8_lossy(self.base), slots::tag(slot)));
         let (stream, idle) = (&mut streams[at].1, node.config.request_timeout);
         send_round(failover, stream, &marker, round, idle, tally).await?;
@@ -319,8 +315,12 @@ fn next_round<T>(failover: &Failover, close: impl FnOnce(&mut Memory), take: imp
 struct Drain<'a>(&'a Failover);
 
 impl Drain<'_> {
-    fn start(&self) {
-        self.0.draining.store(true, Ordering::Release);
+    /// Starts the drain when the next round of `slot` is its last, so its
+    /// writers cannot keep it from ever leaving failover.
+    fn before_round(&self, journal: &Journal, slot: u16) {
+        if !journal.holds_slot_beyond(slot, ROUND) {
+            self.0.draining.store(true, Ordering::Release);
+        }
     }
 
     fn end(&self) {

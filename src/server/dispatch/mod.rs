@@ -580,10 +580,7 @@ fn names_redirect(cmd: &'static Command) -> bool {
 /// name, database, subscriptions, transaction…): plain forwarded commands,
 /// nearly every request, do not.
 fn changes_profile(cmd: &Command, st: &ClientState) -> bool {
-    st.multi
-        || !matches!(cmd.handler, Handler::Forward)
-        || cmd.flags.contains(Flags::PUBSUB)
-        || cmd.unknown_of_stateful_family()
+    st.multi || !matches!(cmd.handler, Handler::Forward) || cmd.flags.contains(Flags::PUBSUB)
 }
 
 /// A request bound upstream, as failover sees it.
