@@ -105,10 +105,11 @@ fn assert_exact_replies(raw: &mut Raw, direct: &mut redis::Connection, fault: &s
 fn client_kill_of_each_proxy_connection_kind_is_not_an_outage() {
     let (_redis, proxy, mut d) = setup(CONFIG);
     let mut raw = proxy.raw();
-    let kinds: [(&str, Fault); 3] = [
-        ("CLIENT KILL TYPE normal", |d| {
-            let _: redis::RedisResult<()> = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").query(d);
-        }),
+    let kill_normal: Fault = |d| {
+        let _: redis::RedisResult<()> = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").query(d);
+    };
+    let kinds: [(&str, Fault); 4] = [
+        ("CLIENT KILL TYPE normal", kill_normal),
         ("CLIENT KILL of the tracking connection", |d| {
             let ids = proxy_connections(d, true);
             assert_eq!(ids.len(), 1, "one tracking connection: {:?}", client_list(d));
@@ -119,6 +120,9 @@ fn client_kill_of_each_proxy_connection_kind_is_not_an_outage() {
             assert!(!ids.is_empty(), "pool connections: {:?}", client_list(d));
             kill_ids(d, &ids);
         }),
+        // Now with connections the transactions above gave back as they
+        // were (no RESET) waiting for the next one.
+        ("CLIENT KILL TYPE normal, after transactions", kill_normal),
     ];
     for (fault, kill) in kinds {
         seed(&mut d);
@@ -363,6 +367,14 @@ fn a_transaction_takes_a_connection_opened_ahead() {
     assert!(age >= 2, "the transaction's connection was opened {age} s before it: {}", in_multi[0]);
     assert_eq!(tx.call(&["INCR", "n"]), "+QUEUED\r\n");
     assert_eq!(tx.call(&["EXEC"]), "*1\r\n:1\r\n");
+    // The connection went back as it was; idle past the timeout, it is
+    // still alive for the next transaction.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(tx.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(tx.call(&["INCR", "n"]), "+QUEUED\r\n");
+    assert_eq!(tx.call(&["EXEC"]), "*1\r\n:2\r\n");
+    // (The test's own direct connection idled out meanwhile.)
+    let mut d = redis.direct();
     let _: () = redis::cmd("CONFIG").arg("SET").arg("timeout").arg(0).query(&mut d).expect("timeout");
 }
 
