@@ -17,6 +17,7 @@ pub mod client_tls;
 pub mod commands;
 pub mod config;
 pub mod failover;
+pub mod fill;
 pub mod glob;
 pub mod observe;
 pub mod protocol;

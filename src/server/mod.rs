@@ -434,7 +434,7 @@ async fn serve_halves<R, W>(
     activity: Arc<Activity>,
     id: u64,
 ) where
-    R: tokio::io::AsyncRead + Unpin,
+    R: crate::fill::Fill,
     W: ClientWriter,
 {
     let peer = activity.peer;

@@ -26,6 +26,7 @@ use super::users::Credentials;
 use super::{NodePools, Pools, Shared};
 use crate::cache::Scratch;
 use crate::commands::LastName;
+use crate::fill::Fill;
 use crate::observe;
 use crate::protocol::frame::{pubsub, PubSub};
 use crate::protocol::request::{self, Parsed};
@@ -42,7 +43,6 @@ use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::oneshot;
 
 /// What woke the session up.
@@ -175,7 +175,7 @@ pub struct Session<R, W> {
     satellites: Option<Satellites>,
 }
 
-impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
+impl<R: Fill, W: ClientWriter> Session<R, W> {
     /// A session over the two halves of a client socket. Shutdown ends it
     /// by shutting down the socket's read side (see `Clients`): the session
     /// then sees end-of-input, finishes what it owes and closes.
@@ -282,7 +282,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                 tokio::select! {
                     biased;
                     event = next_event(&mut self.pending, &mut self.dedicated, &self.handoff, lazy), if waiting => Wake::Event(event),
-                    read = self.reader.read_buf(&mut self.rbuf), if can_read => Wake::Read(read?),
+                    read = std::future::poll_fn(|cx| self.reader.poll_fill(cx, &mut self.rbuf)), if can_read => Wake::Read(read?),
                     aside = next_aside(&mut self.satellites, &self.activity.summons, summonable), if summonable || self.satellites.is_some() => aside,
                     // (An async block: select! builds every branch's future,
                     // and a sleep built is a clock read.)
@@ -300,7 +300,7 @@ impl<R: AsyncRead + Unpin, W: ClientWriter> Session<R, W> {
                         Wake::Writable
                     }
                     event = next_event(&mut self.pending, &mut self.dedicated, &self.handoff, lazy), if waiting => Wake::Event(event),
-                    read = self.reader.read_buf(&mut self.rbuf), if can_read => Wake::Read(read?),
+                    read = std::future::poll_fn(|cx| self.reader.poll_fill(cx, &mut self.rbuf)), if can_read => Wake::Read(read?),
                     aside = next_aside(&mut self.satellites, &self.activity.summons, summonable), if summonable || self.satellites.is_some() => aside,
                     // (An async block: select! builds every branch's future,
                     // and a sleep built is a clock read.)

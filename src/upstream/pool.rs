@@ -41,6 +41,7 @@ use super::handoff::Handoff;
 use super::reconnect::Reconnect;
 use super::UpstreamConfig;
 use super::{UpstreamError, KEEPALIVE};
+use crate::fill::Fill;
 use crate::observe;
 use crate::protocol::{scan, Proto};
 use arc_swap::ArcSwap;
@@ -52,7 +53,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, WriteHalf};
+use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{oneshot, Notify};
 
@@ -550,7 +551,7 @@ struct Reader<R> {
     progressed: bool,
 }
 
-impl<R: AsyncRead + Unpin> Reader<R> {
+impl<R: Fill> Reader<R> {
     fn new(stream: R, max_batch_reply: usize) -> Reader<R> {
         Reader {
             stream,
@@ -572,7 +573,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         let mut armed = false;
         loop {
             let woke = poll_fn(|cx| {
-                if let Poll::Ready(read) = pin!(self.stream.read_buf(&mut self.rbuf)).poll(cx) {
+                if let Poll::Ready(read) = self.stream.poll_fill(cx, &mut self.rbuf) {
                     return Poll::Ready(Woke::Read(read));
                 }
                 // Polling an armed tick again would only register the same

@@ -269,7 +269,12 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
             Fate::Pool { node, bytes: Some(payload.freeze()), slot: Slot::Fill { replies, fill } }
         }
         CacheRead::Bypass => match decision {
-            Decision::Pool => Fate::Pool { node, bytes: rewritten, slot: map.map_or(Slot::Plain, Slot::Map) },
+            Decision::Pool => {
+                // Holds nothing: forgotten rather than handed to the
+                // enum's out-of-line drop glue on every request.
+                std::mem::forget(decision);
+                Fate::Pool { node, bytes: rewritten, slot: map.map_or(Slot::Plain, Slot::Map) }
+            }
             decision => {
                 let owed = Owed { node, map, rewritten: rewritten.clone(), cmd, args: &args, dedicated };
                 off_pool(decision, owed, shared, st, tenant, activity)
