@@ -119,7 +119,7 @@ mod tests {
     }
 
     async fn fill(reader: &mut impl Fill, buf: &mut BytesMut) -> usize {
-        tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| reader.poll_fill(cx, buf)))
+        crate::timer::timeout(Duration::from_secs(5), poll_fn(|cx| reader.poll_fill(cx, buf)))
             .await
             .expect("a fill never woke")
             .expect("read")
@@ -134,7 +134,7 @@ mod tests {
         // Readiness was cleared by the short read: what is written later
         // still wakes the reader.
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            crate::timer::sleep(Duration::from_millis(50)).await;
             writer.write_all(b"abc").await.expect("write");
             writer
         });
@@ -147,7 +147,7 @@ mod tests {
         let (mut reader, mut writer) = pair().await;
         writer.write_all(&[7u8; 100]).await.expect("write");
         drop(writer);
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        crate::timer::sleep(Duration::from_millis(20)).await;
         let mut buf = BytesMut::with_capacity(16);
         let mut total = 0;
         loop {

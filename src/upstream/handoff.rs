@@ -112,6 +112,12 @@ impl Handoff {
     /// learns of a delivery then).
     pub fn poll_outcome(&self, cx: &mut Context<'_>, eager: bool) -> Poll<Outcome> {
         let mut state = self.lock();
+        // Not eager, a delivery waits for `take` (the session's next
+        // request): acting on it now would cost the session a turn of its
+        // loop for nothing to write. Nothing more comes of this batch.
+        if !eager && matches!(state.outcome, Some(Outcome::Delivered)) {
+            return Poll::Pending;
+        }
         match state.outcome.take() {
             Some(outcome) => Poll::Ready(outcome),
             None => {
