@@ -1,15 +1,16 @@
 //! Reading a socket into a buffer with one readiness check per wake.
 //!
 //! A session and a pool connection's reader each read their socket into a
-//! `BytesMut` whenever it is readable. Through tokio's `AsyncRead` that is
-//! two polls per message (one that reads, one that finds nothing and
-//! registers the task), each through `ReadBuf` and `poll_read`: about 400
-//! instructions per request and socket for a lone client. Here a plain
-//! socket is asked for readiness, read once, and a read short of the room
-//! it had is taken as the socket drained (true of epoll and kqueue, as
-//! tokio's own `poll_read` assumes): readiness is cleared as of before the
-//! read, so bytes that arrive meanwhile still wake the task. TLS streams,
-//! rare and dominated by their decryption, keep the `AsyncRead` path.
+//! `BytesMut` whenever it is readable: two polls per message (one that
+//! reads, one that finds nothing and registers the task). Through tokio's
+//! `AsyncRead` each goes through `ReadBuf` and `poll_read`'s layers; here a
+//! plain socket is asked for readiness and read once, and a read short of
+//! the room it had is taken as the socket drained (true of epoll and
+//! kqueue, as tokio's own `poll_read` assumes): readiness is cleared as of
+//! before the read, so bytes that arrive meanwhile still wake the task.
+//! About 35 instructions less per poll (a lone client's forwarded GET,
+//! four polls: 5,911 -> 5,838). TLS upstream streams, dominated by their
+//! decryption, keep the `AsyncRead` path.
 
 use bytes::BytesMut;
 use std::future::Future;
