@@ -9,6 +9,7 @@
 #   CACHE=on KEYS=1000 scripts/callgrind.sh # hot keys served from the near-cache
 #   CACHE=on KEYS=10000000 scripts/callgrind.sh  # miss-heavy
 #   CACHE=on ADMISSION=first KEYS=10000000 scripts/callgrind.sh  # … filling on every first miss
+#   FLOOR=1 CLIENTS=1 scripts/callgrind.sh   # examples/floor.rs instead: a bare tokio byte relay
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}
@@ -24,9 +25,15 @@ command -v valgrind >/dev/null || apt-get install -y -qq valgrind >/dev/null
 . scripts/lib.sh
 PROXY=$(port)
 if [ "$CACHE" = on ]; then printf '[cache]\nadmission = "%s"\n' "$ADMISSION" >"$work/proxy.toml"; else printf '[cache]\nenabled = false\n' >"$work/proxy.toml"; fi
-RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
-  "$BIN" --config "$work/proxy.toml" --worker-threads 1 --listen "127.0.0.1:$PROXY" --admin-listen 127.0.0.1:0 \
-  --upstream "redis://127.0.0.1:$REDIS" >"$work/proxy.log" 2>&1 &
+if [ "${FLOOR:-0}" = 1 ]; then
+  cargo build --release --quiet --example floor
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
+    ./target/release/examples/floor "127.0.0.1:$PROXY" "127.0.0.1:$REDIS" >"$work/proxy.log" 2>&1 &
+else
+  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
+    "$BIN" --config "$work/proxy.toml" --worker-threads 1 --listen "127.0.0.1:$PROXY" --admin-listen 127.0.0.1:0 \
+    --upstream "redis://127.0.0.1:$REDIS" >"$work/proxy.log" 2>&1 &
+fi
 vg=$!
 pids+=($vg)
 wait_port "$PROXY"
@@ -36,5 +43,7 @@ callgrind_control -z "$vg" >/dev/null 2>&1
 redis-benchmark -p "$PROXY" -t "$TEST" -P "$PIPE" -c "$CLIENTS" -n "$N" -d 64 -r "$KEYS" -q >/dev/null
 callgrind_control -d "$vg" >/dev/null 2>&1
 total=$(for f in "$work"/cg.out*; do grep -h '^summary:' "$f"; done | awk '{s+=$2} END {print s}')
-printf 'cache %s (admission %s), %s P=%s: %s instructions / %s requests = %.0f   per request\n' "$CACHE" "$ADMISSION" "$TEST" "$PIPE" "$total" "$N" "$(awk "BEGIN{print $total/$N}")"
+what=nearcache
+if [ "${FLOOR:-0}" = 1 ]; then what=examples/floor.rs; fi
+printf '%s, cache %s (admission %s), %s P=%s: %s instructions / %s requests = %.0f   per request\n' "$what" "$CACHE" "$ADMISSION" "$TEST" "$PIPE" "$total" "$N" "$(awk "BEGIN{print $total/$N}")"
 if [ -n "${KEEP:-}" ]; then cp "$work"/cg.out* "$KEEP"/ && echo "profiles copied to $KEEP"; fi
