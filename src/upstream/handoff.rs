@@ -16,11 +16,14 @@
 //! at a time (the session only hands off when nothing else is owed).
 
 use super::pool::JobResult;
+use super::UpstreamError;
 use crate::observe;
+use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use std::io;
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
+use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 /// The client's end: its socket, and what a delivery means for it.
@@ -40,27 +43,38 @@ pub enum Outcome {
     Returned(JobResult),
 }
 
+/// Where the batch stands, in [`Handoff::state`].
+const RUNNING: u8 = 0;
+const DELIVERED: u8 = 1;
+const RETURNED: u8 = 2;
+
+/// A delivery, the common end, is one atomic store for the reader and one
+/// load for the session (both on one worker thread, as a rule): no lock.
+/// What comes back is rare and kept behind a mutex. `state` and `eager`
+/// are sequentially consistent: the reader stores the state then reads
+/// `eager`, the session stores `eager` then reads the state, and at least
+/// one of them sees the other's store, so a delivery the session waits for
+/// is never missed.
 pub struct Handoff {
     client: Box<dyn ClientEnd>,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    outcome: Option<Outcome>,
+    state: AtomicU8,
+    /// What came back, once `state` says `RETURNED`.
+    returned: Mutex<Option<JobResult>>,
     /// The session, when it waits for the outcome.
-    waker: Option<Waker>,
+    waker: AtomicWaker,
     /// It is to be woken for a delivery too, not only for what comes back.
-    eager: bool,
+    eager: AtomicBool,
 }
 
 impl Handoff {
     pub fn new(client: Box<dyn ClientEnd>) -> Handoff {
-        Handoff { client, state: Mutex::new(State::default()) }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        Handoff {
+            client,
+            state: AtomicU8::new(RUNNING),
+            returned: Mutex::new(None),
+            waker: AtomicWaker::new(),
+            eager: AtomicBool::new(false),
+        }
     }
 
     /// The reader's side: the batch's replies (`count` commands, sent at
@@ -73,18 +87,18 @@ impl Handoff {
             }
             Err(e) => Outcome::Returned(Err(e)),
         };
-        let returned = matches!(outcome, Outcome::Returned(_));
-        let waker = {
-            let mut state = self.lock();
-            state.outcome = Some(outcome);
-            if returned || state.eager {
-                state.waker.take()
-            } else {
-                None
+        match outcome {
+            Outcome::Delivered => {
+                self.state.store(DELIVERED, SeqCst);
+                if self.eager.load(SeqCst) {
+                    self.waker.wake();
+                }
             }
-        };
-        if let Some(waker) = waker {
-            waker.wake();
+            Outcome::Returned(result) => {
+                *self.returned.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+                self.state.store(RETURNED, SeqCst);
+                self.waker.wake();
+            }
         }
     }
 
@@ -103,7 +117,17 @@ impl Handoff {
 
     /// The session's side: the outcome, if the batch has ended.
     pub fn take(&self) -> Option<Outcome> {
-        self.lock().outcome.take()
+        if self.state.load(SeqCst) == RUNNING {
+            return None;
+        }
+        match self.state.swap(RUNNING, SeqCst) {
+            DELIVERED => Some(Outcome::Delivered),
+            RETURNED => {
+                let returned = self.returned.lock().unwrap_or_else(PoisonError::into_inner).take();
+                Some(Outcome::Returned(returned.unwrap_or(Err(UpstreamError::ConnectionLost))))
+            }
+            _ => None,
+        }
     }
 
     /// The outcome, or `Pending` with the session woken once there is one
@@ -111,22 +135,129 @@ impl Handoff {
     /// `eager` (a session waiting only for its client's next request
     /// learns of a delivery then).
     pub fn poll_outcome(&self, cx: &mut Context<'_>, eager: bool) -> Poll<Outcome> {
-        let mut state = self.lock();
-        // Not eager, a delivery waits for `take` (the session's next
-        // request): acting on it now would cost the session a turn of its
-        // loop for nothing to write. Nothing more comes of this batch.
-        if !eager && matches!(state.outcome, Some(Outcome::Delivered)) {
-            return Poll::Pending;
+        self.eager.store(eager, SeqCst);
+        self.waker.register(cx.waker());
+        match self.state.load(SeqCst) {
+            RUNNING => Poll::Pending,
+            // Not eager, a delivery waits for `take` (the session's next
+            // request): acting on it now would cost the session a turn of
+            // its loop for nothing to write.
+            DELIVERED if !eager => Poll::Pending,
+            _ => self.take().map_or(Poll::Pending, Poll::Ready),
         }
-        match state.outcome.take() {
-            Some(outcome) => Poll::Ready(outcome),
-            None => {
-                state.eager = eager;
-                if !state.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    state.waker = Some(cx.waker().clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+
+    /// A client socket that takes at most `room` bytes per write.
+    struct Socket {
+        room: usize,
+        delivered: AtomicUsize,
+    }
+
+    impl ClientEnd for Arc<Socket> {
+        fn try_write(&self, data: &[u8]) -> io::Result<usize> {
+            Ok(data.len().min(self.room))
+        }
+        fn delivered(&self) {
+            self.delivered.fetch_add(1, SeqCst);
+        }
+    }
+
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    fn handoff(room: usize) -> (Handoff, Arc<Socket>) {
+        let socket = Arc::new(Socket { room, delivered: AtomicUsize::new(0) });
+        (Handoff::new(Box::new(socket.clone())), socket)
+    }
+
+    fn waker() -> (Arc<Wakes>, Waker) {
+        let wakes = Arc::new(Wakes::default());
+        (wakes.clone(), Waker::from(wakes))
+    }
+
+    #[test]
+    fn a_delivery_waits_for_take_unless_the_session_is_eager() {
+        let (handoff, socket) = handoff(1024);
+        let (wakes, waker) = waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(handoff.poll_outcome(&mut cx, false).is_pending());
+        handoff.complete(Ok(Bytes::from_static(b"+OK\r\n")), 1, Instant::now());
+        assert_eq!(socket.delivered.load(SeqCst), 1);
+        assert_eq!(wakes.0.load(SeqCst), 0, "not woken for a delivery");
+        assert!(handoff.poll_outcome(&mut cx, false).is_pending(), "left for take");
+        assert!(matches!(handoff.take(), Some(Outcome::Delivered)));
+        assert!(handoff.take().is_none());
+        // Eager: woken, and the poll has it.
+        assert!(handoff.poll_outcome(&mut cx, true).is_pending());
+        handoff.complete(Ok(Bytes::from_static(b"+OK\r\n")), 1, Instant::now());
+        assert_eq!(wakes.0.load(SeqCst), 1);
+        assert!(matches!(handoff.poll_outcome(&mut cx, true), Poll::Ready(Outcome::Delivered)));
+        assert!(handoff.take().is_none());
+    }
+
+    #[test]
+    fn what_the_socket_did_not_take_and_failures_come_back_and_wake() {
+        let (handoff, socket) = handoff(3);
+        let (wakes, waker) = waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(handoff.poll_outcome(&mut cx, false).is_pending());
+        handoff.complete(Ok(Bytes::from_static(b"+OK\r\n")), 1, Instant::now());
+        assert_eq!(socket.delivered.load(SeqCst), 0);
+        assert_eq!(wakes.0.load(SeqCst), 1);
+        match handoff.poll_outcome(&mut cx, false) {
+            Poll::Ready(Outcome::Returned(Ok(rest))) => assert_eq!(&rest[..], b"\r\n"),
+            _ => panic!("the rest comes back"),
+        }
+        assert!(handoff.poll_outcome(&mut cx, false).is_pending());
+        handoff.complete(Err(UpstreamError::ConnectionLost), 1, Instant::now());
+        assert_eq!(wakes.0.load(SeqCst), 2);
+        assert!(matches!(handoff.take(), Some(Outcome::Returned(Err(UpstreamError::ConnectionLost)))));
+    }
+
+    /// The reader on another thread, racing the session's poll: an eager
+    /// session that got `Pending` is woken for the delivery, every time.
+    #[test]
+    fn no_delivery_is_missed_across_threads() {
+        let (handoff, _socket) = handoff(1024);
+        let handoff = Arc::new(handoff);
+        let rounds = 5_000;
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let reader = {
+            let handoff = handoff.clone();
+            std::thread::spawn(move || {
+                for _ in 0..rounds {
+                    go_rx.recv().expect("go");
+                    handoff.complete(Ok(Bytes::from_static(b":1\r\n")), 1, Instant::now());
                 }
-                Poll::Pending
+            })
+        };
+        for _ in 0..rounds {
+            go_tx.send(()).expect("send");
+            let (wakes, waker) = waker();
+            let mut cx = Context::from_waker(&waker);
+            if handoff.poll_outcome(&mut cx, true).is_pending() {
+                let deadline = Instant::now() + std::time::Duration::from_secs(5);
+                while wakes.0.load(SeqCst) == 0 {
+                    assert!(Instant::now() < deadline, "a delivery was missed");
+                    std::thread::yield_now();
+                }
+                assert!(matches!(handoff.poll_outcome(&mut cx, true), Poll::Ready(Outcome::Delivered)));
             }
         }
+        reader.join().expect("reader");
     }
 }
