@@ -189,13 +189,20 @@ mod tests {
         (wakes.clone(), Waker::from(wakes))
     }
 
+    /// A session waiting lazily, then its batch's `+OK` arriving for a
+    /// socket that takes `room` bytes.
+    fn answered_while_lazy(room: usize) -> (Handoff, Arc<Socket>, Arc<Wakes>, Waker) {
+        let (handoff, socket) = handoff(room);
+        let (wakes, waker) = waker();
+        assert!(handoff.poll_outcome(&mut Context::from_waker(&waker), false).is_pending());
+        handoff.complete(Ok(Bytes::from_static(b"+OK\r\n")), 1, Instant::now());
+        (handoff, socket, wakes, waker)
+    }
+
     #[test]
     fn a_delivery_waits_for_take_unless_the_session_is_eager() {
-        let (handoff, socket) = handoff(1024);
-        let (wakes, waker) = waker();
+        let (handoff, socket, wakes, waker) = answered_while_lazy(1024);
         let mut cx = Context::from_waker(&waker);
-        assert!(handoff.poll_outcome(&mut cx, false).is_pending());
-        handoff.complete(Ok(Bytes::from_static(b"+OK\r\n")), 1, Instant::now());
         assert_eq!(socket.delivered.load(SeqCst), 1);
         assert_eq!(wakes.0.load(SeqCst), 0, "not woken for a delivery");
         assert!(handoff.poll_outcome(&mut cx, false).is_pending(), "left for take");
@@ -211,11 +218,8 @@ mod tests {
 
     #[test]
     fn what_the_socket_did_not_take_and_failures_come_back_and_wake() {
-        let (handoff, socket) = handoff(3);
-        let (wakes, waker) = waker();
+        let (handoff, socket, wakes, waker) = answered_while_lazy(3);
         let mut cx = Context::from_waker(&waker);
-        assert!(handoff.poll_outcome(&mut cx, false).is_pending());
-        handoff.complete(Ok(Bytes::from_static(b"+OK\r\n")), 1, Instant::now());
         assert_eq!(socket.delivered.load(SeqCst), 0);
         assert_eq!(wakes.0.load(SeqCst), 1);
         match handoff.poll_outcome(&mut cx, false) {
