@@ -71,6 +71,26 @@ fn wait_closed(direct: &mut Raw, id: &str) {
     assert!(closed, "connection {id} was not closed: {}", direct.call(&["CLIENT", "LIST"]));
 }
 
+/// A client that WATCHes `w`, and the upstream connection it took.
+fn watching_w(proxy: &Proxy, d: &mut Raw) -> (Raw, String) {
+    let mut a = proxy.raw();
+    assert_eq!(a.call(&["WATCH", "w"]), "+OK\r\n");
+    let id = upstream_id(d, "that ran WATCH", |c| field(c, "cmd") == "watch");
+    (a, id)
+}
+
+/// `w` changes (a watch still held on it would abort the next EXEC), then
+/// a new client queues a SET of it in a transaction: the client, and the
+/// upstream connection it got.
+fn transaction_after_w_changed(proxy: &Proxy, d: &mut Raw) -> (Raw, String) {
+    assert_eq!(d.call(&["SET", "w", "changed"]), "+OK\r\n");
+    let mut b = proxy.raw();
+    assert_eq!(b.call(&["MULTI"]), "+OK\r\n");
+    assert_eq!(b.call(&["SET", "w", "mine"]), "+QUEUED\r\n");
+    let id = upstream_id(d, "in MULTI", |c| field(c, "multi") == "1");
+    (b, id)
+}
+
 fn direct(redis: &RedisServer) -> Raw {
     Raw::connect(format!("127.0.0.1:{}", redis.port).parse().expect("address"))
 }
@@ -140,17 +160,10 @@ fn transactions_back_to_back_open_no_connection_once_warm() {
 fn a_connection_holding_nothing_goes_to_the_next_client_as_it_is() {
     let (redis, proxy) = setup();
     let mut d = direct(&redis);
-    let mut a = proxy.raw();
-    assert_eq!(a.call(&["WATCH", "w"]), "+OK\r\n");
-    let first = upstream_id(&mut d, "that ran WATCH", |c| field(c, "cmd") == "watch");
+    let (mut a, first) = watching_w(&proxy, &mut d);
     assert_eq!(a.call(&["GET", "w"]), "$-1\r\n");
     assert_eq!(a.call(&["UNWATCH"]), "+OK\r\n");
-    // A watch still held would abort B's EXEC.
-    assert_eq!(d.call(&["SET", "w", "changed"]), "+OK\r\n");
-    let mut b = proxy.raw();
-    assert_eq!(b.call(&["MULTI"]), "+OK\r\n");
-    assert_eq!(b.call(&["SET", "w", "mine"]), "+QUEUED\r\n");
-    let second = upstream_id(&mut d, "in MULTI", |c| field(c, "multi") == "1");
+    let (mut b, second) = transaction_after_w_changed(&proxy, &mut d);
     assert_eq!(second, first, "B did not get the connection A gave back");
     assert_eq!(b.call(&["EXEC"]), "*1\r\n+OK\r\n");
     assert_eq!(b.call(&["MULTI"]), "+OK\r\n");
@@ -176,18 +189,11 @@ fn a_connection_holding_nothing_goes_to_the_next_client_as_it_is() {
 fn watched_keys_and_reply_mode_do_not_reach_the_next_client() {
     let (redis, proxy) = setup();
     let mut d = direct(&redis);
-    let mut a = proxy.raw();
-    assert_eq!(a.call(&["WATCH", "w"]), "+OK\r\n");
-    let first = upstream_id(&mut d, "that ran WATCH", |c| field(c, "cmd") == "watch");
+    let (mut a, first) = watching_w(&proxy, &mut d);
     a.cmd(&["CLIENT", "REPLY", "OFF"]);
     drop(a);
     wait_cleaned(&mut d, &first);
-    // The key A watched changes: a watch still held would abort B's EXEC.
-    assert_eq!(d.call(&["SET", "w", "changed"]), "+OK\r\n");
-    let mut b = proxy.raw();
-    assert_eq!(b.call(&["MULTI"]), "+OK\r\n");
-    assert_eq!(b.call(&["SET", "w", "mine"]), "+QUEUED\r\n");
-    let second = upstream_id(&mut d, "in MULTI", |c| field(c, "multi") != "-1" && !field(c, "multi").is_empty());
+    let (mut b, second) = transaction_after_w_changed(&proxy, &mut d);
     assert_eq!(second, first, "B did not get the connection A gave back");
     assert_eq!(b.call(&["EXEC"]), "*1\r\n+OK\r\n");
     assert_eq!(d.call(&["GET", "w"]), "$4\r\nmine\r\n");
