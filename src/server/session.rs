@@ -42,6 +42,7 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -276,9 +277,17 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
             // A RESP3 client may be named as a redirect target (see
             // `redirects`); a RESP2 one gets its connection by subscribing.
             let summonable = self.st.proto == Proto::Resp3 && self.dedicated.is_none() && !self.closing;
-            // Two forms, so the common case (everything written) does not
-            // pay for a writability future it never polls.
-            let wake = if unwritten == 0 {
+            // Three forms, so the common cases do not pay for futures they
+            // never poll: a client owed at most a handed-off batch (most
+            // connections, most of the time), then everything written,
+            // then the general case.
+            let wake = if unwritten == 0 && self.only_read_or_handoff(held_back, summonable) {
+                let handed = !self.pending.is_empty();
+                if !handed && !can_read {
+                    return Ok(());
+                }
+                self.read_or_handoff(handed, can_read, lazy).await?
+            } else if unwritten == 0 {
                 tokio::select! {
                     biased;
                     event = next_event(&mut self.pending, &mut self.dedicated, &self.handoff, lazy), if waiting => Wake::Event(event),
@@ -322,6 +331,41 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
                 }
             }
         }
+    }
+
+    /// True when the session waits only for its client's input and its
+    /// handed-off batch's outcome, if any: what [`Session::read_or_handoff`]
+    /// waits for (the `select!` in `serve` waits for the same then, at a
+    /// higher cost per wake).
+    #[inline]
+    fn only_read_or_handoff(&self, held_back: bool, summonable: bool) -> bool {
+        let owed = match self.pending.front() {
+            None => true,
+            Some(Pending::Handed { .. }) => self.pending.len() == 1,
+            Some(_) => false,
+        };
+        owed && !held_back && !summonable && self.dedicated.is_none() && self.satellites.is_none()
+    }
+
+    /// Waits for the handed-off batch's outcome (when `handed`; first, as
+    /// `serve`'s `select!` is biased) or the client's input (when
+    /// `can_read`).
+    async fn read_or_handoff(&mut self, handed: bool, can_read: bool, lazy: bool) -> std::io::Result<Wake> {
+        let (handoff, reader, rbuf) = (&self.handoff, &mut self.reader, &mut self.rbuf);
+        std::future::poll_fn(|cx| {
+            if handed {
+                if let Poll::Ready(outcome) = handoff.poll_outcome(cx, !lazy) {
+                    return Poll::Ready(Ok(Wake::Event(Event::Handed(outcome))));
+                }
+            }
+            if can_read {
+                if let Poll::Ready(read) = reader.poll_fill(cx, rbuf) {
+                    return Poll::Ready(read.map(Wake::Read));
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// True when the client has left more than the output limit unread for
