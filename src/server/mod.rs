@@ -253,9 +253,8 @@ impl Server {
             }
             None => None,
         };
-        let shards =
-            shard::Shards::start(config.server.worker_threads, &shared, &clients, config.server.shutdown_timeout)
-                .map_err(StartError::Workers)?;
+        let shards = shard::Shards::start(config.server.worker_threads, &shared, config.server.shutdown_timeout)
+            .map_err(StartError::Workers)?;
         Ok(Server {
             listener,
             tls,
@@ -397,11 +396,12 @@ async fn refuse(mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.shutdown().await;
 }
 
-/// One client, on its worker thread: the TLS handshake if it came in on the
-/// TLS listener, then its session.
-async fn serve(shared: Arc<Shared>, pools: Arc<Pools>, clients: Arc<Clients>, accepted: shard::Accepted) {
-    // Counted out however the session ends, a panic included.
-    let shard::Accepted { stream, peer, id, tls, live: _live } = accepted;
+/// Starts one client's task on its worker thread: its session, after the
+/// TLS handshake if it came in on the TLS listener. A plain connection's
+/// task is the session itself (no future around it to go through on every
+/// wake).
+fn serve(sessions: &mut tokio::task::JoinSet<()>, shared: Arc<Shared>, pools: Arc<Pools>, accepted: shard::Accepted) {
+    let shard::Accepted { stream, peer, id, tls, live } = accepted;
     let stream = match TcpStream::from_std(stream) {
         Ok(s) => s,
         Err(e) => {
@@ -414,13 +414,15 @@ async fn serve(shared: Arc<Shared>, pools: Arc<Pools>, clients: Arc<Clients>, ac
     match tls {
         None => {
             let (reader, writer) = stream.into_split();
-            serve_halves(shared, pools, clients, reader, Arc::new(writer), activity, id).await;
+            sessions.spawn(serve_halves(shared, pools, reader, Arc::new(writer), activity, id, live));
         }
         Some(tls) => {
-            if let Some(plain) = tls.accept(stream, peer).await {
-                let (reader, writer) = plain.into_split();
-                serve_halves(shared, pools, clients, reader, Arc::new(writer), activity, id).await;
-            }
+            sessions.spawn(async move {
+                if let Some(plain) = tls.accept(stream, peer).await {
+                    let (reader, writer) = plain.into_split();
+                    serve_halves(shared, pools, reader, Arc::new(writer), activity, id, live).await;
+                }
+            });
         }
     }
 }
@@ -428,15 +430,18 @@ async fn serve(shared: Arc<Shared>, pools: Arc<Pools>, clients: Arc<Clients>, ac
 async fn serve_halves<R, W>(
     shared: Arc<Shared>,
     pools: Arc<Pools>,
-    clients: Arc<Clients>,
     reader: R,
     writer: Arc<W>,
     activity: Arc<Activity>,
     id: u64,
+    live: Live,
 ) where
     R: crate::fill::Fill,
     W: ClientWriter,
 {
+    // Held to the end: the client is counted out however the session
+    // ends, a panic included.
+    let clients = &live.0;
     let peer = activity.peer;
     if !clients.register(id, writer.clone(), activity.clone()) {
         return;

@@ -6,7 +6,7 @@
 //! runtime for everything spent 45% more CPU per proxied GET with two
 //! workers on two cores, its tasks bouncing between the workers.)
 
-use super::{serve, Clients, Live, Pools, ServerTls, Shared};
+use super::{serve, Live, Pools, ServerTls, Shared};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -35,12 +35,7 @@ pub(super) struct Shards {
 impl Shards {
     /// Starts `count` threads (0: one per core); each connects its pools
     /// at once.
-    pub fn start(
-        count: usize,
-        shared: &Arc<Shared>,
-        clients: &Arc<Clients>,
-        shutdown_timeout: Duration,
-    ) -> std::io::Result<Shards> {
+    pub fn start(count: usize, shared: &Arc<Shared>, shutdown_timeout: Duration) -> std::io::Result<Shards> {
         let count = match count {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
@@ -51,7 +46,7 @@ impl Shards {
             // No time driver: timers are kept by `crate::timer`'s thread.
             let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
             let (inbox, rx) = mpsc::unbounded_channel();
-            let shard = Shard { shared: shared.clone(), clients: clients.clone(), shutdown_timeout };
+            let shard = Shard { shared: shared.clone(), shutdown_timeout };
             let thread = std::thread::Builder::new()
                 .name(format!("nearcache-worker-{index}"))
                 .spawn(move || runtime.block_on(shard.run(rx)))?;
@@ -87,7 +82,6 @@ impl Shards {
 
 struct Shard {
     shared: Arc<Shared>,
-    clients: Arc<Clients>,
     shutdown_timeout: Duration,
 }
 
@@ -100,7 +94,7 @@ impl Shard {
             tokio::select! {
                 accepted = inbox.recv() => match accepted {
                     Some(accepted) => {
-                        sessions.spawn(serve(self.shared.clone(), pools.clone(), self.clients.clone(), accepted));
+                        serve(&mut sessions, self.shared.clone(), pools.clone(), accepted);
                     }
                     None => break,
                 },
