@@ -10,6 +10,7 @@
 #   CACHE=on KEYS=10000000 scripts/callgrind.sh  # miss-heavy
 #   CACHE=on ADMISSION=first KEYS=10000000 scripts/callgrind.sh  # … filling on every first miss
 #   FLOOR=1 CLIENTS=1 scripts/callgrind.sh   # examples/floor.rs instead: a bare tokio byte relay
+#   FLOOR=mio CLIENTS=1 scripts/callgrind.sh # examples/floor_mio.rs: the same on a bare mio loop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}
@@ -25,10 +26,12 @@ command -v valgrind >/dev/null || apt-get install -y -qq valgrind >/dev/null
 . scripts/lib.sh
 PROXY=$(port)
 if [ "$CACHE" = on ]; then printf '[cache]\nadmission = "%s"\n' "$ADMISSION" >"$work/proxy.toml"; else printf '[cache]\nenabled = false\n' >"$work/proxy.toml"; fi
-if [ "${FLOOR:-0}" = 1 ]; then
-  cargo build --release --quiet --example floor
+if [ "${FLOOR:-0}" != 0 ]; then
+  example=floor
+  if [ "$FLOOR" = mio ]; then example=floor_mio; fi
+  cargo build --release --quiet --example "$example"
   valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
-    ./target/release/examples/floor "127.0.0.1:$PROXY" "127.0.0.1:$REDIS" >"$work/proxy.log" 2>&1 &
+    "./target/release/examples/$example" "127.0.0.1:$PROXY" "127.0.0.1:$REDIS" >"$work/proxy.log" 2>&1 &
 else
   RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
     "$BIN" --config "$work/proxy.toml" --worker-threads 1 --listen "127.0.0.1:$PROXY" --admin-listen 127.0.0.1:0 \
@@ -44,6 +47,6 @@ redis-benchmark -p "$PROXY" -t "$TEST" -P "$PIPE" -c "$CLIENTS" -n "$N" -d 64 -r
 callgrind_control -d "$vg" >/dev/null 2>&1
 total=$(for f in "$work"/cg.out*; do grep -h '^summary:' "$f"; done | awk '{s+=$2} END {print s}')
 what=nearcache
-if [ "${FLOOR:-0}" = 1 ]; then what=examples/floor.rs; fi
+if [ "${FLOOR:-0}" != 0 ]; then what="examples/$example.rs"; fi
 printf '%s, cache %s (admission %s), %s P=%s: %s instructions / %s requests = %.0f   per request\n' "$what" "$CACHE" "$ADMISSION" "$TEST" "$PIPE" "$total" "$N" "$(awk "BEGIN{print $total/$N}")"
 if [ -n "${KEEP:-}" ]; then cp "$work"/cg.out* "$KEEP"/ && echo "profiles copied to $KEEP"; fi
