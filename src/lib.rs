@@ -23,6 +23,7 @@ pub mod observe;
 pub mod protocol;
 pub mod router;
 pub mod server;
+pub mod sys;
 pub mod tenancy;
 pub mod timer;
 pub mod upstream;

@@ -31,7 +31,7 @@ impl Closable for tcp::OwnedWriteHalf {
 
 impl ClientWriter for tcp::OwnedWriteHalf {
     fn try_write(&self, data: &[u8]) -> io::Result<usize> {
-        tcp::OwnedWriteHalf::try_write(self, data)
+        crate::sys::try_send(self.as_ref(), data)
     }
 
     fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
@@ -48,7 +48,7 @@ impl Closable for unix::OwnedWriteHalf {
 
 impl ClientWriter for unix::OwnedWriteHalf {
     fn try_write(&self, data: &[u8]) -> io::Result<usize> {
-        unix::OwnedWriteHalf::try_write(self, data)
+        crate::sys::try_send(self.as_ref(), data)
     }
 
     fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {

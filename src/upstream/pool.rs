@@ -55,6 +55,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 
 /// The replies of a batch of requests, or why there are none.
@@ -293,7 +294,7 @@ impl PoolConn {
         let idle = st.inflight.is_empty() && !st.flushing && st.solo;
         st.inflight.push_back(job);
         if let (true, Link::Up { direct: Some(socket), .. }) = (idle, &st.link) {
-            match socket.try_write(payload) {
+            match crate::sys::try_send::<TcpStream>((**socket).as_ref(), payload) {
                 Ok(n) if n == payload.len() => return,
                 // Part of it is on the wire: it can no longer be sent again
                 // whole, so it does not count as unflushed.
@@ -491,7 +492,7 @@ impl FlushWriter {
             FlushWriter::Tcp(writer) => {
                 while !chunk.is_empty() {
                     writer.writable().await?;
-                    match writer.try_write(chunk) {
+                    match crate::sys::try_send::<TcpStream>((**writer).as_ref(), chunk) {
                         Ok(n) => chunk = &chunk[n..],
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                         Err(e) => return Err(e),
