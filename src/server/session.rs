@@ -239,7 +239,10 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
     /// The socket loop.
     async fn serve(&mut self) -> std::io::Result<()> {
         loop {
-            self.drain_completed();
+            // A lone handed-off batch is looked at by the wait below.
+            if !self.owes_only_handed() {
+                self.drain_completed();
+            }
             let unwritten = self.write_ready()?;
             if self.past_output_limit(unwritten) {
                 observe::client_output_limit();
@@ -333,6 +336,12 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
         }
     }
 
+    /// True when all the session owes is one handed-off batch.
+    #[inline]
+    fn owes_only_handed(&self) -> bool {
+        self.pending.len() == 1 && matches!(self.pending.front(), Some(Pending::Handed { .. }))
+    }
+
     /// True when the session waits only for its client's input and its
     /// handed-off batch's outcome, if any: what [`Session::read_or_handoff`]
     /// waits for (the `select!` in `serve` waits for the same then, at a
@@ -408,7 +417,7 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
         let mut fatal = None;
         // Without tenants the limits never change; with them, an AUTH in
         // the middle of a pipeline does.
-        let (tenants, proxy_limits) = (self.shared.tenancy.enabled(), self.shared.limits);
+        let tenants = self.shared.tenancy.enabled();
         while !self.closing && self.in_flight < self.shared.max_pipeline && !self.tenant.held_back() {
             if consumed == input.len() {
                 // Everything read is handled (a lone request: one pass).
@@ -417,7 +426,7 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
             }
             let tenant_limits;
             let limits = match tenants {
-                false => &proxy_limits,
+                false => &self.shared.limits,
                 true => {
                     tenant_limits = self.tenant.limits(&self.shared.tenancy, &self.shared.limits);
                     &tenant_limits
@@ -1034,7 +1043,15 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
                     Err(oneshot::error::TryRecvError::Empty) => return,
                     Err(oneshot::error::TryRecvError::Closed) => self.pool_done(Err(UpstreamError::ConnectionLost)),
                 },
-                Some(Pending::Handed { .. }) => match self.handoff.take() {
+                Some(&mut Pending::Handed { count, .. }) => match self.handoff.take() {
+                    // The common end: the reader wrote the replies and
+                    // counted their latency.
+                    Some(Outcome::Delivered) => {
+                        // Holds nothing: forgotten rather than handed to
+                        // the enum's out-of-line drop glue.
+                        std::mem::forget(self.pending.pop_front());
+                        self.answered(count);
+                    }
                     Some(outcome) => self.handed_done(outcome),
                     None => return,
                 },

@@ -547,7 +547,9 @@ struct Reader<R> {
     /// front batch's were.
     max_batch_reply: usize,
     dropping: bool,
-    done: Vec<(InFlight, Bytes)>,
+    /// Batches answered by the last read, answered once the lock is let go
+    /// (popped one by one: a `Vec`'s `drain` costs its out-of-line drop).
+    done: VecDeque<(InFlight, Bytes)>,
     /// Something was read since the last tick (published then).
     progressed: bool,
 }
@@ -562,7 +564,7 @@ impl<R: Fill> Reader<R> {
             frames: 0,
             max_batch_reply,
             dropping: false,
-            done: Vec::new(),
+            done: VecDeque::new(),
             progressed: false,
         }
     }
@@ -646,7 +648,7 @@ impl<R: Fill> Reader<R> {
             st.solo = self.done.len() <= 1;
             result
         };
-        for (job, bytes) in self.done.drain(..) {
+        while let Some((job, bytes)) = self.done.pop_front() {
             job.answer(Ok(bytes));
         }
         result
@@ -680,7 +682,7 @@ impl<R: Fill> Reader<R> {
                         // Rare: answered at once, the lock held.
                         job.answer(Err(UpstreamError::OutputLimit));
                     } else {
-                        self.done.push((job, replies));
+                        self.done.push_back((job, replies));
                     }
                 }
             }
