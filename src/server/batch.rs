@@ -42,6 +42,7 @@ impl Batch {
         self.commands == 0
     }
 
+    #[inline]
     pub fn add(&mut self, input: &[u8], source: Source, slot: Slot, silent: bool, node: NodeId) {
         self.silent = silent;
         self.node = node;

@@ -116,6 +116,7 @@ impl Handoff {
     }
 
     /// The session's side: the outcome, if the batch has ended.
+    #[inline]
     pub fn take(&self) -> Option<Outcome> {
         if self.state.load(SeqCst) == RUNNING {
             return None;
