@@ -179,7 +179,10 @@ fn listen_for_signals() -> UnboundedReceiver<Asked> {
         })
     });
     if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot listen for signals: reload with POST /config/reload, stop with SIGKILL");
+        tracing::warn!(
+            error = %e,
+            "cannot handle signals: SIGHUP, SIGINT and SIGTERM end the process at once (reload with POST /config/reload)"
+        );
     }
     rx
 }
@@ -194,7 +197,7 @@ async fn obey(mut signals: UnboundedReceiver<Asked>, control: Arc<server::Contro
                 let _ = control.reload();
             }
             Some(Asked::Stop) => break,
-            // No signals can be listened for: run until killed.
+            // Signals are not handled (logged at startup): run until killed.
             None => std::future::pending::<()>().await,
         }
     }

@@ -19,7 +19,7 @@ use super::pool::JobResult;
 use super::UpstreamError;
 use crate::observe;
 use atomic_waker::AtomicWaker;
-use bytes::Bytes;
+use bytes::{Buf, BytesMut};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
 use std::sync::{Mutex, PoisonError};
@@ -83,10 +83,32 @@ impl Handoff {
         let outcome = match result {
             Ok(replies) => {
                 observe::command_duration(sent_at.elapsed(), count);
-                self.write(replies)
+                match self.write(&replies) {
+                    None => Outcome::Delivered,
+                    Some(taken) => Outcome::Returned(Ok(replies.slice(taken..))),
+                }
             }
             Err(e) => Outcome::Returned(Err(e)),
         };
+        self.settle(outcome);
+    }
+
+    /// The reader's side, replies still in its read buffer: the first
+    /// `len` bytes of `rbuf`, taken from it. Written from there, they need
+    /// no `Bytes` of their own unless some come back.
+    pub(super) fn deliver(&self, rbuf: &mut BytesMut, len: usize, count: usize, sent_at: Instant) {
+        observe::command_duration(sent_at.elapsed(), count);
+        let outcome = match self.write(&rbuf[..len]) {
+            None => {
+                rbuf.advance(len);
+                Outcome::Delivered
+            }
+            Some(taken) => Outcome::Returned(Ok(rbuf.split_to(len).freeze().slice(taken..))),
+        };
+        self.settle(outcome);
+    }
+
+    fn settle(&self, outcome: Outcome) {
         match outcome {
             Outcome::Delivered => {
                 self.state.store(DELIVERED, SeqCst);
@@ -102,16 +124,17 @@ impl Handoff {
         }
     }
 
-    fn write(&self, replies: Bytes) -> Outcome {
-        match self.client.try_write(&replies) {
+    /// Writes `replies` to the client: `None` when it took them all, else
+    /// the bytes it took (none when the socket would block or failed: the
+    /// session then sees the same).
+    fn write(&self, replies: &[u8]) -> Option<usize> {
+        match self.client.try_write(replies) {
             Ok(n) if n == replies.len() => {
                 self.client.delivered();
-                Outcome::Delivered
+                None
             }
-            // The rest (all of it when the socket took nothing or failed:
-            // the session then sees the same).
-            Ok(n) => Outcome::Returned(Ok(replies.slice(n..))),
-            Err(_) => Outcome::Returned(Ok(replies)),
+            Ok(n) => Some(n),
+            Err(_) => Some(0),
         }
     }
 
@@ -152,6 +175,7 @@ impl Handoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
     use std::task::{Wake, Waker};
@@ -231,6 +255,23 @@ mod tests {
         handoff.complete(Err(UpstreamError::ConnectionLost), 1, Instant::now());
         assert_eq!(wakes.0.load(SeqCst), 2);
         assert!(matches!(handoff.take(), Some(Outcome::Returned(Err(UpstreamError::ConnectionLost)))));
+    }
+
+    /// Replies still in the reader's buffer: written from there and taken
+    /// from it, or what the socket did not take comes back.
+    #[test]
+    fn replies_are_delivered_from_the_read_buffer_and_taken_from_it() {
+        for (room, rest) in [(1024, &b""[..]), (3, &b"\r\n"[..]), (0, &b"+OK\r\n"[..])] {
+            let (handoff, socket) = handoff(room);
+            let mut rbuf = BytesMut::from(&b"+OK\r\n:1"[..]);
+            handoff.deliver(&mut rbuf, 5, 1, Instant::now());
+            assert_eq!(&rbuf[..], b":1", "the next batch's bytes stay");
+            match handoff.take() {
+                Some(Outcome::Delivered) => assert!(rest.is_empty() && socket.delivered.load(SeqCst) == 1),
+                Some(Outcome::Returned(Ok(back))) => assert_eq!(&back[..], rest),
+                _ => panic!("no outcome for room {room}"),
+            }
+        }
     }
 
     /// The reader on another thread, racing the session's poll: an eager

@@ -207,6 +207,15 @@ enum Reply {
 }
 
 impl InFlight {
+    /// Answers with the first `len` bytes of the reader's buffer, taken
+    /// from it: a handoff writes them to the client from there.
+    fn answer_from(self, rbuf: &mut BytesMut, len: usize) {
+        match self.reply {
+            Reply::Handoff(to) => to.deliver(rbuf, len, self.count, self.sent_at),
+            _ => self.answer(Ok(rbuf.split_to(len).freeze())),
+        }
+    }
+
     fn answer(self, result: JobResult) {
         match self.reply {
             Reply::Channel(tx) => {
@@ -548,8 +557,11 @@ struct Reader<R> {
     max_batch_reply: usize,
     dropping: bool,
     /// Batches answered by the last read, answered once the lock is let go
-    /// (popped one by one: a `Vec`'s `drain` costs its out-of-line drop).
-    done: VecDeque<(InFlight, Bytes)>,
+    /// (popped one by one: a `Vec`'s `drain` costs its out-of-line drop),
+    /// and the length of each one's replies, which lie in order at the
+    /// front of `rbuf`: `kept` bytes in all.
+    done: VecDeque<(InFlight, usize)>,
+    kept: usize,
     /// Something was read since the last tick (published then).
     progressed: bool,
 }
@@ -565,6 +577,7 @@ impl<R: Fill> Reader<R> {
             max_batch_reply,
             dropping: false,
             done: VecDeque::new(),
+            kept: 0,
             progressed: false,
         }
     }
@@ -648,49 +661,125 @@ impl<R: Fill> Reader<R> {
             st.solo = self.done.len() <= 1;
             result
         };
-        while let Some((job, bytes)) = self.done.pop_front() {
-            job.answer(Ok(bytes));
-        }
+        self.answer_done();
         result
+    }
+
+    /// Answers the batches `split_complete` found complete, in order.
+    fn answer_done(&mut self) {
+        while let Some((job, len)) = self.done.pop_front() {
+            job.answer_from(&mut self.rbuf, len);
+        }
+        self.kept = 0;
+    }
+
+    /// Removes the front batch's replies delimited so far (they are past
+    /// the batch-reply limit): from the front of the buffer, or, rarely,
+    /// from behind replies kept for batches answered by the same read.
+    fn drop_scanned(&mut self) {
+        let (from, to) = (self.kept, self.kept + std::mem::take(&mut self.scanned));
+        if from == 0 {
+            self.rbuf.advance(to);
+        } else {
+            self.rbuf.copy_within(to.., from);
+            self.rbuf.truncate(self.rbuf.len() - (to - from));
+        }
     }
 
     fn split_complete(&mut self, inflight: &mut VecDeque<InFlight>) -> Result<(), UpstreamError> {
         while let Some(front) = inflight.front() {
-            let found = self
-                .scanner
-                .next_frame(&self.rbuf[self.scanned..])
-                .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+            let at = self.kept + self.scanned;
+            let found =
+                self.scanner.next_frame(&self.rbuf[at..]).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
             let Some(len) = found else {
                 return Ok(());
             };
-            if scan::kind(&self.rbuf[self.scanned..self.scanned + len]) == scan::FrameKind::Push {
+            if scan::kind(&self.rbuf[at..at + len]) == scan::FrameKind::Push {
                 return Err(UpstreamError::Protocol("unexpected push frame on a pool connection".into()));
             }
             self.scanned += len;
             self.frames += 1;
             if self.scanned > self.max_batch_reply {
-                self.rbuf.advance(self.scanned);
-                self.scanned = 0;
+                self.drop_scanned();
                 self.dropping = true;
             }
             if self.frames == front.count {
-                let replies = self.rbuf.split_to(self.scanned).freeze();
-                self.scanned = 0;
                 self.frames = 0;
                 if let Some(job) = inflight.pop_front() {
                     if std::mem::take(&mut self.dropping) {
                         // Rare: answered at once, the lock held.
+                        self.drop_scanned();
                         job.answer(Err(UpstreamError::OutputLimit));
                     } else {
-                        self.done.push_back((job, replies));
+                        self.done.push_back((job, self.scanned));
+                        self.kept += std::mem::take(&mut self.scanned);
                     }
                 }
             }
         }
-        if self.rbuf.is_empty() {
+        if self.rbuf.len() == self.kept {
             Ok(())
         } else {
             Err(UpstreamError::Protocol("reply without a request".into()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Context;
+
+    /// The replies are put in the reader's buffer by hand.
+    struct NoStream;
+
+    impl Fill for NoStream {
+        fn poll_fill(&mut self, _: &mut Context<'_>, _: &mut BytesMut) -> Poll<std::io::Result<usize>> {
+            Poll::Pending
+        }
+    }
+
+    fn job(count: usize) -> (InFlight, oneshot::Receiver<JobResult>) {
+        let (tx, rx) = oneshot::channel();
+        (InFlight { count, reply: Reply::Channel(tx), sent_at: Instant::now() }, rx)
+    }
+
+    fn replies(rx: &mut oneshot::Receiver<JobResult>) -> JobResult {
+        rx.try_recv().expect("answered")
+    }
+
+    /// Three batches answered by one read, the middle one's replies past
+    /// the batch-reply limit: it is cut out from behind the first one's,
+    /// which are still in the buffer, and the others get theirs whole.
+    #[test]
+    fn a_batch_past_the_reply_limit_is_cut_out_from_between_others() {
+        let mut reader = Reader::new(NoStream, 8);
+        reader.rbuf.extend_from_slice(b"+OK\r\n$10\r\n0123456789\r\n:1\r\n:2\r\n");
+        let ((a, mut ra), (b, mut rb), (c, mut rc)) = (job(1), job(1), job(2));
+        let mut inflight = VecDeque::from([a, b, c]);
+        reader.split_complete(&mut inflight).expect("replies");
+        reader.answer_done();
+        assert_eq!(&replies(&mut ra).expect("first")[..], b"+OK\r\n");
+        assert!(matches!(replies(&mut rb), Err(UpstreamError::OutputLimit)));
+        assert_eq!(&replies(&mut rc).expect("last")[..], b":1\r\n:2\r\n");
+        assert!(reader.rbuf.is_empty() && inflight.is_empty());
+    }
+
+    /// A batch answered and the next one's reply cut in two by the reads.
+    #[test]
+    fn a_reply_split_across_reads_follows_one_answered_before_it() {
+        let mut reader = Reader::new(NoStream, 1024);
+        reader.rbuf.extend_from_slice(b"+OK\r\n$3\r\nab");
+        let ((a, mut ra), (b, mut rb)) = (job(1), job(1));
+        let mut inflight = VecDeque::from([a, b]);
+        reader.split_complete(&mut inflight).expect("replies");
+        reader.answer_done();
+        assert_eq!(&replies(&mut ra).expect("first")[..], b"+OK\r\n");
+        assert!(rb.try_recv().is_err(), "not complete yet");
+        reader.rbuf.extend_from_slice(b"c\r\n");
+        reader.split_complete(&mut inflight).expect("replies");
+        reader.answer_done();
+        assert_eq!(&replies(&mut rb).expect("second")[..], b"$3\r\nabc\r\n");
+        assert!(reader.rbuf.is_empty());
     }
 }
