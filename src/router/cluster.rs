@@ -202,7 +202,7 @@ impl Cluster {
     /// the first answer. Returns the masters' count and slots covered.
     pub async fn refresh(&self) -> Result<(usize, usize), TopologyError> {
         let mut last = TopologyError::Refused("no node to ask".into());
-        let known: Vec<String> = self.nodes().map(|n| n.config.url.addr.clone()).collect();
+        let known = self.ask_order();
         for addr in known.iter().chain(self.seeds.iter().filter(|s| !known.contains(s))) {
             match ask(&node_config(&self.base, addr)).await {
                 Ok(shards) => return Ok(self.apply(&shards)),
@@ -213,6 +213,23 @@ impl Cluster {
             }
         }
         Err(last)
+    }
+
+    /// The known nodes' addresses, those likeliest to answer first: the
+    /// masters serving slots whose circuit is closed, then the other
+    /// masters, then the nodes that serve no slot any more (a node that
+    /// left the cluster, perhaps gone for good: each costs a connection
+    /// attempt, up to `connect_timeout`, before the next is asked).
+    fn ask_order(&self) -> Vec<String> {
+        let slots = self.slots_per_node();
+        let rank = |id: NodeId, node: &Node| match slots.get(id).map_or(0, |&(_, n)| n) {
+            0 => 2,
+            _ if node.health.breaker.allows() => 0,
+            _ => 1,
+        };
+        let mut known: Vec<(u8, &Node)> = self.nodes().enumerate().map(|(id, node)| (rank(id, node), node)).collect();
+        known.sort_by_key(|&(rank, _)| rank);
+        known.into_iter().map(|(_, node)| node.config.url.addr.clone()).collect()
     }
 
     /// Serves each shard's slots from its master; returns the masters'
@@ -323,6 +340,21 @@ mod tests {
         assert_eq!(c.slot_node(slot::of(b"bar")), 2);
         assert_eq!(c.nodes().count(), 3);
         assert_eq!(c.node(2).config.url.host, "127.0.0.1");
+    }
+
+    /// The topology is asked of the masters that are up first, and last of
+    /// nodes that serve nothing any more (the first seed, here).
+    #[test]
+    fn the_topology_is_asked_of_serving_masters_first() {
+        let c = cluster();
+        let shards = vec![
+            Shard { master: "127.0.0.1:7001".into(), ranges: vec![(0, 8191)] },
+            Shard { master: "127.0.0.1:7002".into(), ranges: vec![(8192, 16383)] },
+        ];
+        c.apply(&shards);
+        assert_eq!(c.ask_order(), ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7000"]);
+        c.node(1).health.breaker.trip();
+        assert_eq!(c.ask_order(), ["127.0.0.1:7002", "127.0.0.1:7001", "127.0.0.1:7000"]);
     }
 
     #[test]
