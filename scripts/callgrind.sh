@@ -9,6 +9,7 @@
 #   CACHE=on KEYS=1000 scripts/callgrind.sh # hot keys served from the near-cache
 #   CACHE=on KEYS=10000000 scripts/callgrind.sh  # miss-heavy
 #   CACHE=on ADMISSION=first KEYS=10000000 scripts/callgrind.sh  # … filling on every first miss
+#   TENANT=1 scripts/callgrind.sh           # clients authenticated as a tenant: keys prefixed
 #   FLOOR=1 CLIENTS=1 scripts/callgrind.sh   # examples/floor.rs instead: a bare tokio byte relay
 #   FLOOR=mio CLIENTS=1 scripts/callgrind.sh # examples/floor_mio.rs: the same on a bare mio loop
 set -euo pipefail
@@ -26,6 +27,13 @@ command -v valgrind >/dev/null || apt-get install -y -qq valgrind >/dev/null
 . scripts/lib.sh
 PROXY=$(port)
 if [ "$CACHE" = on ]; then printf '[cache]\nadmission = "%s"\n' "$ADMISSION" >"$work/proxy.toml"; else printf '[cache]\nenabled = false\n' >"$work/proxy.toml"; fi
+auth=()
+if [ "${TENANT:-0}" != 0 ]; then
+  secret=callgrind-bench-secret
+  printf '[[tenant]]\nname = "bench"\npassword_sha256 = "%s"\n' \
+    "$(printf %s "$secret" | sha256sum | cut -d' ' -f1)" >>"$work/proxy.toml"
+  auth=(--user bench -a "$secret")
+fi
 if [ "${FLOOR:-0}" != 0 ]; then
   example=floor
   if [ "$FLOOR" = mio ]; then example=floor_mio; fi
@@ -40,13 +48,19 @@ fi
 vg=$!
 pids+=($vg)
 wait_port "$PROXY"
-redis-benchmark -p "$REDIS" -t set -r "$KEYS" -n 20000 -d 64 -q >/dev/null
-redis-benchmark -p "$PROXY" -t "$TEST" -P "$PIPE" -c "$CLIENTS" -n 20000 -d 64 -r "$KEYS" -q >/dev/null
+if [ ${#auth[@]} -gt 0 ]; then
+  # The tenant's keys carry its prefix: written through the proxy.
+  redis-benchmark -p "$PROXY" "${auth[@]}" -t set -r "$KEYS" -n 20000 -d 64 -q >/dev/null
+else
+  redis-benchmark -p "$REDIS" -t set -r "$KEYS" -n 20000 -d 64 -q >/dev/null
+fi
+redis-benchmark -p "$PROXY" "${auth[@]}" -t "$TEST" -P "$PIPE" -c "$CLIENTS" -n 20000 -d 64 -r "$KEYS" -q >/dev/null
 callgrind_control -z "$vg" >/dev/null 2>&1
-redis-benchmark -p "$PROXY" -t "$TEST" -P "$PIPE" -c "$CLIENTS" -n "$N" -d 64 -r "$KEYS" -q >/dev/null
+redis-benchmark -p "$PROXY" "${auth[@]}" -t "$TEST" -P "$PIPE" -c "$CLIENTS" -n "$N" -d 64 -r "$KEYS" -q >/dev/null
 callgrind_control -d "$vg" >/dev/null 2>&1
 total=$(for f in "$work"/cg.out*; do grep -h '^summary:' "$f"; done | awk '{s+=$2} END {print s}')
 what=nearcache
 if [ "${FLOOR:-0}" != 0 ]; then what="examples/$example.rs"; fi
+if [ ${#auth[@]} -gt 0 ]; then what="$what (tenant)"; fi
 printf '%s, cache %s (admission %s), %s P=%s: %s instructions / %s requests = %.0f   per request\n' "$what" "$CACHE" "$ADMISSION" "$TEST" "$PIPE" "$total" "$N" "$(awk "BEGIN{print $total/$N}")"
 if [ -n "${KEEP:-}" ]; then cp "$work"/cg.out* "$KEEP"/ && echo "profiles copied to $KEEP"; fi

@@ -62,11 +62,6 @@ impl TenantConfig {
     pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
     pub const DEFAULT_MAX_DEDICATED: usize = 64;
     pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
-
-    /// What the tenant's options allow that tenants are otherwise refused.
-    pub fn allowances(&self) -> rewrite::Allowances {
-        rewrite::Allowances { scripts: self.allow_scripts, restore: self.allow_restore }
-    }
 }
 
 /// `[tenancy]` and the tenants.
@@ -131,6 +126,8 @@ pub struct Tenant {
     name: String,
     pub prefix: Bytes,
     config: ArcSwap<TenantConfig>,
+    /// What every request reads of `config`, kept beside it.
+    hot: Hot,
     /// Set when a reload removed the tenant or changed its credentials:
     /// its sessions are closed.
     revoked: AtomicBool,
@@ -145,21 +142,72 @@ pub struct Tenant {
     commands: metrics::Counter,
 }
 
+/// The settings every request of a tenant reads, copied out of its
+/// config each time one is stored (at start, on a reload): a request reads
+/// them without loading the config (an `ArcSwap` load is ~50 instructions,
+/// and a request asked for up to ten). Each is read on its own, so a
+/// request racing a reload may see some old and some new, as it could
+/// with one load per setting.
+#[derive(Debug, Default)]
+struct Hot {
+    /// No allow or deny list: every command is permitted.
+    open: AtomicBool,
+    /// A rate limit is set.
+    rated: AtomicBool,
+    counts_keys: AtomicBool,
+    max_in_flight: AtomicUsize,
+    max_request_bytes: AtomicUsize,
+    scripts: AtomicBool,
+    restore: AtomicBool,
+}
+
+impl Hot {
+    fn set(&self, c: &TenantConfig) {
+        let rated = c.max_ops_per_sec > 0 || c.max_keys_per_sec > 0 || c.max_bytes_per_sec > 0;
+        self.open.store(c.allow.is_empty() && c.deny.is_empty(), Ordering::Release);
+        self.rated.store(rated, Ordering::Release);
+        self.counts_keys.store(c.max_keys_per_sec > 0, Ordering::Release);
+        self.max_in_flight.store(c.max_in_flight, Ordering::Release);
+        self.max_request_bytes.store(c.max_request_bytes, Ordering::Release);
+        self.scripts.store(c.allow_scripts, Ordering::Release);
+        self.restore.store(c.allow_restore, Ordering::Release);
+    }
+}
+
 impl Tenant {
     fn new(config: TenantConfig) -> Tenant {
         let now = Instant::now();
-        let rates = [config.max_ops_per_sec.into(), config.max_keys_per_sec.into(), config.max_bytes_per_sec as f64];
-        Tenant {
+        let tenant = Tenant {
             name: config.name.clone(),
             prefix: Bytes::copy_from_slice(&config.prefix),
-            buckets: Mutex::new(rates.map(|rate| Bucket { tokens: rate, at: now })),
+            buckets: Mutex::new(rates(&config).map(|rate| Bucket { tokens: rate, at: now })),
             connections: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             dedicated: AtomicUsize::new(0),
             commands: observe::tenant_commands(&config.name),
             revoked: AtomicBool::new(false),
+            hot: Hot::default(),
             config: ArcSwap::from_pointee(config),
+        };
+        tenant.hot.set(&tenant.config.load());
+        tenant
+    }
+
+    /// Takes new settings (a reload). A rate just turned on starts with
+    /// its bucket full, as at start; the others keep their tokens, capped
+    /// at the new rate when next taken from.
+    fn reconfigure(&self, config: TenantConfig) {
+        let (old, new) = (rates(&self.config.load()), rates(&config));
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        for ((bucket, old), new) in buckets.iter_mut().zip(old).zip(new) {
+            if old == 0.0 && new > 0.0 {
+                *bucket = Bucket { tokens: new, at: now };
+            }
         }
+        drop(buckets);
+        self.hot.set(&config);
+        self.config.store(Arc::new(config));
     }
 
     pub fn name(&self) -> &str {
@@ -169,6 +217,19 @@ impl Tenant {
     /// The tenant's current settings.
     pub fn config(&self) -> Arc<TenantConfig> {
         self.config.load_full()
+    }
+
+    /// Its largest request, in bytes.
+    pub fn max_request_bytes(&self) -> usize {
+        self.hot.max_request_bytes.load(Ordering::Acquire)
+    }
+
+    /// What its options allow that tenants are otherwise refused.
+    pub fn allowances(&self) -> rewrite::Allowances {
+        rewrite::Allowances {
+            scripts: self.hot.scripts.load(Ordering::Acquire),
+            restore: self.hot.restore.load(Ordering::Acquire),
+        }
     }
 
     /// True once a reload removed the tenant or changed its password or
@@ -184,6 +245,9 @@ impl Tenant {
 
     /// True when the allow/deny lists let the tenant run `cmd`.
     pub fn permits(&self, parent: &Command, cmd: &Command) -> bool {
+        if self.hot.open.load(Ordering::Acquire) {
+            return true;
+        }
         let c = self.config.load();
         !c.deny.iter().any(|r| r.matches(parent, cmd))
             && (c.allow.is_empty() || c.allow.iter().any(|r| r.matches(parent, cmd)))
@@ -202,11 +266,10 @@ impl Tenant {
     /// is paid for by the time it takes to refill. `None` when allowed,
     /// otherwise the name of the limit it is over.
     pub fn take(&self, keys: usize, bytes: usize) -> Option<&'static str> {
-        let c = self.config.load();
-        let rates = [f64::from(c.max_ops_per_sec), f64::from(c.max_keys_per_sec), c.max_bytes_per_sec as f64];
-        if rates.iter().all(|&r| r == 0.0) {
+        if !self.hot.rated.load(Ordering::Acquire) {
             return None;
         }
+        let rates = rates(&self.config.load());
         let costs = [1.0, keys as f64, bytes as f64];
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
@@ -228,13 +291,13 @@ impl Tenant {
 
     /// True when the tenant's limits count the keys of a request.
     pub fn counts_keys(&self) -> bool {
-        self.config.load().max_keys_per_sec > 0
+        self.hot.counts_keys.load(Ordering::Acquire)
     }
 
     /// True when the tenant has `max_in_flight` requests on the shared
     /// pool: its clients wait before sending more.
     pub fn over_in_flight(&self) -> bool {
-        let max = self.config.load().max_in_flight;
+        let max = self.hot.max_in_flight.load(Ordering::Acquire);
         max > 0 && self.in_flight.load(Ordering::Relaxed) >= max
     }
 
@@ -254,6 +317,12 @@ impl Tenant {
         }
         Some(DedicatedLease(self.clone()))
     }
+}
+
+/// A tenant's rates, per second, in the order of its buckets: operations,
+/// keys, bytes (0: unlimited).
+fn rates(c: &TenantConfig) -> [f64; 3] {
+    [f64::from(c.max_ops_per_sec), f64::from(c.max_keys_per_sec), c.max_bytes_per_sec as f64]
 }
 
 /// Requests a client has on the shared pool, counted against its tenant's
@@ -488,7 +557,7 @@ impl Tenancy {
                 return None;
             };
             if *kept.config() != *new {
-                kept.config.store(Arc::new(new.clone()));
+                kept.reconfigure(new.clone());
                 change.updated.push(new.name.clone());
             }
             Some(kept.clone())
@@ -707,6 +776,29 @@ mod tests {
         assert!(!t.permits(cmd("del"), cmd("del")));
         assert!(!t.permits(cmd("hgetall"), cmd("hgetall")));
         assert_eq!(Rule::parse("@nonsense"), None);
+    }
+
+    /// What requests read without loading the config follows a reload.
+    #[test]
+    fn a_reload_reaches_what_every_request_reads() {
+        let t = Tenancy::new(&TenancyConfig { tenants: vec![tenant("acme", "pw")], ..Default::default() });
+        let acme = t.authenticate(b"acme", b"pw", PEER).expect("auth").tenant().clone();
+        let get = lookup(b"get").expect("known").1;
+        assert!(acme.permits(get, get) && acme.take(1, 10).is_none() && !acme.counts_keys());
+        assert!(!acme.allowances().scripts && !acme.over_in_flight());
+        let mut next = tenant("acme", "pw");
+        next.deny = vec![Rule::parse("get").expect("rule")];
+        next.max_keys_per_sec = 1;
+        next.allow_scripts = true;
+        next.max_in_flight = 1;
+        next.max_request_bytes = 100;
+        let change = t.reload(&TenancyConfig { tenants: vec![next], ..Default::default() });
+        assert_eq!(change.updated, ["acme"]);
+        assert!(!acme.permits(get, get) && acme.counts_keys() && acme.allowances().scripts);
+        assert_eq!(acme.max_request_bytes(), 100);
+        assert!(acme.take(1, 10).is_none() && acme.take(1, 10).is_some(), "one key per second");
+        acme.in_flight.fetch_add(1, Ordering::Relaxed);
+        assert!(acme.over_in_flight());
     }
 
     #[test]

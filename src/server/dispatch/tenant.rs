@@ -129,7 +129,7 @@ impl Client {
             _ if !tenancy.enabled() => *proxy,
             None => Limits::UNAUTHENTICATED,
             Some(seat) => {
-                let max = seat.tenant().config().max_request_bytes;
+                let max = seat.tenant().max_request_bytes();
                 Limits { max_request_len: max.min(proxy.max_request_len), ..*proxy }
             }
         }
@@ -328,7 +328,7 @@ fn decide(shared: &Shared, client: &mut Client, parent: &'static Command, args: 
     match parent.handler {
         Handler::Local(Local::Select) => not_allowed(tenant.name(), args),
         Handler::Local(_) => Step::Pass,
-        _ => rewritten(tenant.name(), &tenant.prefix, parent, cmd, args, tenant.config().allowances()),
+        _ => rewritten(tenant.name(), &tenant.prefix, parent, cmd, args, tenant.allowances()),
     }
 }
 
