@@ -49,7 +49,7 @@ fn check_request(prefix: &[u8], allow: Allowances, data: &[u8]) {
     let Some((parent, cmd)) = resolve(&args) else {
         return;
     };
-    let Ok(rw) = request(prefix, parent, cmd, &args, allow) else {
+    let Ok(rw) = request(prefix, parent, cmd, &args, allow, &mut Vec::new()) else {
         return;
     };
     let shown = || {

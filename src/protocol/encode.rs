@@ -21,9 +21,15 @@ pub fn error(msg: &str) -> Bytes {
 
 /// Writes an aggregate header (`*n`, `%n`) or a bulk length (`$n`).
 pub fn header(out: &mut BytesMut, ty: u8, n: usize) {
-    out.put_u8(ty);
-    out.put_slice(itoa::Buffer::new().format(n).as_bytes());
-    out.put_slice(b"\r\n");
+    // One append (one capacity check) of the whole line: type, digits (20
+    // at most), CRLF.
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n).as_bytes();
+    let mut line = [0u8; 24];
+    line[0] = ty;
+    line[1..=digits.len()].copy_from_slice(digits);
+    line[digits.len() + 1..digits.len() + 3].copy_from_slice(b"\r\n");
+    out.put_slice(&line[..digits.len() + 3]);
 }
 
 /// Writes a bulk string.
@@ -80,5 +86,9 @@ mod tests {
         map_header(&mut out, Proto::Resp3, 2);
         assert_eq!(&out[..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n:-3\r\n$-1\r\n_\r\n*4\r\n%2\r\n");
         assert_eq!(&error("ERR a\r\nb")[..], b"-ERR a  b\r\n");
+        out.clear();
+        header(&mut out, b'$', 0);
+        header(&mut out, b'*', usize::MAX);
+        assert_eq!(&out[..], format!("$0\r\n*{}\r\n", usize::MAX).as_bytes());
     }
 }

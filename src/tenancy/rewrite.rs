@@ -30,7 +30,6 @@ use crate::commands::{key_indices, Command, Flags};
 use crate::protocol::{Args, Proto};
 use crate::tenancy::dump::DumpError;
 use bytes::Bytes;
-use outgoing::Outgoing;
 
 /// How a reply must be fixed on its way back to the tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,13 +111,15 @@ const NO_KEYS: &str = "cannot find the keys of this command";
 ///
 /// Every key found by [`key_indices`] is prefixed, channels are prefixed, patterns get the glob-escaped prefix;
 /// commands reaching beyond named keys are refused unless made safe here. The request is re-encoded as a RESP
-/// multibulk keeping the command name as the client sent it.
+/// multibulk keeping the command name as the client sent it. `keys` is
+/// room for the key positions, kept by the caller between requests.
 pub fn request(
     prefix: &[u8],
     parent: &Command,
     cmd: &Command,
     args: &Args,
     allow: Allowances,
+    keys: &mut Vec<usize>,
 ) -> Result<Rewritten, Refusal> {
     if unresolved_subcommand(parent, cmd, args) {
         return Err(Refusal::NotAllowed);
@@ -135,7 +136,7 @@ pub fn request(
     if cmd.name == "copy" && forms::copy_to_another_database(args) {
         return Err(Refusal::Form("COPY with DB is not allowed for tenants (a tenant has one database)"));
     }
-    keyed(prefix, cmd, args, fix_for(parent))
+    keyed(prefix, cmd, args, fix_for(parent), keys)
 }
 
 /// A container (CLIENT, XINFO, …) given a subcommand the table does not know: its keys are unknown, so it is
@@ -161,18 +162,25 @@ fn fix_for(parent: &Command) -> ReplyFix {
     }
 }
 
-/// Prefixes every key argument of `cmd` (positions from [`key_indices`]).
-fn keyed(prefix: &[u8], cmd: &Command, args: &Args, fix: ReplyFix) -> Result<Rewritten, Refusal> {
-    let mut keys = Vec::new();
-    key_indices(cmd, args, &mut keys).map_err(|_| Refusal::Form(NO_KEYS))?;
-    let mut is_key = vec![false; args.len()];
-    for &i in &keys {
-        if let Some(flag) = is_key.get_mut(i) {
-            *flag = true;
-        }
-    }
-    let out = Outgoing::from_args(args, |i| is_key[i].then_some(prefix));
-    Ok(out.done(fix))
+/// Prefixes every key argument of `cmd` (positions from [`key_indices`],
+/// into `keys`), encoding the request straight from `args`.
+fn keyed(
+    prefix: &[u8],
+    cmd: &Command,
+    args: &Args,
+    fix: ReplyFix,
+    keys: &mut Vec<usize>,
+) -> Result<Rewritten, Refusal> {
+    key_indices(cmd, args, keys).map_err(|_| Refusal::Form(NO_KEYS))?;
+    keys.sort_unstable();
+    keys.dedup();
+    let size = args.iter().map(<[u8]>::len).sum::<usize>() + keys.len() * prefix.len();
+    let mut next_key = keys.iter().copied().peekable();
+    let parts = args.iter().enumerate().map(|(i, arg)| match next_key.next_if_eq(&i) {
+        Some(_) => (prefix, arg),
+        None => (&b""[..], arg),
+    });
+    Ok(outgoing::encode_parts(args.len(), size, parts, fix))
 }
 
 /// Fixes one complete reply frame for the tenant: strips `prefix` from key/channel names per `fix`;

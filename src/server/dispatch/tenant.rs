@@ -11,8 +11,8 @@ use crate::protocol::request::Limits;
 use crate::protocol::{encode, Args, Proto};
 use crate::server::activity::Activity;
 use crate::server::Shared;
-use crate::tenancy::rewrite::{self, Allowances, Refusal, ReplyFix};
-use crate::tenancy::{AuthError, DedicatedLease, InFlight, Seat, Tenancy, Unauthenticated};
+use crate::tenancy::rewrite::{self, Refusal, ReplyFix};
+use crate::tenancy::{AuthError, DedicatedLease, InFlight, Seat, Tenancy, Tenant, Unauthenticated};
 use bytes::{Bytes, BytesMut};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -328,12 +328,13 @@ fn decide(shared: &Shared, client: &mut Client, parent: &'static Command, args: 
     match parent.handler {
         Handler::Local(Local::Select) => not_allowed(tenant.name(), args),
         Handler::Local(_) => Step::Pass,
-        _ => rewritten(tenant.name(), &tenant.prefix, parent, cmd, args, tenant.allowances()),
+        _ => rewritten(tenant, parent, cmd, args, &mut client.keys),
     }
 }
 
-fn rewritten(name: &str, prefix: &[u8], parent: &Command, cmd: &Command, args: &Args, allow: Allowances) -> Step {
-    match rewrite::request(prefix, parent, cmd, args, allow) {
+fn rewritten(tenant: &Tenant, parent: &Command, cmd: &Command, args: &Args, keys: &mut Vec<usize>) -> Step {
+    let name = tenant.name();
+    match rewrite::request(&tenant.prefix, parent, cmd, args, tenant.allowances(), keys) {
         Ok(rw) => Step::Rewrite(rw.request, Fix::Reply(rw.fix)),
         Err(Refusal::NotAllowed) => not_allowed(name, args),
         Err(Refusal::Form(why)) => {

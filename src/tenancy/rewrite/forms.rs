@@ -45,11 +45,13 @@ pub(super) fn dangerous(
         // acts on its own clients only.
         ("client", "list" | "kill" | "unblock") => Ok(Outgoing::from_args(args, |_| None).done(ReplyFix::None)),
         ("sort" | "sort_ro", _) if sort_has_patterns(args) => Err(Refusal::Form(SORT_PATTERNS)),
-        ("sort" | "sort_ro", _) => keyed(prefix, cmd, args, ReplyFix::None),
-        ("object", "encoding" | "freq" | "idletime" | "refcount" | "help") => keyed(prefix, cmd, args, ReplyFix::None),
-        ("memory", "usage" | "help") => keyed(prefix, cmd, args, ReplyFix::None),
+        ("sort" | "sort_ro", _) => keyed(prefix, cmd, args, ReplyFix::None, &mut Vec::new()),
+        ("object", "encoding" | "freq" | "idletime" | "refcount" | "help") => {
+            keyed(prefix, cmd, args, ReplyFix::None, &mut Vec::new())
+        }
+        ("memory", "usage" | "help") => keyed(prefix, cmd, args, ReplyFix::None, &mut Vec::new()),
         ("eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro", _) if allow.scripts => {
-            keyed(prefix, cmd, args, ReplyFix::None)
+            keyed(prefix, cmd, args, ReplyFix::None, &mut Vec::new())
         }
         ("restore", _) if allow.restore => restore(prefix, cmd, args),
         _ => Err(Refusal::NotAllowed),
@@ -91,7 +93,7 @@ fn restore(prefix: &[u8], cmd: &Command, args: &Args) -> Result<Rewritten, Refus
         return Err(Refusal::Form(RESTORE_OPTIONS));
     }
     dump::validate(args.get(3).unwrap_or_default()).map_err(Refusal::Payload)?;
-    keyed(prefix, cmd, args, ReplyFix::None)
+    keyed(prefix, cmd, args, ReplyFix::None, &mut Vec::new())
 }
 
 /// True when every RESTORE option is one Redis knows, with its value where

@@ -32,15 +32,27 @@ impl<'a> Outgoing<'a> {
 
     /// Encodes the request; its reply will need `fix`.
     pub fn done(self, fix: ReplyFix) -> Rewritten {
-        let size: usize = self.parts.iter().map(|(h, t)| h.len() + t.len() + 16).sum();
-        let mut out = BytesMut::with_capacity(size + 16);
-        encode::header(&mut out, b'*', self.parts.len());
-        for (head, tail) in &self.parts {
-            encode::header(&mut out, b'$', head.len() + tail.len());
-            out.put_slice(head);
-            out.put_slice(tail);
-            out.put_slice(b"\r\n");
-        }
-        Rewritten { request: out.freeze(), fix }
+        let size: usize = self.parts.iter().map(|(h, t)| h.len() + t.len()).sum();
+        encode_parts(self.parts.len(), size, self.parts.into_iter(), fix)
     }
+}
+
+/// Encodes a request of `count` arguments, each a head then a tail, `size`
+/// bytes in all (the room the encoding needs is reserved once); its reply
+/// will need `fix`.
+pub(super) fn encode_parts<'a>(
+    count: usize,
+    size: usize,
+    parts: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    fix: ReplyFix,
+) -> Rewritten {
+    let mut out = BytesMut::with_capacity(size + 16 * (count + 1));
+    encode::header(&mut out, b'*', count);
+    for (head, tail) in parts {
+        encode::header(&mut out, b'$', head.len() + tail.len());
+        out.put_slice(head);
+        out.put_slice(tail);
+        out.put_slice(b"\r\n");
+    }
+    Rewritten { request: out.freeze(), fix }
 }

@@ -156,7 +156,8 @@ fn check_rewritten(
     }
     if REPLACED.contains(&path.as_str()) {
         let bare = Req::new(&[parent.name]);
-        let fixed = request(prefix, parent, parent, &bare.args(), allow).expect("the bare command is allowed");
+        let fixed =
+            request(prefix, parent, parent, &bare.args(), allow, &mut Vec::new()).expect("the bare command is allowed");
         assert_eq!(out, decode(&fixed.request), "depends on the arguments: {}", shown());
         return;
     }
@@ -240,7 +241,7 @@ fn nothing_escapes_the_prefix_for_any_command() {
                 let (p, c) = resolve(&parts);
                 let req = Req::new(&parts);
                 tried += 1;
-                if let Ok(rw) = request(prefix, p, c, &req.args(), allow) {
+                if let Ok(rw) = request(prefix, p, c, &req.args(), allow, &mut Vec::new()) {
                     accepted += 1;
                     check_rewritten(prefix, allow, p, c, &parts, &decode(&rw.request));
                 }
@@ -280,7 +281,7 @@ fn patterns_and_channels_are_always_confined() {
             let (p, c) = resolve(&parts);
             let req = Req::new(&parts);
             let allow = Allowances::default();
-            let rw = request(prefix, p, c, &req.args(), allow).expect("pattern forms are allowed");
+            let rw = request(prefix, p, c, &req.args(), allow, &mut Vec::new()).expect("pattern forms are allowed");
             check_rewritten(prefix, allow, p, c, &parts, &decode(&rw.request));
             checked += 1;
         }

@@ -12,7 +12,7 @@ const SORT_PATTERNS: Refusal = Refusal::Form("SORT with BY or GET patterns is no
 fn exact_encoding_keeps_the_name_as_sent() {
     let req = Req::new(&[&b"gEt"[..], b"k"]);
     let (parent, cmd) = resolve(&[&b"get"[..]]);
-    let rw = request(b"acme:", parent, cmd, &req.args(), Allowances::default()).expect("allowed");
+    let rw = request(b"acme:", parent, cmd, &req.args(), Allowances::default(), &mut Vec::new()).expect("allowed");
     assert_eq!(&rw.request[..], b"*2\r\n$3\r\ngEt\r\n$6\r\nacme:k\r\n");
     assert_eq!(rw.fix, ReplyFix::None);
 }

@@ -70,7 +70,7 @@ pub fn rewrite_parts<T: AsRef<[u8]>>(
 ) -> Result<(Vec<Vec<u8>>, ReplyFix), Refusal> {
     let req = Req::new(parts);
     let (parent, cmd) = resolve(parts);
-    request(prefix, parent, cmd, &req.args(), allow).map(|rw| (decode(&rw.request), rw.fix))
+    request(prefix, parent, cmd, &req.args(), allow, &mut Vec::new()).map(|rw| (decode(&rw.request), rw.fix))
 }
 
 /// Rewrites a space-separated request for tenant `acme:` (no scripts).
