@@ -100,6 +100,30 @@ fn max_in_flight_holds_back_without_refusing_or_leaking() {
     }));
 }
 
+/// A lone request's replies are written to the client by the pool's
+/// reader, and its session may not wake again until its client sends: the
+/// request's count against `max_in_flight` is let go as its reply arrives,
+/// so a client that went quiet after its reply holds nothing, and the
+/// tenant's other clients are served one after the other (with a count
+/// left behind, every request of theirs would wait forever).
+#[test]
+fn a_quiet_client_holds_no_count_against_max_in_flight() {
+    let (_redis, proxy) = start("max_in_flight = 1");
+    let mut clients: Vec<Raw> = (0..3).map(|_| login(&proxy, "acme")).collect();
+    assert_eq!(clients[0].call(&["SET", "k", "v"]), "+OK\r\n");
+    for round in 0..300 {
+        let client = &mut clients[round % 3];
+        if round % 2 == 0 {
+            assert_eq!(client.call(&["GET", "k"]), "$1\r\nv\r\n", "round {round}");
+        } else {
+            client.send(b"*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+            let incr = String::from_utf8(client.read_frame()).expect("utf8");
+            assert_eq!(incr, format!(":{}\r\n", round / 2 + 1), "round {round}");
+            assert_eq!(client.read_frame(), b"$1\r\nv\r\n", "round {round}");
+        }
+    }
+}
+
 /// `max_dedicated = 1`: a second blocking command of the tenant is refused
 /// while the first holds its dedicated connection; another tenant is not
 /// affected, and the connection is available again once released.

@@ -35,7 +35,7 @@ use crate::router::{NodeId, DEFAULT_NODE};
 use crate::upstream::dedicated::DedicatedConn;
 use crate::upstream::handoff::{self, Handoff, Outcome};
 use crate::upstream::out_of_band;
-use crate::upstream::pool::JobResult;
+use crate::upstream::pool::{Handed, JobResult};
 use crate::upstream::UpstreamError;
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -616,12 +616,13 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
         }
         let (affinity, payload, replies) = (self.st.id as usize, self.batch.payload(input), self.batch.replies);
         if self.may_hand_off() {
-            self.pools.get(self.batch.node, proto).hand_off(affinity, payload, replies, started, &self.handoff);
             let count = self.batch.commands;
+            let charge = self.tenant.charge(count);
+            let handed = Handed { affinity, payload, count: replies, now: started, charge };
+            self.pools.get(self.batch.node, proto).hand_off(handed, &self.handoff);
             self.batch.finish();
             self.pending.push_back(Pending::Handed { count, started });
             self.in_flight += count;
-            self.tenant.sent(count);
             return;
         }
         let rx = match self.own_user() {
@@ -642,8 +643,8 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
     /// The batch may go as a handoff: nothing is owed or unwritten before
     /// it, its replies are passed on as they are, and nothing else writes
     /// to the client meanwhile (no dedicated connection, no pushes); on a
-    /// single Redis, without tenants (whose in-flight counts must drop as
-    /// replies arrive).
+    /// single Redis. A tenant's batch carries its `max_in_flight` charge
+    /// into the pool, let go as its replies arrive.
     fn may_hand_off(&self) -> bool {
         self.pending.is_empty()
             && self.wbuf.is_empty()
@@ -654,7 +655,6 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
             && !self.st.expects_pushes()
             && self.own_user().is_none()
             && self.shared.router.as_cluster().is_none()
-            && !self.shared.tenancy.enabled()
     }
 
     /// The client just switched protocols (HELLO, RESET): each protocol has
@@ -1050,7 +1050,8 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
                         // Holds nothing: forgotten rather than handed to
                         // the enum's out-of-line drop glue.
                         std::mem::forget(self.pending.pop_front());
-                        self.answered(count);
+                        // The pool let the tenant's charge go.
+                        self.in_flight -= count;
                     }
                     Some(outcome) => self.handed_done(outcome),
                     None => return,
@@ -1082,17 +1083,13 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
 
     /// What is left to write of a handed-off batch of `count` requests.
     fn handed(&mut self, outcome: Outcome, count: usize, started: Instant) -> Bytes {
+        // The pool let the tenant's charge go.
+        self.in_flight -= count;
         match outcome {
-            Outcome::Returned(Err(e)) => self.pool_result(Err(e), count, false, started, None),
+            Outcome::Returned(Err(e)) => self.replies(Err(e), count, false, started, None),
             // The reader counted their latency.
-            Outcome::Delivered => {
-                self.answered(count);
-                Bytes::new()
-            }
-            Outcome::Returned(Ok(rest)) => {
-                self.answered(count);
-                rest
-            }
+            Outcome::Delivered => Bytes::new(),
+            Outcome::Returned(Ok(rest)) => rest,
         }
     }
 
@@ -1114,6 +1111,18 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
         slots: Option<Vec<Slot>>,
     ) -> Bytes {
         self.answered(count);
+        self.replies(result, count, silent, started, slots)
+    }
+
+    /// What the client gets of a pool batch's `result`.
+    fn replies(
+        &mut self,
+        result: JobResult,
+        count: usize,
+        silent: bool,
+        started: Instant,
+        slots: Option<Vec<Slot>>,
+    ) -> Bytes {
         if let Err(UpstreamError::OutputLimit) = result {
             self.replies_dropped = true;
             return Bytes::new();

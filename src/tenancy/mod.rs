@@ -306,6 +306,13 @@ impl Tenant {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// `count` requests of a batch handed off to the shared pool, counted
+    /// until the returned charge is dropped.
+    pub fn charge(self: &Arc<Self>, count: usize) -> PoolCharge {
+        self.in_flight.fetch_add(count, Ordering::Relaxed);
+        PoolCharge { tenant: self.clone(), count }
+    }
+
     /// A dedicated upstream connection for one of the tenant's clients,
     /// counted until dropped; `None` when the tenant holds `max_dedicated`.
     pub fn dedicated(self: &Arc<Self>) -> Option<DedicatedLease> {
@@ -364,6 +371,23 @@ impl Drop for InFlight {
         if let Some((tenant, n)) = self.charged.take() {
             tenant.in_flight.fetch_sub(n, Ordering::Relaxed);
         }
+    }
+}
+
+/// Requests of a batch a client handed off to the shared pool (the pool's
+/// reader writes their replies to the client), counted against the
+/// tenant's `max_in_flight` until the pool drops the batch, answered or
+/// failed: the session, which may not wake until its client sends again,
+/// holds no count for them.
+#[derive(Debug)]
+pub struct PoolCharge {
+    tenant: Arc<Tenant>,
+    count: usize,
+}
+
+impl Drop for PoolCharge {
+    fn drop(&mut self) {
+        self.tenant.in_flight.fetch_sub(self.count, Ordering::Relaxed);
     }
 }
 

@@ -44,6 +44,7 @@ use super::{UpstreamError, KEEPALIVE};
 use crate::fill::Fill;
 use crate::observe;
 use crate::protocol::{scan, Proto};
+use crate::tenancy::PoolCharge;
 use arc_swap::ArcSwap;
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -176,8 +177,9 @@ impl Pool {
 
     /// As [`Pool::send`], the replies written straight to the client the
     /// handoff names (see [`super::handoff`]).
-    pub fn hand_off(&self, affinity: usize, payload: &[u8], count: usize, now: Instant, to: &Arc<Handoff>) {
-        self.send_to(affinity, payload, InFlight { count, reply: Reply::Handoff(to.clone()), sent_at: now });
+    pub fn hand_off(&self, handed: Handed<'_>, to: &Arc<Handoff>) {
+        let Handed { affinity, payload, count, now, charge } = handed;
+        self.send_to(affinity, payload, InFlight { count, reply: Reply::Handoff(to.clone(), charge), sent_at: now });
     }
 
     fn send_to(&self, affinity: usize, payload: &[u8], job: InFlight) {
@@ -187,6 +189,19 @@ impl Pool {
         }
         self.conns[affinity % self.conns.len()].send(payload, job);
     }
+}
+
+/// A batch a session hands off: its replies go straight to the client.
+pub struct Handed<'a> {
+    /// Which of the pool's connections (the session's id).
+    pub affinity: usize,
+    pub payload: &'a [u8],
+    /// How many replies it takes.
+    pub count: usize,
+    pub now: Instant,
+    /// Its charge against the client's tenant's `max_in_flight`, let go as
+    /// soon as the replies are in.
+    pub charge: Option<PoolCharge>,
 }
 
 /// A batch written upstream, waiting for its replies.
@@ -200,8 +215,8 @@ struct InFlight {
 enum Reply {
     /// To the session, which writes them.
     Channel(oneshot::Sender<JobResult>),
-    /// Straight to the client.
-    Handoff(Arc<Handoff>),
+    /// Straight to the client; the charge is let go first.
+    Handoff(Arc<Handoff>, Option<PoolCharge>),
     /// Nowhere (the keepalive's PONG).
     Discard,
 }
@@ -211,7 +226,10 @@ impl InFlight {
     /// from it: a handoff writes them to the client from there.
     fn answer_from(self, rbuf: &mut BytesMut, len: usize) {
         match self.reply {
-            Reply::Handoff(to) => to.deliver(rbuf, len, self.count, self.sent_at),
+            Reply::Handoff(to, charge) => {
+                drop(charge);
+                to.deliver(rbuf, len, self.count, self.sent_at);
+            }
             _ => self.answer(Ok(rbuf.split_to(len).freeze())),
         }
     }
@@ -221,7 +239,10 @@ impl InFlight {
             Reply::Channel(tx) => {
                 let _ = tx.send(result);
             }
-            Reply::Handoff(to) => to.complete(result, self.count, self.sent_at),
+            Reply::Handoff(to, charge) => {
+                drop(charge);
+                to.complete(result, self.count, self.sent_at);
+            }
             Reply::Discard => {}
         }
     }

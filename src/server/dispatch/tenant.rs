@@ -12,7 +12,7 @@ use crate::protocol::{encode, Args, Proto};
 use crate::server::activity::Activity;
 use crate::server::Shared;
 use crate::tenancy::rewrite::{self, Refusal, ReplyFix};
-use crate::tenancy::{AuthError, DedicatedLease, InFlight, Seat, Tenancy, Tenant, Unauthenticated};
+use crate::tenancy::{AuthError, DedicatedLease, InFlight, PoolCharge, Seat, Tenancy, Tenant, Unauthenticated};
 use bytes::{Bytes, BytesMut};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -154,6 +154,13 @@ impl Client {
         if let Some(seat) = &self.seat {
             self.in_flight.sent(seat.tenant(), count);
         }
+    }
+
+    /// `count` requests handed off to the shared pool: their charge
+    /// against the tenant's `max_in_flight`, held by the pool (none without
+    /// a tenant).
+    pub fn charge(&self, count: usize) -> Option<PoolCharge> {
+        self.seat.as_ref().map(|seat| seat.tenant().charge(count))
     }
 
     /// `count` requests on the shared pool were answered.
