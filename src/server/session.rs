@@ -1086,7 +1086,9 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
         // The pool let the tenant's charge go.
         self.in_flight -= count;
         match outcome {
-            Outcome::Returned(Err(e)) => self.replies(Err(e), count, false, started, None),
+            Outcome::Returned(Err(e)) => {
+                self.kept(Err(e)).map_or_else(Bytes::new, |result| pool_replies(result, count, false, started, None))
+            }
             // The reader counted their latency.
             Outcome::Delivered => Bytes::new(),
             Outcome::Returned(Ok(rest)) => rest,
@@ -1111,23 +1113,17 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
         slots: Option<Vec<Slot>>,
     ) -> Bytes {
         self.answered(count);
-        self.replies(result, count, silent, started, slots)
+        self.kept(result).map_or_else(Bytes::new, |result| pool_replies(result, count, silent, started, slots))
     }
 
-    /// What the client gets of a pool batch's `result`.
-    fn replies(
-        &mut self,
-        result: JobResult,
-        count: usize,
-        silent: bool,
-        started: Instant,
-        slots: Option<Vec<Slot>>,
-    ) -> Bytes {
+    /// A pool batch's `result`, unless its replies were dropped for the
+    /// client's output limit.
+    fn kept(&mut self, result: JobResult) -> Option<JobResult> {
         if let Err(UpstreamError::OutputLimit) = result {
             self.replies_dropped = true;
-            return Bytes::new();
+            return None;
         }
-        pool_replies(result, count, silent, started, slots)
+        Some(result)
     }
 
     /// A frame from the dedicated connection: the next owed reply, or pushed
