@@ -170,6 +170,20 @@ pub enum Local {
     ClusterState,
 }
 
+/// Where a command's reply names keys, besides the commands whose reply is
+/// all key names (`KEYS`, `SCAN`, `RANDOMKEY`: rewritten whole for tenants).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyKeys {
+    None,
+    /// `[key, …]` or a null: the key popped from (BLPOP, BZPOPMIN…).
+    First,
+    /// `[key, elements]` or a null (LMPOP, ZMPOP, BLMPOP, BZMPOP).
+    Mpop,
+    /// One entry per stream, `[key, entries]` (a map in RESP3), or a null
+    /// (XREAD, XREADGROUP).
+    Streams,
+}
+
 /// How a command reaches a Redis Cluster's masters (Redis' `request_policy`
 /// tips), and how their replies make the client's one (`response_policy`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -325,6 +339,8 @@ pub struct Command {
     pub store: Option<StoreOp>,
     /// How it reaches a Redis Cluster's masters.
     pub spread: Spread,
+    /// Where its reply names keys (a tenant gets them without its prefix).
+    pub reply_keys: ReplyKeys,
     /// Subcommands (CLIENT, CONFIG, OBJECT, …); empty for plain commands.
     /// A subcommand's key positions count from the parent's name.
     pub subcommands: &'static [Command],

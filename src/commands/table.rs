@@ -18,7 +18,7 @@
 //! tips: how a command reaches a Redis Cluster's masters (one, split by
 //! slot, all of them) and how their replies make the client's.
 
-use super::{Command, Flags, Handler, Keys, Local, Merge, Spread, State, StoreOp, SubKind};
+use super::{Command, Flags, Handler, Keys, Local, Merge, ReplyKeys, Spread, State, StoreOp, SubKind};
 
 /// Every top-level command, sorted by name.
 pub(super) static COMMANDS: &[Command] = &[
@@ -30,6 +30,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[
             Command {
                 name: "cat",
@@ -39,6 +40,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -49,6 +51,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -59,6 +62,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -69,6 +73,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -79,6 +84,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -89,6 +95,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -99,6 +106,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -109,6 +117,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -119,6 +128,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -129,6 +139,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -139,6 +150,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -149,6 +161,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -159,6 +172,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
         ],
@@ -171,6 +185,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::Append),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -181,6 +196,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Local(Local::ClusterState),
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -191,6 +207,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Local(Local::Auth),
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -201,6 +218,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -211,6 +229,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -221,6 +240,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -231,6 +251,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -241,6 +262,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -251,6 +273,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -261,6 +284,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -271,6 +295,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -281,6 +306,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::Mpop,
         subcommands: &[],
     },
     Command {
@@ -291,6 +317,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::First,
         subcommands: &[],
     },
     Command {
@@ -301,6 +328,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::First,
         subcommands: &[],
     },
     Command {
@@ -311,6 +339,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -321,6 +350,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::Mpop,
         subcommands: &[],
     },
     Command {
@@ -331,6 +361,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::First,
         subcommands: &[],
     },
     Command {
@@ -341,6 +372,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::First,
         subcommands: &[],
     },
     Command {
@@ -351,6 +383,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[
             Command {
                 name: "caching",
@@ -360,6 +393,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::State(State::Session),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -370,6 +404,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Local(Local::ClientGetName),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -380,6 +415,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -390,6 +426,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -400,6 +437,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Local(Local::ClientId),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -410,6 +448,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Local(Local::ClientInfo),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -420,6 +459,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Local(Local::ClientKill),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -430,6 +470,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Local(Local::ClientList),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -440,6 +481,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::State(State::Session),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             // Redis 7.2.
@@ -451,6 +493,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::State(State::Session),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -461,6 +504,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Local(Local::ClientPause),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -471,6 +515,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Local(Local::ClientReply),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             // Redis 7.2.
@@ -482,6 +527,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Local(Local::ClientSetInfo),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -492,6 +538,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Local(Local::ClientSetName),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -502,6 +549,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::State(State::Tracking),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -512,6 +560,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -522,6 +571,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Local(Local::ClientUnblock),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -532,6 +582,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Local(Local::ClientUnpause),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
         ],
@@ -544,6 +595,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[
             Command {
                 name: "addslots",
@@ -553,6 +605,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -563,6 +616,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -573,6 +627,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -583,6 +638,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -593,6 +649,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Local(Local::ClusterView),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -603,6 +660,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -613,6 +671,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -623,6 +682,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -633,6 +693,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -643,6 +704,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -653,6 +715,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Local(Local::ClusterView),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -663,6 +726,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -673,6 +737,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Local(Local::ClusterView),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -683,6 +748,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -693,6 +759,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -703,6 +770,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -713,6 +781,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Local(Local::ClusterView),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             // Redis 7.2.
@@ -724,6 +793,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -734,6 +804,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Local(Local::ClusterView),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -744,6 +815,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -754,6 +826,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -764,6 +837,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -774,6 +848,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -784,6 +859,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -794,6 +870,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -804,6 +881,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Local(Local::ClusterView),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -814,6 +892,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -824,6 +903,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Local(Local::ClusterView),
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
         ],
@@ -837,6 +917,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[
             Command {
                 name: "count",
@@ -846,6 +927,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -856,6 +938,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -866,6 +949,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -876,6 +960,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -886,6 +971,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -896,6 +982,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -906,6 +993,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
         ],
@@ -918,6 +1006,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[
             Command {
                 name: "get",
@@ -927,6 +1016,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -937,6 +1027,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -947,6 +1038,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -957,6 +1049,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -967,6 +1060,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
         ],
@@ -979,6 +1073,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -989,6 +1084,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::AllMasters(Merge::Sum),
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     // Redis keeps no subcommand table for DEBUG; these are the common ones.
@@ -1000,6 +1096,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[
             Command {
                 name: "change-repl-id",
@@ -1009,6 +1106,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1019,6 +1117,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1029,6 +1128,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1039,6 +1139,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1049,6 +1150,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1059,6 +1161,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1069,6 +1172,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1079,6 +1183,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1089,6 +1194,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1099,6 +1205,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1109,6 +1216,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1119,6 +1227,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1129,6 +1238,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1139,6 +1249,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
         ],
@@ -1151,6 +1262,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::Decr),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1161,6 +1273,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::DecrBy),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1171,6 +1284,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::Del),
         spread: Spread::Keys(Merge::Sum),
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1181,6 +1295,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::State(State::Discard),
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1191,6 +1306,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1201,6 +1317,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::Echo),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     // WRITE: the script may write the keys it declares.
@@ -1212,6 +1329,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1222,6 +1340,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     // WRITE: the script may write the keys it declares.
@@ -1233,6 +1352,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1243,6 +1363,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1253,6 +1374,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::State(State::Exec),
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1263,6 +1385,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::Exists),
         spread: Spread::Keys(Merge::Sum),
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1273,6 +1396,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::Expire),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1283,6 +1407,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::ExpireAt),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1293,6 +1418,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1303,6 +1429,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     // WRITE: the function may write the keys it declares.
@@ -1314,6 +1441,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1324,6 +1452,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1334,6 +1463,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::AllMasters(Merge::AllOk),
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1344,6 +1474,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::AllMasters(Merge::AllOk),
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1354,6 +1485,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[
             Command {
                 name: "delete",
@@ -1363,6 +1495,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::AllMasters(Merge::AllOk),
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1373,6 +1506,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1383,6 +1517,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::AllMasters(Merge::AllOk),
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1393,6 +1528,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1403,6 +1539,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::AllMasters(Merge::Killed),
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1413,6 +1550,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1423,6 +1561,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::AllMasters(Merge::Same),
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1433,6 +1572,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::AllMasters(Merge::AllOk),
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1443,6 +1583,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::AllMasters(Merge::Running),
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
         ],
@@ -1455,6 +1596,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1465,6 +1607,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1475,6 +1618,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1485,6 +1629,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1495,6 +1640,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1505,6 +1651,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1515,6 +1662,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1525,6 +1673,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1535,6 +1684,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1545,6 +1695,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1555,6 +1706,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::Get),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1565,6 +1717,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1575,6 +1728,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::GetDel),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1585,6 +1739,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1595,6 +1750,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1605,6 +1761,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::GetSet),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1615,6 +1772,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::HDel),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1625,6 +1783,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Local(Local::Hello),
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1635,6 +1794,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::HExists),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1645,6 +1805,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::HGet),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1655,6 +1816,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::HGetAll),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1665,6 +1827,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::HIncrBy),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1675,6 +1838,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1685,6 +1849,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::HKeys),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1695,6 +1860,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::HLen),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1705,6 +1871,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::HMGet),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1715,6 +1882,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::HMSet),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1725,6 +1893,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1735,6 +1904,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1745,6 +1915,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::HSet),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1755,6 +1926,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1765,6 +1937,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1775,6 +1948,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::HVals),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1785,6 +1959,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::Incr),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1795,6 +1970,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::IncrBy),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1805,6 +1981,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::IncrByFloat),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1815,6 +1992,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1825,6 +2003,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::AllMasters(Merge::Concat),
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1835,6 +2014,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1845,6 +2025,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[
             Command {
                 name: "doctor",
@@ -1854,6 +2035,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1864,6 +2046,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1874,6 +2057,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1884,6 +2068,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1894,6 +2079,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1904,6 +2090,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -1914,6 +2101,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
         ],
@@ -1926,6 +2114,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1936,6 +2125,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1946,6 +2136,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1956,6 +2147,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::LLen),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1966,6 +2158,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1976,6 +2169,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::Mpop,
         subcommands: &[],
     },
     Command {
@@ -1986,6 +2180,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -1996,6 +2191,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::LPop),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2006,6 +2202,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2016,6 +2213,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::LPush),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2026,6 +2224,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2036,6 +2235,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::LRange),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2046,6 +2246,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2056,6 +2257,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2066,6 +2268,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2076,6 +2279,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[
             Command {
                 name: "doctor",
@@ -2085,6 +2289,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2095,6 +2300,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2105,6 +2311,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2115,6 +2322,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2125,6 +2333,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2135,6 +2344,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
         ],
@@ -2147,6 +2357,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::MGet),
         spread: Spread::Keys(Merge::Values),
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2157,6 +2368,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2167,6 +2379,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[
             Command {
                 name: "help",
@@ -2176,6 +2389,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2186,6 +2400,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2196,6 +2411,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2206,6 +2422,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2216,6 +2433,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
         ],
@@ -2228,6 +2446,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::State(State::Monitor),
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2238,6 +2457,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2248,6 +2468,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::MSet),
         spread: Spread::Keys(Merge::AllOk),
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2258,6 +2479,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2268,6 +2490,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::State(State::Multi),
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2278,6 +2501,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[
             Command {
                 name: "encoding",
@@ -2287,6 +2511,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2297,6 +2522,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2307,6 +2533,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2317,6 +2544,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2327,6 +2555,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
         ],
@@ -2339,6 +2568,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::Persist),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2349,6 +2579,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::PExpire),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2359,6 +2590,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::PExpireAt),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2369,6 +2601,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2379,6 +2612,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2389,6 +2623,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2399,6 +2634,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2409,6 +2645,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2419,6 +2656,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2429,6 +2667,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::Ping),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2439,6 +2678,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::PSetEx),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2449,6 +2689,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::State(State::Subscribe(SubKind::Pattern)),
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2459,6 +2700,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Unsupported,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2469,6 +2711,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::PTtl),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2479,6 +2722,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2489,6 +2733,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[
             Command {
                 name: "channels",
@@ -2498,6 +2743,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2508,6 +2754,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2518,6 +2765,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2528,6 +2776,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2538,6 +2787,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::AllMasters(Merge::Concat),
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2548,6 +2798,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::Channels(Merge::Pairs),
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
         ],
@@ -2560,6 +2811,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::State(State::Unsubscribe(SubKind::Pattern)),
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2570,6 +2822,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Local(Local::Quit),
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2580,6 +2833,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::AllMasters(Merge::Any),
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2590,6 +2844,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Local(Local::ClusterState),
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2600,6 +2855,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Local(Local::ClusterState),
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2610,6 +2866,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2620,6 +2877,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2630,6 +2888,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Unsupported,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2640,6 +2899,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2650,6 +2910,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Local(Local::Reset),
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2660,6 +2921,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2670,6 +2932,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2680,6 +2943,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2690,6 +2954,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::RPop),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2700,6 +2965,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2710,6 +2976,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::RPush),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2720,6 +2987,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2730,6 +2998,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::SAdd),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2740,6 +3009,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2750,6 +3020,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::Cursor,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2760,6 +3031,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::SCard),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2770,6 +3042,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[
             Command {
                 name: "debug",
@@ -2779,6 +3052,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Unsupported,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2789,6 +3063,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::AllMasters(Merge::MinEach),
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2799,6 +3074,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::AllMasters(Merge::AllOk),
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2809,6 +3085,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2819,6 +3096,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::AllMasters(Merge::Killed),
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -2829,6 +3107,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::AllMasters(Merge::Same),
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
         ],
@@ -2841,6 +3120,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2851,6 +3131,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2861,6 +3142,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Local(Local::Select),
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2871,6 +3153,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::Set),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2881,6 +3164,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2891,6 +3175,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::SetEx),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2901,6 +3186,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::SetNx),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2911,6 +3197,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2921,6 +3208,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2931,6 +3219,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2941,6 +3230,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2951,6 +3241,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2961,6 +3252,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::SIsMember),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2971,6 +3263,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -2981,6 +3274,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[
             Command {
                 name: "get",
@@ -2990,6 +3284,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -3000,6 +3295,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -3010,6 +3306,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -3020,6 +3317,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
         ],
@@ -3032,6 +3330,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::SMembers),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3042,6 +3341,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3052,6 +3352,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3062,6 +3363,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3072,6 +3374,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3082,6 +3385,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     // Shard channels are channels, not keys.
@@ -3093,6 +3397,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::Channel,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3103,6 +3408,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3113,6 +3419,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::SRem),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3123,6 +3430,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     // Shard channels are channels, not keys.
@@ -3134,6 +3442,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::State(State::Subscribe(SubKind::Shard)),
         store: None,
         spread: Spread::Channel,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3144,6 +3453,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::StrLen),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3154,6 +3464,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::State(State::Subscribe(SubKind::Channel)),
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3164,6 +3475,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3174,6 +3486,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3184,6 +3497,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     // Shard channels are channels, not keys.
@@ -3195,6 +3509,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::State(State::Unsubscribe(SubKind::Shard)),
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3205,6 +3520,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3215,6 +3531,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Unsupported,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3225,6 +3542,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3235,6 +3553,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::Keys(Merge::Sum),
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3245,6 +3564,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::Ttl),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3255,6 +3575,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::Type),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3265,6 +3586,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::Unlink),
         spread: Spread::Keys(Merge::Sum),
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3275,6 +3597,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::State(State::Unsubscribe(SubKind::Channel)),
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3285,6 +3608,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::State(State::Unwatch),
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3295,6 +3619,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::AllMasters(Merge::Min),
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     // Redis 7.2.
@@ -3306,6 +3631,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::AllMasters(Merge::MinEach),
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3316,6 +3642,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::State(State::Watch),
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3326,6 +3653,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3336,6 +3664,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3346,6 +3675,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3356,6 +3686,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3366,6 +3697,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3376,6 +3708,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[
             Command {
                 name: "create",
@@ -3385,6 +3718,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -3395,6 +3729,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -3405,6 +3740,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -3415,6 +3751,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -3425,6 +3762,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -3435,6 +3773,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
         ],
@@ -3447,6 +3786,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[
             Command {
                 name: "consumers",
@@ -3456,6 +3796,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -3466,6 +3807,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -3476,6 +3818,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
             Command {
@@ -3486,6 +3829,7 @@ pub(super) static COMMANDS: &[Command] = &[
                 handler: Handler::Forward,
                 store: None,
                 spread: Spread::One,
+                reply_keys: ReplyKeys::None,
                 subcommands: &[],
             },
         ],
@@ -3498,6 +3842,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3508,6 +3853,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3518,6 +3864,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3528,6 +3875,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::Streams,
         subcommands: &[],
     },
     Command {
@@ -3538,6 +3886,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::Streams,
         subcommands: &[],
     },
     Command {
@@ -3548,6 +3897,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3558,6 +3908,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3568,6 +3919,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3578,6 +3930,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::ZAdd),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3588,6 +3941,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::ZCard),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3598,6 +3952,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3608,6 +3963,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3618,6 +3974,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3628,6 +3985,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::ZIncrBy),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3638,6 +3996,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3648,6 +4007,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3658,6 +4018,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3668,6 +4029,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3678,6 +4040,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::Mpop,
         subcommands: &[],
     },
     Command {
@@ -3688,6 +4051,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3698,6 +4062,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3708,6 +4073,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3718,6 +4084,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3728,6 +4095,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::ZRange),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3738,6 +4106,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3748,6 +4117,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3758,6 +4128,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     // Arity -3 since Redis 7.2 (WITHSCORE).
@@ -3769,6 +4140,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3779,6 +4151,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::ZRem),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3789,6 +4162,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3799,6 +4173,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3809,6 +4184,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3819,6 +4195,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3829,6 +4206,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3839,6 +4217,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     // Arity -3 since Redis 7.2 (WITHSCORE).
@@ -3850,6 +4229,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3860,6 +4240,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3870,6 +4251,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: Some(StoreOp::ZScore),
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3880,6 +4262,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
     Command {
@@ -3890,6 +4273,7 @@ pub(super) static COMMANDS: &[Command] = &[
         handler: Handler::Forward,
         store: None,
         spread: Spread::One,
+        reply_keys: ReplyKeys::None,
         subcommands: &[],
     },
 ];

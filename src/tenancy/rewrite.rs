@@ -26,7 +26,7 @@ mod resp;
 #[cfg(test)]
 mod tests;
 
-use crate::commands::{key_indices, Command, Flags};
+use crate::commands::{key_indices, Command, Flags, ReplyKeys};
 use crate::protocol::{Args, Proto};
 use crate::tenancy::dump::DumpError;
 use bytes::Bytes;
@@ -152,13 +152,14 @@ fn dangerous(parent: &Command, cmd: &Command) -> bool {
     cmd.flags.contains(Flags::DANGEROUS) || (parent.flags.contains(Flags::DANGEROUS) && parent.name != "client")
 }
 
-/// The reply fix a plain keyed command needs.
+/// The reply fix a plain keyed command needs (the command table's
+/// `reply_keys`).
 fn fix_for(parent: &Command) -> ReplyFix {
-    match parent.name {
-        "blpop" | "brpop" | "bzpopmin" | "bzpopmax" => ReplyFix::KeyFirst,
-        "lmpop" | "zmpop" | "blmpop" | "bzmpop" => ReplyFix::MpopKey,
-        "xread" | "xreadgroup" => ReplyFix::Streams,
-        _ => ReplyFix::None,
+    match parent.reply_keys {
+        ReplyKeys::None => ReplyFix::None,
+        ReplyKeys::First => ReplyFix::KeyFirst,
+        ReplyKeys::Mpop => ReplyFix::MpopKey,
+        ReplyKeys::Streams => ReplyFix::Streams,
     }
 }
 
