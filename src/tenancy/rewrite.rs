@@ -128,7 +128,7 @@ pub fn request(
         return forms::pubsub(prefix, parent, cmd, args);
     }
     if dangerous(parent, cmd) {
-        return forms::dangerous(prefix, parent, cmd, args, allow);
+        return forms::dangerous(prefix, parent, cmd, args, allow, keys);
     }
     if cmd.name == "tracking" && forms::tracking_beyond_own_keys(args) {
         return Err(Refusal::Form("CLIENT TRACKING with BCAST, PREFIX or REDIRECT is not allowed for tenants"));
@@ -173,6 +173,7 @@ fn keyed(
     keys: &mut Vec<usize>,
 ) -> Result<Rewritten, Refusal> {
     key_indices(cmd, args, keys).map_err(|_| Refusal::Form(NO_KEYS))?;
+    // In order, each once: the walk below takes one per argument.
     keys.sort_unstable();
     keys.dedup();
     let size = args.iter().map(<[u8]>::len).sum::<usize>() + keys.len() * prefix.len();

@@ -28,13 +28,15 @@ if string.sub(k, 1, #ARGV[1]) == ARGV[1] then return k end \
 end \
 return false";
 
-/// A DANGEROUS command: made safe here, or refused.
+/// A DANGEROUS command: made safe here, or refused (`positions`: room for
+/// key positions, as [`super::request`]'s `keys`).
 pub(super) fn dangerous(
     prefix: &[u8],
     parent: &Command,
     cmd: &Command,
     args: &Args,
     allow: Allowances,
+    positions: &mut Vec<usize>,
 ) -> Result<Rewritten, Refusal> {
     match (parent.name, cmd.name) {
         ("keys", _) => Ok(keys(prefix, args)),
@@ -45,15 +47,15 @@ pub(super) fn dangerous(
         // acts on its own clients only.
         ("client", "list" | "kill" | "unblock") => Ok(Outgoing::from_args(args, |_| None).done(ReplyFix::None)),
         ("sort" | "sort_ro", _) if sort_has_patterns(args) => Err(Refusal::Form(SORT_PATTERNS)),
-        ("sort" | "sort_ro", _) => keyed(prefix, cmd, args, ReplyFix::None, &mut Vec::new()),
+        ("sort" | "sort_ro", _) => keyed(prefix, cmd, args, ReplyFix::None, positions),
         ("object", "encoding" | "freq" | "idletime" | "refcount" | "help") => {
-            keyed(prefix, cmd, args, ReplyFix::None, &mut Vec::new())
+            keyed(prefix, cmd, args, ReplyFix::None, positions)
         }
-        ("memory", "usage" | "help") => keyed(prefix, cmd, args, ReplyFix::None, &mut Vec::new()),
+        ("memory", "usage" | "help") => keyed(prefix, cmd, args, ReplyFix::None, positions),
         ("eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro", _) if allow.scripts => {
-            keyed(prefix, cmd, args, ReplyFix::None, &mut Vec::new())
+            keyed(prefix, cmd, args, ReplyFix::None, positions)
         }
-        ("restore", _) if allow.restore => restore(prefix, cmd, args),
+        ("restore", _) if allow.restore => restore(prefix, cmd, args, positions),
         _ => Err(Refusal::NotAllowed),
     }
 }
@@ -88,12 +90,12 @@ fn scan(prefix: &[u8], args: &Args) -> Rewritten {
 /// validated in full ([`dump`]): Redis itself restores it unchecked unless
 /// configured with `sanitize-dump-payload yes`, and a corrupt one can crash
 /// it. (RESTORE-ASKING, for cluster migrations, stays refused.)
-fn restore(prefix: &[u8], cmd: &Command, args: &Args) -> Result<Rewritten, Refusal> {
+fn restore(prefix: &[u8], cmd: &Command, args: &Args, positions: &mut Vec<usize>) -> Result<Rewritten, Refusal> {
     if !restore_options_known(args) {
         return Err(Refusal::Form(RESTORE_OPTIONS));
     }
     dump::validate(args.get(3).unwrap_or_default()).map_err(Refusal::Payload)?;
-    keyed(prefix, cmd, args, ReplyFix::None, &mut Vec::new())
+    keyed(prefix, cmd, args, ReplyFix::None, positions)
 }
 
 /// True when every RESTORE option is one Redis knows, with its value where
