@@ -86,7 +86,8 @@ fn check_config_names_file_key_and_expectation() {
 
 #[test]
 fn starts_without_upstream_then_picks_it_up() {
-    let (listen, admin, upstream) = (free_port(), free_port(), free_port());
+    let held = common::held_port();
+    let (listen, admin, upstream) = (free_port(), free_port(), held.port);
     let mut child = spawn(
         &[
             "--listen",

@@ -3,7 +3,7 @@
 //! keep being served, the journal is replayed before traffic goes upstream.
 mod common;
 
-use common::{eventually, free_port, metric, wait_for_port, Proxy, RedisServer};
+use common::{eventually, free_port, held_port, metric, wait_for_port, Proxy, RedisServer};
 use redis::Commands;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -34,7 +34,8 @@ fn replayed(proxy: &Proxy, result: &str) -> f64 {
 
 #[test]
 fn starts_without_an_upstream_and_replays_when_one_appears() {
-    let port = free_port();
+    let held = held_port();
+    let port = held.port;
     let proxy = Proxy::start_with(port, FAST);
     wait_mode(&proxy, "\"mode\":\"failover\"", Duration::from_secs(5));
     let (status, body) = ready(&proxy);
@@ -362,7 +363,8 @@ fn discard_on_recover_drops_the_journal_and_counts_it() {
 
 #[test]
 fn commands_the_store_cannot_serve_get_tryagain() {
-    let proxy = Proxy::start_with(free_port(), FAST);
+    let held = held_port();
+    let proxy = Proxy::start_with(held.port, FAST);
     wait_mode(&proxy, "\"mode\":\"failover\"", Duration::from_secs(5));
     let mut raw = proxy.raw();
     for (cmd, name) in [
@@ -390,7 +392,8 @@ fn commands_the_store_cannot_serve_get_tryagain() {
 /// is sent command by command or pipelined.
 #[test]
 fn a_transaction_in_failover_is_refused_whole_never_split() {
-    let proxy = Proxy::start_with(free_port(), FAST);
+    let held = held_port();
+    let proxy = Proxy::start_with(held.port, FAST);
     wait_mode(&proxy, "\"mode\":\"failover\"", Duration::from_secs(5));
     let mut raw = proxy.raw();
     assert_eq!(raw.call(&["SET", "bal", "100"]), "+OK\r\n");
@@ -418,7 +421,8 @@ fn a_transaction_in_failover_is_refused_whole_never_split() {
 /// before its EXEC: its commands were never queued anywhere.
 #[test]
 fn a_transaction_begun_in_failover_is_not_finished_upstream() {
-    let port = free_port();
+    let held = held_port();
+    let port = held.port;
     let proxy = Proxy::start_with(port, FAST);
     wait_mode(&proxy, "\"mode\":\"failover\"", Duration::from_secs(5));
     let mut raw = proxy.raw();
@@ -470,7 +474,8 @@ fn a_crash_during_an_outage_keeps_the_journaled_writes() {
     std::fs::create_dir_all(&dir).expect("dir");
     let journal = dir.join("journal.aof");
     let _ = std::fs::remove_file(&journal);
-    let upstream_port = free_port();
+    let held = held_port();
+    let upstream_port = held.port;
     let listen = free_port();
     let config = dir.join("proxy.toml");
     std::fs::write(

@@ -30,6 +30,29 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A port held for a test's Redis that is not there yet: bound but not
+/// listening, so connecting to it is refused as to a free port, while no
+/// other test's `free_port` can be handed it. Redis binds it anyway (both
+/// sockets set `SO_REUSEADDR` and this one never listens); keep it alive
+/// for the whole test.
+pub struct HeldPort {
+    pub port: u16,
+    _socket: socket2::Socket,
+}
+
+pub fn held_port() -> HeldPort {
+    use socket2::{Domain, Socket, Type};
+    loop {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        socket.set_reuse_address(true).expect("SO_REUSEADDR");
+        socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).expect("bind");
+        let port = socket.local_addr().ok().and_then(|a| a.as_socket()).map(|a| a.port()).expect("bound port");
+        if port != 6379 {
+            return HeldPort { port, _socket: socket };
+        }
+    }
+}
+
 /// A redis-server child process, killed on drop.
 pub struct RedisServer {
     pub port: u16,
@@ -40,11 +63,13 @@ pub struct RedisServer {
     persistent: bool,
     /// A Redis Cluster node: its cluster bus port (`--cluster-port`).
     cluster_bus: Option<u16>,
+    /// Its ports, held for it while it lives (across kills and restarts),
+    /// so no other test's server can take one while it is down.
+    _held: Vec<HeldPort>,
 }
 
 impl RedisServer {
-    /// A redis-server on a free port. Tests run in parallel, so a port
-    /// found free can be taken before redis binds it: then another is tried.
+    /// A redis-server on a port held for it (see [`HeldPort`]).
     pub fn start() -> RedisServer {
         RedisServer::start_any(false)
     }
@@ -55,38 +80,34 @@ impl RedisServer {
     }
 
     fn start_any(persistent: bool) -> RedisServer {
-        for _ in 0..10 {
-            if let Some(server) = RedisServer::try_start_on(free_port(), persistent) {
-                return server;
-            }
-        }
-        panic!("could not start a redis-server on a free port");
+        let held = held_port();
+        let port = held.port;
+        RedisServer::try_start_on(port, persistent, vec![held])
+            .unwrap_or_else(|| panic!("redis-server did not start on its held port {port}"))
     }
 
     /// A Redis Cluster node (`cluster-enabled yes`) on a free port, serving
     /// no slots and knowing no other node yet.
     pub fn start_cluster_node() -> RedisServer {
-        for _ in 0..10 {
-            let port = free_port();
-            let dir = std::env::temp_dir().join(format!("nearcache-test-redis-{port}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            let mut server = RedisServer { port, child: None, dir, persistent: false, cluster_bus: Some(free_port()) };
-            if server.spawn() {
-                return server;
-            }
-        }
-        panic!("could not start a cluster node on a free port");
+        let (held, bus) = (held_port(), held_port());
+        let (port, cluster_bus) = (held.port, Some(bus.port));
+        let dir = std::env::temp_dir().join(format!("nearcache-test-redis-{port}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut server = RedisServer { port, child: None, dir, persistent: false, cluster_bus, _held: vec![held, bus] };
+        assert!(server.spawn(), "cluster node did not start on its held port {port}");
+        server
     }
 
     pub fn start_on(port: u16) -> RedisServer {
-        RedisServer::try_start_on(port, false).unwrap_or_else(|| panic!("redis-server did not start on {port}"))
+        RedisServer::try_start_on(port, false, Vec::new())
+            .unwrap_or_else(|| panic!("redis-server did not start on {port}"))
     }
 
-    fn try_start_on(port: u16, persistent: bool) -> Option<RedisServer> {
+    fn try_start_on(port: u16, persistent: bool, held: Vec<HeldPort>) -> Option<RedisServer> {
         let dir = std::env::temp_dir().join(format!("nearcache-test-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut server = RedisServer { port, child: None, dir, persistent, cluster_bus: None };
+        let mut server = RedisServer { port, child: None, dir, persistent, cluster_bus: None, _held: held };
         server.spawn().then_some(server)
     }
 
