@@ -32,7 +32,7 @@ use nearcache::commands::{all, key_indices, lookup, Command};
 use nearcache::protocol::request::{parse, Limits, Parsed};
 use nearcache::protocol::scan::Scanner;
 use nearcache::protocol::{Args, Proto};
-use nearcache::tenancy::rewrite::{exec_reply, pushed, reply, request, Allowances, ReplyFix};
+use nearcache::tenancy::rewrite::{exec_reply, pushed, reply, request, Allowances, ReplyFix, Workspace};
 
 /// Commands the rewrite replaces by a request of its own.
 const REPLACED: [&str; 2] = ["info", "randomkey"];
@@ -49,7 +49,8 @@ fn check_request(prefix: &[u8], allow: Allowances, data: &[u8]) {
     let Some((parent, cmd)) = resolve(&args) else {
         return;
     };
-    let Ok(rw) = request(prefix, parent, cmd, &args, allow, &mut Vec::new()) else {
+    let mut work = Workspace::default();
+    let Ok(rw) = request(prefix, parent, cmd, &args, allow, &mut work) else {
         return;
     };
     let shown = || {
@@ -64,6 +65,7 @@ fn check_request(prefix: &[u8], allow: Allowances, data: &[u8]) {
     let (mut out_ranges, mut inline) = (Vec::new(), Vec::new());
     let parsed = parse(&rw.request, &Limits::default(), &mut out_ranges, &mut inline);
     assert_eq!(parsed, Ok(Parsed::Multibulk { len: rw.request.len() }), "not one multibulk: {}", shown());
+    assert_eq!(work.ranges(), &out_ranges[..], "argument ranges recorded wrong: {}", shown());
     let out = Args::new(&rw.request, &out_ranges);
 
     // Every key of what goes upstream carries the prefix.

@@ -26,6 +26,8 @@ mod resp;
 #[cfg(test)]
 mod tests;
 
+pub use outgoing::Workspace;
+
 use crate::commands::{key_indices, Command, Flags, ReplyKeys};
 use crate::protocol::{Args, Proto};
 use crate::tenancy::dump::DumpError;
@@ -111,24 +113,24 @@ const NO_KEYS: &str = "cannot find the keys of this command";
 ///
 /// Every key found by [`key_indices`] is prefixed, channels are prefixed, patterns get the glob-escaped prefix;
 /// commands reaching beyond named keys are refused unless made safe here. The request is re-encoded as a RESP
-/// multibulk keeping the command name as the client sent it. `keys` is
-/// room for the key positions, kept by the caller between requests.
+/// multibulk keeping the command name as the client sent it, its argument
+/// ranges left in `work` (kept by the caller between requests).
 pub fn request(
     prefix: &[u8],
     parent: &Command,
     cmd: &Command,
     args: &Args,
     allow: Allowances,
-    keys: &mut Vec<usize>,
+    work: &mut Workspace,
 ) -> Result<Rewritten, Refusal> {
     if unresolved_subcommand(parent, cmd, args) {
         return Err(Refusal::NotAllowed);
     }
     if parent.flags.contains(Flags::PUBSUB) || cmd.flags.contains(Flags::PUBSUB) {
-        return forms::pubsub(prefix, parent, cmd, args);
+        return forms::pubsub(prefix, parent, cmd, args, work);
     }
     if dangerous(parent, cmd) {
-        return forms::dangerous(prefix, parent, cmd, args, allow, keys);
+        return forms::dangerous(prefix, parent, cmd, args, allow, work);
     }
     if cmd.name == "tracking" && forms::tracking_beyond_own_keys(args) {
         return Err(Refusal::Form("CLIENT TRACKING with BCAST, PREFIX or REDIRECT is not allowed for tenants"));
@@ -136,7 +138,7 @@ pub fn request(
     if cmd.name == "copy" && forms::copy_to_another_database(args) {
         return Err(Refusal::Form("COPY with DB is not allowed for tenants (a tenant has one database)"));
     }
-    keyed(prefix, cmd, args, fix_for(parent), keys)
+    keyed(prefix, cmd, args, fix_for(parent), work)
 }
 
 /// A container (CLIENT, XINFO, …) given a subcommand the table does not know: its keys are unknown, so it is
@@ -163,15 +165,10 @@ fn fix_for(parent: &Command) -> ReplyFix {
     }
 }
 
-/// Prefixes every key argument of `cmd` (positions from [`key_indices`],
-/// into `keys`), encoding the request straight from `args`.
-fn keyed(
-    prefix: &[u8],
-    cmd: &Command,
-    args: &Args,
-    fix: ReplyFix,
-    keys: &mut Vec<usize>,
-) -> Result<Rewritten, Refusal> {
+/// Prefixes every key argument of `cmd` (positions from [`key_indices`]),
+/// encoding the request straight from `args`.
+fn keyed(prefix: &[u8], cmd: &Command, args: &Args, fix: ReplyFix, work: &mut Workspace) -> Result<Rewritten, Refusal> {
+    let Workspace { keys, out } = work;
     key_indices(cmd, args, keys).map_err(|_| Refusal::Form(NO_KEYS))?;
     // In order, each once: the walk below takes one per argument.
     keys.sort_unstable();
@@ -182,7 +179,7 @@ fn keyed(
         Some(_) => (prefix, arg),
         None => (&b""[..], arg),
     });
-    Ok(outgoing::encode_parts(args.len(), size, parts, fix))
+    Ok(outgoing::encode_parts(args.len(), size, parts, fix, out))
 }
 
 /// Fixes one complete reply frame for the tenant: strips `prefix` from key/channel names per `fix`;
@@ -214,6 +211,11 @@ pub fn exec_reply(prefix: &[u8], fixes: &[ReplyFix], proto: Proto, reply: &[u8])
 /// (CLIENT TRACKING) get the prefix stripped from their key names too, dropping any without it.
 pub fn pushed(prefix: &[u8], frame: &[u8]) -> Bytes {
     replies::pushed(prefix, frame).unwrap_or_else(|| Bytes::copy_from_slice(frame))
+}
+
+/// A request of `words`, none rewritten (its ranges left in `work`).
+pub fn words(words: &[&[u8]], work: &mut Workspace) -> Bytes {
+    outgoing::Outgoing::new(words).done(ReplyFix::None, work).request
 }
 
 /// `prefix` with glob metacharacters (`* ? [ ] \`) escaped with a backslash, so it matches only itself.

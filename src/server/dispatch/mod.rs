@@ -133,7 +133,8 @@ pub struct Ctx<'a> {
     pub scratch: &'a mut Scratch,
     /// The connection's last command name and its entry.
     pub names: &'a mut commands::LastName,
-    /// The request's argument ranges (re-parsed when the gate rewrites it).
+    /// The request's argument ranges (the rewritten one's when the gate
+    /// rewrites it).
     pub ranges: &'a mut Vec<Range<usize>>,
     /// The session holds a dedicated connection.
     pub dedicated: bool,
@@ -174,7 +175,7 @@ pub fn decide(ctx: Ctx, request: &[u8], owned: Option<Bytes>) -> Dispatched {
                 return Dispatched { fate: Fate::Ready(reply), silent: false };
             }
             Gate::Rewrite(request, reply_map) => {
-                let request = reparse(request, ranges);
+                tenant.take_ranges(ranges);
                 let name = Args::new(&request, ranges).get(0);
                 if !name.zip(found).is_some_and(|(name, (_, cmd))| name.eq_ignore_ascii_case(cmd.name.as_bytes())) {
                     // RANDOMKEY runs as a script.

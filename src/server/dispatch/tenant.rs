@@ -11,7 +11,7 @@ use crate::protocol::request::Limits;
 use crate::protocol::{encode, Args, Proto};
 use crate::server::activity::Activity;
 use crate::server::Shared;
-use crate::tenancy::rewrite::{self, Refusal, ReplyFix};
+use crate::tenancy::rewrite::{self, Refusal, ReplyFix, Workspace};
 use crate::tenancy::{AuthError, DedicatedLease, InFlight, PoolCharge, Seat, Tenancy, Tenant, Unauthenticated};
 use bytes::{Bytes, BytesMut};
 use std::net::IpAddr;
@@ -24,7 +24,8 @@ pub enum Gate {
     /// Answer this instead (a refusal, or AUTH's reply).
     Reply(Bytes),
     /// Carry on with this request in its place; its reply goes through the
-    /// map, if any.
+    /// map, if any. Its argument ranges are the client's
+    /// ([`Client::take_ranges`]).
     Rewrite(Bytes, Option<ReplyMap>),
 }
 
@@ -63,8 +64,9 @@ pub struct Client {
     in_flight: InFlight,
     /// Its dedicated upstream connection, counted against `max_dedicated`.
     dedicated: Option<DedicatedLease>,
-    /// Key positions, when the tenant's rate counts keys.
-    keys: Vec<usize>,
+    /// Room to rewrite its requests in (and key positions, when the
+    /// tenant's rate counts keys).
+    work: Workspace,
 }
 
 /// Inside MULTI: the reply fixes of the commands queued upstream, in order,
@@ -92,7 +94,7 @@ impl Client {
             activity,
             in_flight: InFlight::default(),
             dedicated: None,
-            keys: Vec::new(),
+            work: Workspace::default(),
         };
         client.set_seat(seat);
         client
@@ -207,8 +209,14 @@ impl Client {
         }
     }
 
+    /// Swaps the argument ranges of the request the gate rewrote last into
+    /// `ranges`.
+    pub fn take_ranges(&mut self, ranges: &mut Vec<std::ops::Range<usize>>) {
+        self.work.take_ranges(ranges);
+    }
+
     /// The step as a [`Gate`], with the reply map its fix needs.
-    fn finish(&self, step: Step, proto: Proto) -> Gate {
+    fn finish(&mut self, step: Step, proto: Proto) -> Gate {
         let (request, fix) = match step {
             Step::Pass => return Gate::Pass,
             Step::Reply(reply) => return Gate::Reply(reply),
@@ -222,7 +230,7 @@ impl Client {
             Fix::Exec(fixes) => Box::new(move |reply: Bytes| rewrite::exec_reply(&prefix, &fixes, proto, &reply)),
             Fix::Aborted => {
                 let abort = |_| encode::error("EXECABORT Transaction discarded because of previous errors.");
-                return Gate::Rewrite(Bytes::from_static(DISCARD), Some(Box::new(abort)));
+                return Gate::Rewrite(rewrite::words(&[b"DISCARD"], &mut self.work), Some(Box::new(abort)));
             }
         };
         Gate::Rewrite(request, Some(map))
@@ -264,7 +272,6 @@ impl Transaction {
 
 const NOAUTH: &str = "NOAUTH Authentication required.";
 const REVOKED: &str = "NOAUTH the tenant was removed or its credentials changed: authenticate again";
-const DISCARD: &[u8] = b"*1\r\n$7\r\nDISCARD\r\n";
 
 /// What the connection holds upstream when a request arrives.
 #[derive(Clone, Copy)]
@@ -323,7 +330,7 @@ fn decide(shared: &Shared, client: &mut Client, parent: &'static Command, args: 
         return not_allowed(tenant.name(), args);
     }
     let keys = match tenant.counts_keys() {
-        true => commands::key_indices(cmd, args, &mut client.keys).map_or(0, |()| client.keys.len()),
+        true => commands::key_indices(cmd, args, client.work.keys()).map_or(0, |()| client.work.keys().len()),
         false => 0,
     };
     let bytes = args.range(args.len().saturating_sub(1)).map_or(0, |r| r.end + 2);
@@ -335,13 +342,13 @@ fn decide(shared: &Shared, client: &mut Client, parent: &'static Command, args: 
     match parent.handler {
         Handler::Local(Local::Select) => not_allowed(tenant.name(), args),
         Handler::Local(_) => Step::Pass,
-        _ => rewritten(tenant, parent, cmd, args, &mut client.keys),
+        _ => rewritten(tenant, parent, cmd, args, &mut client.work),
     }
 }
 
-fn rewritten(tenant: &Tenant, parent: &Command, cmd: &Command, args: &Args, keys: &mut Vec<usize>) -> Step {
+fn rewritten(tenant: &Tenant, parent: &Command, cmd: &Command, args: &Args, work: &mut Workspace) -> Step {
     let name = tenant.name();
-    match rewrite::request(&tenant.prefix, parent, cmd, args, tenant.allowances(), keys) {
+    match rewrite::request(&tenant.prefix, parent, cmd, args, tenant.allowances(), work) {
         Ok(rw) => Step::Rewrite(rw.request, Fix::Reply(rw.fix)),
         Err(Refusal::NotAllowed) => not_allowed(name, args),
         Err(Refusal::Form(why)) => {

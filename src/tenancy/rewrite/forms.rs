@@ -3,7 +3,7 @@
 //! commands the proxy answers for the tenant's own clients) and pub/sub, whose
 //! channels and patterns are not keys in the command table.
 
-use super::outgoing::Outgoing;
+use super::outgoing::{Outgoing, Workspace};
 use super::{escape_glob, keyed, Allowances, Refusal, ReplyFix, Rewritten};
 use crate::commands::Command;
 use crate::protocol::Args;
@@ -28,49 +28,50 @@ if string.sub(k, 1, #ARGV[1]) == ARGV[1] then return k end \
 end \
 return false";
 
-/// A DANGEROUS command: made safe here, or refused (`positions`: room for
-/// key positions, as [`super::request`]'s `keys`).
+/// A DANGEROUS command: made safe here, or refused.
 pub(super) fn dangerous(
     prefix: &[u8],
     parent: &Command,
     cmd: &Command,
     args: &Args,
     allow: Allowances,
-    positions: &mut Vec<usize>,
+    work: &mut Workspace,
 ) -> Result<Rewritten, Refusal> {
     match (parent.name, cmd.name) {
-        ("keys", _) => Ok(keys(prefix, args)),
-        ("scan", _) => Ok(scan(prefix, args)),
-        ("randomkey", _) => Ok(Outgoing::new(&[b"EVAL_RO", RANDOM_KEY_SCRIPT, b"0", prefix]).done(ReplyFix::RandomKey)),
-        ("info", _) => Ok(Outgoing::new(&[b"INFO", b"server"]).done(ReplyFix::Info)),
+        ("keys", _) => Ok(keys(prefix, args, work)),
+        ("scan", _) => Ok(scan(prefix, args, work)),
+        ("randomkey", _) => {
+            Ok(Outgoing::new(&[b"EVAL_RO", RANDOM_KEY_SCRIPT, b"0", prefix]).done(ReplyFix::RandomKey, work))
+        }
+        ("info", _) => Ok(Outgoing::new(&[b"INFO", b"server"]).done(ReplyFix::Info, work)),
         // Answered by the proxy from its registry, where a tenant sees and
         // acts on its own clients only.
-        ("client", "list" | "kill" | "unblock") => Ok(Outgoing::from_args(args, |_| None).done(ReplyFix::None)),
+        ("client", "list" | "kill" | "unblock") => Ok(Outgoing::from_args(args, |_| None).done(ReplyFix::None, work)),
         ("sort" | "sort_ro", _) if sort_has_patterns(args) => Err(Refusal::Form(SORT_PATTERNS)),
-        ("sort" | "sort_ro", _) => keyed(prefix, cmd, args, ReplyFix::None, positions),
+        ("sort" | "sort_ro", _) => keyed(prefix, cmd, args, ReplyFix::None, work),
         ("object", "encoding" | "freq" | "idletime" | "refcount" | "help") => {
-            keyed(prefix, cmd, args, ReplyFix::None, positions)
+            keyed(prefix, cmd, args, ReplyFix::None, work)
         }
-        ("memory", "usage" | "help") => keyed(prefix, cmd, args, ReplyFix::None, positions),
+        ("memory", "usage" | "help") => keyed(prefix, cmd, args, ReplyFix::None, work),
         ("eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro", _) if allow.scripts => {
-            keyed(prefix, cmd, args, ReplyFix::None, positions)
+            keyed(prefix, cmd, args, ReplyFix::None, work)
         }
-        ("restore", _) if allow.restore => restore(prefix, cmd, args, positions),
+        ("restore", _) if allow.restore => restore(prefix, cmd, args, work),
         _ => Err(Refusal::NotAllowed),
     }
 }
 
 /// `KEYS pattern`: the pattern confined to the prefix.
-fn keys(prefix: &[u8], args: &Args) -> Rewritten {
+fn keys(prefix: &[u8], args: &Args, work: &mut Workspace) -> Rewritten {
     let escaped = escape_glob(prefix);
-    Outgoing::from_args(args, |i| (i == 1).then_some(escaped.as_slice())).done(ReplyFix::Keys)
+    Outgoing::from_args(args, |i| (i == 1).then_some(escaped.as_slice())).done(ReplyFix::Keys, work)
 }
 
 /// `SCAN cursor [MATCH pattern] [COUNT n] [TYPE t]`: every MATCH confined to
 /// the prefix (Redis uses the last one), or `MATCH prefix*` added. Options
 /// are walked in pairs as Redis does (every SCAN option takes one value), so
 /// a MATCH Redis would honour is never missed.
-fn scan(prefix: &[u8], args: &Args) -> Rewritten {
+fn scan(prefix: &[u8], args: &Args, work: &mut Workspace) -> Rewritten {
     let escaped = escape_glob(prefix);
     let mut matched = false;
     let mut out = Outgoing::from_args(args, |i| {
@@ -82,7 +83,7 @@ fn scan(prefix: &[u8], args: &Args) -> Rewritten {
         out.push(b"", b"MATCH");
         out.push(&escaped, b"*");
     }
-    out.done(ReplyFix::Scan)
+    out.done(ReplyFix::Scan, work)
 }
 
 /// `RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f]`: the
@@ -90,12 +91,12 @@ fn scan(prefix: &[u8], args: &Args) -> Rewritten {
 /// validated in full ([`dump`]): Redis itself restores it unchecked unless
 /// configured with `sanitize-dump-payload yes`, and a corrupt one can crash
 /// it. (RESTORE-ASKING, for cluster migrations, stays refused.)
-fn restore(prefix: &[u8], cmd: &Command, args: &Args, positions: &mut Vec<usize>) -> Result<Rewritten, Refusal> {
+fn restore(prefix: &[u8], cmd: &Command, args: &Args, work: &mut Workspace) -> Result<Rewritten, Refusal> {
     if !restore_options_known(args) {
         return Err(Refusal::Form(RESTORE_OPTIONS));
     }
     dump::validate(args.get(3).unwrap_or_default()).map_err(Refusal::Payload)?;
-    keyed(prefix, cmd, args, ReplyFix::None, positions)
+    keyed(prefix, cmd, args, ReplyFix::None, work)
 }
 
 /// True when every RESTORE option is one Redis knows, with its value where
@@ -152,21 +153,31 @@ pub(super) fn copy_to_another_database(args: &Args) -> bool {
 /// Pub/sub: channels prefixed, patterns given the escaped prefix as a
 /// literal head. PUBSUB NUMPAT (it counts every tenant's patterns) and
 /// anything unknown are refused.
-pub(super) fn pubsub(prefix: &[u8], parent: &Command, cmd: &Command, args: &Args) -> Result<Rewritten, Refusal> {
+pub(super) fn pubsub(
+    prefix: &[u8],
+    parent: &Command,
+    cmd: &Command,
+    args: &Args,
+    work: &mut Workspace,
+) -> Result<Rewritten, Refusal> {
     let escaped = escape_glob(prefix);
     let rewritten = match (parent.name, cmd.name) {
-        ("subscribe" | "ssubscribe" | "unsubscribe" | "sunsubscribe", _) => from(args, 1, prefix).done(ReplyFix::None),
-        ("psubscribe" | "punsubscribe", _) => from(args, 1, &escaped).done(ReplyFix::None),
-        ("publish" | "spublish", _) => Outgoing::from_args(args, |i| (i == 1).then_some(prefix)).done(ReplyFix::None),
+        ("subscribe" | "ssubscribe" | "unsubscribe" | "sunsubscribe", _) => {
+            from(args, 1, prefix).done(ReplyFix::None, work)
+        }
+        ("psubscribe" | "punsubscribe", _) => from(args, 1, &escaped).done(ReplyFix::None, work),
+        ("publish" | "spublish", _) => {
+            Outgoing::from_args(args, |i| (i == 1).then_some(prefix)).done(ReplyFix::None, work)
+        }
         ("pubsub", "channels" | "shardchannels") => {
             let mut out = from(args, 2, &escaped);
             if args.len() == 2 {
                 out.push(&escaped, b"*");
             }
-            out.done(ReplyFix::Channels)
+            out.done(ReplyFix::Channels, work)
         }
-        ("pubsub", "numsub" | "shardnumsub") => from(args, 2, prefix).done(ReplyFix::NumSub),
-        ("pubsub", "help") => Outgoing::from_args(args, |_| None).done(ReplyFix::None),
+        ("pubsub", "numsub" | "shardnumsub") => from(args, 2, prefix).done(ReplyFix::NumSub, work),
+        ("pubsub", "help") => Outgoing::from_args(args, |_| None).done(ReplyFix::None, work),
         _ => return Err(Refusal::NotAllowed),
     };
     Ok(rewritten)

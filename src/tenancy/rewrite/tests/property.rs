@@ -5,9 +5,9 @@
 //!
 //! Deterministic (fixed seeds of [`Rng`]), so a failure is reproducible.
 
-use super::support::{decode, join, resolve, Req, Rng};
+use super::support::{decode, join, resolve, rewritten, Req, Rng};
 use crate::commands::{all, key_indices, Command};
-use crate::tenancy::rewrite::{escape_glob, request, Allowances};
+use crate::tenancy::rewrite::{escape_glob, Allowances};
 
 /// Bytes random arguments are drawn from: glob metacharacters, hash tags,
 /// separators, and the bytes of another tenant's prefix.
@@ -156,8 +156,7 @@ fn check_rewritten(
     }
     if REPLACED.contains(&path.as_str()) {
         let bare = Req::new(&[parent.name]);
-        let fixed =
-            request(prefix, parent, parent, &bare.args(), allow, &mut Vec::new()).expect("the bare command is allowed");
+        let fixed = rewritten(prefix, parent, parent, &bare.args(), allow).expect("the bare command is allowed");
         assert_eq!(out, decode(&fixed.request), "depends on the arguments: {}", shown());
         return;
     }
@@ -241,7 +240,7 @@ fn nothing_escapes_the_prefix_for_any_command() {
                 let (p, c) = resolve(&parts);
                 let req = Req::new(&parts);
                 tried += 1;
-                if let Ok(rw) = request(prefix, p, c, &req.args(), allow, &mut Vec::new()) {
+                if let Ok(rw) = rewritten(prefix, p, c, &req.args(), allow) {
                     accepted += 1;
                     check_rewritten(prefix, allow, p, c, &parts, &decode(&rw.request));
                 }
@@ -281,7 +280,7 @@ fn patterns_and_channels_are_always_confined() {
             let (p, c) = resolve(&parts);
             let req = Req::new(&parts);
             let allow = Allowances::default();
-            let rw = request(prefix, p, c, &req.args(), allow, &mut Vec::new()).expect("pattern forms are allowed");
+            let rw = rewritten(prefix, p, c, &req.args(), allow).expect("pattern forms are allowed");
             check_rewritten(prefix, allow, p, c, &parts, &decode(&rw.request));
             checked += 1;
         }

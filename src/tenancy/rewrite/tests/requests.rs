@@ -1,8 +1,8 @@
 //! Request rewriting: every rule of `rewrite::request`.
 
-use super::support::{ok, resolve, rewrite_parts, rw, rw_with, Req};
+use super::support::{ok, resolve, rewrite_parts, rewritten, rw, rw_with, Req};
 use crate::commands::{all, Command, Flags};
-use crate::tenancy::rewrite::{escape_glob, request, Allowances, Refusal, ReplyFix};
+use crate::tenancy::rewrite::{escape_glob, Allowances, Refusal, ReplyFix};
 
 const SCRIPTS: Allowances = Allowances { scripts: true, restore: false };
 const NO_KEYS: Refusal = Refusal::Form("cannot find the keys of this command");
@@ -12,7 +12,7 @@ const SORT_PATTERNS: Refusal = Refusal::Form("SORT with BY or GET patterns is no
 fn exact_encoding_keeps_the_name_as_sent() {
     let req = Req::new(&[&b"gEt"[..], b"k"]);
     let (parent, cmd) = resolve(&[&b"get"[..]]);
-    let rw = request(b"acme:", parent, cmd, &req.args(), Allowances::default(), &mut Vec::new()).expect("allowed");
+    let rw = rewritten(b"acme:", parent, cmd, &req.args(), Allowances::default()).expect("allowed");
     assert_eq!(&rw.request[..], b"*2\r\n$3\r\ngEt\r\n$6\r\nacme:k\r\n");
     assert_eq!(rw.fix, ReplyFix::None);
 }

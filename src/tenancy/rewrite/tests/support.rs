@@ -2,8 +2,9 @@
 //! decoding the rewritten multibulk.
 
 use crate::commands::{lookup, Command};
+use crate::protocol::request::{parse, Limits, Parsed};
 use crate::protocol::Args;
-use crate::tenancy::rewrite::{request, Allowances, Refusal, ReplyFix};
+use crate::tenancy::rewrite::{request, Allowances, Refusal, ReplyFix, Rewritten, Workspace};
 use std::ops::Range;
 
 /// Owned request arguments, viewable as [`Args`].
@@ -70,7 +71,25 @@ pub fn rewrite_parts<T: AsRef<[u8]>>(
 ) -> Result<(Vec<Vec<u8>>, ReplyFix), Refusal> {
     let req = Req::new(parts);
     let (parent, cmd) = resolve(parts);
-    request(prefix, parent, cmd, &req.args(), allow, &mut Vec::new()).map(|rw| (decode(&rw.request), rw.fix))
+    rewritten(prefix, parent, cmd, &req.args(), allow).map(|rw| (decode(&rw.request), rw.fix))
+}
+
+/// [`request`] with a fresh workspace, checking the argument ranges it
+/// records against a parse of the request.
+pub fn rewritten(
+    prefix: &[u8],
+    parent: &Command,
+    cmd: &Command,
+    args: &Args,
+    allow: Allowances,
+) -> Result<Rewritten, Refusal> {
+    let mut work = Workspace::default();
+    let rw = request(prefix, parent, cmd, args, allow, &mut work)?;
+    let (mut ranges, mut inline) = (Vec::new(), Vec::new());
+    let limits = Limits::default();
+    assert_eq!(parse(&rw.request, &limits, &mut ranges, &mut inline), Ok(Parsed::Multibulk { len: rw.request.len() }));
+    assert_eq!(work.ranges(), &ranges[..], "recorded argument ranges");
+    Ok(rw)
 }
 
 /// Rewrites a space-separated request for tenant `acme:` (no scripts).
