@@ -7,6 +7,7 @@
 
 use super::{Command, Keys};
 use crate::protocol::Args;
+use std::ops::RangeInclusive;
 
 /// Why the keys of a request could not be located.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -31,14 +32,29 @@ pub enum KeyError {
 #[inline]
 pub fn key_indices(cmd: &Command, args: &Args, out: &mut Vec<usize>) -> Result<(), KeyError> {
     out.clear();
-    match cmd.keys {
-        Keys::None => Ok(()),
-        Keys::Range { first, last, step } => {
-            range(args.len(), first, last, step, out);
+    match plain_positions(cmd, args) {
+        Some(positions) => {
+            out.extend(positions);
             Ok(())
         }
-        _ => parsed(cmd, args, out),
+        None => parsed(cmd, args, out),
     }
+}
+
+/// The key positions of a command whose table entry gives them (none, or a
+/// plain range), in order; `None` when they must be parsed from the
+/// arguments ([`key_indices`] does).
+#[inline]
+pub fn plain_positions(cmd: &Command, args: &Args) -> Option<std::iter::StepBy<RangeInclusive<usize>>> {
+    let (first, last, step) = match cmd.keys {
+        Keys::None => (1, 0, 1),
+        Keys::Range { first, last, step } => match bounds(args.len(), first, last) {
+            Some((first, last)) => (first, last, usize::from(step.max(1))),
+            None => (1, 0, 1),
+        },
+        _ => return None,
+    };
+    Some((first..=last).step_by(step))
 }
 
 /// The position of the only key of a request; `None` when it has none,
@@ -46,9 +62,9 @@ pub fn key_indices(cmd: &Command, args: &Args, out: &mut Vec<usize>) -> Result<(
 /// keys the table does not give as a plain range.
 #[inline]
 pub fn only_key(cmd: &Command, args: &Args, scratch: &mut Vec<usize>) -> Option<usize> {
-    if let Keys::Range { first, last, step } = cmd.keys {
-        let (first, end) = bounds(args.len(), first, last)?;
-        return (first + usize::from(step.max(1)) > end).then_some(first);
+    if let Some(mut positions) = plain_positions(cmd, args) {
+        let first = positions.next()?;
+        return positions.next().is_none().then_some(first);
     }
     key_indices(cmd, args, scratch).ok()?;
     match scratch[..] {
@@ -72,20 +88,6 @@ fn parsed(cmd: &Command, args: &Args, out: &mut Vec<usize>) -> Result<(), KeyErr
             georadius(args, out);
             Ok(())
         }
-    }
-}
-
-/// `first..=last` by `step`, `last` negative counting from the end.
-#[inline]
-fn range(len: usize, first: u8, last: i8, step: u8, out: &mut Vec<usize>) {
-    let Some((first, end)) = bounds(len, first, last) else {
-        return;
-    };
-    let step = usize::from(step.max(1));
-    let mut i = first;
-    while i <= end {
-        out.push(i);
-        i += step;
     }
 }
 

@@ -18,7 +18,7 @@
 mod keys;
 mod table;
 
-pub use keys::{key_indices, only_key, KeyError};
+pub use keys::{key_indices, only_key, plain_positions, KeyError};
 
 use crate::protocol::Args;
 use std::sync::OnceLock;

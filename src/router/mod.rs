@@ -152,6 +152,9 @@ impl Router {
 /// The slot of the request `args` (its command `cmd`): its first key's, 0
 /// when it names none (what [`Cluster::keyless_node`] serves).
 pub fn slot_of(cmd: Option<&Command>, args: &Args) -> u16 {
+    if let Some(mut positions) = cmd.and_then(|cmd| commands::plain_positions(cmd, args)) {
+        return positions.next().and_then(|i| args.get(i)).map_or(0, slot::of);
+    }
     let mut positions = Vec::new();
     match cmd.map(|cmd| commands::key_indices(cmd, args, &mut positions)) {
         Some(Ok(())) => positions.first().and_then(|&i| args.get(i)).map_or(0, slot::of),
@@ -163,6 +166,9 @@ pub fn slot_of(cmd: Option<&Command>, args: &Args) -> u16 {
 #[inline(never)]
 fn route_in(cluster: &Cluster, cmd: Option<&Command>, args: &Args) -> Result<NodeId, Unroutable> {
     let Some(cmd) = cmd else { return Ok(cluster.keyless_node()) };
+    if let Some(positions) = commands::plain_positions(cmd, args) {
+        return cluster.keys_node(positions.filter_map(|i| args.get(i)));
+    }
     let mut positions = Vec::new();
     if commands::key_indices(cmd, args, &mut positions).is_err() {
         // Malformed: the node it goes to answers the syntax error.
