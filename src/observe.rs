@@ -51,6 +51,7 @@ const OUTPUT_LIMIT_CLOSED: &str = "nearcache_clients_output_limit_closed_total";
 const CLUSTER_REDIRECTS: &str = "nearcache_cluster_redirects_total";
 const CLUSTER_REFRESHES: &str = "nearcache_cluster_topology_refreshes_total";
 const CLUSTER_SLOTS: &str = "nearcache_cluster_slots";
+const CLUSTER_NODES_RESTING: &str = "nearcache_cluster_nodes_resting";
 
 /// Installs the global Prometheus recorder (once per process) and returns
 /// the handle that renders `/metrics`.
@@ -131,6 +132,10 @@ fn describe() {
     );
     metrics::describe_counter!(CLUSTER_REFRESHES, "Redis Cluster topology reads, by result (ok, error)");
     metrics::describe_gauge!(CLUSTER_SLOTS, "Hash slots each Redis Cluster node serves, by upstream");
+    metrics::describe_gauge!(
+        CLUSTER_NODES_RESTING,
+        "Redis Cluster nodes serving no slot for 30 s: nothing connects to them until they serve slots again"
+    );
     metrics::describe_gauge!(
         FAILOVER_ACTIVE,
         "1 while an upstream's requests (a cluster master's slots') are served from local memory"
@@ -351,6 +356,11 @@ pub fn cluster_refresh(result: &'static str) {
 /// Node `upstream` serves `slots` hash slots.
 pub fn cluster_slots(upstream: &str, slots: usize) {
     metrics::gauge!(CLUSTER_SLOTS, "upstream" => upstream.to_string()).set(slots as f64);
+}
+
+/// `count` cluster nodes rest (serve no slot: nothing connects to them).
+pub fn cluster_nodes_resting(count: usize) {
+    metrics::gauge!(CLUSTER_NODES_RESTING).set(count as f64);
 }
 
 pub fn tracking_lost() {

@@ -593,7 +593,9 @@ fn tenants_keep_hash_tags_and_their_keyspace_spans_the_masters() {
 fn a_replica_promoted_in_place_of_a_dead_master_is_followed() {
     let mut cluster = Cluster::start(3);
     let (_replica, mut direct) = cluster.replica_of(1);
-    let proxy = cluster.proxy("[cache]\nenabled = false\n[failover]\nenabled = false\n");
+    let proxy = cluster.proxy(
+        "[cache]\nenabled = false\n[failover]\nenabled = false\n[upstream]\nreconnect_max_backoff = \"500ms\"\n",
+    );
     let mut client = proxy.raw();
     let key = cluster.key_on(1, "survivor:");
     assert_eq!(client.call(&["SET", &key, "kept"]), "+OK\r\n");
@@ -620,6 +622,26 @@ fn a_replica_promoted_in_place_of_a_dead_master_is_followed() {
     let (status, ready) = proxy.admin_get("/ready");
     assert!(status == 200 && ready.contains(r#""upstream":"up""#), "{ready}");
     eprintln!("writes back {:?} after the master died", started.elapsed());
+
+    // The dead master serves no slot: it is dialled (its pool reconnects,
+    // its circuit is probed) until it has served none for 30 s, then it
+    // rests and nothing dials it any more.
+    let dials = || upstream_errors(&proxy.admin_get("/metrics").1);
+    let before = dials();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(dials() > before, "the dead master is dialled before it rests");
+    let resting = || metric(&proxy.admin_get("/metrics").1, "nearcache_cluster_nodes_resting") == Some(1.0);
+    assert!(eventually(Duration::from_secs(45), resting), "{}", proxy.admin_get("/metrics").1);
+    let at_rest = dials();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(dials(), at_rest, "a resting node is dialled");
+    assert_eq!(client.call(&["GET", &key]), "$4\r\nkept\r\n");
+}
+
+/// Upstream failures counted so far, of every kind.
+fn upstream_errors(metrics: &str) -> f64 {
+    let counts = metrics.lines().filter(|l| l.starts_with("nearcache_upstream_errors_total{"));
+    counts.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }
 
 /// Faults of a healthy cluster are not outages: every master closing the

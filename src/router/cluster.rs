@@ -5,7 +5,8 @@
 //! at once, the rest is asked for). A node's address seen for the first time
 //! becomes a new [`Node`]: nodes are only ever added, so a [`NodeId`] stays
 //! valid for the life of the process (a node that no longer serves slots
-//! simply gets no requests).
+//! gets no requests, and rests: `upstream::rest`; it wakes when it is
+//! given slots again).
 //!
 //! Every node shares the first seed's settings: credentials, TLS, timeouts.
 
@@ -15,7 +16,7 @@ use crate::protocol::{encode, Proto};
 use crate::upstream::breaker::{Breaker, BreakerConfig};
 use crate::upstream::dedicated::DedicatedConn;
 use crate::upstream::{UpstreamConfig, UpstreamError};
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -60,6 +61,8 @@ pub struct Cluster {
     nodes: Box<[OnceLock<Node>]>,
     len: AtomicUsize,
     adding: Mutex<()>,
+    /// A node could not be added (logged once).
+    full: AtomicBool,
     /// Told of each node added, before any slot is served by it.
     on_added: OnceLock<Box<dyn Fn(NodeId) + Send + Sync>>,
     /// The node serving each slot.
@@ -79,6 +82,7 @@ impl Cluster {
             nodes: (0..MAX_NODES).map(|_| OnceLock::new()).collect(),
             len: AtomicUsize::new(0),
             adding: Mutex::new(()),
+            full: AtomicBool::new(false),
             on_added: OnceLock::new(),
             slots: SlotMap((0..slot::SLOTS).map(|_| AtomicU16::new(0)).collect()),
             refresh: Notify::new(),
@@ -149,7 +153,12 @@ impl Cluster {
             return Some(id);
         }
         let id = self.len.load(Ordering::Acquire);
-        let cell = self.nodes.get(id)?;
+        let Some(cell) = self.nodes.get(id) else {
+            if !self.full.swap(true, Ordering::Relaxed) {
+                tracing::error!(addr, max = MAX_NODES, "cluster node not added: this process has seen the most nodes it can know; restart it to serve the slots of nodes new to it");
+            }
+            return None;
+        };
         let config = node_config(&self.base, addr);
         let breaker = Breaker::new(self.breaker.clone(), config.url.to_string());
         let _ = cell.set(Node::new(config, breaker));
@@ -170,6 +179,7 @@ impl Cluster {
     pub fn moved(&self, slot: u16, addr: &str) -> Option<NodeId> {
         let id = self.node_at(addr)?;
         self.set_slot(slot, id);
+        self.wake(id);
         self.refresh.notify_one();
         Some(id)
     }
@@ -240,8 +250,19 @@ impl Cluster {
             for &(start, end) in &shard.ranges {
                 (start..=end).for_each(|s| self.set_slot(s, id));
             }
+            if !shard.ranges.is_empty() {
+                self.wake(id);
+            }
         }
         (shards.len(), covered(shards))
+    }
+
+    /// Node `id` serves slots: it rests no more.
+    fn wake(&self, id: NodeId) {
+        let node = self.node(id);
+        if node.health.breaker.rest.wake() {
+            tracing::info!(node = id, upstream = %node.config.url, "cluster node serves slots again: no longer resting");
+        }
     }
 
     /// Slots per node, for logs and `/ready`.

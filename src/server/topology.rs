@@ -4,7 +4,8 @@
 //! channel for the near-cache, its spare dedicated connections and the
 //! prober of its circuit breaker (a node's circuit closes again on its
 //! own; the failover journal's writes are replayed to their slots' masters
-//! by [`replay`], whichever node serves them then). Topology changes are
+//! by [`replay`], whichever node serves them then). A node that serves no
+//! slot for [`REST_AFTER`] rests (`upstream::rest`). Topology changes are
 //! logged. A single Redis' one node is started by the same [`watch`], its
 //! circuit closing through the failover journal's replay.
 
@@ -13,7 +14,11 @@ use crate::observe;
 use crate::router::cluster::Cluster;
 use crate::router::{Node, NodeId};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a node serves no slot before it rests (`upstream::rest`):
+/// longer than a cluster takes to promote a replica or move a slot.
+const REST_AFTER: Duration = Duration::from_secs(30);
 
 /// Keeps `shared`'s cluster topology current, for the life of the process.
 pub async fn run(shared: Arc<Shared>) {
@@ -23,6 +28,7 @@ pub async fn run(shared: Arc<Shared>) {
     }
     let mut started = 0;
     let mut last_map = Vec::new();
+    let mut idle = Idle::default();
     let mut failing = false;
     loop {
         let mut changed = false;
@@ -31,6 +37,7 @@ pub async fn run(shared: Arc<Shared>) {
                 observe::cluster_refresh("ok");
                 failing = false;
                 let map = cluster.slots_per_node();
+                idle.rest(cluster, &map, Instant::now());
                 if map != last_map {
                     log_topology(cluster, &map, masters, covered);
                     last_map = map;
@@ -51,6 +58,39 @@ pub async fn run(shared: Arc<Shared>) {
             started += 1;
         }
         cluster.refresh_due(changed).await;
+    }
+}
+
+/// Since when each node has served no slot, as the topology reads saw it.
+#[derive(Default)]
+struct Idle(Vec<Option<Instant>>);
+
+impl Idle {
+    /// Rests the nodes that served no slot in any read for [`REST_AFTER`]
+    /// up to `now` (`map`: slots per node, just read).
+    fn rest(&mut self, cluster: &Cluster, map: &[(NodeId, usize)], now: Instant) {
+        for id in self.due(map, now) {
+            let node = cluster.node(id);
+            if node.health.breaker.rest.rest() {
+                tracing::info!(node = id, upstream = %node.config.url, after = ?REST_AFTER, "cluster node serves no slot: resting (no connections, no probes) until it serves slots again");
+            }
+        }
+        let resting = cluster.nodes().filter(|node| node.health.breaker.rest.is_resting()).count();
+        observe::cluster_nodes_resting(resting);
+    }
+
+    /// The nodes idle for [`REST_AFTER`] by `now`.
+    fn due(&mut self, map: &[(NodeId, usize)], now: Instant) -> Vec<NodeId> {
+        self.0.resize(map.len().max(self.0.len()), None);
+        let mut due = Vec::new();
+        for (&(id, slots), since) in map.iter().zip(self.0.iter_mut()) {
+            match slots {
+                0 if now.duration_since(*since.get_or_insert(now)) >= REST_AFTER => due.push(id),
+                0 => {}
+                _ => *since = None,
+            }
+        }
+        due
     }
 }
 
@@ -124,4 +164,25 @@ fn log_topology(cluster: &Cluster, map: &[(usize, usize)], masters: usize, cover
         tracing::warn!(covered, "the cluster does not serve every slot");
     }
     tracing::info!(masters, covered, "Redis Cluster topology");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_rests_once_it_served_no_slot_for_rest_after() {
+        let (mut idle, start) = (Idle::default(), Instant::now());
+        let at = |n: u32| start + REST_AFTER * n / 2;
+        let one_idle = [(0, 16384), (1, 0)];
+        assert!(idle.due(&one_idle, at(0)).is_empty());
+        assert!(idle.due(&one_idle, at(1)).is_empty());
+        assert_eq!(idle.due(&one_idle, at(2)), [1]);
+        // Serving slots again starts its clock over.
+        assert!(idle.due(&[(0, 8192), (1, 8192)], at(3)).is_empty());
+        assert!(idle.due(&one_idle, at(4)).is_empty());
+        // A node new to the map starts idle now.
+        assert_eq!(idle.due(&[(0, 16384), (1, 0), (2, 0)], at(6)), [1]);
+        assert_eq!(idle.due(&[(0, 16384), (1, 0), (2, 0)], at(8)), [1, 2]);
+    }
 }

@@ -24,6 +24,7 @@
 //! ([`Breaker::refused`]) so failover can stop answering from local memory
 //! while Redis is reachable. Every transition is logged and exported.
 
+use super::rest::Rest;
 use super::UpstreamConfig;
 use super::{conn, UpstreamError};
 use crate::observe;
@@ -101,6 +102,9 @@ pub struct Breaker {
     /// Notified on entering half-open: reconnect loops retry at once, so
     /// the pool is up by the time the circuit closes.
     pub probing: Notify,
+    /// A cluster node serving no slot: nothing reconnects to it, and its
+    /// circuit is not probed, until it serves slots again.
+    pub rest: Rest,
 }
 
 struct Inner {
@@ -131,6 +135,7 @@ impl Breaker {
                 refused: None,
             }),
             probing: Notify::new(),
+            rest: Rest::default(),
         }
     }
 
@@ -342,6 +347,7 @@ impl Breaker {
                 () = crate::timer::sleep(tick) => {}
                 () = self.probing.notified() => {}
             }
+            self.rest.awake().await;
             if !self.allows() && self.try_half_open() {
                 self.probe(upstream, &recover).await;
             }

@@ -5,7 +5,8 @@
 //! dedicated to one client ([`dedicated`]), replies written straight to a
 //! lone client ([`handoff`]), opened ahead of need ([`spares`]),
 //! and one-request connections for what must not wait behind others
-//! ([`out_of_band`]).
+//! ([`out_of_band`]); a cluster node serving nothing keeps none of them
+//! going ([`rest`]).
 
 pub mod breaker;
 pub mod conn;
@@ -14,6 +15,7 @@ pub mod handoff;
 pub mod out_of_band;
 pub mod pool;
 pub mod reconnect;
+pub mod rest;
 pub mod spares;
 pub mod tls;
 mod url;

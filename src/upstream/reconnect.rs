@@ -8,7 +8,8 @@
 //! start once an attempt succeeds, and cut short when the circuit
 //! half-opens, so the connection is back as soon as the upstream is
 //! probed. The first failure of a run is logged as a warning and the rest
-//! at debug level: an outage does not flood the log.
+//! at debug level: an outage does not flood the log. A cluster node that
+//! rests (serves no slot) is not connected to until it wakes.
 
 use super::breaker::Breaker;
 use super::{UpstreamError, UpstreamUrl};
@@ -62,6 +63,7 @@ impl Reconnect<'_> {
     {
         let mut backoff = Backoff::new(self.max_backoff);
         loop {
+            self.breaker.rest.awake().await;
             match connect().await {
                 Ok(conn) => serve(conn, backoff.succeeded()).await,
                 Err(err) => {
@@ -171,5 +173,34 @@ mod tests {
         }
         assert_eq!(failed, [UpstreamError::ConnectTimeout, UpstreamError::ConnectTimeout]);
         assert!(!breaker.allows(), "a connect failure opens the circuit");
+    }
+
+    #[tokio::test]
+    async fn a_resting_node_is_not_connected_to_until_it_wakes() {
+        let breaker = Breaker::new(Default::default(), "test".into());
+        breaker.rest.rest();
+        let reconnect = Reconnect {
+            max_backoff: Duration::from_millis(1),
+            breaker: &breaker,
+            unreachable: "unreachable",
+            still_unreachable: "still unreachable",
+            upstream: None,
+            slot: None,
+        };
+        let attempts = std::cell::Cell::new(0);
+        let forever = reconnect.run(
+            || {
+                attempts.set(attempts.get() + 1);
+                ready(Err::<(), _>(UpstreamError::ConnectTimeout))
+            },
+            |(), _| ready(()),
+            |_| {},
+        );
+        tokio::pin!(forever);
+        assert!(crate::timer::timeout(Duration::from_millis(30), forever.as_mut()).await.is_err());
+        assert_eq!(attempts.get(), 0, "dialled while resting");
+        breaker.rest.wake();
+        assert!(crate::timer::timeout(Duration::from_millis(30), forever.as_mut()).await.is_err());
+        assert!(attempts.get() > 0, "not dialled once awake");
     }
 }

@@ -137,12 +137,20 @@ impl Spares {
         });
     }
 
-    /// Keeps the spares alive and topped up, for the life of the process.
+    /// Keeps the spares alive and topped up, for the life of the process
+    /// (none while the node rests).
     pub async fn run(&self) {
         loop {
             tokio::select! {
                 () = self.refill.notified() => {}
                 () = crate::timer::sleep(PING_AFTER) => {}
+            }
+            let rest = &self.health.breaker.rest;
+            if rest.is_resting() {
+                // A node serving nothing: its spares are closed, none opened.
+                self.ready(Proto::Resp2).clear();
+                self.ready(Proto::Resp3).clear();
+                rest.awake().await;
             }
             for proto in [Proto::Resp2, Proto::Resp3] {
                 if self.wanted[index(proto)].load(Ordering::Relaxed) {
