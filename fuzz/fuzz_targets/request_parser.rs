@@ -115,7 +115,7 @@ impl Parser {
 
 fn limits(small: bool) -> Limits {
     if small {
-        Limits { max_bulk_len: 64, max_multibulk_len: 16, max_inline_len: 128 }
+        Limits { max_bulk_len: 64, max_multibulk_len: 16, max_inline_len: 128, max_request_len: 1024, unauthenticated: false }
     } else {
         Limits::default()
     }
