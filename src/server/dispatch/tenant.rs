@@ -222,12 +222,18 @@ impl Client {
             Step::Reply(reply) => return Gate::Reply(reply),
             Step::Rewrite(request, fix) => (request, fix),
         };
-        let prefix = self.seat.as_ref().map(|s| s.tenant().prefix.clone()).unwrap_or_default();
+        let prefix = || self.seat.as_ref().map(|s| s.tenant().prefix.clone()).unwrap_or_default();
         let map: ReplyMap = match fix {
             Fix::Reply(ReplyFix::None) => return Gate::Rewrite(request, None),
-            Fix::Reply(fix) => Box::new(move |reply: Bytes| rewrite::reply(&prefix, fix, proto, &reply)),
+            Fix::Reply(fix) => {
+                let prefix = prefix();
+                Box::new(move |reply: Bytes| rewrite::reply(&prefix, fix, proto, &reply))
+            }
             Fix::Exec(fixes) if fixes.iter().all(|f| *f == ReplyFix::None) => return Gate::Rewrite(request, None),
-            Fix::Exec(fixes) => Box::new(move |reply: Bytes| rewrite::exec_reply(&prefix, &fixes, proto, &reply)),
+            Fix::Exec(fixes) => {
+                let prefix = prefix();
+                Box::new(move |reply: Bytes| rewrite::exec_reply(&prefix, &fixes, proto, &reply))
+            }
             Fix::Aborted => {
                 let abort = |_| encode::error("EXECABORT Transaction discarded because of previous errors.");
                 return Gate::Rewrite(rewrite::words(&[b"DISCARD"], &mut self.work), Some(Box::new(abort)));
