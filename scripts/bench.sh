@@ -30,38 +30,10 @@ trap 'echo "bench.sh failed at line $LINENO" >&2' ERR
 BASE=redis
 declare -A ARGS=()
 
-# Three masters on free ports, the slots shared out in equal ranges; the
-# proxies are started with all three as seeds.
-start_cluster() {
-  local nodes=() buses=() p bus
-  for i in 0 1 2; do
-    p=$(port)
-    bus=$(port)
-    mkdir -p "$work/node$i"
-    # (The bus port named: port + 10,000, the default, may not exist.)
-    redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no --dir "$work/node$i" \
-      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-port "$bus" >/dev/null &
-    pids+=($!)
-    wait_port "$p"
-    redis-cli -p "$p" cluster addslotsrange $((i * 5461)) $((i == 2 ? 16383 : i * 5461 + 5460)) >/dev/null
-    nodes+=("$p")
-    buses+=("$bus")
-  done
-  for i in 1 2; do redis-cli -p "${nodes[0]}" cluster meet 127.0.0.1 "${nodes[$i]}" "${buses[$i]}" >/dev/null; done
-  for _ in $(seq 200); do
-    local ok=0
-    for p in "${nodes[@]}"; do redis-cli -p "$p" cluster info | grep -q 'cluster_state:ok' && ok=$((ok + 1)); done
-    [ "$ok" = 3 ] && break
-    sleep 0.1
-  done
-  PORT[cluster]=${nodes[0]}
-  ARGS[cluster]=--cluster
-  BASE=cluster
-  UPSTREAM="redis+cluster://127.0.0.1:${nodes[0]},127.0.0.1:${nodes[1]},127.0.0.1:${nodes[2]}"
-}
-
 if [ "$CLUSTER" = 1 ]; then
   start_cluster
+  ARGS[cluster]=--cluster
+  BASE=cluster
   proxy nearcache ""
   proxy nearcache-nocache $'[cache]\nenabled = false'
   proxy nocache-percore $'[server]\nworker_threads = 0\n[cache]\nenabled = false'

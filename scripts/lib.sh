@@ -1,7 +1,8 @@
 # Shared by scripts/bench.sh, scripts/cpu.sh and scripts/callgrind.sh:
 # dependencies, a release build, a scratch folder, child processes cleaned
-# up on exit, a redis-server on a free loopback port ($REDIS), proxies
-# started as named targets, and a median.
+# up on exit, a redis-server on a free loopback port ($REDIS), a Redis
+# Cluster of three masters (start_cluster), proxies started as named
+# targets, and a median.
 bash scripts/test-deps.sh
 cargo build --release --quiet
 work=$(mktemp -d)
@@ -20,6 +21,33 @@ redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$
 pids+=($!)
 wait_port "$REDIS"
 declare -A PORT=([redis]=$REDIS) PID=([redis]=${pids[0]})
+# Three masters on free ports, the slots shared out in equal ranges; the
+# proxies are started with all three as seeds.
+start_cluster() {
+  local nodes=() buses=() p bus
+  for i in 0 1 2; do
+    p=$(port)
+    bus=$(port)
+    mkdir -p "$work/node$i"
+    # (The bus port named: port + 10,000, the default, may not exist.)
+    redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no --dir "$work/node$i" \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-port "$bus" >/dev/null &
+    pids+=($!)
+    wait_port "$p"
+    redis-cli -p "$p" cluster addslotsrange $((i * 5461)) $((i == 2 ? 16383 : i * 5461 + 5460)) >/dev/null
+    nodes+=("$p")
+    buses+=("$bus")
+  done
+  for i in 1 2; do redis-cli -p "${nodes[0]}" cluster meet 127.0.0.1 "${nodes[$i]}" "${buses[$i]}" >/dev/null; done
+  for _ in $(seq 200); do
+    local ok=0
+    for p in "${nodes[@]}"; do redis-cli -p "$p" cluster info | grep -q 'cluster_state:ok' && ok=$((ok + 1)); done
+    [ "$ok" = 3 ] && break
+    sleep 0.1
+  done
+  PORT[cluster]=${nodes[0]}
+  UPSTREAM="redis+cluster://127.0.0.1:${nodes[0]},127.0.0.1:${nodes[1]},127.0.0.1:${nodes[2]}"
+}
 # Starts a nearcache as target $1 with the config text $2, in this shell so
 # cleanup stops it; its port and pid go to PORT[$1] and PID[$1]. Its
 # upstream is $UPSTREAM, by default $SCHEME (redis, or rediss for

@@ -70,7 +70,7 @@ struct Target {
 enum Pending {
     Ready(Bytes),
     Pool {
-        rx: oneshot::Receiver<JobResult>,
+        rx: follow::Answer,
         /// Client commands answered by this job.
         count: usize,
         silent: bool,
@@ -626,12 +626,12 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
             return;
         }
         let rx = match self.own_user() {
-            Some(own) => own.get(proto).send(affinity, payload, replies, started),
+            Some(own) => own.get(proto).send(affinity, payload, replies, started).into(),
             None if self.shared.router.as_cluster().is_some() => {
                 let batch = follow::Send { node: self.batch.node, proto, affinity, payload, replies, started };
                 follow::send(&self.shared, &self.pools, batch)
             }
-            None => self.pools.get(self.batch.node, proto).send(affinity, payload, replies, started),
+            None => self.pools.get(self.batch.node, proto).send(affinity, payload, replies, started).into(),
         };
         let (count, silent) = (self.batch.commands, self.batch.silent);
         let slots = self.batch.finish();
@@ -754,7 +754,7 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
 
     /// One reply owed, to come through `rx` (sent at `now`).
     fn owe_one(&mut self, rx: oneshot::Receiver<JobResult>, silent: bool, now: Instant) {
-        self.pending.push_back(Pending::Pool { rx, count: 1, silent, started: now, slots: None });
+        self.pending.push_back(Pending::Pool { rx: rx.into(), count: 1, silent, started: now, slots: None });
         self.in_flight += 1;
     }
 

@@ -294,8 +294,8 @@ pub fn send(
                 let batch = follow::Send { node: part.node, proto, affinity, payload: &part.request, replies, started };
                 follow::send(shared, pools, batch)
             }
-            Via::OwnConnection => out_of_band::send(config(), proto, part.request.clone()),
-            Via::Awaited { replies } => out_of_band::awaited(config(), proto, part.request.clone(), replies),
+            Via::OwnConnection => out_of_band::send(config(), proto, part.request.clone()).into(),
+            Via::Awaited { replies } => out_of_band::awaited(config(), proto, part.request.clone(), replies).into(),
         };
         sent.push(Sent::Upstream(rx, fill));
         positions.push(part.positions);
@@ -336,7 +336,7 @@ fn finish(reply: Bytes, map: Option<ReplyMap>) -> Bytes {
 /// near-cache fill it goes through).
 enum Sent {
     Ready(Bytes),
-    Upstream(oneshot::Receiver<JobResult>, Option<Fill>),
+    Upstream(follow::Answer, Option<Fill>),
 }
 
 /// Frames a [`write_mark`] is answered with.

@@ -7,7 +7,10 @@
 //! again shortly), each such request is sent again where it was sent to,
 //! up to [`MAX_HOPS`] times, and its reply takes the redirection's place.
 //! Requests of one batch that were not redirected keep their replies: the
-//! client gets every reply in its place, as one batch.
+//! client gets every reply in its place, as one batch. A batch none of
+//! whose replies is a redirection (nearly all) costs a copy of its
+//! requests and a look at its replies: its [`Answer`] is the pool's own,
+//! and only a redirected one starts a task to follow it.
 
 use crate::observe;
 use crate::protocol::scan::Frames;
@@ -18,7 +21,10 @@ use crate::server::{Pools, Shared};
 use crate::upstream::pool::JobResult;
 use crate::upstream::UpstreamError;
 use bytes::{Bytes, BytesMut};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -42,23 +48,99 @@ pub struct Send<'a> {
 }
 
 /// Sends a batch on `cluster`'s pools and follows its redirections.
-pub fn send(shared: &Arc<Shared>, pools: &Arc<Pools>, batch: Send) -> oneshot::Receiver<JobResult> {
-    let first = pools.get(batch.node, batch.proto).send(batch.affinity, batch.payload, batch.replies, batch.started);
-    let (tx, rx) = oneshot::channel();
-    let (shared, pools, payload) = (shared.clone(), pools.clone(), Bytes::copy_from_slice(batch.payload));
-    let (proto, affinity, node) = (batch.proto, batch.affinity, batch.node);
-    tokio::spawn(async move {
-        let result = first.await.unwrap_or(Err(UpstreamError::ConnectionLost));
-        let result = match (result, shared.router.as_cluster()) {
-            (Ok(replies), Some(cluster)) if redirected(&replies) => {
-                let hop = Hop { cluster, pools: &pools, proto, affinity };
-                Ok(hop.follow(node, &payload, replies).await)
+pub fn send(shared: &Arc<Shared>, pools: &Arc<Pools>, batch: Send) -> Answer {
+    let rx = pools.get(batch.node, batch.proto).send(batch.affinity, batch.payload, batch.replies, batch.started);
+    let resend = Resend {
+        shared: shared.clone(),
+        pools: pools.clone(),
+        payload: Bytes::copy_from_slice(batch.payload),
+        node: batch.node,
+        proto: batch.proto,
+        affinity: batch.affinity,
+    };
+    Answer { rx, resend: Some(Box::new(resend)) }
+}
+
+/// The replies of a batch: the pool's answer itself when none of them is
+/// a redirection (most batches: nothing more to run), else those of a
+/// task that follows the redirections. Awaited, or tried, as the pool's
+/// answer would be.
+pub struct Answer {
+    rx: oneshot::Receiver<JobResult>,
+    /// What following the redirections needs, until the replies are seen.
+    resend: Option<Box<Resend>>,
+}
+
+/// A batch as sent, to send again where it was redirected.
+struct Resend {
+    shared: Arc<Shared>,
+    pools: Arc<Pools>,
+    payload: Bytes,
+    node: NodeId,
+    proto: Proto,
+    affinity: usize,
+}
+
+impl From<oneshot::Receiver<JobResult>> for Answer {
+    /// An answer with no redirections to follow.
+    fn from(rx: oneshot::Receiver<JobResult>) -> Answer {
+        Answer { rx, resend: None }
+    }
+}
+
+impl Answer {
+    /// The replies, if they are there (as `oneshot::Receiver::try_recv`).
+    pub fn try_recv(&mut self) -> Result<JobResult, oneshot::error::TryRecvError> {
+        loop {
+            let result = self.rx.try_recv()?;
+            if let Some(result) = self.followed(result) {
+                return Ok(result);
             }
-            (result, _) => result,
-        };
-        let _ = tx.send(result);
-    });
-    rx
+        }
+    }
+
+    /// `result` when it is the answer; `None` when some of its replies are
+    /// redirections, followed from now on by a task whose answer is
+    /// awaited instead.
+    fn followed(&mut self, result: JobResult) -> Option<JobResult> {
+        match (result, self.resend.take()) {
+            (Ok(replies), Some(resend)) if redirected(&replies) => {
+                self.rx = resend.follow(replies);
+                None
+            }
+            (result, _) => Some(result),
+        }
+    }
+}
+
+impl Future for Answer {
+    type Output = Result<JobResult, oneshot::error::RecvError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let result = ready!(Pin::new(&mut self.rx).poll(cx))?;
+            if let Some(result) = self.followed(result) {
+                return Poll::Ready(Ok(result));
+            }
+        }
+    }
+}
+
+impl Resend {
+    /// Follows the redirections among `replies` in a task of its own: its
+    /// answer.
+    fn follow(self: Box<Self>, replies: Bytes) -> oneshot::Receiver<JobResult> {
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let Some(cluster) = self.shared.router.as_cluster() else {
+                let _ = tx.send(Ok(replies));
+                return;
+            };
+            let hop = Hop { cluster, pools: &self.pools, proto: self.proto, affinity: self.affinity };
+            let _ = tx.send(Ok(hop.follow(self.node, &self.payload, replies).await));
+        });
+        rx
+    }
 }
 
 /// What a reply asks for.
@@ -83,9 +165,13 @@ fn redirect(reply: &[u8]) -> Option<Redirect> {
     }
 }
 
-/// True when some reply of `replies` is a redirection.
+/// True when some reply of `replies` is a redirection. They are walked
+/// only when a `-` starts a line (an error reply can start nowhere else;
+/// most batches have none).
 fn redirected(replies: &Bytes) -> bool {
-    Frames::new(replies.clone()).any(|frame| frame.first() == Some(&b'-') && redirect(&frame).is_some())
+    let may_be_error = |at: usize| at == 0 || replies[..at].ends_with(b"\r\n");
+    memchr::memchr_iter(b'-', replies).any(may_be_error)
+        && Frames::new(replies.clone()).any(|frame| frame.first() == Some(&b'-') && redirect(&frame).is_some())
 }
 
 /// Sends requests again where they were redirected.
@@ -180,5 +266,7 @@ mod tests {
         assert_eq!(redirect(b"-MOVED x 127.0.0.1:6381\r\n"), None);
         assert!(redirected(&Bytes::from_static(b"+OK\r\n-MOVED 1 h:1\r\n")));
         assert!(!redirected(&Bytes::from_static(b"+OK\r\n$5\r\n-MOVE\r\n")));
+        assert!(redirected(&Bytes::from_static(b"-MOVED 1 h:1\r\n$-1\r\n")));
+        assert!(!redirected(&Bytes::from_static(b"$-1\r\n:-1\r\n$3\r\na-b\r\n-ERR x\r\n")));
     }
 }
