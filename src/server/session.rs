@@ -615,11 +615,16 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
             return;
         }
         let (affinity, payload, replies) = (self.st.id as usize, self.batch.payload(input), self.batch.replies);
+        let node = self.batch.node;
         if self.may_hand_off() {
             let count = self.batch.commands;
             let charge = self.tenant.charge(count);
-            let handed = Handed { affinity, payload, count: replies, now: started, charge };
-            self.pools.get(self.batch.node, proto).hand_off(handed, &self.handoff);
+            let detour = self.shared.router.as_cluster().map(|_| {
+                let batch = follow::Send { node, proto, affinity, payload, replies, started };
+                follow::detour(&self.shared, &self.pools, &batch)
+            });
+            let handed = Handed { affinity, payload, count: replies, now: started, charge, detour };
+            self.pools.get(node, proto).hand_off(handed, &self.handoff);
             self.batch.finish();
             self.pending.push_back(Pending::Handed { count, started });
             self.in_flight += count;
@@ -628,10 +633,10 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
         let rx = match self.own_user() {
             Some(own) => own.get(proto).send(affinity, payload, replies, started).into(),
             None if self.shared.router.as_cluster().is_some() => {
-                let batch = follow::Send { node: self.batch.node, proto, affinity, payload, replies, started };
+                let batch = follow::Send { node, proto, affinity, payload, replies, started };
                 follow::send(&self.shared, &self.pools, batch)
             }
-            None => self.pools.get(self.batch.node, proto).send(affinity, payload, replies, started).into(),
+            None => self.pools.get(node, proto).send(affinity, payload, replies, started).into(),
         };
         let (count, silent) = (self.batch.commands, self.batch.silent);
         let slots = self.batch.finish();
@@ -641,10 +646,11 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
     }
 
     /// The batch may go as a handoff: nothing is owed or unwritten before
-    /// it, its replies are passed on as they are, and nothing else writes
-    /// to the client meanwhile (no dedicated connection, no pushes); on a
-    /// single Redis. A tenant's batch carries its `max_in_flight` charge
-    /// into the pool, let go as its replies arrive.
+    /// it, its replies are passed on as they are (on a cluster, after its
+    /// redirections are followed), and nothing else writes to the client
+    /// meanwhile (no dedicated connection, no pushes). A tenant's batch
+    /// carries its `max_in_flight` charge into the pool, let go as its
+    /// replies arrive.
     fn may_hand_off(&self) -> bool {
         self.pending.is_empty()
             && self.wbuf.is_empty()
@@ -654,7 +660,6 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
             && self.dedicated.is_none()
             && !self.st.expects_pushes()
             && self.own_user().is_none()
-            && self.shared.router.as_cluster().is_none()
     }
 
     /// The client just switched protocols (HELLO, RESET): each protocol has

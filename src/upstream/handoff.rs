@@ -19,10 +19,10 @@ use super::pool::JobResult;
 use super::UpstreamError;
 use crate::observe;
 use atomic_waker::AtomicWaker;
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -32,6 +32,17 @@ pub trait ClientEnd: Send + Sync {
     fn try_write(&self, data: &[u8]) -> io::Result<usize>;
     /// The replies reached the client (it may idle from now on).
     fn delivered(&self);
+}
+
+/// Replies of a handed-off batch that need more work before the client
+/// sees them (a Redis Cluster's redirections, followed by the layer that
+/// knows how): that layer completes the handoff once it is done.
+pub trait Detour: Send {
+    /// True when `replies` need it.
+    fn needed(&self, replies: &[u8]) -> bool;
+    /// Does it for `replies` (of `count` requests sent at `sent_at`), then
+    /// completes `handoff` with what the client is to get.
+    fn take(self: Box<Self>, replies: Bytes, handoff: Arc<Handoff>, count: usize, sent_at: Instant);
 }
 
 /// How a handed-off batch ended.
@@ -77,9 +88,9 @@ impl Handoff {
         }
     }
 
-    /// The reader's side: the batch's replies (`count` commands, sent at
-    /// `sent_at`) or its failure.
-    pub(super) fn complete(&self, result: JobResult, count: usize, sent_at: Instant) {
+    /// The reader's side (or a [`Detour`]'s): the batch's replies (`count`
+    /// commands, sent at `sent_at`) or its failure.
+    pub fn complete(&self, result: JobResult, count: usize, sent_at: Instant) {
         let outcome = match result {
             Ok(replies) => {
                 observe::command_duration(sent_at.elapsed(), count);
@@ -175,9 +186,7 @@ impl Handoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use std::sync::atomic::AtomicUsize;
-    use std::sync::Arc;
     use std::task::{Wake, Waker};
 
     /// A client socket that takes at most `room` bytes per write.

@@ -13,11 +13,12 @@
 //! and only a redirected one starts a task to follow it.
 
 use crate::observe;
-use crate::protocol::scan::Frames;
+use crate::protocol::scan::{Frames, Scanner};
 use crate::protocol::Proto;
 use crate::router::cluster::Cluster;
 use crate::router::NodeId;
 use crate::server::{Pools, Shared};
+use crate::upstream::handoff::{Detour, Handoff};
 use crate::upstream::pool::JobResult;
 use crate::upstream::UpstreamError;
 use bytes::{Bytes, BytesMut};
@@ -50,15 +51,24 @@ pub struct Send<'a> {
 /// Sends a batch on `cluster`'s pools and follows its redirections.
 pub fn send(shared: &Arc<Shared>, pools: &Arc<Pools>, batch: Send) -> Answer {
     let rx = pools.get(batch.node, batch.proto).send(batch.affinity, batch.payload, batch.replies, batch.started);
-    let resend = Resend {
+    Answer { rx, resend: Some(resend(shared, pools, &batch)) }
+}
+
+/// What a batch handed off on a cluster's pools takes when some of its
+/// replies are redirections: they are followed, then the client gets them.
+pub fn detour(shared: &Arc<Shared>, pools: &Arc<Pools>, batch: &Send) -> Box<dyn Detour> {
+    resend(shared, pools, batch)
+}
+
+fn resend(shared: &Arc<Shared>, pools: &Arc<Pools>, batch: &Send) -> Box<Resend> {
+    Box::new(Resend {
         shared: shared.clone(),
         pools: pools.clone(),
         payload: Bytes::copy_from_slice(batch.payload),
         node: batch.node,
         proto: batch.proto,
         affinity: batch.affinity,
-    };
-    Answer { rx, resend: Some(Box::new(resend)) }
+    })
 }
 
 /// The replies of a batch: the pool's answer itself when none of them is
@@ -132,14 +142,29 @@ impl Resend {
     fn follow(self: Box<Self>, replies: Bytes) -> oneshot::Receiver<JobResult> {
         let (tx, rx) = oneshot::channel();
         tokio::spawn(async move {
-            let Some(cluster) = self.shared.router.as_cluster() else {
-                let _ = tx.send(Ok(replies));
-                return;
-            };
-            let hop = Hop { cluster, pools: &self.pools, proto: self.proto, affinity: self.affinity };
-            let _ = tx.send(Ok(hop.follow(self.node, &self.payload, replies).await));
+            let _ = tx.send(Ok(self.followed(replies).await));
         });
         rx
+    }
+
+    /// `replies` with each redirection followed.
+    async fn followed(self: Box<Self>, replies: Bytes) -> Bytes {
+        let Some(cluster) = self.shared.router.as_cluster() else { return replies };
+        let hop = Hop { cluster, pools: &self.pools, proto: self.proto, affinity: self.affinity };
+        hop.follow(self.node, &self.payload, replies).await
+    }
+}
+
+impl Detour for Resend {
+    fn needed(&self, replies: &[u8]) -> bool {
+        redirected(replies)
+    }
+
+    fn take(self: Box<Self>, replies: Bytes, handoff: Arc<Handoff>, count: usize, sent_at: Instant) {
+        tokio::spawn(async move {
+            let followed = self.followed(replies).await;
+            handoff.complete(Ok(followed), count, sent_at);
+        });
     }
 }
 
@@ -168,10 +193,20 @@ fn redirect(reply: &[u8]) -> Option<Redirect> {
 /// True when some reply of `replies` is a redirection. They are walked
 /// only when a `-` starts a line (an error reply can start nowhere else;
 /// most batches have none).
-fn redirected(replies: &Bytes) -> bool {
+fn redirected(replies: &[u8]) -> bool {
     let may_be_error = |at: usize| at == 0 || replies[..at].ends_with(b"\r\n");
-    memchr::memchr_iter(b'-', replies).any(may_be_error)
-        && Frames::new(replies.clone()).any(|frame| frame.first() == Some(&b'-') && redirect(&frame).is_some())
+    if !memchr::memchr_iter(b'-', replies).any(may_be_error) {
+        return false;
+    }
+    let (mut scanner, mut rest) = (Scanner::default(), replies);
+    while let Ok(Some(len)) = scanner.next_frame(rest) {
+        let (frame, after) = rest.split_at(len);
+        if frame.first() == Some(&b'-') && redirect(frame).is_some() {
+            return true;
+        }
+        rest = after;
+    }
+    false
 }
 
 /// Sends requests again where they were redirected.
@@ -264,9 +299,10 @@ mod tests {
         assert_eq!(redirect(b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n"), Some(Redirect::TryAgain));
         assert_eq!(redirect(b"-ERR MOVED\r\n"), None);
         assert_eq!(redirect(b"-MOVED x 127.0.0.1:6381\r\n"), None);
-        assert!(redirected(&Bytes::from_static(b"+OK\r\n-MOVED 1 h:1\r\n")));
-        assert!(!redirected(&Bytes::from_static(b"+OK\r\n$5\r\n-MOVE\r\n")));
-        assert!(redirected(&Bytes::from_static(b"-MOVED 1 h:1\r\n$-1\r\n")));
-        assert!(!redirected(&Bytes::from_static(b"$-1\r\n:-1\r\n$3\r\na-b\r\n-ERR x\r\n")));
+        assert!(redirected(b"+OK\r\n-MOVED 1 h:1\r\n"));
+        assert!(!redirected(b"+OK\r\n$5\r\n-MOVE\r\n"));
+        assert!(redirected(b"-MOVED 1 h:1\r\n$-1\r\n"));
+        assert!(!redirected(b"$-1\r\n:-1\r\n$3\r\na-b\r\n-ERR x\r\n"));
+        assert!(redirected(b"$6\r\n\r\n-ASK\r\n-ASK 7 h:2\r\n"));
     }
 }
