@@ -29,8 +29,8 @@ fn crc16(bytes: &[u8]) -> u16 {
 
 /// The part of `key` that is hashed: its hash tag, or all of it.
 pub fn hashed_part(key: &[u8]) -> &[u8] {
-    let Some(open) = key.iter().position(|&b| b == b'{') else { return key };
-    match key[open + 1..].iter().position(|&b| b == b'}') {
+    let Some(open) = memchr::memchr(b'{', key) else { return key };
+    match memchr::memchr(b'}', &key[open + 1..]) {
         Some(0) | None => key,
         Some(len) => &key[open + 1..open + 1 + len],
     }
