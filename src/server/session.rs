@@ -193,7 +193,8 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
         let cluster_view = shared.router.as_cluster().map(|_| activity.local);
         let tenant = tenant::Client::new(&shared.tenancy, peer, activity.clone());
         let refusal = tenant.refusal(&shared.tenancy);
-        let handoff = Arc::new(Handoff::new(Box::new(Direct { writer: writer.clone(), activity: activity.clone() })));
+        let direct = Box::new(Direct { writer: writer.clone(), activity: activity.clone() });
+        let handoff = Arc::new(Handoff::new(direct, cluster_view.is_some()));
         Session {
             shared,
             pools,
@@ -619,11 +620,11 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
         if self.may_hand_off() {
             let count = self.batch.commands;
             let charge = self.tenant.charge(count);
-            let detour = self.shared.router.as_cluster().map(|_| {
+            if self.shared.router.as_cluster().is_some() {
                 let batch = follow::Send { node, proto, affinity, payload, replies, started };
-                follow::detour(&self.shared, &self.pools, &batch)
-            });
-            let handed = Handed { affinity, payload, count: replies, now: started, charge, detour };
+                self.handoff.set_detour(follow::detour(&self.shared, &self.pools, &batch));
+            }
+            let handed = Handed { affinity, payload, count: replies, now: started, charge };
             self.pools.get(node, proto).hand_off(handed, &self.handoff);
             self.batch.finish();
             self.pending.push_back(Pending::Handed { count, started });

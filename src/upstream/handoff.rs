@@ -75,17 +75,37 @@ pub struct Handoff {
     waker: AtomicWaker,
     /// It is to be woken for a delivery too, not only for what comes back.
     eager: AtomicBool,
+    /// A cluster session's: the detour the batch's replies may need, set
+    /// by the session as it hands the batch off; `None` on one Redis.
+    detour: Option<Mutex<Option<Box<dyn Detour>>>>,
 }
 
 impl Handoff {
-    pub fn new(client: Box<dyn ClientEnd>) -> Handoff {
+    /// The handoff of a session whose batches may need a [`Detour`] when
+    /// `detours` (a cluster's).
+    pub fn new(client: Box<dyn ClientEnd>, detours: bool) -> Handoff {
         Handoff {
             client,
             state: AtomicU8::new(RUNNING),
             returned: Mutex::new(None),
             waker: AtomicWaker::new(),
             eager: AtomicBool::new(false),
+            detour: detours.then(|| Mutex::new(None)),
         }
+    }
+
+    /// The session's side: the batch it is handing off takes `detour` if
+    /// its replies need it.
+    pub fn set_detour(&self, detour: Box<dyn Detour>) {
+        if let Some(slot) = &self.detour {
+            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(detour);
+        }
+    }
+
+    /// The reader's side: the batch's detour, when `replies` need it.
+    #[inline]
+    pub(super) fn detour(&self, replies: &[u8]) -> Option<Box<dyn Detour>> {
+        self.detour.as_ref().and_then(|slot| taken(slot, replies))
     }
 
     /// The reader's side (or a [`Detour`]'s): the batch's replies (`count`
@@ -183,6 +203,13 @@ impl Handoff {
     }
 }
 
+/// The detour in `slot`, taken, when `replies` need it.
+#[inline(never)]
+fn taken(slot: &Mutex<Option<Box<dyn Detour>>>, replies: &[u8]) -> Option<Box<dyn Detour>> {
+    let detour = slot.lock().unwrap_or_else(PoisonError::into_inner).take()?;
+    detour.needed(replies).then_some(detour)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,7 +242,7 @@ mod tests {
 
     fn handoff(room: usize) -> (Handoff, Arc<Socket>) {
         let socket = Arc::new(Socket { room, delivered: AtomicUsize::new(0) });
-        (Handoff::new(Box::new(socket.clone())), socket)
+        (Handoff::new(Box::new(socket.clone()), false), socket)
     }
 
     fn waker() -> (Arc<Wakes>, Waker) {
@@ -314,5 +341,32 @@ mod tests {
             }
         }
         reader.join().expect("reader");
+    }
+
+    /// A detour needed by replies starting with `-`.
+    struct Dash;
+
+    impl Detour for Dash {
+        fn needed(&self, replies: &[u8]) -> bool {
+            replies.starts_with(b"-")
+        }
+        fn take(self: Box<Self>, replies: Bytes, handoff: Arc<Handoff>, count: usize, sent_at: Instant) {
+            handoff.complete(Ok(replies), count, sent_at);
+        }
+    }
+
+    #[test]
+    fn a_batch_takes_its_detour_once_and_only_when_its_replies_need_it() {
+        let socket = Arc::new(Socket { room: 64, delivered: AtomicUsize::new(0) });
+        let handoff = Handoff::new(Box::new(socket.clone()), true);
+        handoff.set_detour(Box::new(Dash));
+        assert!(handoff.detour(b"+OK\r\n").is_none(), "not needed");
+        assert!(handoff.detour(b"-MOVED 1 h:1\r\n").is_none(), "the last batch's detour is gone");
+        handoff.set_detour(Box::new(Dash));
+        assert!(handoff.detour(b"-MOVED 1 h:1\r\n").is_some());
+        assert!(handoff.detour(b"-MOVED 1 h:1\r\n").is_none(), "taken once");
+        let single = Handoff::new(Box::new(socket), false);
+        single.set_detour(Box::new(Dash));
+        assert!(single.detour(b"-MOVED 1 h:1\r\n").is_none(), "one Redis takes no detour");
     }
 }

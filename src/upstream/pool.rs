@@ -37,7 +37,7 @@
 
 use super::breaker::Breaker;
 use super::conn::{self, Stream, TlsStream};
-use super::handoff::{Detour, Handoff};
+use super::handoff::Handoff;
 use super::reconnect::Reconnect;
 use super::UpstreamConfig;
 use super::{UpstreamError, KEEPALIVE};
@@ -178,9 +178,8 @@ impl Pool {
     /// As [`Pool::send`], the replies written straight to the client the
     /// handoff names (see [`super::handoff`]).
     pub fn hand_off(&self, handed: Handed<'_>, to: &Arc<Handoff>) {
-        let Handed { affinity, payload, count, now, charge, detour } = handed;
-        let reply = Reply::Handoff(to.clone(), charge, detour);
-        self.send_to(affinity, payload, InFlight { count, reply, sent_at: now });
+        let Handed { affinity, payload, count, now, charge } = handed;
+        self.send_to(affinity, payload, InFlight { count, reply: Reply::Handoff(to.clone(), charge), sent_at: now });
     }
 
     fn send_to(&self, affinity: usize, payload: &[u8], job: InFlight) {
@@ -203,8 +202,6 @@ pub struct Handed<'a> {
     /// Its charge against the client's tenant's `max_in_flight`, let go as
     /// soon as the replies are in.
     pub charge: Option<PoolCharge>,
-    /// What its replies may need before the client sees them.
-    pub detour: Option<Box<dyn Detour>>,
 }
 
 /// A batch written upstream, waiting for its replies.
@@ -218,9 +215,9 @@ struct InFlight {
 enum Reply {
     /// To the session, which writes them.
     Channel(oneshot::Sender<JobResult>),
-    /// Straight to the client, unless they take the detour; the charge is
-    /// let go first.
-    Handoff(Arc<Handoff>, Option<PoolCharge>, Option<Box<dyn Detour>>),
+    /// Straight to the client (unless they take the handoff's detour); the
+    /// charge is let go first.
+    Handoff(Arc<Handoff>, Option<PoolCharge>),
     /// Nowhere (the keepalive's PONG).
     Discard,
 }
@@ -230,13 +227,11 @@ impl InFlight {
     /// from it: a handoff writes them to the client from there.
     fn answer_from(self, rbuf: &mut BytesMut, len: usize) {
         match self.reply {
-            Reply::Handoff(to, charge, detour) => {
+            Reply::Handoff(to, charge) => {
                 drop(charge);
-                match detour {
-                    Some(detour) if detour.needed(&rbuf[..len]) => {
-                        detour.take(rbuf.split_to(len).freeze(), to, self.count, self.sent_at);
-                    }
-                    _ => to.deliver(rbuf, len, self.count, self.sent_at),
+                match to.detour(&rbuf[..len]) {
+                    Some(detour) => detour.take(rbuf.split_to(len).freeze(), to, self.count, self.sent_at),
+                    None => to.deliver(rbuf, len, self.count, self.sent_at),
                 }
             }
             _ => self.answer(Ok(rbuf.split_to(len).freeze())),
@@ -248,12 +243,10 @@ impl InFlight {
             Reply::Channel(tx) => {
                 let _ = tx.send(result);
             }
-            Reply::Handoff(to, charge, detour) => {
+            Reply::Handoff(to, charge) => {
                 drop(charge);
-                match (detour, result) {
-                    (Some(detour), Ok(replies)) if detour.needed(&replies) => {
-                        detour.take(replies, to, self.count, self.sent_at);
-                    }
+                match (result.as_ref().ok().and_then(|replies| to.detour(replies)), result) {
+                    (Some(detour), Ok(replies)) => detour.take(replies, to, self.count, self.sent_at),
                     (_, result) => to.complete(result, self.count, self.sent_at),
                 }
             }
