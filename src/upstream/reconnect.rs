@@ -134,17 +134,22 @@ mod tests {
         assert_eq!(b.failed(), (1, ms(50)));
     }
 
-    #[tokio::test]
-    async fn reconnects_at_once_after_a_loss_and_after_a_wait_when_connecting_fails() {
-        let breaker = Breaker::new(Default::default(), "test".into());
-        let reconnect = Reconnect {
+    /// A reconnect loop of `breaker`'s that waits 1 ms at most.
+    fn quick(breaker: &Breaker) -> Reconnect<'_> {
+        Reconnect {
             max_backoff: Duration::from_millis(1),
-            breaker: &breaker,
+            breaker,
             unreachable: "unreachable",
             still_unreachable: "still unreachable",
             upstream: None,
             slot: None,
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn reconnects_at_once_after_a_loss_and_after_a_wait_when_connecting_fails() {
+        let breaker = Breaker::new(Default::default(), "test".into());
+        let reconnect = quick(&breaker);
         let mut attempts = 0;
         let mut failed = Vec::new();
         let (served, mut connections) = tokio::sync::mpsc::unbounded_channel();
@@ -179,14 +184,7 @@ mod tests {
     async fn a_resting_node_is_not_connected_to_until_it_wakes() {
         let breaker = Breaker::new(Default::default(), "test".into());
         breaker.rest.rest();
-        let reconnect = Reconnect {
-            max_backoff: Duration::from_millis(1),
-            breaker: &breaker,
-            unreachable: "unreachable",
-            still_unreachable: "still unreachable",
-            upstream: None,
-            slot: None,
-        };
+        let reconnect = quick(&breaker);
         let attempts = std::cell::Cell::new(0);
         let forever = reconnect.run(
             || {
