@@ -10,7 +10,10 @@
 //! client gets every reply in its place, as one batch. A batch none of
 //! whose replies is a redirection (nearly all) costs a copy of its
 //! requests and a look at its replies: its [`Answer`] is the pool's own,
-//! and only a redirected one starts a task to follow it.
+//! and only a redirected one starts a task to follow it. A lone batch
+//! handed off to the pool's reader (`upstream::handoff`) carries the same
+//! as its [`Detour`]: the reader gives it the replies holding a
+//! redirection instead of writing them to the client.
 
 use crate::observe;
 use crate::protocol::scan::{Frames, Scanner};
