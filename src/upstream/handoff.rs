@@ -13,7 +13,10 @@
 //! the session, which is then woken and carries on as with any reply.
 //!
 //! A session has one handoff for its whole life, used by at most one batch
-//! at a time (the session only hands off when nothing else is owed).
+//! at a time (the session only hands off when nothing else is owed). On a
+//! Redis Cluster the session sets the batch's [`Detour`] in it too: replies
+//! holding a redirection go there instead of to the client, and come back
+//! through [`Handoff::complete`] once it is followed.
 
 use super::pool::JobResult;
 use super::UpstreamError;
