@@ -67,7 +67,7 @@ fn resend(shared: &Arc<Shared>, pools: &Arc<Pools>, batch: &Send) -> Box<Resend>
     Box::new(Resend {
         shared: shared.clone(),
         pools: pools.clone(),
-        payload: Bytes::copy_from_slice(batch.payload),
+        payload: Kept::new(batch.payload),
         node: batch.node,
         proto: batch.proto,
         affinity: batch.affinity,
@@ -88,7 +88,7 @@ pub struct Answer {
 struct Resend {
     shared: Arc<Shared>,
     pools: Arc<Pools>,
-    payload: Bytes,
+    payload: Kept,
     node: NodeId,
     proto: Proto,
     affinity: usize,
@@ -154,7 +154,39 @@ impl Resend {
     async fn followed(self: Box<Self>, replies: Bytes) -> Bytes {
         let Some(cluster) = self.shared.router.as_cluster() else { return replies };
         let hop = Hop { cluster, pools: &self.pools, proto: self.proto, affinity: self.affinity };
-        hop.follow(self.node, &self.payload, replies).await
+        hop.follow(self.node, &self.payload.bytes(), replies).await
+    }
+}
+
+/// Requests up to this size are kept in place in their [`Resend`].
+const KEPT_IN_PLACE: usize = 112;
+
+/// A batch's requests, kept in case they are redirected: in place when
+/// small (a lone request, as a rule), so keeping them costs no allocation
+/// of their own.
+enum Kept {
+    InPlace { len: u8, bytes: [u8; KEPT_IN_PLACE] },
+    Shared(Bytes),
+}
+
+impl Kept {
+    fn new(payload: &[u8]) -> Kept {
+        match u8::try_from(payload.len()) {
+            Ok(len) if payload.len() <= KEPT_IN_PLACE => {
+                let mut bytes = [0; KEPT_IN_PLACE];
+                bytes[..payload.len()].copy_from_slice(payload);
+                Kept::InPlace { len, bytes }
+            }
+            _ => Kept::Shared(Bytes::copy_from_slice(payload)),
+        }
+    }
+
+    /// The requests, to send again (rarely: a copy when in place).
+    fn bytes(&self) -> Bytes {
+        match self {
+            Kept::InPlace { len, bytes } => Bytes::copy_from_slice(&bytes[..usize::from(*len)]),
+            Kept::Shared(bytes) => bytes.clone(),
+        }
     }
 }
 
@@ -307,5 +339,15 @@ mod tests {
         assert!(redirected(b"-MOVED 1 h:1\r\n$-1\r\n"));
         assert!(!redirected(b"$-1\r\n:-1\r\n$3\r\na-b\r\n-ERR x\r\n"));
         assert!(redirected(b"$6\r\n\r\n-ASK\r\n-ASK 7 h:2\r\n"));
+    }
+
+    #[test]
+    fn requests_are_kept_whole_in_place_or_shared() {
+        for len in [0, 1, KEPT_IN_PLACE, KEPT_IN_PLACE + 1, 4096] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let kept = Kept::new(&payload);
+            assert_eq!(matches!(kept, Kept::InPlace { .. }), len <= KEPT_IN_PLACE, "{len}");
+            assert_eq!(kept.bytes(), payload);
+        }
     }
 }
