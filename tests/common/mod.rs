@@ -8,7 +8,7 @@ use nearcache::config::{Config, Overrides};
 use nearcache::protocol::scan::Scanner;
 use nearcache::{admin, observe, server};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,12 +22,7 @@ pub fn server_binary() -> String {
 
 /// A port nothing listens on right now (never 6379).
 pub fn free_port() -> u16 {
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind");
-        if port != 6379 {
-            return port;
-        }
-    }
+    held_port().port
 }
 
 /// A port held for a test's Redis that is not there yet: bound but not
@@ -86,7 +81,7 @@ impl RedisServer {
             .unwrap_or_else(|| panic!("redis-server did not start on its held port {port}"))
     }
 
-    /// A Redis Cluster node (`cluster-enabled yes`) on a free port, serving
+    /// A Redis Cluster node (`cluster-enabled yes`) on a held port, serving
     /// no slots and knowing no other node yet.
     pub fn start_cluster_node() -> RedisServer {
         let (held, bus) = (held_port(), held_port());
