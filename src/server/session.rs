@@ -622,7 +622,7 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
             let charge = self.tenant.charge(count);
             if self.shared.router.as_cluster().is_some() {
                 let batch = follow::Send { node, proto, affinity, payload, replies, started };
-                self.handoff.set_detour(follow::detour(&self.shared, &self.pools, &batch));
+                follow::set_detour(&self.handoff, &self.shared, &self.pools, &batch);
             }
             let handed = Handed { affinity, payload, count: replies, now: started, charge };
             self.pools.get(node, proto).hand_off(handed, &self.handoff);

@@ -23,6 +23,7 @@ use super::UpstreamError;
 use crate::observe;
 use atomic_waker::AtomicWaker;
 use bytes::{Buf, Bytes, BytesMut};
+use std::any::Any;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -39,8 +40,10 @@ pub trait ClientEnd: Send + Sync {
 
 /// Replies of a handed-off batch that need more work before the client
 /// sees them (a Redis Cluster's redirections, followed by the layer that
-/// knows how): that layer completes the handoff once it is done.
-pub trait Detour: Send {
+/// knows how): that layer completes the handoff once it is done. A detour
+/// the replies did not need stays in the handoff, for that layer to renew
+/// for the next batch (`Any`: it knows its own type).
+pub trait Detour: Any + Send {
     /// True when `replies` need it.
     fn needed(&self, replies: &[u8]) -> bool;
     /// Does it for `replies` (of `count` requests sent at `sent_at`), then
@@ -97,15 +100,17 @@ impl Handoff {
         }
     }
 
-    /// The session's side: the batch it is handing off takes `detour` if
-    /// its replies need it.
-    pub fn set_detour(&self, detour: Box<dyn Detour>) {
+    /// The session's side: `set` gives the batch it is handing off the
+    /// detour its replies take if they need it (the last batch's, when it
+    /// is still there, renewed).
+    pub fn set_detour(&self, set: impl FnOnce(&mut Option<Box<dyn Detour>>)) {
         if let Some(slot) = &self.detour {
-            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(detour);
+            set(&mut slot.lock().unwrap_or_else(PoisonError::into_inner));
         }
     }
 
-    /// The reader's side: the batch's detour, when `replies` need it.
+    /// The reader's side: the batch's detour, taken, when `replies` need
+    /// it.
     #[inline]
     pub(super) fn detour(&self, replies: &[u8]) -> Option<Box<dyn Detour>> {
         self.detour.as_ref().and_then(|slot| taken(slot, replies))
@@ -209,8 +214,12 @@ impl Handoff {
 /// The detour in `slot`, taken, when `replies` need it.
 #[inline(never)]
 fn taken(slot: &Mutex<Option<Box<dyn Detour>>>, replies: &[u8]) -> Option<Box<dyn Detour>> {
-    let detour = slot.lock().unwrap_or_else(PoisonError::into_inner).take()?;
-    detour.needed(replies).then_some(detour)
+    let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    if slot.as_ref()?.needed(replies) {
+        slot.take()
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -362,14 +371,17 @@ mod tests {
     fn a_batch_takes_its_detour_once_and_only_when_its_replies_need_it() {
         let socket = Arc::new(Socket { room: 64, delivered: AtomicUsize::new(0) });
         let handoff = Handoff::new(Box::new(socket.clone()), true);
-        handoff.set_detour(Box::new(Dash));
+        handoff.set_detour(|slot| *slot = Some(Box::new(Dash)));
         assert!(handoff.detour(b"+OK\r\n").is_none(), "not needed");
-        assert!(handoff.detour(b"-MOVED 1 h:1\r\n").is_none(), "the last batch's detour is gone");
-        handoff.set_detour(Box::new(Dash));
+        let mut kept = false;
+        handoff.set_detour(|slot| kept = slot.as_deref_mut().is_some_and(|d| (d as &mut dyn Any).is::<Dash>()));
+        assert!(kept, "a detour not needed stays, to be renewed");
         assert!(handoff.detour(b"-MOVED 1 h:1\r\n").is_some());
         assert!(handoff.detour(b"-MOVED 1 h:1\r\n").is_none(), "taken once");
+        handoff.set_detour(|slot| kept = slot.is_some());
+        assert!(!kept, "a detour taken is gone");
         let single = Handoff::new(Box::new(socket), false);
-        single.set_detour(Box::new(Dash));
+        single.set_detour(|slot| *slot = Some(Box::new(Dash)));
         assert!(single.detour(b"-MOVED 1 h:1\r\n").is_none(), "one Redis takes no detour");
     }
 }

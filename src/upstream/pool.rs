@@ -224,12 +224,13 @@ enum Reply {
 
 impl InFlight {
     /// Answers with the first `len` bytes of the reader's buffer, taken
-    /// from it: a handoff writes them to the client from there.
-    fn answer_from(self, rbuf: &mut BytesMut, len: usize) {
+    /// from it: a handoff writes them to the client from there. `errors`:
+    /// some of them are error replies (only those can need a detour).
+    fn answer_from(self, rbuf: &mut BytesMut, len: usize, errors: bool) {
         match self.reply {
             Reply::Handoff(to, charge) => {
                 drop(charge);
-                match to.detour(&rbuf[..len]) {
+                match errors.then(|| to.detour(&rbuf[..len])).flatten() {
                     Some(detour) => detour.take(rbuf.split_to(len).freeze(), to, self.count, self.sent_at),
                     None => to.deliver(rbuf, len, self.count, self.sent_at),
                 }
@@ -588,10 +589,21 @@ struct Reader<R> {
     /// (popped one by one: a `Vec`'s `drain` costs its out-of-line drop),
     /// and the length of each one's replies, which lie in order at the
     /// front of `rbuf`: `kept` bytes in all.
-    done: VecDeque<(InFlight, usize)>,
+    done: VecDeque<Done>,
     kept: usize,
+    /// Some reply of the front batch delimited so far is an error.
+    errors: bool,
     /// Something was read since the last tick (published then).
     progressed: bool,
+}
+
+/// A batch whose replies are all in the reader's buffer.
+struct Done {
+    job: InFlight,
+    /// The length of its replies.
+    len: usize,
+    /// Some of them are error replies.
+    errors: bool,
 }
 
 impl<R: Fill> Reader<R> {
@@ -606,6 +618,7 @@ impl<R: Fill> Reader<R> {
             dropping: false,
             done: VecDeque::new(),
             kept: 0,
+            errors: false,
             progressed: false,
         }
     }
@@ -695,8 +708,8 @@ impl<R: Fill> Reader<R> {
 
     /// Answers the batches `split_complete` found complete, in order.
     fn answer_done(&mut self) {
-        while let Some((job, len)) = self.done.pop_front() {
-            job.answer_from(&mut self.rbuf, len);
+        while let Some(Done { job, len, errors }) = self.done.pop_front() {
+            job.answer_from(&mut self.rbuf, len, errors);
         }
         self.kept = 0;
     }
@@ -722,8 +735,12 @@ impl<R: Fill> Reader<R> {
             let Some(len) = found else {
                 return Ok(());
             };
-            if scan::kind(&self.rbuf[at..at + len]) == scan::FrameKind::Push {
-                return Err(UpstreamError::Protocol("unexpected push frame on a pool connection".into()));
+            match scan::kind(&self.rbuf[at..at + len]) {
+                scan::FrameKind::Push => {
+                    return Err(UpstreamError::Protocol("unexpected push frame on a pool connection".into()))
+                }
+                scan::FrameKind::Error => self.errors = true,
+                scan::FrameKind::Other => {}
             }
             self.scanned += len;
             self.frames += 1;
@@ -733,13 +750,14 @@ impl<R: Fill> Reader<R> {
             }
             if self.frames == front.count {
                 self.frames = 0;
+                let errors = std::mem::take(&mut self.errors);
                 if let Some(job) = inflight.pop_front() {
                     if std::mem::take(&mut self.dropping) {
                         // Rare: answered at once, the lock held.
                         self.drop_scanned();
                         job.answer(Err(UpstreamError::OutputLimit));
                     } else {
-                        self.done.push_back((job, self.scanned));
+                        self.done.push_back(Done { job, len: self.scanned, errors });
                         self.kept += std::mem::take(&mut self.scanned);
                     }
                 }

@@ -25,6 +25,7 @@ use crate::upstream::handoff::{Detour, Handoff};
 use crate::upstream::pool::JobResult;
 use crate::upstream::UpstreamError;
 use bytes::{Bytes, BytesMut};
+use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -57,10 +58,17 @@ pub fn send(shared: &Arc<Shared>, pools: &Arc<Pools>, batch: Send) -> Answer {
     Answer { rx, resend: Some(resend(shared, pools, &batch)) }
 }
 
-/// What a batch handed off on a cluster's pools takes when some of its
-/// replies are redirections: they are followed, then the client gets them.
-pub fn detour(shared: &Arc<Shared>, pools: &Arc<Pools>, batch: &Send) -> Box<dyn Detour> {
-    resend(shared, pools, batch)
+/// Sets what a batch handed off on a cluster's pools takes when some of
+/// its replies are redirections (they are followed, then the client gets
+/// them): the last batch's, renewed in place when its replies did not
+/// need it (as a rule: no allocation per batch).
+pub fn set_detour(handoff: &Handoff, shared: &Arc<Shared>, pools: &Arc<Pools>, batch: &Send) {
+    handoff.set_detour(|slot| {
+        match slot.as_deref_mut().and_then(|last| (last as &mut dyn Any).downcast_mut::<Resend>()) {
+            Some(last) => last.renew(batch),
+            None => *slot = Some(resend(shared, pools, batch)),
+        }
+    });
 }
 
 fn resend(shared: &Arc<Shared>, pools: &Arc<Pools>, batch: &Send) -> Box<Resend> {
@@ -140,6 +148,12 @@ impl Future for Answer {
 }
 
 impl Resend {
+    /// Now keeps `batch` (of the same session: same shared state, pools).
+    fn renew(&mut self, batch: &Send) {
+        self.payload.set(batch.payload);
+        (self.node, self.proto, self.affinity) = (batch.node, batch.proto, batch.affinity);
+    }
+
     /// Follows the redirections among `replies` in a task of its own: its
     /// answer.
     fn follow(self: Box<Self>, replies: Bytes) -> oneshot::Receiver<JobResult> {
@@ -178,6 +192,17 @@ impl Kept {
                 Kept::InPlace { len, bytes }
             }
             _ => Kept::Shared(Bytes::copy_from_slice(payload)),
+        }
+    }
+
+    /// Keeps `payload` instead, in place when it fits.
+    fn set(&mut self, payload: &[u8]) {
+        match (self, u8::try_from(payload.len())) {
+            (Kept::InPlace { len, bytes }, Ok(new)) if payload.len() <= KEPT_IN_PLACE => {
+                bytes[..payload.len()].copy_from_slice(payload);
+                *len = new;
+            }
+            (kept, _) => *kept = Kept::new(payload),
         }
     }
 
@@ -348,6 +373,20 @@ mod tests {
             let kept = Kept::new(&payload);
             assert_eq!(matches!(kept, Kept::InPlace { .. }), len <= KEPT_IN_PLACE, "{len}");
             assert_eq!(kept.bytes(), payload);
+        }
+    }
+
+    #[test]
+    fn kept_requests_are_renewed_whole_whatever_the_sizes() {
+        let sizes = [0, 5, KEPT_IN_PLACE, KEPT_IN_PLACE + 1, 4096];
+        for from in sizes {
+            for to in sizes {
+                let mut kept = Kept::new(&vec![1; from]);
+                let payload: Vec<u8> = (0..to).map(|i| i as u8).collect();
+                kept.set(&payload);
+                assert_eq!(kept.bytes(), payload, "{from} -> {to}");
+                assert_eq!(matches!(kept, Kept::InPlace { .. }), to <= KEPT_IN_PLACE, "{from} -> {to}");
+            }
         }
     }
 }
