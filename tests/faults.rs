@@ -474,3 +474,69 @@ fn wait_counts_only_the_replicas_that_have_the_clients_writes() {
     assert_eq!(follower.call(&["GET", "durable"]), "$1\r\n2\r\n");
     assert_eq!(direct_raw(&redis).call(&["DBSIZE"]), ":1\r\n");
 }
+
+/// A password set on a healthy Redis (the proxy configured without it),
+/// then its connections killed: Redis refuses the new ones, which is no
+/// outage. Clients get Redis' own refusal, nothing is answered or applied
+/// from local memory, and once the password is lifted everything flows.
+#[test]
+fn a_password_set_on_a_healthy_redis_gets_its_refusal_not_failover() {
+    let (redis, proxy, mut d) = setup(CONFIG);
+    let mut raw = proxy.raw();
+    assert_eq!(raw.call(&["PING"]), "+PONG\r\n");
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("secret").query(&mut d).expect("password");
+    for kind in ["normal", "pubsub"] {
+        let _: redis::RedisResult<()> = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg(kind).query(&mut d);
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        for (request, what) in [(&["GET", "k"][..], "GET"), (&["INCR", "ctr"][..], "INCR")] {
+            let reply = raw.call(request);
+            assert!(reply.starts_with("-NOAUTH"), "{what} got {reply:?}, not Redis' refusal");
+        }
+        assert_normal(&proxy);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(mode(&proxy).contains("\"circuit_opened\":0"), "{}", mode(&proxy));
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("").query(&mut d).expect("no password");
+    let back = eventually(Duration::from_secs(5), || raw.call(&["GET", "k"]) == "$1\r\nv\r\n");
+    assert!(back, "never served again: {:?}", raw.call(&["GET", "k"]));
+    assert_eq!(raw.call(&["GET", "ctr"]), "$3\r\n100\r\n", "nothing was applied meanwhile");
+    assert_eq!(direct_raw(&redis).call(&["GET", "ctr"]), "$3\r\n100\r\n");
+    assert_normal(&proxy);
+}
+
+/// Redis back after an outage but refusing the proxy (here a password it
+/// did not have): it is reachable, so failover stops answering from local
+/// memory (its answers could contradict Redis), keeps the journal, and
+/// says why; once Redis accepts the proxy, the journal is replayed.
+#[test]
+fn redis_back_from_an_outage_refusing_the_proxy_gets_no_local_answers() {
+    let mut redis = RedisServer::start_persistent();
+    let proxy = start(&redis, CONFIG);
+    let mut raw = proxy.raw();
+    seed(&mut redis.direct());
+    common::wait_cached(&proxy, &mut raw, &["GET", "ctr"]);
+    redis.kill();
+    let failed_over = eventually(Duration::from_secs(5), || mode(&proxy).contains("\"mode\":\"failover\""));
+    assert!(failed_over, "{}", mode(&proxy));
+    assert_eq!(raw.call(&["INCR", "ctr"]), ":101\r\n", "failover, from the cached value");
+    redis.restart_with(&["--requirepass", "secret"]);
+    let refused = eventually(Duration::from_secs(6), || mode(&proxy).contains("\"mode\":\"replay_refused\""));
+    assert!(refused, "{}", mode(&proxy));
+    assert!(mode(&proxy).contains("NOAUTH"), "the reason is given: {}", mode(&proxy));
+    for request in [&["GET", "k"][..], &["INCR", "ctr"][..]] {
+        let reply = raw.call(request);
+        assert!(reply.starts_with("-TRYAGAIN upstream refuses"), "{request:?} got {reply:?}");
+        assert!(reply.contains("NOAUTH") && reply.contains("1 journaled writes wait"), "{reply:?}");
+    }
+    let mut d = redis::Client::open(format!("redis://:secret@127.0.0.1:{}", redis.port))
+        .and_then(|c| c.get_connection())
+        .expect("direct, with the password");
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("").query(&mut d).expect("no password");
+    let normal =
+        eventually(Duration::from_secs(6), || mode(&proxy).contains("\"mode\":\"normal\",\"journal_entries\":0"));
+    assert!(normal, "{}", mode(&proxy));
+    assert_eq!(direct_raw(&redis).call(&["GET", "ctr"]), "$3\r\n101\r\n", "the journal was replayed once");
+    assert_eq!(raw.call(&["INCR", "ctr"]), ":102\r\n");
+}

@@ -227,7 +227,8 @@ impl Failover {
                 let refused = self.replay_refused.lock().unwrap_or_else(PoisonError::into_inner);
                 refused.iter().find(|(master, _)| std::ptr::eq(Arc::as_ptr(master), health)).map(|(_, why)| why.clone())
             }
-            Scope::Slot { .. } => None,
+            // Its probes answered but were refused.
+            Scope::Slot { health, .. } => health.breaker.refusal_reason(),
         }
     }
 

@@ -223,8 +223,15 @@ impl Breaker {
         }
     }
 
-    /// An upstream connection could not be established.
+    /// An upstream connection could not be established. Only an upstream
+    /// that cannot be reached opens the circuit: one that answered and
+    /// refused the connection ([`UpstreamError::is_refusal`]) is there, and
+    /// local answers could contradict it; the connection's requests get
+    /// the refusal instead.
     pub fn connect_failed(&self, e: &UpstreamError) {
+        if e.is_refusal() {
+            return;
+        }
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         inner.last_connect_error = Some(e.to_string());
         inner.refused = None;
@@ -373,10 +380,18 @@ impl Breaker {
         Fut: std::future::Future<Output = Result<(), UpstreamError>>,
     {
         while self.state() == State::HalfOpen {
-            if let Err(e) = ping(upstream).await {
-                tracing::debug!(error = %e, "probe failed");
-                self.failure();
-                return;
+            match ping(upstream).await {
+                Ok(()) => {}
+                Err(e) if e.is_refusal() => {
+                    tracing::warn!(reason = %e, "upstream answers but refused the probe: failover keeps the journal and answers with an error until it is accepted");
+                    self.refused(e.to_string());
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "probe failed");
+                    self.failure();
+                    return;
+                }
             }
             if !self.probe_succeeded() {
                 continue;
@@ -406,10 +421,12 @@ async fn ping(upstream: &UpstreamConfig) -> Result<(), UpstreamError> {
         let mut scanner = scan::Scanner::default();
         loop {
             if let Some(len) = scanner.next_frame(&buf).map_err(|e| UpstreamError::Protocol(e.to_string()))? {
-                return if buf[..len].starts_with(b"+PONG") {
-                    Ok(())
-                } else {
-                    Err(UpstreamError::Protocol(String::from_utf8_lossy(&buf[..len]).trim_end().to_string()))
+                let text = || String::from_utf8_lossy(&buf[1..len]).trim_end().to_string();
+                return match scan::kind(&buf[..len]) {
+                    _ if buf[..len].starts_with(b"+PONG") => Ok(()),
+                    // NOAUTH, LOADING, BUSY…: Redis is there.
+                    scan::FrameKind::Error => Err(UpstreamError::Refused(text())),
+                    _ => Err(UpstreamError::Protocol(text())),
                 };
             }
             if connected.stream.read_buf(&mut buf).await.map_err(|_| UpstreamError::ConnectionLost)? == 0 {
@@ -465,6 +482,20 @@ mod tests {
         b.connect_failed(&UpstreamError::ConnectTimeout);
         assert_eq!(b.state(), State::Open);
         assert_eq!(b.refusal().to_string(), "upstream unavailable: circuit open (upstream connect timeout)");
+    }
+
+    #[test]
+    fn a_connection_redis_refused_is_no_outage() {
+        let b = breaker(1);
+        b.connect_failed(&UpstreamError::Handshake(
+            "NOAUTH HELLO must be called with the client already authenticated".into(),
+        ));
+        assert_eq!(b.state(), State::Closed, "Redis answered: it is reachable");
+        b.stalled(Duration::from_millis(600));
+        b.refused("NOAUTH Authentication required.".into());
+        b.connect_failed(&UpstreamError::Handshake("WRONGPASS".into()));
+        let refusal = (State::Open, Some("NOAUTH Authentication required.".to_string()));
+        assert_eq!((b.state(), b.refusal_reason()), refusal, "still refused, not unreachable");
     }
 
     #[test]

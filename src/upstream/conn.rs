@@ -84,7 +84,11 @@ fn check_handshake(proto: Proto, steps: &[Step], replies: Vec<Bytes>) -> Result<
         let failed = scan::kind(&reply) == scan::FrameKind::Error;
         match step {
             Step::Hello if failed && proto == Proto::Resp3 => {
-                return Err(UpstreamError::Handshake(format!("RESP3 not supported: {}", error_text(&reply))));
+                let text = error_text(&reply);
+                // Redis before 6 knows no HELLO; `NOPROTO`: no RESP3.
+                let unsupported = text.starts_with("NOPROTO") || text.contains("unknown command");
+                let why = if unsupported { "RESP3 not supported: " } else { "" };
+                return Err(UpstreamError::Handshake(format!("{why}{text}")));
             }
             Step::Hello => hello = frame::hello(proto, &reply),
             _ if failed => return Err(UpstreamError::Handshake(error_text(&reply))),

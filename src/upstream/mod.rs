@@ -71,6 +71,13 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// Redis answered and refused (a handshake's error reply: a wrong
+    /// password, missing ACL rights, `maxclients`, a busy script; a
+    /// refused replay): it is reachable, so this is no outage.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, UpstreamError::Handshake(_) | UpstreamError::Refused(_))
+    }
+
     /// Label for `nearcache_upstream_errors_total{kind}`.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -61,6 +61,8 @@ pub struct RedisServer {
     /// Its ports, held for it while it lives (across kills and restarts),
     /// so no other test's server can take one while it is down.
     _held: Vec<HeldPort>,
+    /// Arguments given to the next starts (see [`RedisServer::restart_with`]).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -89,7 +91,15 @@ impl RedisServer {
         let dir = std::env::temp_dir().join(format!("nearcache-test-redis-{port}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut server = RedisServer { port, child: None, dir, persistent: false, cluster_bus, _held: vec![held, bus] };
+        let mut server = RedisServer {
+            port,
+            child: None,
+            dir,
+            persistent: false,
+            cluster_bus,
+            _held: vec![held, bus],
+            extra: Vec::new(),
+        };
         assert!(server.spawn(), "cluster node did not start on its held port {port}");
         server
     }
@@ -102,7 +112,8 @@ impl RedisServer {
     fn try_start_on(port: u16, persistent: bool, held: Vec<HeldPort>) -> Option<RedisServer> {
         let dir = std::env::temp_dir().join(format!("nearcache-test-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut server = RedisServer { port, child: None, dir, persistent, cluster_bus: None, _held: held };
+        let mut server =
+            RedisServer { port, child: None, dir, persistent, cluster_bus: None, _held: held, extra: Vec::new() };
         server.spawn().then_some(server)
     }
 
@@ -128,6 +139,7 @@ impl RedisServer {
                 ],
                 None => vec![],
             })
+            .args(&self.extra)
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -142,13 +154,19 @@ impl RedisServer {
                 self.child = None;
                 return false;
             }
-            if server_pid(self.port) == Some(pid) {
+            if server_pid(self.port, self.password()) == Some(pid) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         self.kill();
         false
+    }
+
+    /// The password it was started with, if any.
+    fn password(&self) -> Option<&str> {
+        let at = self.extra.iter().position(|arg| arg == "--requirepass")?;
+        self.extra.get(at + 1).map(String::as_str)
     }
 
     /// A cluster node's bus port.
@@ -168,6 +186,13 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill();
         assert!(self.spawn(), "redis-server did not restart on {}", self.port);
+    }
+
+    /// Starts it again on the same port with `args` too (`--requirepass
+    /// x`: a Redis that comes back refusing the proxy).
+    pub fn restart_with(&mut self, args: &[&str]) {
+        self.extra = args.iter().map(|a| a.to_string()).collect();
+        self.restart();
     }
 
     fn signal(&self, sig: &str) {
@@ -205,9 +230,12 @@ impl Drop for RedisServer {
 }
 
 /// The process id of the Redis answering on `port`, if one does.
-fn server_pid(port: u16) -> Option<u32> {
+fn server_pid(port: u16, password: Option<&str>) -> Option<u32> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    if let Some(password) = password {
+        s.write_all(format!("AUTH {password}\r\n").as_bytes()).ok()?;
+    }
     s.write_all(b"INFO server\r\n").ok()?;
     let mut text = String::new();
     let mut chunk = [0u8; 8192];
