@@ -475,16 +475,16 @@ fn wait_counts_only_the_replicas_that_have_the_clients_writes() {
     assert_eq!(direct_raw(&redis).call(&["DBSIZE"]), ":1\r\n");
 }
 
-/// A password set on a healthy Redis (the proxy configured without it),
-/// then its connections killed: Redis refuses the new ones, which is no
-/// outage. Clients get Redis' own refusal, nothing is answered or applied
-/// from local memory, and once the password is lifted everything flows.
-#[test]
-fn a_password_set_on_a_healthy_redis_gets_its_refusal_not_failover() {
+/// Redis made to refuse new connections (`refuse`, through `d`, which
+/// stays connected), then the proxy's connections killed: refused
+/// connections are no outage. Clients get the refusal for a while, nothing
+/// is answered or applied from local memory, and once `lift` undoes it
+/// everything flows.
+fn refused_then_lifted(refuse: Fault, lift: Fault, refusal: &str) {
     let (redis, proxy, mut d) = setup(CONFIG);
     let mut raw = proxy.raw();
     assert_eq!(raw.call(&["PING"]), "+PONG\r\n");
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("secret").query(&mut d).expect("password");
+    refuse(&mut d);
     for kind in ["normal", "pubsub"] {
         let _: redis::RedisResult<()> = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg(kind).query(&mut d);
     }
@@ -492,18 +492,43 @@ fn a_password_set_on_a_healthy_redis_gets_its_refusal_not_failover() {
     while Instant::now() < deadline {
         for (request, what) in [(&["GET", "k"][..], "GET"), (&["INCR", "ctr"][..], "INCR")] {
             let reply = raw.call(request);
-            assert!(reply.starts_with("-NOAUTH"), "{what} got {reply:?}, not Redis' refusal");
+            assert!(reply.starts_with(refusal), "{what} got {reply:?}, not Redis' refusal");
         }
         assert_normal(&proxy);
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(mode(&proxy).contains("\"circuit_opened\":0"), "{}", mode(&proxy));
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("").query(&mut d).expect("no password");
+    lift(&mut d);
     let back = eventually(Duration::from_secs(5), || raw.call(&["GET", "k"]) == "$1\r\nv\r\n");
     assert!(back, "never served again: {:?}", raw.call(&["GET", "k"]));
     assert_eq!(raw.call(&["GET", "ctr"]), "$3\r\n100\r\n", "nothing was applied meanwhile");
     assert_eq!(direct_raw(&redis).call(&["GET", "ctr"]), "$3\r\n100\r\n");
     assert_normal(&proxy);
+}
+
+fn config_set(d: &mut redis::Connection, name: &str, value: &str) {
+    let _: () = redis::cmd("CONFIG").arg("SET").arg(name).arg(value).query(d).expect("CONFIG SET");
+}
+
+/// A password set on a healthy Redis, the proxy configured without it.
+#[test]
+fn a_password_set_on_a_healthy_redis_gets_its_refusal_not_failover() {
+    refused_then_lifted(
+        |d| config_set(d, "requirepass", "secret"),
+        |d| config_set(d, "requirepass", ""),
+        "-ERR upstream handshake failed: NOAUTH HELLO must be called with the client already authenticated",
+    );
+}
+
+/// Redis at `maxclients` (it answers a new connection with an error and
+/// closes it): no outage, and no reconnecting in a spin.
+#[test]
+fn maxclients_reached_gets_its_refusal_not_failover() {
+    refused_then_lifted(
+        |d| config_set(d, "maxclients", "1"),
+        |d| config_set(d, "maxclients", "10000"),
+        "-ERR upstream handshake failed: ERR max number of clients reached",
+    );
 }
 
 /// Redis back after an outage but refusing the proxy (here a password it

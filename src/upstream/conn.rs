@@ -77,7 +77,10 @@ async fn connect_and_handshake(cfg: &UpstreamConfig, proto: Proto) -> Result<Con
 }
 
 /// The handshake's replies checked step by step: any error refuses the
-/// connection; the HELLO reply tells who the server is.
+/// connection, but for RESP2's HELLO, asked only for the server's name (a
+/// Redis before 6 does not know it, an ACL user may not run it), unless
+/// it says the connection itself is refused; the HELLO reply tells who
+/// the server is.
 fn check_handshake(proto: Proto, steps: &[Step], replies: Vec<Bytes>) -> Result<frame::Hello, UpstreamError> {
     let mut hello = frame::Hello::default();
     for (step, reply) in steps.iter().zip(replies) {
@@ -90,12 +93,23 @@ fn check_handshake(proto: Proto, steps: &[Step], replies: Vec<Bytes>) -> Result<
                 let why = if unsupported { "RESP3 not supported: " } else { "" };
                 return Err(UpstreamError::Handshake(format!("{why}{text}")));
             }
+            Step::Hello if failed && refuses_connection(&error_text(&reply)) => {
+                return Err(UpstreamError::Handshake(error_text(&reply)));
+            }
             Step::Hello => hello = frame::hello(proto, &reply),
             _ if failed => return Err(UpstreamError::Handshake(error_text(&reply))),
             _ => {}
         }
     }
     Ok(hello)
+}
+
+/// An error reply that refuses the connection as a whole: authentication
+/// required or refused, protected mode, `maxclients` (Redis then closes
+/// it).
+fn refuses_connection(text: &str) -> bool {
+    ["NOAUTH", "WRONGPASS", "DENIED"].iter().any(|code| text.starts_with(code))
+        || text.contains("max number of clients reached")
 }
 
 /// What makes a connection that RESET a fresh one again: the handshake
@@ -210,5 +224,47 @@ impl AsyncWrite for Stream {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello_refused(proto: Proto, error: &str) -> Result<(), UpstreamError> {
+        let reply = Bytes::from(format!("-{error}\r\n"));
+        check_handshake(proto, &[Step::Hello], vec![reply]).map(drop)
+    }
+
+    #[test]
+    fn a_resp2_hello_error_refuses_the_connection_only_when_it_says_so() {
+        for tolerated in
+            ["ERR unknown command 'HELLO'", "NOPERM this user has no permissions to run the 'hello' command"]
+        {
+            assert!(hello_refused(Proto::Resp2, tolerated).is_ok(), "{tolerated}");
+        }
+        for refusal in [
+            "NOAUTH HELLO must be called with the client already authenticated",
+            "WRONGPASS invalid username-password pair or user is disabled.",
+            "DENIED Redis is running in protected mode",
+            "ERR max number of clients reached",
+        ] {
+            assert_eq!(hello_refused(Proto::Resp2, refusal), Err(UpstreamError::Handshake(refusal.into())));
+        }
+    }
+
+    #[test]
+    fn a_resp3_hello_error_says_whether_resp3_is_missing() {
+        let missing = hello_refused(Proto::Resp3, "NOPROTO unsupported protocol version").expect_err("refused");
+        assert_eq!(
+            missing.to_string(),
+            "upstream handshake failed: RESP3 not supported: NOPROTO unsupported protocol version"
+        );
+        let noauth = hello_refused(Proto::Resp3, "NOAUTH HELLO must be called with the client already authenticated")
+            .expect_err("refused");
+        assert_eq!(
+            noauth.to_string(),
+            "upstream handshake failed: NOAUTH HELLO must be called with the client already authenticated"
+        );
     }
 }

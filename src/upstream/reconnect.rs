@@ -1,7 +1,9 @@
 //! Reconnecting: the loop that keeps one upstream connection open for the
 //! life of the process, written once for the pool's connections and the
 //! invalidation connection. It connects, serves the connection until it is
-//! lost, and connects again at once: a lost connection is not an outage.
+//! lost, and connects again at once: a lost connection is not an outage
+//! (one lost as soon as it was made, as with `maxclients`, is replaced
+//! after a wait that doubles like a failed attempt's, not in a spin).
 //! When connecting fails it tells the circuit breaker (a fresh connection
 //! that cannot be established is an outage) and waits before the next
 //! attempt: doubling from 50 ms up to `reconnect_max_backoff`, back to the
@@ -15,9 +17,13 @@ use super::breaker::Breaker;
 use super::{UpstreamError, UpstreamUrl};
 use std::fmt::Display;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A connection lost sooner than this after it was made is not replaced at
+/// once: the next one waits, doubling like failed attempts.
+const SHORT_LIVED: Duration = Duration::from_millis(100);
 
 /// One connection's reconnect loop: what it needs besides its steps.
 pub struct Reconnect<'a> {
@@ -65,7 +71,25 @@ impl Reconnect<'_> {
         loop {
             self.breaker.rest.awake().await;
             match connect().await {
-                Ok(conn) => serve(conn, backoff.succeeded()).await,
+                Ok(conn) => {
+                    let opened = Instant::now();
+                    serve(conn, backoff.succeeded()).await;
+                    if opened.elapsed() < SHORT_LIVED {
+                        // Closed as soon as it was made (`maxclients`, a
+                        // proxy in between that drops each connection):
+                        // reconnecting at once would spin.
+                        let wait = backoff.lost_at_once();
+                        tracing::debug!(
+                            upstream = self.upstream.map(tracing::field::display),
+                            slot = self.slot,
+                            ?wait,
+                            "connection lost as soon as it was made: waiting before the next"
+                        );
+                        crate::timer::sleep(wait).await;
+                    } else {
+                        backoff.lived();
+                    }
+                }
                 Err(err) => {
                     if let Some(e) = err.connect_failure() {
                         self.breaker.connect_failed(e);
@@ -88,16 +112,31 @@ impl Reconnect<'_> {
     }
 }
 
-/// The wait before the next attempt, and the failures in a row.
+/// The wait before the next attempt, and the failures in a row; and the
+/// wait after a connection lost as soon as it was made.
 struct Backoff {
     next: Duration,
     max: Duration,
     failures: u32,
+    after_short: Duration,
 }
 
 impl Backoff {
     fn new(max: Duration) -> Backoff {
-        Backoff { next: MIN_BACKOFF, max, failures: 0 }
+        Backoff { next: MIN_BACKOFF, max, failures: 0, after_short: MIN_BACKOFF }
+    }
+
+    /// A connection was lost as soon as it was made: how long to wait
+    /// before the next attempt.
+    fn lost_at_once(&mut self) -> Duration {
+        let wait = self.after_short;
+        self.after_short = (self.after_short * 2).min(self.max.max(MIN_BACKOFF));
+        wait
+    }
+
+    /// A connection lived: the next one lost is replaced at once.
+    fn lived(&mut self) {
+        self.after_short = MIN_BACKOFF;
     }
 
     /// An attempt succeeded; true when it ends a run of failures.
@@ -147,7 +186,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reconnects_at_once_after_a_loss_and_after_a_wait_when_connecting_fails() {
+    async fn reconnects_after_a_loss_and_after_a_wait_when_connecting_fails() {
         let breaker = Breaker::new(Default::default(), "test".into());
         let reconnect = quick(&breaker);
         let mut attempts = 0;
@@ -178,6 +217,58 @@ mod tests {
         }
         assert_eq!(failed, [UpstreamError::ConnectTimeout, UpstreamError::ConnectTimeout]);
         assert!(!breaker.allows(), "a connect failure opens the circuit");
+    }
+
+    #[test]
+    fn connections_lost_at_once_wait_longer_each_time_until_one_lives() {
+        let mut b = Backoff::new(Duration::from_millis(150));
+        let ms = |n| Duration::from_millis(n);
+        let waits: Vec<_> = (0..4).map(|_| b.lost_at_once()).collect();
+        assert_eq!(waits, [ms(50), ms(100), ms(150), ms(150)]);
+        assert!(!b.succeeded(), "not a failure");
+        assert_eq!(b.lost_at_once(), ms(150), "a connect that succeeds does not reset it");
+        b.lived();
+        assert_eq!(b.lost_at_once(), ms(50));
+    }
+
+    #[tokio::test]
+    async fn connections_lost_as_soon_as_made_are_not_replaced_in_a_spin() {
+        let breaker = Breaker::new(Default::default(), "test".into());
+        let reconnect = quick(&breaker);
+        let attempts = std::cell::Cell::new(0);
+        let forever = reconnect.run(
+            || {
+                attempts.set(attempts.get() + 1);
+                ready(Ok::<_, UpstreamError>(()))
+            },
+            |(), _| ready(()),
+            |_: UpstreamError| {},
+        );
+        assert!(crate::timer::timeout(Duration::from_millis(200), forever).await.is_err());
+        assert!((2..=6).contains(&attempts.get()), "{} connections in 200 ms", attempts.get());
+        assert!(breaker.allows(), "not an outage");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_lived_is_replaced_at_once() {
+        let breaker = Breaker::new(Default::default(), "test".into());
+        let reconnect = quick(&breaker);
+        let connects = std::cell::RefCell::new(Vec::new());
+        let lost = std::cell::Cell::new(None);
+        let forever = reconnect.run(
+            || {
+                connects.borrow_mut().push(Instant::now());
+                ready(Ok::<_, UpstreamError>(()))
+            },
+            |(), _| async {
+                crate::timer::sleep(SHORT_LIVED + Duration::from_millis(10)).await;
+                lost.set(Some(Instant::now()));
+            },
+            |_: UpstreamError| {},
+        );
+        let _ = crate::timer::timeout(SHORT_LIVED * 2, forever).await;
+        let (lost, again) = (lost.get().expect("served"), connects.borrow()[1]);
+        assert!(again - lost < Duration::from_millis(30), "replaced after {:?}", again - lost);
     }
 
     #[tokio::test]
