@@ -17,7 +17,9 @@ use super::breaker::Breaker;
 use super::{UpstreamError, UpstreamUrl};
 use std::fmt::Display;
 use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
+use tokio::sync::futures::Notified;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -70,6 +72,11 @@ impl Reconnect<'_> {
         let mut backoff = Backoff::new(self.max_backoff);
         loop {
             self.breaker.rest.awake().await;
+            // Listening from before the attempt: a half-opening during it
+            // (another connection got through) still cuts the wait short.
+            let probing = self.breaker.probing.notified();
+            tokio::pin!(probing);
+            probing.as_mut().enable();
             match connect().await {
                 Ok(conn) => {
                     let opened = Instant::now();
@@ -85,30 +92,39 @@ impl Reconnect<'_> {
                             ?wait,
                             "connection lost as soon as it was made: waiting before the next"
                         );
-                        crate::timer::sleep(wait).await;
+                        pause(wait, probing).await;
                     } else {
                         backoff.lived();
                     }
                 }
                 Err(err) => {
+                    let refused = err.connect_failure().is_some_and(UpstreamError::is_refusal);
                     if let Some(e) = err.connect_failure() {
                         self.breaker.connect_failed(e);
                     }
                     let (failures, wait) = backoff.failed();
                     let upstream = self.upstream.map(tracing::field::display);
-                    if failures == 1 {
+                    if failures == 1 && refused {
+                        tracing::warn!(upstream, slot = self.slot, error = %err, "upstream answers but refused the connection (no outage: its requests get the refusal), retrying");
+                    } else if failures == 1 {
                         tracing::warn!(upstream, slot = self.slot, error = %err, "{}", self.unreachable);
                     } else {
                         tracing::debug!(upstream, slot = self.slot, error = %err, failures, "{}", self.still_unreachable);
                     }
                     failed(err);
-                    tokio::select! {
-                        _ = crate::timer::sleep(wait) => {}
-                        _ = self.breaker.probing.notified() => {}
-                    }
+                    pause(wait, probing).await;
                 }
             }
         }
+    }
+}
+
+/// Waits `wait`, or less if the circuit half-opens meanwhile (the upstream
+/// answers again: connect now).
+async fn pause(wait: Duration, probing: Pin<&mut Notified<'_>>) {
+    tokio::select! {
+        _ = crate::timer::sleep(wait) => {}
+        _ = probing => {}
     }
 }
 
@@ -269,6 +285,30 @@ mod tests {
         let _ = crate::timer::timeout(SHORT_LIVED * 2, forever).await;
         let (lost, again) = (lost.get().expect("served"), connects.borrow()[1]);
         assert!(again - lost < Duration::from_millis(30), "replaced after {:?}", again - lost);
+    }
+
+    #[tokio::test]
+    async fn a_half_opening_during_a_failed_attempt_cuts_its_wait_short() {
+        let breaker = Breaker::new(Default::default(), "test".into());
+        let reconnect = quick(&breaker);
+        let attempts = std::cell::RefCell::new(Vec::new());
+        let forever = reconnect.run(
+            || {
+                attempts.borrow_mut().push(Instant::now());
+                if attempts.borrow().len() == 1 {
+                    // Another connection got through meanwhile: probing.
+                    breaker.stalled(Duration::from_secs(1));
+                    breaker.answered();
+                }
+                ready(Err::<(), _>(UpstreamError::ConnectTimeout))
+            },
+            |(), _| ready(()),
+            |_| {},
+        );
+        let _ = crate::timer::timeout(Duration::from_millis(40), forever).await;
+        let attempts = attempts.borrow();
+        assert!(attempts.len() >= 2, "the wait after the first attempt was not cut short");
+        assert!(attempts[1] - attempts[0] < Duration::from_millis(30), "{:?}", attempts[1] - attempts[0]);
     }
 
     #[tokio::test]
