@@ -1254,6 +1254,44 @@ fn a_stalled_master_fails_over_alone_and_gets_its_writes_once_it_answers() {
     assert_eq!(bystander.call(&["GET", &elsewhere]), "$1\r\n1\r\n");
 }
 
+/// A master back from a stall but refusing the proxy's new connections
+/// (here a password the proxy lacks) is reachable: its slots stop being
+/// answered from local memory (the error and `/ready` say why), the other
+/// masters are untouched, and once it accepts the proxy the journaled
+/// writes land on it.
+#[test]
+fn a_master_back_but_refusing_the_proxy_gets_no_local_answers_for_its_slots() {
+    let cluster = Cluster::start_partial(3);
+    let proxy = cluster
+        .proxy("[upstream]\nrequest_timeout = \"1s\"\n[breaker]\nstall_after = \"300ms\"\nopen_for = \"500ms\"\n");
+    let (refusing, elsewhere) = (cluster.key_on(1, "refusing:"), cluster.key_on(2, "elsewhere:"));
+    let during = format!("{{{refusing}}}:during");
+    let (mut before, mut writer, mut bystander) = (proxy.raw(), proxy.raw(), proxy.raw());
+    assert_eq!(before.call(&["SET", &refusing, "1"]), "+OK\r\n");
+    let mut admin = cluster.direct(1);
+    assert_eq!(admin.call(&["CONFIG", "SET", "requirepass", "secret"]), "+OK\r\n");
+    cluster.nodes[1].pause();
+    before.cmd(&["INCR", &refusing]);
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(writer.call(&["INCRBY", &during, "5"]), ":5\r\n", "served by failover");
+    cluster.nodes[1].resume();
+    let refused = eventually(Duration::from_secs(10), || proxy.admin_get("/ready").1.contains("NOAUTH"));
+    assert!(refused, "{}", proxy.admin_get("/ready").1);
+    for request in [&["GET", &during][..], &["INCR", &during][..]] {
+        let reply = writer.call(request);
+        assert!(reply.starts_with("-TRYAGAIN upstream refuses") && reply.contains("NOAUTH"), "{request:?}: {reply:?}");
+    }
+    assert_eq!(bystander.call(&["INCR", &elsewhere]), ":1\r\n", "another master, as usual");
+    assert_eq!(admin.call(&["CONFIG", "SET", "requirepass", ""]), "+OK\r\n");
+    let normal = eventually(Duration::from_secs(10), || {
+        let ready = proxy.admin_get("/ready").1;
+        ready.contains(r#""mode":"normal""#) && ready.contains(r#""journal_entries":0"#)
+    });
+    assert!(normal, "{}", proxy.admin_get("/ready").1);
+    assert_eq!(cluster.direct(1).call(&["GET", &during]), "$1\r\n5\r\n", "the journal was replayed once");
+    assert_eq!(writer.call(&["INCRBY", &during, "1"]), ":6\r\n");
+}
+
 /// A cluster made the usual way, `redis-cli --cluster create … --cluster-
 /// replicas 1` over six nodes: the proxy finds the three masters (not the
 /// replicas) from one seed, spreads keys over them, counts only the

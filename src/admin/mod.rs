@@ -206,6 +206,10 @@ struct NodeReady {
     /// `up` or `down` (its circuit is open).
     state: &'static str,
     slots: usize,
+    /// Why it answers but refuses the proxy's probes (its slots get this
+    /// error, not local answers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refused: Option<String>,
 }
 
 /// 200 while requests are answered, from upstream or from failover; 503
@@ -218,7 +222,12 @@ async fn ready(State(admin): State<Arc<Admin>>) -> Response {
         .control
         .cluster_nodes()
         .into_iter()
-        .map(|n| NodeReady { upstream: n.upstream, state: if n.up { "up" } else { "down" }, slots: n.slots })
+        .map(|n| NodeReady {
+            upstream: n.upstream,
+            state: if n.up { "up" } else { "down" },
+            slots: n.slots,
+            refused: n.refused,
+        })
         .collect();
     let up = nodes.iter().filter(|n| n.state == "up").count();
     // A cluster answers while one master does (the others' slots fail).
@@ -424,11 +433,17 @@ mod tests {
             dead_letters: 0,
             circuit_opened: 0,
             refused: Some(hostile),
-            nodes: &[NodeReady { upstream: "redis://h:1/0".into(), state: "down", slots: 16384 }],
+            nodes: &[NodeReady {
+                upstream: "redis://h:1/0".into(),
+                state: "down",
+                slots: 16384,
+                refused: Some(hostile.into()),
+            }],
         };
         let parsed: serde_json::Value = serde_json::from_str(&to_json(&ready)).expect("valid JSON");
         assert_eq!(parsed["refused"], hostile);
         assert_eq!(parsed["nodes"][0]["state"], "down");
+        assert_eq!(parsed["nodes"][0]["refused"], hostile);
     }
 
     #[tokio::test]

@@ -47,6 +47,8 @@ pub struct NodeReport {
     pub upstream: String,
     pub up: bool,
     pub slots: usize,
+    /// Why the master, reachable, refuses the proxy's probes.
+    pub refused: Option<String>,
 }
 
 impl Control {
@@ -70,7 +72,13 @@ impl Control {
             .filter(|&(_, slots)| slots > 0)
             .map(|(id, slots)| {
                 let node = cluster.node(id);
-                NodeReport { upstream: node.config.url.to_string(), up: node.health.breaker.allows(), slots }
+                let breaker = &node.health.breaker;
+                NodeReport {
+                    upstream: node.config.url.to_string(),
+                    up: breaker.allows(),
+                    slots,
+                    refused: breaker.refusal_reason(),
+                }
             })
             .collect()
     }
