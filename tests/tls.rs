@@ -187,28 +187,33 @@ fn verified_tls_serves_commands_pipelines_transactions_and_blocking() {
     assert_eq!(waiter.call(&["GET", "tls:k"]), bulk("v1"));
 }
 
-const NO_FAILOVER: &str = "[failover]\nenabled = false\n";
-
+/// A certificate the proxy cannot trust is Redis refusing the connection,
+/// not Redis unreachable: failover (on) answers nothing from local memory,
+/// every request gets the reason.
 #[test]
 fn unknown_ca_or_wrong_name_fails_with_an_error_reply() {
     let redis = TlsRedis::start();
 
     // The built-in roots do not know the test CA.
-    // (Failover off: with it, the proxy would serve from local memory.)
-    let proxy = start_proxy(&redis.url("127.0.0.1"), NO_FAILOVER);
+    let proxy = start_proxy(&redis.url("127.0.0.1"), "");
     let mut raw = proxy.raw();
     let start = Instant::now();
-    let reply = raw.call(&["GET", "tls:k"]);
-    assert!(reply.contains("TLS handshake failed") && reply.contains("certificate"), "{reply}");
-    // DedicatedConn connections fail the same way (the circuit is open by now,
-    // and the error says why).
+    for _ in 0..3 {
+        let reply = raw.call(&["GET", "tls:k"]);
+        assert!(reply.contains("TLS handshake failed") && reply.contains("certificate"), "{reply}");
+        let reply = raw.call(&["SET", "tls:k", "local?"]);
+        assert!(reply.starts_with("-ERR upstream") && reply.contains("TLS handshake failed"), "{reply}");
+    }
+    // Dedicated connections fail the same way.
     let reply = raw.call(&["BLPOP", "tls:q", "1"]);
     assert!(reply.starts_with("-ERR upstream") && reply.contains("TLS handshake failed"), "{reply}");
     assert!(start.elapsed() < Duration::from_secs(5), "errors took {:?}", start.elapsed());
+    let ready = proxy.admin_get("/ready").1;
+    assert!(ready.contains(r#""mode":"normal","journal_entries":0"#), "no failover: {ready}");
     drop(proxy);
 
     // The right CA, but the certificate does not name `localhost`.
-    let proxy = start_proxy(&redis.url("localhost"), &format!("{}{NO_FAILOVER}", redis.ca_setting()));
+    let proxy = start_proxy(&redis.url("localhost"), &redis.ca_setting());
     let reply = proxy.raw().call(&["GET", "tls:k"]);
     assert!(reply.contains("TLS handshake failed") && reply.contains("not valid for name"), "{reply}");
 }

@@ -60,7 +60,7 @@ async fn connect_and_handshake(cfg: &UpstreamConfig, proto: Proto) -> Result<Con
     let mut stream = match &cfg.tls {
         None => Stream::Tcp(tcp),
         Some(tls) => {
-            let tls = tls.connect(tcp).await.map_err(|e| UpstreamError::Tls(format!("{addr}: {e}")))?;
+            let tls = tls.connect(tcp).await.map_err(|e| tls_error(addr, e))?;
             Stream::Tls(Box::new(tls))
         }
     };
@@ -74,6 +74,18 @@ async fn connect_and_handshake(cfg: &UpstreamConfig, proto: Proto) -> Result<Con
     };
     let hello = check_handshake(proto, &steps, replies)?;
     Ok(Connected { stream, server: hello.server, version: hello.version, id: hello.id })
+}
+
+/// A failed TLS handshake: rustls' verdict on what the server sent (its
+/// certificate expired, untrusted or for another name: `InvalidData`)
+/// means the server is there and refused; anything else (reset, closed)
+/// is the connection failing on the way.
+fn tls_error(addr: &str, e: std::io::Error) -> UpstreamError {
+    let text = format!("{addr}: {e}");
+    match e.kind() {
+        std::io::ErrorKind::InvalidData => UpstreamError::TlsRefused(text),
+        _ => UpstreamError::Tls(text),
+    }
 }
 
 /// The handshake's replies checked step by step: any error refuses the

@@ -60,6 +60,10 @@ pub enum UpstreamError {
     Handshake(String),
     #[error("upstream TLS handshake failed: {0}")]
     Tls(String),
+    /// The TLS handshake got through to the server, whose certificate (or
+    /// protocol) was refused: it is there.
+    #[error("upstream TLS handshake failed: {0}")]
+    TlsRefused(String),
     /// The upstream answers but refused what the proxy needs of it (the
     /// failover journal's replay: OOM, READONLY, missing ACL rights, …).
     #[error("upstream refused: {0}")]
@@ -73,9 +77,10 @@ pub enum UpstreamError {
 impl UpstreamError {
     /// Redis answered and refused (a handshake's error reply: a wrong
     /// password, missing ACL rights, `maxclients`, a busy script; a
-    /// refused replay): it is reachable, so this is no outage.
+    /// certificate the proxy does not trust; a refused replay): it is
+    /// reachable, so this is no outage.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, UpstreamError::Handshake(_) | UpstreamError::Refused(_))
+        matches!(self, UpstreamError::Handshake(_) | UpstreamError::TlsRefused(_) | UpstreamError::Refused(_))
     }
 
     /// Label for `nearcache_upstream_errors_total{kind}`.
@@ -87,7 +92,7 @@ impl UpstreamError {
             UpstreamError::ConnectionLost => "connection_lost",
             UpstreamError::Protocol(_) => "protocol",
             UpstreamError::Handshake(_) => "handshake",
-            UpstreamError::Tls(_) => "tls",
+            UpstreamError::Tls(_) | UpstreamError::TlsRefused(_) => "tls",
             UpstreamError::Refused(_) => "refused",
             UpstreamError::OutputLimit => "output_limit",
         }
