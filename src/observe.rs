@@ -25,6 +25,7 @@ const UPSTREAM_CONNECTIONS: &str = "nearcache_upstream_connections";
 const UPSTREAM_RECONNECTS: &str = "nearcache_upstream_reconnects_total";
 const UPSTREAM_RESENT: &str = "nearcache_upstream_resent_total";
 const UPSTREAM_STALLS: &str = "nearcache_upstream_stalls_total";
+const UPSTREAM_STALLS_REFUTED: &str = "nearcache_upstream_stalls_refuted_total";
 const DEDICATED_CONNECTIONS: &str = "nearcache_dedicated_connections";
 const DEDICATED_RETURNED: &str = "nearcache_dedicated_returned_total";
 const PROTOCOL_ERRORS: &str = "nearcache_client_protocol_errors_total";
@@ -104,6 +105,10 @@ fn describe() {
         UPSTREAM_STALLS,
         "Times the upstream made no progress for breaker.stall_after with requests outstanding (circuit opened)"
     );
+    metrics::describe_counter!(
+        UPSTREAM_STALLS_REFUTED,
+        "Times requests waited breaker.stall_after with nothing read but Redis answered a PING at once (CLIENT PAUSE WRITE, a long blocking write): no outage"
+    );
     metrics::describe_gauge!(
         DEDICATED_CONNECTIONS,
         "Dedicated upstream connections, by role: client (dedicated while a client holds state), spare (ready for the next one) or tracking (invalidations)"
@@ -175,6 +180,7 @@ fn zero() {
         UPSTREAM_RECONNECTS,
         UPSTREAM_RESENT,
         UPSTREAM_STALLS,
+        UPSTREAM_STALLS_REFUTED,
     ] {
         metrics::counter!(counter).absolute(0);
     }
@@ -309,6 +315,10 @@ pub fn upstream_reconnect(resent: usize) {
 
 pub fn upstream_stall() {
     metrics::counter!(UPSTREAM_STALLS).increment(1);
+}
+
+pub fn upstream_stall_refuted() {
+    metrics::counter!(UPSTREAM_STALLS_REFUTED).increment(1);
 }
 
 pub fn unauthenticated_refused() {

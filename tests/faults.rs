@@ -3,8 +3,11 @@
 //! `timeout`, `CLIENT PAUSE`, SIGSTOP, a slow command, a restart that
 //! comes back empty. A lost connection is not an outage: every reply is
 //! exactly what Redis gives, and what is in Redis afterwards is checked
-//! directly. Where Redis really stops answering, failover starts within
-//! `stall_after` and ends as soon as Redis answers again.
+//! directly. Nor is Redis refusing the proxy's new connections (a
+//! password, `maxclients`) or holding only some requests (`CLIENT PAUSE
+//! WRITE`). Where Redis really stops answering, failover starts within
+//! `stall_after` and half of it (a PING confirms) and ends as soon as
+//! Redis answers again.
 //!
 //! Metrics are process-global (every proxy of this binary adds to them):
 //! assertions use each proxy's own `/ready` and `/cache/stats`, or Redis'.
@@ -254,6 +257,30 @@ fn client_pause_fails_over_after_stall_after_and_recovers_when_it_ends() {
         |_| {},
         "CLIENT PAUSE",
     );
+}
+
+/// `CLIENT PAUSE WRITE` (as Redis' own `FAILOVER` does): writes wait past
+/// `stall_after` with nothing read, but Redis answers a PING at once, so
+/// this is no stall: reads go on from Redis, writes get Redis' replies
+/// once the pause ends, nothing is answered from local memory.
+#[test]
+fn client_pause_write_past_stall_after_is_not_an_outage() {
+    let (_redis, proxy, mut d) = setup(CONFIG);
+    let (mut writer, mut later, mut reader) = (proxy.raw(), proxy.raw(), proxy.raw());
+    assert_eq!(writer.call(&["PING"]), "+PONG\r\n");
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(1500).arg("WRITE").query(&mut d).expect("pause");
+    writer.cmd(&["INCR", "ctr"]);
+    std::thread::sleep(Duration::from_millis(800));
+    later.cmd(&["INCRBY", "ctr", "5"]);
+    // (A read on a pool connection a paused write holds waits behind it.)
+    assert_eq!(reader.call(&["GET", "k"]), "$1\r\nv\r\n", "Redis' answer");
+    assert_normal(&proxy);
+    assert_eq!(String::from_utf8_lossy(&writer.read_frame()), ":101\r\n");
+    assert_eq!(String::from_utf8_lossy(&later.read_frame()), ":106\r\n");
+    assert_eq!(d.get::<_, i64>("ctr").expect("get"), 106, "in Redis");
+    assert!(mode(&proxy).contains("\"circuit_opened\":0"), "{}", mode(&proxy));
+    let metrics = proxy.admin_get("/metrics").1;
+    assert!(common::metric(&metrics, "nearcache_upstream_stalls_refuted_total").is_some_and(|n| n >= 1.0), "{metrics}");
 }
 
 /// With `stall_after` above the slowest command, a slow command delays

@@ -413,7 +413,7 @@ impl Breaker {
 }
 
 /// One PING on a fresh connection, within the request timeout.
-async fn ping(upstream: &UpstreamConfig) -> Result<(), UpstreamError> {
+pub(super) async fn ping(upstream: &UpstreamConfig) -> Result<(), UpstreamError> {
     let probe = async {
         let mut connected = conn::open(upstream, Proto::Resp2).await?;
         connected.stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.map_err(|_| UpstreamError::ConnectionLost)?;

@@ -35,7 +35,7 @@
 //! the breaker the upstream is stalled. An idle connection sends a PING
 //! now and then, so Redis' idle `timeout` never closes it under a request.
 
-use super::breaker::Breaker;
+use super::breaker::{self, Breaker};
 use super::conn::{self, Stream, TlsStream};
 use super::handoff::Handoff;
 use super::reconnect::Reconnect;
@@ -50,7 +50,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -71,6 +71,11 @@ pub struct Health {
     identity: ArcSwap<Identity>,
     pub breaker: Breaker,
     progress: Progress,
+    /// A stall is being confirmed ([`Health::suspect_stall`]).
+    confirming: AtomicBool,
+    /// When the last suspected stall was refuted, in [`Progress`]'
+    /// milliseconds (the first of a run is logged at info level).
+    refuted_at: AtomicU64,
 }
 
 /// The upstream server as its HELLO reply names it.
@@ -83,7 +88,53 @@ pub struct Identity {
 
 impl Health {
     pub fn new(breaker: Breaker) -> Health {
-        Health { identity: ArcSwap::from_pointee(Identity::default()), breaker, progress: Progress::new() }
+        Health {
+            identity: ArcSwap::from_pointee(Identity::default()),
+            breaker,
+            progress: Progress::new(),
+            confirming: AtomicBool::new(false),
+            refuted_at: AtomicU64::new(0),
+        }
+    }
+
+    /// Requests have waited `stall_after` with nothing read: Redis is hung
+    /// (SIGSTOP, `CLIENT PAUSE ALL`, one slow command: it answers nothing)
+    /// or holds only these requests back (`CLIENT PAUSE WRITE` while reads
+    /// flow, a long blocking write). A PING on a fresh connection tells
+    /// them apart: answered (or refused) within half of `stall_after`,
+    /// Redis is serving, so no failover, and progress counts from now;
+    /// else the circuit opens. One confirmation at a time.
+    fn suspect_stall(self: &Arc<Self>, cfg: &UpstreamConfig, silent: Duration) {
+        if self.confirming.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (health, cfg) = (self.clone(), cfg.clone());
+        tokio::spawn(async move {
+            let stall_after = health.breaker.stall_after();
+            let answer = crate::timer::timeout(stall_after / 2, breaker::ping(&cfg)).await;
+            match answer {
+                Ok(Ok(())) => health.refute_stall(&cfg, None),
+                Ok(Err(e)) if e.is_refusal() => health.refute_stall(&cfg, Some(e)),
+                _ => health.breaker.stalled(silent + stall_after / 2),
+            }
+            health.confirming.store(false, Ordering::Release);
+        });
+    }
+
+    fn refute_stall(&self, cfg: &UpstreamConfig, refusal: Option<UpstreamError>) {
+        observe::upstream_stall_refuted();
+        let now = self.progress.millis(Instant::now());
+        let last = self.refuted_at.swap(now, Ordering::Relaxed);
+        let run_gap = u64::try_from(4 * self.breaker.stall_after().as_millis()).unwrap_or(u64::MAX);
+        let first_of_a_run = now.saturating_sub(last) > run_gap;
+        let refusal = refusal.map(|e| e.to_string());
+        let message = "requests wait with nothing read, but Redis answers at once: not a stall (paused writes?)";
+        if first_of_a_run {
+            tracing::info!(upstream = %cfg.url, refusal, "{message}");
+        } else {
+            tracing::debug!(upstream = %cfg.url, refusal, "{message}");
+        }
+        self.progress.touch(Instant::now());
     }
 
     /// The upstream's name and version, once a handshake reported them.
@@ -623,7 +674,7 @@ impl<R: Fill> Reader<R> {
         }
     }
 
-    async fn run(&mut self, conn: &PoolConn, cfg: &UpstreamConfig, health: &Health) -> UpstreamError {
+    async fn run(&mut self, conn: &PoolConn, cfg: &UpstreamConfig, health: &Arc<Health>) -> UpstreamError {
         let every = (health.breaker.stall_after() / 4).min(cfg.request_timeout).clamp(TICK_MIN, TICK_MAX);
         let mut tick = pin!(crate::timer::sleep(every));
         // The tick was polled and will wake this task when due.
@@ -655,7 +706,7 @@ impl<R: Fill> Reader<R> {
                     }
                 }
                 Woke::Tick => {
-                    if let Err(e) = self.check(conn, cfg.request_timeout, health) {
+                    if let Err(e) = self.check(conn, cfg, health) {
                         return e;
                     }
                     // The next tick a period after this one was handled.
@@ -668,7 +719,7 @@ impl<R: Fill> Reader<R> {
     /// The reader's tick: publishes progress (a stalled upstream answering
     /// again ends the stall), fails the connection when its oldest request
     /// is past `request_timeout`, reports a stall, or sends a keepalive.
-    fn check(&mut self, conn: &PoolConn, request_timeout: Duration, health: &Health) -> Result<(), UpstreamError> {
+    fn check(&mut self, conn: &PoolConn, cfg: &UpstreamConfig, health: &Arc<Health>) -> Result<(), UpstreamError> {
         let now = Instant::now();
         if std::mem::take(&mut self.progressed) {
             health.progress.touch(now);
@@ -679,14 +730,14 @@ impl<R: Fill> Reader<R> {
             conn.keepalive(now);
             return Ok(());
         };
-        if waited > request_timeout {
+        if waited > cfg.request_timeout {
             return Err(UpstreamError::Timeout);
         }
         let stall_after = health.breaker.stall_after();
         if waited > stall_after && health.breaker.allows() {
             let silent = health.progress.silent_for(now);
             if silent > stall_after {
-                health.breaker.stalled(silent.min(waited));
+                health.suspect_stall(cfg, silent.min(waited));
             }
         }
         Ok(())
