@@ -34,6 +34,11 @@ fn mode(proxy: &Proxy) -> String {
     proxy.admin_get("/ready").1
 }
 
+/// `CONFIG SET name value` on Redis, directly.
+fn config_set(d: &mut redis::Connection, name: &str, value: &str) {
+    let _: () = redis::cmd("CONFIG").arg("SET").arg(name).arg(value).query(d).expect("CONFIG SET");
+}
+
 /// Not in failover: every reply came from Redis.
 fn assert_normal(proxy: &Proxy) {
     let mode = mode(proxy);
@@ -194,7 +199,7 @@ fn redis_idle_timeout_closing_connections_is_invisible() {
     let mut raw = proxy.raw();
     let _: () = d.set("cached", "c").expect("set");
     common::wait_cached(&proxy, &mut raw, &["GET", "cached"]);
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("timeout").arg(1).query(&mut d).expect("timeout");
+    config_set(&mut d, "timeout", "1");
     let before = common::json_number(&proxy.admin_get("/cache/stats").1, "hits");
     // Idle well past Redis' timeout (the direct connection too).
     std::thread::sleep(Duration::from_millis(3500));
@@ -204,7 +209,7 @@ fn redis_idle_timeout_closing_connections_is_invisible() {
     assert_eq!(raw.call(&["GET", "cached"]), "$1\r\nc\r\n");
     assert_eq!(json_number(&proxy.admin_get("/cache/stats").1, "hits"), before + 1.0);
     assert_normal(&proxy);
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("timeout").arg(0).query(&mut d).expect("timeout");
+    config_set(&mut d, "timeout", "0");
 }
 
 /// A stalled Redis (SIGSTOP, `CLIENT PAUSE`): a write sent 1 s into the
@@ -355,7 +360,7 @@ fn any_reply_shape_passes_through_and_costs_no_one_their_connection() {
 #[test]
 fn script_kill_and_function_kill_reach_a_busy_redis() {
     let (_redis, proxy, mut d) = setup(CONFIG);
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("busy-reply-threshold").arg(100).query(&mut d).expect("config");
+    config_set(&mut d, "busy-reply-threshold", "100");
     let library = "#!lua name=spin\nredis.register_function('spin', function() while true do end end)";
     let _: String = redis::cmd("FUNCTION").arg("LOAD").arg(library).query(&mut d).expect("function load");
     let busy: [(&[&str], &str, &str); 2] = [
@@ -383,7 +388,7 @@ fn script_kill_and_function_kill_reach_a_busy_redis() {
 #[test]
 fn a_transaction_takes_a_connection_opened_ahead() {
     let (redis, proxy, mut d) = setup(CONFIG);
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("timeout").arg(1).query(&mut d).expect("timeout");
+    config_set(&mut d, "timeout", "1");
     std::thread::sleep(Duration::from_millis(2500));
     let mut tx = proxy.raw();
     assert_eq!(tx.call(&["MULTI"]), "+OK\r\n");
@@ -402,7 +407,7 @@ fn a_transaction_takes_a_connection_opened_ahead() {
     assert_eq!(tx.call(&["EXEC"]), "*1\r\n:2\r\n");
     // (The test's own direct connection idled out meanwhile.)
     let mut d = redis.direct();
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("timeout").arg(0).query(&mut d).expect("timeout");
+    config_set(&mut d, "timeout", "0");
 }
 
 /// `CLIENT PAUSE` sent through the proxy is held at the proxy: its clients
@@ -533,10 +538,6 @@ fn refused_then_lifted(refuse: Fault, lift: Fault, refusal: &str) {
     assert_normal(&proxy);
 }
 
-fn config_set(d: &mut redis::Connection, name: &str, value: &str) {
-    let _: () = redis::cmd("CONFIG").arg("SET").arg(name).arg(value).query(d).expect("CONFIG SET");
-}
-
 /// A password set on a healthy Redis, the proxy configured without it.
 #[test]
 fn a_password_set_on_a_healthy_redis_gets_its_refusal_not_failover() {
@@ -585,7 +586,7 @@ fn redis_back_from_an_outage_refusing_the_proxy_gets_no_local_answers() {
     let mut d = redis::Client::open(format!("redis://:secret@127.0.0.1:{}", redis.port))
         .and_then(|c| c.get_connection())
         .expect("direct, with the password");
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("").query(&mut d).expect("no password");
+    config_set(&mut d, "requirepass", "");
     let normal =
         eventually(Duration::from_secs(6), || mode(&proxy).contains("\"mode\":\"normal\",\"journal_entries\":0"));
     assert!(normal, "{}", mode(&proxy));

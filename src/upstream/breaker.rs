@@ -8,9 +8,12 @@
 //! The circuit opens only when the upstream cannot be reached or makes no
 //! progress, never because one connection closed (Redis' idle `timeout`,
 //! `CLIENT KILL`, a restart: the pool reconnects at once):
-//! - a fresh connection cannot be established ([`Breaker::connect_failed`]);
+//! - a fresh connection cannot be established ([`Breaker::connect_failed`];
+//!   one Redis answers with a refusal, a password it lacks for instance,
+//!   does not count: Redis is there);
 //! - a **stall**: requests have been outstanding for `stall_after` while no
-//!   pool connection read anything ([`Breaker::stalled`]);
+//!   pool connection read anything, and a PING on a fresh connection goes
+//!   unanswered too ([`Breaker::stalled`]);
 //! - `failure_threshold` request timeouts or protocol errors within
 //!   `window` ([`Breaker::failure`]).
 //!
@@ -20,7 +23,8 @@
 //! probes of an upstream that does not answer. Before closing, the prober
 //! runs the recovery step it is given (failover replays its journal there,
 //! and closes the circuit itself); when the upstream answers but refuses
-//! that step (OOM, READONLY, …) the refusal is kept
+//! that step (OOM, READONLY, …), or refuses the probes themselves, the
+//! refusal is kept
 //! ([`Breaker::refused`]) so failover can stop answering from local memory
 //! while Redis is reachable. Every transition is logged and exported.
 

@@ -26,13 +26,15 @@
 //! once. Requests not yet written to it are sent again on the new one;
 //! those written and unanswered fail with an error that says they may or
 //! may not have been applied. Only when a new connection cannot be
-//! established does the circuit open, and while reconnecting fails (with
+//! established does the circuit open (one Redis answers with a refusal
+//! does not: Redis is there), and while reconnecting fails (with
 //! exponential backoff) requests fail at once with the reason.
 //!
 //! The reader also watches the upstream's progress: a request unanswered
 //! for `request_timeout` fails its connection; requests outstanding for
-//! `breaker.stall_after` while no pool connection has read anything tell
-//! the breaker the upstream is stalled. An idle connection sends a PING
+//! `breaker.stall_after` while no pool connection has read anything, and
+//! a PING on a fresh connection unanswered too, tell the breaker the
+//! upstream is stalled. An idle connection sends a PING
 //! now and then, so Redis' idle `timeout` never closes it under a request.
 
 use super::breaker::{self, Breaker};
@@ -123,10 +125,11 @@ impl Health {
 
     fn refute_stall(&self, cfg: &UpstreamConfig, refusal: Option<UpstreamError>) {
         observe::upstream_stall_refuted();
-        let now = self.progress.millis(Instant::now());
+        // 0: never (a refutation stores at least 1).
+        let now = self.progress.millis(Instant::now()).max(1);
         let last = self.refuted_at.swap(now, Ordering::Relaxed);
         let run_gap = u64::try_from(4 * self.breaker.stall_after().as_millis()).unwrap_or(u64::MAX);
-        let first_of_a_run = now.saturating_sub(last) > run_gap;
+        let first_of_a_run = last == 0 || now.saturating_sub(last) > run_gap;
         let refusal = refusal.map(|e| e.to_string());
         let message = "requests wait with nothing read, but Redis answers at once: not a stall (paused writes?)";
         if first_of_a_run {
