@@ -527,12 +527,16 @@ fn refused_then_lifted(refuse: Fault, lift: Fault, refusal: &str) {
             assert!(reply.starts_with(refusal), "{what} got {reply:?}, not Redis' refusal");
         }
         assert_normal(&proxy);
+        let reason = &refusal["-ERR ".len()..];
+        assert!(mode(&proxy).contains(&format!("\"refusing\":\"{reason}")), "{}", mode(&proxy));
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(mode(&proxy).contains("\"circuit_opened\":0"), "{}", mode(&proxy));
     lift(&mut d);
     let back = eventually(Duration::from_secs(5), || raw.call(&["GET", "k"]) == "$1\r\nv\r\n");
     assert!(back, "never served again: {:?}", raw.call(&["GET", "k"]));
+    let cleared = eventually(Duration::from_secs(5), || !mode(&proxy).contains("refusing"));
+    assert!(cleared, "{}", mode(&proxy));
     assert_eq!(raw.call(&["GET", "ctr"]), "$3\r\n100\r\n", "nothing was applied meanwhile");
     assert_eq!(direct_raw(&redis).call(&["GET", "ctr"]), "$3\r\n100\r\n");
     assert_normal(&proxy);

@@ -194,6 +194,11 @@ struct Ready<'a> {
     /// Why the upstream refuses the journal's replay.
     #[serde(skip_serializing_if = "Option::is_none")]
     refused: Option<&'a str>,
+    /// Why the upstream refused the proxy's last connection attempt (pool,
+    /// invalidation or dedicated: a password or ACL it lacks, `maxclients`,
+    /// a certificate it cannot trust), until one succeeds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusing: Option<&'a str>,
     /// A Redis Cluster's masters.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     nodes: &'a [NodeReady],
@@ -251,6 +256,7 @@ async fn ready(State(admin): State<Arc<Admin>>) -> Response {
         dead_letters: s.dead_letters,
         circuit_opened: s.circuit_opened,
         refused: s.replay_refused.as_deref(),
+        refusing: s.refusing.as_deref(),
         nodes: &nodes,
     };
     let answering = upstream_up || (s.enabled && s.replay_refused.is_none());
@@ -379,6 +385,7 @@ mod tests {
             dead_letters: 0,
             circuit_opened: 1,
             refused: None,
+            refusing: None,
             nodes: &[],
         };
         assert_eq!(
@@ -387,6 +394,8 @@ mod tests {
         );
         let refused = Ready { refused: Some("NOPERM"), mode: "replay_refused", ..ready };
         assert!(to_json(&refused).ends_with(r#""circuit_opened":1,"refused":"NOPERM"}"#));
+        let refusing = Ready { refusing: Some("upstream handshake failed: NOAUTH"), ..ready };
+        assert!(to_json(&refusing).ends_with(r#""circuit_opened":1,"refusing":"upstream handshake failed: NOAUTH"}"#));
         let stats =
             CacheStats { entries: 1, bytes: 2, max_bytes: 3, hits: 2, misses: 1, hit_rate: 0.6667, active: true };
         assert_eq!(
@@ -433,6 +442,7 @@ mod tests {
             dead_letters: 0,
             circuit_opened: 0,
             refused: Some(hostile),
+            refusing: None,
             nodes: &[NodeReady {
                 upstream: "redis://h:1/0".into(),
                 state: "down",

@@ -104,6 +104,9 @@ pub struct Status {
     pub dead_letters: usize,
     /// The upstream answers but refuses the journal's replay: why.
     pub replay_refused: Option<String>,
+    /// The upstream refused the proxy's last connection attempt: why (a
+    /// single Redis; no outage, the circuit stays closed).
+    pub refusing: Option<String>,
     /// How many times the circuit opened since start.
     pub circuit_opened: u64,
 }
@@ -270,6 +273,7 @@ impl Failover {
             journal_entries: local.journal.len(),
             dead_letters: local.journal.dead_letters(),
             replay_refused,
+            refusing: self.pending.is_none().then(|| self.health.breaker.refusing()).flatten(),
             circuit_opened: self.health.breaker.times_opened(),
         }
     }

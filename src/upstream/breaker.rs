@@ -121,6 +121,9 @@ struct Inner {
     last_connect_error: Option<String>,
     /// The upstream answers but refused the recovery step: why.
     refused: Option<String>,
+    /// The upstream refused the last connection attempt (closed or not):
+    /// why, until one succeeds.
+    refusing: Option<String>,
 }
 
 impl Breaker {
@@ -137,6 +140,7 @@ impl Breaker {
                 successes: 0,
                 last_connect_error: None,
                 refused: None,
+                refusing: None,
             }),
             probing: Notify::new(),
             rest: Rest::default(),
@@ -233,10 +237,11 @@ impl Breaker {
     /// local answers could contradict it; the connection's requests get
     /// the refusal instead.
     pub fn connect_failed(&self, e: &UpstreamError) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if e.is_refusal() {
+            inner.refusing = Some(e.to_string());
             return;
         }
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         inner.last_connect_error = Some(e.to_string());
         inner.refused = None;
         self.open(&mut inner);
@@ -264,6 +269,19 @@ impl Breaker {
         if self.state() == State::Open && inner.refused.is_none() {
             self.go(&mut inner, State::HalfOpen, Instant::now());
         }
+    }
+
+    /// A connection was established: the upstream no longer refuses
+    /// them.
+    pub fn connected(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.refusing = None;
+    }
+
+    /// Why the upstream refused the last connection attempt, until one
+    /// succeeds (`/ready`: the circuit stays closed meanwhile).
+    pub fn refusing(&self) -> Option<String> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).refusing.clone()
     }
 
     /// The upstream answered the probes but refused the recovery step.
@@ -495,6 +513,9 @@ mod tests {
             "NOAUTH HELLO must be called with the client already authenticated".into(),
         ));
         assert_eq!(b.state(), State::Closed, "Redis answered: it is reachable");
+        assert!(b.refusing().is_some_and(|why| why.contains("NOAUTH")));
+        b.connected();
+        assert_eq!(b.refusing(), None);
         b.stalled(Duration::from_millis(600));
         b.refused("NOAUTH Authentication required.".into());
         b.connect_failed(&UpstreamError::Handshake("WRONGPASS".into()));

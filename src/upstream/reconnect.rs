@@ -79,6 +79,7 @@ impl Reconnect<'_> {
             probing.as_mut().enable();
             match connect().await {
                 Ok(conn) => {
+                    self.breaker.connected();
                     let opened = Instant::now();
                     serve(conn, backoff.succeeded()).await;
                     if opened.elapsed() < SHORT_LIVED {
