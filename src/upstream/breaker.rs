@@ -243,6 +243,7 @@ impl Breaker {
             return;
         }
         inner.last_connect_error = Some(e.to_string());
+        inner.refusing = None;
         inner.refused = None;
         self.open(&mut inner);
     }
@@ -516,7 +517,10 @@ mod tests {
         assert!(b.refusing().is_some_and(|why| why.contains("NOAUTH")));
         b.connected();
         assert_eq!(b.refusing(), None);
-        b.stalled(Duration::from_millis(600));
+        b.connect_failed(&UpstreamError::Handshake("WRONGPASS".into()));
+        b.connect_failed(&UpstreamError::ConnectTimeout);
+        assert_eq!((b.state(), b.refusing()), (State::Open, None), "unreachable now: no longer refusing");
+        // Open (an outage), then the probes refused.
         b.refused("NOAUTH Authentication required.".into());
         b.connect_failed(&UpstreamError::Handshake("WRONGPASS".into()));
         let refusal = (State::Open, Some("NOAUTH Authentication required.".to_string()));
