@@ -617,12 +617,13 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
         }
         let (affinity, payload, replies) = (self.st.id as usize, self.batch.payload(input), self.batch.replies);
         let node = self.batch.node;
+        let sent = follow::Send { node, proto, affinity, payload, replies, started };
+        let cluster = self.shared.router.as_cluster().is_some();
         if self.may_hand_off() {
             let count = self.batch.commands;
             let charge = self.tenant.charge(count);
-            if self.shared.router.as_cluster().is_some() {
-                let batch = follow::Send { node, proto, affinity, payload, replies, started };
-                follow::set_detour(&self.handoff, &self.shared, &self.pools, &batch);
+            if cluster {
+                follow::set_detour(&self.handoff, &self.shared, &self.pools, &sent);
             }
             let handed = Handed { affinity, payload, count: replies, now: started, charge };
             self.pools.get(node, proto).hand_off(handed, &self.handoff);
@@ -633,10 +634,7 @@ impl<R: Fill, W: ClientWriter> Session<R, W> {
         }
         let rx = match self.own_user() {
             Some(own) => own.get(proto).send(affinity, payload, replies, started).into(),
-            None if self.shared.router.as_cluster().is_some() => {
-                let batch = follow::Send { node, proto, affinity, payload, replies, started };
-                follow::send(&self.shared, &self.pools, batch)
-            }
+            None if cluster => follow::send(&self.shared, &self.pools, sent),
             None => self.pools.get(node, proto).send(affinity, payload, replies, started).into(),
         };
         let (count, silent) = (self.batch.commands, self.batch.silent);

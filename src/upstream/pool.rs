@@ -125,8 +125,9 @@ impl Health {
 
     fn refute_stall(&self, cfg: &UpstreamConfig, refusal: Option<UpstreamError>) {
         observe::upstream_stall_refuted();
+        let at = Instant::now();
         // 0: never (a refutation stores at least 1).
-        let now = self.progress.millis(Instant::now()).max(1);
+        let now = self.progress.millis(at).max(1);
         let last = self.refuted_at.swap(now, Ordering::Relaxed);
         let run_gap = u64::try_from(4 * self.breaker.stall_after().as_millis()).unwrap_or(u64::MAX);
         let first_of_a_run = last == 0 || now.saturating_sub(last) > run_gap;
@@ -137,7 +138,7 @@ impl Health {
         } else {
             tracing::debug!(upstream = %cfg.url, refusal, "{message}");
         }
-        self.progress.touch(Instant::now());
+        self.progress.touch(at);
     }
 
     /// The upstream's name and version, once a handshake reported them.
